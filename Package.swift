@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+// QcowKit: a qcow2 toolkit in Swift. Layers run one way:
+//   qcowkit (CLI) -> QcowKitCommands -> Qcow2 (codec) -> CZlib/CZstd (C libraries)
+//                                     -> QemuJSON (QEMU's JSON dialect and printer)
+import PackageDescription
+
+let package = Package(
+    name: "QcowKit",
+    products: [
+        .library(name: "Qcow2", targets: ["Qcow2"]),
+        .library(name: "QcowKitCommands", targets: ["QcowKitCommands"]),
+        .executable(name: "qcowkit", targets: ["qcowkit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // System libraries: module maps over the Debian -dev packages, with tiny shims
+        // for what Swift cannot import (function-like macros).
+        .systemLibrary(
+            name: "CZlib", path: "CSystemLibs/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CZstd", path: "CSystemLibs/CZstd", pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(
+            name: "CGLib", path: "CSystemLibs/CGLib", pkgConfig: "glib-2.0",
+            providers: [.apt(["libglib2.0-dev"])]),
+
+        .systemLibrary(name: "CSystemShims", path: "CSystemLibs/CSystemShims"),
+
+        .target(
+            name: "Qcow2",
+            dependencies: [
+                "CZlib", "CZstd", "CSystemShims",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
+        .target(name: "QemuJSON"),
+        .target(
+            name: "QcowKitCommands",
+            dependencies: [
+                "Qcow2", "QemuJSON",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(name: "qcowkit", dependencies: ["QcowKitCommands"]),
+
+        .testTarget(name: "Qcow2Tests", dependencies: ["Qcow2"]),
+        .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QemuJSON"]),
+        // Interop suite: real qemu-img / qemu-io make the fixtures and are the oracle.
+        .testTarget(name: "InteropTests", dependencies: ["Qcow2", "QcowKitCommands"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

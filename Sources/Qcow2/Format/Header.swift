@@ -1,0 +1,195 @@
+// The qcow2 header (docs/interop/qcow2.txt, "Header"): versions 2 and 3.
+//
+// Decoding is one ordered pass, in QEMU's order, over what the header alone can
+// tell: magic, version, cluster_bits, version 2 defaults, header_length,
+// backing file name placement, refcount width, compression type, encryption.
+// Table placement needs the file's size and is checked by `HeaderValidation`.
+
+public struct Qcow2Header: Equatable, Sendable {
+    /// "QFI\xfb"
+    public static let magic: UInt32 = 0x5146_49fb
+
+    public var version: UInt32
+    public var backingFileOffset: UInt64
+    public var backingFileSize: UInt32
+    public var clusterBits: UInt32
+    /// Virtual disk size in bytes.
+    public var size: UInt64
+    public var cryptMethod: UInt32
+    public var l1Size: UInt32
+    public var l1TableOffset: UInt64
+    public var refcountTableOffset: UInt64
+    public var refcountTableClusters: UInt32
+    public var snapshotCount: UInt32
+    public var snapshotsOffset: UInt64
+
+    // Version 3 fields (version 2 images get the defaults the spec gives).
+    public var incompatibleFeatures: IncompatibleFeatures
+    public var compatibleFeatures: CompatibleFeatures
+    public var autoclearFeatures: AutoclearFeatures
+    public var refcountOrder: UInt32
+    public var headerLength: UInt32
+    public var compressionType: CompressionType
+    /// Header bytes past the fields we know (header_length beyond 112), kept
+    /// so that a rewrite preserves them.
+    public var unknownFields: [UInt8]
+
+    public init(
+        version: UInt32 = 3, clusterBits: UInt32 = 16, size: UInt64,
+        refcountOrder: UInt32 = 4, compressionType: CompressionType = .zlib
+    ) {
+        self.version = version
+        backingFileOffset = 0
+        backingFileSize = 0
+        self.clusterBits = clusterBits
+        self.size = size
+        cryptMethod = 0
+        l1Size = 0
+        l1TableOffset = 0
+        refcountTableOffset = 0
+        refcountTableClusters = 0
+        snapshotCount = 0
+        snapshotsOffset = 0
+        incompatibleFeatures = compressionType == .zlib ? [] : .compressionType
+        compatibleFeatures = []
+        autoclearFeatures = []
+        self.refcountOrder = refcountOrder
+        headerLength = version >= 3 ? Qcow2Limits.headerV3Length : Qcow2Limits.headerV2Length
+        self.compressionType = compressionType
+        unknownFields = []
+    }
+
+    // MARK: Derived geometry
+
+    public var clusterSize: UInt64 { 1 << UInt64(clusterBits) }
+    public var refcountBits: UInt64 { 1 << UInt64(refcountOrder) }
+    public var hasExtendedL2: Bool { incompatibleFeatures.contains(.extendedL2) }
+    /// Bytes per L2 entry: 8, or 16 with subcluster bitmaps.
+    public var l2EntrySize: UInt64 { hasExtendedL2 ? 16 : 8 }
+    public var l2EntriesPerTable: UInt64 { clusterSize / l2EntrySize }
+    /// log2 of l2EntriesPerTable.
+    public var l2Bits: UInt32 { clusterBits - (hasExtendedL2 ? 4 : 3) }
+    public var subclustersPerCluster: UInt64 { hasExtendedL2 ? 32 : 1 }
+    public var subclusterSize: UInt64 { clusterSize / subclustersPerCluster }
+    /// Bytes of guest data one L2 table maps.
+    public var bytesPerL2Table: UInt64 { l2EntriesPerTable << UInt64(clusterBits) }
+    /// L1 entries needed to map `size` (QEMU's size_to_l1).
+    public var requiredL1Entries: UInt64 { divideRoundingUp(size, bytesPerL2Table) }
+    public var refcountEntriesPerBlock: UInt64 { (clusterSize * 8) >> UInt64(refcountOrder) }
+    public var isDirty: Bool { incompatibleFeatures.contains(.dirty) }
+    public var isCorrupt: Bool { incompatibleFeatures.contains(.corrupt) }
+    public var hasLazyRefcounts: Bool { compatibleFeatures.contains(.lazyRefcounts) }
+
+    /// Bytes of the fixed header this struct writes (before extensions).
+    public var encodedLength: Int {
+        version >= 3 ? Int(Qcow2Limits.headerV3Length) + unknownFields.count : Int(Qcow2Limits.headerV2Length)
+    }
+
+    // MARK: Decoding
+
+    /// Decodes and validates the fixed header from the first bytes of an image
+    /// (at least 72 bytes; the whole first cluster lets `unknownFields` be read).
+    public static func decode(_ bytes: [UInt8]) throws -> Qcow2Header {
+        guard bytes.count >= 4, bytes.be(UInt32.self, at: 0) == magic else { throw Qcow2Error.notQcow2 }
+        guard bytes.count >= Int(Qcow2Limits.headerV2Length) else { throw Qcow2Error.fileTooSmall(step: "reading qcow2 header") }
+        let version = bytes.be(UInt32.self, at: 4)
+        guard version == 2 || version == 3 else { throw Qcow2Error.unsupportedVersion(version) }
+
+        let clusterBits = bytes.be(UInt32.self, at: 20)
+        guard (Qcow2Limits.minClusterBits...Qcow2Limits.maxClusterBits).contains(clusterBits) else {
+            throw Qcow2Error.unsupportedClusterSize(bits: clusterBits)
+        }
+        let clusterSize = UInt64(1) << UInt64(clusterBits)
+
+        var h = Qcow2Header(version: version, clusterBits: clusterBits, size: bytes.be(UInt64.self, at: 24))
+        h.backingFileOffset = bytes.be(UInt64.self, at: 8)
+        h.backingFileSize = bytes.be(UInt32.self, at: 16)
+        h.cryptMethod = bytes.be(UInt32.self, at: 32)
+        h.l1Size = bytes.be(UInt32.self, at: 36)
+        h.l1TableOffset = bytes.be(UInt64.self, at: 40)
+        h.refcountTableOffset = bytes.be(UInt64.self, at: 48)
+        h.refcountTableClusters = bytes.be(UInt32.self, at: 56)
+        h.snapshotCount = bytes.be(UInt32.self, at: 60)
+        h.snapshotsOffset = bytes.be(UInt64.self, at: 64)
+
+        if version == 2 {
+            // Version 2 has none of the later fields: the spec's defaults apply.
+            h.incompatibleFeatures = []
+            h.compatibleFeatures = []
+            h.autoclearFeatures = []
+            h.refcountOrder = 4
+            h.headerLength = Qcow2Limits.headerV2Length
+            h.compressionType = .zlib
+        } else {
+            guard bytes.count >= Int(Qcow2Limits.headerV3MinLength) else {
+                throw Qcow2Error.fileTooSmall(step: "reading qcow2 header")
+            }
+            h.incompatibleFeatures = IncompatibleFeatures(rawValue: bytes.be(UInt64.self, at: 72))
+            h.compatibleFeatures = CompatibleFeatures(rawValue: bytes.be(UInt64.self, at: 80))
+            h.autoclearFeatures = AutoclearFeatures(rawValue: bytes.be(UInt64.self, at: 88))
+            h.refcountOrder = bytes.be(UInt32.self, at: 96)
+            h.headerLength = bytes.be(UInt32.self, at: 100)
+            guard h.headerLength >= Qcow2Limits.headerV3MinLength else { throw Qcow2Error.headerTooShort(h.headerLength) }
+            guard UInt64(h.headerLength) <= clusterSize else { throw Qcow2Error.headerExceedsCluster(h.headerLength) }
+            guard bytes.count >= Int(h.headerLength) else { throw Qcow2Error.fileTooSmall(step: "reading qcow2 header") }
+            // Byte 104 exists only when header_length covers it; otherwise zlib.
+            var rawCompression: UInt8 = 0
+            if h.headerLength > Qcow2Limits.headerV3MinLength { rawCompression = bytes[104] }
+            guard let type = CompressionType(rawValue: rawCompression) else {
+                throw Qcow2Error.invalidCompressionType(rawCompression)
+            }
+            h.compressionType = type
+            if h.headerLength > Qcow2Limits.headerV3Length {
+                h.unknownFields = Array(bytes[Int(Qcow2Limits.headerV3Length)..<Int(h.headerLength)])
+            }
+        }
+
+        // The backing file name must sit inside the first cluster.
+        if h.backingFileOffset != 0 {
+            guard h.backingFileOffset <= clusterSize else { throw Qcow2Error.invalidBackingFileOffset(h.backingFileOffset) }
+            guard h.backingFileSize <= Qcow2Limits.maxBackingFileNameLength,
+                  UInt64(h.backingFileSize) <= clusterSize - h.backingFileOffset
+            else { throw Qcow2Error.backingFileNameTooLong(h.backingFileSize) }
+        }
+
+        guard h.refcountOrder <= Qcow2Limits.maxRefcountOrder else {
+            throw Qcow2Error.refcountWidthTooLarge(order: h.refcountOrder)
+        }
+        // The incompatible bit and the type field must agree, both ways.
+        if (h.compressionType != .zlib) != h.incompatibleFeatures.contains(.compressionType) {
+            throw Qcow2Error.compressionTypeFlagMismatch
+        }
+        return h
+    }
+
+    // MARK: Encoding
+
+    /// The fixed header as QEMU writes it: version 3 always with header_length
+    /// 112 plus any preserved unknown fields; version 2 stops at byte 72.
+    public func encode() -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: encodedLength)
+        b.setBE(Self.magic, at: 0)
+        b.setBE(version, at: 4)
+        b.setBE(backingFileOffset, at: 8)
+        b.setBE(backingFileSize, at: 16)
+        b.setBE(clusterBits, at: 20)
+        b.setBE(size, at: 24)
+        b.setBE(cryptMethod, at: 32)
+        b.setBE(l1Size, at: 36)
+        b.setBE(l1TableOffset, at: 40)
+        b.setBE(refcountTableOffset, at: 48)
+        b.setBE(refcountTableClusters, at: 56)
+        b.setBE(snapshotCount, at: 60)
+        b.setBE(snapshotsOffset, at: 64)
+        if version >= 3 {
+            b.setBE(incompatibleFeatures.rawValue, at: 72)
+            b.setBE(compatibleFeatures.rawValue, at: 80)
+            b.setBE(autoclearFeatures.rawValue, at: 88)
+            b.setBE(refcountOrder, at: 96)
+            b.setBE(UInt32(encodedLength), at: 100)
+            b[104] = compressionType.rawValue
+            for (i, byte) in unknownFields.enumerated() { b[Int(Qcow2Limits.headerV3Length) + i] = byte }
+        }
+        return b
+    }
+}

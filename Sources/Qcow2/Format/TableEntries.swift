@@ -1,0 +1,112 @@
+// L1 and L2 table entries as small value types over their raw bits
+// (docs/interop/qcow2.txt, "Cluster mapping").
+
+/// An L1 table entry: where an L2 table lives, and whether its refcount is one.
+public struct L1Entry: Equatable, Hashable, Sendable {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(l2Offset: UInt64, copied: Bool) {
+        rawValue = (l2Offset & Qcow2EntryMask.offset) | (copied ? Qcow2EntryMask.copied : 0)
+    }
+
+    /// Host offset of the L2 table; 0 means unallocated.
+    public var l2Offset: UInt64 { rawValue & Qcow2EntryMask.offset }
+    public var isCopied: Bool { rawValue & Qcow2EntryMask.copied != 0 }
+    public var hasReservedBits: Bool { rawValue & Qcow2EntryMask.l1Reserved != 0 }
+}
+
+/// What a (standard) L2 entry says about its cluster.
+public enum ClusterType: Equatable, Sendable {
+    /// Not allocated here: read from the backing file (or zeroes).
+    case unallocated
+    /// Reads as zeroes; `hostOffset` may keep a preallocated cluster.
+    case zeroPlain
+    case zeroAllocated(hostOffset: UInt64)
+    case normal(hostOffset: UInt64)
+    case compressed(CompressedClusterDescriptor)
+}
+
+/// A standard (64-bit) L2 entry. Extended entries add a `SubclusterBitmap`.
+public struct L2Entry: Equatable, Hashable, Sendable {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let unallocated = L2Entry(rawValue: 0)
+
+    public static func normal(hostOffset: UInt64, copied: Bool = true) -> L2Entry {
+        L2Entry(rawValue: (hostOffset & Qcow2EntryMask.offset) | (copied ? Qcow2EntryMask.copied : 0))
+    }
+
+    public var isCopied: Bool { rawValue & Qcow2EntryMask.copied != 0 }
+    public var isCompressed: Bool { rawValue & Qcow2EntryMask.compressed != 0 }
+    /// The v3 "reads as zeroes" flag (bit 0); meaningless on compressed entries.
+    public var hasZeroFlag: Bool { !isCompressed && rawValue & Qcow2EntryMask.zero != 0 }
+    /// Host offset of a normal (uncompressed) cluster.
+    public var hostOffset: UInt64 { rawValue & Qcow2EntryMask.offset }
+    public var hasReservedBits: Bool { !isCompressed && rawValue & Qcow2EntryMask.l2Reserved != 0 }
+
+    /// Classifies a standard entry. `clusterBits` is needed to split the
+    /// compressed descriptor.
+    public func type(clusterBits: UInt32) -> ClusterType {
+        if isCompressed { return .compressed(CompressedClusterDescriptor(entry: self, clusterBits: clusterBits)) }
+        let offset = hostOffset
+        if hasZeroFlag { return offset == 0 ? .zeroPlain : .zeroAllocated(hostOffset: offset) }
+        return offset == 0 ? .unallocated : .normal(hostOffset: offset)
+    }
+}
+
+/// Where a compressed cluster's bytes are: a host offset (not cluster aligned)
+/// and a length in 512-byte sectors, split at bit 62 - (cluster_bits - 8).
+public struct CompressedClusterDescriptor: Equatable, Hashable, Sendable {
+    public var hostOffset: UInt64
+    /// Number of 512-byte sectors touched by the compressed data (at least one).
+    public var sectorCount: UInt64
+
+    public init(hostOffset: UInt64, sectorCount: UInt64) {
+        self.hostOffset = hostOffset; self.sectorCount = sectorCount
+    }
+
+    public init(entry: L2Entry, clusterBits: UInt32) {
+        let x = Self.offsetBits(clusterBits: clusterBits)
+        let descriptor = entry.rawValue & ~(Qcow2EntryMask.copied | Qcow2EntryMask.compressed)
+        hostOffset = descriptor & ((UInt64(1) << x) - 1)
+        sectorCount = (descriptor >> x) + 1
+    }
+
+    /// Number of bits holding the host offset.
+    public static func offsetBits(clusterBits: UInt32) -> UInt64 { 62 - (UInt64(clusterBits) - 8) }
+
+    /// Bytes to read: from hostOffset to the end of the last sector it touches.
+    public var byteLength: UInt64 { sectorCount * 512 - (hostOffset & 511) }
+
+    /// The L2 entry for this descriptor (compressed clusters are never "copied").
+    public func entry(clusterBits: UInt32) -> L2Entry {
+        let x = Self.offsetBits(clusterBits: clusterBits)
+        return L2Entry(rawValue: Qcow2EntryMask.compressed | ((sectorCount - 1) << x) | hostOffset)
+    }
+}
+
+/// The second half of an extended L2 entry: per-subcluster "allocated" bits
+/// (0...31) and "reads as zeroes" bits (32...63).
+public struct SubclusterBitmap: Equatable, Hashable, Sendable {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public var allocatedMask: UInt32 { UInt32(truncatingIfNeeded: rawValue) }
+    public var zeroMask: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 32) }
+    public func isAllocated(_ index: Int) -> Bool { allocatedMask & (1 << UInt32(index)) != 0 }
+    public func readsAsZero(_ index: Int) -> Bool { zeroMask & (1 << UInt32(index)) != 0 }
+    /// A subcluster may not be both allocated and zero.
+    public var isValid: Bool { allocatedMask & zeroMask == 0 }
+}
+
+/// What one subcluster (or, without extended L2, one whole cluster) holds.
+public enum SubclusterType: Equatable, Sendable {
+    case unallocatedPlain       // read from backing
+    case unallocatedAllocated   // cluster reserved, this subcluster from backing
+    case zeroPlain
+    case zeroAllocated
+    case normal
+    case compressed
+    case invalid
+}

@@ -1,0 +1,49 @@
+// The `qcowkit` command: qemu-img's subcommands under one root. Each verb is a
+// file of its own in this target; `run()` calls the Qcow2 library, so the
+// commands can be tested in-process.
+import ArgumentParser
+
+public struct QcowKit: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "qcowkit",
+        abstract: "A qcow2 disk-image toolkit: qemu-img's commands, in Swift.",
+        version: QcowKit.version,
+        subcommands: [Create.self, Info.self, Map.self, Convert.self]
+    )
+
+    public static let version = "0.1.0"
+
+    public init() {}
+
+    /// Runs the command line and exits with qemu-img's conventions: messages on
+    /// stderr prefixed with the program name, exit status 1 on failure.
+    public static func runMain(_ arguments: [String]? = nil) -> Never {
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            Terminal.flushStandardOutput()
+            exit(withError: nil)
+        } catch let failure as CommandFailure {
+            Terminal.flushStandardOutput()
+            if !failure.message.isEmpty { Terminal.printError("qcowkit: " + failure.message) }
+            Terminal.exit(failure.status)
+        } catch let error as ExitCode {
+            Terminal.flushStandardOutput()
+            Terminal.exit(error.rawValue)
+        } catch {
+            Terminal.flushStandardOutput()
+            exit(withError: error)
+        }
+    }
+}
+
+/// A failure with the message the user sees and the exit status
+/// (1 unless a command defines others, as `check` does).
+public struct CommandFailure: Error, CustomStringConvertible {
+    public var message: String
+    public var status: Int32
+    public init(_ message: String, status: Int32 = 1) {
+        self.message = message; self.status = status
+    }
+    public var description: String { message }
+}

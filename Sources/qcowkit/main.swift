@@ -1,0 +1,3 @@
+import QcowKitCommands
+
+QcowKit.runMain()
