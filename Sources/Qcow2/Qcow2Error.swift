@@ -1,6 +1,7 @@
-// One error type for the codec. Validation cases carry the offending value and
-// read like QEMU's messages, so users of qemu-img recognise them; I/O cases
-// name the step that failed.
+// One error type for the codec. Validation cases carry the offending value;
+// their descriptions state the same facts in the same words as qemu-img 7.2,
+// because the CLI prints them after "Could not open '...': " and must match
+// qemu-img line for line. I/O cases name the step that failed.
 
 public enum Qcow2Error: Error, Equatable, Sendable {
     // Opening and I/O
@@ -16,24 +17,39 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     case headerExceedsCluster(UInt32)
     case invalidBackingFileOffset(UInt64)
     case backingFileNameTooLong(UInt32)
+    /// Names from the image's feature name table (in table order), then
+    /// "Unknown incompatible feature: <hex mask>" for bits it does not name.
     case unsupportedIncompatibleFeatures(names: [String])
     case unsupportedFeature(String)
     case imageIsCorrupt
+    /// Extended L2 entries split a cluster into 32 subclusters of at least 512 bytes.
+    case unsupportedSubclusterSize(UInt64)
     case refcountWidthTooLarge(order: UInt32)
     case invalidCompressionType(UInt8)
-    case compressionTypeFlagMismatch
+    /// The compression type incompatible bit disagrees with the type field:
+    /// `bitSet` says whether the bit is set (with type zlib) or missing (with another type).
+    case compressionTypeFlagMismatch(bitSet: Bool)
     case unsupportedEncryption(method: UInt32)
+    /// More L1 entries needed than QEMU can index (size_to_l1 > INT_MAX), or a
+    /// virtual size beyond what offsets can express.
     case imageTooBig(UInt64)
+    /// A virtual size whose sector count overflows a signed 64-bit byte count.
+    case virtualSizeTooLarge(UInt64)
+    case noRefcountTable
     case tableTooLarge(table: String)
     case tableOffsetInvalid(table: String)
     case tableBeyondEndOfFile(table: String)
     case l1TableTooSmall
     case tooManySnapshots(UInt32)
+    /// An extension record runs past the end of the extension area.
+    case headerExtensionTooLarge
+    /// A known extension whose contents are invalid; the message is complete.
     case invalidHeaderExtension(String)
     case arithmeticOverflow(String)
 
     // Metadata found while reading
     case corruptMetadata(String)
+    case compressionFailed(String)
     case decompressionFailed(String)
 
     // Backing chains
@@ -58,35 +74,40 @@ extension Qcow2Error: CustomStringConvertible {
         case let .fileTooSmall(step): return "\(step): file is too small"
         case .notQcow2: return "Image is not in qcow2 format"
         case let .unsupportedVersion(v): return "Unsupported qcow2 version \(v)"
-        case let .unsupportedClusterSize(bits):
-            return bits < 64 ? "Unsupported cluster size: 2^\(bits)" : "Unsupported cluster size: cluster_bits \(bits)"
-        case let .headerTooShort(len): return "qcow2 header too short (header_length \(len))"
-        case let .headerExceedsCluster(len): return "qcow2 header exceeds cluster size (header_length \(len))"
-        case let .invalidBackingFileOffset(off): return "Invalid backing file offset \(off)"
-        case let .backingFileNameTooLong(len): return "Backing file name too long (\(len) bytes)"
+        case let .unsupportedClusterSize(bits): return "Unsupported cluster size: 2^\(bits)"
+        case .headerTooShort: return "qcow2 header too short"
+        case .headerExceedsCluster: return "qcow2 header exceeds cluster size"
+        case .invalidBackingFileOffset: return "Invalid backing file offset"
+        case .backingFileNameTooLong: return "Backing file name too long"
         case let .unsupportedIncompatibleFeatures(names):
             return "Unsupported qcow2 feature(s): " + names.joined(separator: ", ")
         case let .unsupportedFeature(name): return "Unsupported qcow2 feature: \(name)"
         case .imageIsCorrupt: return "qcow2: Image is corrupt; cannot be opened read/write"
-        case let .refcountWidthTooLarge(order):
-            return "Reference count entry width too large; may not exceed 64 bits (refcount_order \(order))"
-        case let .invalidCompressionType(t): return "Unknown compression type \(t)"
-        case .compressionTypeFlagMismatch:
-            return "Compression type incompatible feature bit does not match the compression type field"
+        case let .unsupportedSubclusterSize(size): return "Unsupported subcluster size: \(size)"
+        case .refcountWidthTooLarge:
+            return "Reference count entry width too large; may not exceed 64 bits"
+        case let .invalidCompressionType(t): return "qcow2: unknown compression type: \(t)"
+        case let .compressionTypeFlagMismatch(bitSet):
+            return "qcow2: Compression type incompatible feature bit must " + (bitSet ? "not be set" : "be set")
         case let .unsupportedEncryption(method):
-            return method == 1
-                ? "AES-CBC encrypted qcow2 images are not supported"
-                : method == 2 ? "LUKS encrypted qcow2 images are not supported (full disk encryption)"
-                : "Unsupported encryption method \(method)"
-        case let .imageTooBig(size): return "Image is too big (virtual size \(size))"
+            switch method {
+            case 1: return "AES-CBC encrypted qcow2 images are not supported"
+            case 2: return "LUKS encrypted qcow2 images are not supported"
+            default: return "Unsupported encryption method \(method)"
+            }
+        case .imageTooBig: return "Image is too big"
+        case .virtualSizeTooLarge: return "Could not refresh total sector count: File too large"
+        case .noRefcountTable: return "Image does not contain a reference count table"
         case let .tableTooLarge(table): return "\(table) too large"
         case let .tableOffsetInvalid(table): return "\(table) offset invalid"
         case let .tableBeyondEndOfFile(table): return "\(table) lies beyond the end of the file"
         case .l1TableTooSmall: return "L1 table is too small"
         case let .tooManySnapshots(n): return "Too many snapshots (\(n))"
-        case let .invalidHeaderExtension(why): return "Invalid header extension: \(why)"
+        case .headerExtensionTooLarge: return "Header extension too large"
+        case let .invalidHeaderExtension(message): return message
         case let .arithmeticOverflow(what): return "Offset overflow: \(what)"
         case let .corruptMetadata(what): return "Image is corrupt: \(what)"
+        case let .compressionFailed(what): return "Could not compress cluster: \(what)"
         case let .decompressionFailed(what): return "Could not decompress cluster: \(what)"
         case let .backingChainLoop(path): return "Backing chain loops back to '\(path)'"
         case let .backingChainTooDeep(limit): return "Backing chain is deeper than \(limit) images"

@@ -11,42 +11,52 @@ public struct ZlibCodec: ClusterCodec {
     public init() {}
 
     public func compress(_ input: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8]? {
+        guard limit > 1 else { return nil }
+        guard let inputCount = uInt(exactly: input.count), let capacity = uInt(exactly: limit - 1) else { return nil }
         var stream = z_stream()
         guard qk_deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, Self.windowBits, Self.memLevel, Z_DEFAULT_STRATEGY) == Z_OK else {
-            throw Qcow2Error.decompressionFailed("deflateInit2 failed")
+            throw Qcow2Error.compressionFailed("zlib: deflateInit2 failed")
         }
         defer { deflateEnd(&stream) }
-        var output = [UInt8](repeating: 0, count: limit)
+        var output = [UInt8](repeating: 0, count: Int(capacity))
         let result: Int32 = output.withUnsafeMutableBytes { out in
             stream.next_in = UnsafeMutablePointer(mutating: input.bindMemory(to: Bytef.self).baseAddress)
-            stream.avail_in = uInt(input.count)
+            stream.avail_in = inputCount
             stream.next_out = out.bindMemory(to: Bytef.self).baseAddress
-            stream.avail_out = uInt(out.count)
+            stream.avail_out = capacity
             return deflate(&stream, Z_FINISH)
         }
-        // Z_STREAM_END: everything fit below the limit; anything else: not worth it.
-        guard result == Z_STREAM_END else { return nil }
-        let produced = limit - Int(stream.avail_out)
-        guard produced < limit else { return nil }
-        output.removeLast(output.count - produced)
-        return output
+        // Z_STREAM_END: everything fit; Z_OK or Z_BUF_ERROR: the buffer filled
+        // first, so compressing does not pay.
+        switch result {
+        case Z_STREAM_END:
+            output.removeLast(Int(stream.avail_out))
+            return output
+        case Z_OK, Z_BUF_ERROR:
+            return nil
+        default:
+            throw Qcow2Error.compressionFailed("zlib: deflate returned \(result)")
+        }
     }
 
     public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
+        guard let inputCount = uInt(exactly: input.count), let outputCount = uInt(exactly: output.count) else {
+            throw Qcow2Error.decompressionFailed("zlib: buffer too large")
+        }
         var stream = z_stream()
         guard qk_inflateInit2(&stream, Self.windowBits) == Z_OK else {
-            throw Qcow2Error.decompressionFailed("inflateInit2 failed")
+            throw Qcow2Error.decompressionFailed("zlib: inflateInit2 failed")
         }
         defer { inflateEnd(&stream) }
         stream.next_in = UnsafeMutablePointer(mutating: input.bindMemory(to: Bytef.self).baseAddress)
-        stream.avail_in = uInt(input.count)
+        stream.avail_in = inputCount
         stream.next_out = output.bindMemory(to: Bytef.self).baseAddress
-        stream.avail_out = uInt(output.count)
+        stream.avail_out = outputCount
         let rc = inflate(&stream, Z_FINISH)
-        // QEMU accepts Z_STREAM_END, and Z_BUF_ERROR once the output is full
-        // (the input has sector padding after the deflate stream).
-        let filled = stream.avail_out == 0
-        guard rc == Z_STREAM_END || (rc == Z_BUF_ERROR && filled), filled else {
+        // As QEMU: the output must be full; Z_BUF_ERROR is fine then, because
+        // the input's length is known only to the sector, so inflate may stop
+        // before consuming the padding.
+        guard (rc == Z_STREAM_END || rc == Z_BUF_ERROR) && stream.avail_out == 0 else {
             throw Qcow2Error.decompressionFailed("zlib: inflate returned \(rc) with \(stream.avail_out) bytes missing")
         }
     }

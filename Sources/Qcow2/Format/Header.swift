@@ -1,9 +1,10 @@
 // The qcow2 header (docs/interop/qcow2.txt, "Header"): versions 2 and 3.
 //
-// Decoding is one ordered pass, in QEMU's order, over what the header alone can
-// tell: magic, version, cluster_bits, version 2 defaults, header_length,
-// backing file name placement, refcount width, compression type, encryption.
-// Table placement needs the file's size and is checked by `HeaderValidation`.
+// Validation is one ordered pass in QEMU's order, split in two: `decode` checks
+// what the header alone decides and comes first in that order (magic, version,
+// cluster_bits, version 2 defaults, header_length, backing file offset,
+// compression type); `HeaderValidation.validate` continues with what needs the
+// extensions and the file (features, refcount width, tables, backing name).
 
 public struct Qcow2Header: Equatable, Sendable {
     /// "QFI\xfb"
@@ -87,11 +88,17 @@ public struct Qcow2Header: Equatable, Sendable {
 
     // MARK: Decoding
 
-    /// Decodes and validates the fixed header from the first bytes of an image
-    /// (at least 72 bytes; the whole first cluster lets `unknownFields` be read).
-    public static func decode(_ bytes: [UInt8]) throws -> Qcow2Header {
-        guard bytes.count >= 4, bytes.be(UInt32.self, at: 0) == magic else { throw Qcow2Error.notQcow2 }
-        guard bytes.count >= Int(Qcow2Limits.headerV2Length) else { throw Qcow2Error.fileTooSmall(step: "reading qcow2 header") }
+    /// Decodes the fixed header from the first bytes of an image (the whole
+    /// first cluster lets `unknownFields` be read) and checks what the header
+    /// alone decides. Bytes past the end of `bytes` read as zeroes, as QEMU
+    /// reads past the end of a file, so a truncated header fails the same
+    /// check it fails in QEMU.
+    public static func decode(_ input: [UInt8]) throws -> Qcow2Header {
+        var bytes = input
+        if bytes.count < Int(Qcow2Limits.headerV3Length) {
+            bytes += [UInt8](repeating: 0, count: Int(Qcow2Limits.headerV3Length) - bytes.count)
+        }
+        guard bytes.be(UInt32.self, at: 0) == magic else { throw Qcow2Error.notQcow2 }
         let version = bytes.be(UInt32.self, at: 4)
         guard version == 2 || version == 3 else { throw Qcow2Error.unsupportedVersion(version) }
 
@@ -112,53 +119,38 @@ public struct Qcow2Header: Equatable, Sendable {
         h.snapshotCount = bytes.be(UInt32.self, at: 60)
         h.snapshotsOffset = bytes.be(UInt64.self, at: 64)
 
-        if version == 2 {
-            // Version 2 has none of the later fields: the spec's defaults apply.
-            h.incompatibleFeatures = []
-            h.compatibleFeatures = []
-            h.autoclearFeatures = []
-            h.refcountOrder = 4
-            h.headerLength = Qcow2Limits.headerV2Length
-            h.compressionType = .zlib
-        } else {
-            guard bytes.count >= Int(Qcow2Limits.headerV3MinLength) else {
-                throw Qcow2Error.fileTooSmall(step: "reading qcow2 header")
-            }
+        // Version 2 has none of the later fields: the spec's defaults apply,
+        // whatever bytes 72... hold (they are the first header extension).
+        // `init` set them.
+        if version == 3 {
             h.incompatibleFeatures = IncompatibleFeatures(rawValue: bytes.be(UInt64.self, at: 72))
             h.compatibleFeatures = CompatibleFeatures(rawValue: bytes.be(UInt64.self, at: 80))
             h.autoclearFeatures = AutoclearFeatures(rawValue: bytes.be(UInt64.self, at: 88))
             h.refcountOrder = bytes.be(UInt32.self, at: 96)
             h.headerLength = bytes.be(UInt32.self, at: 100)
             guard h.headerLength >= Qcow2Limits.headerV3MinLength else { throw Qcow2Error.headerTooShort(h.headerLength) }
-            guard UInt64(h.headerLength) <= clusterSize else { throw Qcow2Error.headerExceedsCluster(h.headerLength) }
-            guard bytes.count >= Int(h.headerLength) else { throw Qcow2Error.fileTooSmall(step: "reading qcow2 header") }
-            // Byte 104 exists only when header_length covers it; otherwise zlib.
-            var rawCompression: UInt8 = 0
-            if h.headerLength > Qcow2Limits.headerV3MinLength { rawCompression = bytes[104] }
-            guard let type = CompressionType(rawValue: rawCompression) else {
-                throw Qcow2Error.invalidCompressionType(rawCompression)
-            }
-            h.compressionType = type
-            if h.headerLength > Qcow2Limits.headerV3Length {
-                h.unknownFields = Array(bytes[Int(Qcow2Limits.headerV3Length)..<Int(h.headerLength)])
-            }
+        }
+        guard UInt64(h.headerLength) <= clusterSize else { throw Qcow2Error.headerExceedsCluster(h.headerLength) }
+        if h.headerLength > Qcow2Limits.headerV3Length {
+            // Bounded by the cluster size (2 MiB at most) just above.
+            let end = Int(h.headerLength)
+            if bytes.count < end { bytes += [UInt8](repeating: 0, count: end - bytes.count) }
+            h.unknownFields = Array(bytes[Int(Qcow2Limits.headerV3Length)..<end])
         }
 
-        // The backing file name must sit inside the first cluster.
-        if h.backingFileOffset != 0 {
-            guard h.backingFileOffset <= clusterSize else { throw Qcow2Error.invalidBackingFileOffset(h.backingFileOffset) }
-            guard h.backingFileSize <= Qcow2Limits.maxBackingFileNameLength,
-                  UInt64(h.backingFileSize) <= clusterSize - h.backingFileOffset
-            else { throw Qcow2Error.backingFileNameTooLong(h.backingFileSize) }
-        }
+        // The backing file name must start inside the first cluster; its
+        // length is checked once the extensions have been read, as QEMU does.
+        guard h.backingFileOffset <= clusterSize else { throw Qcow2Error.invalidBackingFileOffset(h.backingFileOffset) }
 
-        guard h.refcountOrder <= Qcow2Limits.maxRefcountOrder else {
-            throw Qcow2Error.refcountWidthTooLarge(order: h.refcountOrder)
+        // Byte 104 exists only when header_length covers it; otherwise zlib.
+        let rawCompression: UInt8 = h.headerLength > Qcow2Limits.headerV3MinLength ? bytes[104] : 0
+        guard let type = CompressionType(rawValue: rawCompression) else {
+            throw Qcow2Error.invalidCompressionType(rawCompression)
         }
+        h.compressionType = type
         // The incompatible bit and the type field must agree, both ways.
-        if (h.compressionType != .zlib) != h.incompatibleFeatures.contains(.compressionType) {
-            throw Qcow2Error.compressionTypeFlagMismatch
-        }
+        let bitSet = h.incompatibleFeatures.contains(.compressionType)
+        if (type != .zlib) != bitSet { throw Qcow2Error.compressionTypeFlagMismatch(bitSet: bitSet) }
         return h
     }
 

@@ -49,39 +49,70 @@ public enum HeaderExtension: Equatable, Sendable {
         }
     }
 
-    /// Decodes the extension area `bytes[start..<end]`. Stops at the end marker;
-    /// an area that ends without one is accepted, as QEMU does.
+    /// Decodes the extension area `bytes[start..<end]` (bytes past the end of
+    /// `bytes` read as zeroes, as past the end of a file). Stops at the end
+    /// marker; an area that ends without one is accepted, as QEMU does. A
+    /// record whose header or data would cross `end` is refused, as is a
+    /// backing format name too long for QEMU.
     public static func decodeAll(_ bytes: [UInt8], from start: Int, to end: Int) throws -> [HeaderExtension] {
+        let (extensions, error) = decodeReportingError(bytes, from: start, to: end)
+        if let error { throw error }
+        return extensions
+    }
+
+    /// The extensions before the first invalid record, and the error that
+    /// stopped decoding there, if any. QEMU names unsupported feature bits
+    /// from a feature table found this way, ignoring what follows it.
+    public static func decodeReportingError(
+        _ bytes: [UInt8], from start: Int, to end: Int
+    ) -> (extensions: [HeaderExtension], error: Qcow2Error?) {
         var result: [HeaderExtension] = []
+        guard start >= 0, end > start else { return (result, nil) }
+        // The area lies in the first cluster, so it is at most 2 MiB; this
+        // bounds the zero padding below.
+        guard end - start <= 1 << Qcow2Limits.maxClusterBits else { return (result, .headerExtensionTooLarge) }
+        var area = bytes
+        if area.count < end { area += [UInt8](repeating: 0, count: end - area.count) }
         var offset = start
         while offset < end {
-            guard end - offset >= 8 else { throw Qcow2Error.invalidHeaderExtension("truncated extension header at offset \(offset)") }
-            let type = bytes.be(UInt32.self, at: offset)
-            let length = Int(bytes.be(UInt32.self, at: offset + 4))
+            // The 8-byte record header itself must fit, then its data.
+            guard end - offset >= 8 else { return (result, .headerExtensionTooLarge) }
+            let type = area.be(UInt32.self, at: offset)
+            let length = area.be(UInt32.self, at: offset + 4)
             offset += 8
+            guard UInt64(length) <= UInt64(end - offset) else { return (result, .headerExtensionTooLarge) }
             if type == Magic.end { break }
-            guard length <= end - offset else {
-                throw Qcow2Error.invalidHeaderExtension(extensionName(type) + " is too large (\(length) bytes)")
+            let data = Array(area[offset..<offset + Int(length)])
+            do {
+                result.append(try decodeOne(type: type, data: data))
+            } catch let error as Qcow2Error {
+                return (result, error)
+            } catch {
+                return (result, .invalidHeaderExtension("\(error)"))
             }
-            let data = Array(bytes[offset..<offset + length])
-            offset += (length + 7) & ~7
-            result.append(try decodeOne(type: type, data: data))
+            // Records are padded to 8 bytes; the padding may run past `end`.
+            offset += (Int(length) + 7) & ~7
         }
-        return result
+        return (result, nil)
     }
 
     static func decodeOne(type: UInt32, data: [UInt8]) throws -> HeaderExtension {
         switch type {
         case Magic.backingFormat:
-            return .backingFormat(String(decoding: data.prefix { $0 != 0 }, as: UTF8.self))
+            guard data.count <= Int(Qcow2Limits.maxBackingFormatLength) else {
+                throw Qcow2Error.invalidHeaderExtension(
+                    "ERROR: ext_backing_format: len=\(data.count) too large (>=\(Qcow2Limits.maxBackingFormatLength + 1))")
+            }
+            return .backingFormat(cString(data[...]))
         case Magic.externalDataFile:
-            return .externalDataFile(String(decoding: data.prefix { $0 != 0 }, as: UTF8.self))
+            return .externalDataFile(cString(data[...]))
         case Magic.featureNameTable:
+            // A trailing partial entry reads as if zero-padded, as in QEMU.
             var entries: [FeatureName] = []
             var i = 0
-            while i + FeatureName.entrySize <= data.count {
-                let nameBytes = data[(i + 2)..<(i + FeatureName.entrySize)].prefix { $0 != 0 }
-                entries.append(FeatureName(rawKind: data[i], bit: data[i + 1], name: String(decoding: nameBytes, as: UTF8.self)))
+            while i + 2 <= data.count {
+                let nameEnd = min(i + FeatureName.entrySize, data.count)
+                entries.append(FeatureName(rawKind: data[i], bit: data[i + 1], name: cString(data[(i + 2)..<nameEnd])))
                 i += FeatureName.entrySize
             }
             return .featureNameTable(entries)
@@ -89,6 +120,11 @@ public enum HeaderExtension: Equatable, Sendable {
         case Magic.fullDiskEncryption: return .fullDiskEncryption(data)
         default: return .unknown(type: type, data: data)
         }
+    }
+
+    /// Names are C strings in QEMU: they end at the first NUL byte.
+    static func cString(_ bytes: ArraySlice<UInt8>) -> String {
+        String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     /// Encodes a list of extensions followed by the end marker.

@@ -15,6 +15,9 @@ public enum Qcow2Limits {
     /// The active L1 table is read whole into memory: QEMU caps it at 32 MiB
     /// (4 Mi entries), which covers an image far beyond any real disk.
     public static let maxL1TableBytes: UInt64 = 32 << 20
+    /// L1 indexes are C ints in QEMU: an image needing more L1 entries than
+    /// INT_MAX to map its size is refused as too big.
+    public static let maxL1Entries: UInt64 = UInt64(Int32.max)
     /// The refcount table is read whole into memory too: QEMU caps it at 8 MiB.
     public static let maxRefcountTableBytes: UInt64 = 8 << 20
 
@@ -27,6 +30,17 @@ public enum Qcow2Limits {
 
     /// The backing file name lives in the header cluster; QEMU stores at most 1023 bytes.
     public static let maxBackingFileNameLength: UInt32 = 1023
+    /// QEMU keeps the backing format name in a 16-byte C string, so the
+    /// backing format extension holds at most 15 bytes.
+    public static let maxBackingFormatLength: UInt32 = 15
+
+    /// Extended L2 entries split a cluster in 32; a subcluster may not be
+    /// smaller than a sector, so such images need clusters of 16 KiB or more.
+    public static let minSubclusterSize: UInt64 = 512
+
+    /// The fixed part of a snapshot table entry: the least each entry takes,
+    /// so the bound QEMU checks before reading the table.
+    public static let snapshotHeaderSize: UInt64 = 40
 
     /// Fixed header sizes: version 2 ends at byte 72, version 3 at byte 104
     /// (112 with the compression type byte and its padding).
@@ -34,8 +48,12 @@ public enum Qcow2Limits {
     public static let headerV3MinLength: UInt32 = 104
     public static let headerV3Length: UInt32 = 112
 
-    /// Bitmaps are not interpreted, only carried; QEMU allows 65535 of them.
+    /// Bitmaps are not interpreted, only carried; QEMU allows 65535 of them...
     public static let maxBitmaps: UInt32 = 65535
+    /// ...and a bitmap directory of at most 1 KiB per bitmap.
+    public static let maxBitmapDirectorySize: UInt64 = 1024 * 65535
+    /// The bitmaps extension: nb_bitmaps, reserved, directory size and offset.
+    public static let bitmapsExtensionLength: UInt32 = 24
 
     /// QEMU follows backing links without a limit (and hangs on a loop); we
     /// stop at this depth with an error. Each layer holds a file descriptor,

@@ -48,10 +48,39 @@ public struct L2Entry: Equatable, Hashable, Sendable {
     /// Classifies a standard entry. `clusterBits` is needed to split the
     /// compressed descriptor.
     public func type(clusterBits: UInt32) -> ClusterType {
+        type(clusterBits: clusterBits, extendedL2: false)
+    }
+
+    /// Classifies the first half of an entry. With extended L2 entries bit 0
+    /// is not a zero flag (the subcluster bitmap says what reads as zeroes),
+    /// so such a cluster is only ever unallocated, normal or compressed.
+    public func type(clusterBits: UInt32, extendedL2: Bool) -> ClusterType {
         if isCompressed { return .compressed(CompressedClusterDescriptor(entry: self, clusterBits: clusterBits)) }
         let offset = hostOffset
-        if hasZeroFlag { return offset == 0 ? .zeroPlain : .zeroAllocated(hostOffset: offset) }
+        if hasZeroFlag && !extendedL2 { return offset == 0 ? .zeroPlain : .zeroAllocated(hostOffset: offset) }
         return offset == 0 ? .unallocated : .normal(hostOffset: offset)
+    }
+
+    /// What subcluster `index` holds (QEMU's qcow2_get_subcluster_type).
+    /// Without extended L2 entries the cluster is one subcluster (index 0)
+    /// and `bitmap` is ignored. A bitmap that contradicts itself or its entry
+    /// (allocated and zero, or allocated without a host cluster) makes every
+    /// subcluster `.invalid`, not only the one asked for.
+    public func subclusterType(bitmap: SubclusterBitmap, index: Int, clusterBits: UInt32, extendedL2: Bool) -> SubclusterType {
+        switch type(clusterBits: clusterBits, extendedL2: extendedL2) {
+        case .compressed: return .compressed
+        case .zeroPlain: return .zeroPlain
+        case .zeroAllocated: return .zeroAllocated
+        case .normal:
+            guard extendedL2 else { return .normal }
+            if !bitmap.isValid { return .invalid }
+            if bitmap.readsAsZero(index) { return .zeroAllocated }
+            return bitmap.isAllocated(index) ? .normal : .unallocatedAllocated
+        case .unallocated:
+            guard extendedL2 else { return .unallocatedPlain }
+            if bitmap.allocatedMask != 0 { return .invalid }
+            return bitmap.readsAsZero(index) ? .zeroPlain : .unallocatedPlain
+        }
     }
 }
 
@@ -64,6 +93,15 @@ public struct CompressedClusterDescriptor: Equatable, Hashable, Sendable {
 
     public init(hostOffset: UInt64, sectorCount: UInt64) {
         self.hostOffset = hostOffset; self.sectorCount = sectorCount
+    }
+
+    /// The descriptor for `compressedLength` bytes (at least one) written at
+    /// `hostOffset`: the sectors from the one holding the first byte to the
+    /// one holding the last.
+    public init(hostOffset: UInt64, compressedLength: UInt64) {
+        precondition(compressedLength > 0, "a compressed cluster holds at least one byte")
+        self.hostOffset = hostOffset
+        sectorCount = ((hostOffset + compressedLength - 1) >> 9) - (hostOffset >> 9) + 1
     }
 
     public init(entry: L2Entry, clusterBits: UInt32) {
@@ -79,9 +117,17 @@ public struct CompressedClusterDescriptor: Equatable, Hashable, Sendable {
     /// Bytes to read: from hostOffset to the end of the last sector it touches.
     public var byteLength: UInt64 { sectorCount * 512 - (hostOffset & 511) }
 
+    /// Largest sector count the descriptor can hold: the field has
+    /// cluster_bits - 8 bits and stores the count minus one.
+    public static func maxSectorCount(clusterBits: UInt32) -> UInt64 { UInt64(1) << (UInt64(clusterBits) - 8) }
+
     /// The L2 entry for this descriptor (compressed clusters are never "copied").
+    /// The writer guarantees the fields fit: a compressed cluster is smaller
+    /// than a cluster, so it spans at most cluster_size / 512 + 1 sectors.
     public func entry(clusterBits: UInt32) -> L2Entry {
         let x = Self.offsetBits(clusterBits: clusterBits)
+        precondition(sectorCount >= 1 && sectorCount <= Self.maxSectorCount(clusterBits: clusterBits), "sector count out of range")
+        precondition(hostOffset < (UInt64(1) << x), "host offset out of range")
         return L2Entry(rawValue: Qcow2EntryMask.compressed | ((sectorCount - 1) << x) | hostOffset)
     }
 }
@@ -94,8 +140,13 @@ public struct SubclusterBitmap: Equatable, Hashable, Sendable {
 
     public var allocatedMask: UInt32 { UInt32(truncatingIfNeeded: rawValue) }
     public var zeroMask: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 32) }
-    public func isAllocated(_ index: Int) -> Bool { allocatedMask & (1 << UInt32(index)) != 0 }
-    public func readsAsZero(_ index: Int) -> Bool { zeroMask & (1 << UInt32(index)) != 0 }
+    /// Subclusters are numbered 0...31; other indexes are never allocated or zero.
+    public func isAllocated(_ index: Int) -> Bool {
+        (0..<32).contains(index) && allocatedMask & (UInt32(1) << UInt32(index)) != 0
+    }
+    public func readsAsZero(_ index: Int) -> Bool {
+        (0..<32).contains(index) && zeroMask & (UInt32(1) << UInt32(index)) != 0
+    }
     /// A subcluster may not be both allocated and zero.
     public var isValid: Bool { allocatedMask & zeroMask == 0 }
 }
