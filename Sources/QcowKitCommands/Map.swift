@@ -2,6 +2,11 @@
 // exactly as qemu-img 7.2 prints it: one entry per run of bytes with the same
 // depth / present / zero / data / file, adjacent entries merged while their
 // host offsets stay contiguous.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import ArgumentParser
 import Qcow2
 
@@ -36,8 +41,8 @@ struct Map: ParsableCommand {
         let limit = try maxLength.map { try parseQemuSize($0, what: "max length") }
         let image = try openImage(filename, format: format)
         defer { try? image.close() }
-        try MapPrinter.print(image: image, style: style, start: start, maxLength: limit) {
-            Terminal.print($0, terminator: "")
+        try MapPrinter.print(image: image, style: style, start: start, maxLength: limit) { bytes in
+            if let base = bytes.baseAddress { fwrite(base, 1, bytes.count, stdout) }
         }
     }
 }
@@ -98,69 +103,76 @@ enum MapPrinter {
     }
 
     /// Maps [start, min(start + maxLength, size)) and hands the output to
-    /// `emit` piece by piece. Throws `CommandFailure` with qemu-img's message;
-    /// what was emitted before stays emitted, as with qemu-img.
+    /// `emit` in pieces of up to 64 KiB. Throws `CommandFailure` with
+    /// qemu-img's message; what was emitted before stays emitted, as with
+    /// qemu-img.
     static func print(image: BlockImage, style: Style, start: UInt64, maxLength: UInt64?,
-                      emit: (String) -> Void) throws {
+                      emit: @escaping (UnsafeRawBufferPointer) -> Void) throws {
+        var out = TextBuffer(emit: emit)
+        defer { out.flush() }
         let size = image.size
         var end = size
         if let maxLength { end = min(start.addingReportingOverflow(maxLength).overflow ? size : start + maxLength, size) }
 
         switch style {
-        case .human: emit(pad("Offset") + pad("Length") + pad("Mapped to") + "File\n")
-        case .json: emit("[")
+        case .human: out.append(pad("Offset") + pad("Length") + pad("Mapped to") + "File\n")
+        case .json: out.append("[")
         }
         var current = Entry()
         current.start = start
         while current.start + current.length < end {
             let offset = current.start + current.length
-            var next: Entry
+            let candidate: Entry
             do {
-                next = Entry(start: offset, try image.chainBlockStatus(at: offset, length: end - offset))
+                candidate = Entry(start: offset, try image.chainBlockStatus(at: offset, length: end - offset))
             } catch {
                 throw CommandFailure("Could not read file metadata: \(error)")
             }
-            if current.canMerge(next) {
-                current.length += next.length
+            if current.canMerge(candidate) {
+                current.length += candidate.length
                 continue
             }
+            var next: Entry? = candidate
             if current.length > 0 {
-                try dump(current, next: &next, style: style, emit: emit)
+                try dump(current, next: &next, style: style, into: &out)
             }
-            current = next
+            current = next ?? candidate
         }
         var none: Entry?
-        try dump(current, next: &none, style: style, emit: emit)
-        if style == .json { emit("]\n") }
+        try dump(current, next: &none, style: style, into: &out)
+        if style == .json { out.append("]\n") }
     }
 
-    private static func dump(_ entry: Entry, next: inout Entry, style: Style, emit: (String) -> Void) throws {
-        var optional: Entry? = next
-        try dump(entry, next: &optional, style: style, emit: emit)
-        if let optional { next = optional }
-    }
-
-    private static func dump(_ entry: Entry, next: inout Entry?, style: Style, emit: (String) -> Void) throws {
+    /// Prints one entry (qemu-img's dump_map_entry). The human table does not
+    /// tell zero from unallocated, so it relabels `next` to let those merge.
+    private static func dump(_ entry: Entry, next: inout Entry?, style: Style, into out: inout TextBuffer) throws {
         switch style {
         case .human:
             if entry.data && entry.offset == nil {
                 throw CommandFailure("File contains external, encrypted or compressed clusters.")
             }
             if entry.data && !entry.zero {
-                emit(pad(hex(entry.start)) + pad(hex(entry.length)) + pad(hex(entry.offset ?? 0)) + (entry.filename ?? "") + "\n")
+                out.append(pad(hex(entry.start)) + pad(hex(entry.length)) + pad(hex(entry.offset ?? 0)) + (entry.filename ?? "") + "\n")
             }
-            // The table does not tell zero from unallocated, so those merge.
-            if next != nil, let n = next, !n.data || n.zero {
+            if let n = next, !n.data || n.zero {
                 next?.data = false
                 next?.zero = true
             }
         case .json:
-            var line = "{ \"start\": \(entry.start), \"length\": \(entry.length), \"depth\": \(entry.depth),"
-                + " \"present\": \(entry.present), \"zero\": \(entry.zero), \"data\": \(entry.data)"
-            if let offset = entry.offset { line += ", \"offset\": \(offset)" }
-            line += "}"
-            if next != nil { line += ",\n" }
-            emit(line)
+            out.append("{ \"start\": ")
+            out.append(entry.start)
+            out.append(", \"length\": ")
+            out.append(entry.length)
+            out.append(", \"depth\": ")
+            out.append(UInt64(entry.depth))
+            out.append(entry.present ? ", \"present\": true" : ", \"present\": false")
+            out.append(entry.zero ? ", \"zero\": true" : ", \"zero\": false")
+            out.append(entry.data ? ", \"data\": true" : ", \"data\": false")
+            if let offset = entry.offset {
+                out.append(", \"offset\": ")
+                out.append(offset)
+            }
+            out.append(next == nil ? "}" : "},\n")
         }
     }
 
@@ -172,6 +184,50 @@ enum MapPrinter {
     /// printf's "%-16s".
     private static func pad(_ text: String) -> String {
         text.count >= 16 ? text : text + String(repeating: " ", count: 16 - text.count)
+    }
+}
+
+/// Output collected as bytes and handed on in large pieces: map output can
+/// run to millions of lines, so no per-line strings.
+struct TextBuffer {
+    private var bytes: [UInt8] = []
+    private let emit: (UnsafeRawBufferPointer) -> Void
+    private static let flushThreshold = 64 << 10
+
+    init(emit: @escaping (UnsafeRawBufferPointer) -> Void) {
+        self.emit = emit
+        bytes.reserveCapacity(Self.flushThreshold + 4096)
+    }
+
+    mutating func append(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+        if bytes.count >= Self.flushThreshold { flush() }
+    }
+
+    mutating func append(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        if bytes.count >= Self.flushThreshold { flush() }
+    }
+
+    /// A decimal number, digit by digit (printf's PRId64 for values we print).
+    mutating func append(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)   // 32 bytes of scratch
+        withUnsafeMutableBytes(of: &digits) { scratch in
+            var v = value
+            var i = scratch.count
+            repeat {
+                i -= 1
+                scratch[i] = UInt8(truncatingIfNeeded: v % 10) &+ 48
+                v /= 10
+            } while v > 0
+            bytes.append(contentsOf: scratch[i...])
+        }
+    }
+
+    mutating func flush() {
+        guard !bytes.isEmpty else { return }
+        bytes.withUnsafeBytes { emit($0) }
+        bytes.removeAll(keepingCapacity: true)
     }
 }
 

@@ -39,7 +39,7 @@ struct ReadInteropTests {
             var output = ""
             var failure: String?
             do {
-                try MapPrinter.print(image: image, style: style, start: 0, maxLength: nil) { output += $0 }
+                try MapPrinter.print(image: image, style: style, start: 0, maxLength: nil) { output += String(decoding: $0, as: UTF8.self) }
             } catch let error as CommandFailure {
                 failure = error.message
             }
@@ -57,7 +57,7 @@ struct ReadInteropTests {
         for (start, length) in [(UInt64(1536), UInt64(200_000)), (70_000, 3 << 20), (4096, 1)] {
             let qemu = try QemuOracle.qemuImg("map", "--output=json", "--start-offset=\(start)", "--max-length=\(length)", path)
             var output = ""
-            try MapPrinter.print(image: image, style: .json, start: start, maxLength: length) { output += $0 }
+            try MapPrinter.print(image: image, style: .json, start: start, maxLength: length) { output += String(decoding: $0, as: UTF8.self) }
             #expect(output == qemu.output)
         }
     }

@@ -8,6 +8,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Dispatch
+import Synchronization
 
 public enum RawExport {
     /// Bytes read per request: large sequential reads, one buffer reused.
@@ -49,29 +51,58 @@ public enum RawExport {
             try output.write(first, at: 0)
         } catch { throw Failure.write(offset: 0, error: error) }
 
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
-        defer { buffer.deallocate() }
-        var offset: UInt64 = 0
-        while offset < size {
-            let status: ChainBlockStatus
-            do { status = try image.chainBlockStatus(at: offset, length: size - offset) } catch {
-                throw Failure.read(offset: offset, error: error)
-            }
-            let end = offset + status.status.length
-            // Zero ranges (including preallocated holes) are already holes.
-            if !status.status.isZero {
-                var position = offset
-                while position < end {
-                    let count = Int(min(UInt64(chunkSize), end - position))
-                    let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[..<count])
-                    do { try image.read(into: chunk, at: position) } catch {
-                        throw Failure.read(offset: position, error: error)
+        // Segments of one chunk each are handed out in order to a few
+        // workers (reads are thread-safe), so that decompression and I/O of
+        // neighbouring segments overlap, as qemu-img's parallel requests do.
+        let segments = Int(divideRoundingUp(size, UInt64(chunkSize)))
+        let workers = min(segments, workerCount)
+        let nextSegment = Atomic<Int>(0)
+        let firstFailure = Mutex<(segment: Int, failure: Failure)?>(nil)
+        DispatchQueue.concurrentPerform(iterations: max(workers, 1)) { _ in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
+            defer { buffer.deallocate() }
+            while true {
+                let segment = nextSegment.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard segment < segments, firstFailure.withLock({ $0 == nil }) else { return }
+                let start = UInt64(segment) * UInt64(chunkSize)
+                do {
+                    try copySegment(image, from: start, to: min(size, start + UInt64(chunkSize)), buffer: buffer, output: output)
+                } catch {
+                    let failure = error as? Failure ?? .read(offset: start, error: error)
+                    firstFailure.withLock { first in
+                        if segment < first?.segment ?? Int.max { first = (segment, failure) }
                     }
-                    try writeNonZero(chunk, at: position, to: output)
-                    position += UInt64(count)
+                    return
                 }
             }
-            offset = end
+        }
+        if let failure = firstFailure.withLock({ $0?.failure }) { throw failure }
+    }
+
+    /// Worker threads: one per core, at most four.
+    static var workerCount: Int {
+        max(1, min(4, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+    }
+
+    /// Copies the guest range [start, end) (at most one chunk) to `output`.
+    private static func copySegment(_ image: BlockImage, from start: UInt64, to end: UInt64,
+                                    buffer: UnsafeMutableRawBufferPointer, output: BlockFile) throws {
+        var offset = start
+        while offset < end {
+            let status: ChainBlockStatus
+            do { status = try image.chainBlockStatus(at: offset, length: end - offset) } catch {
+                throw Failure.read(offset: offset, error: error)
+            }
+            let runEnd = offset + status.status.length
+            // Zero ranges (including preallocated holes) are already holes.
+            if !status.status.isZero {
+                let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(runEnd - offset)])
+                do { try image.read(into: chunk, at: offset) } catch {
+                    throw Failure.read(offset: offset, error: error)
+                }
+                try writeNonZero(chunk, at: offset, to: output)
+            }
+            offset = runEnd
         }
     }
 
