@@ -39,7 +39,7 @@ struct Convert: ParsableCommand {
             try RawExport.write(image, to: destination)
         } catch let failure as RawExport.Failure {
             switch failure {
-            case .create: throw CommandFailure("\(destination): error while converting raw: \(failure)")
+            case .create, .outputIsSource: throw CommandFailure("\(destination): error while converting raw: \(failure)")
             case .read, .write: throw CommandFailure("\(failure)")
             }
         }

@@ -42,6 +42,13 @@ struct ReadInteropCLITests {
         #expect(refused.status == 1)
         #expect(refused.errorOutput == "qcowkit: Output format 'qcow2' is not supported yet; use -O raw\n")
         #expect(!FileManager.default.fileExists(atPath: dir.file("x.qcow2")))
+
+        // Converting onto a file of the source's own chain would truncate it before reading.
+        let before = try Data(contentsOf: dir.url.appendingPathComponent("base.qcow2"))
+        let ontoBacking = try QemuOracle.qcowkit("convert", in: dir.url, arguments: ["top.qcow2", "./base.qcow2"])
+        #expect(ontoBacking.status == 1)
+        #expect(ontoBacking.errorOutput.contains("it is an image of the source's backing chain"))
+        #expect(try Data(contentsOf: dir.url.appendingPathComponent("base.qcow2")) == before)
     }
 
     @Test("open errors read like qemu-img's")

@@ -77,6 +77,15 @@ extension BlockImage {
         return images
     }
 
+    /// The host file holding this image (formats QcowKit implements all have one).
+    func hostFileIdentity() throws -> FileIdentity? {
+        switch self {
+        case let qcow2 as Qcow2Image: return try qcow2.file.identity()
+        case let raw as RawImage: return try raw.file.identity()
+        default: return nil
+        }
+    }
+
     /// Throws unless [offset, offset + length) lies within the image.
     func checkRange(_ offset: UInt64, _ length: Int) throws {
         let (end, overflow) = offset.addingReportingOverflow(UInt64(length))

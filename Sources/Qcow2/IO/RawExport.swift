@@ -20,12 +20,16 @@ public enum RawExport {
 
     public enum Failure: Error, CustomStringConvertible {
         case create(path: String, errno: Int32)
+        /// The output path names a file of the source's own chain, which
+        /// creating the output would truncate before it is read.
+        case outputIsSource(path: String)
         case read(offset: UInt64, error: Error)
         case write(offset: UInt64, error: Error)
 
         public var description: String {
             switch self {
             case let .create(path, code): return "Could not create '\(path)': \(String(cString: strerror(code)))"
+            case let .outputIsSource(path): return "Could not create '\(path)': it is an image of the source's backing chain"
             case let .read(offset, error): return "error while reading at byte \(offset): \(error)"
             case let .write(offset, error): return "error while writing at byte \(offset): \(error)"
             }
@@ -34,6 +38,13 @@ public enum RawExport {
 
     /// Writes `image`'s guest data to a new (or truncated) raw file at `path`.
     public static func write(_ image: BlockImage, to path: String) throws {
+        if let existing = try? BlockFile(path: path, writable: false) {
+            let target = try? existing.identity()
+            try? existing.close()
+            if let target, image.chain.contains(where: { (try? $0.hostFileIdentity()) == target }) {
+                throw Failure.outputIsSource(path: path)
+            }
+        }
         let output: BlockFile
         do {
             output = try BlockFile.create(path: path)
