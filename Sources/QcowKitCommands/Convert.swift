@@ -33,7 +33,7 @@ struct Convert: ParsableCommand {
         case "qcow2": throw CommandFailure("Output format 'qcow2' is not supported yet; use -O raw")
         default: throw CommandFailure("Unknown file format '\(outputFormat)'")
         }
-        let image = try openImage(source, format: format)
+        let image = try ReadCommands.openChain(source, format: format)
         defer { try? image.close() }
         do {
             try RawExport.write(image, to: destination)

@@ -37,9 +37,9 @@ struct Map: ParsableCommand {
         guard let style = MapPrinter.Style(rawValue: output) else {
             throw CommandFailure("--output must be used with human or json as argument.")
         }
-        let start = try startOffset.map { try parseQemuSize($0, what: "start offset") } ?? 0
-        let limit = try maxLength.map { try parseQemuSize($0, what: "max length") }
-        let image = try openImage(filename, format: format)
+        let start = try startOffset.map { try MapPrinter.parseSize($0, what: "start offset") } ?? 0
+        let limit = try maxLength.map { try MapPrinter.parseSize($0, what: "max length") }
+        let image = try ReadCommands.openChain(filename, format: format)
         defer { try? image.close() }
         try MapPrinter.print(image: image, style: style, start: start, maxLength: limit) { bytes in
             if let base = bytes.baseAddress { fwrite(base, 1, bytes.count, stdout) }
@@ -47,19 +47,22 @@ struct Map: ParsableCommand {
     }
 }
 
-/// Opens an image chain for a command, with qemu-img's messages on failure.
-func openImage(_ path: String, format name: String?) throws -> BlockImage {
-    var format: ImageFormat?
-    if let name {
-        guard let known = ImageFormat(rawValue: name) else {
-            throw CommandFailure("Could not open '\(path)': Unknown driver '\(name)'")
+/// What the reading verbs (map, convert) share.
+enum ReadCommands {
+    /// Opens an image chain for a command, with qemu-img's messages on failure.
+    static func openChain(_ path: String, format name: String?) throws -> BlockImage {
+        var format: ImageFormat?
+        if let name {
+            guard let known = ImageFormat(rawValue: name) else {
+                throw CommandFailure("Could not open '\(path)': Unknown driver '\(name)'")
+            }
+            format = known
         }
-        format = known
-    }
-    do {
-        return try ImageOpener.open(path: path, format: format)
-    } catch {
-        throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
+        do {
+            return try ImageOpener.open(path: path, format: format)
+        } catch {
+            throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
+        }
     }
 }
 
@@ -231,26 +234,29 @@ struct TextBuffer {
     }
 }
 
-/// A size as qemu-img's options take it: a number, possibly with a fraction,
-/// and an optional binary suffix (B, K, M, G, T, P, E; case-insensitive).
-func parseQemuSize(_ text: String, what: String) throws -> UInt64 {
-    let failure = CommandFailure("Invalid \(what) specified. You may use k, M, G, T, P or E suffixes for\n"
-                                 + "qcowkit: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.")
-    var digits = Substring(text)
-    var shift: UInt64 = 0
-    if let last = digits.last, !last.isNumber && last != "." {
-        guard let index = "bkmgtpe".firstIndex(of: Character(last.lowercased())) else { throw failure }
-        shift = UInt64("bkmgtpe".distance(from: "bkmgtpe".startIndex, to: index)) * 10
-        digits = digits.dropLast()
+extension MapPrinter {
+    /// A size as qemu-img's options take it: a number, possibly with a fraction,
+    /// and an optional binary suffix (B, K, M, G, T, P, E; case-insensitive).
+    static func parseSize(_ text: String, what: String) throws -> UInt64 {
+        let failure = CommandFailure("Invalid \(what) specified. You may use k, M, G, T, P or E suffixes for\n"
+                                     + "qcowkit: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.")
+        var digits = Substring(text)
+        var shift: UInt64 = 0
+        if let last = digits.last, !last.isNumber && last != "." {
+            guard let index = "bkmgtpe".firstIndex(of: Character(last.lowercased())) else { throw failure }
+            shift = UInt64("bkmgtpe".distance(from: "bkmgtpe".startIndex, to: index)) * 10
+            digits = digits.dropLast()
+        }
+        let parts = digits.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let wholePart = parts.first, !wholePart.isEmpty, wholePart.allSatisfy(\.isASCII),
+              let whole = UInt64(wholePart) else { throw failure }
+        var value = whole.multipliedReportingOverflow(by: UInt64(1) << shift)
+        if parts.count == 2 {
+            guard shift > 0, !parts[1].isEmpty, let fraction = Double("0." + parts[1]) else { throw failure }
+            let extra = value.partialValue.addingReportingOverflow(UInt64(fraction * Double(UInt64(1) << shift)))
+            value = (extra.partialValue, value.overflow || extra.overflow)
+        }
+        guard !value.overflow, value.partialValue <= UInt64(Int64.max) else { throw failure }
+        return value.partialValue
     }
-    let parts = digits.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-    guard let wholePart = parts.first, !wholePart.isEmpty, wholePart.allSatisfy(\.isASCII),
-          let whole = UInt64(wholePart) else { throw failure }
-    var value = whole.multipliedReportingOverflow(by: UInt64(1) << shift)
-    if parts.count == 2 {
-        guard shift > 0, !parts[1].isEmpty, let fraction = Double("0." + parts[1]) else { throw failure }
-        value.partialValue += UInt64(fraction * Double(UInt64(1) << shift))
-    }
-    guard !value.overflow, value.partialValue <= UInt64(Int64.max) else { throw failure }
-    return value.partialValue
 }
