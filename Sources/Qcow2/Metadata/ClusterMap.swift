@@ -74,7 +74,7 @@ final class ClusterMap: @unchecked Sendable {
         let l2Index = Int((offset >> UInt64(clusterBits)) & (l2Entries - 1))
         // Never past the L2 table that maps `offset`.
         let toTableEnd = (l2Entries - UInt64(l2Index)) << UInt64(clusterBits)
-        let needed = min(length + inCluster, toTableEnd)   // length is bounded by the image size
+        let needed = length >= toTableEnd - inCluster ? toTableEnd : length + inCluster
 
         let l1Index = offset >> UInt64(clusterBits + l2Bits)
         let l1Entry: UInt64? = state.withLock { l1Index < UInt64($0.l1.count) ? $0.l1[Int(l1Index)] : nil }
