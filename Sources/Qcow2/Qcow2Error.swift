@@ -6,6 +6,8 @@
 public enum Qcow2Error: Error, Equatable, Sendable {
     // Opening and I/O
     case io(step: String, errno: Int32)
+    /// The image file itself could not be opened (reads like QEMU: "Could not open 'x': reason").
+    case openFailed(path: String, errno: Int32)
     case shortRead(step: String, offset: UInt64, expected: Int)
     case fileTooSmall(step: String)
 
@@ -53,6 +55,9 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     case decompressionFailed(String)
 
     // Backing chains
+    /// An error while opening an overlay's backing file; nests once per layer,
+    /// as QEMU's "Could not open backing file: ..." messages do.
+    indirect case inBackingFile(Qcow2Error)
     case backingChainLoop(path: String)
     case backingChainTooDeep(limit: Int)
     case backingFileUnavailable(path: String, reason: String)
@@ -69,6 +74,7 @@ extension Qcow2Error: CustomStringConvertible {
     public var description: String {
         switch self {
         case let .io(step, errno): return "\(step): \(errnoDescription(errno))"
+        case let .openFailed(path, errno): return "Could not open '\(path)': \(errnoDescription(errno))"
         case let .shortRead(step, offset, expected):
             return "\(step): unexpected end of file reading \(expected) bytes at offset \(offset)"
         case let .fileTooSmall(step): return "\(step): file is too small"
@@ -109,6 +115,7 @@ extension Qcow2Error: CustomStringConvertible {
         case let .corruptMetadata(what): return "Image is corrupt: \(what)"
         case let .compressionFailed(what): return "Could not compress cluster: \(what)"
         case let .decompressionFailed(what): return "Could not decompress cluster: \(what)"
+        case let .inBackingFile(inner): return "Could not open backing file: \(inner)"
         case let .backingChainLoop(path): return "Backing chain loops back to '\(path)'"
         case let .backingChainTooDeep(limit): return "Backing chain is deeper than \(limit) images"
         case let .backingFileUnavailable(path, reason): return "Could not open backing file '\(path)': \(reason)"
@@ -120,5 +127,14 @@ extension Qcow2Error: CustomStringConvertible {
         case .readOnly: return "Image is read-only"
         case let .invalidArgument(why): return why
         }
+    }
+}
+
+extension Qcow2Error {
+    /// The error below any "in backing file" wrapping: what actually went wrong.
+    public var innermost: Qcow2Error {
+        var error = self
+        while case let .inBackingFile(inner) = error { error = inner }
+        return error
     }
 }

@@ -2,6 +2,8 @@
 // The mapping (L1/L2), refcount and I/O code live in extensions beside this
 // file, one concept each.
 
+import Synchronization
+
 public final class Qcow2Image: @unchecked Sendable {
     public let file: BlockFile
     public private(set) var header: Qcow2Header
@@ -10,14 +12,26 @@ public final class Qcow2Image: @unchecked Sendable {
     public private(set) var backingFileName: String?
     public var isWritable: Bool { file.isWritable }
 
+    /// The image unallocated ranges read from; attached by `ImageOpener`
+    /// (an image opened alone has none, and reads zeroes there).
+    public internal(set) var backing: BlockImage?
+    /// Guest offset -> host cluster mapping (active L1 table, L2 cache).
+    let clusterMap: ClusterMap
+    /// Decompresses compressed clusters (the header's compression type).
+    let codec: ClusterCodec
+    /// Whether the image looks metadata-preallocated; decided on the first
+    /// block-status query, since it costs a pass over the refcounts.
+    let metadataPreallocated = Mutex<Bool?>(nil)
+
     /// The backing format named by the header extension, if any.
     public var backingFormat: String? {
         for case let .backingFormat(f) in extensions { return f }
         return nil
     }
 
-    /// Opens and validates an image. Reads only the first cluster; tables are
-    /// read on demand by the mapping code.
+    /// Opens and validates an image alone (no backing attached; see
+    /// `ImageOpener` for chains). Reads the first cluster and the active L1
+    /// table; L2 tables are read on demand by the mapping code.
     public static func open(path: String, writable: Bool = false) throws -> Qcow2Image {
         let file = try BlockFile(path: path, writable: writable)
         return try Qcow2Image(file: file)
@@ -39,9 +53,15 @@ public final class Qcow2Image: @unchecked Sendable {
         self.header = layout.header
         self.extensions = layout.extensions
         self.backingFileName = layout.backingFileName
+        clusterMap = try ClusterMap(file: file, header: layout.header)
+        codec = ClusterCodecs.codec(for: layout.header.compressionType)
     }
 
+    /// Closes the image and the backing chain below it.
     public func close() throws {
+        let below = backing
+        backing = nil
+        defer { try? below?.close() }
         try file.close()
     }
 }

@@ -1,7 +1,262 @@
+// `qcowkit map`: the guest disk's layout through the backing chain, printed
+// exactly as qemu-img 7.2 prints it: one entry per run of bytes with the same
+// depth / present / zero / data / file, adjacent entries merged while their
+// host offsets stay contiguous.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import ArgumentParser
+import Qcow2
 
-// Placeholder until the Map verb lands.
 struct Map: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "map")
-    func run() throws { throw CommandFailure("map: not implemented yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "map",
+        abstract: "Dump the metadata of image FILE and its backing file chain.")
+
+    @Option(name: .customShort("f"), help: "The image format (qcow2 or raw); probed when omitted.")
+    var format: String?
+
+    @Option(name: .customLong("output"), help: "Output format: human or json.")
+    var output: String = "human"
+
+    @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open the image without locking (always the case).")
+    var forceShare = false
+
+    @Option(name: .customLong("start-offset"), help: "First byte to map.")
+    var startOffset: String?
+
+    @Option(name: .customLong("max-length"), help: "Map at most this many bytes.")
+    var maxLength: String?
+
+    @Argument(help: "The image file.")
+    var filename: String
+
+    func run() throws {
+        guard let style = MapPrinter.Style(rawValue: output) else {
+            throw CommandFailure("--output must be used with human or json as argument.")
+        }
+        let start = try startOffset.map { try MapPrinter.parseSize($0, what: "start offset") } ?? 0
+        let limit = try maxLength.map { try MapPrinter.parseSize($0, what: "max length") }
+        let image = try ReadCommands.openChain(filename, format: format)
+        defer { try? image.close() }
+        try MapPrinter.print(image: image, style: style, start: start, maxLength: limit) { bytes in
+            if let base = bytes.baseAddress { fwrite(base, 1, bytes.count, stdout) }
+        }
+    }
+}
+
+/// What the reading verbs (map, convert) share.
+enum ReadCommands {
+    /// Opens an image chain for a command, with qemu-img's messages on failure.
+    static func openChain(_ path: String, format name: String?) throws -> BlockImage {
+        var format: ImageFormat?
+        if let name {
+            guard let known = ImageFormat(rawValue: name) else {
+                throw CommandFailure("Could not open '\(path)': Unknown driver '\(name)'")
+            }
+            format = known
+        }
+        do {
+            return try ImageOpener.open(path: path, format: format)
+        } catch {
+            throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
+        }
+    }
+}
+
+/// qemu-img's map loop and its two printers (img_map, dump_map_entry).
+enum MapPrinter {
+    enum Style: String { case human, json }
+
+    struct Entry: Equatable {
+        var start: UInt64 = 0
+        var length: UInt64 = 0
+        var depth = 0
+        var present = false
+        var zero = false
+        var data = false
+        var offset: UInt64?
+        var filename: String?
+
+        init() {}
+
+        init(start: UInt64, _ chain: ChainBlockStatus) {
+            let status = chain.status
+            self.start = start
+            length = status.length
+            depth = chain.depth
+            present = status.isAllocated
+            zero = status.isZero
+            data = status.isData
+            offset = status.hostOffset
+            filename = status.hostOffset == nil ? nil : status.hostFile
+        }
+
+        /// Whether `next` continues this entry (qemu-img's entry_mergeable).
+        func canMerge(_ next: Entry) -> Bool {
+            guard length > 0, zero == next.zero, data == next.data, depth == next.depth,
+                  present == next.present, filename == next.filename,
+                  (offset == nil) == (next.offset == nil)
+            else { return false }
+            if let offset, let nextOffset = next.offset { return offset + length == nextOffset }
+            return true
+        }
+    }
+
+    /// Maps [start, min(start + maxLength, size)) and hands the output to
+    /// `emit` in pieces of up to 64 KiB. Throws `CommandFailure` with
+    /// qemu-img's message; what was emitted before stays emitted, as with
+    /// qemu-img.
+    static func print(image: BlockImage, style: Style, start: UInt64, maxLength: UInt64?,
+                      emit: @escaping (UnsafeRawBufferPointer) -> Void) throws {
+        var out = TextBuffer(emit: emit)
+        defer { out.flush() }
+        let size = image.size
+        var end = size
+        if let maxLength { end = min(start.addingReportingOverflow(maxLength).overflow ? size : start + maxLength, size) }
+
+        switch style {
+        case .human: out.append(pad("Offset") + pad("Length") + pad("Mapped to") + "File\n")
+        case .json: out.append("[")
+        }
+        var current = Entry()
+        current.start = start
+        while current.start + current.length < end {
+            let offset = current.start + current.length
+            let candidate: Entry
+            do {
+                candidate = Entry(start: offset, try image.chainBlockStatus(at: offset, length: end - offset))
+            } catch {
+                throw CommandFailure("Could not read file metadata: \(error)")
+            }
+            if current.canMerge(candidate) {
+                current.length += candidate.length
+                continue
+            }
+            var next: Entry? = candidate
+            if current.length > 0 {
+                try dump(current, next: &next, style: style, into: &out)
+            }
+            current = next ?? candidate
+        }
+        var none: Entry?
+        try dump(current, next: &none, style: style, into: &out)
+        if style == .json { out.append("]\n") }
+    }
+
+    /// Prints one entry (qemu-img's dump_map_entry). The human table does not
+    /// tell zero from unallocated, so it relabels `next` to let those merge.
+    private static func dump(_ entry: Entry, next: inout Entry?, style: Style, into out: inout TextBuffer) throws {
+        switch style {
+        case .human:
+            if entry.data && entry.offset == nil {
+                throw CommandFailure("File contains external, encrypted or compressed clusters.")
+            }
+            if entry.data && !entry.zero {
+                out.append(pad(hex(entry.start)) + pad(hex(entry.length)) + pad(hex(entry.offset ?? 0)) + (entry.filename ?? "") + "\n")
+            }
+            if let n = next, !n.data || n.zero {
+                next?.data = false
+                next?.zero = true
+            }
+        case .json:
+            out.append("{ \"start\": ")
+            out.append(entry.start)
+            out.append(", \"length\": ")
+            out.append(entry.length)
+            out.append(", \"depth\": ")
+            out.append(UInt64(entry.depth))
+            out.append(entry.present ? ", \"present\": true" : ", \"present\": false")
+            out.append(entry.zero ? ", \"zero\": true" : ", \"zero\": false")
+            out.append(entry.data ? ", \"data\": true" : ", \"data\": false")
+            if let offset = entry.offset {
+                out.append(", \"offset\": ")
+                out.append(offset)
+            }
+            out.append(next == nil ? "}" : "},\n")
+        }
+    }
+
+    /// printf's "%#" PRIx64: 0 stays "0", anything else gets "0x".
+    private static func hex(_ value: UInt64) -> String {
+        value == 0 ? "0" : "0x" + String(value, radix: 16)
+    }
+
+    /// printf's "%-16s".
+    private static func pad(_ text: String) -> String {
+        text.count >= 16 ? text : text + String(repeating: " ", count: 16 - text.count)
+    }
+}
+
+/// Output collected as bytes and handed on in large pieces: map output can
+/// run to millions of lines, so no per-line strings.
+struct TextBuffer {
+    private var bytes: [UInt8] = []
+    private let emit: (UnsafeRawBufferPointer) -> Void
+    private static let flushThreshold = 64 << 10
+
+    init(emit: @escaping (UnsafeRawBufferPointer) -> Void) {
+        self.emit = emit
+        bytes.reserveCapacity(Self.flushThreshold + 4096)
+    }
+
+    mutating func append(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+        if bytes.count >= Self.flushThreshold { flush() }
+    }
+
+    mutating func append(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        if bytes.count >= Self.flushThreshold { flush() }
+    }
+
+    /// A decimal number, digit by digit (printf's PRId64 for values we print).
+    mutating func append(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)   // 32 bytes of scratch
+        withUnsafeMutableBytes(of: &digits) { scratch in
+            var v = value
+            var i = scratch.count
+            repeat {
+                i -= 1
+                scratch[i] = UInt8(truncatingIfNeeded: v % 10) &+ 48
+                v /= 10
+            } while v > 0
+            bytes.append(contentsOf: scratch[i...])
+        }
+    }
+
+    mutating func flush() {
+        guard !bytes.isEmpty else { return }
+        bytes.withUnsafeBytes { emit($0) }
+        bytes.removeAll(keepingCapacity: true)
+    }
+}
+
+extension MapPrinter {
+    /// A size as qemu-img's options take it: a number, possibly with a fraction,
+    /// and an optional binary suffix (B, K, M, G, T, P, E; case-insensitive).
+    static func parseSize(_ text: String, what: String) throws -> UInt64 {
+        let failure = CommandFailure("Invalid \(what) specified. You may use k, M, G, T, P or E suffixes for\n"
+                                     + "qcowkit: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.")
+        var digits = Substring(text)
+        var shift: UInt64 = 0
+        if let last = digits.last, !last.isNumber && last != "." {
+            guard let index = "bkmgtpe".firstIndex(of: Character(last.lowercased())) else { throw failure }
+            shift = UInt64("bkmgtpe".distance(from: "bkmgtpe".startIndex, to: index)) * 10
+            digits = digits.dropLast()
+        }
+        let parts = digits.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let wholePart = parts.first, !wholePart.isEmpty, wholePart.allSatisfy(\.isASCII),
+              let whole = UInt64(wholePart) else { throw failure }
+        var value = whole.multipliedReportingOverflow(by: UInt64(1) << shift)
+        if parts.count == 2 {
+            guard shift > 0, !parts[1].isEmpty, let fraction = Double("0." + parts[1]) else { throw failure }
+            let extra = value.partialValue.addingReportingOverflow(UInt64(fraction * Double(UInt64(1) << shift)))
+            value = (extra.partialValue, value.overflow || extra.overflow)
+        }
+        guard !value.overflow, value.partialValue <= UInt64(Int64.max) else { throw failure }
+        return value.partialValue
+    }
 }

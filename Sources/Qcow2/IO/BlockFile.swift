@@ -133,6 +133,14 @@ public final class BlockFile: @unchecked Sendable {
         return UInt64(st.st_size)
     }
 
+    /// The file's device and inode: two paths name the same image exactly when
+    /// these match (how backing-chain loops are recognised).
+    public func identity() throws -> FileIdentity {
+        var st = stat()
+        guard fstat(descriptor.rawValue, &st) == 0 else { throw Qcow2Error.io(step: "stat", errno: errno) }
+        return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
     /// Bytes actually allocated on the host (st_blocks * 512): qemu-img's "disk size".
     public func allocatedSize() throws -> UInt64 {
         var st = stat()
@@ -175,4 +183,10 @@ public final class BlockFile: @unchecked Sendable {
         let r = lseek(descriptor.rawValue, off_t(offset), 4 /* SEEK_HOLE */)
         return r < 0 ? nil : UInt64(r)
     }
+}
+
+/// Which file an open descriptor refers to, independent of the path used.
+public struct FileIdentity: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
 }

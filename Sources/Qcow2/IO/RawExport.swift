@@ -1,0 +1,158 @@
+// Writing a whole guest disk (through its backing chain) into a sparse raw
+// file, as `qemu-img convert -O raw` does: the file gets exactly the virtual
+// size, ranges the chain reports as zero are never read or written, and
+// blocks of read data that turn out to be all zeroes stay holes too.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Dispatch
+import Synchronization
+
+public enum RawExport {
+    /// Bytes read per request: large sequential reads, one buffer reused.
+    public static let chunkSize = 2 << 20
+    /// Zero runs at least this long (and aligned to it) are left as holes:
+    /// qemu-img convert's default minimum sparse size (-S 4k).
+    public static let sparseBlock = 4096
+
+    public enum Failure: Error, CustomStringConvertible {
+        case create(path: String, errno: Int32)
+        /// The output path names a file of the source's own chain, which
+        /// creating the output would truncate before it is read.
+        case outputIsSource(path: String)
+        case read(offset: UInt64, error: Error)
+        case write(offset: UInt64, error: Error)
+
+        public var description: String {
+            switch self {
+            case let .create(path, code): return "Could not create '\(path)': \(String(cString: strerror(code)))"
+            case let .outputIsSource(path): return "Could not create '\(path)': it is an image of the source's backing chain"
+            case let .read(offset, error): return "error while reading at byte \(offset): \(error)"
+            case let .write(offset, error): return "error while writing at byte \(offset): \(error)"
+            }
+        }
+    }
+
+    /// Writes `image`'s guest data to a new (or truncated) raw file at `path`.
+    public static func write(_ image: BlockImage, to path: String) throws {
+        if let existing = try? BlockFile(path: path, writable: false) {
+            let target = try? existing.identity()
+            try? existing.close()
+            if let target, image.chain.contains(where: { (try? $0.hostFileIdentity()) == target }) {
+                throw Failure.outputIsSource(path: path)
+            }
+        }
+        let output: BlockFile
+        do {
+            output = try BlockFile.create(path: path)
+        } catch let Qcow2Error.io(_, code) {
+            throw Failure.create(path: path, errno: code)
+        }
+        defer { try? output.close() }
+        let size = image.size
+        do {
+            try output.truncate(to: size)
+            // QEMU allocates the first block of every raw file it creates (so
+            // that O_DIRECT alignment can be probed later); do the same, so
+            // that the result's disk usage matches too.
+            let first = [UInt8](repeating: 0, count: Int(min(size, UInt64(sparseBlock))))
+            try output.write(first, at: 0)
+        } catch { throw Failure.write(offset: 0, error: error) }
+
+        // Segments of one chunk each are handed out in order to a few
+        // workers (reads are thread-safe), so that decompression and I/O of
+        // neighbouring segments overlap, as qemu-img's parallel requests do.
+        let segments = Int(divideRoundingUp(size, UInt64(chunkSize)))
+        let workers = min(segments, workerCount)
+        let nextSegment = Atomic<Int>(0)
+        let firstFailure = Mutex<(segment: Int, failure: Failure)?>(nil)
+        DispatchQueue.concurrentPerform(iterations: max(workers, 1)) { _ in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
+            defer { buffer.deallocate() }
+            while true {
+                let segment = nextSegment.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard segment < segments, firstFailure.withLock({ $0 == nil }) else { return }
+                let start = UInt64(segment) * UInt64(chunkSize)
+                do {
+                    try copySegment(image, from: start, to: min(size, start + UInt64(chunkSize)), buffer: buffer, output: output)
+                } catch {
+                    let failure = error as? Failure ?? .read(offset: start, error: error)
+                    firstFailure.withLock { first in
+                        if segment < first?.segment ?? Int.max { first = (segment, failure) }
+                    }
+                    return
+                }
+            }
+        }
+        if let failure = firstFailure.withLock({ $0?.failure }) { throw failure }
+    }
+
+    /// Worker threads: one per core, at most four.
+    static var workerCount: Int {
+        max(1, min(4, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+    }
+
+    /// Copies the guest range [start, end) (at most one chunk) to `output`.
+    private static func copySegment(_ image: BlockImage, from start: UInt64, to end: UInt64,
+                                    buffer: UnsafeMutableRawBufferPointer, output: BlockFile) throws {
+        var offset = start
+        while offset < end {
+            let status: ChainBlockStatus
+            do { status = try image.chainBlockStatus(at: offset, length: end - offset) } catch {
+                throw Failure.read(offset: offset, error: error)
+            }
+            let runEnd = offset + status.status.length
+            // Zero ranges (including preallocated holes) are already holes.
+            if !status.status.isZero {
+                let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(runEnd - offset)])
+                do { try image.read(into: chunk, at: offset) } catch {
+                    throw Failure.read(offset: offset, error: error)
+                }
+                try writeNonZero(chunk, at: offset, to: output)
+            }
+            offset = runEnd
+        }
+    }
+
+    /// Writes the parts of `chunk` that are not whole zero blocks (blocks
+    /// aligned to `sparseBlock` in the output), one write per run.
+    static func writeNonZero(_ chunk: UnsafeMutableRawBufferPointer, at offset: UInt64, to output: BlockFile) throws {
+        var index = 0
+        var runStart: Int?
+        while index < chunk.count {
+            // Up to the next block boundary in the output.
+            let toBoundary = sparseBlock - Int(UInt64(offset + UInt64(index)) % UInt64(sparseBlock))
+            let blockEnd = min(chunk.count, index + toBoundary)
+            let block = UnsafeRawBufferPointer(rebasing: chunk[index..<blockEnd])
+            // Partial blocks (at the edges of a range) are written as they are.
+            let skip = block.count == sparseBlock && isAllZero(block)
+            if skip, let start = runStart {
+                try flush(chunk, start..<index, offset, output)
+                runStart = nil
+            } else if !skip && runStart == nil {
+                runStart = index
+            }
+            index = blockEnd
+        }
+        if let start = runStart { try flush(chunk, start..<chunk.count, offset, output) }
+    }
+
+    private static func flush(_ chunk: UnsafeMutableRawBufferPointer, _ range: Range<Int>, _ offset: UInt64, _ output: BlockFile) throws {
+        let position = offset + UInt64(range.lowerBound)
+        do { try output.write(UnsafeRawBufferPointer(rebasing: chunk[range]), at: position) } catch {
+            throw Failure.write(offset: position, error: error)
+        }
+    }
+}
+
+/// Whether every byte is zero: the first word is zero and every byte equals
+/// the one a word later (memcmp of the buffer against itself, shifted).
+func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    guard let base = bytes.baseAddress, bytes.count > 0 else { return true }
+    let head = min(bytes.count, 16)
+    for i in 0..<head where bytes[i] != 0 { return false }
+    return bytes.count <= head || memcmp(base, base + head, bytes.count - head) == 0
+}
