@@ -1,7 +1,249 @@
-import ArgumentParser
+// `qcowkit create`: qemu-img 7.2's `create`, step for step (img_create, then
+// bdrv_img_create): option lists, the size, the backing file (opened to check
+// it and, without a size, to take its size), the "Formatting ..." line, then
+// the format's own checks and the image.
 
-// Placeholder until the Create verb lands.
+import ArgumentParser
+import Qcow2
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "create")
-    func run() throws { throw CommandFailure("create: not implemented yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "create",
+        abstract: "Create a new disk image (qcow2 or raw).",
+        discussion: "-o takes qemu-img's option lists, e.g. -o cluster_size=64k,preallocation=metadata; -o help lists them.")
+
+    @Option(name: .customShort("f"), help: "Image format: qcow2 or raw (default raw).")
+    var format: String = "raw"
+
+    @Option(name: .customShort("b"), help: "Backing file, stored as given (relative to the new image).")
+    var backingFile: String?
+
+    @Option(name: .customShort("F"), help: "Format of the backing file (required with -b).")
+    var backingFormat: String?
+
+    @Option(name: .customShort("o"), help: "Format options: key=value,... (repeatable).")
+    var options: [String] = []
+
+    @Flag(name: .customShort("q"), help: "Quiet: no 'Formatting' line.")
+    var quiet = false
+
+    @Flag(name: .customShort("u"), help: "Do not open the backing file (a size is then needed).")
+    var unsafeBacking = false
+
+    @Argument(help: "FILE [SIZE]: the image and its size (k, M, G, T, P, E suffixes).")
+    var arguments: [String] = []
+
+    func run() throws {
+        var list: String?
+        for o in options {
+            guard CreationOptionSet.isValidList(o) else { throw CommandFailure("Invalid option list: \(o)") }
+            list = list.map { $0 + "," + o } ?? o
+        }
+        let filename = arguments.first
+        if let list, CreationOptionSet.wantsHelp(list) {
+            guard CreationOptionCatalog.descriptors(format: format) != nil else {
+                throw CommandFailure("Unknown file format '\(format)'")
+            }
+            Terminal.print(CreationOptionSet.help(format: format, withFileName: filename != nil), terminator: "")
+            return
+        }
+        guard let filename else { throw usageError("Expecting image file name") }
+        var imageSize: UInt64?
+        if arguments.count > 1 {
+            imageSize = try ImageSizeArgument.parse(arguments[1]) { Terminal.printError("qcowkit: warning: " + $0) }
+        }
+        if arguments.count > 2 { throw usageError("Unexpected argument: \(arguments[2])") }
+
+        do {
+            try createImage(filename: filename, optionList: list, imageSize: imageSize)
+        } catch let failure as CommandFailure {
+            // An empty message was printed already.
+            if failure.message.isEmpty { throw failure }
+            throw CommandFailure("\(filename): " + failure.message, status: failure.status)
+        } catch {
+            throw CommandFailure("\(filename): \(error)")
+        }
+    }
+
+    private func usageError(_ message: String) -> CommandFailure {
+        CommandFailure(message + "\nTry 'qcowkit --help' for more information")
+    }
+
+    /// bdrv_img_create: everything after the command line is read.
+    private func createImage(filename: String, optionList: String?, imageSize: UInt64?) throws {
+        guard let descriptors = CreationOptionCatalog.descriptors(format: format) else {
+            throw CommandFailure("Unknown file format '\(format)'")
+        }
+        var opts = CreationOptionSet(descriptors: descriptors)
+        if let optionList { try opts.parse(optionList) }
+
+        // No size anywhere is QEMU's size -1, which a backing file may replace.
+        if !opts.isSet("size") {
+            opts.setNumber("size", imageSize ?? .max)
+        } else if imageSize != nil {
+            throw CommandFailure("The image size must be specified only once")
+        }
+        if let backingFile {
+            guard opts.accepts("backing_file") else {
+                throw CommandFailure("Backing file not supported for file format '\(format)'")
+            }
+            try opts.set("backing_file", backingFile)
+        }
+        if let backingFormat {
+            guard opts.accepts("backing_fmt") else {
+                throw CommandFailure("Backing file format not supported for file format '\(format)'")
+            }
+            try opts.set("backing_fmt", backingFormat)
+        }
+        for d in descriptors where d.isUnsupported && opts.isSet(d.name) {
+            throw CommandFailure("Option '\(d.name)' is not supported by qcowkit")
+        }
+
+        let backing = opts["backing_file"]?.text
+        let backingFmt = opts["backing_fmt"]?.text
+        if let backing {
+            if backing == filename {
+                throw CommandFailure("Error: Trying to create an image with the same filename as the backing file")
+            }
+            if backing.isEmpty { throw CommandFailure("Expected backing file name, got empty string") }
+        }
+
+        var size = opts["size"]?.number ?? .max
+        if let backing, !unsafeBacking {
+            let resolved = BackingReference.resolve(backing, relativeTo: filename)
+            let (detected, length) = try BackingImage.inspect(path: resolved, format: backingFmt)
+            guard backingFmt != nil else {
+                // qemu-img ends this hint without a newline; so do we.
+                Terminal.flushStandardOutput()
+                fputs("qcowkit: \(filename): Backing file specified without backing format\n"
+                      + "Detected format of \(detected).", stderr)
+                throw CommandFailure("")
+            }
+            if size == .max {
+                size = length
+                opts.setNumber("size", length)
+            }
+        } else if backing != nil && backingFmt == nil {
+            throw CommandFailure("Backing file specified without backing format")
+        }
+        if size == .max { throw CommandFailure("Image creation needs a size parameter") }
+
+        if !quiet { Terminal.print("Formatting '\(filename)', fmt=\(format) " + opts.printed()) }
+
+        let extentSizeHint = opts["extent_size_hint"]?.number ?? 0
+        if format == "qcow2" {
+            // The file protocol reads its option first.
+            opts.warnAgainForHexSizes(["extent_size_hint"])
+            if extentSizeHint > UInt64(UInt32.max) { throw CommandFailure("Extent size hint is too large") }
+            try createQcow2(filename: filename, size: size, opts: opts)
+        } else {
+            opts.warnAgainForHexSizes(["extent_size_hint", "size"])
+            var preallocation = Preallocation.off
+            if let text = opts["preallocation"]?.text {
+                guard let mode = Preallocation(rawValue: text) else { throw CommandFailure("invalid parameter value: \(text)") }
+                preallocation = mode
+            }
+            if extentSizeHint > UInt64(UInt32.max) { throw CommandFailure("Extent size hint is too large") }
+            try RawCreator.create(path: filename, size: size, preallocation: preallocation)
+        }
+    }
+
+    /// The qcow2 options, read as QEMU's QAPI visitor reads them (after the
+    /// file was created: a bad value removes it), then the image.
+    private func createQcow2(filename: String, size: UInt64, opts: CreationOptionSet) throws {
+        var o = Qcow2CreateOptions(size: size)
+        // QEMU's QAPI visitor reads the options in its schema's order.
+        do {
+            o.extendedL2 = opts["extended_l2"]?.flag ?? false
+            opts.warnAgainForHexSizes(["size"])
+            if let compat = opts["compat"]?.text {
+                switch compat {
+                case "0.10", "v2": o.version = 2
+                case "1.1", "v3": o.version = 3
+                default: throw CommandFailure("Parameter 'version' does not accept value '\(compat)'")
+                }
+            }
+            o.backingFile = opts["backing_file"]?.text
+            if let fmt = opts["backing_fmt"]?.text {
+                guard BackingImage.qemuDrivers.contains(fmt) else {
+                    throw CommandFailure("Parameter 'backing-fmt' does not accept value '\(fmt)'")
+                }
+                o.backingFormat = fmt
+            }
+            opts.warnAgainForHexSizes(["cluster_size"])
+            o.clusterSize = opts["cluster_size"]?.number ?? 65536
+            if let text = opts["preallocation"]?.text {
+                guard let mode = Preallocation(rawValue: text) else {
+                    throw CommandFailure("Parameter 'preallocation' does not accept value '\(text)'")
+                }
+                o.preallocation = mode
+            }
+            o.lazyRefcounts = opts["lazy_refcounts"]?.flag ?? false
+            if let value = opts["refcount_bits"] {
+                // QAPI reads it again, as a signed 64-bit integer.
+                guard CreationOptionSet.fitsInt64(value.text) else {
+                    throw CommandFailure("Parameter 'refcount-bits' expects integer")
+                }
+                o.refcountBits = value.number
+            }
+            if let text = opts["compression_type"]?.text {
+                guard let type = CompressionType(name: text) else {
+                    throw CommandFailure("Parameter 'compression-type' does not accept value '\(text)'")
+                }
+                o.compressionType = type
+            }
+        } catch {
+            try Qcow2Creator.abandon(path: filename)
+            throw error
+        }
+        try Qcow2Creator.create(path: filename, options: o)
+    }
+}
+
+/// The backing file as `create` opens it: to check that it opens and to
+/// learn its format and size.
+enum BackingImage {
+    /// QEMU 7.2's block drivers (BlockdevDriver) as this build of qemu-img
+    /// knows them: any of them may be recorded as a backing format with -u.
+    static let qemuDrivers: Set<String> = [
+        "blkdebug", "blklogwrites", "blkreplay", "blkverify", "bochs", "cloop", "compress",
+        "copy-before-write", "copy-on-read", "dmg", "file", "snapshot-access", "ftp", "ftps",
+        "gluster", "host_cdrom", "host_device", "http", "https", "iscsi", "luks", "nbd", "nfs",
+        "null-aio", "null-co", "nvme", "parallels", "preallocate", "qcow", "qcow2", "qed",
+        "quorum", "raw", "rbd", "replication", "ssh", "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat",
+    ]
+
+    /// Opens `path` as `format` (probed when nil); returns the format and
+    /// the size the new image inherits (whole 512-byte sectors, as QEMU
+    /// counts them: rounded up for raw, down for qcow2).
+    static func inspect(path: String, format: String?) throws -> (format: String, size: UInt64) {
+        let hint = "\nCould not open backing image."
+        if let format, format != "qcow2" && format != "raw" {
+            guard qemuDrivers.contains(format) else { throw CommandFailure("Unknown driver '\(format)'" + hint) }
+            throw CommandFailure("Backing file format '\(format)' is not supported by qcowkit" + hint)
+        }
+        let file: BlockFile
+        do {
+            file = try BlockFile(path: path, writable: false)
+        } catch let Qcow2Error.io(_, code) {
+            throw CommandFailure("Could not open '\(path)': \(Qcow2Error.io(step: "", errno: code).description.dropFirst(2))" + hint)
+        }
+        defer { try? file.close() }
+        do {
+            let detected = try format ?? ImageFormat.probe(file).rawValue
+            if detected == "qcow2" {
+                let image = try Qcow2Image(file: file)
+                return (detected, image.header.size / 512 * 512)
+            }
+            let length = try file.size()
+            return (detected, length / 512 * 512 + (length % 512 == 0 ? 0 : 512))
+        } catch {
+            throw CommandFailure("\(error)" + hint)
+        }
+    }
 }

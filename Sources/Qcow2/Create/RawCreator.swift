@@ -1,0 +1,87 @@
+// Raw images, and growing a host file with preallocation, as QEMU 7.2's
+// file-posix driver does it (raw_co_create, handle_aiocb_truncate).
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+enum RawPreallocation {
+    /// QEMU's MAX_BLOCKSIZE: the most it writes when it allocates a new
+    /// file's first block (so that later alignment probing finds data).
+    static let firstBlockSize = 4096
+    /// Zeroes are written in chunks of this size for preallocation=full.
+    static let zeroChunk = 65536
+
+    /// Grows `file` to `length` (never shrinks, as the callers ask).
+    /// `off` truncates; `falloc` allocates the new part; `full` writes it.
+    static func grow(file: BlockFile, to length: UInt64, mode: Preallocation) throws {
+        guard length <= UInt64(Int64.max) else { throw Qcow2CreateError.couldNotResizeFile(errno: EINVAL) }
+        let fd = file.descriptor.rawValue
+        let current = try file.size()
+        switch mode {
+        case .off:
+            if ftruncate(fd, off_t(length)) != 0 { throw Qcow2CreateError.couldNotResizeFile(errno: errno) }
+            if current == 0 && length > 0 { allocateFirstBlock(fd: fd, size: length) }
+        case .falloc:
+            guard length != current else { return }
+            let rc = posix_fallocate(fd, off_t(current), off_t(length - current))
+            if rc != 0 { throw Qcow2CreateError.couldNotPreallocate(errno: rc) }
+            if current == 0 { allocateFirstBlock(fd: fd, size: length) }
+        case .full:
+            if ftruncate(fd, off_t(length)) != 0 { throw Qcow2CreateError.couldNotResizeFile(errno: errno) }
+            let zeroes = [UInt8](repeating: 0, count: zeroChunk)
+            var offset = current
+            while offset < length {
+                let n = Int(min(UInt64(zeroChunk), length - offset))
+                let written = zeroes.withUnsafeBytes { pwrite(fd, $0.baseAddress, n, off_t(offset)) }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw Qcow2CreateError.couldNotWriteZeros(errno: errno)
+                }
+                offset += UInt64(written)
+            }
+            if fsync(fd) != 0 { throw Qcow2CreateError.couldNotResizeFile(errno: errno) }
+        case .metadata:
+            throw Qcow2CreateError.unsupportedPreallocation(.metadata)
+        }
+    }
+
+    /// allocate_first_block: one sector of zeroes, or 4 KiB for files at
+    /// least that long. Failures are ignored, as QEMU ignores them.
+    private static func allocateFirstBlock(fd: Int32, size: UInt64) {
+        let count = size < UInt64(firstBlockSize) ? 512 : firstBlockSize
+        let zeroes = [UInt8](repeating: 0, count: count)
+        _ = zeroes.withUnsafeBytes { pwrite(fd, $0.baseAddress, count, 0) }
+    }
+}
+
+/// Creates raw images as `qemu-img create -f raw` does.
+public enum RawCreator {
+    /// Creates (or truncates) `path` and gives it `size` bytes, rounded up to
+    /// a multiple of 512. `metadata` preallocation is refused after the file
+    /// was truncated, as QEMU does.
+    public static func create(path: String, size: UInt64, preallocation: Preallocation = .off) throws {
+        let file: BlockFile
+        do {
+            file = try BlockFile.create(path: path)
+        } catch let Qcow2Error.io(_, code) {
+            throw Qcow2CreateError.couldNotCreate(path: path, errno: code)
+        }
+        defer { try? file.close() }
+        let length = (size &+ 511) & ~UInt64(511)
+        do {
+            // ROUND_UP on a signed size: past INT64_MAX the length is negative.
+            guard length <= UInt64(Int64.max) else { throw Qcow2CreateError.couldNotResizeFile(errno: EINVAL) }
+            try RawPreallocation.grow(file: file, to: length, mode: preallocation)
+        } catch let error as Qcow2CreateError {
+            switch error {
+            case .couldNotResizeFile(EFBIG), .couldNotPreallocate(EFBIG), .couldNotWriteZeros(EFBIG):
+                throw Qcow2CreateError.imageTooLarge(format: "raw", clusterSizeHint: false)
+            default:
+                throw error
+            }
+        }
+    }
+}
