@@ -159,7 +159,7 @@ struct ReadPathImageTests {
         _ = unalignedData.addL2(l1Index: 0, words: [0x4000 | copied, 0x10_0200 | copied])
         #expect(corruption { _ = try open(unalignedData).read(512, at: 4096) } == "Cluster allocation offset 0x100200 unaligned (L2 offset: 0x3000, L2 index: 0x1)")
 
-        var invalidBitmap = TestImage(size: 64 * 1024, clusterBits: 12, extendedL2: true)
+        var invalidBitmap = TestImage(size: 64 * 1024, clusterBits: 14, extendedL2: true)  // extended L2 needs 16 KiB clusters
         let host = invalidBitmap.addCluster(pattern(1))
         _ = invalidBitmap.addL2(l1Index: 0, words: [host | copied, 0x0000_0001_0000_0001])
         #expect(corruption { _ = try open(invalidBitmap).read(128, at: 0) }?.hasPrefix("Invalid cluster entry found") == true)
