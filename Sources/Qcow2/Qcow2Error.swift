@@ -29,6 +29,10 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     case tableBeyondEndOfFile(table: String)
     case l1TableTooSmall
     case tooManySnapshots(UInt32)
+    case snapshotExtraDataTooLarge(entry: Int)
+    case snapshotTableTooBig
+    case snapshotTableTruncated(entry: Int)
+    case invalidBitmaps(String)
     case invalidHeaderExtension(String)
     case arithmeticOverflow(String)
 
@@ -84,6 +88,11 @@ extension Qcow2Error: CustomStringConvertible {
         case let .tableBeyondEndOfFile(table): return "\(table) lies beyond the end of the file"
         case .l1TableTooSmall: return "L1 table is too small"
         case let .tooManySnapshots(n): return "Too many snapshots (\(n))"
+        case let .snapshotExtraDataTooLarge(entry): return "Too much extra metadata in snapshot table entry \(entry)"
+        case .snapshotTableTooBig: return "Snapshot table is too big"
+        case let .snapshotTableTruncated(entry):
+            return "Snapshot table entry \(entry) lies beyond the end of the file"
+        case let .invalidBitmaps(why): return why
         case let .invalidHeaderExtension(why): return "Invalid header extension: \(why)"
         case let .arithmeticOverflow(what): return "Offset overflow: \(what)"
         case let .corruptMetadata(what): return "Image is corrupt: \(what)"
