@@ -228,3 +228,54 @@ private func expectAllModesSame(_ path: String, extra: [String] = [], in directo
         }
     }
 }
+
+/// Snapshot fields qemu-img cannot set without a running VM (VM state size,
+/// VM clock, icount, odd dates), patched into a real table: both programs
+/// must read them alike.
+@Suite struct InfoInteropSnapshotFieldTests {
+    struct Fields: Sendable, CustomTestStringConvertible {
+        var vmClock: UInt64
+        var vmState32: UInt32
+        var vmStateLarge: UInt64
+        var icount: UInt64
+        var dateSec: UInt32
+        var dateNsec: UInt32
+        var testDescription: String { "clock \(vmClock) state \(vmState32)/\(vmStateLarge) icount \(icount)" }
+    }
+
+    @Test(arguments: [
+        Fields(vmClock: 1_500_000_000, vmState32: 1000, vmStateLarge: 1000, icount: 0, dateSec: 0, dateNsec: 0),
+        Fields(vmClock: 90_061_999_999_999, vmState32: 0, vmStateLarge: 1023 << 20, icount: .max, dateSec: 1, dateNsec: 999_999_999),
+        Fields(vmClock: 3_600_000_000_000 * 100, vmState32: 4_294_967_295, vmStateLarge: 1_649_267_441_664,
+               icount: 123_456_789, dateSec: .max, dateNsec: 5),
+        Fields(vmClock: .max, vmState32: 7, vmStateLarge: .max, icount: 1 << 63, dateSec: 2_000_000_000, dateNsec: 1),
+        Fields(vmClock: 59_999_000_000, vmState32: 511, vmStateLarge: 1_048_575, icount: .max - 1,
+               dateSec: 1_234_567_890, dateNsec: 0),
+    ])
+    func patchedSnapshotFields(fields: Fields) throws {
+        let dir = try InfoScratch()
+        let image = dir.file("fields.qcow2")
+        try InfoTool.must("qemu-img", ["create", "-q", "-f", "qcow2", image, "64M"])
+        try InfoTool.must("qemu-img", ["snapshot", "-c", "patched", image])
+        try InfoTool.must("qemu-img", ["snapshot", "-c", "plain", image])
+        let header = try Data(contentsOf: URL(fileURLWithPath: image))
+        let table = header[64..<72].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        func be<T: FixedWidthInteger>(_ v: T) -> [UInt8] {
+            (0..<MemoryLayout<T>.size).reversed().map { UInt8(truncatingIfNeeded: v >> ($0 * 8)) }
+        }
+        try dir.patch("fields.qcow2", at: table + 16, be(fields.dateSec) + be(fields.dateNsec) + be(fields.vmClock) + be(fields.vmState32))
+        try dir.patch("fields.qcow2", at: table + 40, be(fields.vmStateLarge))
+        try dir.patch("fields.qcow2", at: table + 56, be(fields.icount))
+        for mode in [[], ["--output=json"]] {
+            try InfoCompare.expectSame(mode + [image])
+        }
+        // With less extra data, the 32-bit VM state size and "no icount" apply.
+        try dir.patch("fields.qcow2", at: table + 36, be(UInt32(8)))
+        // Keep the entry's length: the name moves into the former extra data.
+        try dir.patch("fields.qcow2", at: table + 40 + 8, Array("1patched".utf8) + [UInt8](repeating: 0x41, count: 8))
+        try dir.patch("fields.qcow2", at: table + 14, be(UInt16(23)))
+        for mode in [[], ["--output=json"]] {
+            try InfoCompare.expectSame(mode + [image])
+        }
+    }
+}

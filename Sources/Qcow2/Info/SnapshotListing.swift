@@ -32,7 +32,7 @@ public enum SnapshotListing {
     }
 
     /// "%Y-%m-%d %H:%M:%S" in the local time zone (date_sec is 32 bits on disk).
-    static func localDate(_ seconds: Int64) -> String {
+    public static func localDate(_ seconds: Int64) -> String {
         var time = time_t(UInt32(truncatingIfNeeded: seconds))
         var parts = tm()
         localtime_r(&time, &parts)
