@@ -29,15 +29,16 @@ enum InfoTool {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         // Read both pipes before waiting, so a full pipe cannot stall the child.
-        var outData = Data(), errData = Data()
+        let errBox = InfoDataBox()
         let group = DispatchGroup()
         group.enter()
         DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
+            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
             group.leave()
         }
-        outData = out.fileHandleForReading.readDataToEndOfFile()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
+        let errData = errBox.data
         process.waitUntilExit()
         return InfoProcessResult(
             status: process.terminationStatus,
@@ -85,6 +86,12 @@ enum InfoTool {
             return InfoProcessResult(status: 1, stdout: "", stderr: "qcowkit: \(error)\n")
         }
     }
+}
+
+/// Carries the standard error bytes from the reading thread; the group's
+/// wait orders the write before the read.
+final class InfoDataBox: @unchecked Sendable {
+    var data = Data()
 }
 
 struct InfoFixtureError: Error, CustomStringConvertible {
