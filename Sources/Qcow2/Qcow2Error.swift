@@ -45,6 +45,10 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     case tooManySnapshots(UInt32)
     /// An extension record runs past the end of the extension area.
     case headerExtensionTooLarge
+    case snapshotExtraDataTooLarge(entry: Int)
+    case snapshotTableTooBig
+    case snapshotTableTruncated(entry: Int)
+    case invalidBitmaps(String)
     /// A known extension whose contents are invalid; the message is complete.
     case invalidHeaderExtension(String)
     case arithmeticOverflow(String)
@@ -111,6 +115,11 @@ extension Qcow2Error: CustomStringConvertible {
         case let .tooManySnapshots(n): return "Too many snapshots (\(n))"
         case .headerExtensionTooLarge: return "Header extension too large"
         case let .invalidHeaderExtension(message): return message
+        case let .snapshotExtraDataTooLarge(entry): return "Too much extra metadata in snapshot table entry \(entry)"
+        case .snapshotTableTooBig: return "Snapshot table is too big"
+        case let .snapshotTableTruncated(entry):
+            return "Snapshot table entry \(entry) lies beyond the end of the file"
+        case let .invalidBitmaps(why): return why
         case let .arithmeticOverflow(what): return "Offset overflow: \(what)"
         case let .corruptMetadata(what): return "Image is corrupt: \(what)"
         case let .compressionFailed(what): return "Could not compress cluster: \(what)"

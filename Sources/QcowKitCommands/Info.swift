@@ -1,7 +1,74 @@
+// `qcowkit info`: qemu-img info's output, line for line and key for key.
+// With --backing-chain, every image of the chain: JSON as an array, human
+// blocks separated by a blank line. Nothing is printed unless every image of
+// the chain could be read, as qemu-img does.
 import ArgumentParser
+import Qcow2
+import QemuJSON
 
-// Placeholder until the Info verb lands.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "info")
-    func run() throws { throw CommandFailure("info: not implemented yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "info",
+        abstract: "Show information about a disk image (and its backing chain).")
+
+    @Option(name: [.customShort("f"), .customLong("format")], help: "The image's format (probed if omitted).")
+    var format: String?
+
+    @Option(name: .customLong("output"), help: "Output format: human or json.")
+    var output: String?
+
+    @Flag(name: .customLong("backing-chain"), help: "Show every image of the backing chain.")
+    var backingChain = false
+
+    @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open without taking locks (accepted; QcowKit takes none).")
+    var forceShare = false
+
+    @Argument(help: "The image file.")
+    var files: [String] = []
+
+    /// What the command writes: standard output, and warnings for standard error.
+    struct Rendered: Equatable {
+        var text: String
+        var warnings: String
+    }
+
+    func render() throws -> Rendered {
+        let json: Bool
+        switch output ?? "human" {
+        case "human": json = false
+        case "json": json = true
+        default: throw CommandFailure("--output must be used with human or json as argument.")
+        }
+        guard files.count == 1, let file = files.first else {
+            throw CommandFailure("Expecting one image file name\nTry 'qcowkit --help' for more information")
+        }
+        let report: ImageInfoReport
+        do {
+            report = try ImageInfoReader.read(path: file, format: format, backingChain: backingChain)
+        } catch let error as ImageInfoError {
+            throw CommandFailure(error.description)
+        }
+        let warnings = report.warnings.map { $0.message(program: "qcowkit") }.joined()
+        if json {
+            let value: JSONValue = backingChain
+                ? .array(report.images.map(\.qapiJSON))
+                : report.images[0].qapiJSON
+            return Rendered(text: value.qemuJSON(pretty: true) + "\n", warnings: warnings)
+        }
+        return Rendered(text: report.images.map(\.humanText).joined(separator: "\n"), warnings: warnings)
+    }
+
+    func run() throws {
+        let rendered = try render()
+        if !rendered.warnings.isEmpty { fputs(rendered.warnings, stderr) }
+        Terminal.print(rendered.text, terminator: "")
+    }
 }

@@ -1,0 +1,56 @@
+// Why info about an image could not be produced, worded as qemu-img words it,
+// and the warnings it prints on the way.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum ImageInfoError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// "Could not open 'x': <reason>".
+    case couldNotOpen(path: String, reason: String)
+    /// A backing chain names an image already in it.
+    case backingLoop(path: String)
+    /// A chain longer than Qcow2Limits.maxBackingChainDepth.
+    case chainTooDeep(limit: Int)
+
+    public var description: String {
+        switch self {
+        case let .couldNotOpen(path, reason): return "Could not open '\(path)': \(reason)"
+        case let .backingLoop(path): return "Backing file '\(path)' creates an infinite loop."
+        case let .chainTooDeep(limit): return Qcow2Error.backingChainTooDeep(limit: limit).description
+        }
+    }
+
+    /// The reason QEMU's file driver gives when it cannot open `path`.
+    static func openFailure(path: String, error: Error) -> ImageInfoError {
+        if case let Qcow2Error.io(step: "open", errno: code) = error {
+            if code == EISDIR { return .couldNotOpen(path: path, reason: "'file' driver requires '\(path)' to be a regular file") }
+            return .couldNotOpen(path: path, reason: "Could not open '\(path)': " + String(cString: strerror(code)))
+        }
+        return .couldNotOpen(path: path, reason: "\(error)")
+    }
+}
+
+public enum ImageInfoWarning: Equatable, Sendable {
+    /// The bitmaps extension is present but its autoclear bit is not: the
+    /// bitmaps are ignored.
+    case bitmapsInconsistent(versionTwo: Bool)
+
+    /// What qemu-img writes to standard error for it, given its program name
+    /// (a warning line, then a hint without a final newline).
+    public func message(program: String) -> String {
+        switch self {
+        case let .bitmapsInconsistent(versionTwo):
+            let warning = versionTwo
+                ? "This qcow2 v2 image contains bitmaps, but they may have been modified by a program "
+                    + "without persistent bitmap support; so now they must all be considered inconsistent"
+                : "a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent"
+            return "\(program): warning: \(warning)\n"
+                + "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix."
+        }
+    }
+}

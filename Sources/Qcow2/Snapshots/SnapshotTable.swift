@@ -1,0 +1,104 @@
+// The internal snapshot table: `snapshotCount` variable-length entries from
+// `snapshotsOffset`, each starting 8-byte aligned. Reading is bounded before
+// anything is allocated: the entry count by Qcow2Limits.maxSnapshots (checked
+// with the header), each entry's extra data by maxSnapshotExtraData, the whole
+// table by maxSnapshotTableBytes, and every byte must lie inside the file.
+
+public struct SnapshotTable: Equatable, Sendable {
+    public var entries: [SnapshotEntry]
+    /// Bytes from the table's start to the end of its last entry (QEMU's
+    /// snapshots_size: the final entry is not padded).
+    public var byteLength: UInt64
+
+    public init(entries: [SnapshotEntry] = [], byteLength: UInt64 = 0) {
+        self.entries = entries
+        self.byteLength = byteLength
+    }
+
+    /// Reads the table an open image's header points to.
+    public static func read(from image: Qcow2Image) throws -> SnapshotTable {
+        try read(file: image.file, offset: image.header.snapshotsOffset, count: image.header.snapshotCount)
+    }
+
+    public static func read(file: BlockFile, offset: UInt64, count: UInt32) throws -> SnapshotTable {
+        let fileSize = try file.size()
+        return try decode(count: count, fileSize: fileSize, tableOffset: offset) { start, length in
+            try file.readExactly(length, at: start, step: "reading snapshot table")
+        }
+    }
+
+    /// Decodes a table held in memory, as if it started at offset 0 of a file
+    /// consisting of `bytes`.
+    public static func decode(_ bytes: [UInt8], count: UInt32) throws -> SnapshotTable {
+        try decode(count: count, fileSize: UInt64(bytes.count), tableOffset: 0) { start, length in
+            Array(bytes[Int(start)..<Int(start) + length])
+        }
+    }
+
+    /// The decoder, over a reader of `length` bytes at an absolute offset
+    /// that has been checked to lie inside `fileSize`.
+    static func decode(
+        count: UInt32, fileSize: UInt64, tableOffset: UInt64,
+        read: (UInt64, Int) throws -> [UInt8]
+    ) throws -> SnapshotTable {
+        guard count <= Qcow2Limits.maxSnapshots else { throw Qcow2Error.tooManySnapshots(count) }
+        var entries: [SnapshotEntry] = []
+        entries.reserveCapacity(Int(count))
+        var length: UInt64 = 0 // bytes from the table start to the current entry's end
+        for index in 0..<Int(count) {
+            length = (length + 7) & ~7
+            let start = try checkedAdd(tableOffset, length, "snapshot table entry \(index)")
+            func within(_ bytes: UInt64) throws -> UInt64 {
+                let end = try checkedAdd(start, bytes, "snapshot table entry \(index)")
+                guard end <= fileSize else { throw Qcow2Error.snapshotTableTruncated(entry: index) }
+                return end
+            }
+
+            _ = try within(UInt64(SnapshotEntry.headerSize))
+            let h = try read(start, SnapshotEntry.headerSize)
+            let idSize = Int(h.be(UInt16.self, at: 12))
+            let nameSize = Int(h.be(UInt16.self, at: 14))
+            let extraSize = h.be(UInt32.self, at: 36)
+            guard extraSize <= Qcow2Limits.maxSnapshotExtraData else {
+                throw Qcow2Error.snapshotExtraDataTooLarge(entry: index)
+            }
+            // Everything after the fixed part is at most 1 KiB + 2 * 64 KiB.
+            let tailSize = Int(extraSize) + idSize + nameSize
+            let entryLength = UInt64(SnapshotEntry.headerSize + tailSize)
+            length += entryLength
+            guard length <= Qcow2Limits.maxSnapshotTableBytes else { throw Qcow2Error.snapshotTableTooBig }
+            _ = try within(entryLength)
+            let tail = try read(start + UInt64(SnapshotEntry.headerSize), tailSize)
+
+            var entry = SnapshotEntry(
+                l1TableOffset: h.be(UInt64.self, at: 0), l1Size: h.be(UInt32.self, at: 8), id: "", name: "",
+                dateSeconds: h.be(UInt32.self, at: 16), dateNanoseconds: h.be(UInt32.self, at: 20),
+                vmClockNanoseconds: h.be(UInt64.self, at: 24),
+                vmStateSize: UInt64(h.be(UInt32.self, at: 32)))
+            entry.extraDataSize = extraSize
+            if extraSize >= 8 { entry.vmStateSize = tail.be(UInt64.self, at: 0) }
+            if extraSize >= 16 { entry.diskSize = tail.be(UInt64.self, at: 8) }
+            if extraSize >= 24 {
+                let icount = tail.be(UInt64.self, at: 16)
+                entry.icount = icount == UInt64.max ? nil : icount
+            }
+            let known = Int(min(extraSize, SnapshotEntry.knownExtraDataSize))
+            entry.unknownExtraData = Array(tail[known..<Int(extraSize)])
+            entry.idBytes = Array(tail[Int(extraSize)..<Int(extraSize) + idSize])
+            entry.nameBytes = Array(tail[(Int(extraSize) + idSize)...])
+            entries.append(entry)
+        }
+        return SnapshotTable(entries: entries, byteLength: length)
+    }
+
+    /// The table as QEMU writes it: entries 8-byte aligned, zero padding
+    /// between them, none after the last.
+    public func encode(virtualSize: UInt64) -> [UInt8] {
+        var out: [UInt8] = []
+        for entry in entries {
+            out += [UInt8](repeating: 0, count: (8 - out.count % 8) % 8)
+            out += entry.encode(virtualSize: virtualSize)
+        }
+        return out
+    }
+}

@@ -1,0 +1,156 @@
+// QEMU's JSON lexer: a byte-at-a-time state machine that cuts input into
+// tokens. Its dialect is JSON plus single-quoted strings and `\'` escapes.
+// After a bad byte it reports an error token holding the text so far and
+// skips ahead to a resynchronisation point: a structural character, a
+// control character other than tab, or the never-valid bytes 0xFE/0xFF
+// (which QMP clients send on purpose to reset the parser).
+// String contents are only checked here for control characters; escapes and
+// UTF-8 are the parser's job.
+
+enum JSONTokenKind: Equatable {
+    case leftCurly, rightCurly, leftSquare, rightSquare, colon, comma
+    case integer, float, keyword, string
+    case error
+}
+
+struct JSONToken {
+    var kind: JSONTokenKind
+    var text: [UInt8]
+}
+
+struct JSONLexer {
+    private enum State {
+        case recovery
+        case dqString, dqEscape, sqString, sqEscape
+        case zero, expDigits, expSign, expE, mantissa, mantissaDigits, digits, sign
+        case keyword
+        case start
+    }
+
+    private enum Next {
+        case state(State)
+        case token(JSONTokenKind)
+    }
+
+    private var state = State.start
+    private var text: [UInt8] = []
+    /// A token longer than this is cut off and reported as too large.
+    let maxTokenSize: Int
+
+    init(maxTokenSize: Int) {
+        self.maxTokenSize = maxTokenSize
+    }
+
+    /// One transition; `lookahead` means the byte ends the current token and
+    /// must be looked at again from the next state.
+    private static func transition(_ state: State, _ byte: UInt8) -> (next: Next, lookahead: Bool) {
+        let c = byte
+        func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+        switch state {
+        case .recovery:
+            switch c {
+            case 0x09, 0x20...0xFD:
+                if c == 0x5B || c == 0x5D || c == 0x7B || c == 0x7D || c == 0x3A || c == 0x2C {
+                    return (.state(.start), true)
+                }
+                return (.state(.recovery), false)
+            default: return (.state(.start), true)
+            }
+        case .dqEscape: return (0x20...0xFD).contains(c) ? (.state(.dqString), false) : (.token(.error), false)
+        case .sqEscape: return (0x20...0xFD).contains(c) ? (.state(.sqString), false) : (.token(.error), false)
+        case .dqString, .sqString:
+            let double = state == .dqString
+            if c == UInt8(ascii: "\\") { return (.state(double ? .dqEscape : .sqEscape), false) }
+            if c == (double ? UInt8(ascii: "\"") : UInt8(ascii: "'")) { return (.token(.string), false) }
+            return (0x20...0xFD).contains(c) ? (.state(state), false) : (.token(.error), false)
+        case .zero:
+            if isDigit(c) { return (.token(.error), false) }
+            if c == UInt8(ascii: ".") { return (.state(.mantissa), false) }
+            return (.token(.integer), true)
+        case .expDigits:
+            return isDigit(c) ? (.state(.expDigits), false) : (.token(.float), true)
+        case .expSign:
+            return isDigit(c) ? (.state(.expDigits), false) : (.token(.error), false)
+        case .expE:
+            if c == UInt8(ascii: "-") || c == UInt8(ascii: "+") { return (.state(.expSign), false) }
+            return isDigit(c) ? (.state(.expDigits), false) : (.token(.error), false)
+        case .mantissaDigits:
+            if isDigit(c) { return (.state(.mantissaDigits), false) }
+            if c == UInt8(ascii: "e") || c == UInt8(ascii: "E") { return (.state(.expE), false) }
+            return (.token(.float), true)
+        case .mantissa:
+            return isDigit(c) ? (.state(.mantissaDigits), false) : (.token(.error), false)
+        case .digits:
+            if isDigit(c) { return (.state(.digits), false) }
+            if c == UInt8(ascii: "e") || c == UInt8(ascii: "E") { return (.state(.expE), false) }
+            if c == UInt8(ascii: ".") { return (.state(.mantissa), false) }
+            return (.token(.integer), true)
+        case .sign:
+            if c == UInt8(ascii: "0") { return (.state(.zero), false) }
+            return isDigit(c) ? (.state(.digits), false) : (.token(.error), false)
+        case .keyword:
+            return (0x61...0x7A).contains(c) ? (.state(.keyword), false) : (.token(.keyword), true)
+        case .start:
+            switch c {
+            case UInt8(ascii: "\""): return (.state(.dqString), false)
+            case UInt8(ascii: "'"): return (.state(.sqString), false)
+            case UInt8(ascii: "0"): return (.state(.zero), false)
+            case UInt8(ascii: "1")...UInt8(ascii: "9"): return (.state(.digits), false)
+            case UInt8(ascii: "-"): return (.state(.sign), false)
+            case UInt8(ascii: "{"): return (.token(.leftCurly), false)
+            case UInt8(ascii: "}"): return (.token(.rightCurly), false)
+            case UInt8(ascii: "["): return (.token(.leftSquare), false)
+            case UInt8(ascii: "]"): return (.token(.rightSquare), false)
+            case UInt8(ascii: ","): return (.token(.comma), false)
+            case UInt8(ascii: ":"): return (.token(.colon), false)
+            case 0x61...0x7A: return (.state(.keyword), false)
+            case 0x20, 0x09, 0x0D, 0x0A: return (.state(.start), false)
+            default: return (.token(.error), false)
+            }
+        }
+    }
+
+    /// Feeds one byte; `emit` receives each finished token.
+    /// Returns false when a token grew past the size limit (the token is
+    /// dropped and lexing restarts, as QEMU does).
+    mutating func feed(_ byte: UInt8, emit: (JSONToken) -> Void) -> Bool {
+        var consumed = false
+        while !consumed {
+            let (next, lookahead) = Self.transition(state, byte)
+            consumed = !lookahead
+            if consumed { text.append(byte) }
+            step(next, emit: emit)
+        }
+        if text.count > maxTokenSize {
+            text.removeAll()
+            state = .start
+            return false
+        }
+        return true
+    }
+
+    /// Ends the input: a token in progress is finished as if a NUL followed.
+    mutating func flush(emit: (JSONToken) -> Void) {
+        while state != .start {
+            let (next, _) = Self.transition(state, 0)
+            step(next, emit: emit)
+        }
+    }
+
+    private mutating func step(_ next: Next, emit: (JSONToken) -> Void) {
+        switch next {
+        case let .token(kind):
+            emit(JSONToken(kind: kind, text: text))
+            text.removeAll(keepingCapacity: true)
+            state = kind == .error ? .recovery : .start
+        case .state(.start):
+            text.removeAll(keepingCapacity: true)
+            state = .start
+        case .state(.recovery):
+            text.removeAll(keepingCapacity: true)
+            state = .recovery
+        case let .state(s):
+            state = s
+        }
+    }
+}
