@@ -57,6 +57,8 @@ enum CreateInteropCatalog {
         CreateInteropCase("-f", "qcow2", "-b", "base.qcow2", "img.qcow2"),
         CreateInteropCase("-f", "qcow2", "-b", "base.raw", "img.qcow2", "1M"),
         CreateInteropCase("-f", "qcow2", "-b", "missing", "-F", "qcow2", "img.qcow2"),
+        CreateInteropCase("-f", "qcow2", "-b", "broken.qcow2", "-F", "qcow2", "img.qcow2"),
+        CreateInteropCase("-f", "qcow2", "-u", "-b", "broken.qcow2", "-F", "qcow2", "img.qcow2", "1M"),
         CreateInteropCase("-f", "qcow2", "-u", "-b", "missing", "-F", "qcow2", "img.qcow2", "1M"),
         CreateInteropCase("-f", "qcow2", "-u", "-b", "missing", "-F", "qcow2", "img.qcow2"),
         CreateInteropCase("-f", "qcow2", "-u", "-b", "missing", "img.qcow2", "1M"),

@@ -85,7 +85,8 @@ enum CreateOracle {
 }
 
 /// Two scratch directories with the same fixtures: base.qcow2 (5 MiB),
-/// base.raw (1000 bytes), sub/b2.qcow2 (7 MiB).
+/// base.raw (1000 bytes), sub/b2.qcow2 (7 MiB), broken.qcow2 (backed by a
+/// missing gone.qcow2).
 final class CreateOracleWorkspace {
     let root: String
     var qemuDirectory: String { root + "/qemu" }
@@ -98,8 +99,9 @@ final class CreateOracleWorkspace {
             try fm.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
             let raw = Data((0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) })
             try raw.write(to: URL(fileURLWithPath: dir + "/base.raw"))
-            for (name, size) in [("base.qcow2", "5M"), ("sub/b2.qcow2", "7M")] {
-                let r = try CreateOracle.run(CreateOracle.qemuImg, ["create", "-q", "-f", "qcow2", name, size], in: dir)
+            for arguments in [["base.qcow2", "5M"], ["sub/b2.qcow2", "7M"],
+                              ["-u", "-b", "gone.qcow2", "-F", "qcow2", "broken.qcow2", "1M"]] {
+                let r = try CreateOracle.run(CreateOracle.qemuImg, ["create", "-q", "-f", "qcow2"] + arguments, in: dir)
                 guard r.status == 0 else { throw CocoaError(.fileWriteUnknown) }
             }
         }
