@@ -231,7 +231,7 @@ enum BackingImage {
         do {
             file = try BlockFile(path: path, writable: false)
         } catch let Qcow2Error.io(_, code) {
-            throw CommandFailure("Could not open '\(path)': \(Qcow2Error.io(step: "", errno: code).description.dropFirst(2))" + hint)
+            throw CommandFailure(openFailure(path, code) + hint)
         }
         defer { try? file.close() }
         do {
@@ -248,6 +248,12 @@ enum BackingImage {
         } catch {
             throw CommandFailure("\(error)" + hint)
         }
+    }
+
+    /// QEMU's file driver's words for a file it cannot open.
+    private static func openFailure(_ path: String, _ code: Int32) -> String {
+        if code == EISDIR { return "'file' driver requires '\(path)' to be a regular file" }
+        return "Could not open '\(path)': " + String(cString: strerror(code))
     }
 
     /// QEMU opens the backing image with its whole chain: each missing or
@@ -270,7 +276,7 @@ enum BackingImage {
         do {
             file = try BlockFile(path: resolved, writable: false)
         } catch let Qcow2Error.io(_, code) {
-            throw CommandFailure(prefix + "Could not open '\(resolved)': \(Qcow2Error.io(step: "", errno: code).description.dropFirst(2))")
+            throw CommandFailure(prefix + openFailure(resolved, code))
         }
         defer { try? file.close() }
         do {
