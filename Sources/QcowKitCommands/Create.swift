@@ -231,19 +231,65 @@ enum BackingImage {
         do {
             file = try BlockFile(path: path, writable: false)
         } catch let Qcow2Error.io(_, code) {
-            throw CommandFailure("Could not open '\(path)': \(Qcow2Error.io(step: "", errno: code).description.dropFirst(2))" + hint)
+            throw CommandFailure(openFailure(path, code) + hint)
         }
         defer { try? file.close() }
         do {
             let detected = try format ?? ImageFormat.probe(file).rawValue
             if detected == "qcow2" {
                 let image = try Qcow2Image(file: file)
+                try openChain(below: image, path: path, visited: [path])
                 return (detected, image.header.size / 512 * 512)
             }
             let length = try file.size()
             return (detected, length / 512 * 512 + (length % 512 == 0 ? 0 : 512))
+        } catch let failure as CommandFailure {
+            throw CommandFailure(failure.message + hint)
         } catch {
             throw CommandFailure("\(error)" + hint)
+        }
+    }
+
+    /// QEMU's file driver's words for a file it cannot open.
+    private static func openFailure(_ path: String, _ code: Int32) -> String {
+        if code == EISDIR { return "'file' driver requires '\(path)' to be a regular file" }
+        return "Could not open '\(path)': " + String(cString: strerror(code))
+    }
+
+    /// QEMU opens the backing image with its whole chain: each missing or
+    /// unreadable layer fails with "Could not open backing file: " before
+    /// the layer's own message.
+    private static func openChain(below image: Qcow2Image, path: String, visited: [String]) throws {
+        guard let name = image.backingFileName else { return }
+        let prefix = "Could not open backing file: "
+        guard visited.count < Qcow2Limits.maxBackingChainDepth else {
+            throw CommandFailure(prefix + Qcow2Error.backingChainTooDeep(limit: Qcow2Limits.maxBackingChainDepth).description)
+        }
+        guard !BackingReference.isPseudoProtocol(name) else {
+            throw CommandFailure(prefix + Qcow2Error.pseudoProtocolBackingRefused(name).description)
+        }
+        let resolved = BackingReference.resolve(name, relativeTo: path)
+        guard !visited.contains(resolved) else {
+            throw CommandFailure(prefix + Qcow2Error.backingChainLoop(path: resolved).description)
+        }
+        let file: BlockFile
+        do {
+            file = try BlockFile(path: resolved, writable: false)
+        } catch let Qcow2Error.io(_, code) {
+            throw CommandFailure(prefix + openFailure(resolved, code))
+        }
+        defer { try? file.close() }
+        do {
+            let format = try image.backingFormat ?? ImageFormat.probe(file).rawValue
+            guard format == "qcow2" else {
+                guard format == "raw" else { throw Qcow2Error.backingFormatUnknown(format) }
+                return
+            }
+            try openChain(below: try Qcow2Image(file: file), path: resolved, visited: visited + [resolved])
+        } catch let failure as CommandFailure {
+            throw CommandFailure(prefix + failure.message)
+        } catch {
+            throw CommandFailure(prefix + "\(error)")
         }
     }
 }

@@ -130,6 +130,7 @@ extension Qcow2Builder {
         do {
             try preallocateFile(to: allocationStart + dataClusters * clusterSize, mode: options.preallocation)
         } catch let error as Qcow2CreateError {
+            if error.isFileTooLarge { throw FileTooLarge() }
             throw Qcow2CreateError.couldNotResize(reason: "Failed to resize underlying file: " + error.description)
         }
 

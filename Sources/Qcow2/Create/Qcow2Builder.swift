@@ -155,7 +155,7 @@ final class Qcow2Builder {
         let table = try l2Table(for: mapping.guestOffset)
         let first = l2Index(mapping.guestOffset)
         precondition(first + mapping.clusters <= l2Entries)
-        table.isDirty = true
+        table.markDirty()
         table.bytes.withUnsafeMutableBytes { buffer in
             for i in 0..<mapping.clusters {
                 let entry = (mapping.hostOffset + (i << clusterBits)) | Qcow2EntryMask.copied

@@ -78,3 +78,14 @@ extension Qcow2CreateError: CustomStringConvertible {
 /// QEMU's -EFBIG, raised where a structure would outgrow its limit; the
 /// creator reports it as `imageTooLarge`.
 struct FileTooLarge: Error {}
+
+extension Qcow2CreateError {
+    /// A host file operation failed with EFBIG, which qemu-img reports as
+    /// "image too large" whatever the step.
+    var isFileTooLarge: Bool {
+        switch self {
+        case .couldNotResizeFile(EFBIG), .couldNotPreallocate(EFBIG), .couldNotWriteZeros(EFBIG): return true
+        default: return false
+        }
+    }
+}

@@ -21,10 +21,6 @@ public enum Qcow2Creator {
             let builder = try Qcow2Builder(file: file, options: options)
             do {
                 try builder.resize(to: options.size)
-            } catch let error as Qcow2CreateError {
-                throw error
-            } catch is FileTooLarge {
-                throw FileTooLarge()
             } catch let Qcow2Error.io(step, code) where code != EFBIG {
                 throw Qcow2CreateError.couldNotResize(reason: "\(step): \(errnoDescription(code))")
             }
@@ -58,11 +54,9 @@ public enum Qcow2Creator {
     /// EFBIG from anywhere reads as "image too large", as qemu-img reports it.
     private static func translate(_ error: Error) -> Error {
         switch error {
-        case is FileTooLarge,
-             Qcow2Error.io(_, EFBIG),
-             Qcow2CreateError.couldNotResizeFile(EFBIG),
-             Qcow2CreateError.couldNotPreallocate(EFBIG),
-             Qcow2CreateError.couldNotWriteZeros(EFBIG):
+        case is FileTooLarge, Qcow2Error.io(_, EFBIG):
+            return Qcow2CreateError.imageTooLarge(format: "qcow2", clusterSizeHint: true)
+        case let error as Qcow2CreateError where error.isFileTooLarge:
             return Qcow2CreateError.imageTooLarge(format: "qcow2", clusterSizeHint: true)
         default:
             return error

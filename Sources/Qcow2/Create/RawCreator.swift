@@ -75,13 +75,8 @@ public enum RawCreator {
             // ROUND_UP on a signed size: past INT64_MAX the length is negative.
             guard length <= UInt64(Int64.max) else { throw Qcow2CreateError.couldNotResizeFile(errno: EINVAL) }
             try RawPreallocation.grow(file: file, to: length, mode: preallocation)
-        } catch let error as Qcow2CreateError {
-            switch error {
-            case .couldNotResizeFile(EFBIG), .couldNotPreallocate(EFBIG), .couldNotWriteZeros(EFBIG):
-                throw Qcow2CreateError.imageTooLarge(format: "raw", clusterSizeHint: false)
-            default:
-                throw error
-            }
+        } catch let error as Qcow2CreateError where error.isFileTooLarge {
+            throw Qcow2CreateError.imageTooLarge(format: "raw", clusterSizeHint: false)
         }
     }
 }

@@ -159,7 +159,7 @@ final class RefcountAllocator {
                 }
                 currentTableIndex = tableIndex
                 guard let current = block else { break }
-                current.isDirty = true
+                current.markDirty()
                 let entry = Int(clusterIndex & (refblockSize - 1))
                 var value = current.bytes.withUnsafeBytes { RefcountCoding.get($0, index: entry, width: width) }
                 if decrease {
@@ -301,7 +301,7 @@ final class RefcountAllocator {
                     guard done else { throw Qcow2Error.corruptMetadata("refcount area at \(start) is not free") }
                     j += 1
                 }
-                block.isDirty = true
+                block.markDirty()
             }
         }
         precondition(blockOffset == newTableOffset)
