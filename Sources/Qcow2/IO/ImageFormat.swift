@@ -13,11 +13,14 @@ public enum ImageFormat: String, Sendable, CaseIterable {
         self = format
     }
 
-    /// qcow2 if the file starts with the qcow2 magic, raw otherwise.
+    /// QEMU's choice for an unnamed format: qcow2 when the file starts with
+    /// the magic and a version of at least 2 (bytes past the end read as 0),
+    /// raw otherwise (an empty file included).
     public static func probe(_ file: BlockFile) throws -> ImageFormat {
-        var magic = [UInt8](repeating: 0, count: 4)
-        let got = try magic.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
-        return got == 4 && magic.be(UInt32.self, at: 0) == Qcow2Header.magic ? .qcow2 : .raw
+        var head = [UInt8](repeating: 0, count: 8)
+        let got = try head.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
+        let isQcow2 = got >= 4 && head.be(UInt32.self, at: 0) == Qcow2Header.magic && head.be(UInt32.self, at: 4) >= 2
+        return isQcow2 ? .qcow2 : .raw
     }
 }
 

@@ -52,7 +52,7 @@ public enum ImageInfoReader {
             throw ImageInfoError.openFailure(path: path, error: error)
         }
         do {
-            let resolved = try chosen ?? probe(file)
+            let resolved = try chosen ?? ImageFormat.probe(file)
             switch resolved {
             case .raw: return try raw(file: file, filename: path)
             case .qcow2: return try qcow2(image: Qcow2Image(file: file), filename: path, warnings: &warnings)
@@ -62,16 +62,6 @@ public enum ImageInfoReader {
         } catch {
             throw ImageInfoError.couldNotOpen(path: path, reason: "\(error)")
         }
-    }
-
-    /// QEMU's choice for an unnamed format: an empty file is raw; qcow2 needs
-    /// the magic and a version of at least 2 (bytes past the end read as 0).
-    static func probe(_ file: BlockFile) throws -> ImageFormat {
-        guard try file.size() > 0 else { return .raw }
-        var head = [UInt8](repeating: 0, count: 8)
-        try head.withUnsafeMutableBytes { _ = try file.read(into: $0, at: 0) }
-        let isQcow2 = head.be(UInt32.self, at: 0) == Qcow2Header.magic && head.be(UInt32.self, at: 4) >= 2
-        return isQcow2 ? .qcow2 : .raw
     }
 
     /// A raw image: its size is the file's, in whole 512-byte sectors
