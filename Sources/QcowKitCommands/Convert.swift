@@ -1,6 +1,6 @@
 // `qcowkit convert`: copies the guest disk, through its backing chain, into a
-// new image. For now the output is raw (qemu-img's default output format):
-// a sparse file of exactly the virtual size.
+// new image: raw (qemu-img's default output format, a sparse file of exactly
+// the virtual size) or qcow2 (created with -o options, only data written).
 import ArgumentParser
 import Qcow2
 
@@ -12,8 +12,14 @@ struct Convert: ParsableCommand {
     @Option(name: .customShort("f"), help: "The source image format (qcow2 or raw); probed when omitted.")
     var format: String?
 
-    @Option(name: .customShort("O"), help: "The output format (raw).")
+    @Option(name: .customShort("O"), help: "The output format: raw (default) or qcow2.")
     var outputFormat: String = "raw"
+
+    @Option(name: .customShort("o"), help: "Output format options, as for create: key=value,... (repeatable).")
+    var options: [String] = []
+
+    @Flag(name: .customShort("c"), help: "Compress the output (qcow2 only): every data cluster is written compressed.")
+    var compress = false
 
     @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open the source without locking (always the case).")
     var forceShare = false
@@ -29,19 +35,51 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         switch outputFormat {
-        case "raw": break
-        case "qcow2": throw CommandFailure("Output format 'qcow2' is not supported yet; use -O raw")
+        case "raw":
+            if compress { throw CommandFailure("Compression not supported for this file format") }
+            if !options.isEmpty { throw CommandFailure("Invalid option list: \(options.joined(separator: ","))") }
+        case "qcow2": break
         default: throw CommandFailure("Unknown file format '\(outputFormat)'")
         }
+        // Options are checked before the source is opened, as qemu-img does.
+        let qcow2Options = outputFormat == "qcow2" ? try outputQcow2Options() : nil
         let image = try ReadCommands.openChain(source, format: format)
         defer { try? image.close() }
         do {
-            try RawExport.write(image, to: destination)
+            if let qcow2Options {
+                try Qcow2Export.write(image, to: destination, options: qcow2Options, compress: compress)
+            } else {
+                try RawExport.write(image, to: destination)
+            }
         } catch let failure as RawExport.Failure {
             switch failure {
-            case .create, .outputIsSource: throw CommandFailure("\(destination): error while converting raw: \(failure)")
+            case .create, .outputIsSource:
+                throw CommandFailure("\(destination): error while converting \(outputFormat): \(failure)")
             case .read, .write: throw CommandFailure("\(failure)")
             }
+        } catch let error as Qcow2CreateError {
+            throw CommandFailure("\(destination): error while converting qcow2: \(error)")
         }
+    }
+
+    /// The -o list read as `create` reads it, for a qcow2 output. A backing
+    /// file is refused: the output is a flattened copy of the whole chain.
+    private func outputQcow2Options() throws -> Qcow2CreateOptions {
+        guard let descriptors = CreationOptionCatalog.descriptors(format: "qcow2") else {
+            throw CommandFailure("Unknown file format 'qcow2'")
+        }
+        var opts = CreationOptionSet(descriptors: descriptors)
+        for list in options {
+            guard CreationOptionSet.isValidList(list) else { throw CommandFailure("Invalid option list: \(list)") }
+            try opts.parse(list)
+        }
+        for d in descriptors where d.isUnsupported && opts.isSet(d.name) {
+            throw CommandFailure("Option '\(d.name)' is not supported by qcowkit")
+        }
+        if opts.isSet("backing_file") || opts.isSet("backing_fmt") {
+            throw CommandFailure("convert writes a flattened image: backing_file is not supported here")
+        }
+        if opts.isSet("size") { throw CommandFailure("Invalid parameter 'size'") }
+        return try Create.qcow2Options(opts, size: 0)
     }
 }

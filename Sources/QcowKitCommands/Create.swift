@@ -156,52 +156,59 @@ struct Create: ParsableCommand {
     /// The qcow2 options, read as QEMU's QAPI visitor reads them (after the
     /// file was created: a bad value removes it), then the image.
     private func createQcow2(filename: String, size: UInt64, opts: CreationOptionSet) throws {
-        var o = Qcow2CreateOptions(size: size)
-        // QEMU's QAPI visitor reads the options in its schema's order.
+        let options: Qcow2CreateOptions
         do {
-            o.extendedL2 = opts["extended_l2"]?.flag ?? false
-            opts.warnAgainForHexSizes(["size"])
-            if let compat = opts["compat"]?.text {
-                switch compat {
-                case "0.10", "v2": o.version = 2
-                case "1.1", "v3": o.version = 3
-                default: throw CommandFailure("Parameter 'version' does not accept value '\(compat)'")
-                }
-            }
-            o.backingFile = opts["backing_file"]?.text
-            if let fmt = opts["backing_fmt"]?.text {
-                guard BackingImage.qemuDrivers.contains(fmt) else {
-                    throw CommandFailure("Parameter 'backing-fmt' does not accept value '\(fmt)'")
-                }
-                o.backingFormat = fmt
-            }
-            opts.warnAgainForHexSizes(["cluster_size"])
-            o.clusterSize = opts["cluster_size"]?.number ?? 65536
-            if let text = opts["preallocation"]?.text {
-                guard let mode = Preallocation(rawValue: text) else {
-                    throw CommandFailure("Parameter 'preallocation' does not accept value '\(text)'")
-                }
-                o.preallocation = mode
-            }
-            o.lazyRefcounts = opts["lazy_refcounts"]?.flag ?? false
-            if let value = opts["refcount_bits"] {
-                // QAPI reads it again, as a signed 64-bit integer.
-                guard CreationOptionSet.fitsInt64(value.text) else {
-                    throw CommandFailure("Parameter 'refcount-bits' expects integer")
-                }
-                o.refcountBits = value.number
-            }
-            if let text = opts["compression_type"]?.text {
-                guard let type = CompressionType(name: text) else {
-                    throw CommandFailure("Parameter 'compression-type' does not accept value '\(text)'")
-                }
-                o.compressionType = type
-            }
+            options = try Self.qcow2Options(opts, size: size)
         } catch {
             try Qcow2Creator.abandon(path: filename)
             throw error
         }
-        try Qcow2Creator.create(path: filename, options: o)
+        try Qcow2Creator.create(path: filename, options: options)
+    }
+
+    /// The qcow2 options of an option list, read in the order of QEMU's
+    /// QAPI schema (the order decides which error a bad list reports).
+    static func qcow2Options(_ opts: CreationOptionSet, size: UInt64) throws -> Qcow2CreateOptions {
+        var o = Qcow2CreateOptions(size: size)
+        o.extendedL2 = opts["extended_l2"]?.flag ?? false
+        opts.warnAgainForHexSizes(["size"])
+        if let compat = opts["compat"]?.text {
+            switch compat {
+            case "0.10", "v2": o.version = 2
+            case "1.1", "v3": o.version = 3
+            default: throw CommandFailure("Parameter 'version' does not accept value '\(compat)'")
+            }
+        }
+        o.backingFile = opts["backing_file"]?.text
+        if let fmt = opts["backing_fmt"]?.text {
+            guard BackingImage.qemuDrivers.contains(fmt) else {
+                throw CommandFailure("Parameter 'backing-fmt' does not accept value '\(fmt)'")
+            }
+            o.backingFormat = fmt
+        }
+        opts.warnAgainForHexSizes(["cluster_size"])
+        o.clusterSize = opts["cluster_size"]?.number ?? 65536
+        if let text = opts["preallocation"]?.text {
+            guard let mode = Preallocation(rawValue: text) else {
+                throw CommandFailure("Parameter 'preallocation' does not accept value '\(text)'")
+            }
+            o.preallocation = mode
+        }
+        o.lazyRefcounts = opts["lazy_refcounts"]?.flag ?? false
+        if let value = opts["refcount_bits"] {
+            // QAPI reads it again, as a signed 64-bit integer.
+            guard CreationOptionSet.fitsInt64(value.text) else {
+                throw CommandFailure("Parameter 'refcount-bits' expects integer")
+            }
+            o.refcountBits = value.number
+        }
+        if let text = opts["compression_type"]?.text {
+            guard let type = CompressionType(name: text) else {
+                throw CommandFailure("Parameter 'compression-type' does not accept value '\(text)'")
+            }
+            o.compressionType = type
+        }
+        return o
     }
 }
 

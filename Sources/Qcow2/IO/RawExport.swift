@@ -38,13 +38,7 @@ public enum RawExport {
 
     /// Writes `image`'s guest data to a new (or truncated) raw file at `path`.
     public static func write(_ image: BlockImage, to path: String) throws {
-        if let existing = try? BlockFile(path: path, writable: false) {
-            let target = try? existing.identity()
-            try? existing.close()
-            if let target, image.chain.contains(where: { (try? $0.hostFileIdentity()) == target }) {
-                throw Failure.outputIsSource(path: path)
-            }
-        }
+        try refuseOutputInChain(image, path: path)
         let output: BlockFile
         do {
             output = try BlockFile.create(path: path)
@@ -90,6 +84,17 @@ public enum RawExport {
         if let failure = firstFailure.withLock({ $0?.failure }) { throw failure }
     }
 
+    /// Refuses an output path that names a file of the source's chain:
+    /// creating the output would truncate it before it is read.
+    static func refuseOutputInChain(_ image: BlockImage, path: String) throws {
+        guard let existing = try? BlockFile(path: path, writable: false) else { return }
+        let target = try? existing.identity()
+        try? existing.close()
+        if let target, image.chain.contains(where: { (try? $0.hostFileIdentity()) == target }) {
+            throw Failure.outputIsSource(path: path)
+        }
+    }
+
     /// Worker threads: one per core, at most four.
     static var workerCount: Int {
         max(1, min(4, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
@@ -120,31 +125,39 @@ public enum RawExport {
     /// Writes the parts of `chunk` that are not whole zero blocks (blocks
     /// aligned to `sparseBlock` in the output), one write per run.
     static func writeNonZero(_ chunk: UnsafeMutableRawBufferPointer, at offset: UInt64, to output: BlockFile) throws {
-        var index = 0
-        var runStart: Int?
-        while index < chunk.count {
-            // Up to the next block boundary in the output.
-            let toBoundary = sparseBlock - Int(UInt64(offset + UInt64(index)) % UInt64(sparseBlock))
-            let blockEnd = min(chunk.count, index + toBoundary)
-            let block = UnsafeRawBufferPointer(rebasing: chunk[index..<blockEnd])
-            // Partial blocks (at the edges of a range) are written as they are.
-            let skip = block.count == sparseBlock && isAllZero(block)
-            if skip, let start = runStart {
-                try flush(chunk, start..<index, offset, output)
-                runStart = nil
-            } else if !skip && runStart == nil {
-                runStart = index
+        try forEachNonZeroRun(UnsafeRawBufferPointer(chunk), at: offset, blockSize: sparseBlock) { run, position in
+            do { try output.write(run, at: position) } catch {
+                throw Failure.write(offset: position, error: error)
             }
-            index = blockEnd
         }
-        if let start = runStart { try flush(chunk, start..<chunk.count, offset, output) }
     }
+}
 
-    private static func flush(_ chunk: UnsafeMutableRawBufferPointer, _ range: Range<Int>, _ offset: UInt64, _ output: BlockFile) throws {
-        let position = offset + UInt64(range.lowerBound)
-        do { try output.write(UnsafeRawBufferPointer(rebasing: chunk[range]), at: position) } catch {
-            throw Failure.write(offset: position, error: error)
+/// Calls `body` for each run of `chunk` (guest data at `offset`) that is not
+/// made of whole zero blocks, blocks being aligned to `blockSize` in guest
+/// offsets: qemu-img convert's minimum sparse size (-S). Partial blocks at
+/// the edges of the chunk count as data.
+func forEachNonZeroRun(
+    _ chunk: UnsafeRawBufferPointer, at offset: UInt64, blockSize: Int,
+    _ body: (UnsafeRawBufferPointer, UInt64) throws -> Void
+) rethrows {
+    var index = 0
+    var runStart: Int?
+    while index < chunk.count {
+        let toBoundary = blockSize - Int((offset + UInt64(index)) % UInt64(blockSize))
+        let blockEnd = min(chunk.count, index + toBoundary)
+        let block = UnsafeRawBufferPointer(rebasing: chunk[index..<blockEnd])
+        let skip = block.count == blockSize && isAllZero(block)
+        if skip, let start = runStart {
+            try body(UnsafeRawBufferPointer(rebasing: chunk[start..<index]), offset + UInt64(start))
+            runStart = nil
+        } else if !skip && runStart == nil {
+            runStart = index
         }
+        index = blockEnd
+    }
+    if let start = runStart {
+        try body(UnsafeRawBufferPointer(rebasing: chunk[start...]), offset + UInt64(start))
     }
 }
 
