@@ -1,0 +1,115 @@
+// How qemu-io opens an image: the flags from its command line or the `open`
+// command (read-only, cache and discard modes, force-share) and the
+// key=value image options of --image-opts and `open -o`. Only the options
+// that make sense for QcowKit's drivers are taken; others are refused by
+// name rather than silently ignored.
+
+struct IOOpenOptions {
+    /// The driver named with -f or driver=; probed when nil.
+    var format: String?
+    var readOnly = false
+    var forceShare = false
+    /// qemu-io's default cache mode is writethrough: every write is flushed.
+    var writethrough = true
+    /// cache=unsafe: flushes do nothing.
+    var ignoreFlushes = false
+    /// discard=unmap is qemu-io's default; discard=ignore drops discards and
+    /// the unmap hint of zero writes.
+    var unmap = true
+    /// The file name given as an image option (file.filename=...).
+    var filename: String?
+
+    /// Applies a cache mode name (qemu's -t / cache=); false if unknown.
+    mutating func setCacheMode(_ mode: String) -> Bool {
+        switch mode {
+        case "none", "off", "writeback": writethrough = false; ignoreFlushes = false
+        case "directsync", "writethrough": writethrough = true; ignoreFlushes = false
+        case "unsafe": writethrough = false; ignoreFlushes = true
+        default: return false
+        }
+        return true
+    }
+
+    /// Applies a discard mode name (qemu's -d / discard=); false if unknown.
+    mutating func setDiscardMode(_ mode: String) -> Bool {
+        switch mode {
+        case "off", "ignore": unmap = false
+        case "on", "unmap": unmap = true
+        default: return false
+        }
+        return true
+    }
+
+    /// Whether an AIO mode name (qemu's -i) is one QEMU knows. QcowKit does
+    /// its I/O synchronously, so the choice changes nothing else.
+    static func isKnownAIOMode(_ mode: String) -> Bool {
+        ["threads", "native", "io_uring"].contains(mode)
+    }
+
+    /// Takes options in QEMU's "key=value,key=value" syntax (",," is a
+    /// literal comma; a bare key means "on"). Returns an error message for a
+    /// malformed or unsupported option.
+    mutating func apply(optionString text: String) -> String? {
+        for (key, value) in Self.split(optionString: text) {
+            switch key {
+            case "driver", "format": format = value
+            case "file", "file.filename", "filename": filename = value
+            case "file.driver":
+                guard value == "file" else { return "Unknown protocol '\(value)'" }
+            case "read-only":
+                guard let flag = Self.boolean(value) else { return "Parameter 'read-only' expects 'on' or 'off'" }
+                readOnly = flag
+            case "force-share":
+                guard let flag = Self.boolean(value) else { return "Parameter 'force-share' expects 'on' or 'off'" }
+                forceShare = flag
+            case "cache.direct", "cache.no-flush":
+                guard let flag = Self.boolean(value) else { return "Parameter '\(key)' expects 'on' or 'off'" }
+                if key == "cache.no-flush" { ignoreFlushes = flag }
+            case "discard":
+                guard setDiscardMode(value) else { return "Invalid discard option: \(value)" }
+            default:
+                return "Image option '\(key)' is not supported"
+            }
+        }
+        return nil
+    }
+
+    static func split(optionString text: String) -> [(String, String)] {
+        var pairs: [(String, String)] = []
+        var parts: [String] = []
+        var current = ""
+        var i = text.startIndex
+        while i < text.endIndex {
+            let next = text.index(after: i)
+            if text[i] == "," {
+                if next < text.endIndex && text[next] == "," {
+                    current.append(",")
+                    i = text.index(after: next)
+                    continue
+                }
+                parts.append(current)
+                current = ""
+            } else {
+                current.append(text[i])
+            }
+            i = next
+        }
+        parts.append(current)
+        for part in parts where !part.isEmpty {
+            if let equals = part.firstIndex(of: "=") {
+                pairs.append((String(part[..<equals]), String(part[part.index(after: equals)...])))
+            } else {
+                pairs.append((part, "on"))
+            }
+        }
+        return pairs
+    }
+
+    private static func boolean(_ value: String) -> Bool? {
+        switch value {
+        case "on", "yes", "true": return true
+        case "off", "no", "false": return false
+        default: return nil
+        }
+    }
+}
