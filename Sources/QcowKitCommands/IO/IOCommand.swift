@@ -18,8 +18,8 @@ struct IOCommand {
     var needsImage = true
     /// Needs write permission: refused up front on a read-only image.
     var writes = false
-    /// Waits for I/O, which is when qemu-io's outstanding asynchronous
-    /// requests complete and print their reports.
+    /// Waits for I/O, after which qemu-io's outstanding asynchronous
+    /// requests have completed and printed their reports.
     var polls = false
     /// Returns false when the command failed (qemu-io then exits 1).
     var run: (IOSession, [String]) -> Bool
@@ -75,7 +75,9 @@ enum IOCommands {
             session.console.err("\(IOSession.program): Block node is read-only")
             return false
         }
+        let ok = command.run(session, words)
+        // Completions are delivered once the command's own request is done.
         if command.polls { session.completeAsynchronousRequests() }
-        return command.run(session, words)
+        return ok
     }
 }

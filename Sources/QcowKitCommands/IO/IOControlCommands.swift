@@ -96,10 +96,7 @@ enum IOControlCommands {
                         session.console.out("--image-opts and 'open -o' are mutually exclusive\n")
                         return false
                     }
-                    if let message = options.apply(optionString: value) {
-                        session.console.err("\(IOSession.program): \(message)")
-                        return false
-                    }
+                    for warning in options.add(optionString: value) { session.warn(warning) }
                 case "U": options.forceShare = true
                 default: return command.usage(session)
                 }
@@ -107,10 +104,7 @@ enum IOControlCommands {
         }
         var operands = getopt.operands
         if session.imageOptionsMode && operands.count == 1 {
-            if let message = options.apply(optionString: operands[0]) {
-                session.console.err("\(IOSession.program): \(message)")
-                return false
-            }
+            for warning in options.add(optionString: operands[0]) { session.warn(warning) }
             operands = []
         }
         guard operands.count <= 1 else { return command.usage(session) }
@@ -149,7 +143,7 @@ enum IOControlCommands {
             }
         }
         guard getopt.operands.isEmpty else { return command.usage(session) }
-        for (key, value) in optionStrings.flatMap(IOOpenOptions.split(optionString:)) {
+        for (key, value, _) in optionStrings.flatMap(IOOpenOptions.split(optionString:)) {
             let message: String?
             switch key {
             case "read-only":

@@ -46,36 +46,51 @@ struct IOOpenOptions {
         ["threads", "native", "io_uring"].contains(mode)
     }
 
-    /// Takes options in QEMU's "key=value,key=value" syntax (",," is a
-    /// literal comma; a bare key means "on"). Returns an error message for a
-    /// malformed or unsupported option.
-    mutating func apply(optionString text: String) -> String? {
-        for (key, value) in Self.split(optionString: text) {
-            switch key {
-            case "driver", "format": format = value
-            case "file", "file.filename", "filename": filename = value
-            case "file.driver":
-                guard value == "file" else { return "Unknown protocol '\(value)'" }
-            case "read-only":
-                guard let flag = Self.boolean(value) else { return "Parameter 'read-only' expects 'on' or 'off'" }
-                readOnly = flag
-            case "force-share":
-                guard let flag = Self.boolean(value) else { return "Parameter 'force-share' expects 'on' or 'off'" }
-                forceShare = flag
-            case "cache.direct", "cache.no-flush":
-                guard let flag = Self.boolean(value) else { return "Parameter '\(key)' expects 'on' or 'off'" }
-                if key == "cache.no-flush" { ignoreFlushes = flag }
-            case "discard":
-                guard setDiscardMode(value) else { return "Invalid discard option: \(value)" }
-            default:
-                return "Image option '\(key)' is not supported"
-            }
+    /// Image options in QEMU's "key=value,key=value" syntax, in the order
+    /// given; they are interpreted when the image is opened, where QEMU
+    /// reports problems with them.
+    var imageOptions: [(String, String)] = []
+
+    /// Adds the options of `text`; returns QEMU's deprecation warnings for
+    /// bare keys (which mean key=on).
+    mutating func add(optionString text: String) -> [String] {
+        let pairs = Self.split(optionString: text)
+        imageOptions += pairs.map { ($0.key, $0.value) }
+        return pairs.filter(\.bare).map {
+            "short-form boolean option '\($0.key)' deprecated\nPlease use \($0.key)=on instead"
         }
-        return nil
     }
 
-    static func split(optionString text: String) -> [(String, String)] {
-        var pairs: [(String, String)] = []
+    /// Takes the image options into the fields they set. Returns QEMU's
+    /// message for a malformed value, and the first option QcowKit's drivers
+    /// do not support (reported once the format is known).
+    mutating func interpretImageOptions() -> (error: String?, unsupported: String?) {
+        var unsupported: String?
+        for (key, value) in imageOptions {
+            switch key {
+            case "driver": format = value
+            case "file", "file.filename", "filename": filename = value
+            case "file.driver":
+                guard value == "file" else { return ("Unknown driver '\(value)'", nil) }
+            case "read-only", "force-share", "cache.direct", "cache.no-flush":
+                guard let flag = Self.boolean(value) else { return ("Parameter '\(key)' expects 'on' or 'off'", nil) }
+                switch key {
+                case "read-only": if flag && !readOnly { return ("Block node is read-only", nil) }
+                case "force-share": forceShare = flag
+                case "cache.no-flush": ignoreFlushes = flag
+                default: break
+                }
+            case "discard":
+                guard setDiscardMode(value) else { return ("Invalid discard option: \(value)", nil) }
+            default:
+                if unsupported == nil { unsupported = key }
+            }
+        }
+        return (nil, unsupported)
+    }
+
+    static func split(optionString text: String) -> [(key: String, value: String, bare: Bool)] {
+        var pairs: [(key: String, value: String, bare: Bool)] = []
         var parts: [String] = []
         var current = ""
         var i = text.startIndex
@@ -97,9 +112,9 @@ struct IOOpenOptions {
         parts.append(current)
         for part in parts where !part.isEmpty {
             if let equals = part.firstIndex(of: "=") {
-                pairs.append((String(part[..<equals]), String(part[part.index(after: equals)...])))
+                pairs.append((String(part[..<equals]), String(part[part.index(after: equals)...]), false))
             } else {
-                pairs.append((part, "on"))
+                pairs.append((part, "on", true))
             }
         }
         return pairs

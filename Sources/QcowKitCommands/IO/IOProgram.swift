@@ -102,7 +102,10 @@ enum IOProgram {
                     guard IOOpenOptions.isKnownAIOMode(value) else { return fail("Invalid aio option: \(value)") }
                 case UInt8(ascii: "U"): options.forceShare = true
                 case imageOptsOption: session.imageOptionsMode = true
-                default: break   // -C, -m, -k, -T, --object: nothing QcowKit does differs
+                case UInt8(ascii: "T"):
+                    // QcowKit has no trace events: a named one does not exist.
+                    for event in traceEvents(value) { session.warn("trace event '\(event)' does not exist") }
+                default: break   // -C, -m, -k, --object: nothing QcowKit does differs
                 }
             }
         }
@@ -116,7 +119,7 @@ enum IOProgram {
         }
         if let file = operands.first {
             if session.imageOptionsMode {
-                if let message = options.apply(optionString: file) { return fail("can't open: \(message)") }
+                for warning in options.add(optionString: file) { session.warn(warning) }
                 guard session.open(nil, options: options) else { return 1 }
             } else {
                 guard session.open(file, options: options) else { return 1 }
@@ -141,6 +144,16 @@ enum IOProgram {
         }
         session.close()
         return failed ? 1 : 0
+    }
+
+    /// The event names (not glob patterns) a -T argument enables:
+    /// "[enable=]PATTERN" among comma-separated options.
+    static func traceEvents(_ argument: String) -> [String] {
+        IOOpenOptions.split(optionString: argument).compactMap { key, value, bare in
+            let pattern = bare ? key : (key == "enable" ? value : nil)
+            guard let pattern, !pattern.isEmpty, !pattern.contains(where: { "*?".contains($0) }) else { return nil }
+            return pattern
+        }
     }
 
     /// The next line of standard input as qemu-io reads it: at most 1023

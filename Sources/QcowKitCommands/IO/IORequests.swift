@@ -16,7 +16,7 @@ let ioRequestMaxBytes: Int64 = 2_147_483_136
 extension IOSession {
     /// A size argument, or nil after printing qemu-io's parsing error.
     func number(_ text: String) -> Int64? {
-        switch IONumbers.size(text, warn: { self.console.err("\(IOSession.program): warning: \($0)") }) {
+        switch IONumbers.size(text, warn: warn) {
         case let .success(value): return value
         case let .failure(error):
             console.out(IONumbers.message(for: error, in: text) + "\n")

@@ -64,7 +64,7 @@ final class IOSession {
     /// Opens an image as qemu-io's `openfile`; false (with the message
     /// printed) on failure.
     @discardableResult
-    func open(_ name: String?, options: IOOpenOptions) -> Bool {
+    func open(_ name: String?, options given: IOOpenOptions) -> Bool {
         if device != nil {
             console.err("\(Self.program): file open already, try 'help close'")
             return false
@@ -74,6 +74,9 @@ final class IOSession {
             console.err("\(Self.program): can't open\(label): \(message)")
             return false
         }
+        var options = given
+        let (optionError, unsupportedOption) = options.interpretImageOptions()
+        if let optionError { return fail(optionError) }
         guard let path = name ?? options.filename else {
             return fail(options.format == nil ? "Must specify either driver or file"
                                               : "A block device must be specified for \"file\"")
@@ -101,6 +104,10 @@ final class IOSession {
                             + "write operations on block 0 will be restricted.\n"
                             + "         Specify the 'raw' format explicitly to remove the restrictions.")
             }
+        }
+        if let unsupportedOption {
+            try? image.close()
+            return fail("Block format '\(image.format.rawValue)' does not support the option '\(unsupportedOption)'")
         }
         device = IODevice(image: image, path: path, options: options)
         return true
@@ -135,6 +142,11 @@ final class IOSession {
         completeAsynchronousRequests()
         device?.close()
         device = nil
+    }
+
+    /// Prints a warning as QEMU's warn_report does.
+    func warn(_ message: String) {
+        console.err("\(Self.program): warning: \(message)")
     }
 
     /// Queues the report of an asynchronous request.
