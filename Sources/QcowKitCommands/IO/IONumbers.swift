@@ -92,13 +92,15 @@ enum IONumbers {
                 let f = strtod(base + end, &endPointer)
                 let rangeError = errno == ERANGE
                 let fractionEnd = endPointer.map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? end
-                if fractionEnd == end || !f.isFinite {
+                if fractionEnd == end {
                     end += 1            // "1.k" counts as 1k
                 } else if rangeError {
                     // QEMU steps one character past an out-of-range fraction
                     // (skipping what follows it); past the end nothing is valid.
                     guard at(fractionEnd) != 0 else { return .failure(.invalid) }
                     end = fractionEnd + 1
+                } else if !f.isFinite {
+                    end += 1
                 } else {
                     // An exponent makes the whole input invalid.
                     if buffer[end..<fractionEnd].contains(where: { $0 | 0x20 == UInt8(ascii: "e") }) {
