@@ -64,11 +64,47 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try checkWritable(offset, UInt64(buffer.count))
         guard buffer.count > 0 else { return }
-        if isProbed && offset < RawProbeGuard.sectorSize {
+        guard isProbed else { return try file.write(buffer, at: offset) }
+        // Probed: whole sectors only, partial ones read, modified and written back.
+        let end = offset + UInt64(buffer.count)
+        var done = 0
+        if offset % sectorSize != 0 || end - offset < sectorSize {
+            let sectorStart = offset - offset % sectorSize
+            done = Int(min(end, sectorStart + sectorSize) - offset)
+            try rewriteSector(at: sectorStart) { sector in
+                for i in 0..<done { sector[Int(offset - sectorStart) + i] = buffer[i] }
+            }
+        }
+        let tail = Int(end % sectorSize)
+        let middleEnd = max(done, buffer.count - tail)
+        if middleEnd > done {
+            try writeWhole(UnsafeRawBufferPointer(rebasing: buffer[done..<middleEnd]), at: offset + UInt64(done))
+        }
+        if middleEnd < buffer.count {
+            try rewriteSector(at: end - UInt64(tail)) { sector in
+                for i in 0..<tail { sector[i] = buffer[middleEnd + i] }
+            }
+        }
+    }
+
+    /// Writes sector-aligned data of a probed image, minding sector 0.
+    private func writeWhole(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        if offset < sectorSize {
             try RawProbeGuard.checkFirstSector(after: buffer, at: offset, in: file)
         }
         try file.write(buffer, at: offset)
     }
+
+    /// Reads the sector at `start` (zeroes past the end of the file), lets
+    /// `change` modify it and writes it back whole.
+    private func rewriteSector(at start: UInt64, _ change: (inout [UInt8]) -> Void) throws {
+        var sector = [UInt8](repeating: 0, count: Int(sectorSize))
+        try sector.withUnsafeMutableBytes { _ = try file.read(into: $0, at: start) }
+        change(&sector)
+        try sector.withUnsafeBytes { try writeWhole($0, at: start) }
+    }
+
+    private var sectorSize: UInt64 { RawProbeGuard.sectorSize }
 
     public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
         try writeZeroes(at: offset, length: length, mayUnmap: mayUnmap, allowFallback: true)
@@ -81,10 +117,38 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
     public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool, allowFallback: Bool) throws {
         try checkWritable(offset, length)
         guard length > 0 else { return }
-        let sector = RawProbeGuard.sectorSize
-        if isProbed && !allowFallback && (offset % sector != 0 || length % sector != 0) {
+        guard isProbed else {
+            return try zeroRange(offset, length, mayUnmap: mayUnmap, allowFallback: allowFallback)
+        }
+        // Probed: partial sectors at either end are rewritten with zeroes
+        // (as data), whole sectors between them zeroed the efficient way.
+        let end = offset + length
+        let head = offset % sectorSize, tail = end % sectorSize
+        if (head != 0 || tail != 0) && !allowFallback {
             throw Qcow2Error.io(step: "write zeroes", errno: ENOTSUP)
         }
+        var start = offset
+        if head != 0 || length < sectorSize {
+            let sectorStart = offset - head
+            let stop = min(end, sectorStart + sectorSize)
+            try rewriteSector(at: sectorStart) { sector in
+                for i in Int(head)..<Int(stop - sectorStart) { sector[i] = 0 }
+            }
+            start = stop
+        }
+        let middleEnd = max(start, end - tail)
+        if middleEnd > start {
+            try zeroRange(start, middleEnd - start, mayUnmap: mayUnmap, allowFallback: allowFallback)
+        }
+        if middleEnd < end {
+            try rewriteSector(at: middleEnd) { sector in
+                for i in 0..<Int(tail) { sector[i] = 0 }
+            }
+        }
+    }
+
+    /// Zeroes a range as QEMU's file driver does.
+    private func zeroRange(_ offset: UInt64, _ length: UInt64, mayUnmap: Bool, allowFallback: Bool) throws {
         if mayUnmap && !punchHoleUnsupported {
             // Unmapping while guaranteeing zeroes: a punched hole reads as zeroes.
             switch fallocateResult(.punchHole, offset, length) {

@@ -74,7 +74,8 @@ enum IOControlCommands {
                     session.console.err("\(IOSession.program): snapshot mode (-s) is not supported")
                     return false
                 case "n": options.writethrough = false; options.ignoreFlushes = false
-                case "C", "k": break   // copy-on-read and native AIO change nothing observable here
+                case "C": options.copyOnRead = true
+                case "k": break   // native AIO changes nothing observable here
                 case "r": options.readOnly = true
                 case "t":
                     guard options.setCacheMode(value) else {

@@ -9,12 +9,14 @@ struct IOOpenOptions {
     var format: String?
     var readOnly = false
     var forceShare = false
+    /// -C: copy-on-read, which QEMU refuses on a read-only image; otherwise
+    /// it has no effect QcowKit's commands could show.
+    var copyOnRead = false
     /// qemu-io's default cache mode is writethrough: every write is flushed.
     var writethrough = true
     /// cache=unsafe: flushes do nothing.
     var ignoreFlushes = false
-    /// discard=unmap is qemu-io's default; discard=ignore drops discards and
-    /// the unmap hint of zero writes.
+    /// discard=unmap is qemu-io's default; discard=ignore drops discards.
     var unmap = true
     /// The file name given as an image option (file.filename=...).
     var filename: String?

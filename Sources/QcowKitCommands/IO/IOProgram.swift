@@ -101,11 +101,12 @@ enum IOProgram {
                 case UInt8(ascii: "i"):
                     guard IOOpenOptions.isKnownAIOMode(value) else { return fail("Invalid aio option: \(value)") }
                 case UInt8(ascii: "U"): options.forceShare = true
+                case UInt8(ascii: "C"): options.copyOnRead = true
                 case imageOptsOption: session.imageOptionsMode = true
                 case UInt8(ascii: "T"):
                     // QcowKit has no trace events: a named one does not exist.
                     for event in traceEvents(value) { session.warn("trace event '\(event)' does not exist") }
-                default: break   // -C, -m, -k, --object: nothing QcowKit does differs
+                default: break   // -m, -k, --object: nothing QcowKit does differs
                 }
             }
         }

@@ -84,6 +84,9 @@ final class IOSession {
         if options.forceShare && !options.readOnly {
             return fail("force-share=on can only be used with read-only images")
         }
+        if options.copyOnRead && options.readOnly {
+            return fail("Can't use copy-on-read on read-only device")
+        }
         var format: ImageFormat?
         if let driver = options.format {
             guard let known = ImageFormat(rawValue: driver) else { return fail("Unknown driver '\(driver)'") }

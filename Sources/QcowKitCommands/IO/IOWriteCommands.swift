@@ -116,12 +116,12 @@ enum IOWriteCommands {
                 if vmState { throw Qcow2Error.io(step: "VM state", errno: ENOTSUP) }
                 let writer = try device.writer()
                 if zeroes {
-                    let unmap = mayUnmap && device.options.unmap
+                    // discard=ignore leaves the unmap hint of zero writes alone (as qemu-io 7.2).
                     if let raw = writer as? RawImage {
-                        try raw.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: unmap,
+                        try raw.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: mayUnmap,
                                             allowFallback: !noFallback)
                     } else {
-                        try writer.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: unmap)
+                        try writer.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: mayUnmap)
                     }
                 } else if count > 0 {
                     try buffer.withUnsafeBytes { bytes in
@@ -199,8 +199,7 @@ enum IOWriteCommands {
                 try device.checkRequest(offset: offset, count: count)
                 let writer = try device.writer()
                 if zeroes {
-                    try writer.writeZeroes(at: UInt64(offset), length: UInt64(count),
-                                           mayUnmap: mayUnmap && device.options.unmap)
+                    try writer.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: mayUnmap)
                 } else if count > 0 {
                     try IOPatternBuffer.filled(with: pattern, count: Int(count)).withUnsafeBytes {
                         try writer.write($0, at: UInt64(offset))
