@@ -77,8 +77,10 @@ enum IOReadCommands {
 
         let (result, elapsed) = IOReport.Elapsed.measure { () -> Result<[UInt8], Error> in
             // QcowKit keeps no VM state: the area is not part of the guest disk it reads.
-            if vmState { return .failure(Qcow2Error.io(step: "VM state", errno: ENOTSUP)) }
-            return Result { try device.read(offset: offset, count: Int(count)) }
+            Result {
+                vmState ? try device.readVMState(offset: offset, count: Int(count))
+                        : try device.read(offset: offset, count: Int(count))
+            }
         }
         let bytes: [UInt8]
         switch result {

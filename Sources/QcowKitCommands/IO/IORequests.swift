@@ -96,6 +96,26 @@ extension IODevice {
         return buffer
     }
 
+    /// Reads the VM state area (qemu-io's -b): in qcow2, the guest address
+    /// space past the disk. QcowKit reads it only where it is provably
+    /// empty, which is the usual case: the active L1 table ends before it
+    /// and no backing file reaches that far. Anything else is ENOTSUP, as
+    /// is raw, which has no VM state.
+    func readVMState(offset: Int64, count: Int) throws -> [UInt8] {
+        // QEMU's bound on any request position (BDRV_MAX_LENGTH).
+        let maxLength: Int64 = Int64.max & ~((1 << 30) - 1)
+        guard let qcow2 = image as? Qcow2Image else { throw Qcow2Error.io(step: "VM state", errno: ENOTSUP) }
+        guard offset <= maxLength, Int64(count) <= maxLength - offset else {
+            throw Qcow2Error.requestOutOfRange(offset: UInt64(offset), length: UInt64(count), size: qcow2.size)
+        }
+        let header = qcow2.header
+        let start = IOFormatSpecificInfo.vmStateOffset(header)
+        let mapped = UInt64(header.l1Size) > header.requiredL1Entries
+        let backingReaches = qcow2.chain.dropFirst().contains { start < 0 || $0.size > UInt64(start) }
+        guard !mapped && !backingReaches else { throw Qcow2Error.io(step: "VM state", errno: ENOTSUP) }
+        return [UInt8](repeating: 0, count: count)
+    }
+
     /// The image's writer, or ENOTSUP for a format QcowKit cannot write yet.
     func writer() throws -> WritableBlockImage {
         guard let writable else { throw Qcow2Error.io(step: "write", errno: ENOTSUP) }
