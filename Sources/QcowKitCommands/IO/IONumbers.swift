@@ -58,7 +58,8 @@ enum IONumbers {
         if let nul = bytes.firstIndex(of: 0) { bytes.removeSubrange(nul...) }
         bytes.append(0)
         return bytes.withUnsafeBufferPointer { buffer -> Result<UInt64, ParseError> in
-            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+            guard let start = buffer.baseAddress else { return .failure(.invalid) }
+            let base = UnsafeRawPointer(start).assumingMemoryBound(to: CChar.self)
             func at(_ i: Int) -> UInt8 { buffer[i] }
             func parseUnsigned(_ radix: Int32) -> (value: UInt64, end: Int, error: ParseError?) {
                 var endPointer: UnsafeMutablePointer<CChar>?

@@ -102,18 +102,29 @@ extension IODevice {
     /// and no backing file reaches that far. Anything else is ENOTSUP, as
     /// is raw, which has no VM state.
     func readVMState(offset: Int64, count: Int) throws -> [UInt8] {
-        // QEMU's bound on any request position (BDRV_MAX_LENGTH).
-        let maxLength: Int64 = Int64.max & ~((1 << 30) - 1)
+        try checkVMStateRequest(offset: offset, count: Int64(count))
         guard let qcow2 = image as? Qcow2Image else { throw Qcow2Error.io(step: "VM state", errno: ENOTSUP) }
-        guard offset <= maxLength, Int64(count) <= maxLength - offset else {
-            throw Qcow2Error.requestOutOfRange(offset: UInt64(offset), length: UInt64(count), size: qcow2.size)
-        }
         let header = qcow2.header
         let start = IOFormatSpecificInfo.vmStateOffset(header)
         let mapped = UInt64(header.l1Size) > header.requiredL1Entries
         let backingReaches = qcow2.chain.dropFirst().contains { start < 0 || $0.size > UInt64(start) }
         guard !mapped && !backingReaches else { throw Qcow2Error.io(step: "VM state", errno: ENOTSUP) }
         return [UInt8](repeating: 0, count: count)
+    }
+
+    /// Writing the VM state area (qemu-io's write -b) is not supported:
+    /// raw has none, and QcowKit's qcow2 writer does not save VM state.
+    func writeVMState(offset: Int64, count: Int64) throws {
+        try checkVMStateRequest(offset: offset, count: count)
+        throw Qcow2Error.io(step: "VM state", errno: ENOTSUP)
+    }
+
+    /// QEMU's bound on any request position (BDRV_MAX_LENGTH): EIO past it.
+    private func checkVMStateRequest(offset: Int64, count: Int64) throws {
+        let maxLength: Int64 = Int64.max & ~((1 << 30) - 1)
+        guard offset <= maxLength, count <= maxLength - offset else {
+            throw Qcow2Error.requestOutOfRange(offset: UInt64(offset), length: UInt64(count), size: image.size)
+        }
     }
 
     /// The image's writer, or ENOTSUP for a format QcowKit cannot write yet.

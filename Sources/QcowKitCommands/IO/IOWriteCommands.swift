@@ -112,8 +112,8 @@ enum IOWriteCommands {
 
         let (result, elapsed) = IOReport.Elapsed.measure { () -> Result<Void, Error> in
             Result {
+                if vmState { return try device.writeVMState(offset: offset, count: count) }
                 try device.checkRequest(offset: offset, count: count)
-                if vmState { throw Qcow2Error.io(step: "VM state", errno: ENOTSUP) }
                 let writer = try device.writer()
                 if zeroes {
                     // discard=ignore leaves the unmap hint of zero writes alone (as qemu-io 7.2).
