@@ -12,6 +12,7 @@ import Glibc
 import Musl
 #endif
 import CSystemShims
+import Synchronization
 
 public final class RawImage: WritableBlockImage, @unchecked Sendable {
     public let file: BlockFile
@@ -30,8 +31,19 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
 
     /// Which fallocate modes the file system turned out not to support
     /// (as QEMU remembers per open file, to stop trying them).
-    private var zeroRangeUnsupported = false
-    private var punchHoleUnsupported = false
+    private struct FallocateSupport {
+        var zeroRange = true
+        var punchHole = true
+    }
+    private let support = Mutex(FallocateSupport())
+    private var zeroRangeUnsupported: Bool {
+        get { support.withLock { !$0.zeroRange } }
+        set { support.withLock { $0.zeroRange = !newValue } }
+    }
+    private var punchHoleUnsupported: Bool {
+        get { support.withLock { !$0.punchHole } }
+        set { support.withLock { $0.punchHole = !newValue } }
+    }
 
     public init(file: BlockFile) throws {
         self.file = file
@@ -65,7 +77,9 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
         try checkWritable(offset, UInt64(buffer.count))
         guard buffer.count > 0 else { return }
         guard isProbed else { return try file.write(buffer, at: offset) }
-        // Probed: whole sectors only, partial ones read, modified and written back.
+        // Probed: whole sectors only, partial ones read, modified and written
+        // back (callers writing one sector from several threads at once must
+        // order those writes themselves).
         let end = offset + UInt64(buffer.count)
         var done = 0
         if offset % sectorSize != 0 || end - offset < sectorSize {
