@@ -1,0 +1,202 @@
+// The commands around the I/O: help, quit, open, close, reopen, sleep,
+// sigraise, abort, and the blkdebug breakpoint commands, which find no
+// blkdebug node to act on (QcowKit has none) and say so as qemu-io does.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Qcow2
+
+enum IOControlCommands {
+    static let all: [IOCommand] = [
+        IOCommand(name: "help", altname: "?", minArguments: 0, maxArguments: 1, arguments: "[command]",
+                  oneline: "help for one or all commands", needsImage: false, run: help),
+        IOCommand(name: "quit", altname: "q", minArguments: 0, maxArguments: nil,
+                  oneline: "exit the program", needsImage: false,
+                  run: { session, _ in session.quitRequested = true; return true }),
+        IOCommand(name: "open", altname: "o", minArguments: 1, maxArguments: nil,
+                  arguments: "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]",
+                  oneline: "open the file specified by path", help: IOHelpTexts.open, needsImage: false,
+                  run: open),
+        IOCommand(name: "close", altname: "c", minArguments: 0, maxArguments: 0,
+                  oneline: "close the current open file", run: { session, _ in session.close(); return true }),
+        IOCommand(name: "reopen", minArguments: 0, maxArguments: nil,
+                  arguments: "[(-r|-w)] [-c cache] [-o options]",
+                  oneline: "reopens an image with new options", help: IOHelpTexts.reopen, run: reopen),
+        IOCommand(name: "sleep", minArguments: 1, maxArguments: 1,
+                  oneline: "waits for the given value in milliseconds", needsImage: false, polls: true, run: sleep),
+        IOCommand(name: "sigraise", minArguments: 1, maxArguments: 1, arguments: "signal",
+                  oneline: "raises a signal", help: IOHelpTexts.sigraise, needsImage: false, run: sigraise),
+        IOCommand(name: "abort", minArguments: 0, maxArguments: 0,
+                  oneline: "simulate a program crash using abort(3)", needsImage: false,
+                  run: { _, _ in Glibc.abort() }),
+        IOCommand(name: "break", minArguments: 2, maxArguments: 2, arguments: "event tag",
+                  oneline: "sets a breakpoint on event and tags the stopped request as tag",
+                  run: { session, _ in noBlkdebug(session, "Could not set breakpoint") }),
+        IOCommand(name: "remove_break", minArguments: 1, maxArguments: 1, arguments: "tag",
+                  oneline: "remove a breakpoint by tag",
+                  run: { session, words in noBlkdebug(session, "Could not remove breakpoint \(words[1])") }),
+        IOCommand(name: "resume", minArguments: 1, maxArguments: 1, arguments: "tag",
+                  oneline: "resumes the request tagged as tag",
+                  run: { session, _ in noBlkdebug(session, "Could not resume request") }),
+    ]
+
+    private static func help(_ session: IOSession, _ words: [String]) -> Bool {
+        let console = session.console
+        guard words.count > 1 else {
+            for command in IOCommands.all { console.out(command.synopsis(as: command.name)) }
+            console.out("\nUse 'help commandname' for extended help.\n")
+            return true
+        }
+        guard let command = IOCommands.find(words[1]) else {
+            console.out("command \(words[1]) not found\n")
+            return false
+        }
+        console.out(command.synopsis(as: words[1]))
+        if let text = command.help { console.out(text) }
+        return true
+    }
+
+    private static func open(_ session: IOSession, _ words: [String]) -> Bool {
+        guard let command = IOCommands.find(words[0]) else { return false }
+        var options = IOOpenOptions()
+        var getopt = IOGetopt(words, shortOptions: "snCro:ki:t:d:U")
+        while let item = getopt.next() {
+            switch item {
+            case let .error(message):
+                session.console.err(message)
+                return command.usage(session)
+            case let .option(letter, argument):
+                let value = argument ?? ""
+                switch Character(Unicode.Scalar(letter)) {
+                case "s":
+                    session.console.err("\(IOSession.program): snapshot mode (-s) is not supported")
+                    return false
+                case "n": options.writethrough = false; options.ignoreFlushes = false
+                case "C": options.copyOnRead = true
+                case "k": break   // native AIO changes nothing observable here
+                case "r": options.readOnly = true
+                case "t":
+                    guard options.setCacheMode(value) else {
+                        session.console.err("\(IOSession.program): Invalid cache option: \(value)")
+                        return false
+                    }
+                case "d":
+                    guard options.setDiscardMode(value) else {
+                        session.console.err("\(IOSession.program): Invalid discard option: \(value)")
+                        return false
+                    }
+                case "i":
+                    guard IOOpenOptions.isKnownAIOMode(value) else {
+                        session.console.err("\(IOSession.program): Invalid aio option: \(value)")
+                        return false
+                    }
+                case "o":
+                    if session.imageOptionsMode {
+                        session.console.out("--image-opts and 'open -o' are mutually exclusive\n")
+                        return false
+                    }
+                    for warning in options.add(optionString: value) { session.warn(warning) }
+                case "U": options.forceShare = true
+                default: return command.usage(session)
+                }
+            }
+        }
+        var operands = getopt.operands
+        if session.imageOptionsMode && operands.count == 1 {
+            for warning in options.add(optionString: operands[0]) { session.warn(warning) }
+            operands = []
+        }
+        guard operands.count <= 1 else { return command.usage(session) }
+        return session.open(operands.first, options: options)
+    }
+
+    private static func reopen(_ session: IOSession, _ words: [String]) -> Bool {
+        guard let command = IOCommands.find(words[0]), let device = session.device else { return false }
+        var options = device.options
+        var readWriteGiven = false, cacheGiven = false
+        var getopt = IOGetopt(words, shortOptions: "c:o:rw")
+        var optionStrings: [String] = []
+        while let item = getopt.next() {
+            switch item {
+            case let .error(message):
+                session.console.err(message)
+                return command.usage(session)
+            case let .option(letter, argument):
+                switch Character(Unicode.Scalar(letter)) {
+                case "c":
+                    guard options.setCacheMode(argument ?? "") else {
+                        session.console.err("\(IOSession.program): Invalid cache option: \(argument ?? "")")
+                        return false
+                    }
+                    cacheGiven = true
+                case "o": optionStrings.append(argument ?? "")
+                case "r", "w":
+                    if readWriteGiven {
+                        session.console.err("\(IOSession.program): Only one -r/-w option may be given")
+                        return false
+                    }
+                    options.readOnly = letter == UInt8(ascii: "r")
+                    readWriteGiven = true
+                default: return command.usage(session)
+                }
+            }
+        }
+        guard getopt.operands.isEmpty else { return command.usage(session) }
+        for (key, value, _) in optionStrings.flatMap(IOOpenOptions.split(optionString:)) {
+            let message: String?
+            switch key {
+            case "read-only":
+                message = readWriteGiven ? "Cannot set both -r/-w and 'read-only'" : nil
+                if message == nil { options.readOnly = value == "on" }
+            case "cache.direct", "cache.no-flush":
+                message = cacheGiven ? "Cannot set both -c and the cache options" : nil
+                if message == nil && key == "cache.no-flush" { options.ignoreFlushes = value == "on" }
+            default:
+                message = "Cannot change the option '\(key)'"
+            }
+            if let message {
+                session.console.err("\(IOSession.program): \(message)")
+                return false
+            }
+        }
+        if let message = session.reopen(with: options) {
+            session.console.err("\(IOSession.program): \(message)")
+            return false
+        }
+        return true
+    }
+
+    private static func sleep(_ session: IOSession, _ words: [String]) -> Bool {
+        guard let (milliseconds, rest) = IONumbers.strtol(words[1], base: 0), milliseconds >= 0, rest.isEmpty else {
+            session.console.out("\(words[1]) is not a valid number\n")
+            return false
+        }
+        var interval = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        var remaining = timespec()
+        while nanosleep(&interval, &remaining) != 0 && errno == EINTR { interval = remaining }
+        return true
+    }
+
+    private static func sigraise(_ session: IOSession, _ words: [String]) -> Bool {
+        guard let signal = session.number(words[1]) else { return false }
+        // Linux has signals 1...64; like qemu-io, only what lies beyond NSIG
+        // (65) is refused here, and raise() ignores the rest it cannot send.
+        guard signal <= 65 else {
+            session.console.out("signal argument '\(words[1])' is too large to be a valid signal\n")
+            return false
+        }
+        // A signal that ends the process must not lose buffered output.
+        session.console.flush()
+        fflush(stdout)
+        fflush(stderr)
+        raise(Int32(signal))
+        return true
+    }
+
+    private static func noBlkdebug(_ session: IOSession, _ what: String) -> Bool {
+        session.console.out("\(what): \(String(cString: strerror(ENOTSUP)))\n")
+        return false
+    }
+}

@@ -1,0 +1,180 @@
+// The state qemu-io keeps between commands: the open image (at most one),
+// how it was opened, and the reports of asynchronous requests that have not
+// been printed yet.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Qcow2
+
+/// The open image and the options it was opened with.
+final class IODevice {
+    let image: BlockImage
+    /// The file it was opened from.
+    let path: String
+    var options: IOOpenOptions
+    var readOnly: Bool { options.readOnly }
+
+    init(image: BlockImage, path: String, options: IOOpenOptions) {
+        self.image = image
+        self.path = path
+        self.options = options
+    }
+
+    /// The image's write interface; nil when its format has none yet.
+    var writable: WritableBlockImage? { image as? WritableBlockImage }
+
+    /// After a write: flushed in writethrough mode or for a -f (FUA) request.
+    func completeWrite(forceUnitAccess: Bool) throws {
+        guard options.writethrough || forceUnitAccess else { return }
+        try flush()
+    }
+
+    func flush() throws {
+        guard !options.readOnly, !options.ignoreFlushes, let writable else { return }
+        try writable.flush()
+    }
+
+    /// Flushes (as closing a QEMU block node does) and closes.
+    func close() {
+        try? flush()
+        try? image.close()
+    }
+}
+
+final class IOSession {
+    /// The name diagnostics start with, where qemu-io prints "qemu-io".
+    static let program = "qcowkit"
+
+    let console: IOConsole
+    private(set) var device: IODevice?
+    /// --image-opts: `open` takes its file as an option string.
+    var imageOptionsMode = false
+    /// Set by `quit`: no further commands run.
+    var quitRequested = false
+    /// Reports of asynchronous requests, printed when qemu-io would next
+    /// poll for completions (the requests themselves are already done).
+    private var asynchronousReports: [() -> Void] = []
+
+    init(console: IOConsole) {
+        self.console = console
+    }
+
+    /// Opens an image as qemu-io's `openfile`; false (with the message
+    /// printed) on failure.
+    @discardableResult
+    func open(_ name: String?, options given: IOOpenOptions) -> Bool {
+        if device != nil {
+            console.err("\(Self.program): file open already, try 'help close'")
+            return false
+        }
+        let label = name.map { " device \($0)" } ?? ""
+        func fail(_ message: String) -> Bool {
+            console.err("\(Self.program): can't open\(label): \(message)")
+            return false
+        }
+        var options = given
+        let (optionError, unsupportedOption) = options.interpretImageOptions()
+        if let optionError { return fail(optionError) }
+        guard let path = name ?? options.filename else {
+            return fail(options.format == nil ? "Must specify either driver or file"
+                                              : "A block device must be specified for \"file\"")
+        }
+        if options.forceShare && !options.readOnly {
+            return fail("force-share=on can only be used with read-only images")
+        }
+        if options.copyOnRead && options.readOnly {
+            return fail("Can't use copy-on-read on read-only device")
+        }
+        var format: ImageFormat?
+        if let driver = options.format {
+            guard let known = ImageFormat(rawValue: driver) else { return fail("Unknown driver '\(driver)'") }
+            format = known
+        }
+        if path.isEmpty { return fail("The 'file' block driver requires a file name") }
+        let image: BlockImage
+        do {
+            image = try ImageOpener.open(path: path, format: format, writable: !options.readOnly)
+        } catch {
+            return fail("\(error)")
+        }
+        if format == nil, let raw = image as? RawImage {
+            raw.isProbed = true
+            if !options.readOnly {
+                console.err("WARNING: Image format was not specified for '\(path)' and probing guessed raw.\n"
+                            + "         Automatically detecting the format is dangerous for raw images, "
+                            + "write operations on block 0 will be restricted.\n"
+                            + "         Specify the 'raw' format explicitly to remove the restrictions.")
+            }
+        }
+        if let unsupportedOption {
+            try? image.close()
+            return fail("Block format '\(image.format.rawValue)' does not support the option '\(unsupportedOption)'")
+        }
+        device = IODevice(image: image, path: path, options: options)
+        return true
+    }
+
+    /// Applies new options to the open image, reopening its file when the
+    /// access mode changes; an error message if that failed (the image then
+    /// stays as it was).
+    func reopen(with options: IOOpenOptions) -> String? {
+        guard let old = device else { return nil }
+        guard options.readOnly != old.readOnly else {
+            old.options = options
+            return nil
+        }
+        completeAsynchronousRequests()
+        try? old.flush()
+        let image: BlockImage
+        do {
+            image = try ImageOpener.open(path: old.path, format: old.image.format, writable: !options.readOnly)
+        } catch {
+            return "\(error)"
+        }
+        // A probed raw image stays under the probing restrictions.
+        if let raw = image as? RawImage, let oldRaw = old.image as? RawImage { raw.isProbed = oldRaw.isProbed }
+        try? old.image.close()
+        device = IODevice(image: image, path: old.path, options: options)
+        return nil
+    }
+
+    /// Closes the open image, after its outstanding reports.
+    func close() {
+        completeAsynchronousRequests()
+        device?.close()
+        device = nil
+    }
+
+    /// Prints a warning as QEMU's warn_report does.
+    func warn(_ message: String) {
+        console.err("\(Self.program): warning: \(message)")
+    }
+
+    /// Queues the report of an asynchronous request.
+    func deferReport(_ print: @escaping () -> Void) {
+        asynchronousReports.append(print)
+    }
+
+    /// Prints the reports of requests that completed since the last poll.
+    func completeAsynchronousRequests() {
+        let reports = asynchronousReports
+        asynchronousReports.removeAll()
+        for report in reports { report() }
+    }
+
+    /// The text of the errno a failed request maps to, as qemu-io prints it
+    /// after "read failed: " and the like.
+    static func reason(for error: Error) -> String {
+        if let error = error as? Qcow2Error {
+            switch error.innermost {
+            case let .io(_, code), let .openFailed(_, code): return String(cString: strerror(code))
+            case .invalidArgument: return String(cString: strerror(EINVAL))
+            case .readOnly: return String(cString: strerror(EPERM))
+            default: break
+            }
+        }
+        return String(cString: strerror(EIO))
+    }
+}

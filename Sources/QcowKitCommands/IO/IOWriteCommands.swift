@@ -1,0 +1,270 @@
+// write, writev, aio_write, discard, flush and aio_flush. Writes fill their
+// buffer with a pattern byte (0xcd unless -P) or a file's bytes (-s), or
+// write zeroes (-z, optionally unmapping with -u), or compressed clusters
+// (-c). In qemu-io's default writethrough mode each request is flushed
+// before it counts as done, and the flush is part of its timing.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Qcow2
+
+enum IOWriteCommands {
+    static let all: [IOCommand] = [
+        IOCommand(name: "write", altname: "w", minArguments: 2, maxArguments: nil,
+                  arguments: "[-bcCfnquz] [-P pattern | -s source_file] off len",
+                  oneline: "writes a number of bytes at a specified offset", help: IOHelpTexts.write,
+                  writes: true, polls: true, run: write),
+        IOCommand(name: "writev", minArguments: 2, maxArguments: nil,
+                  arguments: "[-Cfq] [-P pattern] off len [len..]",
+                  oneline: "writes a number of bytes at a specified offset", help: IOHelpTexts.writev,
+                  writes: true, polls: true, run: { writeVectored($0, $1, asynchronous: false) }),
+        IOCommand(name: "aio_write", minArguments: 2, maxArguments: nil,
+                  arguments: "[-Cfiquz] [-P pattern] off len [len..]",
+                  oneline: "asynchronously writes a number of bytes", help: IOHelpTexts.aioWrite,
+                  writes: true, run: { writeVectored($0, $1, asynchronous: true) }),
+        IOCommand(name: "discard", altname: "d", minArguments: 2, maxArguments: nil,
+                  arguments: "[-Cq] off len",
+                  oneline: "discards a number of bytes at a specified offset", help: IOHelpTexts.discard,
+                  writes: true, polls: true, run: discard),
+        IOCommand(name: "flush", altname: "f", minArguments: 0, maxArguments: 0,
+                  oneline: "flush all in-core file state to disk", polls: true, run: flush),
+        IOCommand(name: "aio_flush", minArguments: 0, maxArguments: 0,
+                  oneline: "completes all outstanding aio requests", polls: true, run: { _, _ in true }),
+    ]
+
+    private static func write(_ session: IOSession, _ words: [String]) -> Bool {
+        guard let command = IOCommands.find(words[0]) else { return false }
+        var machine = false, quiet = false, vmState = false, zeroes = false, compressed = false
+        var forceUnitAccess = false, noFallback = false, mayUnmap = false
+        var pattern: UInt8?
+        var sourceFile: String?
+        var options = IOGetopt(words, shortOptions: "bcCfnpP:qs:uz")
+        while let item = options.next() {
+            switch item {
+            case let .error(message):
+                session.console.err(message)
+                return command.usage(session)
+            case let .option(letter, argument):
+                switch Character(Unicode.Scalar(letter)) {
+                case "b": vmState = true
+                case "c": compressed = true
+                case "C": machine = true
+                case "f": forceUnitAccess = true
+                case "n": noFallback = true
+                case "p": break   // accepted for compatibility
+                case "P":
+                    guard let byte = session.pattern(argument ?? "") else { return false }
+                    pattern = byte
+                case "q": quiet = true
+                case "s": sourceFile = argument
+                case "u": mayUnmap = true
+                case "z": zeroes = true
+                default: return command.usage(session)
+                }
+            }
+        }
+        let operands = options.operands
+        guard operands.count == 2 else { return command.usage(session) }
+        let console = session.console
+        if vmState && zeroes {
+            console.out("-b and -z cannot be specified at the same time\n")
+            return false
+        }
+        if forceUnitAccess && (vmState || compressed) {
+            console.out("-f and -b or -c cannot be specified at the same time\n")
+            return false
+        }
+        if noFallback && !zeroes {
+            console.out("-n requires -z to be specified\n")
+            return false
+        }
+        if mayUnmap && !zeroes {
+            console.out("-u requires -z to be specified\n")
+            return false
+        }
+        if [zeroes, pattern != nil, sourceFile != nil].filter({ $0 }).count > 1 {
+            console.out("Only one of -z, -P, and -s can be specified at the same time\n")
+            return false
+        }
+        guard let offset = session.number(operands[0]), let count = session.number(operands[1]) else { return false }
+        if count > ioRequestMaxBytes && !noFallback {
+            console.out("length cannot exceed \(ioRequestMaxBytes) without -n, given \(operands[1])\n")
+            return false
+        }
+        if (vmState || compressed) && !session.sectorAligned(offset: offset, count: count) { return false }
+        guard let device = session.device else { return false }
+        var buffer: [UInt8] = []
+        if !zeroes {
+            // No bytes are read or allocated for a request that cannot fit.
+            if (try? device.checkRequest(offset: offset, count: count)) != nil || sourceFile != nil {
+                if let sourceFile {
+                    guard let filled = IOPatternBuffer.fromFile(sourceFile, count: Int(count), console: console) else {
+                        return false
+                    }
+                    buffer = filled
+                } else {
+                    buffer = IOPatternBuffer.filled(with: pattern ?? IOPatternBuffer.defaultWriteByte, count: Int(count))
+                }
+            }
+        }
+
+        let (result, elapsed) = IOReport.Elapsed.measure { () -> Result<Void, Error> in
+            Result {
+                if vmState { return try device.writeVMState(offset: offset, count: count) }
+                try device.checkRequest(offset: offset, count: count)
+                let writer = try device.writer()
+                if zeroes {
+                    // discard=ignore leaves the unmap hint of zero writes alone (as qemu-io 7.2).
+                    if let raw = writer as? RawImage {
+                        try raw.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: mayUnmap,
+                                            allowFallback: !noFallback)
+                    } else {
+                        try writer.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: mayUnmap)
+                    }
+                } else if count > 0 {
+                    try buffer.withUnsafeBytes { bytes in
+                        if compressed {
+                            try writer.writeCompressed(bytes, at: UInt64(offset))
+                        } else {
+                            try writer.write(bytes, at: UInt64(offset))
+                        }
+                    }
+                }
+                try device.completeWrite(forceUnitAccess: forceUnitAccess)
+            }
+        }
+        if case let .failure(error) = result {
+            console.out("write failed: \(IOSession.reason(for: error))\n")
+            return false
+        }
+        if !quiet { session.report("wrote", elapsed: elapsed, offset: offset, count: count, machine: machine) }
+        return true
+    }
+
+    /// writev and aio_write: one request over the sum of the lengths. An
+    /// asynchronous write always "succeeds" (its errors show in its report).
+    private static func writeVectored(_ session: IOSession, _ words: [String], asynchronous: Bool) -> Bool {
+        guard let command = IOCommands.find(words[0]) else { return false }
+        var machine = false, quiet = false, forceUnitAccess = false, zeroes = false, mayUnmap = false
+        var pattern = IOPatternBuffer.defaultWriteByte
+        var options = IOGetopt(words, shortOptions: asynchronous ? "CfiqP:uz" : "CfqP:")
+        while let item = options.next() {
+            switch item {
+            case let .error(message):
+                session.console.err(message)
+                return command.usage(session)
+            case let .option(letter, argument):
+                switch Character(Unicode.Scalar(letter)) {
+                case "C": machine = true
+                case "f": forceUnitAccess = true
+                case "i":
+                    // Only counted in QEMU's statistics, which QcowKit does not keep.
+                    session.console.out("injecting invalid write request\n")
+                    return true
+                case "q": quiet = true
+                case "P":
+                    guard let byte = session.pattern(argument ?? "") else { return false }
+                    pattern = byte
+                case "u": mayUnmap = true
+                case "z": zeroes = true
+                default: return command.usage(session)
+                }
+            }
+        }
+        let operands = options.operands
+        guard operands.count >= 2 else { return command.usage(session) }
+        if zeroes && operands.count != 2 {
+            session.console.out("-z supports only a single length parameter\n")
+            return false
+        }
+        if mayUnmap && !zeroes {
+            session.console.out("-u requires -z to be specified\n")
+            return false
+        }
+        guard let offset = session.number(operands[0]), let device = session.device else { return false }
+        let count: Int64
+        if zeroes {
+            // aio_write -z takes any length; the block layer judges it.
+            guard let length = session.number(operands[1]) else { return false }
+            count = length
+        } else {
+            guard let lengths = session.lengths(Array(operands.dropFirst())) else { return false }
+            count = Int64(lengths.reduce(0, +))
+        }
+
+        let (result, elapsed) = IOReport.Elapsed.measure { () -> Result<Void, Error> in
+            Result {
+                try device.checkRequest(offset: offset, count: count)
+                let writer = try device.writer()
+                if zeroes {
+                    try writer.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: mayUnmap)
+                } else if count > 0 {
+                    try IOPatternBuffer.filled(with: pattern, count: Int(count)).withUnsafeBytes {
+                        try writer.write($0, at: UInt64(offset))
+                    }
+                }
+                try device.completeWrite(forceUnitAccess: forceUnitAccess)
+            }
+        }
+        let failure = asynchronous ? "aio_write failed" : "writev failed"
+        let finish = { () -> Bool in
+            if case let .failure(error) = result {
+                session.console.out("\(failure): \(IOSession.reason(for: error))\n")
+                return false
+            }
+            if !quiet { session.report("wrote", elapsed: elapsed, offset: offset, count: count, machine: machine) }
+            return true
+        }
+        if asynchronous {
+            session.deferReport { _ = finish() }
+            return true
+        }
+        return finish()
+    }
+
+    private static func discard(_ session: IOSession, _ words: [String]) -> Bool {
+        guard let command = IOCommands.find(words[0]) else { return false }
+        var machine = false, quiet = false
+        var options = IOGetopt(words, shortOptions: "Cq")
+        while let item = options.next() {
+            switch item {
+            case let .error(message):
+                session.console.err(message)
+                return command.usage(session)
+            case let .option(letter, _):
+                if letter == UInt8(ascii: "C") { machine = true } else { quiet = true }
+            }
+        }
+        let operands = options.operands
+        guard operands.count == 2 else { return command.usage(session) }
+        guard let offset = session.number(operands[0]), let count = session.number(operands[1]) else { return false }
+        guard count <= ioRequestMaxBytes else {
+            session.console.out("length cannot exceed \(ioRequestMaxBytes), given \(operands[1])\n")
+            return false
+        }
+        guard let device = session.device else { return false }
+        let (result, elapsed) = IOReport.Elapsed.measure { () -> Result<Void, Error> in
+            Result {
+                try device.checkRequest(offset: offset, count: count)
+                // With discard=ignore the request succeeds without effect.
+                guard device.options.unmap, count > 0 else { return }
+                try device.writer().discard(at: UInt64(offset), length: UInt64(count))
+                try device.completeWrite(forceUnitAccess: false)
+            }
+        }
+        if case let .failure(error) = result {
+            session.console.out("discard failed: \(IOSession.reason(for: error))\n")
+            return false
+        }
+        if !quiet { session.report("discard", elapsed: elapsed, offset: offset, count: count, machine: machine) }
+        return true
+    }
+
+    /// Errors are not printed, only reflected in the exit status (as qemu-io).
+    private static func flush(_ session: IOSession, _ words: [String]) -> Bool {
+        guard let device = session.device else { return false }
+        return (try? device.flush()) != nil
+    }
+}
