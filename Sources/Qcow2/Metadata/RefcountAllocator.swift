@@ -45,6 +45,9 @@ final class RefcountAllocator {
     /// Called once a new refcount table is written, before it is used: the
     /// header must name it (offset, clusters).
     var tableReplaced: ((UInt64, UInt64) throws -> Void)?
+    /// Called after the refcount table changed: one entry (its index), or
+    /// the whole table (nil).
+    var tableChanged: ((Int?) -> Void)?
     /// Freed clusters waiting to be discarded in the file.
     var discards = DiscardQueue()
 
@@ -281,6 +284,7 @@ final class RefcountAllocator {
             try writeSynced(entry, at: tableOffset + tableIndex * 8)
             table[Int(tableIndex)] = newBlock
             maxTableIndex = max(maxTableIndex, Int(tableIndex))
+            tableChanged?(Int(tableIndex))
             throw AllocationRestart()
         }
 
@@ -371,6 +375,7 @@ final class RefcountAllocator {
         table = newTable
         tableOffset = newTableOffset
         maxTableIndex = RefcountTable(entries: table).lastUsedIndex
+        tableChanged?(nil)
         try freeClusters(offset: oldOffset, length: oldSize * 8, type: .other)
         return end
     }
