@@ -301,6 +301,15 @@ final class RefcountAllocator {
 
     // MARK: Refcount table replacement
 
+    /// Switches to a refcount table already written (and named by the
+    /// header): a rebuilt refcount structure.
+    func adoptTable(offset: UInt64, entries: [UInt64]) {
+        table = entries
+        tableOffset = offset
+        maxTableIndex = RefcountTable(entries: table).lastUsedIndex
+        tableChanged?(nil)
+    }
+
     /// Writes, from `start` (the end of the used file), refcount blocks and a
     /// new refcount table that cover themselves and `additionalClusters`
     /// clusters after them, switches to the new table and frees the old one.

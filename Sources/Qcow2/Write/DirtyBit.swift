@@ -8,10 +8,10 @@
 // image found dirty when opened for writing has its refcounts repaired from
 // the metadata first (RefcountRepair.swift), as QEMU's open does.
 //
-// Opening for writing also drops autoclear bits nobody here maintains: bits
-// unknown to QEMU (as QEMU does), and the bitmaps bit, since persistent
-// bitmaps are not updated by these writes (the spec's rule for writers that
-// do not maintain a feature; QEMU itself would update the bitmaps).
+// Opening for writing also drops autoclear bits unknown to QEMU, as QEMU
+// does. Images with persistent bitmaps in use are refused: QEMU keeps them
+// up to date as it writes, which is not done here, and invalidating them
+// would leave their clusters leaked.
 
 extension Qcow2Writer {
     /// qcow2_mark_dirty.
@@ -41,14 +41,10 @@ extension Qcow2Writer {
                 header.autoclearFeatures.subtract(unknownAutoclear)
                 rewriteHeader = true
             }
-            if header.autoclearFeatures.contains(.bitmaps) {
-                header.autoclearFeatures.remove(.bitmaps)
-                rewriteHeader = true
-            }
             if rewriteHeader { try writeHeaderClusterLocked() }
             if header.isDirty {
-                try guardedLocked { try repairRefcountsLocked() }
-                try markCleanLocked()
+                // Left dirty when corruption remains, as QEMU does.
+                if try guardedLocked({ try repairRefcountsLocked() }) { try markCleanLocked() }
             }
         }
     }

@@ -21,11 +21,8 @@ extension Qcow2Writer {
         if version >= 3 && clusterSize > HeaderCluster.featureTableMinimumClusterSize {
             records.append(.featureNameTable(FeatureName.qemuTable))
         }
-        // Bitmaps vouched for when the image was opened are kept (now stale,
-        // see DirtyBit.swift); stale ones QEMU drops when it rewrites the header.
-        if bitmapsWereVouched {
-            for case let .bitmaps(data) in extensions { records.append(.bitmaps(data)) }
-        }
+        // Images with bitmaps in use are not written (DirtyBit.swift); stale
+        // bitmaps QEMU drops when it rewrites the header.
         for case let .unknown(type, data) in extensions { records.append(.unknown(type: type, data: data)) }
         let extensionBytes = HeaderExtension.encodeAll(records)
 

@@ -87,6 +87,7 @@ final class Qcow2Writer {
         useLazyRefcounts = header.version >= 3 && header.hasLazyRefcounts
         bitmapsWereVouched = header.autoclearFeatures.contains(.bitmaps)
             && extensions.contains(where: Self.isBitmapsExtension)
+        if bitmapsWereVouched { throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when writing)") }
 
         // The refcount table was validated with the header (at most 8 MiB).
         let tableEntries = Int(UInt64(header.refcountTableClusters) * header.clusterSize / 8)
