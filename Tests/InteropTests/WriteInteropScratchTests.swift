@@ -38,3 +38,28 @@ import Testing
     print("COMPARE:", try WriteOracle.compare(q, l))
     if env["WKEEP"] != nil { try? FileManager.default.copyItem(atPath: q, toPath: "/tmp/wexp/q.qcow2"); try? FileManager.default.copyItem(atPath: l, toPath: "/tmp/wexp/l.qcow2") }
 }
+
+@Test func writeBench() throws {
+    let env = ProcessInfo.processInfo.environment
+    guard let mode = env["WBENCH"] else { return }
+    let dir = try WriteScratch()
+    let count = Int(env["WCOUNT"] ?? "4096")!
+    let size: UInt64 = 1 << 30
+    let bs = mode == "seq" ? 65536 : 4096
+    var rng = WriteRandom(seed: 7)
+    let offsets: [UInt64] = (0..<count).map { i in mode == "seq" ? UInt64(i * bs) : (rng.next() % (size / 4096)) * 4096 }
+    try QemuOracle.run(["qemu-img", "create", "-q", "-f", "qcow2", dir.file("q.qcow2"), "1G"])
+    try QemuOracle.run(["qemu-img", "create", "-q", "-f", "qcow2", dir.file("l.qcow2"), "1G"])
+    let script = offsets.map { "write -q -P 7 \($0) \(bs)" }.joined(separator: "\n") + "\n"
+    try script.write(toFile: dir.file("cmds"), atomically: true, encoding: .utf8)
+    var t0 = Date()
+    try QemuOracle.run(["sh", "-c", "qemu-io \(dir.file("q.qcow2")) < \(dir.file("cmds")) > /dev/null"])
+    let qt = Date().timeIntervalSince(t0)
+    t0 = Date()
+    let image = try Qcow2Image.open(path: dir.file("l.qcow2"), writable: true)
+    let buf = [UInt8](repeating: 7, count: bs)
+    for o in offsets { try buf.withUnsafeBytes { try image.write($0, at: o) } }
+    try image.close()
+    let lt = Date().timeIntervalSince(t0)
+    print("BENCH \(mode) qemu-io \(qt)s library \(lt)s identical: \(try WriteOracle.firstDifference(dir.file("q.qcow2"), dir.file("l.qcow2")) ?? "yes")")
+}

@@ -41,6 +41,13 @@ extension Qcow2Image: WritableBlockImage {
         try writer.flush()
     }
 
+    /// Counts references and compares them with the refcounts, changing
+    /// nothing (what `qemu-img check` reports about refcounts); for tests.
+    func checkRefcounts() throws -> RefcountCheckResult {
+        let writer = try openWriter()
+        return try writer.lock.withLock { try writer.checkRefcountsLocked() }
+    }
+
     private func openWriter() throws -> Qcow2Writer {
         guard let writer else { throw Qcow2Error.readOnly }
         return writer

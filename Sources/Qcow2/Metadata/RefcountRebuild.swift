@@ -90,11 +90,25 @@ extension Qcow2Writer {
             result = beforeCompare
             compareRefcountsLocked(counts, &result, fixLeaks: true, fixErrors: true)
         }
-        try fixCopiedFlagsLocked(&result)
+        try checkCopiedFlagsLocked(&result, repair: true)
         if result.checkErrors > 0 {
             throw Qcow2Error.writeFailed(errno: 5 /* EIO */, reason: "Could not repair dirty image")
         }
         return result.corruptions == 0
+    }
+
+    /// The check alone (qemu-img check without -r): everything written
+    /// back first, then counted and compared; nothing is changed.
+    func checkRefcountsLocked() throws -> RefcountCheckResult {
+        try map.l2Tables.writeBack()
+        try allocator.blocks.writeBack()
+        var counts = ComputedRefcounts(
+            width: allocator.width, clusterSize: clusterSize, count: sizeToClusters(roundUp(try file.size(), 512)))
+        var result = RefcountCheckResult()
+        try countReferencesLocked(&counts, &result, fix: false)
+        compareRefcountsLocked(counts, &result, fixLeaks: false, fixErrors: false)
+        try checkCopiedFlagsLocked(&result, repair: false)
+        return result
     }
 
     // MARK: Counting references (calculate_refcounts)
@@ -234,7 +248,7 @@ extension Qcow2Writer {
     /// referenced once; blocks past the end of the file are made room for.
     private func countRefcountBlocksLocked(_ counts: inout ComputedRefcounts, _ result: inout RefcountCheckResult,
                                            fix: Bool) throws {
-        for (i, raw) in allocator.table.enumerated() {
+        for raw in allocator.table {
             let offset = raw & Qcow2EntryMask.refcountTableOffset
             let cluster = offset >> clusterBits
             if raw & ~Qcow2EntryMask.refcountTableOffset != 0 || offsetInCluster(offset) != 0 {
@@ -252,7 +266,6 @@ extension Qcow2Writer {
                 counts.grow(to: max(counts.count, sizeToClusters(roundUp(try file.size(), 512))))
                 result.corruptions -= 1
                 try countLocked(&counts, &result, offset: offset, size: clusterSize)
-                _ = i
                 continue
             }
             if offset != 0 {
@@ -407,17 +420,22 @@ extension Qcow2Writer {
 
     // MARK: COPIED flags (check_oflag_copied)
 
-    /// Sets the COPIED flag of active L1 and L2 entries exactly where the
-    /// referenced cluster's refcount is 1, writing changed tables directly.
-    private func fixCopiedFlagsLocked(_ result: inout RefcountCheckResult) throws {
+    /// The COPIED flag of active L1 and L2 entries must be set exactly
+    /// where the referenced cluster's refcount is 1; with `repair`, changed
+    /// tables are written directly, otherwise mismatches count as corruption.
+    private func checkCopiedFlagsLocked(_ result: inout RefcountCheckResult, repair: Bool) throws {
         for i in map.l1.indices {
             let l1Entry = map.l1[i]
             let l2Offset = l1Entry & Qcow2EntryMask.offset
             guard l2Offset != 0 else { continue }
             guard let refcount = try? allocator.refcount(ofCluster: l2Offset >> clusterBits) else { continue }
             if (refcount == 1) != (l1Entry & Qcow2EntryMask.copied != 0) {
-                setL1EntryLocked(i, refcount == 1 ? l1Entry | Qcow2EntryMask.copied : l1Entry & ~Qcow2EntryMask.copied)
-                try writeL1EntryLocked(i)
+                if repair {
+                    setL1EntryLocked(i, refcount == 1 ? l1Entry | Qcow2EntryMask.copied : l1Entry & ~Qcow2EntryMask.copied)
+                    try writeL1EntryLocked(i)
+                } else {
+                    result.corruptions += 1
+                }
             }
             let bytes = try file.readExactly(Int(clusterSize), at: l2Offset, step: "reading an L2 table")
             let table = bytes.withUnsafeBytes { L2Table(offset: l2Offset, bigEndianBytes: $0, extendedL2: extendedL2) }
@@ -431,6 +449,10 @@ extension Qcow2Writer {
                 }
                 guard let refcount = try? allocator.refcount(ofCluster: host >> clusterBits) else { continue }
                 if (refcount == 1) != (entry & Qcow2EntryMask.copied != 0) {
+                    guard repair else {
+                        result.corruptions += 1
+                        continue
+                    }
                     table.setEntry(j, refcount == 1 ? entry | Qcow2EntryMask.copied : entry & ~Qcow2EntryMask.copied)
                     changed = true
                 }
@@ -441,6 +463,5 @@ extension Qcow2Writer {
                 map.l2Tables.discard(l2Offset)
             }
         }
-        _ = result
     }
 }
