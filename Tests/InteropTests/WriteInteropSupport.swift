@@ -65,10 +65,19 @@ enum WriteOracle {
         return result.output + result.errorOutput
     }
 
+    /// What the library did differently from QEMU on purpose during the last
+    /// `applyWithLibrary` (see ByteAllocation.swift).
+    struct Departures { var repackingAvoided = 0 }
+
     /// Applies `ops` through the library on one open image (its backing
     /// chain attached); returns the errors operations threw, by index.
     @discardableResult
     static func applyWithLibrary(_ image: String, _ ops: [WriteOp], random: [UInt8]) throws -> [Int: Error] {
+        try applyWithLibrary(image, ops, random: random, departures: nil)
+    }
+
+    static func applyWithLibrary(_ image: String, _ ops: [WriteOp], random: [UInt8],
+                                 departures: UnsafeMutablePointer<Departures>?) throws -> [Int: Error] {
         let opened = try ImageOpener.open(path: image, format: .qcow2, writable: true)
         guard let qcow2 = opened as? Qcow2Image else { throw ProcessFailed(command: ["open"], result: ProcessResult(status: 1, stdout: Data(), stderr: Data())) }
         var errors: [Int: Error] = [:]
@@ -79,6 +88,7 @@ enum WriteOracle {
                 errors[i] = error
             }
         }
+        departures?.pointee.repackingAvoided = qcow2.writer?.allocator.reallocatedClusterRepackingAvoided ?? 0
         try qcow2.close()
         return errors
     }
@@ -118,6 +128,51 @@ enum WriteOracle {
     /// `qemu-img compare` exit status (0: same guest contents).
     static func compare(_ a: String, _ b: String) throws -> Int32 {
         try QemuOracle.run(["qemu-img", "compare", "-q", a, b], check: false).status
+    }
+}
+
+/// The guest contents an image should have after a sequence of operations,
+/// with QEMU's rules for what is discarded and what fails.
+struct WriteGuestModel {
+    var bytes: [UInt8]
+    let clusterSize: UInt64
+    /// Version 2 images with a backing file ignore discards.
+    let ignoresDiscards: Bool
+
+    init(initial: [UInt8], clusterSize: UInt64, version: UInt32, hasBacking: Bool) {
+        bytes = initial
+        self.clusterSize = clusterSize
+        ignoresDiscards = version < 3 && hasBacking
+    }
+
+    var size: UInt64 { UInt64(bytes.count) }
+
+    mutating func fill(_ offset: UInt64, _ data: [UInt8]) {
+        bytes.replaceSubrange(Int(offset)..<(Int(offset) + data.count), with: data)
+    }
+
+    mutating func zero(_ offset: UInt64, _ length: UInt64) {
+        fill(offset, [UInt8](repeating: 0, count: Int(length)))
+    }
+
+    /// `failed`: the operation threw (a compressed write into an allocated cluster).
+    mutating func apply(_ op: WriteOp, buffer: [UInt8], failed: Bool) {
+        guard !failed else { return }
+        switch op {
+        case let .write(o, _, _), let .writeRandom(o, _), let .compressed(o, _, _), let .compressedRandom(o, _):
+            fill(o, buffer)
+        case let .zeroes(o, l, _):
+            zero(o, l)
+        case let .discard(o, l):
+            guard !ignoresDiscards else { return }
+            let cs = clusterSize
+            let end = o + l
+            let start = (o + cs - 1) / cs * cs
+            let wholeEnd = end / cs * cs
+            if wholeEnd > start { zero(start, wholeEnd - start) }
+            // The image's last, partial cluster is discarded when covered from its start.
+            if end == size && end % cs != 0 && wholeEnd >= o && wholeEnd % cs == 0 { zero(wholeEnd, end - wholeEnd) }
+        }
     }
 }
 

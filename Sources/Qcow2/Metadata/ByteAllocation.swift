@@ -5,6 +5,12 @@
 // (with 1-bit refcounts every compressed cluster gets a host cluster of its
 // own). The position to continue from lives only in memory: an image opened
 // again starts a new host cluster.
+//
+// The one place the write path departs from QEMU 7.2: when the cluster to
+// continue in was freed and has been allocated again since (for normal
+// data), QEMU packs compressed data into it anyway, overwriting that guest
+// data and sharing a COPIED cluster; here a new cluster is started instead.
+// While the freed cluster is still free, QEMU's behaviour is kept.
 
 extension RefcountAllocator {
     /// Allocates `size` bytes (at most a cluster) for compressed data, right
@@ -13,8 +19,14 @@ extension RefcountAllocator {
     func allocateBytes(_ size: UInt64) throws -> UInt64 {
         precondition(size > 0 && size <= clusterSize)
         var offset = freeByteOffset
-        if offset != 0, try refcount(ofCluster: offset >> clusterBits) == width.maxValue {
-            offset = 0
+        if offset != 0 {
+            let current = try refcount(ofCluster: offset >> clusterBits)
+            if current == width.maxValue {
+                offset = 0
+            } else if freeByteClusterWasFreed && current != 0 {
+                offset = 0
+                noteRepackingAvoided()
+            }
         }
         var freeInCluster = clusterSize - (offset & (clusterSize - 1))
         // Descriptor offsets have 62 - (cluster_bits - 8) bits.
@@ -42,6 +54,7 @@ extension RefcountAllocator {
             }
         }
         freeByteOffset = offset + size
+        freeByteClusterWasFreed = false
         if freeByteOffset & (clusterSize - 1) == 0 { freeByteOffset = 0 }
         return offset
     }

@@ -35,6 +35,12 @@ final class RefcountAllocator {
     var freeClusterIndex: UInt64 = 0
     /// Where the next compressed cluster may start (QEMU's free_byte_offset).
     var freeByteOffset: UInt64 = 0
+    /// The cluster `freeByteOffset` lies in was freed since.
+    var freeByteClusterWasFreed = false
+    /// How often compressed data was kept out of a freed and reallocated
+    /// cluster, where QEMU 7.2 would have overwritten guest data (and the
+    /// file therefore differs from QEMU's from then on).
+    private(set) var reallocatedClusterRepackingAvoided = 0
 
     /// The L2 table cache: flushed before the refcount table changes, made a
     /// dependency of the refcount cache when refcounts drop, and told about
@@ -75,6 +81,8 @@ final class RefcountAllocator {
     }
 
     var tableClusters: UInt64 { UInt64(table.count) * 8 / clusterSize }
+
+    func noteRepackingAvoided() { reallocatedClusterRepackingAvoided += 1 }
 
     // MARK: Reading refcounts
 
@@ -206,6 +214,9 @@ final class RefcountAllocator {
                 if value == 0 && clusterIndex < freeClusterIndex { freeClusterIndex = clusterIndex }
                 RefcountCoding.set(current.bytes, index: entry, value: value, width: width)
                 if value == 0 {
+                    // Remember that compressed data was about to continue
+                    // into a cluster now freed (see ByteAllocation.swift).
+                    if freeByteOffset & ~(clusterSize - 1) == clusterOffset { freeByteClusterWasFreed = true }
                     // A freed table must never be written back from a cache.
                     if blocks.cached(clusterOffset) != nil {
                         blocks.discard(clusterOffset)
