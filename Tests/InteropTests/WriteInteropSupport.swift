@@ -23,6 +23,13 @@ enum WriteOp: CustomStringConvertible, Sendable {
 
     var description: String { qemuIOCommand(randomFile: "R") }
 
+    var isCompressed: Bool {
+        switch self {
+        case .compressed, .compressedRandom: return true
+        default: return false
+        }
+    }
+
     func qemuIOCommand(randomFile: String) -> String {
         switch self {
         case let .write(o, l, p): return "write -q -P \(p) \(o) \(l)"
@@ -109,6 +116,8 @@ enum WriteOracle {
 
     /// Where two files first differ (nil: identical, lengths included).
     static func firstDifference(_ a: String, _ b: String) throws -> String? {
+        // cmp is fast; the details are worked out only when the files differ.
+        if try QemuOracle.run(["cmp", "-s", a, b], check: false).status == 0 { return nil }
         let x = [UInt8](try Data(contentsOf: URL(fileURLWithPath: a)))
         let y = [UInt8](try Data(contentsOf: URL(fileURLWithPath: b)))
         if x == y { return nil }
