@@ -1,11 +1,14 @@
 // An open qcow2 image: the validated header, its extensions and the file.
 // The mapping (L1/L2), refcount and I/O code live in extensions beside this
-// file, one concept each.
+// file, one concept each; an image opened for writing also has a write path
+// (Sources/Qcow2/Write), which may repair a dirty image as it opens.
 
 import Synchronization
 
 public final class Qcow2Image: @unchecked Sendable {
     public let file: BlockFile
+    /// The header as the image was opened. Writing changes some fields on
+    /// disk (the dirty bit, table locations); the write path keeps those.
     public private(set) var header: Qcow2Header
     public private(set) var extensions: [HeaderExtension]
     /// The backing file name exactly as stored in the header (not resolved).

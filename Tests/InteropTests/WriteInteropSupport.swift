@@ -83,6 +83,7 @@ enum WriteOracle {
         try applyWithLibrary(image, ops, random: random, departures: nil)
     }
 
+    @discardableResult
     static func applyWithLibrary(_ image: String, _ ops: [WriteOp], random: [UInt8],
                                  departures: UnsafeMutablePointer<Departures>?) throws -> [Int: Error] {
         let opened = try ImageOpener.open(path: image, format: .qcow2, writable: true)

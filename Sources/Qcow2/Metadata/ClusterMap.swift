@@ -92,15 +92,13 @@ final class ClusterMap: @unchecked Sendable {
         }
         guard let l1Entry, l1Entry & Qcow2EntryMask.offset != 0 else { return unallocated(at: offset, length: length) }
         try checkL1Entry(l1Entry, l1Index: l1Index)
-        var table = cached
-        if table == nil {
-            let tableOffset = l1Entry & Qcow2EntryMask.offset
-            try checkL2Offset(tableOffset, l1Index: l1Index)
-            let loaded = L2Table(offset: tableOffset, clusterSize: Int(clusterSize), extendedL2: extendedL2)
-            try file.read(into: loaded.bytes, at: tableOffset)
-            table = try lock.withLock { try l2Tables.insertLoaded(loaded) }
-        }
-        return try extent(at: offset, length: length, in: table!)
+        if let cached { return try extent(at: offset, length: length, in: cached) }
+        let tableOffset = l1Entry & Qcow2EntryMask.offset
+        try checkL2Offset(tableOffset, l1Index: l1Index)
+        let loaded = L2Table(offset: tableOffset, clusterSize: Int(clusterSize), extendedL2: extendedL2)
+        try file.read(into: loaded.bytes, at: tableOffset)
+        let table = try lock.withLock { try l2Tables.insertLoaded(loaded) }
+        return try extent(at: offset, length: length, in: table)
     }
 
     /// `lookup` for callers holding the lock.

@@ -13,6 +13,12 @@
 //    file (see DiscardQueue.swift).
 // Callers hold the image's metadata lock.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// QEMU's -EAGAIN: refcount metadata was allocated; restart the search.
 struct AllocationRestart: Error {}
 
@@ -241,7 +247,7 @@ final class RefcountAllocator {
     private func refcountRangeError(_ cluster: UInt64, _ value: UInt64, _ addend: UInt64, _ decrease: Bool) -> Error {
         let change = decrease ? "decreased by \(addend)" : "increased by \(addend)"
         return Qcow2Error.writeFailed(
-            errno: 22 /* EINVAL */,
+            errno: EINVAL,
             reason: "Refcount of cluster \(cluster) (\(value)) cannot be \(change) with \(width.bits)-bit refcounts")
     }
 

@@ -2,10 +2,17 @@
 //  - qcow2_update_header rewrites the whole first cluster (clearing the
 //    dirty bit, setting the corrupt bit, dropping unknown autoclear bits):
 //    the fixed header, the backing format, QEMU's feature name table
-//    (version 3 with clusters over 4 KiB), the bitmaps extension, unknown
-//    extensions, the end marker, then the backing file name;
+//    (version 3 with clusters over 4 KiB), unknown extensions, the end
+//    marker, then the backing file name (stale bitmaps are dropped, as QEMU
+//    drops them);
 //  - table moves and the dirty bit patch only their fields, synced, so that
 //    the header never names a table before it is on disk.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 extension Qcow2Writer {
     /// qcow2_update_header.
@@ -29,7 +36,7 @@ extension Qcow2Writer {
         let nameBytes = backingFileName.map { Array($0.utf8) } ?? []
         let fixedLength = h.encodedLength
         guard UInt64(fixedLength + extensionBytes.count + nameBytes.count) <= clusterSize else {
-            throw Qcow2Error.writeFailed(errno: 28 /* ENOSPC */, reason: "The header does not fit its cluster")
+            throw Qcow2Error.writeFailed(errno: ENOSPC, reason: "The header does not fit its cluster")
         }
         if backingFileName != nil {
             h.backingFileOffset = UInt64(fixedLength + extensionBytes.count)

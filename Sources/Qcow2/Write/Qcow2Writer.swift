@@ -59,8 +59,6 @@ final class Qcow2Writer {
     var corruption: String?
     var overlap: MetadataOverlap
     let snapshots: SnapshotTableLocations
-    /// The image had persistent bitmaps, vouched for by the autoclear bit.
-    let bitmapsWereVouched: Bool
     var isClosed = false
 
     /// QEMU's BDRV_REQUEST_MAX_BYTES: one allocation never maps more.
@@ -85,9 +83,10 @@ final class Qcow2Writer {
         subclusterBits = UInt64(header.subclusterSize.trailingZeroBitCount)
         imageSize = header.size & ~511
         useLazyRefcounts = header.version >= 3 && header.hasLazyRefcounts
-        bitmapsWereVouched = header.autoclearFeatures.contains(.bitmaps)
-            && extensions.contains(where: Self.isBitmapsExtension)
-        if bitmapsWereVouched { throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when writing)") }
+        // Bitmaps in use would have to be kept up to date (DirtyBit.swift).
+        if header.autoclearFeatures.contains(.bitmaps) && extensions.contains(where: Self.isBitmapsExtension) {
+            throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when writing)")
+        }
 
         // The refcount table was validated with the header (at most 8 MiB).
         let tableEntries = Int(UInt64(header.refcountTableClusters) * header.clusterSize / 8)
