@@ -58,7 +58,7 @@ enum WriteOperationGenerator {
             case 13..<16: ops.append(.discard(offset, length))
             default:
                 // Compressed writes: whole clusters (or the image's tail).
-                let cluster = below(c.clusters) * cs
+                let cluster = below((size + cs - 1) / cs) * cs
                 let compressedLength = min(cs, size - cluster)
                 if below(4) == 0 {
                     ops.append(.compressedRandom(cluster, compressedLength))
@@ -113,27 +113,27 @@ enum WriteDifferentialCases {
     ]
 
     static func makeRawBacking(_ dir: WriteScratch, size: UInt64) throws {
-        try QemuOracle.run(["qemu-img", "create", "-q", "-f", "raw", dir.file("back.raw"), "\(size)"])
-        try QemuOracle.run(["qemu-io", "-f", "raw", "-c", "write -q -P 0x42 0 \(size / 2)",
+        try WriteProcess.run(["qemu-img", "create", "-q", "-f", "raw", dir.file("back.raw"), "\(size)"])
+        try WriteProcess.run(["qemu-io", "-f", "raw", "-c", "write -q -P 0x42 0 \(size / 2)",
                             "-c", "write -q -P 0x43 \(size / 2 + 1000) 5000", dir.file("back.raw")])
     }
 
     static func makeQcow2Backing(_ dir: WriteScratch, size: UInt64) throws {
-        try QemuOracle.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", dir.file("back.qcow2"), "\(size)"])
-        try QemuOracle.run(["qemu-io", "-c", "write -q -P 0x44 0 \(size / 2)", "-c", "write -q -z 8192 20000",
+        try WriteProcess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", dir.file("back.qcow2"), "\(size)"])
+        try WriteProcess.run(["qemu-io", "-c", "write -q -P 0x44 0 \(size / 2)", "-c", "write -q -z 8192 20000",
                             "-c", "discard -q 40960 16384", "-c", "write -q -c -P 0x45 \(size / 2 / 4096 * 4096 + 8192) 4096",
                             dir.file("back.qcow2")])
     }
 
     static func fillAndSnapshot(_ image: String, clusterSize: UInt64) throws {
-        try QemuOracle.run(["qemu-io", "-c", "write -q -P 0x46 0 \(20 * clusterSize)",
+        try WriteProcess.run(["qemu-io", "-c", "write -q -P 0x46 0 \(20 * clusterSize)",
                             "-c", "write -q -c -P 0x47 \(25 * clusterSize) \(clusterSize)", image])
-        try QemuOracle.run(["qemu-img", "snapshot", "-c", "s1", image])
+        try WriteProcess.run(["qemu-img", "snapshot", "-c", "s1", image])
     }
 
     static func crashWithLazyRefcounts(_ image: String) throws {
         // qemu-io's abort leaves the image dirty, its refcounts stale.
-        _ = try QemuOracle.run(["qemu-io", "-c", "write -q -P 0x48 0 100k", "-c", "write -q -P 0x49 200k 30k",
+        _ = try WriteProcess.run(["qemu-io", "-c", "write -q -P 0x48 0 100k", "-c", "write -q -P 0x49 200k 30k",
                                 "-c", "abort", image], check: false)
     }
 }
@@ -152,7 +152,7 @@ struct WriteInteropDifferentialTests {
         // work on the image.
         let hasBacking = c.options.contains { $0.hasPrefix("backing_file") }
         if hasBacking { try c.prepare?(dir, base) }
-        try QemuOracle.run(create + [base, "\(c.size)"], in: dir.url)
+        try WriteProcess.run(create + [base, "\(c.size)"], in: dir.url)
         if !hasBacking { try c.prepare?(dir, base) }
 
         let ops = WriteOperationGenerator.operations(for: c)
@@ -166,9 +166,13 @@ struct WriteInteropDifferentialTests {
             model.apply(op, buffer: WriteOracle.buffer(op, random: random), failed: errors[i] != nil)
         }
 
-        // The same operations fail (compressing into allocated clusters).
+        // The same operations fail (compressing into allocated clusters),
+        // unless QEMU hit its compressed-packing bug (see below), which may
+        // even overwrite an L2 table and trip QEMU's overlap check.
         let qemuFailures = output.components(separatedBy: "\n").filter { $0.contains("failed:") }.count
-        #expect(qemuFailures == errors.count, "qemu-io: \(output.prefix(500)) library: \(errors)")
+        if departures.repackingAvoided == 0 {
+            #expect(qemuFailures == errors.count, "qemu-io: \(output.prefix(500)) library: \(errors)")
+        }
         let check = try WriteOracle.check(ours)
         #expect(check.status == 0, "\(check.output)")
         #expect(check.output.contains("No errors were found on the image."))
@@ -182,11 +186,18 @@ struct WriteInteropDifferentialTests {
         }
         if departures.repackingAvoided == 0 {
             #expect(try WriteOracle.firstDifference(theirs, ours) == nil, "\(ops)")
-        } else {
+        } else if let first = departures.firstOperation {
             // QEMU 7.2 packed compressed data into a cluster it had freed and
             // reallocated, corrupting that cluster's data; the library did not
-            // (ByteAllocation.swift), so the files differ from there on.
-            print("note: \(c.name): QEMU's compressed-packing bug was avoided; byte identity not expected")
+            // (ByteAllocation.swift), so the files differ from there on. Up to
+            // that operation they must be identical.
+            print("note: \(c.name): QEMU's compressed-packing bug avoided at operation \(first)")
+            let prefix = Array(ops[..<first])
+            let theirPrefix = try dir.copy(base, to: "qemu-io-prefix.qcow2")
+            let ourPrefix = try dir.copy(base, to: "library-prefix.qcow2")
+            try WriteOracle.applyWithQemuIO(theirPrefix, prefix, randomFile: dir.file("random.bin"))
+            try WriteOracle.applyWithLibrary(ourPrefix, prefix, random: random)
+            #expect(try WriteOracle.firstDifference(theirPrefix, ourPrefix) == nil, "first \(first) operations: \(prefix)")
         }
     }
 

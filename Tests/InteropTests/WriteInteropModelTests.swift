@@ -30,7 +30,7 @@ struct WriteInteropModelTests {
         let path = dir.file("image.qcow2")
         let hasBacking = c.options.contains { $0.hasPrefix("backing_file") }
         if hasBacking { try c.prepare?(dir, path) }
-        try QemuOracle.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", c.options.joined(separator: ","),
+        try WriteProcess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", c.options.joined(separator: ","),
                             path, "\(c.size)"], in: dir.url)
         let random = WriteOracle.randomBytes(count: 65536, seed: c.seed)
         let image = try #require(try ImageOpener.open(path: path, format: .qcow2, writable: true) as? Qcow2Image)
@@ -60,7 +60,7 @@ struct WriteInteropModelTests {
         let check = try WriteOracle.check(path)
         #expect(check.status == 0, "\(check.output)")
         try Data(model.bytes).write(to: URL(fileURLWithPath: dir.file("model.raw")))
-        #expect(try QemuOracle.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "qcow2", dir.file("model.raw"), path],
+        #expect(try WriteProcess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "qcow2", dir.file("model.raw"), path],
                                    check: false).status == 0)
     }
 

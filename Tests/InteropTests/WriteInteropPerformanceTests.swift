@@ -18,13 +18,13 @@ struct WriteInteropPerformanceTests {
             kind == "sequential" ? UInt64(i * blockSize) : (random.next() % ((1 << 30) / 4096)) * 4096
         }
         for name in ["theirs.qcow2", "ours.qcow2"] {
-            try QemuOracle.run(["qemu-img", "create", "-q", "-f", "qcow2", dir.file(name), "1G"])
+            try WriteProcess.run(["qemu-img", "create", "-q", "-f", "qcow2", dir.file(name), "1G"])
         }
         let commands = offsets.map { "write -q -P 7 \($0) \(blockSize)" }.joined(separator: "\n") + "\nflush\n"
         try commands.write(toFile: dir.file("commands"), atomically: true, encoding: .utf8)
 
         let qemuStart = Date()
-        try QemuOracle.run(["sh", "-c", "qemu-io \(dir.file("theirs.qcow2")) < \(dir.file("commands")) > /dev/null"])
+        try WriteProcess.run(["sh", "-c", "qemu-io \(dir.file("theirs.qcow2")) < \(dir.file("commands")) > /dev/null"])
         let qemuTime = Date().timeIntervalSince(qemuStart)
 
         let ourStart = Date()

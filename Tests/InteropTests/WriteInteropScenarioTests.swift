@@ -11,7 +11,7 @@ struct WriteInteropScenarioTests {
     private func create(_ dir: WriteScratch, _ name: String, _ size: String, _ options: String = "") throws -> String {
         var arguments = ["qemu-img", "create", "-q", "-f", "qcow2"]
         if !options.isEmpty { arguments += ["-o", options] }
-        try QemuOracle.run(arguments + [dir.file(name), size], in: dir.url)
+        try WriteProcess.run(arguments + [dir.file(name), size], in: dir.url)
         return dir.file(name)
     }
 
@@ -42,18 +42,18 @@ struct WriteInteropScenarioTests {
     func snapshotsSurvive() throws {
         let dir = try WriteScratch()
         let base = try create(dir, "base.qcow2", "8M", "cluster_size=4096")
-        try QemuOracle.run(["qemu-io", "-c", "write -q -P 0x11 0 1M", "-c", "write -q -c -P 0x12 2M 4k", base])
-        try QemuOracle.run(["qemu-img", "snapshot", "-c", "before", base])
+        try WriteProcess.run(["qemu-io", "-c", "write -q -P 0x11 0 1M", "-c", "write -q -c -P 0x12 2M 4k", base])
+        try WriteProcess.run(["qemu-img", "snapshot", "-c", "before", base])
         let ops: [WriteOp] = [
             .write(1000, 5000, pattern: 0x21), .zeroes(8192, 8192, unmap: true), .discard(65536, 65536),
             .write(2 << 20, 100, pattern: 0x22), .zeroes(300_000, 10_000, unmap: false), .write(500_000, 600_000, pattern: 0x23),
         ]
         try expectSameAsQemu(dir, base, ops)
         let ours = dir.file("ours.qcow2")
-        #expect(try QemuOracle.run(["qemu-io", "-c", "read -q -P 0x21 1000 5000", ours], check: false).output.isEmpty)
-        try QemuOracle.run(["qemu-img", "snapshot", "-a", "before", ours])
+        #expect(try WriteProcess.run(["qemu-io", "-c", "read -q -P 0x21 1000 5000", ours], check: false).output.isEmpty)
+        try WriteProcess.run(["qemu-img", "snapshot", "-a", "before", ours])
         #expect(try WriteOracle.check(ours).status == 0)
-        let reverted = try QemuOracle.run(
+        let reverted = try WriteProcess.run(
             ["qemu-io", "-c", "read -q -P 0x11 0 1M", "-c", "read -q -P 0x12 2M 4k", ours], check: false)
         #expect(reverted.status == 0 && reverted.output.isEmpty, "\(reverted.output)")
     }
@@ -63,8 +63,8 @@ struct WriteInteropScenarioTests {
     func lazyRefcountCrash(options: String) throws {
         let dir = try WriteScratch()
         let base = try create(dir, "base.qcow2", "16M", "lazy_refcounts=on," + options)
-        try QemuOracle.run(["qemu-io", "-c", "write -q -P 0x31 0 1M", base])
-        _ = try QemuOracle.run(["qemu-io", "-c", "write -q -z -u 0 300k", "-c", "write -q -P 0x32 2M 200k",
+        try WriteProcess.run(["qemu-io", "-c", "write -q -P 0x31 0 1M", base])
+        _ = try WriteProcess.run(["qemu-io", "-c", "write -q -z -u 0 300k", "-c", "write -q -P 0x32 2M 200k",
                                 "-c", "write -q -c -P 0x33 4M 64k", "-c", "abort", base], check: false)
         #expect(try Qcow2Header.decode([UInt8](Data(contentsOf: URL(fileURLWithPath: base)).prefix(4096))).isDirty)
         try expectSameAsQemu(dir, base, [.write(5 << 20, 1000, pattern: 0x34)])
@@ -89,10 +89,10 @@ struct WriteInteropScenarioTests {
         #expect(departures.repackingAvoided == 1)
         // QEMU's image has lost the data at 128 KiB and fails its check.
         #expect(try WriteOracle.check(theirs).status != 0)
-        #expect(try QemuOracle.run(["qemu-io", "-c", "read -q -P 2 128k 64k", theirs], check: false).output.contains("failed"))
+        #expect(try WriteProcess.run(["qemu-io", "-c", "read -q -P 2 128k 64k", theirs], check: false).output.contains("failed"))
         // The library's image is sound.
         #expect(try WriteOracle.check(ours).status == 0)
-        let verify = try QemuOracle.run(["qemu-io", "-c", "read -q -P 1 0 64k", "-c", "read -q -P 2 128k 64k",
+        let verify = try WriteProcess.run(["qemu-io", "-c", "read -q -P 1 0 64k", "-c", "read -q -P 2 128k 64k",
                                          "-c", "read -q -P 3 256k 64k", ours], check: false)
         #expect(verify.status == 0 && verify.output.isEmpty, "\(verify.output)")
     }
@@ -101,7 +101,7 @@ struct WriteInteropScenarioTests {
     func qcow2Backing() throws {
         let dir = try WriteScratch()
         let back = try create(dir, "back.qcow2", "4M", "cluster_size=4096")
-        try QemuOracle.run(["qemu-io", "-c", "write -q -P 0x51 0 4M", "-c", "write -q -z 1M 512k", back])
+        try WriteProcess.run(["qemu-io", "-c", "write -q -P 0x51 0 4M", "-c", "write -q -z 1M 512k", back])
         let base = try create(dir, "base.qcow2", "6M", "backing_file=back.qcow2,backing_fmt=qcow2,cluster_size=65536")
         let ops: [WriteOp] = [
             .write(1000, 100, pattern: 0x52), .write(1_100_000, 100, pattern: 0x53), .write(4_190_000, 20000, pattern: 0x54),

@@ -42,6 +42,41 @@ enum WriteOp: CustomStringConvertible, Sendable {
     }
 }
 
+/// Runs a tool with its output going to files (not pipes): many tests run
+/// processes at once, and reading pipes from Foundation can then fail with
+/// EINTR.
+enum WriteProcess {
+    struct Failed: Error, CustomStringConvertible {
+        var command: [String]
+        var status: Int32
+        var output: String
+        var description: String { "\(command.joined(separator: " ")) exited \(status): \(output)" }
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String], in directory: URL? = nil, check: Bool = true) throws -> (status: Int32, output: String) {
+        let outputURL = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("qcowkit-write-out-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: outputURL) }
+        let handle = try FileHandle(forWritingTo: outputURL)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try? handle.close()
+        let output = String(decoding: (try? Data(contentsOf: outputURL)) ?? Data(), as: UTF8.self)
+        if check && process.terminationStatus != 0 {
+            throw Failed(command: arguments, status: process.terminationStatus, output: output)
+        }
+        return (process.terminationStatus, output)
+    }
+}
+
 enum WriteOracle {
     /// Random bytes qemu-io repeats to fill `-s` buffers (as the library does).
     static func randomBytes(count: Int, seed: UInt64) -> [UInt8] {
@@ -68,13 +103,16 @@ enum WriteOracle {
         for op in ops { arguments += ["-c", op.qemuIOCommand(randomFile: randomFile)] }
         arguments.append(image)
         // qemu-io exits 1 when an operation fails; the caller compares.
-        let result = try QemuOracle.run(arguments, check: false)
-        return result.output + result.errorOutput
+        return try WriteProcess.run(arguments, check: false).output
     }
 
     /// What the library did differently from QEMU on purpose during the last
     /// `applyWithLibrary` (see ByteAllocation.swift).
-    struct Departures { var repackingAvoided = 0 }
+    struct Departures {
+        var repackingAvoided = 0
+        /// The operation during which the first departure happened.
+        var firstOperation: Int?
+    }
 
     /// Applies `ops` through the library on one open image (its backing
     /// chain attached); returns the errors operations threw, by index.
@@ -87,7 +125,7 @@ enum WriteOracle {
     static func applyWithLibrary(_ image: String, _ ops: [WriteOp], random: [UInt8],
                                  departures: UnsafeMutablePointer<Departures>?) throws -> [Int: Error] {
         let opened = try ImageOpener.open(path: image, format: .qcow2, writable: true)
-        guard let qcow2 = opened as? Qcow2Image else { throw ProcessFailed(command: ["open"], result: ProcessResult(status: 1, stdout: Data(), stderr: Data())) }
+        guard let qcow2 = opened as? Qcow2Image else { throw Qcow2Error.notQcow2 }
         var errors: [Int: Error] = [:]
         for (i, op) in ops.enumerated() {
             do {
@@ -95,6 +133,8 @@ enum WriteOracle {
             } catch {
                 errors[i] = error
             }
+            let avoided = qcow2.writer?.allocator.reallocatedClusterRepackingAvoided ?? 0
+            if avoided > 0 && departures?.pointee.firstOperation == nil { departures?.pointee.firstOperation = i }
         }
         departures?.pointee.repackingAvoided = qcow2.writer?.allocator.reallocatedClusterRepackingAvoided ?? 0
         try qcow2.close()
@@ -118,7 +158,7 @@ enum WriteOracle {
     /// Where two files first differ (nil: identical, lengths included).
     static func firstDifference(_ a: String, _ b: String) throws -> String? {
         // cmp is fast; the details are worked out only when the files differ.
-        if try QemuOracle.run(["cmp", "-s", a, b], check: false).status == 0 { return nil }
+        if try WriteProcess.run(["cmp", "-s", a, b], check: false).status == 0 { return nil }
         let x = [UInt8](try Data(contentsOf: URL(fileURLWithPath: a)))
         let y = [UInt8](try Data(contentsOf: URL(fileURLWithPath: b)))
         if x == y { return nil }
@@ -131,13 +171,12 @@ enum WriteOracle {
 
     /// `qemu-img check` exit status and output (0: clean, no leaks).
     static func check(_ image: String) throws -> (status: Int32, output: String) {
-        let result = try QemuOracle.run(["qemu-img", "check", image], check: false)
-        return (result.status, result.output + result.errorOutput)
+        try WriteProcess.run(["qemu-img", "check", image], check: false)
     }
 
     /// `qemu-img compare` exit status (0: same guest contents).
     static func compare(_ a: String, _ b: String) throws -> Int32 {
-        try QemuOracle.run(["qemu-img", "compare", "-q", a, b], check: false).status
+        try WriteProcess.run(["qemu-img", "compare", "-q", a, b], check: false).status
     }
 }
 

@@ -139,6 +139,16 @@ struct WriteSafetyTests {
         try image.close()
         // Nothing was allocated.
         #expect(try WriteFixture.fileSize(path) == 0x30008)
+
+        // An overlay opened without its backing file would copy zeroes
+        // where the backing shows through: refused.
+        let overlay = try WriteFixture.create(dir, "overlay.qcow2", size: 1 << 20, backing: path, backingFormat: "qcow2")
+        let alone = try Qcow2Image.open(path: overlay, writable: true)
+        #expect(throws: Qcow2Error.self) { try WriteFixture.write(alone, [1], at: 0) }
+        try alone.close()
+        let chained = try WriteFixture.openWritable(overlay)
+        try WriteFixture.write(chained, [1], at: 0)
+        try chained.close()
     }
 
     @Test("refcounts refuse to leave their width's range (QEMU's -EINVAL)")

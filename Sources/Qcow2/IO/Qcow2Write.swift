@@ -50,6 +50,13 @@ extension Qcow2Image: WritableBlockImage {
 
     private func openWriter() throws -> Qcow2Writer {
         guard let writer else { throw Qcow2Error.readOnly }
+        // Copy-on-write and zero writes must see the backing file: writing
+        // without it would copy zeroes where its data shows through.
+        if let name = backingFileName, !name.isEmpty, backing == nil {
+            throw Qcow2Error.writeFailed(
+                errno: EINVAL,
+                reason: "The backing file '\(name)' is not open; open the image with its chain (ImageOpener) to write")
+        }
         return writer
     }
 
