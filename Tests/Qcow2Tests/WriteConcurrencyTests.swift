@@ -14,7 +14,7 @@ struct WriteConcurrencyTests {
         var all: [String] { lock.lock(); defer { lock.unlock() }; return messages }
     }
 
-    @Test("threads writing their own regions (sharing L2 tables and refcount blocks) and one shared region",
+    @Test("threads writing (plain, compressed, zeroes, discards) their own regions and one shared region",
           arguments: [(UInt64(512), false), (4096, false), (65536, true)])
     func concurrentWriters(clusterSize: UInt64, extendedL2: Bool) throws {
         let dir = try TestDirectory()
@@ -46,7 +46,18 @@ struct WriteConcurrencyTests {
                 for round in 0..<80 {
                     let offset = random.next(below: region - 1)
                     let length = 1 + random.next(below: min(region - offset, 3 * clusterSize + 17) )
+                    // A whole cluster inside this region, for compressed writes.
+                    let cluster = (base + offset) / clusterSize * clusterSize
+                    let clusterInRegion = cluster >= base && cluster + clusterSize <= base + region
                     switch random.next(below: 10) {
+                    case 2 where clusterInRegion:
+                        let data = [UInt8](repeating: UInt8(truncatingIfNeeded: round + 3 * worker), count: Int(clusterSize))
+                        do {
+                            try data.withUnsafeBytes { try image.writeCompressed($0, at: cluster) }
+                            models[worker].model.write(data, at: cluster - base)
+                        } catch let Qcow2Error.writeFailed(code, _) where code == EIO {
+                            // The cluster is allocated: compression refuses, as QEMU does.
+                        }
                     case 0:
                         try image.writeZeroes(at: base + offset, length: length, mayUnmap: random.next(below: 2) == 0)
                         models[worker].model.zero(offset, length)

@@ -3,9 +3,9 @@
 // compressed with the image's codec (zlib or zstd) into at most a cluster
 // minus one byte. Data that does not get smaller is written as a normal
 // cluster. Compressed data is placed right after the previous compressed
-// data (see ByteAllocation.swift) and the L2 entry is set before the data is
-// written, with its refcounts ordered first. Compression never replaces
-// data: a cluster that is already allocated is refused (QEMU's -EIO).
+// data (see ByteAllocation.swift); the L2 entry follows the data, with its
+// refcounts ordered first. Compression never replaces data: a cluster that
+// is already allocated is refused (QEMU's -EIO).
 
 #if canImport(Glibc)
 import Glibc
@@ -53,25 +53,60 @@ extension Qcow2Writer {
             try write(data, at: offset)
             return
         }
-        let host: UInt64 = try lock.withLock {
+        let length = UInt64(compressed.count)
+        // Space is allocated and the cluster marked in flight (so that other
+        // writes wait for it); the data is written before the L2 entry
+        // points to it. QEMU sets the entry first: the file ends the same,
+        // but a reader or a crash in between would find garbage.
+        let (host, marker): (UInt64, ClusterAllocation) = try lock.withLock {
             try guardedLocked {
-                let (table, index) = try clusterTableLocked(for: offset)
-                let existing = table.entry(index)
-                guard existing & Qcow2EntryMask.offset == 0 else {
-                    throw Qcow2Error.writeFailed(
-                        errno: EIO, reason: "Cannot compress into guest offset \(hex(offset)): the cluster is allocated")
-                }
-                let host = try allocator.allocateBytes(UInt64(compressed.count))
-                // The refcounts reach the disk before the entry does.
-                try map.l2Tables.setDependency(on: allocator.blocks)
-                let descriptor = CompressedClusterDescriptor(hostOffset: host, compressedLength: UInt64(compressed.count))
-                table.isDirty = true
-                table.setEntry(index, descriptor.entry(clusterBits: UInt32(clusterBits)).rawValue)
-                if extendedL2 { table.setBitmap(index, 0) }
-                try checkOverlapLocked(offset: host, length: UInt64(compressed.count))
-                return host
+                try requireUnallocatedLocked(offset)
+                let host = try allocator.allocateBytes(length)
+                try checkOverlapLocked(offset: host, length: length)
+                let marker = ClusterAllocation(guestOffset: offset, hostOffset: host, clusterCount: 1, keepsOldClusters: true,
+                                               cowStart: (0, 0), cowEnd: (clusterSize, 0))
+                inFlight.append(marker)
+                return (host, marker)
             }
         }
-        try file.write(compressed, at: host)
+        do {
+            try file.write(compressed, at: host)
+        } catch {
+            lock.withLock {
+                try? allocator.freeClusters(offset: host, length: length, type: .never)
+                finishLocked(marker)
+            }
+            throw error
+        }
+        try lock.withLock {
+            defer { finishLocked(marker) }
+            do {
+                try guardedLocked {
+                    // A zero write or discard may have come in meanwhile;
+                    // an allocating write waited for the marker.
+                    try requireUnallocatedLocked(offset)
+                    // The refcounts reach the disk before the entry does.
+                    try map.l2Tables.setDependency(on: allocator.blocks)
+                    let (table, index) = try clusterTableLocked(for: offset)
+                    let descriptor = CompressedClusterDescriptor(hostOffset: host, compressedLength: length)
+                    table.isDirty = true
+                    table.setEntry(index, descriptor.entry(clusterBits: UInt32(clusterBits)).rawValue)
+                    if extendedL2 { table.setBitmap(index, 0) }
+                }
+            } catch {
+                try? allocator.freeClusters(offset: host, length: length, type: .never)
+                throw error
+            }
+        }
+    }
+
+    /// Compression never replaces data (QEMU's -EIO): the cluster at
+    /// `offset` must have no host cluster.
+    private func requireUnallocatedLocked(_ offset: UInt64) throws {
+        let (table, index) = try clusterTableLocked(for: offset)
+        guard table.entry(index) & Qcow2EntryMask.offset == 0 else {
+            throw Qcow2Error.writeFailed(
+                errno: EIO, reason: "Cannot compress into guest offset \(hex(offset)): the cluster is allocated")
+        }
     }
 }
