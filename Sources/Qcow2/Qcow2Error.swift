@@ -72,6 +72,11 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     case requestOutOfRange(offset: UInt64, length: UInt64, size: UInt64)
     case readOnly
     case invalidArgument(String)
+
+    // Writing
+    /// A write, zero write, discard or flush failed where QEMU's fails with
+    /// `errno` (qemu-io prints only its strerror); `reason` says why.
+    case writeFailed(errno: Int32, reason: String)
 }
 
 extension Qcow2Error: CustomStringConvertible {
@@ -135,6 +140,7 @@ extension Qcow2Error: CustomStringConvertible {
             return "Request out of range: offset \(offset), length \(length), image size \(size)"
         case .readOnly: return "Image is read-only"
         case let .invalidArgument(why): return why
+        case let .writeFailed(_, reason): return reason
         }
     }
 }

@@ -1,11 +1,14 @@
 // An open qcow2 image: the validated header, its extensions and the file.
 // The mapping (L1/L2), refcount and I/O code live in extensions beside this
-// file, one concept each.
+// file, one concept each; an image opened for writing also has a write path
+// (Sources/Qcow2/Write), which may repair a dirty image as it opens.
 
 import Synchronization
 
 public final class Qcow2Image: @unchecked Sendable {
     public let file: BlockFile
+    /// The header as the image was opened. Writing changes some fields on
+    /// disk (the dirty bit, table locations); the write path keeps those.
     public private(set) var header: Qcow2Header
     public private(set) var extensions: [HeaderExtension]
     /// The backing file name exactly as stored in the header (not resolved).
@@ -22,6 +25,8 @@ public final class Qcow2Image: @unchecked Sendable {
     /// Whether the image looks metadata-preallocated; decided on the first
     /// block-status query, since it costs a pass over the refcounts.
     let metadataPreallocated = Mutex<Bool?>(nil)
+    /// The write path, for images opened for writing.
+    private(set) var writer: Qcow2Writer?
 
     /// The backing format named by the header extension, if any.
     public var backingFormat: String? {
@@ -55,13 +60,32 @@ public final class Qcow2Image: @unchecked Sendable {
         self.backingFileName = layout.backingFileName
         clusterMap = try ClusterMap(file: file, header: layout.header)
         codec = ClusterCodecs.codec(for: layout.header.compressionType)
+        if file.isWritable {
+            let writer = try Qcow2Writer(
+                image: self, header: layout.header, extensions: layout.extensions,
+                backingFileName: layout.backingFileName)
+            self.writer = writer
+            try writer.prepareForWriting()
+        }
     }
 
-    /// Closes the image and the backing chain below it.
+    /// Writes back what is cached (clearing the dirty bit of an image opened
+    /// for writing), then closes the image and the backing chain below it.
     public func close() throws {
         let below = backing
-        backing = nil
         defer { try? below?.close() }
+        do {
+            try writer?.close()
+        } catch {
+            try? file.close()
+            throw error
+        }
+        backing = nil
         try file.close()
+    }
+
+    deinit {
+        // An image dropped without close() still gets its metadata written.
+        try? writer?.close()
     }
 }

@@ -59,7 +59,7 @@ extension Qcow2Builder {
             // handle_copied: nothing here is mapped yet, but looking
             // allocates the L2 table.
             let table = try l2Table(for: start)
-            let entry = table.bytes.withUnsafeBytes { BigEndian.load(UInt64.self, from: $0, at: Int(l2Index(start) * l2EntrySize)) }
+            let entry = table.word(Int(l2Index(start) * l2EntrySize / 8))
             guard entry == 0 else { throw Qcow2Error.corruptMetadata("preallocating over a mapped cluster") }
             // handle_alloc
             if try !allocateClusters(guestOffset: start, hostOffset: &clusterOffset, bytes: &current, mappings: &mappings) {

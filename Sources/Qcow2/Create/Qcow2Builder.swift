@@ -18,7 +18,7 @@ final class Qcow2Builder {
     let l2Entries: UInt64
     let subclusterSize: UInt64
     let allocator: RefcountAllocator
-    let l2Tables: MetadataCache
+    let l2Tables: MetadataCache<CachedCluster>
 
     private(set) var l1Table: [UInt64] = []
     private(set) var l1Offset: UInt64 = 0
@@ -51,9 +51,11 @@ final class Qcow2Builder {
 
         allocator = RefcountAllocator(
             file: file, clusterBits: UInt32(clusterBits), width: width, tableOffset: clusterSize, table: table)
-        let l2Cache = MetadataCache(file: file, clusterSize: Int(clusterSize), capacityBytes: 16 << 20)
-        l2Tables = l2Cache
-        allocator.flushDependencies = { try l2Cache.flush() }
+        let size = Int(clusterSize)
+        l2Tables = MetadataCache(file: file, clusterSize: size, capacity: (16 << 20) / size) {
+            CachedCluster(offset: $0, count: size)
+        }
+        allocator.l2Tables = l2Tables
 
         let first = try allocator.allocateClusters(3 * clusterSize)
         guard first == 0 else { throw Qcow2Error.corruptMetadata("first cluster in empty image is already in use") }
@@ -155,12 +157,10 @@ final class Qcow2Builder {
         let table = try l2Table(for: mapping.guestOffset)
         let first = l2Index(mapping.guestOffset)
         precondition(first + mapping.clusters <= l2Entries)
-        table.markDirty()
-        table.bytes.withUnsafeMutableBytes { buffer in
-            for i in 0..<mapping.clusters {
-                let entry = (mapping.hostOffset + (i << clusterBits)) | Qcow2EntryMask.copied
-                BigEndian.store(entry, into: buffer, at: Int((first + i) * l2EntrySize))
-            }
+        table.isDirty = true
+        for i in 0..<mapping.clusters {
+            let entry = (mapping.hostOffset + (i << clusterBits)) | Qcow2EntryMask.copied
+            table.setWord(Int((first + i) * l2EntrySize / 8), entry)
         }
     }
 

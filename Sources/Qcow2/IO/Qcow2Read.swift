@@ -17,6 +17,12 @@ extension Qcow2Image: BlockImage {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset, buffer.count)
+        try readGuest(into: buffer, at: offset)
+    }
+
+    /// Reads guest data without the range check: copy-on-write reads whole
+    /// clusters, which may run past the image's end (reading zeroes there).
+    func readGuest(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         var scratch = DecompressionScratch()
         defer { scratch.release() }
         var done = 0

@@ -1,10 +1,10 @@
 // Guest offset -> host cluster, through the active L1 table and the L2 tables
 // (docs/interop/qcow2.txt, "Cluster mapping"). The L1 table is read whole on
 // open; L2 tables are read on demand into a bounded LRU cache. Both sit under
-// one lock that is held only for table lookups, never for data I/O or disk
-// reads, so concurrent readers do not serialise on each other's misses.
-
-import Synchronization
+// the image's metadata lock, which is never held for data I/O. For read-only
+// images it is not held for table reads either, so concurrent readers do not
+// serialise on each other's misses; for writable images the write path
+// changes tables in place, so lookups read them under the lock.
 
 /// A run of guest bytes that one lookup found mapped alike.
 struct MappedExtent: Equatable {
@@ -29,20 +29,27 @@ final class ClusterMap: @unchecked Sendable {
     let extendedL2: Bool
     let subclusterBits: UInt32
     let subclustersPerCluster: Int
+    /// Whether the tables may change (the image is open for writing): lookups
+    /// then read tables, even from disk, under the lock.
+    let isWritable: Bool
 
-    private struct State {
-        var l1: [UInt64]
-        var cache: L2Cache
-    }
-    private let state: Mutex<State>
+    /// Guards `l1` and `l2Tables`, and for writable images everything the
+    /// write path keeps (QEMU's s->lock).
+    let lock = MetadataLock()
+    /// The active L1 table (guarded by `lock`).
+    var l1: [UInt64]
+    /// The L2 table cache (guarded by `lock`).
+    let l2Tables: MetadataCache<L2Table>
 
     init(file: BlockFile, header: Qcow2Header, cacheCapacity: Int? = nil) throws {
         self.file = file
+        isWritable = file.isWritable
         version = header.version
         clusterBits = header.clusterBits
         clusterSize = header.clusterSize
         l2Bits = header.l2Bits
-        extendedL2 = header.hasExtendedL2
+        let extendedL2 = header.hasExtendedL2
+        self.extendedL2 = extendedL2
         subclustersPerCluster = Int(header.subclustersPerCluster)
         subclusterBits = header.clusterBits - (header.hasExtendedL2 ? 5 : 0)
 
@@ -56,36 +63,82 @@ final class ClusterMap: @unchecked Sendable {
             }
             for i in l1.indices { l1[i] = UInt64(bigEndian: l1[i]) }
         }
+        self.l1 = l1
         let capacity = cacheCapacity ?? L2Cache.defaultCapacity(
             virtualSize: header.size, clusterSize: header.clusterSize, l2EntrySize: header.l2EntrySize)
-        state = Mutex(State(l1: l1, cache: L2Cache(capacity: max(1, capacity))))
+        let size = Int(header.clusterSize)
+        // The write path holds a table or two while loading another.
+        l2Tables = MetadataCache(file: file, clusterSize: size, capacity: max(isWritable ? 4 : 1, capacity)) {
+            L2Table(offset: $0, clusterSize: size, extendedL2: extendedL2)
+        }
     }
 
-    var l2CacheCapacity: Int { state.withLock { $0.cache.capacity } }
-    var l2CacheCount: Int { state.withLock { $0.cache.count } }
+    var l2CacheCapacity: Int { lock.withLock { l2Tables.capacity } }
+    var l2CacheCount: Int { lock.withLock { l2Tables.count } }
 
     /// Maps the guest range [offset, offset + length) as far as it is mapped
     /// alike: one type, contiguous host offsets, within one L2 table, one
     /// cluster for compressed data (QEMU's qcow2_get_host_offset).
     func lookup(at offset: UInt64, length: UInt64) throws -> MappedExtent {
+        if isWritable { return try lock.withLock { try lookupLocked(at: offset, length: length) } }
+        // Tables of a read-only image never change: a miss is read without
+        // the lock, so that readers do not wait for each other's misses.
         precondition(length > 0)
+        let l1Index = offset >> UInt64(clusterBits + l2Bits)
+        let (l1Entry, cached): (UInt64?, L2Table?) = lock.withLock {
+            guard l1Index < UInt64(l1.count) else { return (nil, nil) }
+            let entry = l1[Int(l1Index)]
+            return (entry, l2Tables.cached(entry & Qcow2EntryMask.offset))
+        }
+        guard let l1Entry, l1Entry & Qcow2EntryMask.offset != 0 else { return unallocated(at: offset, length: length) }
+        try checkL1Entry(l1Entry, l1Index: l1Index)
+        if let cached { return try extent(at: offset, length: length, in: cached) }
+        let tableOffset = l1Entry & Qcow2EntryMask.offset
+        try checkL2Offset(tableOffset, l1Index: l1Index)
+        let loaded = L2Table(offset: tableOffset, clusterSize: Int(clusterSize), extendedL2: extendedL2)
+        try file.read(into: loaded.bytes, at: tableOffset)
+        let table = try lock.withLock { try l2Tables.insertLoaded(loaded) }
+        return try extent(at: offset, length: length, in: table)
+    }
+
+    /// `lookup` for callers holding the lock.
+    func lookupLocked(at offset: UInt64, length: UInt64) throws -> MappedExtent {
+        precondition(length > 0)
+        let l1Index = offset >> UInt64(clusterBits + l2Bits)
+        guard l1Index < UInt64(l1.count), l1[Int(l1Index)] & Qcow2EntryMask.offset != 0 else {
+            return unallocated(at: offset, length: length)
+        }
+        let l1Entry = l1[Int(l1Index)]
+        try checkL1Entry(l1Entry, l1Index: l1Index)
+        let table = try l2TableLocked(at: l1Entry & Qcow2EntryMask.offset, l1Index: l1Index)
+        return try extent(at: offset, length: length, in: table)
+    }
+
+    /// The bytes from `offset` needed to cover `length`, but never past the
+    /// L2 table that maps `offset`, counted from the start of its cluster.
+    private func neededBytes(at offset: UInt64, length: UInt64) -> UInt64 {
         let inCluster = offset & (clusterSize - 1)
         let l2Entries = UInt64(1) << UInt64(l2Bits)
-        let l2Index = Int((offset >> UInt64(clusterBits)) & (l2Entries - 1))
-        // Never past the L2 table that maps `offset`.
-        let toTableEnd = (l2Entries - UInt64(l2Index)) << UInt64(clusterBits)
-        let needed = length >= toTableEnd - inCluster ? toTableEnd : length + inCluster
+        let l2Index = (offset >> UInt64(clusterBits)) & (l2Entries - 1)
+        let toTableEnd = (l2Entries - l2Index) << UInt64(clusterBits)
+        return length >= toTableEnd - inCluster ? toTableEnd : length + inCluster
+    }
 
-        let l1Index = offset >> UInt64(clusterBits + l2Bits)
-        let l1Entry: UInt64? = state.withLock { l1Index < UInt64($0.l1.count) ? $0.l1[Int(l1Index)] : nil }
-        guard let l1Entry, l1Entry & Qcow2EntryMask.offset != 0 else {
-            return MappedExtent(type: .unallocatedPlain, length: needed - inCluster)
-        }
+    private func unallocated(at offset: UInt64, length: UInt64) -> MappedExtent {
+        MappedExtent(type: .unallocatedPlain, length: neededBytes(at: offset, length: length) - (offset & (clusterSize - 1)))
+    }
+
+    private func checkL1Entry(_ l1Entry: UInt64, l1Index: UInt64) throws {
         if l1Entry & Qcow2EntryMask.l1Reserved != 0 {
             throw Qcow2Error.corruptMetadata("L1 entry \(hex(l1Entry)) has reserved bits set (L1 index: \(hex(l1Index)))")
         }
-        let table = try l2Table(at: l1Entry & Qcow2EntryMask.offset, l1Index: l1Index)
+    }
 
+    /// Classifies the run at `offset` in `table`, the L2 table mapping it.
+    private func extent(at offset: UInt64, length: UInt64, in table: L2Table) throws -> MappedExtent {
+        let inCluster = offset & (clusterSize - 1)
+        let needed = neededBytes(at: offset, length: length)
+        let l2Index = Int((offset >> UInt64(clusterBits)) & ((UInt64(1) << UInt64(l2Bits)) - 1))
         let first = Int(inCluster >> UInt64(subclusterBits))
         let entry = table.entry(l2Index)
         let type = SubclusterClassification.type(
@@ -165,11 +218,15 @@ final class ClusterMap: @unchecked Sendable {
         }
     }
 
-    /// The L2 table at `offset`, from the cache or read from disk. The read
-    /// happens outside the lock; if two threads miss at once both read and the
-    /// first to insert wins.
-    func l2Table(at offset: UInt64, l1Index: UInt64) throws -> L2Table {
-        if let table = state.withLock({ $0.cache.lookup(offset) }) { return table }
+    /// The L2 table at `offset`, from the cache or read from disk; the
+    /// caller holds the lock.
+    func l2TableLocked(at offset: UInt64, l1Index: UInt64) throws -> L2Table {
+        if let table = l2Tables.cached(offset) { return table }
+        try checkL2Offset(offset, l1Index: l1Index)
+        return try l2Tables.get(offset)
+    }
+
+    private func checkL2Offset(_ offset: UInt64, l1Index: UInt64) throws {
         guard offset & (clusterSize - 1) == 0 else {
             throw Qcow2Error.corruptMetadata("L2 table offset \(hex(offset)) unaligned (L1 index: \(hex(l1Index)))")
         }
@@ -177,11 +234,6 @@ final class ClusterMap: @unchecked Sendable {
         guard offset <= fileSize, clusterSize <= fileSize - offset else {
             throw Qcow2Error.corruptMetadata("L2 table offset \(hex(offset)) is beyond the end of the file (L1 index: \(hex(l1Index)))")
         }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(clusterSize), alignment: 8)
-        defer { buffer.deallocate() }
-        try file.read(into: buffer, at: offset)
-        let table = L2Table(offset: offset, bigEndianBytes: UnsafeRawBufferPointer(buffer), extendedL2: extendedL2)
-        return state.withLock { $0.cache.insert(table) }
     }
 }
 

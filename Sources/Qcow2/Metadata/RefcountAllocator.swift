@@ -1,20 +1,30 @@
-// Cluster allocation on the image being created, step for step as QEMU 7.2's
-// qcow2-refcount.c does it, so that every refcount block, refcount table and
-// allocated cluster lands where QEMU puts it:
+// Cluster allocation, step for step as QEMU 7.2's qcow2-refcount.c does it, so
+// that every refcount block, refcount table and allocated cluster lands where
+// QEMU puts it, both when an image is created and when it is written:
 //  - clusters are searched from a moving "free cluster index";
 //  - a refcount update that needs a new refcount block allocates it first,
 //    then makes the caller undo its partial update and search again (QEMU's
 //    -EAGAIN), since the block may sit where the caller meant to allocate;
 //  - a refcount table that is too small is replaced by a new table plus
 //    self-describing blocks placed past everything they must cover, and the
-//    old table's clusters are freed (their stale bytes stay in the file).
+//    old table's clusters are freed (their stale bytes stay in the file);
+//  - a cluster whose refcount drops to zero is forgotten by the caches and,
+//    for the kinds of frees that pass discards through, punched out of the
+//    file (see DiscardQueue.swift).
+// Callers hold the image's metadata lock.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// QEMU's -EAGAIN: refcount metadata was allocated; restart the search.
 struct AllocationRestart: Error {}
 
 final class RefcountAllocator {
     let file: BlockFile
-    let blocks: MetadataCache
+    let blocks: MetadataCache<CachedCluster>
     let clusterBits: UInt64
     let clusterSize: UInt64
     let width: RefcountWidth
@@ -25,13 +35,33 @@ final class RefcountAllocator {
     /// Refcount block offsets, as in the on-disk table.
     private(set) var table: [UInt64]
     private(set) var tableOffset: UInt64
-    private var maxTableIndex: Int
+    /// Index of the last table entry naming a block (max_refcount_table_index).
+    private(set) var maxTableIndex: Int
     /// Where the next search for free clusters starts (QEMU's free_cluster_index).
-    private(set) var freeClusterIndex: UInt64 = 0
+    var freeClusterIndex: UInt64 = 0
+    /// Where the next compressed cluster may start (QEMU's free_byte_offset).
+    var freeByteOffset: UInt64 = 0
+    /// The cluster `freeByteOffset` lies in was freed since.
+    var freeByteClusterWasFreed = false
+    /// How often compressed data was kept out of a freed and reallocated
+    /// cluster, where QEMU 7.2 would have overwritten guest data (and the
+    /// file therefore differs from QEMU's from then on).
+    private(set) var reallocatedClusterRepackingAvoided = 0
 
-    /// Called before the refcount table changes, where QEMU flushes its L2
-    /// cache first (so that the file holds every L2 table by then).
-    var flushDependencies: () throws -> Void = {}
+    /// The L2 table cache: flushed before the refcount table changes, made a
+    /// dependency of the refcount cache when refcounts drop, and told about
+    /// freed clusters.
+    weak var l2Tables: WriteBackCache?
+    /// Single metadata writes that QEMU syncs (bdrv_pwrite_sync) are synced.
+    var syncsWrites = false
+    /// Called once a new refcount table is written, before it is used: the
+    /// header must name it (offset, clusters).
+    var tableReplaced: ((UInt64, UInt64) throws -> Void)?
+    /// Called after the refcount table changed: one entry (its index), or
+    /// the whole table (nil).
+    var tableChanged: ((Int?) -> Void)?
+    /// Freed clusters waiting to be discarded in the file.
+    var discards = DiscardQueue()
 
     /// QEMU's QCOW_MAX_REFTABLE_SIZE, compared (as QEMU does) both with the
     /// number of refcount blocks and with the table's entry count.
@@ -39,19 +69,26 @@ final class RefcountAllocator {
     /// Host offsets must fit the 56-bit offset fields (QCOW_MAX_CLUSTER_OFFSET).
     static let maxClusterOffset: UInt64 = (1 << 56) - 1
 
-    init(file: BlockFile, clusterBits: UInt32, width: RefcountWidth, tableOffset: UInt64, table: [UInt64]) {
+    init(file: BlockFile, clusterBits: UInt32, width: RefcountWidth, tableOffset: UInt64, table: [UInt64],
+         cacheCapacity: Int? = nil) {
         self.file = file
         self.clusterBits = UInt64(clusterBits)
-        clusterSize = 1 << UInt64(clusterBits)
+        let clusterSize = UInt64(1) << UInt64(clusterBits)
+        self.clusterSize = clusterSize
         self.width = width
         refblockBits = UInt64(clusterBits) + 3 - UInt64(width.order)
-        blocks = MetadataCache(file: file, clusterSize: Int(clusterSize), capacityBytes: 8 << 20)
+        blocks = MetadataCache(
+            file: file, clusterSize: Int(clusterSize),
+            capacity: cacheCapacity ?? Int(max(4, (8 << 20) / clusterSize))
+        ) { CachedCluster(offset: $0, count: Int(clusterSize)) }
         self.table = table
         self.tableOffset = tableOffset
         maxTableIndex = RefcountTable(entries: table).lastUsedIndex
     }
 
     var tableClusters: UInt64 { UInt64(table.count) * 8 / clusterSize }
+
+    func noteRepackingAvoided() { reallocatedClusterRepackingAvoided += 1 }
 
     // MARK: Reading refcounts
 
@@ -60,9 +97,12 @@ final class RefcountAllocator {
         guard tableIndex < UInt64(table.count) else { return 0 }
         let blockOffset = table[Int(tableIndex)] & Qcow2EntryMask.refcountTableOffset
         guard blockOffset != 0 else { return 0 }
+        guard blockOffset & (clusterSize - 1) == 0 else {
+            throw Qcow2Error.corruptMetadata("Refblock offset \(hex(blockOffset)) unaligned (reftable index: \(hex(tableIndex)))")
+        }
         let block = try blocks.get(blockOffset)
         let entry = Int(index & (refblockSize - 1))
-        return block.bytes.withUnsafeBytes { RefcountCoding.get($0, index: entry, width: width) }
+        return RefcountCoding.get(block.readOnlyBytes, index: entry, width: width)
     }
 
     /// The last cluster below `fileSize` with a non-zero refcount
@@ -81,6 +121,8 @@ final class RefcountAllocator {
     /// Finds `size` bytes of free clusters from the free cluster index without
     /// taking a reference (alloc_clusters_noref).
     func allocateWithoutReference(_ size: UInt64, limit: UInt64) throws -> UInt64 {
+        // Clusters still queued for discard must not be handed out first.
+        if discards.isDeferring { processDiscards(succeeded: true) }
         let count = divideRoundingUp(size, clusterSize)
         var found: UInt64 = 0
         while found < count {
@@ -97,7 +139,7 @@ final class RefcountAllocator {
         while true {
             let offset = try allocateWithoutReference(size, limit: Self.maxClusterOffset)
             do {
-                try updateRefcount(offset: offset, length: size, addend: 1, decrease: false)
+                try updateRefcount(offset: offset, length: size, addend: 1, decrease: false, type: .never)
                 return offset
             } catch is AllocationRestart {
                 continue
@@ -117,7 +159,7 @@ final class RefcountAllocator {
                 free += 1
             }
             do {
-                try updateRefcount(offset: offset, length: free << clusterBits, addend: 1, decrease: false)
+                try updateRefcount(offset: offset, length: free << clusterBits, addend: 1, decrease: false, type: .never)
                 return free
             } catch is AllocationRestart {
                 continue
@@ -125,27 +167,33 @@ final class RefcountAllocator {
         }
     }
 
-    func freeClusters(offset: UInt64, length: UInt64) throws {
-        try updateRefcount(offset: offset, length: length, addend: 1, decrease: true)
+    /// qcow2_free_clusters (which QEMU lets fail silently, leaking the clusters).
+    func freeClusters(offset: UInt64, length: UInt64, type: DiscardType) throws {
+        try updateRefcount(offset: offset, length: length, addend: 1, decrease: true, type: type)
     }
 
     // MARK: Refcount updates
 
     /// Adds `addend` to (or subtracts it from) the refcount of every cluster
     /// in the range; on any failure the clusters already updated are put back,
-    /// and the error (possibly `AllocationRestart`) is rethrown.
-    func updateRefcount(offset: UInt64, length: UInt64, addend: UInt64, decrease: Bool) throws {
+    /// and the error (possibly `AllocationRestart`) is rethrown. A refcount
+    /// leaving the entry's range fails (QEMU's -EINVAL).
+    func updateRefcount(offset: UInt64, length: UInt64, addend: UInt64, decrease: Bool, type: DiscardType) throws {
         guard length > 0 else { return }
+        // Ordering: references are removed (L2 tables written) before the
+        // refcounts that counted them drop.
+        if decrease, let l2Tables { try blocks.setDependency(on: l2Tables) }
         let mask = ~(clusterSize - 1)
         let last = (offset + length - 1) & mask
         var clusterOffset = offset & mask
         var currentTableIndex: UInt64?
         var block: CachedCluster?
+        var failure: Error?
         do {
             while clusterOffset <= last {
                 let clusterIndex = clusterOffset >> clusterBits
                 let tableIndex = clusterIndex >> refblockBits
-                if tableIndex != currentTableIndex {
+                if tableIndex != currentTableIndex || block == nil {
                     block = nil
                     let blockOffset: UInt64
                     do {
@@ -159,30 +207,58 @@ final class RefcountAllocator {
                 }
                 currentTableIndex = tableIndex
                 guard let current = block else { break }
-                current.markDirty()
+                current.isDirty = true
                 let entry = Int(clusterIndex & (refblockSize - 1))
-                var value = current.bytes.withUnsafeBytes { RefcountCoding.get($0, index: entry, width: width) }
+                var value = RefcountCoding.get(current.readOnlyBytes, index: entry, width: width)
                 if decrease {
-                    guard value >= addend else { throw Qcow2Error.corruptMetadata("refcount of cluster \(clusterIndex) would drop below zero") }
+                    guard value >= addend else { throw refcountRangeError(clusterIndex, value, addend, decrease) }
                     value -= addend
                 } else {
-                    guard value <= width.maxValue - addend else {
-                        throw Qcow2Error.corruptMetadata("refcount of cluster \(clusterIndex) would exceed \(width.maxValue)")
-                    }
+                    guard value <= width.maxValue - addend else { throw refcountRangeError(clusterIndex, value, addend, decrease) }
                     value += addend
                 }
                 if value == 0 && clusterIndex < freeClusterIndex { freeClusterIndex = clusterIndex }
-                current.bytes.withUnsafeMutableBytes { RefcountCoding.set($0, index: entry, value: value, width: width) }
+                RefcountCoding.set(current.bytes, index: entry, value: value, width: width)
+                if value == 0 {
+                    // Remember that compressed data was about to continue
+                    // into a cluster now freed (see ByteAllocation.swift).
+                    if freeByteOffset & ~(clusterSize - 1) == clusterOffset { freeByteClusterWasFreed = true }
+                    // A freed table must never be written back from a cache.
+                    if blocks.cached(clusterOffset) != nil {
+                        blocks.discard(clusterOffset)
+                        if current.offset == clusterOffset { block = nil }
+                    }
+                    l2Tables?.discard(clusterOffset)
+                    if type.passesThrough { discards.add(offset: clusterOffset, length: clusterSize) }
+                }
                 clusterOffset += clusterSize
             }
         } catch {
-            try? updateRefcount(offset: offset, length: clusterOffset - offset, addend: addend, decrease: !decrease)
-            throw error
+            failure = error
         }
+        if !discards.isDeferring { processDiscards(succeeded: failure == nil) }
+        if let failure {
+            try? updateRefcount(offset: offset, length: clusterOffset - offset, addend: addend,
+                                decrease: !decrease, type: .never)
+            throw failure
+        }
+    }
+
+    private func refcountRangeError(_ cluster: UInt64, _ value: UInt64, _ addend: UInt64, _ decrease: Bool) -> Error {
+        let change = decrease ? "decreased by \(addend)" : "increased by \(addend)"
+        return Qcow2Error.writeFailed(
+            errno: EINVAL,
+            reason: "Refcount of cluster \(cluster) (\(value)) cannot be \(change) with \(width.bits)-bit refcounts")
     }
 
     private func inSameRefcountBlock(_ a: UInt64, _ b: UInt64) -> Bool {
         a >> (clusterBits + refblockBits) == b >> (clusterBits + refblockBits)
+    }
+
+    /// Writes bytes QEMU writes with bdrv_pwrite_sync.
+    private func writeSynced(_ bytes: [UInt8], at offset: UInt64) throws {
+        try file.write(bytes, at: offset)
+        if syncsWrites { try file.flush() }
     }
 
     /// The offset of the refcount block covering `clusterIndex`. If there is
@@ -194,13 +270,14 @@ final class RefcountAllocator {
             let existing = table[Int(tableIndex)] & Qcow2EntryMask.refcountTableOffset
             if existing != 0 {
                 guard existing & (clusterSize - 1) == 0 else {
-                    throw Qcow2Error.corruptMetadata("Refblock offset \(existing) unaligned (reftable index: \(tableIndex))")
+                    throw Qcow2Error.corruptMetadata("Refblock offset \(hex(existing)) unaligned (reftable index: \(hex(tableIndex)))")
                 }
                 return existing
             }
         }
 
-        try flushDependencies()
+        // The refcount table is about to change: the L2 tables go first.
+        try l2Tables?.flush()
         let newBlock = try allocateWithoutReference(clusterSize, limit: UInt64(Int64.max))
         guard newBlock != 0 else { throw Qcow2Error.corruptMetadata("Preventing invalid allocation of refcount block at offset 0") }
 
@@ -208,21 +285,23 @@ final class RefcountAllocator {
             // The block describes itself.
             let block = try blocks.getEmpty(newBlock)
             let entry = Int((newBlock >> clusterBits) & (refblockSize - 1))
-            block.bytes.withUnsafeMutableBytes { RefcountCoding.set($0, index: entry, value: 1, width: width) }
+            RefcountCoding.set(block.bytes, index: entry, value: 1, width: width)
         } else {
             // Described by another block, which may itself need allocating.
-            try updateRefcount(offset: newBlock, length: clusterSize, addend: 1, decrease: false)
+            try updateRefcount(offset: newBlock, length: clusterSize, addend: 1, decrease: false, type: .never)
             try blocks.flush()
             _ = try blocks.getEmpty(newBlock)
         }
+        // The new block is on disk before the table names it.
         try blocks.flush()
 
         if tableIndex < UInt64(table.count) {
-            table[Int(tableIndex)] = newBlock
             var entry = [UInt8](repeating: 0, count: 8)
             entry.setBE(newBlock, at: 0)
-            try file.write(entry, at: tableOffset + tableIndex * 8)
+            try writeSynced(entry, at: tableOffset + tableIndex * 8)
+            table[Int(tableIndex)] = newBlock
             maxTableIndex = max(maxTableIndex, Int(tableIndex))
+            tableChanged?(Int(tableIndex))
             throw AllocationRestart()
         }
 
@@ -238,6 +317,15 @@ final class RefcountAllocator {
     }
 
     // MARK: Refcount table replacement
+
+    /// Switches to a refcount table already written (and named by the
+    /// header): a rebuilt refcount structure.
+    func adoptTable(offset: UInt64, entries: [UInt64]) {
+        table = entries
+        tableOffset = offset
+        maxTableIndex = RefcountTable(entries: table).lastUsedIndex
+        tableChanged?(nil)
+    }
 
     /// Writes, from `start` (the end of the used file), refcount blocks and a
     /// new refcount table that cover themselves and `additionalClusters`
@@ -293,27 +381,28 @@ final class RefcountAllocator {
                 var j = firstCovered < start ? (start - firstCovered) / clusterSize : 0
                 let endIndex = min((end - firstCovered) / clusterSize, refblockSize)
                 while j < endIndex {
-                    let done = block.bytes.withUnsafeMutableBytes { buffer -> Bool in
-                        guard RefcountCoding.get(UnsafeRawBufferPointer(buffer), index: Int(j), width: width) == 0 else { return false }
-                        RefcountCoding.set(buffer, index: Int(j), value: 1, width: width)
-                        return true
+                    guard RefcountCoding.get(block.readOnlyBytes, index: Int(j), width: width) == 0 else {
+                        throw Qcow2Error.corruptMetadata("refcount area at \(start) is not free")
                     }
-                    guard done else { throw Qcow2Error.corruptMetadata("refcount area at \(start) is not free") }
+                    RefcountCoding.set(block.bytes, index: Int(j), value: 1, width: width)
                     j += 1
                 }
-                block.markDirty()
+                block.isDirty = true
             }
         }
         precondition(blockOffset == newTableOffset)
+        // Blocks, then the table, then the header naming the table.
         try blocks.flush()
-        try file.write(RefcountTable(entries: newTable).encode(), at: newTableOffset)
+        try writeSynced(RefcountTable(entries: newTable).encode(), at: newTableOffset)
+        try tableReplaced?(newTableOffset, newTableClusters)
 
         let oldOffset = tableOffset
         let oldSize = UInt64(table.count)
         table = newTable
         tableOffset = newTableOffset
         maxTableIndex = RefcountTable(entries: table).lastUsedIndex
-        try freeClusters(offset: oldOffset, length: oldSize * 8)
+        tableChanged?(nil)
+        try freeClusters(offset: oldOffset, length: oldSize * 8, type: .other)
         return end
     }
 }

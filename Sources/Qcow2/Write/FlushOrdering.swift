@@ -1,0 +1,54 @@
+// Making writes durable, and closing (QEMU's qcow2_co_flush_to_os,
+// qcow2_write_caches, qcow2_inactivate and qcow2_mark_clean).
+//
+// The ordering rules of the whole write path, and where they are enforced:
+//  - refcounts before references: a new cluster's refcount reaches the disk
+//    before the L2 entry using it (the L2 cache depends on the refcount
+//    cache: CopyOnWrite.swift, CompressedWrites.swift), and the L2 entry
+//    dropping a reference reaches it before the refcount drops (the
+//    refcount cache depends on the L2 cache: RefcountAllocator.swift);
+//  - tables before pointers: a new L2 table is written and flushed before
+//    its L1 entry (L2TableAllocation.swift), a new refcount block before its
+//    refcount table entry, a new refcount table or L1 table before the
+//    header names it (RefcountAllocator.swift, L1Growth.swift);
+//  - data before pointers: copied-on-write data is synced before any L2
+//    table is written again (CopyOnWrite.swift);
+//  - nothing overwrites metadata: every metadata write and every guest data
+//    write to a host cluster is checked first (Corruption.swift);
+//  - with lazy refcounts the image is marked dirty before the first L2
+//    update, and refcounts are then only written on eviction and close;
+//    clean close writes them and clears the bit (DirtyBit.swift).
+// A flush writes the caches (L2 tables first, then refcount blocks unless
+// they may lag) and syncs the file; QEMU syncs nowhere else on a plain
+// write, so neither does this.
+
+extension Qcow2Writer {
+    /// qcow2_write_caches.
+    func writeCachesLocked() throws {
+        try map.l2Tables.writeBack()
+        if needsAccurateRefcounts { try allocator.blocks.writeBack() }
+    }
+
+    /// bdrv_flush on the image: caches written, then the file synced.
+    func flush() throws {
+        try lock.withLock {
+            try guardedLocked { try writeCachesLocked() }
+        }
+        try file.flush()
+    }
+
+    /// What QEMU does when an image is closed: a flush, then both caches
+    /// flushed and the dirty bit cleared (qcow2_inactivate). Idempotent.
+    func close() throws {
+        try lock.withLock {
+            guard !isClosed else { return }
+            defer { isClosed = true }
+            if corruption != nil { return }
+            try writeCachesLocked()
+            try file.flush()
+            try map.l2Tables.flush()
+            try allocator.blocks.flush()
+            try markCleanLocked()
+        }
+    }
+}

@@ -1,0 +1,92 @@
+// Writing guest data (QEMU's qcow2_co_pwritev_part and
+// qcow2_co_pwritev_task): the request is cut into host-contiguous parts. Each
+// part is mapped under the lock (allocating clusters; its allocations go in
+// flight so that no one else allocates the same clusters), its host range
+// checked against the metadata, then its data written with the lock released,
+// and finally its allocations are entered into the L2 tables under the lock.
+//
+// As in QEMU, where each part's I/O runs as a task while the request goes on
+// allocating, all parts of a request are mapped before any is linked (old
+// clusters freed by linking are not reused within the request). A part that
+// would have to wait for another request's allocation first completes the
+// parts mapped so far, so that two requests never wait for each other.
+
+extension Qcow2Writer {
+    /// One mapped part of a request.
+    private struct MappedPart {
+        var guestOffset: UInt64
+        var hostOffset: UInt64
+        /// Where the part's data starts in the request's buffer.
+        var bufferOffset: Int
+        var length: Int
+        var allocations: [ClusterAllocation]
+    }
+
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        var parts: [MappedPart] = []
+        do {
+            while done < buffer.count {
+                let position = offset + UInt64(done)
+                // One mapping covers at most INT_MAX bytes, as in QEMU.
+                let wanted = UInt64(min(buffer.count - done, Int(Int32.max)))
+                let mapping: HostMapping = try lock.withLock {
+                    try guardedLocked {
+                        let mapping = try mapForWriteLocked(offset: position, bytes: wanted, mayWait: parts.isEmpty)
+                        if case let .mapped(host, bytes, allocations) = mapping {
+                            do {
+                                try checkOverlapLocked(offset: host, length: bytes)
+                            } catch {
+                                for allocation in allocations { abortLocked(allocation) }
+                                throw error
+                            }
+                        }
+                        return mapping
+                    }
+                }
+                switch mapping {
+                case .mustWait:
+                    try complete(parts, buffer: buffer)
+                    parts = []
+                case let .mapped(host, bytes, allocations):
+                    parts.append(MappedPart(guestOffset: position, hostOffset: host, bufferOffset: done,
+                                            length: Int(bytes), allocations: allocations))
+                    done += Int(bytes)
+                }
+            }
+            try complete(parts, buffer: buffer)
+        } catch {
+            // Whatever was mapped and is still in flight is given up.
+            lock.withLock {
+                for part in parts {
+                    for allocation in part.allocations where inFlight.contains(where: { $0 === allocation }) {
+                        abortLocked(allocation)
+                    }
+                }
+            }
+            throw error
+        }
+    }
+
+    /// Writes each part's data, then links its allocations.
+    private func complete(_ parts: [MappedPart], buffer: UnsafeRawBufferPointer) throws {
+        for part in parts {
+            let data = UnsafeRawBufferPointer(rebasing: buffer[part.bufferOffset..<(part.bufferOffset + part.length)])
+            try zeroUnallocatedCopyRegions(part.allocations)
+            if !mergeDataWithCopies(guestOffset: part.guestOffset, data: data, allocations: part.allocations) {
+                try file.write(data, at: part.hostOffset)
+            }
+            try lock.withLock {
+                // QEMU keeps its allocations newest first, and links them so.
+                var remaining = Array(part.allocations.reversed())
+                defer { for allocation in remaining { abortLocked(allocation) } }
+                while let allocation = remaining.first {
+                    try guardedLocked { try linkLocked(allocation) }
+                    remaining.removeFirst()
+                    allocation.data = nil
+                    finishLocked(allocation)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+// The write path of an image open for writing: QEMU 7.2's qcow2 driver, so
+// that the same requests on the same image change the file exactly as QEMU
+// does. This file holds the state; each concept has its own file beside it:
+//   GuestWrite          the write loop (allocate, write data, link)
+//   ClusterAllocation   handle_copied/handle_alloc: where guest data goes
+//   CopyOnWrite         the untouched parts of new clusters, and linking
+//   L2TableAllocation   get_cluster_table/l2_allocate and L1 entries
+//   L1Growth            qcow2_grow_l1_table
+//   ZeroWrites          write -z (zero flags and subcluster zero bits)
+//   Discard             discard (and zero writes of compat=0.10 images)
+//   CompressedWrites    write -c
+//   FlushOrdering       flush, close, and the ordering rules
+//   DirtyBit            lazy refcounts: the dirty bit and repair on open
+//   HeaderUpdate        rewriting the header cluster
+//   Corruption          the overlap check and the corrupt bit
+//
+// Locking: everything below is guarded by the cluster map's metadata lock
+// (QEMU's s->lock). Methods whose names end in "Locked" expect it held;
+// guest data I/O always happens with it released.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+final class Qcow2Writer {
+    unowned let image: Qcow2Image
+    let file: BlockFile
+    let map: ClusterMap
+    let allocator: RefcountAllocator
+    let codec: ClusterCodec
+    var lock: MetadataLock { map.lock }
+
+    // Geometry.
+    let version: UInt32
+    let clusterBits: UInt64
+    let clusterSize: UInt64
+    /// log2 of the entries in an L2 table, and their number (QEMU's l2_size).
+    let l2Bits: UInt64
+    let l2Entries: UInt64
+    let extendedL2: Bool
+    let subclusterBits: UInt64
+    let subclusterSize: UInt64
+    let subclustersPerCluster: UInt64
+    /// The guest size (whole sectors), as QEMU's bs->total_sectors * 512.
+    let imageSize: UInt64
+
+    // Guarded by the lock.
+    /// The header as it is now (dirty and corrupt bits, table locations).
+    var header: Qcow2Header
+    let extensions: [HeaderExtension]
+    let backingFileName: String?
+    /// Refcount updates may lag behind (compat lazy_refcounts, version 3).
+    let useLazyRefcounts: Bool
+    /// Allocations made but not yet entered into their L2 tables.
+    var inFlight: [ClusterAllocation] = []
+    /// Set once corruption was found: no more writes.
+    var corruption: String?
+    var overlap: MetadataOverlap
+    let snapshots: SnapshotTableLocations
+    var isClosed = false
+
+    /// QEMU's BDRV_REQUEST_MAX_BYTES: one allocation never maps more.
+    static let maxRequestBytes: UInt64 = (UInt64(Int32.max) >> 9) << 9
+
+    init(image: Qcow2Image, header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?) throws {
+        self.image = image
+        file = image.file
+        map = image.clusterMap
+        codec = image.codec
+        self.header = header
+        self.extensions = extensions
+        self.backingFileName = backingFileName
+        version = header.version
+        clusterBits = UInt64(header.clusterBits)
+        clusterSize = header.clusterSize
+        l2Bits = UInt64(header.l2Bits)
+        l2Entries = header.l2EntriesPerTable
+        extendedL2 = header.hasExtendedL2
+        subclustersPerCluster = header.subclustersPerCluster
+        subclusterSize = header.subclusterSize
+        subclusterBits = UInt64(header.subclusterSize.trailingZeroBitCount)
+        imageSize = header.size & ~511
+        useLazyRefcounts = header.version >= 3 && header.hasLazyRefcounts
+        // Bitmaps in use would have to be kept up to date (DirtyBit.swift).
+        if header.autoclearFeatures.contains(.bitmaps) && extensions.contains(where: Self.isBitmapsExtension) {
+            throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when writing)")
+        }
+
+        // The refcount table was validated with the header (at most 8 MiB).
+        let tableEntries = Int(UInt64(header.refcountTableClusters) * header.clusterSize / 8)
+        var table = [UInt64](repeating: 0, count: tableEntries)
+        let got = try table.withUnsafeMutableBytes { [file] in try file.read(into: $0, at: header.refcountTableOffset) }
+        guard got == tableEntries * 8 else {
+            throw Qcow2Error.shortRead(step: "reading the refcount table", offset: header.refcountTableOffset, expected: tableEntries * 8)
+        }
+        for i in table.indices { table[i] = UInt64(bigEndian: table[i]) }
+        allocator = RefcountAllocator(
+            file: file, clusterBits: header.clusterBits, width: try RefcountWidth(order: header.refcountOrder),
+            tableOffset: header.refcountTableOffset, table: table,
+            cacheCapacity: Int(max(4, (1 << 20) / header.clusterSize)))
+        snapshots = try SnapshotTableLocations(file: file, header: header)
+        overlap = MetadataOverlap(clusterBits: UInt64(header.clusterBits))
+
+        allocator.syncsWrites = true
+        allocator.blocks.syncsOnFlush = true
+        allocator.l2Tables = map.l2Tables
+        map.l2Tables.syncsOnFlush = true
+        map.l2Tables.checkBeforeWrite = { [unowned self] offset, length in
+            try self.checkOverlapLocked(offset: offset, length: UInt64(length), ignoring: [.activeL2])
+        }
+        allocator.blocks.checkBeforeWrite = { [unowned self] offset, length in
+            try self.checkOverlapLocked(offset: offset, length: UInt64(length), ignoring: [.refcountBlock])
+        }
+        allocator.tableReplaced = { [unowned self] offset, clusters in
+            try self.writeRefcountTableLocation(offset: offset, clusters: clusters)
+        }
+        allocator.tableChanged = { [unowned self] index in self.refcountTableChanged(index) }
+        rebuildOverlapIndex()
+    }
+
+    private static func isBitmapsExtension(_ ext: HeaderExtension) -> Bool {
+        if case .bitmaps = ext { return true }
+        return false
+    }
+
+    // MARK: Geometry helpers (QEMU's inline functions of qcow2.h)
+
+    @inline(__always) func offsetInCluster(_ offset: UInt64) -> UInt64 { offset & (clusterSize - 1) }
+    @inline(__always) func startOfCluster(_ offset: UInt64) -> UInt64 { offset & ~(clusterSize - 1) }
+    @inline(__always) func sizeToClusters(_ size: UInt64) -> UInt64 { divideRoundingUp(size, clusterSize) }
+    @inline(__always) func sizeToSubclusters(_ size: UInt64) -> UInt64 { divideRoundingUp(size, subclusterSize) }
+    @inline(__always) func l1Index(_ offset: UInt64) -> Int { Int(offset >> (clusterBits + l2Bits)) }
+    @inline(__always) func l2Index(_ offset: UInt64) -> Int { Int((offset >> clusterBits) & (l2Entries - 1)) }
+    /// Subcluster index within its cluster (offset_to_sc_index).
+    @inline(__always) func subclusterIndex(_ offset: UInt64) -> Int {
+        Int((offset >> subclusterBits) & (subclustersPerCluster - 1))
+    }
+    @inline(__always) func roundUp(_ value: UInt64, _ alignment: UInt64) -> UInt64 {
+        (value + alignment - 1) & ~(alignment - 1)
+    }
+
+    /// QEMU's qcow2_get_cluster_type (with extended L2 entries bit 0 is no
+    /// zero flag, so clusters are only unallocated, normal or compressed).
+    func clusterType(_ entry: UInt64) -> ClusterType {
+        L2Entry(rawValue: entry).type(clusterBits: UInt32(clusterBits), extendedL2: extendedL2)
+    }
+
+    func subclusterType(entry: UInt64, bitmap: UInt64, index: Int) -> SubclusterType {
+        SubclusterClassification.type(entry: entry, bitmap: bitmap, index: index, extendedL2: extendedL2)
+    }
+
+    /// Every metadata change needs refcounts on disk to be exact, unless the
+    /// image is dirty (lazy refcounts in use): qcow2_need_accurate_refcounts.
+    var needsAccurateRefcounts: Bool { !header.isDirty }
+
+    // MARK: Overlap index upkeep
+
+    func rebuildOverlapIndex() {
+        var index = MetadataOverlap(clusterBits: clusterBits)
+        index.activeL1 = (header.l1TableOffset, UInt64(map.l1.count) * 8)
+        index.refcountTable = (allocator.tableOffset, UInt64(allocator.table.count) * 8)
+        index.snapshotTable = (snapshots.tableOffset, snapshots.tableLength)
+        index.inactiveL1 = snapshots.snapshots.map { ($0.l1TableOffset, UInt64($0.l1Size) * 8) }
+        if header.autoclearFeatures.contains(.bitmaps) {
+            for case let .bitmaps(data) in extensions {
+                if let bitmaps = try? BitmapsExtension(data: data) {
+                    index.bitmapDirectory = (bitmaps.directoryOffset, bitmaps.directorySize)
+                }
+            }
+        }
+        index.setL2Tables(map.l1.map { $0 & Qcow2EntryMask.offset })
+        index.setRefcountBlocks(refcountBlockOffsets())
+        overlap = index
+    }
+
+    private func refcountBlockOffsets() -> [UInt64] {
+        let table = allocator.table
+        guard !table.isEmpty else { return [] }
+        return table[0...min(allocator.maxTableIndex, table.count - 1)].map { $0 & Qcow2EntryMask.refcountTableOffset }
+    }
+
+    private func refcountTableChanged(_ index: Int?) {
+        if let index {
+            overlap.addRefcountBlock(allocator.table[index] & Qcow2EntryMask.refcountTableOffset)
+        } else {
+            overlap.refcountTable = (allocator.tableOffset, UInt64(allocator.table.count) * 8)
+            overlap.setRefcountBlocks(refcountBlockOffsets())
+        }
+    }
+
+    /// Changes L1 entry `index` in memory (the caller writes it out).
+    func setL1EntryLocked(_ index: Int, _ value: UInt64) {
+        overlap.removeL2Table(map.l1[index] & Qcow2EntryMask.offset)
+        map.l1[index] = value
+        overlap.addL2Table(value & Qcow2EntryMask.offset)
+    }
+}
