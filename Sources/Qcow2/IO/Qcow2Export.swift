@@ -24,6 +24,9 @@ public enum Qcow2Export {
         }
         do {
             try copy(image, into: output, blockSize: compress ? Int(options.clusterSize) : RawExport.sparseBlock, compress: compress)
+            // qemu-img ends a compressed stream with an empty compressed
+            // write, which pads the file to a whole sector.
+            if compress { try output.writeCompressed(UnsafeRawBufferPointer(start: nil, count: 0), at: 0) }
             try output.flush()
         } catch {
             try? output.close()
@@ -47,15 +50,21 @@ public enum Qcow2Export {
                 throw RawExport.Failure.read(offset: offset, error: error)
             }
             var runEnd = offset + status.status.length
-            if status.status.isZero {
+            if compress {
+                // Compressed output goes in whole clusters: `offset` stays
+                // cluster aligned, and a cluster with any data is read whole.
+                let cluster = UInt64(blockSize)
+                if status.status.isZero {
+                    let alignedEnd = runEnd & ~(cluster - 1)
+                    if alignedEnd > offset {
+                        offset = alignedEnd
+                        continue
+                    }
+                }
+                runEnd = min(size, alignUp(runEnd, cluster) ?? size, offset + UInt64(chunk))
+            } else if status.status.isZero {
                 offset = runEnd
                 continue
-            }
-            if compress {
-                // Whole clusters only: widen the run to its cluster's end.
-                let cluster = UInt64(blockSize)
-                runEnd = min(size, max(runEnd, (offset / cluster + 1) * cluster))
-                runEnd = min(runEnd, offset + UInt64(chunk))
             }
             let data = UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(runEnd - offset)])
             do { try image.read(into: data, at: offset) } catch {

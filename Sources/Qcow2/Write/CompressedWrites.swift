@@ -15,6 +15,7 @@ import Musl
 
 extension Qcow2Writer {
     func writeCompressed(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try checkGuestWritesAllowed()
         if buffer.isEmpty {
             // QEMU's way of ending a compressed stream: the file grows to a
             // whole number of sectors.

@@ -36,6 +36,14 @@ extension Qcow2Writer {
     }
 
     /// Throws when the image may not be changed any more.
+    /// Guest writes are refused on images with persistent dirty bitmaps,
+    /// which QcowKit carries but does not update.
+    func checkGuestWritesAllowed() throws {
+        if hasPersistentBitmaps {
+            throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when writing)")
+        }
+    }
+
     func checkUsableLocked() throws {
         if let corruption {
             throw Qcow2Error.writeFailed(

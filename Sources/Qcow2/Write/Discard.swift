@@ -13,6 +13,7 @@
 
 extension Qcow2Writer {
     func discard(at offset: UInt64, length: UInt64) throws {
+        try checkGuestWritesAllowed()
         let alignment = clusterSize
         var head = offset % alignment
         let tail = (offset + length) % alignment

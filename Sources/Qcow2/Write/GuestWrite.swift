@@ -23,6 +23,7 @@ extension Qcow2Writer {
     }
 
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try checkGuestWritesAllowed()
         var done = 0
         var parts: [MappedPart] = []
         do {

@@ -53,6 +53,8 @@ final class Qcow2Writer {
     let backingFileName: String?
     /// Refcount updates may lag behind (compat lazy_refcounts, version 3).
     let useLazyRefcounts: Bool
+    /// The image has persistent dirty bitmaps: guest writes are refused.
+    let hasPersistentBitmaps: Bool
     /// Allocations made but not yet entered into their L2 tables.
     var inFlight: [ClusterAllocation] = []
     /// Set once corruption was found: no more writes.
@@ -83,10 +85,9 @@ final class Qcow2Writer {
         subclusterBits = UInt64(header.subclusterSize.trailingZeroBitCount)
         imageSize = header.size & ~511
         useLazyRefcounts = header.version >= 3 && header.hasLazyRefcounts
-        // Bitmaps in use would have to be kept up to date (DirtyBit.swift).
-        if header.autoclearFeatures.contains(.bitmaps) && extensions.contains(where: Self.isBitmapsExtension) {
-            throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when writing)")
-        }
+        // Bitmaps in use would have to be kept up to date with every guest
+        // write (DirtyBit.swift): such images open, but refuse guest writes.
+        hasPersistentBitmaps = header.autoclearFeatures.contains(.bitmaps) && extensions.contains(where: Self.isBitmapsExtension)
 
         // The refcount table was validated with the header (at most 8 MiB).
         let tableEntries = Int(UInt64(header.refcountTableClusters) * header.clusterSize / 8)

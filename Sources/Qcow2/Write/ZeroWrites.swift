@@ -28,6 +28,7 @@ extension Qcow2Writer {
     static let maxZeroBuffer: UInt64 = 32768 * 512
 
     func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
+        try checkGuestWritesAllowed()
         let alignment = subclusterSize
         var head = offset % alignment
         let tail = (offset + length) % alignment

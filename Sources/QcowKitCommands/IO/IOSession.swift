@@ -169,7 +169,7 @@ final class IOSession {
     static func reason(for error: Error) -> String {
         if let error = error as? Qcow2Error {
             switch error.innermost {
-            case let .io(_, code), let .openFailed(_, code): return String(cString: strerror(code))
+            case let .io(_, code), let .openFailed(_, code), let .writeFailed(code, _): return String(cString: strerror(code))
             case .invalidArgument: return String(cString: strerror(EINVAL))
             case .readOnly: return String(cString: strerror(EPERM))
             default: break
