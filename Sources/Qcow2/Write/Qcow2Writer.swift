@@ -13,6 +13,11 @@
 //   DirtyBit            lazy refcounts: the dirty bit and repair on open
 //   HeaderUpdate        rewriting the header cluster
 //   Corruption          the overlap check and the corrupt bit
+// Shared with image creation (Sources/Qcow2/Metadata): RefcountAllocator,
+// ByteAllocation and DiscardQueue (QEMU's allocator), MetadataCache (the
+// write-back caches and their ordering), MetadataOverlap; and the refcount
+// repair of dirty images: RefcountRebuild, ReferenceCounting,
+// RefcountStructureRebuild.
 //
 // Locking: everything below is guarded by the cluster map's metadata lock
 // (QEMU's s->lock). Methods whose names end in "Locked" expect it held;
