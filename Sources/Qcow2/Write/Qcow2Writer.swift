@@ -69,7 +69,8 @@ final class Qcow2Writer {
     /// QEMU's BDRV_REQUEST_MAX_BYTES: one allocation never maps more.
     static let maxRequestBytes: UInt64 = (UInt64(Int32.max) >> 9) << 9
 
-    init(image: Qcow2Image, header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?) throws {
+    init(image: Qcow2Image, header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?,
+         refcountCacheCapacity: Int? = nil) throws {
         self.image = image
         file = image.file
         map = image.clusterMap
@@ -104,7 +105,7 @@ final class Qcow2Writer {
         allocator = RefcountAllocator(
             file: file, clusterBits: header.clusterBits, width: try RefcountWidth(order: header.refcountOrder),
             tableOffset: header.refcountTableOffset, table: table,
-            cacheCapacity: Int(max(4, (1 << 20) / header.clusterSize)))
+            cacheCapacity: refcountCacheCapacity ?? Int(max(4, (1 << 20) / header.clusterSize)))
         snapshots = try SnapshotTableLocations(file: file, header: header)
         overlap = MetadataOverlap(clusterBits: UInt64(header.clusterBits))
 
