@@ -42,7 +42,18 @@ public final class Qcow2Image: @unchecked Sendable {
         return try Qcow2Image(file: file)
     }
 
-    public init(file: BlockFile) throws {
+    public convenience init(file: BlockFile) throws {
+        try self.init(file: file, cacheCapacities: nil)
+    }
+
+    /// Cache sizes in clusters (L2 tables, refcount blocks), like QEMU's
+    /// l2-cache-size and refcount-cache-size; nil for QEMU's defaults.
+    struct CacheCapacities {
+        var l2Tables: Int
+        var refcountBlocks: Int
+    }
+
+    init(file: BlockFile, cacheCapacities: CacheCapacities?) throws {
         self.file = file
         let fileSize = try file.size()
         // The fixed header first, then the whole first cluster it describes.
@@ -58,12 +69,12 @@ public final class Qcow2Image: @unchecked Sendable {
         self.header = layout.header
         self.extensions = layout.extensions
         self.backingFileName = layout.backingFileName
-        clusterMap = try ClusterMap(file: file, header: layout.header)
+        clusterMap = try ClusterMap(file: file, header: layout.header, cacheCapacity: cacheCapacities?.l2Tables)
         codec = ClusterCodecs.codec(for: layout.header.compressionType)
         if file.isWritable {
             let writer = try Qcow2Writer(
                 image: self, header: layout.header, extensions: layout.extensions,
-                backingFileName: layout.backingFileName)
+                backingFileName: layout.backingFileName, refcountCacheCapacity: cacheCapacities?.refcountBlocks)
             self.writer = writer
             try writer.prepareForWriting()
         }

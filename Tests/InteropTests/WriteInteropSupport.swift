@@ -56,7 +56,7 @@ enum WriteProcess {
     @discardableResult
     static func run(_ arguments: [String], in directory: URL? = nil, check: Bool = true) throws -> (status: Int32, output: String) {
         let outputURL = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("qcowkit-write-out-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: outputURL) }
         let handle = try FileHandle(forWritingTo: outputURL)
         let process = Process()

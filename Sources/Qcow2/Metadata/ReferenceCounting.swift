@@ -9,6 +9,10 @@
 // QEMU fixes them.
 
 extension Qcow2Writer {
+    /// How far past the end of the file a refcount block may lie and still
+    /// be made room for by a repair.
+    static let maxRefcountBlockDistance: UInt64 = 1 << 30
+
     // MARK: Counting references (calculate_refcounts)
 
     func countReferencesLocked(_ counts: inout ComputedRefcounts, _ result: inout RefcountCheckResult, fix: Bool) throws {
@@ -157,7 +161,12 @@ extension Qcow2Writer {
             }
             if cluster >= counts.count {
                 result.corruptions += 1
-                guard fix, offset <= UInt64(Int64.max) - clusterSize else {
+                // QEMU grows the file to hold the block; a block far past the
+                // end (hostile input) would make it, and the counts, huge:
+                // such a structure is rebuilt instead.
+                let fileLength = try file.size()
+                guard fix, offset <= UInt64(Int64.max) - clusterSize,
+                      offset < fileLength || offset - fileLength < Self.maxRefcountBlockDistance else {
                     result.rebuild = true
                     continue
                 }

@@ -6,7 +6,7 @@
 // before L2 tables nor written on flush: they may lag behind on disk. A clean
 // close writes everything and clears the bit with a full header rewrite. An
 // image found dirty when opened for writing has its refcounts repaired from
-// the metadata first (RefcountRepair.swift), as QEMU's open does.
+// the metadata first (RefcountRebuild.swift), as QEMU's open does.
 //
 // Opening for writing also drops autoclear bits unknown to QEMU, as QEMU
 // does. Images with persistent bitmaps in use are refused: QEMU keeps them
@@ -35,13 +35,11 @@ extension Qcow2Writer {
     /// What opening an image for writing does before the first write.
     func prepareForWriting() throws {
         try lock.withLock {
-            var rewriteHeader = false
             let unknownAutoclear = header.autoclearFeatures.subtracting(AutoclearFeatures.known)
             if !unknownAutoclear.isEmpty {
                 header.autoclearFeatures.subtract(unknownAutoclear)
-                rewriteHeader = true
+                try writeHeaderClusterLocked()
             }
-            if rewriteHeader { try writeHeaderClusterLocked() }
             if header.isDirty {
                 // Left dirty when corruption remains, as QEMU does.
                 if try guardedLocked({ try repairRefcountsLocked() }) { try markCleanLocked() }

@@ -50,6 +50,7 @@ extension Qcow2Writer {
                     try complete(parts, buffer: buffer)
                     parts = []
                 case let .mapped(host, bytes, allocations):
+                    guard bytes > 0 else { throw Qcow2Error.corruptMetadata("no progress mapping guest offset \(hex(position))") }
                     parts.append(MappedPart(guestOffset: position, hostOffset: host, bufferOffset: done,
                                             length: Int(bytes), allocations: allocations))
                     done += Int(bytes)

@@ -13,6 +13,11 @@
 //   DirtyBit            lazy refcounts: the dirty bit and repair on open
 //   HeaderUpdate        rewriting the header cluster
 //   Corruption          the overlap check and the corrupt bit
+// Shared with image creation (Sources/Qcow2/Metadata): RefcountAllocator,
+// ByteAllocation and DiscardQueue (QEMU's allocator), MetadataCache (the
+// write-back caches and their ordering), MetadataOverlap; and the refcount
+// repair of dirty images: RefcountRebuild, ReferenceCounting,
+// RefcountStructureRebuild.
 //
 // Locking: everything below is guarded by the cluster map's metadata lock
 // (QEMU's s->lock). Methods whose names end in "Locked" expect it held;
@@ -66,7 +71,8 @@ final class Qcow2Writer {
     /// QEMU's BDRV_REQUEST_MAX_BYTES: one allocation never maps more.
     static let maxRequestBytes: UInt64 = (UInt64(Int32.max) >> 9) << 9
 
-    init(image: Qcow2Image, header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?) throws {
+    init(image: Qcow2Image, header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?,
+         refcountCacheCapacity: Int? = nil) throws {
         self.image = image
         file = image.file
         map = image.clusterMap
@@ -100,7 +106,7 @@ final class Qcow2Writer {
         allocator = RefcountAllocator(
             file: file, clusterBits: header.clusterBits, width: try RefcountWidth(order: header.refcountOrder),
             tableOffset: header.refcountTableOffset, table: table,
-            cacheCapacity: Int(max(4, (1 << 20) / header.clusterSize)))
+            cacheCapacity: refcountCacheCapacity ?? Int(max(4, (1 << 20) / header.clusterSize)))
         snapshots = try SnapshotTableLocations(file: file, header: header)
         overlap = MetadataOverlap(clusterBits: UInt64(header.clusterBits))
 
