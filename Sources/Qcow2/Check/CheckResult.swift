@@ -83,5 +83,5 @@ enum CheckErrno {
     static let noMemory: Int32 = 12   // ENOMEM
     static let invalid: Int32 = 22    // EINVAL
     static let tooBig: Int32 = 27     // EFBIG
-    static let notSupported: Int32 = 95  // ENOTSUP
+    static let noMedium: Int32 = 123     // ENOMEDIUM
 }

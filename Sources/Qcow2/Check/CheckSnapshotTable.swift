@@ -109,7 +109,6 @@ extension Qcow2Checker {
                 report("ERROR failed to update the snapshot count in the image header: \(failure)")
                 throw failure
             }
-            header.snapshotCount = UInt32(snapshots.count)
             result.corruptionsFixed += Int(reduced)
             result.corruptions -= Int(reduced)
         }

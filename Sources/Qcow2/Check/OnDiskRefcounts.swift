@@ -58,7 +58,6 @@ extension Qcow2Checker {
     @discardableResult
     func changeRefcount(ofCluster cluster: Int64, by addend: UInt64, decrease: Bool, discard: Bool = true,
                         diagnostics: CheckDiagnostics) throws -> UInt64 {
-        guard !isUnusable else { throw CheckFailure(errno: CheckErrno.io) }
         let tableIndex = UInt64(cluster) >> geometry.refblockBits
         let blockOffset = tableIndex < UInt64(refcountTable.count)
             ? refcountTable[Int(tableIndex)] & CheckMask.refcountTableOffset : 0

@@ -9,6 +9,7 @@ extension Qcow2Checker {
     /// `CheckFailure` when the check cannot complete.
     public func check(repair: CheckRepair = [], diagnostics: @escaping CheckDiagnostics) throws -> CheckResult {
         precondition(repair.isEmpty || isWritable, "repairs need a writable image")
+        guard !isUnusable else { throw CheckFailure(errno: CheckErrno.noMedium) }
         reporter = diagnostics
         defer { reporter = { _ in } }
         var result = CheckResult()

@@ -23,8 +23,10 @@ public final class Qcow2Checker {
     var snapshotsOffset: UInt64 = 0
     var snapshotsSize: UInt64 = 0
 
-    /// QEMU reports corruption once (s->signaled_corruption); a fatal report
-    /// marks the image corrupt and makes it unusable for the rest of the run.
+    /// QEMU reports corruption once (s->signaled_corruption). A fatal report
+    /// marks the image corrupt and drops QEMU's driver: the check under way
+    /// goes on (its writes go to the file directly), but another check fails
+    /// with ENOMEDIUM and closing writes nothing, not even cached refcounts.
     var corruptionSignaled = false
     var isUnusable = false
     /// Where the current check reports (also used by cache write-backs).
@@ -50,30 +52,44 @@ public final class Qcow2Checker {
         let firstCluster = firstLength <= prefix.count
             ? Array(prefix.prefix(firstLength))
             : try file.readExactly(firstLength, at: 0, step: "reading qcow2 header")
-        let full = try Qcow2Header.decode(firstCluster)
-        // Check mode skips the snapshot table on open, and a corrupt image
-        // may be opened read-write to be repaired.
-        var withoutSnapshots = full
-        withoutSnapshots.snapshotCount = 0
-        withoutSnapshots.snapshotsOffset = 0
+        let header0 = try Qcow2Header.decode(firstCluster)
+        // Check mode leaves the snapshot table to the check, and a corrupt
+        // image may be opened read-write to be repaired.
         let layout = try HeaderValidation.validate(
-            header: withoutSnapshots, firstCluster: firstCluster, fileSize: fileSize, writable: false)
+            header: header0, firstCluster: firstCluster, fileSize: fileSize, writable: false, forCheck: true)
         self.layout = layout
-        var header = layout.header
-        header.snapshotCount = full.snapshotCount
-        header.snapshotsOffset = full.snapshotsOffset
-        self.header = header
+        header = layout.header
         geometry = try CheckGeometry(header: header)
 
-        // Both tables were validated with the header: inside the file, at
-        // most 32 MiB and 8 MiB.
+        // Both tables were validated with the header (at most 32 MiB and
+        // 8 MiB, addressable); as in QEMU, what lies past the end of the
+        // file reads as zeroes.
         let l1Bytes = Int(header.l1Size) * 8
-        let l1 = try file.readExactly(l1Bytes, at: header.l1TableOffset, step: "reading the L1 table")
+        let l1 = try Self.readTable(file, l1Bytes, at: header.l1TableOffset)
         l1Table = (0..<Int(header.l1Size)).map { l1.be(UInt64.self, at: $0 * 8) }
         let tableBytes = Int(UInt64(header.refcountTableClusters) * header.clusterSize)
-        let table = try file.readExactly(tableBytes, at: header.refcountTableOffset, step: "reading the refcount table")
+        let table = try Self.readTable(file, tableBytes, at: header.refcountTableOffset)
         refcountTable = (0..<(tableBytes / 8)).map { table.be(UInt64.self, at: $0 * 8) }
         refcountTableOffset = header.refcountTableOffset
+
+        // Opened for repairs, autoclear bits QEMU does not know are cleared
+        // (the spec asks that of writers). QEMU then writes its header while
+        // the snapshot table is not read yet, which drops every snapshot;
+        // the table pointer is kept here.
+        if file.isWritable && !header.autoclearFeatures.subtracting(AutoclearFeatures.known).isEmpty {
+            header.autoclearFeatures.formIntersection(AutoclearFeatures.known)
+            do {
+                try writeHeader(keepingSnapshotTable: true)
+            } catch let failure as CheckFailure {
+                throw Qcow2Error.io(step: "updating the header", errno: failure.errno)
+            }
+        }
+    }
+
+    private static func readTable(_ file: BlockFile, _ count: Int, at offset: UInt64) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        _ = try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: offset) }
+        return bytes
     }
 
     public static func open(path: String, writable: Bool) throws -> Qcow2Checker {
@@ -111,7 +127,6 @@ public final class Qcow2Checker {
     }
 
     func write(_ bytes: [UInt8], at offset: UInt64) throws {
-        guard !isUnusable else { throw CheckFailure(errno: CheckErrno.io) }
         guard offset <= UInt64(Int64.max) - UInt64(bytes.count) else { throw CheckFailure(errno: CheckErrno.io) }
         knownLength = nil
         do {
@@ -135,9 +150,7 @@ public final class Qcow2Checker {
     // MARK: Corruption and header flags
 
     /// qcow2_signal_corruption: reported once; when the image is writable the
-    /// report is fatal: the corrupt bit is set and the image is unusable
-    /// (QEMU drops its driver: nothing more is written, not even the cached
-    /// refcount blocks).
+    /// report is fatal: the corrupt bit is set and the image is unusable.
     func signalCorruption(_ message: String, diagnostics: CheckDiagnostics) {
         let fatal = isWritable
         if corruptionSignaled && (!fatal || header.incompatibleFeatures.contains(.corrupt)) { return }
@@ -160,15 +173,37 @@ public final class Qcow2Checker {
         try writeIncompatibleFeatures(header.incompatibleFeatures.subtracting(feature))
     }
 
-    /// Rewrites the incompatible feature bits. QEMU rewrites the whole header
-    /// cluster, which for an image it created itself changes only this field.
-    /// Version 2 headers have no such field: the bits then live in memory only.
+    /// Rewrites the incompatible feature bits.
     private func writeIncompatibleFeatures(_ features: IncompatibleFeatures) throws {
         header.incompatibleFeatures = features
+        try writeHeader()
+    }
+
+    /// Writes the header from the state in memory, as qcow2_update_header
+    /// does: the fixed fields (the snapshot table as the check last read it,
+    /// the size in whole sectors, header_length normalized). The extensions
+    /// and backing file name that follow are left as they are: QEMU writes
+    /// them again, identically for every image it created itself. A header
+    /// of unusual length, whose extensions would move, gets only its feature
+    /// bits written. Version 2 headers have no feature bits, which then live
+    /// in memory only; their other fields are what they were.
+    func writeHeader(keepingSnapshotTable: Bool = false) throws {
         guard header.version >= 3 else { return }
-        var field = [UInt8](repeating: 0, count: 8)
-        field.setBE(features.rawValue, at: 0)
-        try write(field, at: 72)
+        var h = header
+        h.size = header.size & ~511
+        if !keepingSnapshotTable {
+            h.snapshotCount = UInt32(truncatingIfNeeded: snapshots.count)
+            h.snapshotsOffset = snapshotsOffset
+        }
+        h.refcountTableOffset = refcountTableOffset
+        h.refcountTableClusters = UInt32(truncatingIfNeeded: UInt64(refcountTable.count) * 8 / geometry.clusterSize)
+        if Int(h.headerLength) == h.encodedLength {
+            try write(h.encode(), at: 0)
+        } else {
+            var field = [UInt8](repeating: 0, count: 8)
+            field.setBE(h.incompatibleFeatures.rawValue, at: 0)
+            try write(field, at: 72)
+        }
     }
 
     /// What closing a writable image does (qcow2_inactivate): caches are

@@ -168,7 +168,5 @@ extension Qcow2Checker {
     func installRefcountTable(_ table: [UInt64], at offset: UInt64) {
         refcountTable = table
         refcountTableOffset = offset
-        header.refcountTableOffset = offset
-        header.refcountTableClusters = UInt32(truncatingIfNeeded: UInt64(table.count) * 8 / geometry.clusterSize)
     }
 }

@@ -84,9 +84,6 @@ extension Qcow2Checker {
             if newOffset > 0 { try? decreaseRefcounts(offset: newOffset, size: size) }
             throw error
         }
-        header.snapshotCount = UInt32(snapshots.count)
-        header.snapshotsOffset = newOffset
-
         let (oldOffset, oldSize) = (snapshotsOffset, snapshotsSize)
         snapshotsOffset = newOffset
         snapshotsSize = size
