@@ -178,7 +178,7 @@ final class DiagnosticsPrinter {
 
     lazy var print: CheckDiagnostics = { [unowned self] message in
         if message.isErrorReport { self.buffer.append(contentsOf: "qcowkit: ".utf8) }
-        self.buffer.append(contentsOf: message.text.utf8)
+        self.buffer.append(contentsOf: message.bytes)
         self.buffer.append(10)
         if self.buffer.count >= 1 << 16 { self.flush() }
     }

@@ -65,12 +65,19 @@ public struct CheckFailure: Error, Equatable, Sendable, CustomStringConvertible 
 /// through its error reporting, which puts the program's name first
 /// ("qemu-img: ERROR writing refblock: ...").
 public struct CheckMessage: Equatable, Sendable {
-    public var text: String
+    /// The line as bytes: names read from an image are printed as stored,
+    /// valid UTF-8 or not.
+    public var bytes: [UInt8]
     public var isErrorReport: Bool
     public init(_ text: String, isErrorReport: Bool = false) {
-        self.text = text
+        self.bytes = Array(text.utf8)
         self.isErrorReport = isErrorReport
     }
+    public init(bytes: [UInt8], isErrorReport: Bool = false) {
+        self.bytes = bytes
+        self.isErrorReport = isErrorReport
+    }
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
 }
 
 /// Where the check's diagnostics go, line by line (qemu-img prints them on

@@ -25,9 +25,6 @@ struct CheckSnapshot {
     var instructionCount: UInt64
     /// Extra data past the fields QEMU knows, kept for the rewrite.
     var unknownExtraData: [UInt8]
-
-    var id: String { String(decoding: idBytes, as: UTF8.self) }
-    var name: String { String(decoding: nameBytes, as: UTF8.self) }
 }
 
 extension Qcow2Checker {
