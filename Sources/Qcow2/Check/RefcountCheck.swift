@@ -12,6 +12,8 @@ final class RefcountCheck {
     var references: ReferenceCounts
     /// Set when the refcount structure itself is broken and only a rebuild helps.
     var rebuild = false
+    /// Bounds the table walking of one count (see `WalkBudget`).
+    var budget = WalkBudget(fileLength: 0)
 
     init(image: Qcow2Checker, repair: CheckRepair, diagnostics: @escaping CheckDiagnostics) throws {
         self.image = image
@@ -121,6 +123,7 @@ final class RefcountCheck {
     /// the snapshot table, the refcount table, the bitmaps; then checks the
     /// refcount blocks and counts them.
     func calculate(repair: CheckRepair) throws {
+        budget = WalkBudget(fileLength: try image.fileLength())
         try countReference(offset: 0, size: geometry.clusterSize)
         try checkL1Table(offset: image.header.l1TableOffset, size: image.l1Table.count,
                          fragmentation: true, repair: repair, active: true)
