@@ -37,8 +37,10 @@ public enum HeaderValidation {
     /// Validates a decoded header against the first cluster and the file size.
     /// `firstCluster` may be shorter than a cluster (a short file): missing
     /// bytes read as zeroes. `writable` refuses images whose corrupt bit is set.
+    /// `forCheck` is QEMU's check mode: an image without a refcount table
+    /// and a broken snapshot table are left for the check to report.
     public static func validate(
-        header h: Qcow2Header, firstCluster: [UInt8], fileSize: UInt64, writable: Bool
+        header h: Qcow2Header, firstCluster: [UInt8], fileSize: UInt64, writable: Bool, forCheck: Bool = false
     ) throws -> ValidatedLayout {
         // What decode checked, again, for headers built by hand: everything
         // below relies on the header lying inside one cluster of at most 2 MiB.
@@ -84,18 +86,22 @@ public enum HeaderValidation {
         }
 
         // Tables, in QEMU's order: refcount table, snapshot table, L1 table.
-        guard h.refcountTableClusters > 0 else { throw Qcow2Error.noRefcountTable }
+        guard h.refcountTableClusters > 0 || forCheck else { throw Qcow2Error.noRefcountTable }
         try validateTable("Reference count table", offset: h.refcountTableOffset,
                           entries: UInt64(h.refcountTableClusters), entrySize: clusterSize,
-                          maxBytes: Qcow2Limits.maxRefcountTableBytes, clusterSize: clusterSize, fileSize: fileSize)
+                          maxBytes: Qcow2Limits.maxRefcountTableBytes, clusterSize: clusterSize, fileSize: fileSize,
+                          qemuChecksOnly: forCheck)
         // Entries are at least 40 bytes; their exact size is known only once
         // they are read. The offset is checked even without snapshots.
-        try validateTable("Snapshot table", offset: h.snapshotsOffset,
-                          entries: UInt64(h.snapshotCount), entrySize: Qcow2Limits.snapshotHeaderSize,
-                          maxBytes: Qcow2Limits.snapshotHeaderSize * UInt64(Qcow2Limits.maxSnapshots),
-                          clusterSize: clusterSize, fileSize: fileSize)
+        if !forCheck {
+            try validateTable("Snapshot table", offset: h.snapshotsOffset,
+                              entries: UInt64(h.snapshotCount), entrySize: Qcow2Limits.snapshotHeaderSize,
+                              maxBytes: Qcow2Limits.snapshotHeaderSize * UInt64(Qcow2Limits.maxSnapshots),
+                              clusterSize: clusterSize, fileSize: fileSize)
+        }
         try validateTable("Active L1 table", offset: h.l1TableOffset, entries: UInt64(h.l1Size), entrySize: 8,
-                          maxBytes: Qcow2Limits.maxL1TableBytes, clusterSize: clusterSize, fileSize: fileSize)
+                          maxBytes: Qcow2Limits.maxL1TableBytes, clusterSize: clusterSize, fileSize: fileSize,
+                          qemuChecksOnly: forCheck)
 
         // The L1 table must map the whole virtual size. QEMU rounds up in
         // 64-bit arithmetic that wraps for sizes within one L2 table's reach
@@ -178,16 +184,18 @@ public enum HeaderValidation {
     /// QEMU's qcow2_validate_table, plus two checks of our own: a non-empty
     /// table must not start at offset 0 (over the header) and must lie inside
     /// the file. The table must be cluster aligned and no larger than `maxBytes`.
+    /// `qemuChecksOnly` leaves out our own two checks (for `check`, which
+    /// reads what QEMU reads: past the end of the file, zeroes).
     public static func validateTable(
         _ name: String, offset: UInt64, entries: UInt64, entrySize: UInt64,
-        maxBytes: UInt64, clusterSize: UInt64, fileSize: UInt64
+        maxBytes: UInt64, clusterSize: UInt64, fileSize: UInt64, qemuChecksOnly: Bool = false
     ) throws {
         guard entries <= maxBytes / entrySize else { throw Qcow2Error.tableTooLarge(table: name) }
         let bytes = entries * entrySize   // <= maxBytes: no overflow
         guard offset % clusterSize == 0, offset <= UInt64(Int64.max) - bytes else {
             throw Qcow2Error.tableOffsetInvalid(table: name)
         }
-        if bytes > 0 {
+        if bytes > 0 && !qemuChecksOnly {
             guard offset != 0 else { throw Qcow2Error.tableOffsetInvalid(table: name) }
             guard offset + bytes <= fileSize else { throw Qcow2Error.tableBeyondEndOfFile(table: name) }
         }

@@ -1,0 +1,94 @@
+// What a consistency check found (QEMU's BdrvCheckResult), what it may
+// repair (BdrvCheckMode), and how it fails. Counts follow qemu-img's
+// meaning: corruptions harm data, leaks only waste space, check errors mean
+// the check itself could not look somewhere.
+
+/// Which inconsistencies a check repairs (`qemu-img check -r leaks|all`).
+public struct CheckRepair: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// Refcounts higher than the references found (BDRV_FIX_LEAKS).
+    public static let leaks = CheckRepair(rawValue: 1)
+    /// Everything else that can be fixed (BDRV_FIX_ERRORS).
+    public static let errors = CheckRepair(rawValue: 2)
+    public static let all: CheckRepair = [.leaks, .errors]
+}
+
+/// How much of the guest disk is allocated, and how (BlockFragInfo).
+public struct FragmentationInfo: Equatable, Sendable {
+    /// Clusters the virtual disk spans.
+    public var totalClusters: Int64 = 0
+    /// Clusters the active L1 table maps to host clusters (or compressed data).
+    public var allocatedClusters: Int64 = 0
+    /// Allocated clusters not directly after the previous one of their L2 table.
+    public var fragmentedClusters: Int64 = 0
+    public var compressedClusters: Int64 = 0
+    public init() {}
+}
+
+public struct CheckResult: Equatable, Sendable {
+    public var corruptions: Int = 0
+    public var leaks: Int = 0
+    public var checkErrors: Int = 0
+    public var corruptionsFixed: Int = 0
+    public var leaksFixed: Int = 0
+    /// One past the last cluster in use (0 when unknown).
+    public var imageEndOffset: Int64 = 0
+    public var fragmentation = FragmentationInfo()
+    public init() {}
+
+    /// qcow2_add_check_result: counts add up; the allocation picture comes
+    /// from the refcount pass only.
+    mutating func add(_ other: CheckResult, allocationInfo: Bool) {
+        corruptions += other.corruptions
+        leaks += other.leaks
+        checkErrors += other.checkErrors
+        corruptionsFixed += other.corruptionsFixed
+        leaksFixed += other.leaksFixed
+        if allocationInfo {
+            imageEndOffset = other.imageEndOffset
+            fragmentation = other.fragmentation
+        }
+    }
+}
+
+/// The check could not complete (a negative errno in QEMU); qemu-img then
+/// prints "Check failed: <strerror(errno)>" and nothing else.
+public struct CheckFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    public var errno: Int32
+    public init(errno: Int32) { self.errno = errno }
+    public var description: String { errnoDescription(errno) }
+}
+
+/// One line the check reports. QEMU prints most with plain fprintf; some go
+/// through its error reporting, which puts the program's name first
+/// ("qemu-img: ERROR writing refblock: ...").
+public struct CheckMessage: Equatable, Sendable {
+    /// The line as bytes: names read from an image are printed as stored,
+    /// valid UTF-8 or not.
+    public var bytes: [UInt8]
+    public var isErrorReport: Bool
+    public init(_ text: String, isErrorReport: Bool = false) {
+        self.bytes = Array(text.utf8)
+        self.isErrorReport = isErrorReport
+    }
+    public init(bytes: [UInt8], isErrorReport: Bool = false) {
+        self.bytes = bytes
+        self.isErrorReport = isErrorReport
+    }
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
+}
+
+/// Where the check's diagnostics go, line by line (qemu-img prints them on
+/// standard error as it goes; images with millions of findings exist).
+public typealias CheckDiagnostics = (CheckMessage) -> Void
+
+// errno values QEMU's check returns, by name (Glibc's on Linux).
+enum CheckErrno {
+    static let io: Int32 = 5          // EIO
+    static let noMemory: Int32 = 12   // ENOMEM
+    static let invalid: Int32 = 22    // EINVAL
+    static let tooBig: Int32 = 27     // EFBIG
+    static let noMedium: Int32 = 123     // ENOMEDIUM
+}

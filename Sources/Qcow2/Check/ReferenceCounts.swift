@@ -1,0 +1,115 @@
+// The references the check counts, one per host cluster, packed at the
+// image's refcount width (QEMU's in-memory refcount table). Its storage is a
+// whole number of clusters, so cluster `i` of it is exactly refcount block
+// `i` of an image whose refcounts match: the rebuild writes those slices.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+final class ReferenceCounts {
+    let width: RefcountWidth
+    let clusterSize: Int
+    /// Clusters counted (QEMU's nb_clusters); the storage may hold more.
+    private(set) var count: Int64 = 0
+    private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    /// Beyond this, QEMU's allocation fails (g_try_realloc): only hostile
+    /// offsets (bit 63 set, so negative to QEMU) ask for so many clusters.
+    static let maxStorageBytes: UInt64 = 1 << 36
+
+    init(clusters: Int64, width: RefcountWidth, clusterSize: Int) throws {
+        self.width = width
+        self.clusterSize = clusterSize
+        try resize(to: clusters)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Bytes of storage for `entries` refcounts: whole clusters.
+    private func storageBytes(for entries: UInt64) -> UInt64? {
+        let (bits, overflow) = entries.multipliedReportingOverflow(by: width.bits)
+        guard !overflow else { return nil }
+        let bytes = divideRoundingUp(bits, 8)
+        return alignUp(bytes, UInt64(clusterSize))
+    }
+
+    /// Grows (never shrinks) to `newCount` clusters; new entries are zero
+    /// (realloc_refcount_array). Fails with ENOMEM where QEMU would.
+    func resize(to newCount: Int64) throws {
+        guard newCount >= 0, let newBytes = storageBytes(for: UInt64(newCount)),
+              newBytes <= Self.maxStorageBytes else {
+            throw CheckFailure(errno: CheckErrno.noMemory)
+        }
+        if newBytes > UInt64(storage.count) {
+            let grown = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(newBytes), alignment: 16)
+            grown.initializeMemory(as: UInt8.self, repeating: 0)
+            if storage.count > 0 {
+                grown.copyMemory(from: UnsafeRawBufferPointer(storage))
+            }
+            storage.deallocate()
+            storage = grown
+        }
+        count = newCount
+    }
+
+    subscript(cluster: Int64) -> UInt64 {
+        get { RefcountCoding.get(UnsafeRawBufferPointer(storage), index: Int(cluster), width: width) }
+        set { RefcountCoding.set(storage, index: Int(cluster), value: newValue, width: width) }
+    }
+
+    /// All counts back to zero (the count of clusters stays).
+    func reset() {
+        storage.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    /// The cluster-sized slice that is refcount block `index`; the storage
+    /// always reaches to the end of the block holding the last cluster.
+    func refcountBlock(_ index: Int64) -> UnsafeRawBufferPointer {
+        let start = Int(index) * clusterSize
+        return UnsafeRawBufferPointer(rebasing: storage[start..<(start + clusterSize)])
+    }
+
+    /// Whether any refcount in clusters [start, end) is non-zero; a fast
+    /// skip over the empty parts of large images.
+    func isZero(from start: Int64, to end: Int64) -> Bool {
+        var i = start
+        while i < end {
+            if self[i] != 0 { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// Takes `clusterCount` contiguous free clusters at or after
+    /// `firstFree`, growing past the end when no gap is large enough, and
+    /// sets their counts to one (alloc_clusters_imrt). `firstFree` moves to
+    /// the first free cluster seen. Returns the first cluster's index.
+    func allocate(_ clusterCount: Int64, firstFree: inout Int64) throws -> Int64 {
+        var cluster = firstFree
+        var contiguous: Int64 = 0
+        var firstGap = true
+        while cluster < count && contiguous < clusterCount {
+            if self[cluster] == 0 {
+                contiguous += 1
+                if firstGap {
+                    firstFree = cluster
+                    firstGap = false
+                }
+            } else {
+                contiguous = 0
+            }
+            cluster += 1
+        }
+        if contiguous < clusterCount {
+            try resize(to: cluster + clusterCount - contiguous)
+            // Clusters past the old end are free; `cluster` may already be past it.
+            cluster += clusterCount - contiguous
+        }
+        let first = cluster - clusterCount
+        for i in first..<cluster { self[i] = 1 }
+        return first
+    }
+}

@@ -1,0 +1,157 @@
+// Writing the snapshot table again after `-r all` dropped or completed
+// entries (qcow2_check_fix_snapshot_table, qcow2_write_snapshots): the new
+// table goes to freshly allocated clusters, is flushed, the header is
+// switched to it with one write, and only then is the old table freed.
+// Allocation is QEMU's own (RefcountAllocator, shared with image creation),
+// working on the refcounts the check has just made right.
+
+extension Qcow2Checker {
+    func fixSnapshotTable(repair: CheckRepair, result: inout CheckResult, diagnostics: CheckDiagnostics) throws {
+        guard result.corruptions != 0, repair.contains(.errors) else { return }
+        do {
+            try writeSnapshotTable(diagnostics: diagnostics)
+        } catch let failure as CheckFailure {
+            result.checkErrors += 1
+            diagnostics(CheckMessage("ERROR failed to update snapshot table: \(failure)"))
+            throw failure
+        }
+        result.corruptionsFixed += result.corruptions
+        result.corruptions = 0
+    }
+
+    /// The table as QEMU writes it: entries 8-byte aligned, each with at
+    /// least the 24 bytes of extra data QEMU knows.
+    private func encodeSnapshotTable() throws -> [UInt8] {
+        var size: UInt64 = 0
+        for snapshot in snapshots {
+            size = (alignUp(size, 8) ?? .max) + Self.snapshotHeaderSize
+                + UInt64(max(Self.knownSnapshotExtraData, snapshot.extraDataSize))
+                + UInt64(snapshot.idBytes.count) + UInt64(snapshot.nameBytes.count)
+            guard size <= Self.maxSnapshotTableBytes else { throw CheckFailure(errno: CheckErrno.tooBig) }
+        }
+        var table = [UInt8](repeating: 0, count: Int(size))
+        var offset = 0
+        for snapshot in snapshots {
+            offset = (offset + 7) & ~7
+            table.setBE(snapshot.l1TableOffset, at: offset)
+            table.setBE(snapshot.l1Size, at: offset + 8)
+            table.setBE(UInt16(truncatingIfNeeded: snapshot.idBytes.count), at: offset + 12)
+            table.setBE(UInt16(truncatingIfNeeded: snapshot.nameBytes.count), at: offset + 14)
+            table.setBE(snapshot.dateSeconds, at: offset + 16)
+            table.setBE(snapshot.dateNanoseconds, at: offset + 20)
+            table.setBE(snapshot.vmClockNanoseconds, at: offset + 24)
+            // A VM state too large for the old field is left to the extra data.
+            table.setBE(snapshot.vmStateSize <= UInt64(UInt32.max) ? UInt32(snapshot.vmStateSize) : 0, at: offset + 32)
+            table.setBE(max(Self.knownSnapshotExtraData, snapshot.extraDataSize), at: offset + 36)
+            offset += Int(Self.snapshotHeaderSize)
+            table.setBE(snapshot.vmStateSize, at: offset)
+            table.setBE(snapshot.diskSize, at: offset + 8)
+            table.setBE(snapshot.instructionCount, at: offset + 16)
+            offset += Int(Self.knownSnapshotExtraData)
+            for part in [snapshot.unknownExtraData, snapshot.idBytes, snapshot.nameBytes] {
+                table.replaceSubrange(offset..<(offset + part.count), with: part)
+                offset += part.count
+            }
+        }
+        return table
+    }
+
+    private func writeSnapshotTable(diagnostics: CheckDiagnostics) throws {
+        let table = try encodeSnapshotTable()
+        let size = UInt64(table.count)
+        let newOffset = try allocateClusters(size)
+
+        do {
+            try checkBeforeWriting(offset: newOffset, size: size, diagnostics: diagnostics)
+            // Only the entries are written: padding between them keeps
+            // whatever the clusters held, as in QEMU.
+            var position = 0
+            for snapshot in snapshots {
+                position = (position + 7) & ~7
+                let length = Int(Self.snapshotHeaderSize) + Int(max(Self.knownSnapshotExtraData, snapshot.extraDataSize))
+                    + snapshot.idBytes.count + snapshot.nameBytes.count
+                try write(Array(table[position..<(position + length)]), at: newOffset + UInt64(position))
+                position += length
+            }
+            try flushRefcountBlocks()
+            try flush()
+            var pointer = [UInt8](repeating: 0, count: 12)
+            pointer.setBE(UInt32(snapshots.count), at: 0)
+            pointer.setBE(newOffset, at: 4)
+            try write(pointer, at: 60)
+            try flush()
+        } catch {
+            if newOffset > 0 { try? decreaseRefcounts(offset: newOffset, size: size) }
+            throw error
+        }
+        let (oldOffset, oldSize) = (snapshotsOffset, snapshotsSize)
+        snapshotsOffset = newOffset
+        snapshotsSize = size
+        do {
+            try decreaseRefcounts(offset: oldOffset, size: oldSize)
+        } catch let failure as CheckFailure {
+            diagnostics(CheckMessage("qcow2_free_clusters failed: \(failure)"))
+        }
+    }
+
+    /// Allocates clusters for `size` bytes as QEMU's qcow2_alloc_clusters
+    /// does, from the refcounts on disk; the refcount blocks are written
+    /// when it returns.
+    private func allocateClusters(_ size: UInt64) throws -> UInt64 {
+        try emptyRefcountBlockCache()
+        let allocator = RefcountAllocator(file: file, clusterBits: UInt32(geometry.clusterBits), width: geometry.width,
+                                          tableOffset: refcountTableOffset, table: refcountTable)
+        let offset: UInt64
+        do {
+            offset = try allocator.allocateClusters(size)
+            try allocator.blocks.flush()
+        } catch let failure as CheckFailure {
+            throw failure
+        } catch let Qcow2Error.io(_, code) {
+            throw CheckFailure(errno: code)
+        } catch is FileTooLarge {
+            throw CheckFailure(errno: CheckErrno.tooBig)
+        } catch {
+            throw CheckFailure(errno: CheckErrno.io)
+        }
+        if allocator.tableOffset != refcountTableOffset {
+            // The allocator moved the refcount table: the header follows.
+            var pointer = [UInt8](repeating: 0, count: 12)
+            pointer.setBE(allocator.tableOffset, at: 0)
+            pointer.setBE(UInt32(truncatingIfNeeded: allocator.tableClusters), at: 8)
+            try flush()
+            try write(pointer, at: 48)
+            try flush()
+        }
+        installRefcountTable(allocator.table, at: allocator.tableOffset)
+        return offset
+    }
+
+    /// Frees the clusters of a byte range (qcow2_free_clusters): all or
+    /// nothing; clusters whose refcount drops to zero are discarded once
+    /// every refcount is updated.
+    func decreaseRefcounts(offset: UInt64, size: UInt64) throws {
+        guard size > 0 else { return }
+        let first = Int64(geometry.startOfCluster(offset) >> geometry.clusterBits)
+        let last = Int64(geometry.startOfCluster(offset &+ size &- 1) >> geometry.clusterBits)
+        guard first <= last else { return }
+        var done: [Int64] = []
+        var freed: [Int64] = []
+        do {
+            for cluster in first...last {
+                if try changeRefcount(ofCluster: cluster, by: 1, decrease: true, discard: false, diagnostics: reporter) == 0 {
+                    freed.append(cluster)
+                }
+                done.append(cluster)
+            }
+        } catch {
+            for cluster in done.reversed() {
+                _ = try? changeRefcount(ofCluster: cluster, by: 1, decrease: false, discard: false, diagnostics: reporter)
+            }
+            throw error
+        }
+        for cluster in freed {
+            try? file.punchHole(offset: UInt64(cluster) << geometry.clusterBits, length: geometry.clusterSize)
+        }
+    }
+}

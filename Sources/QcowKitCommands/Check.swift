@@ -1,0 +1,321 @@
+// `qcowkit check`: qemu-img 7.2's check. Findings go to standard error as
+// they are found, the summary to standard output (human or JSON); with -r
+// the image is repaired, then checked again and that second result printed.
+// Exit status: 0 clean, 1 check failed, 2 corruptions, 3 leaks only, 63 for
+// formats without checks (raw).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ArgumentParser
+import Qcow2
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Check the disk image FILE for consistency, and repair it with -r.")
+
+    @Option(name: .customShort("f"), help: "The image format (qcow2 or raw); probed when omitted.")
+    var format: String?
+
+    @Option(name: .customShort("r"), help: "Repair: 'leaks' (refcounts too high) or 'all' (also corruptions).")
+    var repair: String?
+
+    @Option(name: .customLong("output"), help: "Output format: human or json.")
+    var output: String?
+
+    @Flag(name: .customShort("q"), help: "Quiet: print nothing but errors.")
+    var quiet = false
+
+    @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open the image without locking (always the case).")
+    var forceShare = false
+
+    @Option(name: .customShort("T"), help: "Source cache mode (accepted and ignored).")
+    var cache: String?
+
+    @Argument(help: "The image file.")
+    var filenames: [String] = []
+
+    func run() throws {
+        let mode: CheckRepair
+        switch repair {
+        case nil: mode = []
+        case "leaks": mode = .leaks
+        case "all": mode = .all
+        case let other?:
+            throw CommandFailure("Unknown option value for -r (expecting 'leaks' or 'all'): \(other)\n"
+                                 + "Try 'qcowkit --help' for more information")
+        }
+        guard filenames.count == 1, let filename = filenames.first else {
+            throw CommandFailure("Expecting one image file name\nTry 'qcowkit --help' for more information")
+        }
+        let style: CheckReport.Style
+        switch output {
+        case nil, "human"?: style = .human
+        case "json"?: style = .json
+        default: throw CommandFailure("--output must be used with human or json as argument.")
+        }
+
+        let checker = try CheckCommand.open(filename, format: format, writable: !mode.isEmpty)
+        defer { try? checker.close() }
+        let status = CheckCommand.run(checker, filename: filename, repair: mode, style: style, quiet: quiet)
+        if status != 0 { throw CommandFailure("", status: status) }
+    }
+}
+
+enum CheckCommand {
+    /// Opens the image as qemu-img check does (backing chain included, so
+    /// that a missing backing file fails the same way). Raw images cannot be
+    /// checked: exit status 63.
+    static func open(_ path: String, format name: String?, writable: Bool) throws -> Qcow2Checker {
+        var format: ImageFormat?
+        if let name {
+            guard let known = ImageFormat(rawValue: name) else {
+                throw CommandFailure("Could not open '\(path)': Unknown driver '\(name)'")
+            }
+            format = known
+        }
+        let file: BlockFile
+        do {
+            file = try BlockFile(path: path, writable: writable)
+        } catch let Qcow2Error.io(_, code) {
+            throw CommandFailure(ImageOpener.failureMessage(path: path, error: Qcow2Error.openFailed(path: path, errno: code)))
+        }
+        do {
+            if try (format ?? ImageFormat.probe(file)) == .raw {
+                try? file.close()
+                if format == nil && writable {
+                    Terminal.printError(
+                        "WARNING: Image format was not specified for '\(path)' and probing guessed raw.\n"
+                        + "         Automatically detecting the format is dangerous for raw images, "
+                        + "write operations on block 0 will be restricted.\n"
+                        + "         Specify the 'raw' format explicitly to remove the restrictions.")
+                }
+                throw CommandFailure("This image format does not support checks", status: 63)
+            }
+            let checker = try Qcow2Checker(file: file)
+            try openBackingChain(of: checker, path: path)
+            return checker
+        } catch let failure as CommandFailure {
+            throw failure
+        } catch {
+            try? file.close()
+            throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
+        }
+    }
+
+    /// Opens (and closes again) the backing chain, for its errors.
+    private static func openBackingChain(of checker: Qcow2Checker, path: String) throws {
+        guard let name = checker.backingFileName, !name.isEmpty else { return }
+        do {
+            guard !BackingReference.isPseudoProtocol(name) else { throw Qcow2Error.pseudoProtocolBackingRefused(name) }
+            let format = try checker.backingFormat.map { try ImageFormat(name: $0) }
+            let backing = try ImageOpener.open(path: BackingReference.resolve(name, relativeTo: path), format: format)
+            try? backing.close()
+        } catch let error as Qcow2Error {
+            switch error {
+            case .backingChainLoop, .backingChainTooDeep: throw error
+            default: throw Qcow2Error.inBackingFile(error)
+            }
+        }
+    }
+
+    /// Checks (and repairs), prints the outcome, and returns the exit status.
+    static func run(_ checker: Qcow2Checker, filename: String, repair: CheckRepair,
+                    style: CheckReport.Style, quiet: Bool) -> Int32 {
+        let diagnostics = DiagnosticsPrinter()
+        defer { diagnostics.flush() }
+        if checker.bitmapsAreStale {
+            // QEMU's warning on open; its second line has no line break.
+            diagnostics.write("qcowkit: warning: a program lacking bitmap support modified this file, so all bitmaps "
+                              + "are now considered inconsistent\nSome clusters may be leaked, run 'qcowkit check -r' "
+                              + "on the image file to fix.")
+        }
+        var result: CheckResult
+        do {
+            result = try checker.check(repair: repair, diagnostics: diagnostics.print)
+            if result.corruptionsFixed != 0 || result.leaksFixed != 0 {
+                if style == .human && !quiet {
+                    diagnostics.flush()
+                    Terminal.print("The following inconsistencies were found and repaired:\n\n"
+                                   + "    \(result.leaksFixed) leaked clusters\n"
+                                   + "    \(result.corruptionsFixed) corruptions\n\n"
+                                   + "Double checking the fixed image now...")
+                }
+                var second = try checker.check(repair: [], diagnostics: diagnostics.print)
+                second.leaksFixed = result.leaksFixed
+                second.corruptionsFixed = result.corruptionsFixed
+                result = second
+            }
+            try checker.finishRepairs()
+        } catch {
+            try? checker.finishRepairs()
+            diagnostics.flush()
+            let reason = (error as? CheckFailure)?.description ?? "\(error)"
+            Terminal.printError("qcowkit: Check failed: \(reason)")
+            return 1
+        }
+        diagnostics.flush()
+        if !quiet {
+            let report = CheckReport(result: result, filename: filename, format: "qcow2")
+            Terminal.print(style == .human ? report.human : report.json, terminator: "")
+        }
+        if result.checkErrors != 0 {
+            Terminal.printError("qcowkit: Check failed")
+            return 1
+        }
+        if result.corruptions != 0 { return 2 }
+        if result.leaks != 0 { return 3 }
+        return 0
+    }
+}
+
+/// Prints diagnostics on standard error, buffered: a damaged image can have
+/// millions of findings.
+final class DiagnosticsPrinter {
+    private var buffer: [UInt8] = []
+
+    lazy var print: CheckDiagnostics = { [unowned self] message in
+        if message.isErrorReport { self.buffer.append(contentsOf: "qcowkit: ".utf8) }
+        self.buffer.append(contentsOf: message.bytes)
+        self.buffer.append(10)
+        if self.buffer.count >= 1 << 16 { self.flush() }
+    }
+
+    /// Text as is, without a line break.
+    func write(_ text: String) {
+        buffer.append(contentsOf: text.utf8)
+    }
+
+    func flush() {
+        guard !buffer.isEmpty else { return }
+        Terminal.flushStandardOutput()
+        buffer.withUnsafeBytes { bytes in _ = fwrite(bytes.baseAddress, 1, bytes.count, stderr) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// The summary qemu-img prints for a check result (dump_human_image_check,
+/// and the ImageCheck object for --output=json).
+struct CheckReport {
+    enum Style { case human, json }
+
+    var result: CheckResult
+    var filename: String
+    var format: String
+
+    var human: String {
+        var text = ""
+        if result.corruptions == 0 && result.leaks == 0 && result.checkErrors == 0 {
+            text += "No errors were found on the image.\n"
+        } else {
+            if result.corruptions != 0 {
+                text += "\n\(result.corruptions) errors were found on the image.\n"
+                    + "Data may be corrupted, or further writes to the image may corrupt it.\n"
+            }
+            if result.leaks != 0 {
+                text += "\n\(result.leaks) leaked clusters were found on the image.\n"
+                    + "This means waste of disk space, but no harm to data.\n"
+            }
+            if result.checkErrors != 0 {
+                text += "\n\(result.checkErrors) internal errors have occurred during the check.\n"
+            }
+        }
+        let f = result.fragmentation
+        if f.totalClusters != 0 && f.allocatedClusters != 0 {
+            let allocated = Double(f.allocatedClusters)
+            text += "\(f.allocatedClusters)/\(f.totalClusters) = "
+                + "\(Self.percent(allocated * 100.0 / Double(f.totalClusters)))% allocated, "
+                + "\(Self.percent(Double(f.fragmentedClusters) * 100.0 / allocated))% fragmented, "
+                + "\(Self.percent(Double(f.compressedClusters) * 100.0 / allocated))% compressed clusters\n"
+        }
+        if result.imageEndOffset != 0 {
+            text += "Image end offset: \(result.imageEndOffset)\n"
+        }
+        return text
+    }
+
+    /// The ImageCheck members qemu-img prints: the optional ones only when
+    /// non-zero; keys in QEMU's QDict order.
+    var json: String {
+        let f = result.fragmentation
+        var members: [(String, String)] = [
+            ("filename", Self.quoted(filename)),
+            ("format", Self.quoted(format)),
+            ("check-errors", "\(result.checkErrors)"),
+        ]
+        let optional: [(String, Int64)] = [
+            ("image-end-offset", result.imageEndOffset),
+            ("corruptions", Int64(result.corruptions)),
+            ("leaks", Int64(result.leaks)),
+            ("corruptions-fixed", Int64(result.corruptionsFixed)),
+            ("leaks-fixed", Int64(result.leaksFixed)),
+            ("total-clusters", f.totalClusters),
+            ("allocated-clusters", f.allocatedClusters),
+            ("fragmented-clusters", f.fragmentedClusters),
+            ("compressed-clusters", f.compressedClusters),
+        ]
+        for (key, value) in optional where value != 0 { members.append((key, "\(value)")) }
+        let lines = QDictKeyOrder.ordered(members).map { "    \(Self.quoted($0.0)): \($0.1)" }
+        return "{\n" + lines.joined(separator: ",\n") + "\n}\n"
+    }
+
+    /// printf's "%0.2f".
+    static func percent(_ value: Double) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%0.2f", $0) }
+        return String(cString: buffer)
+    }
+
+    /// A JSON string as QEMU writes one: `"` and `\\` and the usual control
+    /// characters by name, everything else outside printable ASCII as \uXXXX.
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                let v = scalar.value
+                if v > 0xFFFF {
+                    out += hex4(0xD800 + ((v - 0x10000) >> 10)) + hex4(0xDC00 + ((v - 0x10000) & 0x3FF))
+                } else if v < 0x20 || v >= 0x7F {
+                    out += hex4(v)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    private static func hex4(_ v: UInt32) -> String {
+        let digits = String(v, radix: 16, uppercase: true)
+        return "\\u" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+}
+
+/// The order QEMU iterates a QDict's keys in: 512 buckets by a hash of the
+/// key, ascending; within a bucket, the key inserted last first. (A shared
+/// QEMU JSON printer is on its way; this is the part `check` needs.)
+enum QDictKeyOrder {
+    static func hash(_ key: String) -> UInt32 {
+        let bytes = Array(key.utf8)
+        var value = 0x238F_13AF &* UInt32(truncatingIfNeeded: bytes.count)
+        for (i, byte) in bytes.enumerated() {
+            value = value &+ (UInt32(byte) << UInt32(i * 5 % 24))
+        }
+        return 1_103_515_243 &* value &+ 12345
+    }
+
+    static func ordered<Value>(_ pairs: [(String, Value)]) -> [(String, Value)] {
+        let keyed = pairs.enumerated().map { (index: $0.offset, bucket: hash($0.element.0) % 512, pair: $0.element) }
+        return keyed.sorted { $0.bucket != $1.bucket ? $0.bucket < $1.bucket : $0.index > $1.index }.map(\.pair)
+    }
+}
