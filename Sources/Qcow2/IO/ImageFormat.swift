@@ -13,11 +13,13 @@ public enum ImageFormat: String, Sendable, CaseIterable {
         self = format
     }
 
-    /// qcow2 if the file starts with the qcow2 magic, raw otherwise.
+    /// qcow2 if the file starts with the qcow2 magic and a version of at
+    /// least 2, raw otherwise, as QEMU probes (bytes past the end of a short
+    /// file read as zeroes; version 0 and 1 files are not qcow2 to QEMU).
     public static func probe(_ file: BlockFile) throws -> ImageFormat {
-        var magic = [UInt8](repeating: 0, count: 4)
-        let got = try magic.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
-        return got == 4 && magic.be(UInt32.self, at: 0) == Qcow2Header.magic ? .qcow2 : .raw
+        var head = [UInt8](repeating: 0, count: 8)
+        try head.withUnsafeMutableBytes { _ = try file.read(into: $0, at: 0) }
+        return head.be(UInt32.self, at: 0) == Qcow2Header.magic && head.be(UInt32.self, at: 4) >= 2 ? .qcow2 : .raw
     }
 }
 
