@@ -79,21 +79,23 @@ case "$1" in
         names=($(targets))
         # About a minute in all, split between the targets.
         seconds=$(( 60 / ${#names[@]} ))
-        status=0
+        failed=0
         for target in "${names[@]}"; do
             echo "== fuzz $target for ${seconds}s" >&2
             scratch="$(mktemp -d)"
             if ! run_target "$target" "$seconds" "$scratch" 2>"$scratch.log"; then
-                status=1
+                failed=$((failed + 1))
                 tail -n 60 "$scratch.log" >&2
                 echo "== fuzz $target: CRASH (input saved in Fuzz/.build/artifacts/$target/)" >&2
             else
-                grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units)" "$scratch.log" >&2 || true
+                grep -E "DONE|stat::number_of_executed_units" "$scratch.log" >&2 || true
             fi
             rm -rf "$scratch" "$scratch.log"
         done
         clean_scratch
-        exit $status ;;
+        # The plain closing line CI reads: one per target, crashed or not.
+        echo "fuzz: $(( ${#names[@]} - failed )) passed, $failed failed"
+        exit $(( failed == 0 ? 0 : 1 )) ;;
     -h|--help) usage ;;
 esac
 

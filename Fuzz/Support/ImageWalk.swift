@@ -79,7 +79,7 @@ public enum ImageWalk {
         let goodB = b.withUnsafeMutableBytes { read(image, at: 0, into: $0, piece: piece, skew: skew) }
         let both = intersect(goodA, goodB)
         for range in both {
-            fuzzRequire(a[range] == b[range], "reads of \(range) differ with request size \(piece) and skew \(skew)")
+            fuzzRequire(Bytes.equal(a[range], b[range]), "reads of \(range) differ with request size \(piece) and skew \(skew)")
         }
 
         // Zero ranges: in the part read above, compare; past it, read a little
@@ -91,14 +91,14 @@ public enum ImageWalk {
             if start < UInt64(head) {
                 let end = Int(min(UInt64(head), start + length))
                 for range in intersect(goodA, [Int(start)..<end]) {
-                    fuzzRequire(a[range].allSatisfy { $0 == 0 }, "range \(range) is reported zero but holds data")
+                    fuzzRequire(Bytes.allZero(a[range]), "range \(range) is reported zero but holds data")
                 }
             } else if spent < budget {
                 let n = Int(min(length, UInt64(min(1 << 20, budget - spent))))
                 spent += n
                 scratch = [UInt8](repeating: 0xA5, count: n)
                 let ok = scratch.withUnsafeMutableBytes { (try? image.read(into: $0, at: start)) != nil }
-                if ok { fuzzRequire(scratch.allSatisfy { $0 == 0 }, "range at \(start) is reported zero but holds data") }
+                if ok { fuzzRequire(Bytes.allZero(scratch[...]), "range at \(start) is reported zero but holds data") }
             }
         }
         // Data runs past the head: read some of each, for coverage of far L2 tables.

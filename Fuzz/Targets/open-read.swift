@@ -85,5 +85,5 @@ private func convertAndCompare(_ image: BlockImage, expected: [UInt8], scratch: 
     defer { try? file.close() }
     let written = (try? file.readExactly(expected.count, at: 0, step: "reading the converted image")) ?? []
     fuzzRequire((try? file.size()) == UInt64(expected.count), "converted image has the wrong size")
-    fuzzRequire(written == expected, "converted image differs from the guest data read")
+    fuzzRequire(Bytes.equal(written, expected), "converted image differs from the guest data read")
 }
