@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .library(name: "Qcow2", targets: ["Qcow2"]),
         .library(name: "QcowKitCommands", targets: ["QcowKitCommands"]),
+        // For the fuzz targets (Fuzz/Package.swift), which import it directly.
+        .library(name: "QemuJSON", targets: ["QemuJSON"]),
         .executable(name: "qcowkit", targets: ["qcowkit"]),
     ],
     dependencies: [

@@ -74,6 +74,7 @@ public final class BlockFile: @unchecked Sendable {
     /// Returns how many bytes came from the file.
     @discardableResult
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        try checkOffset(offset, buffer.count, "read")
         var done = 0
         while done < buffer.count {
             let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
@@ -104,6 +105,7 @@ public final class BlockFile: @unchecked Sendable {
 
     /// Writes all of `buffer` at `offset`.
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try checkOffset(offset, buffer.count, "write")
         var done = 0
         while done < buffer.count {
             let chunk = UnsafeRawBufferPointer(rebasing: buffer[done...])
@@ -112,6 +114,15 @@ public final class BlockFile: @unchecked Sendable {
             } catch let error as Errno {
                 throw Qcow2Error.io(step: "write at offset \(offset)", errno: error.rawValue)
             }
+        }
+    }
+
+    /// Offsets reach here from image metadata (a refcount table entry may
+    /// hold any of bits 9...63): a range that does not fit a signed 64-bit
+    /// file offset is an I/O error, as in QEMU's block layer, not a trap.
+    private func checkOffset(_ offset: UInt64, _ count: Int, _ what: String) throws {
+        guard offset <= UInt64(Int64.max) - UInt64(count) else {
+            throw Qcow2Error.io(step: "\(what) at offset \(offset)", errno: EIO)
         }
     }
 
