@@ -202,6 +202,9 @@ enum CheckDamages {
     static let layouts: [CheckDamage] = [
         CheckDamage("compat=0.10: leak", .standard("compat=0.10")) { try $0.setRefcount(5, 2) },
         CheckDamage("compat=0.10: zero flag", .standard("compat=0.10")) { try $0.setL2(0, 0, $0.l2(0, 0) | 1) },
+        CheckDamage("compat=0.10: L2 table is the L1 table", .standard("compat=0.10")) {
+            try $0.setL1(0, copied | $0.l1Offset)
+        },
         CheckDamage("extended L2: allocated and zero", .standard("extended_l2=on")) {
             try $0.setL2Bitmap(0, 0, 0x1_0000_0001)
         },

@@ -188,6 +188,14 @@ struct CheckTests {
         #expect(farMessages.first?.hasPrefix("ERROR: counting reference for region exceeding the end of the file") == true)
     }
 
+    @Test("repairs need a writable image")
+    func repairNeedsWritable() throws {
+        let file = try CheckTestFile(CheckTestImage())
+        let checker = try Qcow2Checker.open(path: file.path, writable: false)
+        defer { try? checker.close() }
+        #expect(throws: CheckFailure(errno: 30)) { try checker.check(repair: .leaks) { _ in } }
+    }
+
     @Test("a fatal corruption during a repair makes the image unusable for another check")
     func unusableAfterFatalCorruption() throws {
         var image = CheckTestImage()

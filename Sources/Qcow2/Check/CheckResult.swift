@@ -90,5 +90,6 @@ enum CheckErrno {
     static let noMemory: Int32 = 12   // ENOMEM
     static let invalid: Int32 = 22    // EINVAL
     static let tooBig: Int32 = 27     // EFBIG
+    static let readOnly: Int32 = 30   // EROFS
     static let noMedium: Int32 = 123     // ENOMEDIUM
 }

@@ -42,19 +42,27 @@ extension RefcountCheck {
     }
 
     func checkL2Table(offset l2Offset: UInt64, fragmentation: Bool, repair: CheckRepair, active: Bool) throws {
-        try spendBudget(entries: geometry.l2Size)
+        // As for L1 tables, only the part inside the file is read: the rest
+        // is zeroes, unallocated entries.
+        let tableBytes = geometry.l2Size * geometry.l2EntrySize
         var table: [UInt8]
         do {
-            table = try image.read(geometry.l2Size * geometry.l2EntrySize, at: l2Offset)
+            guard l2Offset <= UInt64(Int64.max) - UInt64(tableBytes) else { throw CheckFailure(errno: CheckErrno.io) }
+            let fileLength = try image.fileLength()
+            let inFile = l2Offset >= fileLength ? 0 : Int(min(UInt64(tableBytes), fileLength - l2Offset))
+            let entrySize = geometry.l2EntrySize
+            table = try image.read((inFile + entrySize - 1) / entrySize * entrySize, at: l2Offset)
         } catch {
             report("ERROR: I/O error in check_refcounts_l2")
             result.checkErrors += 1
             throw error
         }
+        let entries = table.count / geometry.l2EntrySize
+        try spendBudget(entries: max(1, entries))
         let extended = geometry.extendedL2
         var nextContiguousOffset: UInt64 = 0
 
-        for i in 0..<geometry.l2Size {
+        for i in 0..<entries {
             let position = i * geometry.l2EntrySize
             var entry = table.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: position, as: UInt64.self)) }
             let bitmap = extended ? table.be(UInt64.self, at: position + 8) : 0

@@ -40,16 +40,22 @@ extension RefcountCheck {
                 }
             }
 
+            // Only the part inside the file is read (the rest is zeroes).
             var table: [UInt8]
             do {
-                table = try image.read(Int(geometry.clusterSize), at: l2Offset)
+                let size = geometry.clusterSize
+                guard l2Offset <= UInt64(Int64.max) - size else { throw CheckFailure(errno: CheckErrno.io) }
+                let fileLength = try image.fileLength()
+                let inFile = l2Offset >= fileLength ? 0 : min(size, fileLength - l2Offset)
+                let entrySize = UInt64(geometry.l2EntrySize)
+                table = try image.read(Int((inFile + entrySize - 1) / entrySize * entrySize), at: l2Offset)
             } catch let failure as CheckFailure {
                 report("ERROR: Could not read L2 table: \(failure)")
                 result.checkErrors += 1
                 throw failure
             }
             var dirty = 0
-            for j in 0..<geometry.l2Size {
+            for j in 0..<(table.count / geometry.l2EntrySize) {
                 let position = j * geometry.l2EntrySize
                 let entry = table.be(UInt64.self, at: position)
                 switch CheckClusterType(entry: entry, extendedL2: geometry.extendedL2) {
@@ -77,6 +83,7 @@ extension RefcountCheck {
                 result.checkErrors += 1
                 throw failure
             }
+            table += [UInt8](repeating: 0, count: Int(geometry.clusterSize) - table.count)
             do {
                 try image.write(table, at: l2Offset)
             } catch let failure as CheckFailure {

@@ -8,7 +8,8 @@ extension Qcow2Checker {
     /// writable for any repair). Diagnostics are reported as found. Throws
     /// `CheckFailure` when the check cannot complete.
     public func check(repair: CheckRepair = [], diagnostics: @escaping CheckDiagnostics) throws -> CheckResult {
-        precondition(repair.isEmpty || isWritable, "repairs need a writable image")
+        // Repairs need an image opened writable (EROFS otherwise).
+        guard repair.isEmpty || isWritable else { throw CheckFailure(errno: CheckErrno.readOnly) }
         guard !isUnusable else { throw CheckFailure(errno: CheckErrno.noMedium) }
         reporter = diagnostics
         defer { reporter = { _ in } }

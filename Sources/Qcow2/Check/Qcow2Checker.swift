@@ -185,10 +185,9 @@ public final class Qcow2Checker {
     /// and backing file name that follow are left as they are: QEMU writes
     /// them again, identically for every image it created itself. A header
     /// of unusual length, whose extensions would move, gets only its feature
-    /// bits written. Version 2 headers have no feature bits, which then live
-    /// in memory only; their other fields are what they were.
+    /// bits written. Version 2 headers have no feature bits: those live in
+    /// memory only, but the other fields are written all the same.
     func writeHeader(keepingSnapshotTable: Bool = false) throws {
-        guard header.version >= 3 else { return }
         var h = header
         h.size = header.size & ~511
         if !keepingSnapshotTable {
