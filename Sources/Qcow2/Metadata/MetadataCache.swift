@@ -21,7 +21,12 @@ class CachedCluster {
     let offset: UInt64
     /// The cluster's bytes (8-byte aligned), owned by this object.
     let bytes: UnsafeMutableRawBufferPointer
-    var isDirty = false
+    /// Changed since it was read or written; set by whoever changes it.
+    var isDirty = false {
+        didSet { if isDirty && !oldValue { becameDirty?(offset) } }
+    }
+    /// Lets the owning cache keep track of its dirty entries.
+    fileprivate var becameDirty: ((UInt64) -> Void)?
 
     /// A zero-filled cluster of `count` bytes.
     init(offset: UInt64, count: Int) {
@@ -82,6 +87,9 @@ final class MetadataCache<Entry: CachedCluster>: WriteBackCache {
     let clusterSize: Int
     private var index: LRUCache<Entry>
     private let makeEmpty: (UInt64) -> Entry
+    /// Offsets of the dirty entries, so that writing back costs what is
+    /// dirty, not what is cached.
+    private var dirtyOffsets = Set<UInt64>()
 
     weak var dependency: WriteBackCache?
     var needsFileSyncFirst = false
@@ -141,9 +149,17 @@ final class MetadataCache<Entry: CachedCluster>: WriteBackCache {
     private func insert(_ entry: Entry) throws -> Entry {
         if index.isFull, let victim = index.leastRecentlyUsed {
             try write(victim)
-            index.remove(victim.offset)
+            forget(victim.offset)
         }
+        entry.becameDirty = { [unowned self] offset in self.dirtyOffsets.insert(offset) }
+        if entry.isDirty { dirtyOffsets.insert(entry.offset) }
         return index.insert(entry)
+    }
+
+    private func forget(_ offset: UInt64) {
+        index.peek(offset)?.becameDirty = nil
+        index.remove(offset)
+        dirtyOffsets.remove(offset)
     }
 
     /// qcow2_cache_entry_flush: one dirty entry, after what it depends on.
@@ -158,10 +174,15 @@ final class MetadataCache<Entry: CachedCluster>: WriteBackCache {
         try checkBeforeWrite?(entry.offset, clusterSize)
         try file.write(entry.readOnlyBytes, at: entry.offset)
         entry.isDirty = false
+        dirtyOffsets.remove(entry.offset)
     }
 
     func writeBack() throws {
-        for entry in index.all.sorted(by: { $0.offset < $1.offset }) where entry.isDirty {
+        for offset in dirtyOffsets.sorted() {
+            guard let entry = index.peek(offset) else {
+                dirtyOffsets.remove(offset)
+                continue
+            }
             try write(entry)
         }
     }
@@ -171,12 +192,12 @@ final class MetadataCache<Entry: CachedCluster>: WriteBackCache {
         if syncsOnFlush { try file.flush() }
     }
 
-    func discard(_ offset: UInt64) { index.remove(offset) }
+    func discard(_ offset: UInt64) { forget(offset) }
 
     /// Drops every entry (all must be clean).
     func removeAll() {
-        for entry in index.all { index.remove(entry.offset) }
+        for entry in index.all { forget(entry.offset) }
     }
 
-    var hasDirtyEntries: Bool { index.all.contains { $0.isDirty } }
+    var hasDirtyEntries: Bool { !dirtyOffsets.isEmpty }
 }
