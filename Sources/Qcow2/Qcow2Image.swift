@@ -56,14 +56,7 @@ public final class Qcow2Image: @unchecked Sendable {
     init(file: BlockFile, cacheCapacities: CacheCapacities?) throws {
         self.file = file
         let fileSize = try file.size()
-        // The fixed header first, then the whole first cluster it describes.
-        let prefix = try file.readExactly(Int(min(fileSize, 4096)), at: 0, step: "reading qcow2 header")
-        let decoded = try Qcow2Header.decode(prefix)
-        let firstClusterLength = Int(min(decoded.clusterSize, fileSize))
-        let firstCluster = firstClusterLength <= prefix.count
-            ? Array(prefix.prefix(firstClusterLength))
-            : try file.readExactly(firstClusterLength, at: 0, step: "reading qcow2 header")
-        let header = try Qcow2Header.decode(firstCluster)
+        let (header, firstCluster) = try Qcow2Header.readFirstCluster(of: file, fileSize: fileSize)
         let layout = try HeaderValidation.validate(
             header: header, firstCluster: firstCluster, fileSize: fileSize, writable: file.isWritable)
         self.header = layout.header

@@ -46,13 +46,7 @@ public final class Qcow2Checker {
     public init(file: BlockFile) throws {
         self.file = file
         let fileSize = try file.size()
-        let prefix = try file.readExactly(Int(min(fileSize, 4096)), at: 0, step: "reading qcow2 header")
-        let decoded = try Qcow2Header.decode(prefix)
-        let firstLength = Int(min(decoded.clusterSize, fileSize))
-        let firstCluster = firstLength <= prefix.count
-            ? Array(prefix.prefix(firstLength))
-            : try file.readExactly(firstLength, at: 0, step: "reading qcow2 header")
-        let header0 = try Qcow2Header.decode(firstCluster)
+        let (header0, firstCluster) = try Qcow2Header.readFirstCluster(of: file, fileSize: fileSize)
         // Check mode leaves the snapshot table to the check, and a corrupt
         // image may be opened read-write to be repaired.
         let layout = try HeaderValidation.validate(
