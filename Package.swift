@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 // QcowKit: a qcow2 toolkit in Swift. Layers run one way:
-//   qcowkit (CLI) -> QcowKitCommands -> Qcow2 (codec) -> CZlib/CZstd (C libraries)
-//                                     -> QemuJSON (QEMU's JSON dialect and printer)
+//   qcowkit (CLI) -> QcowKitCommands -> QMP (service, GLib main loop) -> BlockGraph (nodes, jobs)
+//                                    -> Qcow2 (codec) -> CZlib/CZstd (C libraries)
+//   QemuJSON (QEMU's JSON dialect and printer) sits beside them, for the CLI and QMP.
 import PackageDescription
 
 let package = Package(
@@ -11,6 +12,8 @@ let package = Package(
         .library(name: "QcowKitCommands", targets: ["QcowKitCommands"]),
         // For the fuzz targets (Fuzz/Package.swift), which import it directly.
         .library(name: "QemuJSON", targets: ["QemuJSON"]),
+        .library(name: "BlockGraph", targets: ["BlockGraph"]),
+        .library(name: "QMP", targets: ["QMP"]),
         .executable(name: "qcowkit", targets: ["qcowkit"]),
     ],
     dependencies: [
@@ -39,15 +42,19 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
         .target(name: "QemuJSON"),
+        .target(name: "BlockGraph", dependencies: ["Qcow2"]),
+        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "CGLib"]),
         .target(
             name: "QcowKitCommands",
             dependencies: [
-                "Qcow2", "QemuJSON",
+                "Qcow2", "QemuJSON", "BlockGraph", "QMP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "qcowkit", dependencies: ["QcowKitCommands"]),
 
         .testTarget(name: "Qcow2Tests", dependencies: ["Qcow2"]),
+        .testTarget(name: "BlockGraphTests", dependencies: ["BlockGraph", "Qcow2"]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON"]),
         .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QemuJSON"]),
         // Interop suite: real qemu-img / qemu-io make the fixtures and are the oracle.
         .testTarget(name: "InteropTests", dependencies: ["Qcow2", "QcowKitCommands"]),

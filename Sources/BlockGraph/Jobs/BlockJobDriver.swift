@@ -1,0 +1,56 @@
+// The seam between the job layer (Jobs/: state machine, verbs, events) and
+// the work a block job does (Commit/, and stream or mirror later). The job
+// layer owns the life cycle and the threads; a driver owns the data.
+//
+// Threads: `run` is called on a worker thread of the job's own; `prepare`,
+// `commit`, `abort` and `clean` are called on the thread that owns the graph
+// (the service's main loop), like QEMU's JobDriver callbacks in job_exit.
+
+/// What a running job's work sees of its job: progress, rate limit, pause
+/// and cancel points, readiness.
+public protocol JobRunContext: AnyObject {
+    /// A pause point (QEMU's job_pause_point): returns at once unless the job
+    /// is paused, then blocks until resumed. Throws `JobCancelled` once the
+    /// job is cancelled; the driver lets it propagate.
+    func pausePoint() throws
+    /// Sleeps as long as the speed limit asks after `bytes` more were copied
+    /// (0 for none), staying a pause point while it sleeps.
+    func rateLimit(afterCopying bytes: UInt64) throws
+    /// Progress as QMP's `offset` / `len` (job-level current/total).
+    func setProgress(current: UInt64, total: UInt64)
+    /// For jobs that converge (active commit, mirror): the job is in sync.
+    /// Moves the job to `ready` and emits BLOCK_JOB_READY (once).
+    func becameReady()
+    /// Set once the user has completed a ready job (`job-complete`).
+    var isCompletionRequested: Bool { get }
+}
+
+/// The job was cancelled; thrown by the context's pause points.
+public struct JobCancelled: Error, Equatable, Sendable {
+    public init() {}
+}
+
+/// The work of one kind of block job.
+public protocol BlockJobDriver: AnyObject {
+    /// QMP's job type ("commit", "stream", "mirror", ...).
+    var jobType: String { get }
+    /// The node the job is attached to (`device` in BLOCK_JOB_* events of
+    /// query-block-jobs is the job id; this names the node a second job on
+    /// it would find busy).
+    var busyNodes: [String] { get }
+    /// The job's body, on a worker thread: copy, report progress, honour the
+    /// context's pause points. Returning normally means success.
+    func run(_ context: JobRunContext) throws
+    /// After a successful run, before the graph is changed; may still fail
+    /// (the job then aborts). Main thread.
+    func prepare() throws
+    /// Applies the job's result to the graph (commit: relink and drop the
+    /// committed range). Main thread; must not fail.
+    func commit()
+    /// Undoes what `prepare` or `run` left behind after a failure or cancel.
+    /// Main thread.
+    func abort()
+    /// Last call in every outcome: release nodes, restore read-only flags.
+    /// Main thread.
+    func clean()
+}
