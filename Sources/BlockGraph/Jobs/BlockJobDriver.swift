@@ -34,9 +34,9 @@ public struct JobCancelled: Error, Equatable, Sendable {
 public protocol BlockJobDriver: AnyObject {
     /// QMP's job type ("commit", "stream", "mirror", ...).
     var jobType: String { get }
-    /// The node the job is attached to (`device` in BLOCK_JOB_* events of
-    /// query-block-jobs is the job id; this names the node a second job on
-    /// it would find busy).
+    /// Node names the job works on; a second job on any of them is refused
+    /// while this one exists (QEMU's "Node 'x' is busy: block device is in
+    /// use by block job: commit").
     var busyNodes: [String] { get }
     /// The job's body, on a worker thread: copy, report progress, honour the
     /// context's pause points. Returning normally means success.
