@@ -54,8 +54,8 @@ final class Qcow2Writer {
     // Guarded by the lock.
     /// The header as it is now (dirty and corrupt bits, table locations).
     var header: Qcow2Header
-    let extensions: [HeaderExtension]
-    let backingFileName: String?
+    var extensions: [HeaderExtension]
+    var backingFileName: String?
     /// Refcount updates may lag behind (compat lazy_refcounts, version 3).
     let useLazyRefcounts: Bool
     /// The image has persistent dirty bitmaps: guest writes are refused.
