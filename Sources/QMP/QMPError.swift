@@ -36,7 +36,10 @@ extension QMPError {
     init(reporting error: Error) {
         switch error {
         case let error as QMPError: self = error
+        case let error as BlockGraphError:
+            self = QMPError(error.isDeviceNotFound ? .deviceNotFound : .genericError, error.message)
         case let error as JobVerbRefused: self = .generic(error.description)
+        case let error as JobError: self = .generic(error.description)
         default: self = .generic(String(describing: error))
         }
     }

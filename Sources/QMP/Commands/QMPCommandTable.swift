@@ -7,8 +7,24 @@ extension QMPService {
             ControlCommands.queryCommands,
             ControlCommands.queryVersion,
             ControlCommands.capabilitiesAfterNegotiation,
+            JobCommands.queryJobs,
+            JobCommands.finalize,
+            JobCommands.dismiss,
+            JobCommands.complete,
+            JobCommands.cancel,
+            JobCommands.resume,
+            JobCommands.pause,
+            BlockdevCommands.delete,
+            BlockdevCommands.add,
+            JobCommands.blockJobFinalize,
+            JobCommands.blockJobDismiss,
+            JobCommands.blockJobComplete,
+            JobCommands.blockJobResume,
+            JobCommands.blockJobPause,
+            JobCommands.blockJobCancel,
+            JobCommands.blockJobSetSpeed,
+            BlockdevCommands.queryNamedBlockNodes,
+            JobCommands.queryBlockJobs,
         ]
     }
-
-    func settleBlockLayer() {}
 }

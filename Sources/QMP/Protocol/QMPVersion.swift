@@ -17,10 +17,12 @@ public struct QMPVersion: Sendable, Equatable {
         self.package = package
     }
 
-    /// query-version's VersionInfo.
+    /// query-version's VersionInfo, members put in schema order (major,
+    /// minor, micro): "minor" and "micro" share a QDict bucket, so the order
+    /// of insertion decides which prints first.
     var json: JSONValue {
         .object([
-            ("qemu", .object([("micro", .int(micro)), ("minor", .int(minor)), ("major", .int(major))])),
+            ("qemu", .object([("major", .int(major)), ("minor", .int(minor)), ("micro", .int(micro))])),
             ("package", .string(package)),
         ])
     }

@@ -5,6 +5,7 @@
 //
 // Threads: everything here runs on the thread that calls `serve()` (the main
 // loop's); block jobs' worker threads come back through `loop.invoke`.
+import BlockGraph
 import QemuJSON
 #if canImport(Glibc)
 import Glibc
@@ -20,6 +21,13 @@ public final class QMPService: QMPDispatcher {
 
     public let loop: MainLoop
     public let version: QMPVersion
+    /// The block graph clients work on (main-loop thread only).
+    public let graph = BlockGraph()
+    /// The block jobs; their events go to every negotiated client.
+    public private(set) lazy var jobs = JobManager(scheduler: MainLoopScheduler(loop: loop)) { [weak self] event in
+        let (name, data) = event.qmpEvent
+        self?.emit(name, data: data)
+    }
     private(set) var isShuttingDown = false
     private(set) var shutdownReason: ShutdownReason?
 
@@ -148,6 +156,15 @@ public final class QMPService: QMPDispatcher {
         shutdownReason = reason
         emit("SHUTDOWN", data: .object([("guest", .bool(false)), ("reason", .string(reason.rawValue))]))
         loop.quit()
+    }
+
+    /// Undoes a setup that failed: listeners closed (socket files removed),
+    /// images closed, nothing served.
+    func abandon() {
+        for listener in listeners { listener.close() }
+        listeners = []
+        for connection in connections.values { connection.close() }
+        try? graph.closeAll()
     }
 
     private func finishShutdown() {
