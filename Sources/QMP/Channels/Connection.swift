@@ -30,7 +30,7 @@ final class Connection {
 
     /// Above this much queued output, input is no longer read.
     static let outputHighWater = 1 << 20
-    static let readChunk = 64 << 10
+    static let readChunk = 8 << 10
 
     /// `isSocket`: the fds are one non-blocking socket, written with send()
     /// (no SIGPIPE). Otherwise blocking fds (stdio), written with write().

@@ -76,13 +76,20 @@ public final class QMPService: QMPDispatcher {
         listener.start { [weak self] connection in self?.attach(connection, pretty: pretty) }
     }
 
+    /// A new client: its session joins the event audience and gets the
+    /// greeting. (Tests drive sessions through this without a transport.)
+    func openSession(pretty: Bool, output: @escaping ([UInt8]) -> Void) -> QMPSession {
+        let session = QMPSession(pretty: pretty, dispatcher: self, output: output)
+        sessions.append(session)
+        session.start()
+        return session
+    }
+
     private func attach(_ connection: Connection, pretty: Bool) {
-        let session = QMPSession(pretty: pretty, dispatcher: self) { [weak connection] bytes in
+        let session = openSession(pretty: pretty) { [weak connection] bytes in
             connection?.send(bytes)
         }
-        let key = ObjectIdentifier(session)
-        sessions.append(session)
-        connections[key] = connection
+        connections[ObjectIdentifier(session)] = connection
         connection.onInput = { [weak session] bytes in
             guard let session else { return }
             if let bytes { session.receive(bytes) } else { session.inputEnded() }
@@ -92,7 +99,6 @@ public final class QMPService: QMPDispatcher {
             self.sessions.removeAll { $0 === session }
             self.connections[ObjectIdentifier(session)] = nil
         }
-        session.start()
         connection.start()
     }
 
