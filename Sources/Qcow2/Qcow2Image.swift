@@ -9,7 +9,7 @@ public final class Qcow2Image: @unchecked Sendable {
     public let file: BlockFile
     /// The header as the image was opened. Writing changes some fields on
     /// disk (the dirty bit, table locations); the write path keeps those.
-    public private(set) var header: Qcow2Header
+    public internal(set) var header: Qcow2Header
     public internal(set) var extensions: [HeaderExtension]
     /// The backing file name exactly as stored in the header (not resolved);
     /// `changeBackingFile` rewrites it.

@@ -15,10 +15,8 @@ public final class BlockGraph {
     var monitorOwned: [BlockNode] = []
     /// -drive's block backends: an id (if any) and the root node.
     var drives: [(id: String?, node: BlockNode)] = []
-    /// References held by jobs (a job keeps its nodes open), by node.
-    var jobReferences: [ObjectIdentifier: Int] = [:]
-    /// Nodes a job works on, and the job's type (QEMU's op blockers).
-    var busyNodes: [ObjectIdentifier: String] = [:]
+    /// What live jobs hold (JobClaims.swift).
+    var claims: [JobClaim] = []
     var generatedNameCounter: UInt64 = 0
     var nextSerial: UInt64 = 0
 

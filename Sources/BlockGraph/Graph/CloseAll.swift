@@ -22,8 +22,7 @@ extension BlockGraph {
         nodes = []
         monitorOwned = []
         drives = []
-        jobReferences = [:]
-        busyNodes = [:]
+        claims = []
         if let firstError { throw firstError }
     }
 }

@@ -126,6 +126,7 @@ extension BlockGraph {
         }
         var registered = false
         defer { if !registered { try? blockFile.close() } }
+        try checkFileLocks(blockFile, writable: !readOnly, except: nil)
         let image = try RawImage(file: blockFile)
         let (name, generated) = try assignNodeName(options.nodeName)
         let node = BlockNode(nodeName: name, generated: generated, serial: takeSerial(), driver: "file",

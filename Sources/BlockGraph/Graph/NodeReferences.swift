@@ -18,16 +18,17 @@ extension BlockGraph {
         return result
     }
 
-    /// QEMU's bdrv_is_root_node: no node has it as a child.
+    /// QEMU's bdrv_is_root_node: no node has it as a child, and no job
+    /// holds it (a job's links count as parents there).
     func isRoot(_ node: BlockNode) -> Bool {
-        !nodes.contains { $0.file === node || $0.backing === node }
+        !nodes.contains { $0.file === node || $0.backing === node } && !claims.contains { $0.holds(node) }
     }
 
     func referenceCount(_ node: BlockNode) -> Int {
         parents(of: node).count
             + (monitorOwned.contains { $0 === node } ? 1 : 0)
             + drives.filter { $0.node === node }.count
-            + (jobReferences[ObjectIdentifier(node)] ?? 0)
+            + claims.filter { $0.holds(node) }.count
     }
 
     /// Closes and removes `node` if nothing refers to it any more, then
@@ -56,26 +57,15 @@ extension BlockGraph {
         }
     }
 
-    func takeJobReference(_ node: BlockNode) {
-        jobReferences[ObjectIdentifier(node), default: 0] += 1
-    }
-
-    func dropJobReference(_ node: BlockNode) {
-        let key = ObjectIdentifier(node)
-        guard let count = jobReferences[key] else { return }
-        if count <= 1 { jobReferences[key] = nil } else { jobReferences[key] = count - 1 }
-        releaseIfUnreferenced(node)
-    }
-
     /// blockdev-del: drops the monitor's reference to a node it added.
     public func deleteBlockdev(nodeName: String) throws {
         guard let node = node(named: nodeName) else {
             throw BlockGraphError("Failed to find node with node-name='\(nodeName)'")
         }
-        if drives.contains(where: { $0.node === node }) { throw BlockGraphError("Node \(nodeName) is in use") }
-        if let job = busyNodes[ObjectIdentifier(node)] {
-            throw BlockGraphError("Node '\(nodeName)' is busy: block device is in use by block job: \(job)")
+        if drives.contains(where: { $0.node === node }) || claims.contains(where: { $0.usesAsBackend(node) }) {
+            throw BlockGraphError("Node \(nodeName) is in use")
         }
+        try checkNotBusy(node)
         guard monitorOwned.contains(where: { $0 === node }) else {
             throw BlockGraphError("Node \(nodeName) is not owned by the monitor")
         }

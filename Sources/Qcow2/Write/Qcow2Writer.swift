@@ -48,8 +48,9 @@ final class Qcow2Writer {
     let subclusterBits: UInt64
     let subclusterSize: UInt64
     let subclustersPerCluster: UInt64
-    /// The guest size (whole sectors), as QEMU's bs->total_sectors * 512.
-    let imageSize: UInt64
+    /// The guest size (whole sectors), as QEMU's bs->total_sectors * 512;
+    /// grows with `Qcow2Image.grow`.
+    var imageSize: UInt64
 
     // Guarded by the lock.
     /// The header as it is now (dirty and corrupt bits, table locations).
