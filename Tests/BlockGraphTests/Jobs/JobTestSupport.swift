@@ -85,6 +85,8 @@ final class TestCopyDriver: BlockJobDriver, @unchecked Sendable {
     /// Sleep this long (in pause points) before each chunk.
     var chunkDelayNanoseconds: UInt64 = 0
     var prepareFails = false
+    /// A converging run ends on a soft cancel (as mirror does); false: only on complete.
+    var honoursSoftCancel = true
 
     private var mutex = pthread_mutex_t()
     private var _calls: [String] = []
@@ -148,7 +150,7 @@ final class TestCopyDriver: BlockJobDriver, @unchecked Sendable {
         }
         guard converges else { return }
         context.becameReady()
-        while !context.isCompletionRequested && !context.isCancelRequested {
+        while !context.isCompletionRequested && !(honoursSoftCancel && context.isCancelRequested) {
             try context.sleep(nanoseconds: 1_000_000)
         }
         locked { _completedBy = context.isCompletionRequested ? "complete" : "soft-cancel" }
