@@ -6,9 +6,10 @@ import Testing
 @testable import BlockGraph
 
 @Suite struct JobCancelTests {
-    /// A job that copies slowly (sleeping between chunks) so it is still running.
-    static func slowDriver() -> TestCopyDriver {
-        let driver = TestCopyDriver(size: 1024 * 1024)
+    /// A job that copies slowly (sleeping 2 ms between 4 KiB chunks: 0.5 s
+    /// for the default 1 MiB) so it is still running when the test acts.
+    static func slowDriver(size: Int = 1024 * 1024) -> TestCopyDriver {
+        let driver = TestCopyDriver(size: size)
         driver.chunkDelayNanoseconds = 2_000_000
         return driver
     }

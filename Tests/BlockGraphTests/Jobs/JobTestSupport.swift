@@ -96,7 +96,15 @@ final class TestCopyDriver: BlockJobDriver, @unchecked Sendable {
     init(type: String = "commit", busyNodes: [String] = [], size: Int = 64 * 1024, chunk: Int = 4096) {
         self.jobType = type
         self.busyNodes = busyNodes
-        self.source = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }
+        // Each 512-byte block holds its own non-zero byte (filled by memset:
+        // per-byte loops are slow in debug builds).
+        var source = [UInt8](repeating: 0, count: size)
+        source.withUnsafeMutableBytes { bytes in
+            for block in stride(from: 0, to: size, by: 512) {
+                memset(bytes.baseAddress! + block, Int32(block / 512 % 255 + 1), min(512, size - block))
+            }
+        }
+        self.source = source
         self.target = [UInt8](repeating: 0, count: size)
         self.chunk = chunk
         pthread_mutex_init(&mutex, nil)
@@ -108,7 +116,9 @@ final class TestCopyDriver: BlockJobDriver, @unchecked Sendable {
     var startedCopying: Bool { locked { _startedCopying } }
     /// How a converging run ended: "complete" or "soft-cancel".
     var completedBy: String { locked { _completedBy } }
-    var copiedAll: Bool { locked { target == source } }
+    var copiedAll: Bool {
+        locked { target.withUnsafeBytes { t in source.withUnsafeBytes { memcmp(t.baseAddress!, $0.baseAddress!, $0.count) == 0 } } }
+    }
 
     private func locked<T>(_ body: () -> T) -> T {
         pthread_mutex_lock(&mutex)
