@@ -100,7 +100,7 @@ extension JobManager {
     /// job_cancel_sync_all), waits for the worker threads and runs the
     /// completions, until no job is left. Events are emitted as usual.
     public func cancelAllAndWait() {
-        while let job = jobList.last {
+        while let job = jobList.first {
             cancelJob(job, force: true)
             job.lock.withLock {
                 while job.state.started && !job.state.workerFinished { job.lock.wait() }
