@@ -33,6 +33,8 @@ public final class Job: @unchecked Sendable {
         var completionRequested = false
         /// The worker is parked in a pause point (QEMU's job->paused).
         var parked = false
+        /// The worker sleeps (rate limit, job sleep) until its deadline or a kick.
+        var sleeping = false
         var busy = false
         var started = false
         /// The run is over and the job's completion waits for the main thread.

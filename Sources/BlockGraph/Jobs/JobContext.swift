@@ -43,24 +43,32 @@ final class JobContext: JobRunContext, @unchecked Sendable {
     }
 
     func pausePoint() throws {
+        // The status changes are queued under the job's lock, together with
+        // `parked`, so a main thread that waits for the worker to park or
+        // wake (JobManager.settle) finds them in the mailbox.
         let pausedAs: JobStatus? = try job.lock.withLock {
             if job.state.forceCancel { throw JobCancelled() }
             guard job.state.pauseCount > 0 else { return nil }
+            let status = job.state.workerStatus
             job.state.parked = true
             job.state.busy = false
-            return job.state.workerStatus
+            manager.mailbox.enqueue { [manager, job] in
+                manager.transition(job, to: status == .ready ? .standby : .paused)
+            }
+            job.lock.broadcast()
+            return status
         }
         guard let resumeTo = pausedAs else { return }
-        manager.mailbox.post { [manager, job] in
-            manager.transition(job, to: resumeTo == .ready ? .standby : .paused)
-        }
+        manager.mailbox.scheduleDrain()
         let cancelled = job.lock.withLock {
             while job.state.pauseCount > 0 && !job.state.forceCancel { job.lock.wait() }
             job.state.parked = false
             job.state.busy = true
+            manager.mailbox.enqueue { [manager, job] in manager.transition(job, to: resumeTo) }
+            job.lock.broadcast()
             return job.state.forceCancel
         }
-        manager.mailbox.post { [manager, job] in manager.transition(job, to: resumeTo) }
+        manager.mailbox.scheduleDrain()
         if cancelled { throw JobCancelled() }
     }
 
@@ -73,6 +81,8 @@ final class JobContext: JobRunContext, @unchecked Sendable {
             let deadline = overflow ? UInt64.max : sum
             let kicks = job.state.kicks
             job.state.busy = false
+            job.state.sleeping = true
+            defer { job.state.sleeping = false }
             while !job.state.forceCancel && job.state.kicks == kicks && monotonicNanoseconds() < deadline {
                 job.lock.wait(until: deadline)
             }

@@ -3,9 +3,9 @@
 
 /// Why the job manager refused a request.
 public enum JobError: Error, Equatable, CustomStringConvertible, Sendable {
-    /// No job with this ID. QEMU words it per command family: `job-*` says
-    /// `description` ("Job not found", GenericError); `block-job-*` says
-    /// `blockJobMessage` ("Block job 'x' not found", DeviceNotFound).
+    /// No job with this ID. QEMU words it per command family: `job-*` say
+    /// `description` ("Job not found", class GenericError); `block-job-*` say
+    /// `blockJobMessage` ("Block job 'x' not found", class DeviceNotActive).
     case notFound(id: String)
     /// The verb is not allowed in the job's state (QEMU's job_apply_verb).
     case verbRefused(JobVerbRefused)
@@ -26,7 +26,7 @@ public enum JobError: Error, Equatable, CustomStringConvertible, Sendable {
         return description
     }
 
-    /// QMP reports it as DeviceNotFound from `block-job-*` commands.
+    /// QMP reports it as DeviceNotActive from `block-job-*` commands.
     public var isNotFound: Bool {
         if case .notFound = self { return true }
         return false

@@ -86,7 +86,12 @@ public final class JobManager: @unchecked Sendable {
         precondition(startable, "job '\(job.id)' started twice or after it ended")
         transition(job, to: .running)
         let context = JobContext(job: job, manager: self)
-        if !spawnWorkerThread({ context.runWorker() }) {
+        if spawnWorkerThread({ context.runWorker() }) {
+            // Paused while created: QEMU's first pause point runs inside job_start.
+            if job.lock.withLock({ job.state.pauseCount > 0 }) {
+                settle(job) { $0.parked || $0.workerFinished }
+            }
+        } else {
             // Seen as a run that failed at once.
             job.lock.withLock {
                 job.state.failure = "Could not start a thread for the job"

@@ -28,13 +28,15 @@ extension JobManager {
     public func pause(id: String) throws {
         let job = try find(id)
         try apply(.pause, to: job)
-        try job.lock.withLock {
+        let wasSleeping = try job.lock.withLock {
             if job.state.userPaused { throw JobError.invalid("Job is already paused") }
             job.state.userPaused = true
             job.state.pauseCount += 1
             // Wake a sleeping worker so that it parks now (job_pause's job_enter).
             if !job.state.parked { job.kickLocked() }
+            return job.state.sleeping
         }
+        if wasSleeping { settle(job) { $0.parked || $0.workerFinished } }
     }
 
     /// `job-resume` / `block-job-resume`.
@@ -43,13 +45,15 @@ extension JobManager {
         let pausedByUser = job.lock.withLock { job.state.userPaused && job.state.pauseCount > 0 }
         guard pausedByUser else { throw JobError.invalid("Can't resume a job that was not paused") }
         try apply(.resume, to: job)
-        job.lock.withLock {
+        let wakes = job.lock.withLock {
             // block_job_user_resume: a stop on error is over.
             job.state.ioStatus = .ok
             job.state.userPaused = false
             job.state.pauseCount -= 1
             job.lock.broadcast()
+            return job.state.parked && job.state.pauseCount == 0
         }
+        if wakes { settle(job) { !$0.parked || $0.workerFinished } }
     }
 
     /// `job-complete` / `block-job-complete` on a ready job.
@@ -96,7 +100,7 @@ extension JobManager {
     /// job_cancel_sync_all), waits for the worker threads and runs the
     /// completions, until no job is left. Events are emitted as usual.
     public func cancelAllAndWait() {
-        while let job = jobList.last {
+        while let job = jobList.first {
             cancelJob(job, force: true)
             job.lock.withLock {
                 while job.state.started && !job.state.workerFinished { job.lock.wait() }
@@ -131,7 +135,7 @@ extension JobManager {
         // and only once ready; every other cancel is forced (job_cancel_async
         // with the driver's .cancel, or without one).
         let forced = force || !status.isReady
-        let (started, deferred) = job.lock.withLock { () -> (Bool, Bool) in
+        let (started, deferred, idle) = job.lock.withLock { () -> (Bool, Bool, Bool) in
             if job.state.userPaused {
                 job.state.ioStatus = .ok
                 job.state.userPaused = false
@@ -143,7 +147,7 @@ extension JobManager {
                 job.state.forceCancel = job.state.forceCancel || forced
             }
             job.kickLocked()
-            return (job.state.started, job.state.deferredToMainLoop)
+            return (job.state.started, job.state.deferredToMainLoop, job.state.parked || job.state.sleeping)
         }
         if !started {
             jobCompleted(job)
@@ -154,6 +158,23 @@ extension JobManager {
             // aborted here.
             mailbox.drain()
             if job.status == .waiting || job.status == .pending { abortTransaction(job) }
+        } else if forced && idle {
+            // An idle job ends at once, within the command (QEMU enters its
+            // coroutine, which runs to its exit).
+            settle(job) { $0.workerFinished }
         }
+    }
+
+    /// QEMU's job_enter on an idle job runs the job's coroutine inside the
+    /// command until it yields again, so what that does (paused, running,
+    /// the whole end of a cancelled job) is emitted before the command
+    /// returns. The same here: wait (briefly: the worker only has to get from
+    /// its wake-up to `done`, no I/O) and run what it handed over.
+    func settle(_ job: Job, until done: (Job.State) -> Bool) {
+        let deadline = monotonicNanoseconds() &+ 1_000_000_000
+        job.lock.withLock {
+            while !done(job.state) && monotonicNanoseconds() < deadline { job.lock.wait(until: deadline) }
+        }
+        mailbox.drain()
     }
 }
