@@ -24,6 +24,7 @@ extension QMPService {
             JobCommands.blockJobCancel,
             JobCommands.blockJobSetSpeed,
             BlockdevCommands.queryNamedBlockNodes,
+            BlockCommitCommand.command,
             JobCommands.queryBlockJobs,
         ]
     }
