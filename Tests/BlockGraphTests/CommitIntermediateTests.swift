@@ -39,9 +39,15 @@ import Qcow2
             #expect(info.image.backingImage?.info.filename == images.base)
             #expect(info.image.backingImage?.backingImage == nil)
         }
-        // base's file now holds one L2 table and one data cluster.
-        let baseFile = try #require(base.file)
-        #expect(try graph.deviceInfo(baseFile).image.info.virtualSize == 393_216)
+        // As 191.out lists them: base's file now holds one L2 table and one data cluster.
+        let infos = try graph.namedNodes.map { try graph.deviceInfo($0) }
+        #expect(infos.map(\.image.info.virtualSize) == [67_108_864, 197_120, 67_108_864, 197_120, 67_108_864, 393_216,
+                                                        67_108_864, 393_216])
+        #expect(infos.map(\.readOnly) == Array(repeating: false, count: 8))
+        #expect(infos.map(\.backingFileDepth) == [1, 0, 1, 0, 1, 0, 0, 0])
+        #expect(infos.map(\.file) == [images.ovl2, images.ovl2, images.top, images.top, images.mid, images.mid,
+                                       images.base, images.base])
+        #expect(infos.allSatisfy { !$0.encryptionKeyMissing && $0.cache == BlockDeviceCacheInfo() && $0.iops == 0 })
         try graph.closeAll()
 
         for path in [images.base, images.mid, images.top, images.ovl2] { try Tool.checkClean(path) }
