@@ -23,6 +23,22 @@ public protocol JobRunContext: AnyObject {
     func becameReady()
     /// Set once the user has completed a ready job (`job-complete`).
     var isCompletionRequested: Bool { get }
+    /// Set once the job was cancelled, forced or not. Only a ready job sees
+    /// it without its pause points throwing: `block-job-cancel` without
+    /// force on a ready job asks it to stop in sync but without switching
+    /// over (QEMU's soft cancel of mirror / active commit). Such a driver's
+    /// `run` returns normally, and the job completes (BLOCK_JOB_COMPLETED).
+    var isCancelRequested: Bool { get }
+    /// Sleeps about `nanoseconds` (QEMU's job_sleep_ns): a pause point, woken
+    /// early by cancel, pause, complete or a higher speed. Throws
+    /// `JobCancelled` once the job is cancelled.
+    func sleep(nanoseconds: UInt64) throws
+    /// What to do about an I/O error (QEMU's block_job_error_action) under
+    /// the job's on-error policy; emits BLOCK_JOB_ERROR. `.report`: fail
+    /// (throw the error); `.ignore`: go on or retry; `.stop`: the job is now
+    /// user-paused, retry after the next pause point. `errorNumber` is the
+    /// errno (ENOSPC matters for on-error=enospc).
+    func errorAction(isRead: Bool, errorNumber: Int32) -> BlockErrorAction
 }
 
 /// The job was cancelled; thrown by the context's pause points.
