@@ -39,9 +39,15 @@ import Qcow2
             #expect(info.image.backingImage?.info.filename == images.base)
             #expect(info.image.backingImage?.backingImage == nil)
         }
-        // base's file now holds one L2 table and one data cluster.
-        let baseFile = try #require(base.file)
-        #expect(try graph.deviceInfo(baseFile).image.info.virtualSize == 393_216)
+        // As 191.out lists them: base's file now holds one L2 table and one data cluster.
+        let infos = try graph.namedNodes.map { try graph.deviceInfo($0) }
+        #expect(infos.map(\.image.info.virtualSize) == [67_108_864, 197_120, 67_108_864, 197_120, 67_108_864, 393_216,
+                                                        67_108_864, 393_216])
+        #expect(infos.map(\.readOnly) == Array(repeating: false, count: 8))
+        #expect(infos.map(\.backingFileDepth) == [1, 0, 1, 0, 1, 0, 0, 0])
+        #expect(infos.map(\.file) == [images.ovl2, images.ovl2, images.top, images.top, images.mid, images.mid,
+                                       images.base, images.base])
+        #expect(infos.allSatisfy { !$0.encryptionKeyMissing && $0.cache == BlockDeviceCacheInfo() && $0.iops == 0 })
         try graph.closeAll()
 
         for path in [images.base, images.mid, images.top, images.ovl2] { try Tool.checkClean(path) }
@@ -140,5 +146,38 @@ import Qcow2
         #expect(try Tool.run(["qemu-img", "info", base]).output.contains("virtual size: 3 MiB"))
         try Tool.expectPattern(base, 0x33, offset: "2M", length: "64k")
         try Tool.expectPattern(active, 0x33, offset: "2M", length: "64k")
+    }
+}
+
+@Suite struct CommitHeaderFailureTests {
+    /// top2's image has 512-byte clusters, too small for a long backing
+    /// name: top's header is rewritten first, then top2's fails, and the
+    /// job's abort puts top's back.
+    @Test func failedRelinkRollsBackTheHeadersAlreadyRewritten() throws {
+        let scratch = try GraphScratch()
+        let base = scratch.file("base"), mid = scratch.file("mid"), top = scratch.file("top"), ovl2 = scratch.file("ovl2")
+        try Tool.create(base)
+        try Tool.create(mid, backing: base)
+        try Tool.create(top, backing: mid)
+        try Tool.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "-b", mid, "-F", "qcow2", ovl2, "64M"])
+        try Tool.qemuIO(mid, "write -P 0x55 1M 64k")
+        let graph = BlockGraph()
+        try graph.addBlockdev(ScenarioImages.qcow2(base, "base"))
+        try graph.addBlockdev(ScenarioImages.qcow2(mid, "mid", backing: .node("base")))
+        try graph.addBlockdev(ScenarioImages.qcow2(top, "top", backing: .node("mid")))
+        try graph.addBlockdev(ScenarioImages.qcow2(ovl2, "top2", backing: .node("mid")))
+        let longName = base + String(repeating: "/.", count: 220)
+        let driver = try graph.makeCommitDriver(CommitRequest(device: "top", top: mid, backingFile: longName))
+        #expect(throws: BlockGraphError("Could not update backing file link: No space left on device")) {
+            try CommitRunner.runToEnd(driver, CommitTestContext())
+        }
+        let midNode = try #require(graph.node(named: "mid"))
+        #expect(graph.node(named: "top")?.backing === midNode)
+        #expect(graph.node(named: "top2")?.backing === midNode)
+        #expect(graph.node(named: "top")?.qcow2?.backingFileName == mid)
+        try graph.closeAll()
+        for path in [base, mid, top, ovl2] { try Tool.checkClean(path) }
+        #expect(try Tool.backing(of: top).file == mid)
+        #expect(try Tool.backing(of: ovl2).file == mid)
     }
 }

@@ -70,7 +70,9 @@ import Qcow2
         }
         // A failed open leaves nothing behind.
         #expect(graph.namedNodes.count == 2)
-        try graph.addDrive(BlockdevOptions(driver: "qcow2", file: .filename(images.top)), id: "drive0")
+        let lone = images.scratch.file("lone.qcow2")
+        try Tool.create(lone)
+        try graph.addDrive(BlockdevOptions(driver: "qcow2", file: .filename(lone)), id: "drive0")
         #expect(throws: BlockGraphError("node-name=drive0 is conflicting with a device id")) {
             try graph.addBlockdev(ScenarioImages.qcow2(images.ovl2, "drive0"))
         }
@@ -80,7 +82,11 @@ import Qcow2
         #expect(throws: BlockGraphError("Device name 'base' conflicts with an existing node name")) {
             try graph.addDrive(BlockdevOptions(file: .filename(images.ovl2)), id: "base")
         }
-        #expect(try graph.lookup(device: "drive0").filename == images.top)
+        #expect(try graph.lookup(device: "drive0").filename == lone)
+        // The chain below top opens base read-only, which base's writable node refuses, as in QEMU.
+        #expect(throws: BlockGraphError("Could not open backing file: Could not open backing file: Failed to get shared \"write\" lock")) {
+            try graph.addDrive(BlockdevOptions(file: .filename(images.top)), id: nil)
+        }
         #expect(throws: BlockGraphError("Device 'nope' not found", isDeviceNotFound: true)) {
             try graph.lookup(device: "nope")
         }

@@ -5,6 +5,11 @@
 // and update_filename) and then in memory (commit). The dropped layers are
 // closed once nothing refers to them any more (clean).
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Qcow2
 
 final class CommitDriver: BlockJobDriver {
@@ -112,9 +117,14 @@ final class CommitDriver: BlockJobDriver {
         try qcow2.flush()
     }
 
-    /// strerror-style reason of a codec error, as QEMU's error_setg_errno adds it.
+    /// The errno text QEMU's error_setg_errno appends, for codec errors
+    /// that carry one.
     static func reason(_ error: Error) -> String {
-        if case let Qcow2Error.writeFailed(_, reason)? = error as? Qcow2Error { return reason }
-        return "\(error)"
+        switch error as? Qcow2Error {
+        case let .writeFailed(code, _)?, let .io(_, code)?, let .openFailed(_, code)?:
+            return String(cString: strerror(code))
+        default:
+            return "\(error)"
+        }
     }
 }

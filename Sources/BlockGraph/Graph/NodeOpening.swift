@@ -53,7 +53,7 @@ extension BlockGraph {
         let readOnly = options.readOnly ?? defaultReadOnly
         switch options.driver {
         case "file":
-            return try openFileNode(options, readOnly: readOnly)
+            return try openFileNode(options, readOnly: readOnly, chain: chain)
         case nil, "qcow2", "raw":
             break
         case let other?:
@@ -70,9 +70,9 @@ extension BlockGraph {
             guard protocolOptions.driver == "file" else {
                 throw BlockGraphError("Driver '\(protocolOptions.driver ?? "")' is not supported as a protocol")
             }
-            fileNode = try openFileNode(protocolOptions, readOnly: protocolOptions.readOnly ?? readOnly)
+            fileNode = try openFileNode(protocolOptions, readOnly: protocolOptions.readOnly ?? readOnly, chain: chain)
         case let .filename(path)?:
-            fileNode = try openFileNode(.file(path), readOnly: readOnly)
+            fileNode = try openFileNode(.file(path), readOnly: readOnly, chain: chain)
         case nil:
             throw BlockGraphError("A block device must be specified for \"file\"")
         }
@@ -115,7 +115,9 @@ extension BlockGraph {
         return node
     }
 
-    private func openFileNode(_ options: BlockdevOptions, readOnly: Bool) throws -> BlockNode {
+    /// A `file` node; `chain` as for `open` (a loop is reported as such
+    /// before the lock conflict it also is).
+    private func openFileNode(_ options: BlockdevOptions, readOnly: Bool, chain: Set<FileIdentity>) throws -> BlockNode {
         guard let path = options.filename else { throw BlockGraphError("Parameter 'filename' is required") }
         if options.file != nil { throw BlockGraphError("Invalid parameter 'file'") }
         let blockFile: BlockFile
@@ -126,6 +128,7 @@ extension BlockGraph {
         }
         var registered = false
         defer { if !registered { try? blockFile.close() } }
+        guard !chain.contains(try blockFile.identity()) else { throw Qcow2Error.backingChainLoop(path: path) }
         try checkFileLocks(blockFile, writable: !readOnly, except: nil)
         let image = try RawImage(file: blockFile)
         let (name, generated) = try assignNodeName(options.nodeName)
