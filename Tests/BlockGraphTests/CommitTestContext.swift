@@ -23,7 +23,14 @@ final class CommitTestContext: JobRunContext, @unchecked Sendable {
     var progress: (current: UInt64, total: UInt64) { lock.withLock { _progress } }
     var isReady: Bool { lock.withLock { _ready } }
 
+    /// A forced cancel: pause points throw.
     func cancel() { lock.withLock { _cancelled = true } }
+    /// A cancel without force: a ready job sees isCancelRequested.
+    func softCancel() { lock.withLock { _softCancelled = true } }
+    private var _softCancelled = false
+    /// The on-error answer, and the errors asked about.
+    var errorPolicy: BlockErrorAction = .report
+    private(set) var errorsSeen: [(isRead: Bool, errno: Int32)] = []
     func requestCompletion() { lock.withLock { _completionRequested = true } }
 
     func pausePoint() throws {
@@ -47,6 +54,20 @@ final class CommitTestContext: JobRunContext, @unchecked Sendable {
     }
 
     var isCompletionRequested: Bool { lock.withLock { _completionRequested } }
+
+    var isCancelRequested: Bool { lock.withLock { _cancelled || _softCancelled } }
+
+    func sleep(nanoseconds: UInt64) throws {
+        try pausePoint()
+        Thread.sleep(forTimeInterval: Double(min(nanoseconds, 5_000_000)) / 1e9)
+    }
+
+    func errorAction(isRead: Bool, errorNumber: Int32) -> BlockErrorAction {
+        lock.withLock {
+            errorsSeen.append((isRead, errorNumber))
+            return errorPolicy
+        }
+    }
 }
 
 enum CommitRunner {

@@ -3,14 +3,9 @@
 // copied, then writes made through the active node keep being copied (its
 // write observer marks them dirty) until the user completes the ready job;
 // then the device's users (drives, parent nodes) switch to base. A job
-// cancelled instead leaves the graph as it was; base keeps the data copied,
-// which the layers above it hide.
+// cancelled instead (soft-cancelled while ready, or forced) leaves the graph
+// as it was; base keeps the data copied, which the layers above it hide.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Qcow2
 
 final class ActiveCommitDriver: BlockJobDriver {
@@ -23,10 +18,13 @@ final class ActiveCommitDriver: BlockJobDriver {
     private let baseWasReadOnly: Bool
     private let dirty: DirtyRanges
     private var observer: UInt64?
+    /// The user completed the job (rather than cancelling it while ready).
+    private var switchOver = false
     private var pivoted = false
     private var cleaned = false
-    /// How long the ready job sleeps between looks at the dirty ranges.
-    private static let idleMicroseconds: useconds_t = 10_000
+    /// How long the ready job sleeps between looks at the dirty ranges
+    /// (QEMU's BLOCK_JOB_SLICE_TIME); complete and cancel wake it.
+    private static let idleNanoseconds: UInt64 = 100_000_000
 
     var busyNodes: [String] { claim.nodes.map(\.nodeName) }
 
@@ -55,15 +53,19 @@ final class ActiveCommitDriver: BlockJobDriver {
         let length = top.size
         let copier = CommitCopier(top: top, layers: layersAboveBase, base: base)
         defer { copier.deallocate() }
-        try copier.growBase(to: length)
+        while try !context.attempt({ try copier.growBase(to: length) }) { try context.pausePoint() }
 
         // What the layers above base hold is dirty to begin with.
         var offset: UInt64 = 0
         while offset < length {
             try context.pausePoint()
-            let (allocated, run) = try copier.isAllocatedAboveBase(
-                at: offset, length: min(UInt64(CommitCopier.bufferSize), length - offset))
-            if allocated { dirty.mark(offset: offset, length: run) }
+            var run: UInt64 = 0
+            guard try context.attempt({
+                let (allocated, found) = try copier.isAllocatedAboveBase(
+                    at: offset, length: min(UInt64(CommitCopier.bufferSize), length - offset))
+                if allocated { dirty.mark(offset: offset, length: found) }
+                run = found
+            }) else { continue }
             offset += run
         }
 
@@ -73,24 +75,26 @@ final class ActiveCommitDriver: BlockJobDriver {
         while true {
             try context.pausePoint()
             if let chunk = dirty.takeNext(maxBytes: UInt64(CommitCopier.bufferSize)) {
-                try copier.copy(at: chunk.offset, length: chunk.length)
+                guard try context.attempt({ try copier.copy(at: chunk.offset, length: chunk.length) }) else {
+                    dirty.mark(offset: chunk.offset, length: chunk.length)
+                    continue
+                }
                 copied += chunk.length
                 context.setProgress(current: copied, total: copied + dirty.dirtyBytes)
                 try context.rateLimit(afterCopying: chunk.length)
                 continue
             }
             if !ready {
-                do {
-                    try base.flush()
-                } catch {
-                    throw BlockJobIOFailure(.write, error)
-                }
+                guard try context.attempt({ try copier.flushBase() }) else { continue }
                 ready = true
                 context.becameReady()
-            } else if context.isCompletionRequested {
+            } else if context.isCompletionRequested || context.isCancelRequested {
+                // Completed: switch over. Cancelled while ready (QEMU's soft
+                // cancel): stop in sync, without switching.
+                switchOver = context.isCompletionRequested
                 return
             } else {
-                usleep(Self.idleMicroseconds)
+                try context.sleep(nanoseconds: Self.idleNanoseconds)
             }
         }
     }
@@ -98,17 +102,19 @@ final class ActiveCommitDriver: BlockJobDriver {
     /// Copies what was written since the last pass (nothing writes while
     /// the graph's thread is here), and gives base top's read-only flag.
     func prepare() throws {
+        guard switchOver else { return }
         let copier = CommitCopier(top: top, layers: layersAboveBase, base: base)
         defer { copier.deallocate() }
         while let chunk = dirty.takeNext(maxBytes: UInt64(CommitCopier.bufferSize)) {
             try copier.copy(at: chunk.offset, length: chunk.length)
         }
-        try base.flush()
+        try copier.flushBase()
         if top.isReadOnly { try graph.reopen(base, readOnly: true) }
     }
 
     /// The pivot: whatever used the active node uses base.
     func commit() {
+        guard switchOver else { return }
         graph.replaceNode(top, with: base)
         pivoted = true
     }

@@ -60,6 +60,14 @@ struct CommitCopier {
         }
     }
 
+    func flushBase() throws {
+        do {
+            try base.flush()
+        } catch {
+            throw BlockJobIOFailure(.write, error)
+        }
+    }
+
     /// Grows base to `size` when it is smaller (commit_run's truncate);
     /// where base's own backing would show through the new part, that part
     /// is zeroed, as QEMU's block layer does.
