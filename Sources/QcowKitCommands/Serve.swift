@@ -29,6 +29,7 @@ struct Serve: ParsableCommand {
             return
         }
         let service = QMPService(version: Self.qmpVersion)
+        service.handleSignals()
         do {
             try service.configure(configuration)
         } catch let error as QMPServiceError {

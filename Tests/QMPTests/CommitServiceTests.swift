@@ -61,7 +61,7 @@ import QemuJSON
         init(_ configuration: ServeConfiguration) throws {
             try service.configure(configuration)
             Thread { [self] in
-                service.serve(handleSignals: false)
+                service.serve()
                 done.signal()
             }.start()
         }

@@ -21,7 +21,7 @@ import QemuJSON
             service = QMPService(version: QMPVersion(package: "test"))
             try service.addSocketMonitor(path: path, pretty: false, wait: false)
             let thread = Thread { [self] in
-                reason = service.serve(handleSignals: false)
+                reason = service.serve()
                 done.signal()
             }
             thread.start()

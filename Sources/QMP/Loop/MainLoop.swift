@@ -6,6 +6,11 @@
 // the loop. `invoke` may be called from any thread (worker threads of block
 // jobs use it to hop back).
 import CGLib
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 public final class MainLoop: @unchecked Sendable {
     /// What an fd watch waits for / reports.
@@ -88,9 +93,16 @@ public final class MainLoop: @unchecked Sendable {
 
     /// Calls `handler` on the loop's thread whenever `signal` arrives
     /// (g_unix_signal: the handler runs from the loop, not in signal context).
+    /// The signal is unblocked on the calling thread: a mask inherited
+    /// from the parent (test runners, some supervisors block SIGTERM) must
+    /// not make the service deaf to it.
     public func onSignal(_ signal: Int32, _ handler: @escaping () -> Void) -> Source {
         let source = g_unix_signal_source_new(signal)!
         attach(source, once: false, handler)
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         return Source(source)
     }
 

@@ -131,20 +131,24 @@ public final class QMPService: QMPDispatcher {
 
     // MARK: Running and shutting down
 
-    /// Serves until quit or (with `handleSignals`) SIGTERM/SIGINT/SIGHUP, then
-    /// shuts down in order. Returns why it stopped.
-    @discardableResult
-    public func serve(handleSignals: Bool = true) -> ShutdownReason {
-        if handleSignals {
-            for number in [SIGINT, SIGTERM, SIGHUP] {
-                signalSources.append(loop.onSignal(number) { [weak self] in
-                    guard let self, !self.isShuttingDown else { return }
-                    ServiceLog.note("terminating on signal \(number)")
-                    self.beginShutdown()
-                    self.shutDown(reason: .hostSignal)
-                })
-            }
+    /// Makes SIGINT, SIGTERM and SIGHUP shut the service down (SHUTDOWN
+    /// with reason host-signal). Call before setting up, so that a signal
+    /// during setup still leads to an orderly exit once `serve` runs.
+    public func handleSignals() {
+        for number in [SIGINT, SIGTERM, SIGHUP] {
+            signalSources.append(loop.onSignal(number) { [weak self] in
+                guard let self, !self.isShuttingDown else { return }
+                ServiceLog.note("terminating on signal \(number)")
+                self.beginShutdown()
+                self.shutDown(reason: .hostSignal)
+            })
         }
+    }
+
+    /// Serves until quit (or a signal, after `handleSignals`), then shuts
+    /// down in order. Returns why it stopped.
+    @discardableResult
+    public func serve() -> ShutdownReason {
         if shutdownReason == nil { loop.run() }
         finishShutdown()
         return shutdownReason ?? .hostQMPQuit
