@@ -77,3 +77,22 @@ import Testing
         #expect(graph.claims.isEmpty)
     }
 }
+
+@Suite struct CommitDriverReleaseTests {
+    /// A driver the job layer never started (say, an invalid job id) lets
+    /// go of its nodes when dropped: base is read-only again, nothing busy.
+    @Test func droppedDriverReleasesItsNodes() throws {
+        let images = try ScenarioImages(withOvl3: true)
+        let graph = try images.driveGraph()
+        defer { try? graph.closeAll() }
+        do {
+            let driver = try graph.makeCommitDriver(CommitIntermediateTests.request(images))
+            #expect(!driver.busyNodes.isEmpty)
+            #expect(graph.node(named: "mid")?.backing?.isReadOnly == false)
+        }
+        #expect(graph.claims.isEmpty)
+        #expect(graph.node(named: "mid")?.backing?.isReadOnly == true)
+        let again = try graph.makeCommitDriver(CommitIntermediateTests.request(images))
+        again.clean()
+    }
+}

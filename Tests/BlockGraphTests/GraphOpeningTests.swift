@@ -138,3 +138,33 @@ import Qcow2
         #expect(graph.namedNodes.isEmpty)
     }
 }
+
+@Suite struct GraphSharedFileTests {
+    @Test func secondFormatNodeOverAWrittenFileIsRefused() throws {
+        let scratch = try GraphScratch()
+        let path = scratch.file("solo.qcow2")
+        try Tool.create(path, size: "16M")
+        let graph = BlockGraph()
+        defer { try? graph.closeAll() }
+        try graph.addBlockdev(.file(path, nodeName: "f"))
+        try graph.addBlockdev(BlockdevOptions(driver: "qcow2", nodeName: "a", file: .node("f")))
+        let conflict = { (writer: String, other: String) in
+            BlockGraphError("Permission conflict on node 'f': permissions 'write, resize' are both required by node "
+                + "'\(writer)' (uses node 'f' as 'file' child) and unshared by node '\(other)' (uses node 'f' as 'file' child).")
+        }
+        #expect(throws: conflict("a", "b")) {
+            try graph.addBlockdev(BlockdevOptions(driver: "qcow2", nodeName: "b", file: .node("f")))
+        }
+        #expect(throws: conflict("a", "c")) {
+            try graph.addBlockdev(BlockdevOptions(driver: "qcow2", nodeName: "c", readOnly: true, file: .node("f")))
+        }
+        #expect(throws: BlockGraphError("Block device f is in use")) { try graph.deleteBlockdev(nodeName: "f") }
+        #expect(throws: BlockGraphError("Parameter 'backing' is unexpected")) {
+            try graph.addBlockdev(BlockdevOptions(driver: "raw", nodeName: "r", file: .options(.file(path)), backing: .none))
+        }
+        #expect(throws: BlockGraphError("Unknown driver 'vmdk'")) {
+            try graph.addBlockdev(BlockdevOptions(driver: "vmdk", nodeName: "v", file: .node("f")))
+        }
+        #expect(graph.namedNodes.map(\.nodeName) == ["a", "f"])
+    }
+}

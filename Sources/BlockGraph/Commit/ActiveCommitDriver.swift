@@ -49,6 +49,11 @@ final class ActiveCommitDriver: BlockJobDriver {
         observer = device.addWriteObserver { offset, length in dirty.mark(offset: offset, length: length) }
     }
 
+    /// A driver dropped without `clean` (the job layer refused to start
+    /// it) still lets go of its nodes. Job layers call `clean` on the
+    /// graph's thread in every outcome, which makes this a no-op.
+    deinit { clean() }
+
     func run(_ context: JobRunContext) throws {
         let length = top.size
         let copier = CommitCopier(top: top, layers: layersAboveBase, base: base)

@@ -60,6 +60,23 @@ struct CommitCopier {
         }
     }
 
+    /// `copy` for a stream, whose target is top itself: the caller holds
+    /// top's writes (`BlockNode.withWritesHeld`), so the write goes to the
+    /// image directly.
+    func copyWithinHeldWrites(at offset: UInt64, length: UInt64) throws {
+        let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(length)])
+        do {
+            try top.read(into: part, at: offset)
+        } catch {
+            throw BlockJobIOFailure(.read, error)
+        }
+        do {
+            try base.writableImage().write(UnsafeRawBufferPointer(part), at: offset)
+        } catch {
+            throw BlockJobIOFailure(.write, error)
+        }
+    }
+
     func flushBase() throws {
         do {
             try base.flush()

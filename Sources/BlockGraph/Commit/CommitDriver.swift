@@ -49,6 +49,11 @@ final class CommitDriver: BlockJobDriver {
         }
     }
 
+    /// A driver dropped without `clean` (the job layer refused to start
+    /// it) still lets go of its nodes. Job layers call `clean` on the
+    /// graph's thread in every outcome, which makes this a no-op.
+    deinit { clean() }
+
     func run(_ context: JobRunContext) throws {
         let length = top.size
         context.setProgress(current: 0, total: length)

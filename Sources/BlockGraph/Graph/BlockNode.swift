@@ -40,6 +40,11 @@ public final class BlockNode: @unchecked Sendable {
 
     /// Called after every write with the range written (active commit's
     /// dirty tracking); keyed so that a job can remove its own.
+    /// Held by every write through the node, and by a stream job while it
+    /// decides a range is unallocated here and fills it from below, so
+    /// that no write lands in between to be overwritten (QEMU serialises
+    /// copy-on-read requests against writes the same way).
+    private let writeGate = Mutex<Void>(())
     private let writeObservers = Mutex<[(id: UInt64, observe: @Sendable (UInt64, UInt64) -> Void)]>([])
     private let nextObserverID = Atomic<UInt64>(1)
 
@@ -84,7 +89,7 @@ public final class BlockNode: @unchecked Sendable {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        try writable().write(buffer, at: offset)
+        try writeGate.withLock { _ in try writable().write(buffer, at: offset) }
         notifyWrite(offset, UInt64(buffer.count))
     }
 
@@ -93,12 +98,12 @@ public final class BlockNode: @unchecked Sendable {
     }
 
     public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool = false) throws {
-        try writable().writeZeroes(at: offset, length: length, mayUnmap: mayUnmap)
+        try writeGate.withLock { _ in try writable().writeZeroes(at: offset, length: length, mayUnmap: mayUnmap) }
         notifyWrite(offset, length)
     }
 
     public func discard(at offset: UInt64, length: UInt64) throws {
-        try writable().discard(at: offset, length: length)
+        try writeGate.withLock { _ in try writable().discard(at: offset, length: length) }
         notifyWrite(offset, length)
     }
 
@@ -112,6 +117,14 @@ public final class BlockNode: @unchecked Sendable {
         guard !isReadOnly, let writable = image as? WritableBlockImage, writable.isWritable else { return }
         try writable.flush()
     }
+
+    /// Runs `body` with the node's writes held off (`body` writes through
+    /// `writableImage()`, not through the node).
+    func withWritesHeld<T>(_ body: () throws -> T) throws -> T {
+        try writeGate.withLock { _ in try body() }
+    }
+
+    func writableImage() throws -> WritableBlockImage { try writable() }
 
     private func writable() throws -> WritableBlockImage {
         guard !isReadOnly, let writable = image as? WritableBlockImage, writable.isWritable else {

@@ -54,6 +54,8 @@ extension BlockGraph {
         switch options.driver {
         case "file":
             return try openFileNode(options, readOnly: readOnly, chain: chain)
+        case "raw" where options.backing != .fromImage(nil):
+            throw BlockGraphError("Parameter 'backing' is unexpected")
         case nil, "qcow2", "raw":
             break
         case let other?:
@@ -80,6 +82,7 @@ extension BlockGraph {
             throw BlockGraphError("Driver '\(options.driver ?? "qcow2")' over the format node '\(fileNode.nodeName)' is not supported")
         }
         if !readOnly && fileNode.isReadOnly { throw BlockGraphError("Block node is read-only") }
+        try checkFilePermissions(fileNode, newParentName: options.nodeName, newParentReadOnly: readOnly)
 
         let identity = try blockFile.identity()
         guard !chain.contains(identity) else { throw Qcow2Error.backingChainLoop(path: fileNode.filename) }
@@ -109,8 +112,8 @@ extension BlockGraph {
 
         if let qcow2 = node.qcow2 {
             try openBacking(of: node, qcow2, options.backing, chain: chain.union([identity]), depth: depth)
-        } else if case .node = options.backing {
-            throw BlockGraphError("Driver 'raw' does not support backing files")
+        } else if options.backing != .fromImage(nil) {
+            throw BlockGraphError("Parameter 'backing' is unexpected")
         }
         return node
     }
@@ -218,6 +221,22 @@ extension BlockGraph {
         if BackingReference.resolve(stored, relativeTo: node.filename) != backing.filename { return true }
         if let format = qcow2.backingFormat, !format.isEmpty, format != backing.driver { return true }
         return false
+    }
+
+    /// QEMU's permission check on a shared file node: a writing format
+    /// node needs writes to the file unshared, so a second format node over
+    /// it is refused unless both only read.
+    private func checkFilePermissions(_ fileNode: BlockNode, newParentName: String?, newParentReadOnly: Bool) throws {
+        guard let existing = parents(of: fileNode).first(where: { $0.file === fileNode }) else { return }
+        guard !(existing.isReadOnly && newParentReadOnly) else { return }
+        // Before the new node has its name, QEMU words it as the name given
+        // (a generated name is not known yet either way).
+        let newName = newParentName ?? ""
+        let (writer, other) = existing.isReadOnly ? (newName, existing.nodeName) : (existing.nodeName, newName)
+        let file = fileNode.nodeName
+        throw BlockGraphError("Permission conflict on node '\(file)': permissions 'write, resize' are both required by "
+            + "node '\(writer)' (uses node '\(file)' as 'file' child) and unshared by node '\(other)' "
+            + "(uses node '\(file)' as 'file' child).")
     }
 
     private func takeSerial() -> UInt64 {
