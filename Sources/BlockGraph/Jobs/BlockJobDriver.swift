@@ -8,6 +8,8 @@
 // `run` must never wait for the main thread: the main thread waits for it
 // (cancel of an idle job, quit's cancelAllAndWait).
 
+import Glibc
+
 /// What a running job's work sees of its job: progress, rate limit, pause
 /// and cancel points, readiness.
 public protocol JobRunContext: AnyObject {
@@ -77,4 +79,23 @@ public protocol BlockJobDriver: AnyObject {
     /// Main thread. Also called, alone, when the job manager refuses the job
     /// (bad or duplicate job ID, busy node, negative speed).
     func clean()
+}
+
+/// Defaults for contexts other than the job manager's (drivers' test
+/// harnesses): no soft cancel, plain sleeps, every error reported.
+extension JobRunContext {
+    public var isCancelRequested: Bool { false }
+
+    public func sleep(nanoseconds: UInt64) throws {
+        var remaining = nanoseconds
+        while remaining > 0 {
+            let step = min(remaining, 100_000_000)
+            usleep(UInt32(step / 1000))
+            remaining -= step
+            try pausePoint()
+        }
+        try pausePoint()
+    }
+
+    public func errorAction(isRead: Bool, errorNumber: Int32) -> BlockErrorAction { .report }
 }

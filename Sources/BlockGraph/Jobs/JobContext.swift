@@ -18,6 +18,10 @@ final class JobContext: JobRunContext, @unchecked Sendable {
     /// then hand the job to the main thread (QEMU's job_co_entry).
     func runWorker() {
         var failure: String?
+        // QEMU's loops sleep at their top, which opens the first rate-limit
+        // slice before the first copy; drivers here account after copying,
+        // so open it now to credit the first chunk's copy time the same way.
+        job.lock.withLock { _ = job.state.limit.delay(afterDispatching: 0, now: monotonicNanoseconds()) }
         do {
             try pausePoint()
             try job.driver.run(self)
