@@ -111,6 +111,27 @@ import QemuJSON
         #expect(thread.waitForExit())
     }
 
+    @Test func streamIntoTopDropsMid() throws {
+        let chain = try Chain()
+        let (thread, client) = try chain.serve()
+        var events: [JSONValue] = []
+        // No job-id and no drive holding the node: QEMU's empty, invalid id.
+        #expect(try client.execute(#"{"execute":"block-stream","arguments":{"device":"top","base-node":"base"}}"#)["error"]?["desc"]
+            == .string("Invalid job ID ''"))
+        #expect(try client.execute(#"{"execute":"block-stream","arguments":{"device":"top","bottom":"mid"}}"#)["error"] != nil)
+        let reply = try client.execute(#"{"execute":"block-stream","arguments":{"job-id":"s1","device":"top","base-node":"base"}}"#,
+                                       events: &events)
+        #expect(reply == .object([("return", .object([]))]))
+        events += try eventsUntilNull(client)
+        #expect(statusEvents(events) == ["created", "running", "waiting", "pending", "BLOCK_JOB_COMPLETED", "concluded", "null"])
+        #expect(events.allSatisfy { $0["data"]?["id"] == .string("s1") || $0["data"]?["device"] == .string("s1") })
+        #expect(events.first { $0["event"] == .string("BLOCK_JOB_COMPLETED") }?["data"]?["type"] == .string("stream"))
+        let nodes = try client.execute(#"{"execute":"query-named-block-nodes","arguments":{"flat":true}}"#)
+        #expect(nodes["return"]?.arrayValue?.first { $0["node-name"] == .string("top") }?["backing_file"] == .string(chain.base))
+        _ = try client.execute(#"{"execute":"quit"}"#)
+        #expect(thread.waitForExit())
+    }
+
     @Test func qmpAnswersWhileASlowCommitRuns() throws {
         let chain = try Chain(dataMiB: 8)
         let (thread, client) = try chain.serve()

@@ -30,6 +30,9 @@ final class Connection {
 
     /// Above this much queued output, input is no longer read.
     static let outputHighWater = 1 << 20
+    /// A client this far behind (events keep coming while it never reads)
+    /// is dropped rather than buffered for without end.
+    static let outputLimit = 64 << 20
     static let readChunk = 8 << 10
 
     /// `isSocket`: the fds are one non-blocking socket, written with send()
@@ -53,6 +56,10 @@ final class Connection {
             pendingStart = 0
         }
         pending += bytes
+        if queuedOutput > Self.outputLimit {
+            close()
+            return
+        }
         flush()
     }
 
@@ -137,7 +144,9 @@ final class Connection {
 
     /// Tries for up to `milliseconds` to hand queued output to the peer
     /// (shutdown: the last replies and SHUTDOWN should reach the client).
-    func drain(milliseconds: Int32) {
+    /// Returns the time left.
+    @discardableResult
+    func drain(milliseconds: Int32) -> Int32 {
         var remaining = milliseconds
         while !isClosed && queuedOutput > 0 && remaining > 0 {
             var fd = pollfd(fd: outputFD, events: Int16(POLLOUT), revents: 0)
@@ -145,6 +154,7 @@ final class Connection {
             remaining -= 10
             if ready > 0 { flush() }
         }
+        return remaining
     }
 
     func close() {

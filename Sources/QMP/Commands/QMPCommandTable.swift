@@ -23,6 +23,7 @@ extension QMPService {
             JobCommands.blockJobPause,
             JobCommands.blockJobCancel,
             JobCommands.blockJobSetSpeed,
+            BlockStreamCommand.command,
             BlockdevCommands.queryNamedBlockNodes,
             BlockCommitCommand.command,
             JobCommands.queryBlockJobs,

@@ -183,8 +183,10 @@ public final class QMPService: QMPDispatcher {
         for listener in listeners { listener.close() }
         listeners = []
         settleBlockLayer()
+        // One second in all for the last words, however many clients lag.
+        var remaining: Int32 = 1000
         for connection in connections.values {
-            connection.drain(milliseconds: 1000)
+            remaining = max(0, connection.drain(milliseconds: remaining))
             connection.close()
         }
         connections = [:]
