@@ -157,6 +157,26 @@ final class Connection {
         return remaining
     }
 
+    /// Waits up to `milliseconds` for a socket's peer to hang up, reading
+    /// and dropping what it still sends; returns the time left. A client
+    /// that reads quit's reply and then disconnects sees its own close, not
+    /// ours, as with QEMU (which takes longer to exit).
+    @discardableResult
+    func lingerUntilPeerCloses(milliseconds: Int32) -> Int32 {
+        guard isSocket else { return milliseconds }
+        var remaining = milliseconds
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while !isClosed && remaining > 0 {
+            var fd = pollfd(fd: inputFD, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&fd, 1, 10)
+            remaining -= 10
+            guard ready > 0 else { continue }
+            let count = scratch.withUnsafeMutableBytes { Glibc.read(inputFD, $0.baseAddress, $0.count) }
+            if count == 0 || (count < 0 && errno != EINTR && errno != EAGAIN) { break }
+        }
+        return remaining
+    }
+
     func close() {
         guard !isClosed else { return }
         isClosed = true

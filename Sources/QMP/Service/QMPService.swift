@@ -183,10 +183,15 @@ public final class QMPService: QMPDispatcher {
         for listener in listeners { listener.close() }
         listeners = []
         settleBlockLayer()
-        // One second in all for the last words, however many clients lag.
+        // One second in all for the last words, however many clients lag,
+        // and half a second for clients to hang up first.
         var remaining: Int32 = 1000
         for connection in connections.values {
             remaining = max(0, connection.drain(milliseconds: remaining))
+        }
+        var linger: Int32 = 500
+        for connection in connections.values {
+            linger = max(0, connection.lingerUntilPeerCloses(milliseconds: linger))
             connection.close()
         }
         connections = [:]
