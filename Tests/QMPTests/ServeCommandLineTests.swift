@@ -32,11 +32,11 @@ import BlockGraph
             "--chardev=socket,id=d,path=/run/d.sock,server=on", "-mon", "chardev=d,mode=control",
         ])
         #expect(configuration.monitors.map(\.endpoint) == [
-            .unixSocket(path: "/run/a.sock", wait: false),
-            .unixSocket(path: "/run/b.sock", wait: false),
-            .unixSocket(path: "/run/c.sock", wait: false),
+            .unixSocket(path: "/run/a.sock"),
+            .unixSocket(path: "/run/b.sock"),
+            .unixSocket(path: "/run/c.sock"),
             .stdio,
-            .unixSocket(path: "/run/d.sock", wait: true),
+            .unixSocket(path: "/run/d.sock"),
         ])
         #expect(configuration.monitors.map(\.pretty) == [false, false, false, true, false])
     }

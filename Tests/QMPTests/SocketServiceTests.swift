@@ -19,7 +19,7 @@ import QemuJSON
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             path = directory + "/qmp.sock"
             service = QMPService(version: QMPVersion(package: "test"))
-            try service.addSocketMonitor(path: path, pretty: false, wait: false)
+            try service.addSocketMonitor(path: path, pretty: false)
             let thread = Thread { [self] in
                 reason = service.serve()
                 done.signal()
@@ -100,7 +100,7 @@ import QemuJSON
         let path = directory + "/stale.sock"
         FileManager.default.createFile(atPath: path, contents: Data("old".utf8))
         let service = QMPService(version: QMPVersion(package: "test"))
-        try service.addSocketMonitor(path: path, pretty: false, wait: false)
+        try service.addSocketMonitor(path: path, pretty: false)
         var attributes = stat()
         #expect(stat(path, &attributes) == 0 && (attributes.st_mode & S_IFMT) == S_IFSOCK)
         service.abandon()
@@ -108,7 +108,7 @@ import QemuJSON
 
         let long = directory + "/" + String(repeating: "x", count: 120)
         #expect(throws: QMPServiceError("UNIX socket path '\(long)' is too long")) {
-            try QMPService(version: QMPVersion(package: "test")).addSocketMonitor(path: long, pretty: false, wait: false)
+            try QMPService(version: QMPVersion(package: "test")).addSocketMonitor(path: long, pretty: false)
         }
     }
 }

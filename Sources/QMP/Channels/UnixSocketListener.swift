@@ -14,6 +14,7 @@ final class UnixSocketListener {
     private let fd: Int32
     private let loop: MainLoop
     private var watch: MainLoop.Source?
+    private var retry: MainLoop.Source?
     private var isClosed = false
 
     /// Binds and listens; the error texts are QEMU's where it has one.
@@ -65,13 +66,24 @@ final class UnixSocketListener {
         setNonBlocking(fd)
         watch = loop.watch(fd: fd, for: .readable) { [weak self] _ in
             guard let self, !self.isClosed else { return false }
-            while let connection = self.accept(blocking: false) { handler(connection) }
+            while let connection = self.accept() { handler(connection) }
+            // Out of descriptors: the pending client stays queued and the
+            // socket stays readable; look again later instead of spinning.
+            if errno == EMFILE || errno == ENFILE {
+                self.watch = nil
+                self.retry = self.loop.after(milliseconds: 100) { [weak self] in
+                    guard let self, !self.isClosed else { return }
+                    self.retry = nil
+                    self.start(handler)
+                }
+                return false
+            }
             return true
         }
     }
 
-    /// One connection, waiting for it if `blocking` (QEMU's wait=on).
-    func accept(blocking: Bool) -> Connection? {
+    /// The next pending connection, if any.
+    private func accept() -> Connection? {
         while true {
             let client = Glibc.accept(fd, nil, nil)
             if client >= 0 {
@@ -79,7 +91,7 @@ final class UnixSocketListener {
                 setNonBlocking(client)
                 return Connection(loop: loop, inputFD: client, outputFD: client, isSocket: true, ownsFDs: true)
             }
-            if errno == EINTR || (blocking && errno == ECONNABORTED) { continue }
+            if errno == EINTR { continue }
             return nil
         }
     }
@@ -90,6 +102,8 @@ final class UnixSocketListener {
         isClosed = true
         watch?.cancel()
         watch = nil
+        retry?.cancel()
+        retry = nil
         Glibc.close(fd)
         unlink(path)
     }

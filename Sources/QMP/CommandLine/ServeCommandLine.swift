@@ -18,7 +18,8 @@ public struct ServeConfiguration: Sendable {
 
     public enum Endpoint: Equatable, Sendable {
         case stdio
-        case unixSocket(path: String, wait: Bool)
+        /// A listening socket (server=on; wait=on and wait=off both accepted).
+        case unixSocket(path: String)
     }
 
     public struct Monitor: Equatable, Sendable {
@@ -201,7 +202,8 @@ public enum ServeCommandLine {
             throw QMPServiceError("only listening sockets are supported: add server=on")
         }
         guard !path.isEmpty else { throw QMPServiceError("socket path is empty") }
-        return .unixSocket(path: path, wait: try opts.bool("wait") ?? true)
+        _ = try opts.bool("wait")
+        return .unixSocket(path: path)
     }
 
     /// -mon / --monitor: a chardev id (implied first key), mode and pretty.

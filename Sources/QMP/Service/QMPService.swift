@@ -63,16 +63,13 @@ public final class QMPService: QMPDispatcher {
         attach(connection, pretty: pretty)
     }
 
-    /// QMP on a listening unix socket; with `wait`, returns only once the
-    /// first client has connected (QEMU's wait=on).
-    public func addSocketMonitor(path: String, pretty: Bool, wait: Bool) throws {
+    /// QMP on a listening unix socket. (QEMU's wait=on holds the guest
+    /// back until a client connects; with no guest here, nothing happens
+    /// before a client connects anyway, so there is nothing to wait for.)
+    public func addSocketMonitor(path: String, pretty: Bool) throws {
         signal(SIGPIPE, SIG_IGN)
         let listener = try UnixSocketListener(path: path, loop: loop)
         listeners.append(listener)
-        if wait {
-            ServiceLog.note("waiting for connection on: unix:\(path),server=on")
-            if let first = listener.accept(blocking: true) { attach(first, pretty: pretty) }
-        }
         listener.start { [weak self] connection in self?.attach(connection, pretty: pretty) }
     }
 

@@ -20,7 +20,7 @@ extension QMPService {
                 do {
                     switch monitor.endpoint {
                     case .stdio: try addStdioMonitor(pretty: monitor.pretty)
-                    case let .unixSocket(path, wait): try addSocketMonitor(path: path, pretty: monitor.pretty, wait: wait)
+                    case let .unixSocket(path): try addSocketMonitor(path: path, pretty: monitor.pretty)
                     }
                 } catch let error as QMPServiceError {
                     throw QMPServiceError("\(monitor.origin): \(error.message)")
