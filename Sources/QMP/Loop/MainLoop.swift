@@ -59,13 +59,6 @@ public final class MainLoop: @unchecked Sendable {
     /// Makes `run()` return once the current callback is done.
     public func quit() { g_main_loop_quit(loop) }
 
-    /// Runs one iteration of the loop (dispatching whatever is ready, waiting
-    /// for something if `mayBlock`); for draining work while shutting down.
-    @discardableResult
-    public func iterate(mayBlock: Bool) -> Bool {
-        g_main_context_iteration(context, mayBlock ? 1 : 0) != 0
-    }
-
     /// Calls `handler` whenever `fd` is ready for `events` (or hung up).
     /// The handler returns false to remove the watch.
     public func watch(fd: Int32, for events: IOEvents,
