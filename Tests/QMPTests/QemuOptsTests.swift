@@ -70,5 +70,9 @@ import BlockGraph
         #expect(failure("file=/x,read-only=maybe") == "Parameter 'read-only' expects 'on' or 'off'")
         #expect(failure("file=/x,backing=mid,backing.node-name=m") == "Parameters 'backing.*' used inconsistently")
         #expect(failure("driver=vmdk,file=/x") == "Unknown driver 'vmdk'")
+        #expect(failure("file=/x,cache=none") == "Option 'cache' is not supported")
+        #expect(failure("file=/x,cache.direct=on") == "Option 'cache.direct' is not supported")
+        #expect(failure("file=/x,throttling.iops-total=5") == "Option 'throttling.iops-total' is not supported")
+        #expect(failure("file=/x,media=disk,index=1,werror=stop") == nil)
     }
 }

@@ -3,8 +3,10 @@
 // format is probed unless `format=`/`driver=` gives it; the backing chain is
 // opened from the image headers, and `backing.KEY=` adjusts the node opened
 // for the backing file (`backing.node-name=`, `backing.backing=NODE`, to any
-// depth). Options that only concern a guest device (`if=`) are accepted and
-// have no effect.
+// depth). Options that only concern a guest device (`if=`, `media=`,
+// `index=`, ...) are accepted and have no effect; the block layer's own
+// options QcowKit does not implement (`cache=`, `aio=`, ...) are refused by
+// name.
 import BlockGraph
 
 public struct DriveOptions: Equatable, Sendable {
@@ -16,10 +18,23 @@ public struct DriveOptions: Equatable, Sendable {
     /// QEMU's interface names (`if=`): all are accepted, none matter here.
     static let interfaces: Set<String> = ["none", "ide", "scsi", "floppy", "pflash", "mtd", "sd", "virtio", "xen"]
 
+    /// Options for the guest's device, not the block layer.
+    static let deviceOnly: Set<String> = ["media", "index", "bus", "unit", "serial", "addr", "werror", "rerror", "boot"]
+    /// Block-layer options of -drive that QcowKit does not implement.
+    static let unsupported: Set<String> = [
+        "cache", "aio", "discard", "detect-zeroes", "snapshot", "copy-on-read", "auto-read-only", "force-share",
+    ]
+
     /// `index`: how many -drive options came before this one.
     public init(_ opts: QemuOpts, index: Int) throws {
         var keys: [String: String] = [:]
-        for name in opts.names { keys[name] = opts[name] }
+        for name in opts.names where !Self.deviceOnly.contains(name) {
+            let group = name.split(separator: ".").first.map(String.init) ?? name
+            if Self.unsupported.contains(group) || group == "throttling" || name.hasPrefix("iops") || name.hasPrefix("bps") {
+                throw QMPServiceError("Option '\(name)' is not supported")
+            }
+            keys[name] = opts[name]
+        }
         if let interface = keys.removeValue(forKey: "if"), !Self.interfaces.contains(interface) {
             throw QMPServiceError("unsupported bus type '\(interface)'")
         }
