@@ -8,7 +8,7 @@ import Testing
 
 @Suite("qemu.qmp drives block-commit", .serialized)
 struct QMPClientTests {
-    static func runClient(service: [String]) throws -> ScriptRun {
+    static func runClient(service: [String], monitor: String = "chardev") throws -> ScriptRun {
         guard let script = Bundle.module.url(forResource: "qmp_client_commit", withExtension: "py") else {
             throw ConformanceSetupError(description: "qmp_client_commit.py missing from the test bundle")
         }
@@ -19,7 +19,7 @@ struct QMPClientTests {
         }
         return try ConformanceProcess.run(
             ["python3", script.path, "--service", service.map(ConformanceProcess.shellQuoted).joined(separator: " "),
-             "--timeout", "30"],
+             "--monitor", monitor, "--timeout", "30"],
             timeout: 600)
     }
 
@@ -27,6 +27,14 @@ struct QMPClientTests {
     func clientAgainstQemuStorageDaemon() throws {
         try ConformanceProcess.requireProgram("qemu-storage-daemon", package: "qemu-system-common")
         let run = try Self.runClient(service: ["qemu-storage-daemon"])
+        #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
+    }
+
+    @Test("the client script passes against qemu-system-x86_64 7.2 (-qmp unix:...)")
+    func clientAgainstQemuSystem() throws {
+        try ConformanceProcess.requireProgram("qemu-system-x86_64", package: "qemu-system-x86")
+        let run = try Self.runClient(
+            service: ["qemu-system-x86_64", "-M", "none", "-nodefaults", "-display", "none"], monitor: "qmp")
         #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
     }
 

@@ -7,12 +7,14 @@ active commit on a base <- mid <- top chain, waits for their events, looks at
 the job while it is ready, and quits. Afterwards `qemu-img` checks the images,
 their backing links and their data.
 
-The service is any program that takes QEMU's `--blockdev`, `--chardev` and
-`--monitor` options: `qemu-storage-daemon` validates this script, then
-`qcowkit serve` runs it.
+The service is any program that takes QEMU's `--blockdev` option and either
+`--chardev` with `--monitor chardev=m` or `-qmp unix:...`: qemu-storage-daemon
+(the first form) and `qemu-system-x86_64 -M none -nodefaults -display none`
+(the second) validate this script, then `qcowkit serve` runs it.
 
-    qmp_client_commit.py [--service 'qemu-storage-daemon'] [--qemu-img qemu-img]
-                         [--qemu-io qemu-io] [--timeout 20] [--keep DIR]
+    qmp_client_commit.py [--service 'qemu-storage-daemon'] [--monitor chardev|qmp]
+                         [--qemu-img qemu-img] [--qemu-io qemu-io] [--timeout 20]
+                         [--keep DIR]
 
 Prints what it does; exits 0 when every check passed, 1 with the reason
 otherwise.
@@ -96,9 +98,11 @@ class Scenario:
             "--blockdev", blockdev.format(self.base, "base"),
             "--blockdev", blockdev.format(self.mid, "mid") + ",backing=base",
             "--blockdev", blockdev.format(self.top, "top") + ",backing=mid",
-            "--chardev", f"socket,path={self.socket},server=on,wait=off,id=m",
-            "--monitor", "chardev=m",
-        ]
+        ] + ({
+            "chardev": ["--chardev", f"socket,path={self.socket},server=on,wait=off,id=m",
+                        "--monitor", "chardev=m"],
+            "qmp": ["-qmp", f"unix:{self.socket},server=on,wait=off"],
+        }[self.args.monitor])
 
     async def start_service(self):
         command = self.service_command()
@@ -106,6 +110,8 @@ class Scenario:
         self.process = await asyncio.create_subprocess_exec(
             *command, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Drained all along, so that a chatty service never blocks on a full pipe.
+        self.output = asyncio.ensure_future(self.process.stdout.read())
         # The socket exists once the service listens (wait=off: it does not
         # wait for us before opening the images).
         for _ in range(int(self.args.timeout * 20)):
@@ -119,7 +125,7 @@ class Scenario:
 
     async def collect_output(self):
         try:
-            data = await asyncio.wait_for(self.process.stdout.read(), self.args.timeout)
+            data = await asyncio.wait_for(asyncio.shield(self.output), self.args.timeout)
         except asyncio.TimeoutError:
             data = b"(no end of output)"
         return data.decode(errors="replace")
@@ -175,10 +181,10 @@ class Scenario:
         try:
             await asyncio.wait_for(self.qmp.connect(self.socket), self.args.timeout)
             await self.commits()
+            await self.quit()
         except BaseException:
             await self.stop_service()
             raise
-        await self.quit()
         self.check_images()
 
     async def commits(self):
@@ -240,7 +246,11 @@ class Scenario:
 
     async def quit(self):
         await self.execute("quit")
-        await asyncio.wait_for(self.qmp.disconnect(), self.args.timeout)
+        try:
+            await asyncio.wait_for(self.qmp.disconnect(), self.args.timeout)
+        except EOFError:
+            pass  # the service hung up after quit's reply, as it should
+
         output = await self.collect_output()
         try:
             status = await asyncio.wait_for(self.process.wait(), self.args.timeout)
@@ -252,7 +262,7 @@ class Scenario:
 
     async def stop_service(self):
         try:
-            await self.qmp.disconnect()
+            await asyncio.wait_for(self.qmp.disconnect(), self.args.timeout)
         except Exception:
             pass
         if self.process.returncode is None:
@@ -290,6 +300,9 @@ def main():
     parser.add_argument("--service", default="qemu-storage-daemon")
     parser.add_argument("--qemu-img", default="qemu-img")
     parser.add_argument("--qemu-io", default="qemu-io")
+    parser.add_argument("--monitor", choices=["chardev", "qmp"], default="chardev",
+                        help="the socket as --chardev socket,... --monitor chardev=m "
+                             "(qemu-storage-daemon's only form) or as -qmp unix:...")
     parser.add_argument("--timeout", type=float, default=20)
     parser.add_argument("--keep", help="work in this directory and leave the images there")
     args = parser.parse_args()
