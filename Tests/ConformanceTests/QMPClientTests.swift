@@ -38,10 +38,10 @@ struct QMPClientTests {
         #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
     }
 
-    @Test("qemu.qmp commits through qcowkit serve")
-    func clientAgainstQcowkitServe() throws {
+    @Test("qemu.qmp commits through qcowkit serve", arguments: ["chardev", "qmp"])
+    func clientAgainstQcowkitServe(monitor: String) throws {
         let qcowkit = try ConformanceProcess.qcowkitPath()
-        let run = try Self.runClient(service: [qcowkit, "serve"])
+        let run = try Self.runClient(service: [qcowkit, "serve"], monitor: monitor)
         #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
     }
 }
