@@ -35,6 +35,11 @@ public final class Job: @unchecked Sendable {
         var parked = false
         /// The worker sleeps (rate limit, job sleep) until its deadline or a kick.
         var sleeping = false
+        /// The worker reached `ready` but has not yet gone idle: the READY
+        /// transition is announced when it next sleeps, parks or ends, so a
+        /// client that sees the event never finds the job busy for it (in
+        /// QEMU the transition and the yield happen without the monitor between).
+        var readyAnnouncementPending = false
         var busy = false
         var started = false
         /// The run is over and the job's completion waits for the main thread.

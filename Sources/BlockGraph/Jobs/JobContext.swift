@@ -35,6 +35,7 @@ final class JobContext: JobRunContext, @unchecked Sendable {
         job.lock.withLock {
             if let failure, job.state.failure == nil { job.state.failure = failure }
             job.state.deferredToMainLoop = true
+            announceReadyLocked()
             job.state.busy = true
             job.state.workerFinished = true
             job.state.parked = false
@@ -56,6 +57,7 @@ final class JobContext: JobRunContext, @unchecked Sendable {
             let status = job.state.workerStatus
             job.state.parked = true
             job.state.busy = false
+            announceReadyLocked()
             manager.mailbox.enqueue { [manager, job] in
                 manager.transition(job, to: status == .ready ? .standby : .paused)
             }
@@ -77,9 +79,16 @@ final class JobContext: JobRunContext, @unchecked Sendable {
     }
 
     func sleep(nanoseconds: UInt64) throws {
+        let announced = job.lock.withLock { () -> Bool in
+            guard job.state.readyAnnouncementPending, nanoseconds > 0 else { return false }
+            job.state.busy = false
+            announceReadyLocked()
+            return true
+        }
+        if announced { manager.mailbox.scheduleDrain() }
         try job.lock.withLock {
-            if job.state.forceCancel { throw JobCancelled() }
-            guard job.state.pauseCount == 0, nanoseconds > 0 else { return }
+            if job.state.forceCancel { job.state.busy = true; throw JobCancelled() }
+            guard job.state.pauseCount == 0, nanoseconds > 0 else { job.state.busy = true; return }
             let start = monotonicNanoseconds()
             let (sum, overflow) = start.addingReportingOverflow(nanoseconds)
             let deadline = overflow ? UInt64.max : sum
@@ -114,12 +123,19 @@ final class JobContext: JobRunContext, @unchecked Sendable {
     }
 
     func becameReady() {
-        let changed = job.lock.withLock {
-            guard job.state.workerStatus == .running else { return false }
+        job.lock.withLock {
+            guard job.state.workerStatus == .running else { return }
             job.state.workerStatus = .ready
-            return true
+            job.state.readyAnnouncementPending = true
         }
-        if changed { manager.mailbox.post { [manager, job] in manager.transitionToReady(job) } }
+    }
+
+    /// Queues the READY transition the worker reached, once; the caller holds
+    /// the job's lock and drains the mailbox after releasing it.
+    private func announceReadyLocked() {
+        guard job.state.readyAnnouncementPending else { return }
+        job.state.readyAnnouncementPending = false
+        manager.mailbox.enqueue { [manager, job] in manager.transitionToReady(job) }
     }
 
     var isCompletionRequested: Bool { job.lock.withLock { job.state.completionRequested } }
