@@ -19,6 +19,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        // Tests only: property-based tests of the allocator and refcounts.
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // System libraries: module maps over the Debian -dev packages, with tiny shims
@@ -52,7 +54,9 @@ let package = Package(
             ]),
         .executableTarget(name: "qcowkit", dependencies: ["QcowKitCommands"]),
 
-        .testTarget(name: "Qcow2Tests", dependencies: ["Qcow2"]),
+        .testTarget(
+            name: "Qcow2Tests",
+            dependencies: ["Qcow2", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "BlockGraphTests", dependencies: ["BlockGraph", "Qcow2"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON"]),
         .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QemuJSON"]),

@@ -66,7 +66,14 @@ extension RefcountAllocator {
     /// advisory: errors are ignored, as in QEMU.
     func processDiscards(succeeded: Bool) {
         let regions = discards.take()
-        guard succeeded else { return }
+        guard succeeded, !regions.isEmpty else { return }
+        // Not while an L2 entry in the file may still name the clusters (a
+        // compressed one would then be unreadable after a crash): the L2
+        // tables that dropped them are written first. Not synced: a killed
+        // process leaves a consistent file; after a power failure the hole
+        // may still come first, as in QEMU, which does not order these at
+        // all (a sync per discard request would cost too much).
+        do { try blocks.dependency?.writeBack() } catch { return }
         for region in regions { try? file.punchHole(offset: region.offset, length: region.length) }
     }
 }

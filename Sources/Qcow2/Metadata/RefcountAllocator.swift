@@ -215,6 +215,9 @@ final class RefcountAllocator {
                     value -= addend
                 } else {
                     guard value <= width.maxValue - addend else { throw refcountRangeError(clusterIndex, value, addend, decrease) }
+                    // A free cluster is taken: it may have been freed by an
+                    // L2 update still only in the cache (see below).
+                    if value == 0 { try writeDroppedReferences() }
                     value += addend
                 }
                 if value == 0 && clusterIndex < freeClusterIndex { freeClusterIndex = clusterIndex }
@@ -242,6 +245,17 @@ final class RefcountAllocator {
                                 decrease: !decrease, type: .never)
             throw failure
         }
+    }
+
+    /// Flushes the L2 tables whose dropped references freed clusters (the
+    /// refcount cache's dependency) before a free cluster is handed out
+    /// again. Until then an L2 entry in the file may still name it: new data
+    /// written there would show through that entry after a crash (another
+    /// guest offset's data). QEMU 7.2 flushes these tables only when the new
+    /// cluster is linked, after its data: the same flush, earlier, so the
+    /// file ends the same.
+    func writeDroppedReferences() throws {
+        if blocks.dependency != nil { try blocks.flushDependency() }
     }
 
     private func refcountRangeError(_ cluster: UInt64, _ value: UInt64, _ addend: UInt64, _ decrease: Bool) -> Error {

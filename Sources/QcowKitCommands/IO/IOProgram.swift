@@ -136,6 +136,10 @@ enum IOProgram {
             while !session.quitRequested {
                 console.out("qemu-io> ")
                 console.flush()
+                // As qemu-io: the prompt (and what came before it) leaves
+                // stdio now, so a process driving us through a pipe sees
+                // that the previous command has returned.
+                fflush(stdout)
                 // Requests complete while qemu-io waits for input.
                 session.completeAsynchronousRequests()
                 guard var line = readLine() else { break }
