@@ -1,6 +1,7 @@
-// ImageInfo as qemu-img info's human-readable block. The QAPI object (for
-// --output=json, and the "Format specific information" dumped here) is built
-// in QMP's ImageInfoJSON.swift, which query-named-block-nodes uses too.
+// ImageInfo as qemu-img info's human-readable block, and its "Format
+// specific information" part, which qemu-io's info prints too. The QAPI
+// object (for --output=json, and dumped here) is built in QMP's
+// ImageInfoJSON.swift, which query-named-block-nodes uses too.
 
 import QMP
 import Qcow2
@@ -29,9 +30,13 @@ extension ImageInfo {
             out += "Snapshot list:\n" + SnapshotListing.header + "\n"
             for snapshot in snapshots { out += SnapshotListing.row(snapshot) + "\n" }
         }
-        if let formatSpecific {
-            out += "Format specific information:\n" + formatSpecific.qapiJSON.qemuHumanDump(indentation: 1)
-        }
+        if let formatSpecific { out += formatSpecific.humanText }
         return out
     }
+}
+
+extension Qcow2FormatInfo {
+    /// The "Format specific information" block, as qemu-img info and
+    /// qemu-io's info both print it.
+    var humanText: String { "Format specific information:\n" + qapiJSON.qemuHumanDump(indentation: 1) }
 }
