@@ -37,12 +37,12 @@ struct IOOption {
         IOOption(letter: UInt8(ascii: letter), takesArgument: true, action: action)
     }
 
-    /// An option whose argument is a number (qemu-io's cvtnum); a bad one
-    /// ends the command with the session's message.
-    static func number(_ letter: Unicode.Scalar, in session: IOSession,
-                       _ store: @escaping (Int64) -> Void) -> IOOption {
+    /// An option whose argument `parse` turns into a value (a number, a
+    /// pattern byte) or refuses, having said why, which ends the command.
+    static func parsed<Value>(_ letter: Unicode.Scalar, _ parse: @escaping (String) -> Value?,
+                              _ store: @escaping (Value) -> Void) -> IOOption {
         argument(letter) { text in
-            guard let value = session.number(text) else { return .finish(false) }
+            guard let value = parse(text) else { return .finish(false) }
             store(value)
             return .proceed
         }
@@ -57,16 +57,6 @@ struct IOOption {
                 session.console.err("\(IOSession.program): Invalid \(what) option: \(text)")
                 return .finish(false)
             }
-            return .proceed
-        }
-    }
-
-    /// An option whose argument is a pattern byte (-P).
-    static func pattern(_ letter: Unicode.Scalar, in session: IOSession,
-                        _ store: @escaping (UInt8) -> Void) -> IOOption {
-        argument(letter) { text in
-            guard let byte = session.pattern(text) else { return .finish(false) }
-            store(byte)
             return .proceed
         }
     }

@@ -34,11 +34,11 @@ enum IOReadCommands {
         let parsed = command.parseOptions(words, in: session, [
             .set("b") { vmState = true },
             .set("C") { machine = true },
-            .number("l", in: session) { patternLength = $0 },
+            .parsed("l", session.number) { patternLength = $0 },
             .set("p") {},   // accepted for compatibility
-            .pattern("P", in: session) { pattern = $0 },
+            .parsed("P", session.pattern) { pattern = $0 },
             .set("q") { quiet = true },
-            .number("s", in: session) { patternOffset = $0 },
+            .parsed("s", session.number) { patternOffset = $0 },
             .set("v") { dump = true },
         ])
         guard case let .operands(operands) = parsed else { return parsed.result }
@@ -95,7 +95,7 @@ enum IOReadCommands {
         var pattern: UInt8?
         var table: [IOOption] = [
             .set("C") { machine = true },
-            .pattern("P", in: session) { pattern = $0 },
+            .parsed("P", session.pattern) { pattern = $0 },
             .set("q") { quiet = true },
             .set("v") { dump = true },
         ]

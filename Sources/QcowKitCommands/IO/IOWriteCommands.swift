@@ -47,7 +47,7 @@ enum IOWriteCommands {
             .set("f") { forceUnitAccess = true },
             .set("n") { noFallback = true },
             .set("p") {},   // accepted for compatibility
-            .pattern("P", in: session) { pattern = $0 },
+            .parsed("P", session.pattern) { pattern = $0 },
             .set("q") { quiet = true },
             .value("s") { sourceFile = $0 },
             .set("u") { mayUnmap = true },
@@ -141,7 +141,7 @@ enum IOWriteCommands {
             .set("C") { machine = true },
             .set("f") { forceUnitAccess = true },
             .set("q") { quiet = true },
-            .pattern("P", in: session) { pattern = $0 },
+            .parsed("P", session.pattern) { pattern = $0 },
         ]
         if asynchronous {
             table += [
