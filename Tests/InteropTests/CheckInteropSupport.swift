@@ -12,66 +12,22 @@ struct CheckRun: Equatable {
 }
 
 enum CheckProcess {
-    /// Runs a program (looked up in PATH unless it is a path) in `directory`.
+    /// Runs a program (looked up in PATH unless it is a path) in `directory`
+    /// (QemuOracle.run, its output as text).
     @discardableResult
     static func run(_ arguments: [String], in directory: URL, check: Bool = true) throws -> CheckRun {
-        let process = Process()
-        let isPath = arguments[0].contains("/")
-        process.executableURL = URL(fileURLWithPath: isPath ? arguments[0] : "/usr/bin/env")
-        process.arguments = isPath ? Array(arguments.dropFirst()) : arguments
-        process.currentDirectoryURL = directory
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errors = Box()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errors.data = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        let result = CheckRun(status: process.terminationStatus,
-                              output: String(decoding: output, as: UTF8.self),
-                              errorOutput: String(decoding: errors.data, as: UTF8.self))
-        if check && result.status != 0 {
-            throw CheckProcessFailed(description: "\(arguments.joined(separator: " ")) exited \(result.status): \(result.errorOutput)")
-        }
-        return result
+        let result = try QemuOracle.run(arguments, in: directory, check: check)
+        return CheckRun(status: result.status, output: result.output, errorOutput: result.errorOutput)
     }
 
-    /// The qcowkit binary `swift test` built, found from the test bundle or
-    /// this source file.
-    static let qcowkitPath: String? = {
-        var candidates: [URL] = []
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<4 {
-            candidates.append(dir.appendingPathComponent("qcowkit"))
-            dir = dir.deletingLastPathComponent()
-        }
-        var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        for _ in 0..<2 { root = root.deletingLastPathComponent() }
-        candidates.append(root.appendingPathComponent(".build/debug/qcowkit"))
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }?.path
-    }()
-
     static func qcowkit(_ arguments: [String], in directory: URL) throws -> CheckRun {
-        let path = try #require(qcowkitPath, "the qcowkit binary was not built")
+        let path = try #require(QemuOracle.qcowkitPath, "the qcowkit binary was not built")
         return try run([path] + arguments, in: directory, check: false)
     }
 
     static func qemuImg(_ arguments: [String], in directory: URL) throws -> CheckRun {
         try run(["qemu-img"] + arguments, in: directory, check: false)
     }
-}
-
-struct CheckProcessFailed: Error, CustomStringConvertible {
-    var description: String
 }
 
 /// A fresh directory under /tmp, removed with the value.
@@ -91,13 +47,7 @@ final class CheckScratch: @unchecked Sendable {
 
     /// qemu-io commands on a qcow2 image, which must all succeed.
     func io(_ image: String, _ commands: [String]) throws {
-        var arguments = ["qemu-io", "-f", "qcow2"]
-        for command in commands { arguments += ["-c", command] }
-        let result = try CheckProcess.run(arguments + [image], in: url)
-        let text = result.output + result.errorOutput
-        if text.contains("error") || text.contains("failed") {
-            throw CheckProcessFailed(description: "qemu-io \(commands): \(text)")
-        }
+        try QemuOracle.qemuIO(image, commands, in: url)
     }
 
     func copy(_ from: String, to: String) throws {

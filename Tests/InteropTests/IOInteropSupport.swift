@@ -13,49 +13,9 @@ struct IOProcessResult: Equatable {
 enum IOProcess {
     /// Runs `arguments[0]` (through PATH unless it is a path) in `directory`.
     static func run(_ arguments: [String], in directory: URL, input: String? = nil) throws -> IOProcessResult {
-        let process = Process()
-        let isPath = arguments[0].contains("/")
-        process.executableURL = URL(fileURLWithPath: isPath ? arguments[0] : "/usr/bin/env")
-        process.arguments = isPath ? Array(arguments.dropFirst()) : arguments
-        process.currentDirectoryURL = directory
-        let out = Pipe(), err = Pipe(), inPipe = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input == nil ? FileHandle.nullDevice : inPipe
-        try process.run()
-        if let input {
-            inPipe.fileHandleForWriting.write(Data(input.utf8))
-            try inPipe.fileHandleForWriting.close()
-        }
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errorData = Box()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errorData.data = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outputData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return IOProcessResult(status: process.terminationStatus,
-                               output: String(decoding: outputData, as: UTF8.self),
-                               error: String(decoding: errorData.data, as: UTF8.self))
+        let result = try QemuOracle.run(arguments, in: directory, check: false, input: input)
+        return IOProcessResult(status: result.status, output: result.output, error: result.errorOutput)
     }
-
-    /// The qcowkit executable `swift test` built beside the test bundle.
-    static let qcowkit: String? = {
-        var candidates: [URL] = []
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<4 {
-            candidates.append(directory.appendingPathComponent("qcowkit"))
-            directory = directory.deletingLastPathComponent()
-        }
-        var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        for _ in 0..<3 { root = root.deletingLastPathComponent() }
-        candidates.append(root.appendingPathComponent(".build/debug/qcowkit"))
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }?.path
-    }()
 }
 
 /// Two scratch directories, "qemu" and "ours", with the same files, made
@@ -120,7 +80,7 @@ final class IOTwinDirectories {
 
     /// qemu-io with `arguments` in one directory, `qcowkit io` in the other.
     func run(_ arguments: [String], input: String? = nil) throws -> (qemu: IOProcessResult, ours: IOProcessResult) {
-        guard let qcowkit = IOProcess.qcowkit else { throw IOInteropError("the qcowkit binary was not found") }
+        guard let qcowkit = QemuOracle.qcowkitPath else { throw IOInteropError("the qcowkit binary was not found") }
         let theirs = try IOProcess.run(["qemu-io"] + arguments, in: qemu, input: input)
         let ours = try IOProcess.run([qcowkit, "io"] + arguments, in: ours, input: input)
         return (IONormalised.result(theirs, program: "qemu-io"), IONormalised.result(ours, program: "qcowkit"))

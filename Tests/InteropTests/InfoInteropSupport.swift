@@ -12,38 +12,11 @@ struct InfoProcessResult: Equatable {
 }
 
 enum InfoTool {
-    /// Runs a program found on PATH (or by absolute path) and collects its output.
+    /// Runs a program found on PATH (or by its path) and collects its output.
     static func run(_ program: String, _ arguments: [String], in directory: String? = nil) throws -> InfoProcessResult {
-        let process = Process()
-        if program.hasPrefix("/") {
-            process.executableURL = URL(fileURLWithPath: program)
-            process.arguments = arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [program] + arguments
-        }
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        // Read both pipes before waiting, so a full pipe cannot stall the child.
-        let errBox = InfoDataBox()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        let errData = errBox.data
-        process.waitUntilExit()
-        return InfoProcessResult(
-            status: process.terminationStatus,
-            stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
+        let result = try QemuOracle.run([program] + arguments, in: directory.map { URL(fileURLWithPath: $0) },
+                                        check: false)
+        return InfoProcessResult(status: result.status, stdout: result.output, stderr: result.errorOutput)
     }
 
     /// Runs a command that must succeed (fixture making).
@@ -55,22 +28,6 @@ enum InfoTool {
         }
         return r.stdout
     }
-
-    /// The qcowkit executable built beside the tests (`swift test` builds it).
-    static let qcowkitBinary: String? = {
-        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let fm = FileManager.default
-            if let entries = try? fm.contentsOfDirectory(atPath: dir.path) {
-                for entry in entries.sorted() where entry.hasPrefix(".build") {
-                    let candidate = dir.appendingPathComponent(entry).appendingPathComponent("debug/qcowkit").path
-                    if fm.isExecutableFile(atPath: candidate) { return candidate }
-                }
-            }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }()
 
     /// qcowkit's `info` run in-process: what it prints and its exit status,
     /// with messages prefixed as the binary prefixes them.
@@ -86,12 +43,6 @@ enum InfoTool {
             return InfoProcessResult(status: 1, stdout: "", stderr: "qcowkit: \(error)\n")
         }
     }
-}
-
-/// Carries the standard error bytes from the reading thread; the group's
-/// wait orders the write before the read.
-final class InfoDataBox: @unchecked Sendable {
-    var data = Data()
 }
 
 struct InfoFixtureError: Error, CustomStringConvertible {

@@ -220,7 +220,7 @@ private func expectAllModesSame(_ path: String, extra: [String] = [], in directo
     /// qemu-img: status, standard error and output.
     private func expectBinaryMatches(_ path: String, in directory: String,
                                      sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let binary = try #require(InfoTool.qcowkitBinary, "qcowkit binary not built", sourceLocation: sourceLocation)
+        let binary = try #require(QemuOracle.qcowkitPath, "qcowkit binary not built", sourceLocation: sourceLocation)
         for mode in outputModes {
             let expected = InfoCompare.normalized(try InfoTool.run("qemu-img", ["info"] + mode + [path], in: directory))
             let got = InfoCompare.normalized(try InfoTool.run(binary, ["info"] + mode + [path], in: directory))

@@ -20,18 +20,23 @@ struct ProcessFailed: Error, CustomStringConvertible {
 
 enum QemuOracle {
     /// Runs `arguments[0]` (looked up in PATH unless it is a path) and
-    /// collects its output.
+    /// collects its output; `input`, if any, is its standard input.
     @discardableResult
-    static func run(_ arguments: [String], in directory: URL? = nil, check: Bool = true) throws -> ProcessResult {
+    static func run(_ arguments: [String], in directory: URL? = nil, check: Bool = true,
+                    input: String? = nil) throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: arguments[0].contains("/") ? arguments[0] : "/usr/bin/env")
         process.arguments = arguments[0].contains("/") ? Array(arguments.dropFirst()) : arguments
         if let directory { process.currentDirectoryURL = directory }
-        let out = Pipe(), err = Pipe()
+        let out = Pipe(), err = Pipe(), inPipe = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = input == nil ? FileHandle.nullDevice : inPipe
         try process.run()
+        if let input {
+            inPipe.fileHandleForWriting.write(Data(input.utf8))
+            try inPipe.fileHandleForWriting.close()
+        }
         // Read both pipes fully before waiting, so a chatty child cannot block.
         final class Collected: @unchecked Sendable { var data = Data() }
         let stderrData = Collected()
@@ -79,7 +84,7 @@ enum QemuOracle {
         }
         // Fallback: the package's .build directory, found from this source file.
         var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        for _ in 0..<3 { root = root.deletingLastPathComponent() }
+        for _ in 0..<2 { root = root.deletingLastPathComponent() }
         candidates.append(root.appendingPathComponent(".build/debug/qcowkit"))
         return candidates.first { fm.isExecutableFile(atPath: $0.path) }?.path
     }()

@@ -58,20 +58,15 @@ final class ActiveCommitDriver: BlockJobDriver {
         let length = top.size
         let copier = CommitCopier(top: top, layers: layersAboveBase, base: base)
         defer { copier.deallocate() }
-        while try !context.attempt({ try copier.growBase(to: length) }) { try context.pausePoint() }
+        try context.retry { try copier.growBase(to: length) }
 
-        // What the layers above base hold is dirty to begin with.
-        var offset: UInt64 = 0
-        while offset < length {
-            try context.pausePoint()
-            var run: UInt64 = 0
-            guard try context.attempt({
-                let (allocated, found) = try copier.isAllocatedAboveBase(
-                    at: offset, length: min(UInt64(CommitCopier.bufferSize), length - offset))
-                if allocated { dirty.mark(offset: offset, length: found) }
-                run = found
-            }) else { continue }
-            offset += run
+        // What the layers above base hold is dirty to begin with; progress
+        // counts what is copied from it.
+        try context.forEachStep(upTo: length, reportingProgress: false) { offset in
+            let (allocated, run) = try copier.isAllocatedAboveBase(
+                at: offset, length: min(UInt64(CommitCopier.bufferSize), length - offset))
+            if allocated { dirty.mark(offset: offset, length: run) }
+            return (run, false)
         }
 
         var copied: UInt64 = 0

@@ -36,19 +36,13 @@ public struct BlockJobIOFailure: Error, CustomStringConvertible {
     public var description: String { String(cString: strerror(errorNumber)) }
 }
 
-extension JobRunContext {
-    /// Runs one step of a job's copying; on an I/O failure asks the on-error
-    /// policy: `report` throws, `ignore` and `stop` return false (the caller
-    /// retries the step after its next pause point, as QEMU's jobs do).
-    func attempt(_ step: () throws -> Void) throws -> Bool {
+extension BlockJobIOFailure {
+    /// Runs `body`, any error it throws becoming a failure of `operation`.
+    static func catching<T>(_ operation: Operation, _ body: () throws -> T) throws -> T {
         do {
-            try step()
-            return true
-        } catch let failure as BlockJobIOFailure {
-            switch errorAction(isRead: failure.operation == .read, errorNumber: failure.errorNumber) {
-            case .report: throw failure
-            case .ignore, .stop: return false
-            }
+            return try body()
+        } catch {
+            throw BlockJobIOFailure(operation, error)
         }
     }
 }

@@ -31,12 +31,7 @@ struct CommitCopier {
         for layer in layers {
             let size = layer.size
             guard offset < size else { continue }
-            let status: BlockStatus
-            do {
-                status = try layer.blockStatus(at: offset, length: length)
-            } catch {
-                throw BlockJobIOFailure(.read, error)
-            }
+            let status = try BlockJobIOFailure.catching(.read) { try layer.blockStatus(at: offset, length: length) }
             if status.isAllocated { return (true, min(length, status.length)) }
             // Where this layer ends, the next one's answer may differ.
             if run > status.length && (layer === top || offset + status.length < size) { run = status.length }
@@ -47,42 +42,24 @@ struct CommitCopier {
     /// Reads `length` (at most the buffer) at `offset` through top's chain
     /// and writes it to base.
     func copy(at offset: UInt64, length: UInt64) throws {
-        let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(length)])
-        do {
-            try top.read(into: part, at: offset)
-        } catch {
-            throw BlockJobIOFailure(.read, error)
-        }
-        do {
-            try base.write(UnsafeRawBufferPointer(part), at: offset)
-        } catch {
-            throw BlockJobIOFailure(.write, error)
-        }
+        try copy(at: offset, length: length) { try base.write($0, at: offset) }
     }
 
     /// `copy` for a stream, whose target is top itself: the caller holds
     /// top's writes (`BlockNode.withWritesHeld`), so the write goes to the
     /// image directly.
     func copyWithinHeldWrites(at offset: UInt64, length: UInt64) throws {
+        try copy(at: offset, length: length) { try base.writableImage().write($0, at: offset) }
+    }
+
+    private func copy(at offset: UInt64, length: UInt64, write: (UnsafeRawBufferPointer) throws -> Void) throws {
         let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(length)])
-        do {
-            try top.read(into: part, at: offset)
-        } catch {
-            throw BlockJobIOFailure(.read, error)
-        }
-        do {
-            try base.writableImage().write(UnsafeRawBufferPointer(part), at: offset)
-        } catch {
-            throw BlockJobIOFailure(.write, error)
-        }
+        try BlockJobIOFailure.catching(.read) { try top.read(into: part, at: offset) }
+        try BlockJobIOFailure.catching(.write) { try write(UnsafeRawBufferPointer(part)) }
     }
 
     func flushBase() throws {
-        do {
-            try base.flush()
-        } catch {
-            throw BlockJobIOFailure(.write, error)
-        }
+        try BlockJobIOFailure.catching(.write) { try base.flush() }
     }
 
     /// Grows base to `size` when it is smaller (commit_run's truncate);
@@ -94,13 +71,11 @@ struct CommitCopier {
         guard let qcow2 = base.qcow2 else {
             throw BlockJobIOFailure(.write, BlockGraphError("Cannot grow the \(base.driver) node '\(base.nodeName)'"))
         }
-        do {
+        try BlockJobIOFailure.catching(.write) {
             try qcow2.grow(to: size)
             if let below = base.backing, below.size > oldSize {
                 try base.writeZeroes(at: oldSize, length: size - oldSize)
             }
-        } catch {
-            throw BlockJobIOFailure(.write, error)
         }
     }
 }

@@ -59,23 +59,14 @@ final class CommitDriver: BlockJobDriver {
         context.setProgress(current: 0, total: length)
         let copier = CommitCopier(top: top, layers: layersAboveBase, base: base)
         defer { copier.deallocate() }
-        while try !context.attempt({ try copier.growBase(to: length) }) { try context.pausePoint() }
-        var offset: UInt64 = 0
-        while offset < length {
-            try context.pausePoint()
-            var allocated = false
-            var run: UInt64 = 0
-            // A failed step is retried from the same offset unless reported.
-            guard try context.attempt({
-                (allocated, run) = try copier.isAllocatedAboveBase(
-                    at: offset, length: min(UInt64(CommitCopier.bufferSize), length - offset))
-                if allocated { try copier.copy(at: offset, length: run) }
-            }) else { continue }
-            offset += run
-            context.setProgress(current: offset, total: length)
-            if allocated { try context.rateLimit(afterCopying: run) }
+        try context.retry { try copier.growBase(to: length) }
+        try context.forEachStep(upTo: length) { offset in
+            let (allocated, run) = try copier.isAllocatedAboveBase(
+                at: offset, length: min(UInt64(CommitCopier.bufferSize), length - offset))
+            if allocated { try copier.copy(at: offset, length: run) }
+            return (run, allocated)
         }
-        while try !context.attempt({ try copier.flushBase() }) { try context.pausePoint() }
+        try context.retry { try copier.flushBase() }
     }
 
     /// Rewrites the header of every qcow2 parent of top to name base,

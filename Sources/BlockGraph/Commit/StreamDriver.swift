@@ -47,35 +47,19 @@ final class StreamDriver: BlockJobDriver {
         context.setProgress(current: 0, total: length)
         let copier = CommitCopier(top: device, layers: intermediates, base: device)
         defer { copier.deallocate() }
-        var offset: UInt64 = 0
-        while offset < length {
-            try context.pausePoint()
-            var copied = false
-            var run: UInt64 = 0
-            guard try context.attempt({
-                try device.withWritesHeld {
-                    let chunk = min(UInt64(CommitCopier.bufferSize), length - offset)
-                    let own: BlockStatus
-                    do {
-                        own = try device.blockStatus(at: offset, length: chunk)
-                    } catch {
-                        throw BlockJobIOFailure(.read, error)
-                    }
-                    run = own.length
-                    guard !own.isAllocated else { return }
-                    let (allocated, found) = try copier.isAllocatedAboveBase(at: offset, length: run)
-                    run = found
-                    if allocated {
-                        try copier.copyWithinHeldWrites(at: offset, length: run)
-                        copied = true
-                    }
-                }
-            }) else { continue }
-            offset += run
-            context.setProgress(current: offset, total: length)
-            if copied { try context.rateLimit(afterCopying: run) }
+        try context.forEachStep(upTo: length) { offset in
+            // Copy-on-read: the device's own data stays, and no guest write
+            // lands between looking at a range and filling it.
+            try device.withWritesHeld {
+                let chunk = min(UInt64(CommitCopier.bufferSize), length - offset)
+                let own = try BlockJobIOFailure.catching(.read) { try device.blockStatus(at: offset, length: chunk) }
+                guard !own.isAllocated else { return (own.length, false) }
+                let (allocated, run) = try copier.isAllocatedAboveBase(at: offset, length: own.length)
+                if allocated { try copier.copyWithinHeldWrites(at: offset, length: run) }
+                return (run, allocated)
+            }
         }
-        while try !context.attempt({ try copier.flushBase() }) { try context.pausePoint() }
+        try context.retry { try copier.flushBase() }
     }
 
     /// The device's header names base from now on.

@@ -1,6 +1,6 @@
 // query-named-block-nodes' entries as QEMU builds them (BlockDeviceInfo with
-// its ImageInfo chain): members put in schema order; the printer then orders
-// them as QEMU's QDict does.
+// its ImageInfo chain, ImageInfoJSON.swift): members put in schema order; the
+// printer then orders them as QEMU's QDict does.
 import BlockGraph
 import Qcow2
 import QemuJSON
@@ -35,36 +35,5 @@ extension BlockDeviceInfo {
 
 extension BlockImageInfo {
     /// ImageInfo with the backing chain nested as `backing-image`.
-    var qapiJSON: JSONValue {
-        var o: [(String, JSONValue)] = [
-            ("filename", .string(info.filename)),
-            ("format", .string(info.format)),
-        ]
-        if let dirtyFlag = info.dirtyFlag { o.append(("dirty-flag", .bool(dirtyFlag))) }
-        if let actualSize = info.actualSize { o.append(("actual-size", .uint(actualSize))) }
-        o.append(("virtual-size", .uint(info.virtualSize)))
-        if let clusterSize = info.clusterSize { o.append(("cluster-size", .uint(clusterSize))) }
-        if let name = info.backingFilename { o.append(("backing-filename", .string(name))) }
-        if let name = info.fullBackingFilename { o.append(("full-backing-filename", .string(name))) }
-        if let format = info.backingFilenameFormat { o.append(("backing-filename-format", .string(format))) }
-        if let snapshots = info.snapshots { o.append(("snapshots", .array(snapshots.map(\.qapiJSON)))) }
-        if let backingImage { o.append(("backing-image", backingImage.qapiJSON)) }
-        return .object(o)
-    }
-}
-
-extension SnapshotInfo {
-    var qapiJSON: JSONValue {
-        var o: [(String, JSONValue)] = [
-            ("id", .string(id)),
-            ("name", .string(name)),
-            ("vm-state-size", .int(vmStateSize)),
-            ("date-sec", .int(dateSeconds)),
-            ("date-nsec", .int(dateNanoseconds)),
-            ("vm-clock-sec", .int(vmClockSeconds)),
-            ("vm-clock-nsec", .int(vmClockNanoseconds)),
-        ]
-        if let icount { o.append(("icount", .int(icount))) }
-        return .object(o)
-    }
+    var qapiJSON: JSONValue { info.qapiJSON(backingImage: backingImage?.qapiJSON) }
 }

@@ -5,25 +5,19 @@ import QemuJSON
 
 extension JobInfo {
     var qapiJSON: JSONValue {
-        var o: [(String, JSONValue)] = [
+        qapiObject([
             ("id", .string(id)),
             ("type", .string(type)),
             ("status", .string(status.rawValue)),
             ("current-progress", .uint(currentProgress)),
             ("total-progress", .uint(totalProgress)),
-        ]
-        if let error { o.append(("error", .string(error))) }
-        return .object(o)
+        ], error: error)
     }
 }
 
 extension BlockJobInfo {
     var qapiJSON: JSONValue {
-        var o: [(String, JSONValue)] = [
-            ("type", .string(type)),
-            ("device", .string(device)),
-            ("len", .uint(len)),
-            ("offset", .uint(offset)),
+        qapiObject(blockJobMembers(type: type, device: device, len: len, offset: offset) + [
             ("busy", .bool(busy)),
             ("paused", .bool(paused)),
             ("speed", .int(speed)),
@@ -32,24 +26,28 @@ extension BlockJobInfo {
             ("status", .string(status.rawValue)),
             ("auto-finalize", .bool(autoFinalize)),
             ("auto-dismiss", .bool(autoDismiss)),
-        ]
-        if let error { o.append(("error", .string(error))) }
-        return .object(o)
+        ], error: error)
     }
 }
 
 extension BlockJobEventData {
+    /// BLOCK_JOB_COMPLETED, _CANCELLED and _READY: BlockJobInfo's first
+    /// members and speed.
     var qapiJSON: JSONValue {
-        var o: [(String, JSONValue)] = [
-            ("type", .string(type)),
-            ("device", .string(device)),
-            ("len", .uint(len)),
-            ("offset", .uint(offset)),
+        qapiObject(blockJobMembers(type: type, device: device, len: len, offset: offset) + [
             ("speed", .int(speed)),
-        ]
-        if let error { o.append(("error", .string(error))) }
-        return .object(o)
+        ], error: error)
     }
+}
+
+/// What BlockJobInfo and the block job events begin with.
+private func blockJobMembers(type: String, device: String, len: UInt64, offset: UInt64) -> [(String, JSONValue)] {
+    [("type", .string(type)), ("device", .string(device)), ("len", .uint(len)), ("offset", .uint(offset))]
+}
+
+/// `members`, then the optional `error` last, as the schema has it.
+private func qapiObject(_ members: [(String, JSONValue)], error: String?) -> JSONValue {
+    .object(members + (error.map { [("error", JSONValue.string($0))] } ?? []))
 }
 
 extension JobEvent {

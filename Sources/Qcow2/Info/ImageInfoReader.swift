@@ -93,6 +93,14 @@ public enum ImageInfoReader {
         let table = try SnapshotTable.read(from: image)
         if !table.entries.isEmpty { info.snapshots = table.entries.map(SnapshotInfo.init) }
 
+        info.formatSpecific = try formatSpecific(image: image, warnings: &warnings)
+        return info
+    }
+
+    /// qcow2's format-specific information (header flags and persistent
+    /// bitmaps), as qemu-img info and qemu-io's info print it.
+    public static func formatSpecific(image: Qcow2Image, warnings: inout [ImageInfoWarning]) throws -> Qcow2FormatInfo {
+        let h = image.header
         let bitmaps = try BitmapDirectory.read(image: image, warnings: &warnings)
         var specific = Qcow2FormatInfo(
             compat: h.version >= 3 ? "1.1" : "0.10", refcountBits: h.refcountBits, compressionType: h.compressionType)
@@ -102,8 +110,7 @@ public enum ImageInfoReader {
             specific.extendedL2 = h.hasExtendedL2
             specific.bitmaps = bitmaps
         }
-        info.formatSpecific = specific
-        return info
+        return specific
     }
 
     /// QEMU's path_has_protocol: a colon before any slash ("nbd:", "json:").

@@ -61,49 +61,29 @@ enum IOControlCommands {
     private static func open(_ session: IOSession, _ words: [String]) -> Bool {
         guard let command = IOCommands.find(words[0]) else { return false }
         var options = IOOpenOptions()
-        var getopt = IOGetopt(words, shortOptions: "snCro:ki:t:d:U")
-        while let item = getopt.next() {
-            switch item {
-            case let .error(message):
-                session.console.err(message)
-                return command.usage(session)
-            case let .option(letter, argument):
-                let value = argument ?? ""
-                switch Character(Unicode.Scalar(letter)) {
-                case "s":
-                    session.console.err("\(IOSession.program): snapshot mode (-s) is not supported")
-                    return false
-                case "n": options.writethrough = false; options.ignoreFlushes = false
-                case "C": options.copyOnRead = true
-                case "k": break   // native AIO changes nothing observable here
-                case "r": options.readOnly = true
-                case "t":
-                    guard options.setCacheMode(value) else {
-                        session.console.err("\(IOSession.program): Invalid cache option: \(value)")
-                        return false
-                    }
-                case "d":
-                    guard options.setDiscardMode(value) else {
-                        session.console.err("\(IOSession.program): Invalid discard option: \(value)")
-                        return false
-                    }
-                case "i":
-                    guard IOOpenOptions.isKnownAIOMode(value) else {
-                        session.console.err("\(IOSession.program): Invalid aio option: \(value)")
-                        return false
-                    }
-                case "o":
-                    if session.imageOptionsMode {
-                        session.console.out("--image-opts and 'open -o' are mutually exclusive\n")
-                        return false
-                    }
-                    for warning in options.add(optionString: value) { session.warn(warning) }
-                case "U": options.forceShare = true
-                default: return command.usage(session)
+        let parsed = command.parseOptions(words, in: session, [
+            .check("s") {
+                session.console.err("\(IOSession.program): snapshot mode (-s) is not supported")
+                return .finish(false)
+            },
+            .set("n") { options.writethrough = false; options.ignoreFlushes = false },
+            .set("C") { options.copyOnRead = true },
+            .set("k") {},   // native AIO changes nothing observable here
+            .set("r") { options.readOnly = true },
+            .choice("t", "cache", in: session) { options.setCacheMode($0) },
+            .choice("d", "discard", in: session) { options.setDiscardMode($0) },
+            .choice("i", "aio", in: session) { IOOpenOptions.isKnownAIOMode($0) },
+            .argument("o") { value in
+                if session.imageOptionsMode {
+                    session.console.out("--image-opts and 'open -o' are mutually exclusive\n")
+                    return .finish(false)
                 }
-            }
-        }
-        var operands = getopt.operands
+                for warning in options.add(optionString: value) { session.warn(warning) }
+                return .proceed
+            },
+            .set("U") { options.forceShare = true },
+        ])
+        guard case var .operands(operands) = parsed else { return parsed.result }
         if session.imageOptionsMode && operands.count == 1 {
             for warning in options.add(optionString: operands[0]) { session.warn(warning) }
             operands = []
@@ -116,34 +96,25 @@ enum IOControlCommands {
         guard let command = IOCommands.find(words[0]), let device = session.device else { return false }
         var options = device.options
         var readWriteGiven = false, cacheGiven = false
-        var getopt = IOGetopt(words, shortOptions: "c:o:rw")
         var optionStrings: [String] = []
-        while let item = getopt.next() {
-            switch item {
-            case let .error(message):
-                session.console.err(message)
-                return command.usage(session)
-            case let .option(letter, argument):
-                switch Character(Unicode.Scalar(letter)) {
-                case "c":
-                    guard options.setCacheMode(argument ?? "") else {
-                        session.console.err("\(IOSession.program): Invalid cache option: \(argument ?? "")")
-                        return false
-                    }
-                    cacheGiven = true
-                case "o": optionStrings.append(argument ?? "")
-                case "r", "w":
-                    if readWriteGiven {
-                        session.console.err("\(IOSession.program): Only one -r/-w option may be given")
-                        return false
-                    }
-                    options.readOnly = letter == UInt8(ascii: "r")
-                    readWriteGiven = true
-                default: return command.usage(session)
-                }
+        let readWrite = { (readOnly: Bool) -> IOOption.Outcome in
+            if readWriteGiven {
+                session.console.err("\(IOSession.program): Only one -r/-w option may be given")
+                return .finish(false)
             }
+            options.readOnly = readOnly
+            readWriteGiven = true
+            return .proceed
         }
-        guard getopt.operands.isEmpty else { return command.usage(session) }
+        let parsed = command.parseOptions(words, in: session, [
+            // A refused mode ends the command, so cacheGiven need not wait for the answer.
+            .choice("c", "cache", in: session) { cacheGiven = true; return options.setCacheMode($0) },
+            .value("o") { optionStrings.append($0) },
+            .check("r") { readWrite(true) },
+            .check("w") { readWrite(false) },
+        ])
+        guard case let .operands(operands) = parsed else { return parsed.result }
+        guard operands.isEmpty else { return command.usage(session) }
         for (key, value, _) in optionStrings.flatMap(IOOpenOptions.split(optionString:)) {
             let message: String?
             switch key {

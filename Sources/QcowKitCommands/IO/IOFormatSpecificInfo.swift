@@ -1,29 +1,10 @@
-// The "Format specific information" qemu-io's `info` prints for qcow2, and
-// the VM state offset: the same fields as QEMU's ImageInfoSpecificQCow2, in
-// the order QEMU's dictionary happens to hold them, nested four spaces per
-// level with dashes in names shown as spaces.
+// What qemu-io's `info` adds for qcow2 beyond the format name: the VM state
+// offset, and the "Format specific information" block qemu-img info prints
+// too (ImageInfoReader.formatSpecific, Qcow2FormatInfo.humanText), seen as
+// QEMU sees it with the image open.
 import Qcow2
 
 enum IOFormatSpecificInfo {
-    indirect enum Value: Equatable {
-        case string(String)
-        case number(UInt64)
-        case bool(Bool)
-        case list([Value])
-        case dict([(String, Value)])
-
-        static func == (a: Value, b: Value) -> Bool {
-            switch (a, b) {
-            case let (.string(x), .string(y)): return x == y
-            case let (.number(x), .number(y)): return x == y
-            case let (.bool(x), .bool(y)): return x == y
-            case let (.list(x), .list(y)): return x == y
-            case let (.dict(x), .dict(y)): return x.map(\.0) == y.map(\.0) && x.map(\.1) == y.map(\.1)
-            default: return false
-            }
-        }
-    }
-
     /// Where QEMU keeps a qcow2 image's VM state: the first L2-table span
     /// past the virtual disk (qcow2's vm_state_offset).
     static func vmStateOffset(_ header: Qcow2Header) -> Int64 {
@@ -34,66 +15,19 @@ enum IOFormatSpecificInfo {
         return Int64(bitPattern: index &<< shift)
     }
 
-    /// The fields for `image`. An image opened read-write shows every
-    /// persistent bitmap as in use, since QEMU marks them so while it has
-    /// the image open for writing.
-    static func qcow2(_ image: Qcow2Image, openedReadWrite: Bool) throws -> Value {
-        let header = image.header
-        if header.version < 3 {
-            return .dict([("compat", .string("0.10")), ("compression-type", .string(header.compressionType.description)),
-                          ("refcount-bits", .number(header.refcountBits))])
+    /// The block for `image`, heading included. An image opened read-write
+    /// shows every persistent bitmap as in use, since QEMU marks them so
+    /// while it has the image open for writing.
+    static func text(_ image: Qcow2Image, openedReadWrite: Bool) throws -> String {
+        var warnings: [ImageInfoWarning] = []
+        var info = try ImageInfoReader.formatSpecific(image: image, warnings: &warnings)
+        if openedReadWrite, let bitmaps = info.bitmaps {
+            info.bitmaps = bitmaps.map { bitmap in
+                var bitmap = bitmap
+                if !bitmap.flags.contains(.inUse) { bitmap.flags.insert(.inUse, at: 0) }
+                return bitmap
+            }
         }
-        var fields: [(String, Value)] = [
-            ("compat", .string("1.1")),
-            ("compression-type", .string(header.compressionType.description)),
-            ("lazy-refcounts", .bool(header.hasLazyRefcounts)),
-        ]
-        let bitmaps = try IOBitmapDirectory.read(image)
-        if !bitmaps.isEmpty {
-            fields.append(("bitmaps", .list(bitmaps.map { bitmap in
-                var flags: [Value] = []
-                if bitmap.inUse || openedReadWrite { flags.append(.string("in-use")) }
-                if bitmap.auto { flags.append(.string("auto")) }
-                return .dict([("flags", .list(flags)), ("name", .string(bitmap.name)),
-                              ("granularity", .number(bitmap.granularity))])
-            })))
-        }
-        fields += [
-            ("refcount-bits", .number(header.refcountBits)),
-            ("corrupt", .bool(header.isCorrupt)),
-            ("extended-l2", .bool(header.hasExtendedL2)),
-        ]
-        return .dict(fields)
+        return info.humanText
     }
-
-    /// QEMU's human-readable dump of a QAPI value.
-    static func dump(_ value: Value, indentation: Int) -> String {
-        let pad = String(repeating: " ", count: indentation * 4)
-        switch value {
-        case let .dict(entries):
-            return entries.map { key, entry in
-                pad + key.replacingDashes + ":" + (entry.isComposite ? "\n" : " ") + dump(entry, indentation: indentation + 1)
-            }.joined()
-        case let .list(items):
-            return items.enumerated().map { index, item in
-                pad + "[\(index)]:" + (item.isComposite ? "\n" : " ") + dump(item, indentation: indentation + 1)
-            }.joined()
-        case let .string(text): return text + "\n"
-        case let .number(n): return "\(n)\n"
-        case let .bool(flag): return flag ? "true\n" : "false\n"
-        }
-    }
-}
-
-private extension IOFormatSpecificInfo.Value {
-    var isComposite: Bool {
-        switch self {
-        case .dict, .list: return true
-        default: return false
-        }
-    }
-}
-
-private extension String {
-    var replacingDashes: String { String(map { $0 == "-" ? " " : $0 }) }
 }

@@ -31,33 +31,17 @@ enum IOReadCommands {
         var pattern: UInt8?
         var patternOffset: Int64?
         var patternLength: Int64?
-        var options = IOGetopt(words, shortOptions: "bCl:pP:qs:v")
-        while let item = options.next() {
-            switch item {
-            case let .error(message):
-                session.console.err(message)
-                return command.usage(session)
-            case let .option(letter, argument):
-                switch Character(Unicode.Scalar(letter)) {
-                case "b": vmState = true
-                case "C": machine = true
-                case "l":
-                    guard let value = session.number(argument ?? "") else { return false }
-                    patternLength = value
-                case "p": break   // accepted for compatibility
-                case "P":
-                    guard let byte = session.pattern(argument ?? "") else { return false }
-                    pattern = byte
-                case "q": quiet = true
-                case "s":
-                    guard let value = session.number(argument ?? "") else { return false }
-                    patternOffset = value
-                case "v": dump = true
-                default: return command.usage(session)
-                }
-            }
-        }
-        let operands = options.operands
+        let parsed = command.parseOptions(words, in: session, [
+            .set("b") { vmState = true },
+            .set("C") { machine = true },
+            .parsed("l", session.number) { patternLength = $0 },
+            .set("p") {},   // accepted for compatibility
+            .parsed("P", session.pattern) { pattern = $0 },
+            .set("q") { quiet = true },
+            .parsed("s", session.number) { patternOffset = $0 },
+            .set("v") { dump = true },
+        ])
+        guard case let .operands(operands) = parsed else { return parsed.result }
         guard operands.count == 2 else { return command.usage(session) }
         guard let offset = session.number(operands[0]), let count = session.number(operands[1]) else { return false }
         guard count <= ioRequestMaxBytes else {
@@ -109,29 +93,21 @@ enum IOReadCommands {
         guard let command = IOCommands.find(words[0]) else { return false }
         var machine = false, quiet = false, dump = false
         var pattern: UInt8?
-        var options = IOGetopt(words, shortOptions: asynchronous ? "CP:iqv" : "CP:qv")
-        while let item = options.next() {
-            switch item {
-            case let .error(message):
-                session.console.err(message)
-                return command.usage(session)
-            case let .option(letter, argument):
-                switch Character(Unicode.Scalar(letter)) {
-                case "C": machine = true
-                case "P":
-                    guard let byte = session.pattern(argument ?? "") else { return false }
-                    pattern = byte
-                case "i":
-                    // Only counted in QEMU's statistics, which QcowKit does not keep.
-                    session.console.out("injecting invalid read request\n")
-                    return true
-                case "q": quiet = true
-                case "v": dump = true
-                default: return command.usage(session)
-                }
-            }
+        var table: [IOOption] = [
+            .set("C") { machine = true },
+            .parsed("P", session.pattern) { pattern = $0 },
+            .set("q") { quiet = true },
+            .set("v") { dump = true },
+        ]
+        if asynchronous {
+            table.append(.check("i") {
+                // Only counted in QEMU's statistics, which QcowKit does not keep.
+                session.console.out("injecting invalid read request\n")
+                return .finish(true)
+            })
         }
-        let operands = options.operands
+        let parsed = command.parseOptions(words, in: session, table)
+        guard case let .operands(operands) = parsed else { return parsed.result }
         guard operands.count >= 2 else { return command.usage(session) }
         guard let offset = session.number(operands[0]), let lengths = session.lengths(Array(operands.dropFirst())),
               let device = session.device

@@ -35,9 +35,7 @@ enum IOStatusCommands {
         console.out("vm state offset: \(IOReport.size(Double(vmStateOffset)))\n")
         if let qcow2 = device.image as? Qcow2Image {
             do {
-                let tree = try IOFormatSpecificInfo.qcow2(qcow2, openedReadWrite: !device.readOnly)
-                console.out("Format specific information:\n")
-                console.out(IOFormatSpecificInfo.dump(tree, indentation: 1))
+                console.out(try IOFormatSpecificInfo.text(qcow2, openedReadWrite: !device.readOnly))
             } catch {
                 console.err("\(IOSession.program): \(error)")
                 return false

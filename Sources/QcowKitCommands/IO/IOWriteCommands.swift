@@ -40,32 +40,20 @@ enum IOWriteCommands {
         var forceUnitAccess = false, noFallback = false, mayUnmap = false
         var pattern: UInt8?
         var sourceFile: String?
-        var options = IOGetopt(words, shortOptions: "bcCfnpP:qs:uz")
-        while let item = options.next() {
-            switch item {
-            case let .error(message):
-                session.console.err(message)
-                return command.usage(session)
-            case let .option(letter, argument):
-                switch Character(Unicode.Scalar(letter)) {
-                case "b": vmState = true
-                case "c": compressed = true
-                case "C": machine = true
-                case "f": forceUnitAccess = true
-                case "n": noFallback = true
-                case "p": break   // accepted for compatibility
-                case "P":
-                    guard let byte = session.pattern(argument ?? "") else { return false }
-                    pattern = byte
-                case "q": quiet = true
-                case "s": sourceFile = argument
-                case "u": mayUnmap = true
-                case "z": zeroes = true
-                default: return command.usage(session)
-                }
-            }
-        }
-        let operands = options.operands
+        let parsed = command.parseOptions(words, in: session, [
+            .set("b") { vmState = true },
+            .set("c") { compressed = true },
+            .set("C") { machine = true },
+            .set("f") { forceUnitAccess = true },
+            .set("n") { noFallback = true },
+            .set("p") {},   // accepted for compatibility
+            .parsed("P", session.pattern) { pattern = $0 },
+            .set("q") { quiet = true },
+            .value("s") { sourceFile = $0 },
+            .set("u") { mayUnmap = true },
+            .set("z") { zeroes = true },
+        ])
+        guard case let .operands(operands) = parsed else { return parsed.result }
         guard operands.count == 2 else { return command.usage(session) }
         let console = session.console
         if vmState && zeroes {
@@ -149,31 +137,25 @@ enum IOWriteCommands {
         guard let command = IOCommands.find(words[0]) else { return false }
         var machine = false, quiet = false, forceUnitAccess = false, zeroes = false, mayUnmap = false
         var pattern = IOPatternBuffer.defaultWriteByte
-        var options = IOGetopt(words, shortOptions: asynchronous ? "CfiqP:uz" : "CfqP:")
-        while let item = options.next() {
-            switch item {
-            case let .error(message):
-                session.console.err(message)
-                return command.usage(session)
-            case let .option(letter, argument):
-                switch Character(Unicode.Scalar(letter)) {
-                case "C": machine = true
-                case "f": forceUnitAccess = true
-                case "i":
+        var table: [IOOption] = [
+            .set("C") { machine = true },
+            .set("f") { forceUnitAccess = true },
+            .set("q") { quiet = true },
+            .parsed("P", session.pattern) { pattern = $0 },
+        ]
+        if asynchronous {
+            table += [
+                .check("i") {
                     // Only counted in QEMU's statistics, which QcowKit does not keep.
                     session.console.out("injecting invalid write request\n")
-                    return true
-                case "q": quiet = true
-                case "P":
-                    guard let byte = session.pattern(argument ?? "") else { return false }
-                    pattern = byte
-                case "u": mayUnmap = true
-                case "z": zeroes = true
-                default: return command.usage(session)
-                }
-            }
+                    return .finish(true)
+                },
+                .set("u") { mayUnmap = true },
+                .set("z") { zeroes = true },
+            ]
         }
-        let operands = options.operands
+        let parsed = command.parseOptions(words, in: session, table)
+        guard case let .operands(operands) = parsed else { return parsed.result }
         guard operands.count >= 2 else { return command.usage(session) }
         if zeroes && operands.count != 2 {
             session.console.out("-z supports only a single length parameter\n")
@@ -227,17 +209,11 @@ enum IOWriteCommands {
     private static func discard(_ session: IOSession, _ words: [String]) -> Bool {
         guard let command = IOCommands.find(words[0]) else { return false }
         var machine = false, quiet = false
-        var options = IOGetopt(words, shortOptions: "Cq")
-        while let item = options.next() {
-            switch item {
-            case let .error(message):
-                session.console.err(message)
-                return command.usage(session)
-            case let .option(letter, _):
-                if letter == UInt8(ascii: "C") { machine = true } else { quiet = true }
-            }
-        }
-        let operands = options.operands
+        let parsed = command.parseOptions(words, in: session, [
+            .set("C") { machine = true },
+            .set("q") { quiet = true },
+        ])
+        guard case let .operands(operands) = parsed else { return parsed.result }
         guard operands.count == 2 else { return command.usage(session) }
         guard let offset = session.number(operands[0]), let count = session.number(operands[1]) else { return false }
         guard count <= ioRequestMaxBytes else {
