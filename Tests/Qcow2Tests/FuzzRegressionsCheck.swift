@@ -53,4 +53,25 @@ struct FuzzRegressionsCheck {
         #expect(result.corruptions == 0 && result.leaks == 0 && result.checkErrors == 0)
         #expect(try Qcow2Image.open(path: file.path).read(6000, at: 1000) == written)
     }
+
+    /// write: overwriting a cluster whose L2 entry is a compressed descriptor
+    /// with a hostile, unaligned host offset frees that descriptor; the free
+    /// fails on its first cluster (no refcount block can be reached), and
+    /// undoing "the clusters done so far" computed their length from the
+    /// unaligned offset: an arithmetic overflow trap. Now nothing is undone
+    /// there, the free fails (QEMU ignores that: the clusters leak), and the
+    /// write succeeds, as with qemu-io.
+    @Test("write: freeing a compressed cluster with a hostile offset fails without trapping")
+    func freeHostileCompressedDescriptor() throws {
+        var image = CheckTestImage(clusterBits: 9)
+        // 512-byte clusters: host offset in bits 0...60, sectors above.
+        image.setL2(1, CheckTestImage.copied | 1 << 62 | 0x1c1_c1c1_c1c1_c1c1)
+        let file = try CheckTestFile(image)
+        let written = [UInt8](repeating: 0x44, count: 512)
+        let qcow2 = try Qcow2Image.open(path: file.path, writable: true)
+        try written.withUnsafeBytes { try qcow2.write($0, at: 512) }
+        #expect(try qcow2.read(512, at: 512) == written)
+        try qcow2.close()
+        #expect(try Qcow2Image.open(path: file.path).read(512, at: 512) == written)
+    }
 }
