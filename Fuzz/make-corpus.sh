@@ -2,7 +2,7 @@
 # Regenerates the seed corpora in Fuzz/Corpus/ from qemu-img 7.2 (and the
 # qcowkit binary for images of our own making). Seeds are tiny on purpose:
 # 1 MiB disks or less, small clusters, a few written clusters each, so that the
-# whole committed corpus stays far below 2 MB and the fuzzer mutates small files.
+# whole committed corpus stays at a few MB and the fuzzer mutates small files.
 #
 #   Fuzz/make-corpus.sh [path/to/qcowkit]
 set -euo pipefail
@@ -95,6 +95,54 @@ done
 # A loop: the top names itself as its backing.
 img -o cluster_size=512 -u -b top.qcow2 -F qcow2 seeds/self.qcow2 64k
 pack 0 seeds/self.qcow2 > "$corpus/open-read/self-loop"
+
+# check and write: every seed image alone (1 option byte, or 2 seed bytes),
+# and a few broken ones (see break_image below).
+rm -rf "$corpus/check" "$corpus/write" && mkdir -p "$corpus/check" "$corpus/write"
+# break_image FILE HOW: edits one field of a qcow2 v3 image with 16-bit
+# refcounts in place, found through its header:
+#   leak     the L1 table's cluster gets refcount 2 (a leak, nothing else)
+#   copied   L1 entry 0 loses its COPIED flag (a fixable corruption)
+#   refzero  the first data cluster gets refcount 0 (only a rebuild fixes it)
+#   alias    L2 entry 0 points at refcount block 0, COPIED set (guest
+#            writes there must be refused by the overlap check)
+break_image() {
+    python3 - "$1" "$2" <<'PY'
+import struct, sys
+path, how = sys.argv[1], sys.argv[2]
+f = open(path, 'r+b')
+b = bytearray(f.read())
+cluster_bits = struct.unpack_from('>I', b, 20)[0]
+l1 = struct.unpack_from('>Q', b, 40)[0]
+rt = struct.unpack_from('>Q', b, 48)[0]
+block = struct.unpack_from('>Q', b, rt)[0]
+l2 = struct.unpack_from('>Q', b, l1)[0] & 0x00fffffffffffe00
+data = struct.unpack_from('>Q', b, l2)[0] & 0x00fffffffffffe00
+def refcount(offset, value): struct.pack_into('>H', b, block + 2 * (offset >> cluster_bits), value)
+if how == 'leak': refcount(l1, 2)
+elif how == 'copied': struct.pack_into('>Q', b, l1, struct.unpack_from('>Q', b, l1)[0] & ~(1 << 63))
+elif how == 'refzero': refcount(data, 0)
+elif how == 'alias': struct.pack_into('>Q', b, l2, block | (1 << 63))
+f.seek(0); f.write(b)
+PY
+}
+img -o cluster_size=4k,lazy_refcounts=on seeds/dirty.qcow2 256k
+# Killed mid-work: the dirty bit stays set and the refcounts lag behind.
+(qemu-io -f qcow2 -c "write -P 0x5d 0 12k" -c "write -P 0x5e 64k 4k" -c abort seeds/dirty.qcow2 || true) >/dev/null 2>&1
+for how in leak copied refzero alias; do
+    img -o cluster_size=4k seeds/$how.qcow2 256k && io seeds/$how.qcow2 "write -P 0x33 0 8k" "write -P 0x34 128k 4k"
+    break_image seeds/$how.qcow2 $how
+done
+i=0
+for f in seeds/*.qcow2; do
+    name=$(basename "$f" .qcow2)
+    # (c64k: an empty 1 MiB disk, like others but larger.)
+    case "$name" in self|c64k) continue ;; esac
+    { printf "\\x$(printf %02x $((i & 1)))"; cat "$f"; } > "$corpus/check/$name"
+    seed=$(( (i * 40503 + 1) & 65535 ))
+    { printf "\\x$(printf %02x $((seed >> 8)))\\x$(printf %02x $((seed & 255)))"; cat "$f"; } > "$corpus/write/$name"
+    i=$((i + 1))
+done
 
 # json: 1 byte choosing where the stream is cut, then QMP traffic.
 j=0
