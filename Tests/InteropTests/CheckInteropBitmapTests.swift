@@ -20,7 +20,7 @@ struct CheckInteropBitmapTests {
     /// A bitmap marked in use may have a table too small for the disk (it
     /// predates a resize): QEMU's check counts it like any other. Ours
     /// refused the whole directory ("Check failed: Invalid argument").
-    @Test("an in-use bitmap whose table no longer covers the disk", arguments: [UInt32(1)])
+    @Test("an in-use bitmap whose table no longer covers the disk", arguments: [UInt32(1), 0])
     func inUseBitmapWithShortTable(flagsKept: UInt32) throws {
         let dir = try CheckScratch()
         try dir.img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", "base.qcow2", "64M")

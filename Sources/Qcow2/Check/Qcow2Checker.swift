@@ -54,6 +54,9 @@ public final class Qcow2Checker {
         self.layout = layout
         header = layout.header
         geometry = try CheckGeometry(header: header)
+        // QEMU loads the persistent bitmaps on open: a directory it cannot
+        // load fails the open, before any check.
+        if let bitmaps = layout.bitmaps { _ = try BitmapDirectory.load(bitmaps, file: file, header: header) }
 
         // Both tables were validated with the header (at most 32 MiB and
         // 8 MiB, addressable); as in QEMU, what lies past the end of the
