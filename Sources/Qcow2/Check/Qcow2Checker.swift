@@ -19,7 +19,7 @@ public final class Qcow2Checker {
     let refblockCache = RefblockCache()
 
     /// The snapshot table as the check read it (empty until then).
-    var snapshots: [CheckSnapshot] = []
+    var snapshots: [SnapshotEntry] = []
     var snapshotsOffset: UInt64 = 0
     var snapshotsSize: UInt64 = 0
 
