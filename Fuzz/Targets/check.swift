@@ -14,11 +14,6 @@
 // succeeds, the repaired copy checks with no corruption, no check error and
 // no more leaks than before, and its guest data reads as the original's.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import FuzzSupport
 import Qcow2
 import QcowKitCommands
@@ -28,9 +23,8 @@ private let compareBudget = 4 << 20
 
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzCheckInitialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> CInt {
-    // The CLI prints its report to standard output; libFuzzer reports on standard error.
-    let null = open("/dev/null", O_WRONLY)
-    if null >= 0 { dup2(null, STDOUT_FILENO); close(null) }
+    // The CLI prints to standard output; libFuzzer reports on standard error.
+    StandardStreams.silenceOutput()
     return 0
 }
 
@@ -47,7 +41,7 @@ public func fuzzCheck(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
     // The CLI verb, whose diagnostics go to standard error: silenced here.
     if BackingNames.allContained([bytes], in: scratch.directory) {
-        withStandardErrorSilenced {
+        StandardStreams.withErrorSilenced {
             for arguments in [["check", path], ["check", "--output=json", path]] {
                 if var command = try? QcowKit.parseAsRoot(arguments) { try? command.run() }
             }
@@ -107,15 +101,4 @@ private func readFile(_ path: String) -> [UInt8] {
     defer { try? file.close() }
     guard let size = try? file.size() else { return [] }
     return (try? file.readExactly(Int(size), at: 0, step: "reading")) ?? []
-}
-
-/// Runs `body` with standard error pointed at /dev/null.
-private func withStandardErrorSilenced(_ body: () -> Void) {
-    fflush(stderr)
-    let saved = dup(STDERR_FILENO)
-    let null = open("/dev/null", O_WRONLY)
-    if null >= 0 { dup2(null, STDERR_FILENO); close(null) }
-    body()
-    fflush(stderr)
-    if saved >= 0 { dup2(saved, STDERR_FILENO); close(saved) }
 }
