@@ -9,15 +9,25 @@ public final class Qcow2Image: @unchecked Sendable {
     public let file: BlockFile
     /// The header as the image was opened. Writing changes some fields on
     /// disk (the dirty bit, table locations); the write path keeps those.
-    public private(set) var header: Qcow2Header
-    public private(set) var extensions: [HeaderExtension]
-    /// The backing file name exactly as stored in the header (not resolved).
-    public private(set) var backingFileName: String?
+    public internal(set) var header: Qcow2Header
+    public internal(set) var extensions: [HeaderExtension]
+    /// The backing file name exactly as stored in the header (not resolved);
+    /// `changeBackingFile` rewrites it.
+    public internal(set) var backingFileName: String?
     public var isWritable: Bool { file.isWritable }
 
-    /// The image unallocated ranges read from; attached by `ImageOpener`
-    /// (an image opened alone has none, and reads zeroes there).
-    public internal(set) var backing: BlockImage?
+    /// The image unallocated ranges read from; attached by `ImageOpener` or
+    /// by an embedder's `attachBacking` (an image opened alone has none, and
+    /// reads zeroes there). Swapped while other threads read (a block graph
+    /// relinks nodes), hence the lock.
+    public internal(set) var backing: BlockImage? {
+        get { backingStorage.withLock { $0 } }
+        set { backingStorage.withLock { $0 = newValue } }
+    }
+    private let backingStorage = Mutex<BlockImage?>(nil)
+    /// Set by `attachBacking`: the embedder chose the backing (possibly
+    /// none, QEMU's backing=null), so writes do not insist on the header's.
+    private let backingChosen = Atomic<Bool>(false)
     /// Guest offset -> host cluster mapping (active L1 table, L2 cache).
     let clusterMap: ClusterMap
     /// Decompresses compressed clusters (the header's compression type).
@@ -86,6 +96,26 @@ public final class Qcow2Image: @unchecked Sendable {
         }
         backing = nil
         try file.close()
+    }
+
+    /// Makes `image` (or nothing: QEMU's backing=null) the image unallocated
+    /// ranges read from, in place of whatever was attached. For embedders
+    /// that manage chains themselves (a block graph sharing one backing
+    /// node between several overlays); the header is not changed.
+    public func attachBacking(_ image: BlockImage?) {
+        backing = image
+        backingChosen.store(true, ordering: .relaxed)
+    }
+
+    /// Whether writes may go ahead without the backing the header names.
+    var isBackingChosen: Bool { backingChosen.load(ordering: .relaxed) }
+
+    /// What `close` does to this image alone: metadata written back, the
+    /// dirty bit cleared, the backing let go, but neither the backing nor
+    /// the file closed (for embedders whose file and backing outlive the image).
+    public func closeKeepingFile() throws {
+        backing = nil
+        try writer?.close()
     }
 
     deinit {

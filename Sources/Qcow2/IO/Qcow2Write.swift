@@ -52,7 +52,7 @@ extension Qcow2Image: WritableBlockImage {
         guard let writer else { throw Qcow2Error.readOnly }
         // Copy-on-write and zero writes must see the backing file: writing
         // without it would copy zeroes where its data shows through.
-        if let name = backingFileName, !name.isEmpty, backing == nil {
+        if let name = backingFileName, !name.isEmpty, backing == nil, !isBackingChosen {
             throw Qcow2Error.writeFailed(
                 errno: EINVAL,
                 reason: "The backing file '\(name)' is not open; open the image with its chain (ImageOpener) to write")

@@ -48,14 +48,15 @@ final class Qcow2Writer {
     let subclusterBits: UInt64
     let subclusterSize: UInt64
     let subclustersPerCluster: UInt64
-    /// The guest size (whole sectors), as QEMU's bs->total_sectors * 512.
-    let imageSize: UInt64
+    /// The guest size (whole sectors), as QEMU's bs->total_sectors * 512;
+    /// grows with `Qcow2Image.grow`.
+    var imageSize: UInt64
 
     // Guarded by the lock.
     /// The header as it is now (dirty and corrupt bits, table locations).
     var header: Qcow2Header
-    let extensions: [HeaderExtension]
-    let backingFileName: String?
+    var extensions: [HeaderExtension]
+    var backingFileName: String?
     /// Refcount updates may lag behind (compat lazy_refcounts, version 3).
     let useLazyRefcounts: Bool
     /// The image has persistent dirty bitmaps: guest writes are refused.

@@ -1,0 +1,136 @@
+// An intermediate commit (QEMU's block/commit.c): the data the layers from
+// top down to base's overlay allocate is copied into base, then every
+// parent of top (all of them, not only the device's chain) is pointed at
+// base, in its image header first (prepare: QEMU's bdrv_drop_intermediate
+// and update_filename) and then in memory (commit). The dropped layers are
+// closed once nothing refers to them any more (clean).
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Qcow2
+
+final class CommitDriver: BlockJobDriver {
+    let jobType = "commit"
+    private let graph: BlockGraph
+    private let device: BlockNode
+    private let top: BlockNode
+    private let base: BlockNode
+    private let layersAboveBase: [BlockNode]
+    /// The name written into the parents' headers: base's file name as
+    /// opened, unless block-commit's backing-file says otherwise.
+    private let backingString: String
+    private let claim: JobClaim
+    private let baseWasReadOnly: Bool
+    /// Headers rewritten by `prepare`, with what they named before.
+    private var rewritten: [(node: BlockNode, name: String?, format: String?)] = []
+    private var cleaned = false
+
+    var busyNodes: [String] { claim.nodes.map(\.nodeName) }
+
+    /// `layers`: top down to base, both included.
+    init(graph: BlockGraph, device: BlockNode, top: BlockNode, base: BlockNode, overlay: BlockNode,
+         layers: [BlockNode], backingFile: String?) throws {
+        self.graph = graph
+        self.device = device
+        self.top = top
+        self.base = base
+        layersAboveBase = layers.filter { $0 !== base }
+        backingString = backingFile ?? base.filename
+        baseWasReadOnly = base.isReadOnly
+        claim = graph.claim([device, overlay] + layers, backends: [top, base], jobType: "commit")
+        do {
+            try graph.reopen(base, readOnly: false)
+        } catch {
+            graph.release(claim)
+            throw error
+        }
+    }
+
+    /// A driver dropped without `clean` (the job layer refused to start
+    /// it) still lets go of its nodes. Job layers call `clean` on the
+    /// graph's thread in every outcome, which makes this a no-op.
+    deinit { clean() }
+
+    func run(_ context: JobRunContext) throws {
+        let length = top.size
+        context.setProgress(current: 0, total: length)
+        let copier = CommitCopier(top: top, layers: layersAboveBase, base: base)
+        defer { copier.deallocate() }
+        while try !context.attempt({ try copier.growBase(to: length) }) { try context.pausePoint() }
+        var offset: UInt64 = 0
+        while offset < length {
+            try context.pausePoint()
+            var allocated = false
+            var run: UInt64 = 0
+            // A failed step is retried from the same offset unless reported.
+            guard try context.attempt({
+                (allocated, run) = try copier.isAllocatedAboveBase(
+                    at: offset, length: min(UInt64(CommitCopier.bufferSize), length - offset))
+                if allocated { try copier.copy(at: offset, length: run) }
+            }) else { continue }
+            offset += run
+            context.setProgress(current: offset, total: length)
+            if allocated { try context.rateLimit(afterCopying: run) }
+        }
+        while try !context.attempt({ try copier.flushBase() }) { try context.pausePoint() }
+    }
+
+    /// Rewrites the header of every qcow2 parent of top to name base,
+    /// reopening read-only parents read-write for it, as QEMU does.
+    func prepare() throws {
+        for parent in graph.parents(of: top) where parent.backing === top {
+            guard let qcow2 = parent.qcow2 else { continue }
+            let old = (node: parent, name: qcow2.backingFileName, format: qcow2.backingFormat)
+            do {
+                try changeBackingFile(of: parent, name: backingString, format: base.driver)
+            } catch {
+                throw BlockGraphError("Could not update backing file link: \(Self.reason(error))")
+            }
+            rewritten.append(old)
+        }
+    }
+
+    /// Points the parents (and drives) of top at base in memory.
+    func commit() {
+        graph.replaceNode(top, with: base)
+        rewritten = []
+    }
+
+    /// Puts back the headers `prepare` rewrote before it failed.
+    func abort() {
+        for old in rewritten.reversed() {
+            try? changeBackingFile(of: old.node, name: old.name, format: old.format)
+        }
+        rewritten = []
+    }
+
+    func clean() {
+        guard !cleaned else { return }
+        cleaned = true
+        if baseWasReadOnly { try? graph.reopen(base, readOnly: true) }
+        graph.release(claim)
+    }
+
+    private func changeBackingFile(of node: BlockNode, name: String?, format: String?) throws {
+        let wasReadOnly = node.isReadOnly
+        if wasReadOnly { try graph.reopen(node, readOnly: false) }
+        defer { if wasReadOnly { try? graph.reopen(node, readOnly: true) } }
+        guard let qcow2 = node.qcow2 else { return }
+        try qcow2.changeBackingFile(name: name, format: format)
+        try qcow2.flush()
+    }
+
+    /// The errno text QEMU's error_setg_errno appends, for codec errors
+    /// that carry one.
+    static func reason(_ error: Error) -> String {
+        switch error as? Qcow2Error {
+        case let .writeFailed(code, _)?, let .io(_, code)?, let .openFailed(_, code)?:
+            return String(cString: strerror(code))
+        default:
+            return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,152 @@
+// One node of the block graph: a format node (qcow2, raw) over a protocol
+// node (file), as in QEMU's block layer. A node's children are its `file`
+// and `backing`; who refers to it (parents, the monitor, drives) the graph
+// keeps (NodeReferences.swift), and a node nothing refers to is closed.
+//
+// Threads: the graph's structure (children, flags, which image a node holds)
+// changes on the graph's thread only. Data access (read, write, block status,
+// flush) may come from any thread, as jobs copy on threads of their own.
+
+import Qcow2
+import Synchronization
+
+public final class BlockNode: @unchecked Sendable {
+    public let nodeName: String
+    /// "qcow2", "raw" or "file" (QMP's `drv`).
+    public let driver: String
+    /// The file name as the node was opened: the path given, or for a backing
+    /// opened from a header, the header's name resolved against the overlay.
+    /// A format node has its file node's.
+    public let filename: String
+    public internal(set) var isReadOnly: Bool
+    public internal(set) var file: BlockNode?
+    public internal(set) var backing: BlockNode?
+
+    /// The name was generated (`#block...`), not given.
+    let hasGeneratedName: Bool
+    /// Creation order in the graph (QEMU's graph_bdrv_states list).
+    let serial: UInt64
+    /// File nodes: the open file.
+    var blockFile: BlockFile? { fileStorage.withLock { $0 } }
+    private let fileStorage: Mutex<BlockFile?>
+    /// What data access goes through: the Qcow2Image or RawImage of a format
+    /// node, a RawImage over the file of a file node. Replaced on reopen.
+    private let imageStorage: Mutex<BlockImage>
+    /// The format was probed (raw images then guard sector 0).
+    let formatProbed: Bool
+    /// The backing child is not the one the header names (backing=NODE with
+    /// another file, or backing=null): QEMU's bdrv_backing_overridden.
+    var backingOverridden = false
+
+    /// Called after every write with the range written (active commit's
+    /// dirty tracking); keyed so that a job can remove its own.
+    /// Held by every write through the node, and by a stream job while it
+    /// decides a range is unallocated here and fills it from below, so
+    /// that no write lands in between to be overwritten (QEMU serialises
+    /// copy-on-read requests against writes the same way).
+    private let writeGate = Mutex<Void>(())
+    private let writeObservers = Mutex<[(id: UInt64, observe: @Sendable (UInt64, UInt64) -> Void)]>([])
+    private let nextObserverID = Atomic<UInt64>(1)
+
+    init(nodeName: String, generated: Bool, serial: UInt64, driver: String, filename: String, readOnly: Bool,
+         blockFile: BlockFile?, image: BlockImage, formatProbed: Bool) {
+        self.nodeName = nodeName
+        self.hasGeneratedName = generated
+        self.serial = serial
+        self.driver = driver
+        self.filename = filename
+        self.isReadOnly = readOnly
+        self.fileStorage = Mutex(blockFile)
+        self.imageStorage = Mutex(image)
+        self.formatProbed = formatProbed
+    }
+
+    /// The image data access goes through.
+    var image: BlockImage { imageStorage.withLock { $0 } }
+    /// The qcow2 image of a qcow2 node.
+    var qcow2: Qcow2Image? { image as? Qcow2Image }
+
+    /// Swaps what the node holds (reopen).
+    func replace(image: BlockImage, blockFile: BlockFile?) {
+        imageStorage.withLock { $0 = image }
+        if self.blockFile != nil || blockFile != nil { fileStorage.withLock { $0 = blockFile } }
+    }
+
+    var isFormatNode: Bool { driver != "file" }
+
+    // MARK: Data access
+
+    /// The guest-visible size (for a file node: its length in whole sectors
+    /// when it was opened).
+    public var size: UInt64 { image.size }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        try image.read(into: buffer, at: offset)
+    }
+
+    public func read(_ count: Int, at offset: UInt64) throws -> [UInt8] {
+        try image.read(count, at: offset)
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try writeGate.withLock { _ in try writable().write(buffer, at: offset) }
+        notifyWrite(offset, UInt64(buffer.count))
+    }
+
+    public func write(_ bytes: [UInt8], at offset: UInt64) throws {
+        try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+
+    public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool = false) throws {
+        try writeGate.withLock { _ in try writable().writeZeroes(at: offset, length: length, mayUnmap: mayUnmap) }
+        notifyWrite(offset, length)
+    }
+
+    public func discard(at offset: UInt64, length: UInt64) throws {
+        try writeGate.withLock { _ in try writable().discard(at: offset, length: length) }
+        notifyWrite(offset, length)
+    }
+
+    /// This node's own block status (not looking through its backing).
+    public func blockStatus(at offset: UInt64, length: UInt64) throws -> BlockStatus {
+        try image.blockStatus(at: offset, length: length)
+    }
+
+    /// Writes back cached metadata and makes everything written durable.
+    public func flush() throws {
+        guard !isReadOnly, let writable = image as? WritableBlockImage, writable.isWritable else { return }
+        try writable.flush()
+    }
+
+    /// Runs `body` with the node's writes held off (`body` writes through
+    /// `writableImage()`, not through the node).
+    func withWritesHeld<T>(_ body: () throws -> T) throws -> T {
+        try writeGate.withLock { _ in try body() }
+    }
+
+    func writableImage() throws -> WritableBlockImage { try writable() }
+
+    private func writable() throws -> WritableBlockImage {
+        guard !isReadOnly, let writable = image as? WritableBlockImage, writable.isWritable else {
+            throw BlockGraphError("Node '\(nodeName)' is read-only")
+        }
+        return writable
+    }
+
+    // MARK: Write observers
+
+    func addWriteObserver(_ observe: @escaping @Sendable (UInt64, UInt64) -> Void) -> UInt64 {
+        let id = nextObserverID.add(1, ordering: .relaxed).oldValue
+        writeObservers.withLock { $0.append((id, observe)) }
+        return id
+    }
+
+    func removeWriteObserver(_ id: UInt64) {
+        writeObservers.withLock { $0.removeAll { $0.id == id } }
+    }
+
+    private func notifyWrite(_ offset: UInt64, _ length: UInt64) {
+        let observers = writeObservers.withLock { $0.map(\.observe) }
+        for observe in observers { observe(offset, length) }
+    }
+}

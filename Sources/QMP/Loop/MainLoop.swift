@@ -1,0 +1,141 @@
+// The service's event loop: a GLib main loop on a context of its own (so
+// that several services, as in tests, never share one). This is the only
+// file that talks to GLib; everything else sees closures.
+//
+// Threads: everything but `invoke` must be called on the thread that runs
+// the loop. `invoke` may be called from any thread (worker threads of block
+// jobs use it to hop back).
+import CGLib
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+public final class MainLoop: @unchecked Sendable {
+    /// What an fd watch waits for / reports.
+    public struct IOEvents: OptionSet, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        public static let readable = IOEvents(rawValue: 1)
+        public static let writable = IOEvents(rawValue: 2)
+        /// Hang-up or error: always reported, never needs asking for.
+        public static let hangUp = IOEvents(rawValue: 4)
+    }
+
+    /// A registered source; `cancel()` removes it (idempotent).
+    public final class Source {
+        fileprivate var source: UnsafeMutablePointer<GSource>?
+        fileprivate init(_ source: UnsafeMutablePointer<GSource>) { self.source = source }
+        public func cancel() {
+            guard let source else { return }
+            self.source = nil
+            g_source_destroy(source)
+            g_source_unref(source)
+        }
+        deinit { cancel() }
+    }
+
+    private let context: OpaquePointer
+    private let loop: OpaquePointer
+
+    public init() {
+        context = g_main_context_new()
+        loop = g_main_loop_new(context, 0)
+    }
+
+    deinit {
+        g_main_loop_unref(loop)
+        g_main_context_unref(context)
+    }
+
+    /// Runs until `quit()`. The loop's thread is the one calling this.
+    public func run() {
+        g_main_context_push_thread_default(context)
+        g_main_loop_run(loop)
+        g_main_context_pop_thread_default(context)
+    }
+
+    /// Makes `run()` return once the current callback is done.
+    public func quit() { g_main_loop_quit(loop) }
+
+    /// Calls `handler` whenever `fd` is ready for `events` (or hung up).
+    /// The handler returns false to remove the watch.
+    public func watch(fd: Int32, for events: IOEvents,
+                      _ handler: @escaping (IOEvents) -> Bool) -> Source {
+        var condition: UInt32 = G_IO_HUP.rawValue | G_IO_ERR.rawValue | G_IO_NVAL.rawValue
+        if events.contains(.readable) { condition |= G_IO_IN.rawValue | G_IO_PRI.rawValue }
+        if events.contains(.writable) { condition |= G_IO_OUT.rawValue }
+        let source = g_unix_fd_source_new(fd, GIOCondition(rawValue: condition))!
+        let box = Unmanaged.passRetained(FDCallback(handler)).toOpaque()
+        let callback: @convention(c) (Int32, GIOCondition, gpointer?) -> gboolean = { _, condition, data in
+            let handler = Unmanaged<FDCallback>.fromOpaque(data!).takeUnretainedValue().handler
+            var reported: IOEvents = []
+            let raw = condition.rawValue
+            if raw & (G_IO_IN.rawValue | G_IO_PRI.rawValue) != 0 { reported.insert(.readable) }
+            if raw & G_IO_OUT.rawValue != 0 { reported.insert(.writable) }
+            if raw & (G_IO_HUP.rawValue | G_IO_ERR.rawValue | G_IO_NVAL.rawValue) != 0 { reported.insert(.hangUp) }
+            return handler(reported) ? qk_g_source_continue() : qk_g_source_remove()
+        }
+        g_source_set_callback(source, unsafeBitCast(callback, to: GSourceFunc.self), box, { data in
+            Unmanaged<FDCallback>.fromOpaque(data!).release()
+        })
+        g_source_attach(source, context)
+        return Source(source)
+    }
+
+    /// Calls `handler` on the loop's thread whenever `signal` arrives
+    /// (g_unix_signal: the handler runs from the loop, not in signal context).
+    /// The signal is unblocked on the calling thread: a mask inherited
+    /// from the parent (test runners, some supervisors block SIGTERM) must
+    /// not make the service deaf to it.
+    public func onSignal(_ signal: Int32, _ handler: @escaping () -> Void) -> Source {
+        let source = g_unix_signal_source_new(signal)!
+        attach(source, once: false, handler)
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        return Source(source)
+    }
+
+    /// Calls `handler` once after `milliseconds`.
+    public func after(milliseconds: UInt32, _ handler: @escaping () -> Void) -> Source {
+        let source = g_timeout_source_new(milliseconds)!
+        attach(source, once: true, handler)
+        return Source(source)
+    }
+
+    /// Runs `work` on the loop's thread at its next iteration. Callable from
+    /// any thread; never runs `work` before returning, even on the loop's
+    /// own thread, so callers see QEMU's bottom-half ordering.
+    public func invoke(_ work: @escaping () -> Void) {
+        let source = g_idle_source_new()!
+        attach(source, once: true, work)
+        g_source_unref(source)
+    }
+
+    private func attach(_ source: UnsafeMutablePointer<GSource>, once: Bool, _ work: @escaping () -> Void) {
+        let box = Unmanaged.passRetained(Callback(work, once: once)).toOpaque()
+        let callback: @convention(c) (gpointer?) -> gboolean = { data in
+            let callback = Unmanaged<Callback>.fromOpaque(data!).takeUnretainedValue()
+            callback.work()
+            return callback.once ? qk_g_source_remove() : qk_g_source_continue()
+        }
+        g_source_set_callback(source, callback, box, { data in
+            Unmanaged<Callback>.fromOpaque(data!).release()
+        })
+        g_source_attach(source, context)
+    }
+}
+
+private final class FDCallback {
+    let handler: (MainLoop.IOEvents) -> Bool
+    init(_ handler: @escaping (MainLoop.IOEvents) -> Bool) { self.handler = handler }
+}
+
+private final class Callback {
+    let work: () -> Void
+    let once: Bool
+    init(_ work: @escaping () -> Void, once: Bool) { self.work = work; self.once = once }
+}

@@ -1,0 +1,34 @@
+// Setting a service up from its command line: block devices opened in the
+// order given, then the monitors. The first failure is reported with the
+// option that caused it, and whatever was set up so far is undone.
+import BlockGraph
+
+extension QMPService {
+    public func configure(_ configuration: ServeConfiguration) throws {
+        do {
+            for (origin, device) in configuration.blockDevices {
+                do {
+                    switch device {
+                    case let .blockdev(options): try graph.addBlockdev(options)
+                    case let .drive(drive): try graph.addDrive(drive.options, id: drive.id)
+                    }
+                } catch {
+                    throw QMPServiceError("\(origin): \(QMPError(reporting: error).desc)")
+                }
+            }
+            for monitor in configuration.monitors {
+                do {
+                    switch monitor.endpoint {
+                    case .stdio: try addStdioMonitor(pretty: monitor.pretty)
+                    case let .unixSocket(path): try addSocketMonitor(path: path, pretty: monitor.pretty)
+                    }
+                } catch let error as QMPServiceError {
+                    throw QMPServiceError("\(monitor.origin): \(error.message)")
+                }
+            }
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+}

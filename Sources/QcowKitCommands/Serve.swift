@@ -1,0 +1,61 @@
+// `qcowkit serve`: QEMU's QMP monitor over a block graph, for the block-job
+// part of what qemu-system-x86_64 or qemu-storage-daemon would do. The
+// command line takes QEMU's own spellings (ServeCommandLine in the QMP
+// module), so scripts written for QEMU run unchanged.
+import ArgumentParser
+import QMP
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve QMP (QEMU's monitor protocol) over block devices: block-commit and block jobs.")
+
+    @Argument(parsing: .captureForPassthrough, help: "QEMU-style options: -blockdev, -drive, -qmp, -chardev, -mon, ...")
+    var arguments: [String] = []
+
+    /// QMP's greeting and query-version: the QEMU release whose QMP this
+    /// speaks, and QcowKit as the package.
+    static let qmpVersion = QMPVersion(major: 7, minor: 2, micro: 0, package: "QcowKit \(QcowKit.version)")
+
+    func run() throws {
+        let configuration: ServeConfiguration
+        do {
+            configuration = try ServeCommandLine.parse(arguments)
+        } catch let error as QMPServiceError {
+            throw CommandFailure(error.message)
+        }
+        if configuration.wantsHelp {
+            Terminal.print(Self.usage, terminator: "")
+            return
+        }
+        let service = QMPService(version: Self.qmpVersion)
+        service.handleSignals()
+        do {
+            try service.configure(configuration)
+        } catch let error as QMPServiceError {
+            throw CommandFailure(error.message)
+        }
+        service.serve()
+    }
+
+    static let usage = """
+        usage: qcowkit serve [options]
+        Serves QMP over block devices, with QEMU's option spellings (one or two dashes):
+
+        Block devices, opened in the order given:
+          -blockdev driver=qcow2,node-name=N,file.driver=file,file.filename=PATH[,backing=NODE|null][,read-only=on]
+          -blockdev '{"driver": "qcow2", ...}'     the same as JSON
+          -drive file=PATH[,driver=qcow2][,node-name=N][,id=ID][,backing.node-name=N][,backing.backing=NODE]
+
+        Monitors (QMP only; every connection to a socket is a client of its own):
+          -qmp stdio | -qmp unix:PATH,server=on[,wait=off]      -qmp-pretty (the same, pretty-printed)
+          -chardev stdio,id=ID | -chardev socket,id=ID,path=PATH,server=on[,wait=off]
+          -mon chardev=ID,mode=control[,pretty=on]    --monitor [chardev=]ID[,pretty=on]
+
+        Accepted and ignored (they only matter to a virtual machine):
+          -nodefaults -nographic -display X -serial X -machine X -M X -accel X
+
+        The service runs until the QMP command quit, SIGTERM or SIGINT; images are flushed and closed.
+
+        """
+}
