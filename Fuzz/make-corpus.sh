@@ -156,4 +156,18 @@ json '{"a":1}{"b":[true,false,null]} 42 "x" {"c":{}}[]' > "$corpus/json/stream"
 json '{"a":1,}'"$(printf '\xff')"'{"x": [[[[ ]]]] }' > "$corpus/json/resync"
 json '{"event": "JOB_STATUS_CHANGE", "data": {"status": "running", "id": "j0"}, "timestamp": {"seconds": 1, "microseconds": 2}}' > "$corpus/json/event"
 
+# qmp: 2 option bytes (bit 0 of the first negotiates first; the rest say where
+# the text is cut), then what the client sends; names are the images the
+# target puts in its directory, base.qcow2 and top.qcow2.
+rm -rf "$corpus/qmp" && mkdir -p "$corpus/qmp"
+q() { printf "\\x$(printf %02x $1)\\x$(printf %02x $2)"; printf '%s' "$3"; }
+add_top='{"execute": "blockdev-add", "arguments": {"driver": "qcow2", "node-name": "top", "file": {"driver": "file", "filename": "top.qcow2"}}}'
+q 1 40 '{"execute": "query-commands", "id": 1}{"execute": "query-version"}' > "$corpus/qmp/queries"
+q 0 9 '{"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}}{"exec-oob": "query-jobs", "id": "o"}{"execute": "query-jobs"}' > "$corpus/qmp/negotiate-oob"
+q 1 77 '{"execute": "blockdev-add", "arguments": {"driver": "qcow2", "node-name": "top", "file": {"driver": "file", "filename": "top.qcow2"}}, "id": "a"}{"execute": "query-named-block-nodes", "arguments": {"flat": true}}{"execute": "blockdev-del", "arguments": {"node-name": "top"}}' > "$corpus/qmp/blockdev"
+q 3 120 "$add_top"'{"execute": "block-commit", "arguments": {"job-id": "j0", "device": "top", "auto-finalize": false}}{"execute": "query-block-jobs"}{"execute": "job-pause", "arguments": {"id": "j0"}}{"execute": "job-resume", "arguments": {"id": "j0"}}{"execute": "block-job-set-speed", "arguments": {"device": "j0", "speed": 1024}}{"execute": "job-cancel", "arguments": {"id": "j0"}}{"execute": "query-jobs"}' > "$corpus/qmp/commit"
+q 1 200 "$add_top"'{"execute": "block-stream", "arguments": {"job-id": "s0", "device": "top"}}{"execute": "job-dismiss", "arguments": {"id": "s0"}}{"execute": "query-jobs"}' > "$corpus/qmp/stream"
+q 1 5 "{'execute': 'blockdev-add', 'arguments': {'driver': 'raw', 'node-name': 'r', 'file': {'driver': 'file', 'filename': 'base.qcow2', 'read-only': true}}}{'execute': 'query-named-block-nodes'} {\"execute\": 1}}{]" > "$corpus/qmp/raw-and-errors"
+q 1 0 '{"execute": "query-jobs"}{"execute": "quit"}{"execute": "query-jobs"}' > "$corpus/qmp/quit"
+
 du -sh "$corpus"

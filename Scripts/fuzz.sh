@@ -25,6 +25,8 @@ targets() { for f in "$fuzz"/Targets/*.swift; do basename "$f" .swift; done; }
 # not to rename the executables' `main` (libFuzzer's must run), and
 # `-Xswiftc -sanitize=fuzzer,address` instruments every module with both; with
 # SwiftPM's separate --sanitize flags the last one alone would take effect.
+# `-enable-testing` lets the qmp target reach the service's internal session
+# API (as the QMP tests do).
 #
 # The manifest lists Targets/ when it is evaluated. SwiftPM would cache that
 # evaluation by the manifest's text alone, so it is made afresh every time
@@ -36,7 +38,7 @@ build() {
         rm -f "$fuzz/.build/release.yaml" "$fuzz/.build/release/description.json"
     fi
     swift build --package-path "$fuzz" -c release --manifest-cache none \
-        --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address \
+        --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing \
         2> >(grep -v "ld.gold: warning: Cannot export local symbol" >&2) >&2
     bin="$(swift build --package-path "$fuzz" -c release --manifest-cache none --show-bin-path)"
     targets > "$stamp"
@@ -47,6 +49,7 @@ options() {
     local target="$1"
     case "$target" in
         json) echo "-max_len=4096 -dict=$fuzz/json.dict" ;;
+        qmp) echo "-max_len=4096 -dict=$fuzz/qmp.dict" ;;
         header) echo "-max_len=8192 -dict=$fuzz/qcow2.dict" ;;
         *) echo "-max_len=262144 -dict=$fuzz/qcow2.dict" ;;
     esac
@@ -57,8 +60,9 @@ options() {
 # their inputs in seconds; a target not named here gets 8.
 ci_seconds() {
     case "$1" in
-        json|header) echo 6 ;;
-        open-read|check|write) echo 15 ;;
+        json|header) echo 5 ;;
+        open-read|check|write) echo 13 ;;
+        qmp) echo 10 ;;
         *) echo 8 ;;
     esac
 }
@@ -126,13 +130,16 @@ check_target "$target"
 case "$1" in
     --reproduce)
         [ $# -eq 2 ] || usage
+        # Absolute: a target may change directory (qmp works in its scratch directory).
+        file="$(realpath "$2")"
         build
-        "$bin/fuzz-$target" "${common[@]}" $(options "$target") "$2" ;;
+        "$bin/fuzz-$target" "${common[@]}" $(options "$target") "$file" ;;
     --minimize)
         [ $# -eq 2 ] || usage
+        file="$(realpath "$2")"
         build
         "$bin/fuzz-$target" "${common[@]}" $(options "$target") -minimize_crash=1 -max_total_time=120 \
-            -exact_artifact_path="$2.min" "$2"
+            -exact_artifact_path="$file.min" "$file"
         echo "minimized input: $2.min" >&2 ;;
     *)
         [[ "$1" =~ ^[0-9]+$ ]] || usage
