@@ -10,8 +10,8 @@
 // product `fuzz-<name>` (its entry point is `LLVMFuzzerTestOneInput`), with a
 // seed corpus in `Corpus/<name>/`. `Support/` holds what targets share.
 // Build with the sanitizers on every module, so that the library under test
-// is instrumented too (Scripts/fuzz.sh does this):
-//   swift build --package-path Fuzz --sanitize=fuzzer --sanitize=address
+// is instrumented too, and with testable imports (the qmp target drives the
+// service's internal session API); Scripts/fuzz.sh does this.
 import Foundation
 import PackageDescription
 
@@ -25,6 +25,7 @@ let library: [Target.Dependency] = [
     .product(name: "Qcow2", package: "QcowKit"),
     .product(name: "QcowKitCommands", package: "QcowKit"),
     .product(name: "QemuJSON", package: "QcowKit"),
+    .product(name: "QMP", package: "QcowKit"),
 ]
 
 let fuzzTargets: [Target] = targetFiles.map { file in

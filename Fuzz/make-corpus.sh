@@ -2,7 +2,7 @@
 # Regenerates the seed corpora in Fuzz/Corpus/ from qemu-img 7.2 (and the
 # qcowkit binary for images of our own making). Seeds are tiny on purpose:
 # 1 MiB disks or less, small clusters, a few written clusters each, so that the
-# whole committed corpus stays far below 2 MB and the fuzzer mutates small files.
+# whole committed corpus stays at a few MB and the fuzzer mutates small files.
 #
 #   Fuzz/make-corpus.sh [path/to/qcowkit]
 set -euo pipefail
@@ -96,6 +96,54 @@ done
 img -o cluster_size=512 -u -b top.qcow2 -F qcow2 seeds/self.qcow2 64k
 pack 0 seeds/self.qcow2 > "$corpus/open-read/self-loop"
 
+# check and write: every seed image alone (1 option byte, or 2 seed bytes),
+# and a few broken ones (see break_image below).
+rm -rf "$corpus/check" "$corpus/write" && mkdir -p "$corpus/check" "$corpus/write"
+# break_image FILE HOW: edits one field of a qcow2 v3 image with 16-bit
+# refcounts in place, found through its header:
+#   leak     the L1 table's cluster gets refcount 2 (a leak, nothing else)
+#   copied   L1 entry 0 loses its COPIED flag (a fixable corruption)
+#   refzero  the first data cluster gets refcount 0 (only a rebuild fixes it)
+#   alias    L2 entry 0 points at refcount block 0, COPIED set (guest
+#            writes there must be refused by the overlap check)
+break_image() {
+    python3 - "$1" "$2" <<'PY'
+import struct, sys
+path, how = sys.argv[1], sys.argv[2]
+f = open(path, 'r+b')
+b = bytearray(f.read())
+cluster_bits = struct.unpack_from('>I', b, 20)[0]
+l1 = struct.unpack_from('>Q', b, 40)[0]
+rt = struct.unpack_from('>Q', b, 48)[0]
+block = struct.unpack_from('>Q', b, rt)[0]
+l2 = struct.unpack_from('>Q', b, l1)[0] & 0x00fffffffffffe00
+data = struct.unpack_from('>Q', b, l2)[0] & 0x00fffffffffffe00
+def refcount(offset, value): struct.pack_into('>H', b, block + 2 * (offset >> cluster_bits), value)
+if how == 'leak': refcount(l1, 2)
+elif how == 'copied': struct.pack_into('>Q', b, l1, struct.unpack_from('>Q', b, l1)[0] & ~(1 << 63))
+elif how == 'refzero': refcount(data, 0)
+elif how == 'alias': struct.pack_into('>Q', b, l2, block | (1 << 63))
+f.seek(0); f.write(b)
+PY
+}
+img -o cluster_size=4k,lazy_refcounts=on seeds/dirty.qcow2 256k
+# Killed mid-work: the dirty bit stays set and the refcounts lag behind.
+(qemu-io -f qcow2 -c "write -P 0x5d 0 12k" -c "write -P 0x5e 64k 4k" -c abort seeds/dirty.qcow2 || true) >/dev/null 2>&1
+for how in leak copied refzero alias; do
+    img -o cluster_size=4k seeds/$how.qcow2 256k && io seeds/$how.qcow2 "write -P 0x33 0 8k" "write -P 0x34 128k 4k"
+    break_image seeds/$how.qcow2 $how
+done
+i=0
+for f in seeds/*.qcow2; do
+    name=$(basename "$f" .qcow2)
+    # (c64k: an empty 1 MiB disk, like others but larger.)
+    case "$name" in self|c64k) continue ;; esac
+    { printf "\\x$(printf %02x $((i & 1)))"; cat "$f"; } > "$corpus/check/$name"
+    seed=$(( (i * 40503 + 1) & 65535 ))
+    { printf "\\x$(printf %02x $((seed >> 8)))\\x$(printf %02x $((seed & 255)))"; cat "$f"; } > "$corpus/write/$name"
+    i=$((i + 1))
+done
+
 # json: 1 byte choosing where the stream is cut, then QMP traffic.
 j=0
 json() { printf "\\x$(printf %02x $((j * 7 + 3)))"; printf '%s' "$1"; j=$((j + 1)); }
@@ -107,5 +155,19 @@ json '"esc \" \\ \/ \b \f \n \r \t \u0041 \ud83d\ude00 \u00e9 é \u0000 '"$(prin
 json '{"a":1}{"b":[true,false,null]} 42 "x" {"c":{}}[]' > "$corpus/json/stream"
 json '{"a":1,}'"$(printf '\xff')"'{"x": [[[[ ]]]] }' > "$corpus/json/resync"
 json '{"event": "JOB_STATUS_CHANGE", "data": {"status": "running", "id": "j0"}, "timestamp": {"seconds": 1, "microseconds": 2}}' > "$corpus/json/event"
+
+# qmp: 2 option bytes (bit 0 of the first negotiates first; the rest say where
+# the text is cut), then what the client sends; names are the images the
+# target puts in its directory, base.qcow2 and top.qcow2.
+rm -rf "$corpus/qmp" && mkdir -p "$corpus/qmp"
+q() { printf "\\x$(printf %02x $1)\\x$(printf %02x $2)"; printf '%s' "$3"; }
+add_top='{"execute": "blockdev-add", "arguments": {"driver": "qcow2", "node-name": "top", "file": {"driver": "file", "filename": "top.qcow2"}}}'
+q 1 40 '{"execute": "query-commands", "id": 1}{"execute": "query-version"}' > "$corpus/qmp/queries"
+q 0 9 '{"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}}{"exec-oob": "query-jobs", "id": "o"}{"execute": "query-jobs"}' > "$corpus/qmp/negotiate-oob"
+q 1 77 '{"execute": "blockdev-add", "arguments": {"driver": "qcow2", "node-name": "top", "file": {"driver": "file", "filename": "top.qcow2"}}, "id": "a"}{"execute": "query-named-block-nodes", "arguments": {"flat": true}}{"execute": "blockdev-del", "arguments": {"node-name": "top"}}' > "$corpus/qmp/blockdev"
+q 3 120 "$add_top"'{"execute": "block-commit", "arguments": {"job-id": "j0", "device": "top", "auto-finalize": false}}{"execute": "query-block-jobs"}{"execute": "job-pause", "arguments": {"id": "j0"}}{"execute": "job-resume", "arguments": {"id": "j0"}}{"execute": "block-job-set-speed", "arguments": {"device": "j0", "speed": 1024}}{"execute": "job-cancel", "arguments": {"id": "j0"}}{"execute": "query-jobs"}' > "$corpus/qmp/commit"
+q 1 200 "$add_top"'{"execute": "block-stream", "arguments": {"job-id": "s0", "device": "top"}}{"execute": "job-dismiss", "arguments": {"id": "s0"}}{"execute": "query-jobs"}' > "$corpus/qmp/stream"
+q 1 5 "{'execute': 'blockdev-add', 'arguments': {'driver': 'raw', 'node-name': 'r', 'file': {'driver': 'file', 'filename': 'base.qcow2', 'read-only': true}}}{'execute': 'query-named-block-nodes'} {\"execute\": 1}}{]" > "$corpus/qmp/raw-and-errors"
+q 1 0 '{"execute": "query-jobs"}{"execute": "quit"}{"execute": "query-jobs"}' > "$corpus/qmp/quit"
 
 du -sh "$corpus"

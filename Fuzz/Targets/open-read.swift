@@ -17,11 +17,6 @@
 // -malloc_limit_mb), block status well formed, zero ranges read as zeroes,
 // reads independent of how they are cut, convert's output equal to the reads.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import FuzzSupport
 import Qcow2
 import QcowKitCommands
@@ -35,9 +30,8 @@ private let convertLimit: UInt64 = 2 << 20
 
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzOpenReadInitialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> CInt {
-    // The CLI prints info to standard output; libFuzzer reports on standard error.
-    let null = open("/dev/null", O_WRONLY)
-    if null >= 0 { dup2(null, STDOUT_FILENO); close(null) }
+    // The CLI prints to standard output; libFuzzer reports on standard error.
+    StandardStreams.silenceOutput()
     return 0
 }
 

@@ -10,6 +10,7 @@ import Musl
 #endif
 import ArgumentParser
 import Qcow2
+import QemuJSON
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -237,13 +238,13 @@ struct CheckReport {
     }
 
     /// The ImageCheck members qemu-img prints: the optional ones only when
-    /// non-zero; keys in QEMU's QDict order.
+    /// non-zero; QEMU's printer puts them in its QDict order.
     var json: String {
         let f = result.fragmentation
-        var members: [(String, String)] = [
-            ("filename", Self.quoted(filename)),
-            ("format", Self.quoted(format)),
-            ("check-errors", "\(result.checkErrors)"),
+        var members: [(String, JSONValue)] = [
+            ("filename", .string(filename)),
+            ("format", .string(format)),
+            ("check-errors", .int(Int64(result.checkErrors))),
         ]
         let optional: [(String, Int64)] = [
             ("image-end-offset", result.imageEndOffset),
@@ -256,9 +257,8 @@ struct CheckReport {
             ("fragmented-clusters", f.fragmentedClusters),
             ("compressed-clusters", f.compressedClusters),
         ]
-        for (key, value) in optional where value != 0 { members.append((key, "\(value)")) }
-        let lines = QDictKeyOrder.ordered(members).map { "    \(Self.quoted($0.0)): \($0.1)" }
-        return "{\n" + lines.joined(separator: ",\n") + "\n}\n"
+        for (key, value) in optional where value != 0 { members.append((key, .int(value))) }
+        return JSONValue.object(members).qemuJSON(pretty: true) + "\n"
     }
 
     /// printf's "%0.2f".
@@ -266,56 +266,5 @@ struct CheckReport {
         var buffer = [CChar](repeating: 0, count: 64)
         _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%0.2f", $0) }
         return String(cString: buffer)
-    }
-
-    /// A JSON string as QEMU writes one: `"` and `\\` and the usual control
-    /// characters by name, everything else outside printable ASCII as \uXXXX.
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                let v = scalar.value
-                if v > 0xFFFF {
-                    out += hex4(0xD800 + ((v - 0x10000) >> 10)) + hex4(0xDC00 + ((v - 0x10000) & 0x3FF))
-                } else if v < 0x20 || v >= 0x7F {
-                    out += hex4(v)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
-
-    private static func hex4(_ v: UInt32) -> String {
-        let digits = String(v, radix: 16, uppercase: true)
-        return "\\u" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
-    }
-}
-
-/// The order QEMU iterates a QDict's keys in: 512 buckets by a hash of the
-/// key, ascending; within a bucket, the key inserted last first. (A shared
-/// QEMU JSON printer is on its way; this is the part `check` needs.)
-enum QDictKeyOrder {
-    static func hash(_ key: String) -> UInt32 {
-        let bytes = Array(key.utf8)
-        var value = 0x238F_13AF &* UInt32(truncatingIfNeeded: bytes.count)
-        for (i, byte) in bytes.enumerated() {
-            value = value &+ (UInt32(byte) << UInt32(i * 5 % 24))
-        }
-        return 1_103_515_243 &* value &+ 12345
-    }
-
-    static func ordered<Value>(_ pairs: [(String, Value)]) -> [(String, Value)] {
-        let keyed = pairs.enumerated().map { (index: $0.offset, bucket: hash($0.element.0) % 512, pair: $0.element) }
-        return keyed.sorted { $0.bucket != $1.bucket ? $0.bucket < $1.bucket : $0.index > $1.index }.map(\.pair)
     }
 }

@@ -216,9 +216,9 @@ struct CheckTests {
 struct ReferenceCountsTests {
     @Test("allocation takes the first gap large enough, else grows the table")
     func allocate() throws {
-        let counts = try ReferenceCounts(clusters: 8, width: .sixteen, clusterSize: 512)
+        var counts = try ReferenceCounts(clusters: 8, width: .sixteen, clusterSize: 512)
         for i: Int64 in [0, 1, 3, 6, 7] { counts[i] = 1 }
-        var firstFree: Int64 = 0
+        var firstFree: UInt64 = 0
         #expect(try counts.allocate(1, firstFree: &firstFree) == 2)
         #expect(firstFree == 2)
         firstFree = 0

@@ -1,10 +1,11 @@
 // Replacing a broken refcount structure with one built from the references
 // counted (rebuild_refcount_structure). The counts are already laid out as
-// refcount blocks; what remains is to place those blocks and a new refcount
-// table in free clusters, which changes the counts again, until the table
-// stops growing. The old structure is left behind as leaks, which the
-// comparison that follows frees. Blocks and table are written and flushed
-// before the header points to the new table.
+// refcount blocks; placing those blocks and a new refcount table in free
+// clusters (which changes the counts again, until the table stops growing)
+// is RefcountStructurePlacement's, shared with the write path's repair. The
+// old structure is left behind as leaks, which the comparison that follows
+// frees. Blocks and table are written and flushed before the header points
+// to the new table.
 
 struct RebuildFailure: Error {
     var message: String
@@ -58,35 +59,26 @@ extension RefcountCheck {
 
     private func rebuildRefcountStructure() throws {
         try image.emptyRefcountBlockCache()
-        var table: [UInt64] = []
+        var placement = RefcountStructurePlacement(clusterBits: geometry.clusterBits,
+                                                   refblockEntries: geometry.refblockSize) { [image, geometry, diagnostics] block, offset in
+            do {
+                try image.checkBeforeWriting(offset: offset, size: geometry.clusterSize, diagnostics: diagnostics)
+                try image.write(Array(block), at: offset)
+            } catch let failure as CheckFailure {
+                throw RebuildFailure(message: "ERROR writing refblock", errno: failure.errno)
+            }
+        }
+        placement.allocationFailed = { error, forTable in
+            guard let failure = error as? CheckFailure else { return error }
+            return RebuildFailure(message: forTable ? "ERROR allocating reftable" : "ERROR allocating refblock",
+                                  errno: failure.errno)
+        }
+        let table: [UInt64], tableOffset: UInt64, tableClusters: UInt64
         do {
-            _ = try writeRefcountBlocks(from: 0, to: references.count, table: &table)
+            (table, tableOffset, tableClusters) = try placement.place(&references)
         } catch {
             result.checkErrors += 1
             throw error
-        }
-
-        var tableOffset: UInt64 = 0
-        var tableClusters: UInt64 = 0
-        var grown = true
-        while grown {
-            tableClusters = geometry.clusters(forBytes: UInt64(table.count) * 8)
-            var firstFree: Int64 = 0
-            let start: Int64
-            do {
-                start = try references.allocate(Int64(tableClusters), firstFree: &firstFree)
-            } catch let failure as CheckFailure {
-                result.checkErrors += 1
-                throw RebuildFailure(message: "ERROR allocating reftable", errno: failure.errno)
-            }
-            tableOffset = UInt64(start) << geometry.clusterBits
-            // The table's own clusters need their refcount blocks updated.
-            do {
-                grown = try writeRefcountBlocks(from: start, to: start + Int64(tableClusters), table: &table)
-            } catch {
-                result.checkErrors += 1
-                throw error
-            }
         }
 
         let tableBytes = RefcountTable(entries: table).encode()
@@ -108,58 +100,6 @@ extension RefcountCheck {
             throw RebuildFailure(message: "ERROR setting reftable", errno: failure.errno)
         }
         image.installRefcountTable(table, at: tableOffset)
-    }
-
-    /// Writes the refcount block of every cluster in [first, end) that is
-    /// in use, placing blocks the table does not have yet in free clusters
-    /// of their own range or after it (rebuild_refcounts_write_refblocks).
-    /// Returns whether the table had to grow.
-    private func writeRefcountBlocks(from first: Int64, to initialEnd: Int64, table: inout [UInt64]) throws -> Bool {
-        let blockBits = geometry.refblockBits
-        let blockSize = Int64(geometry.refblockSize)
-        let entriesPerTableCluster = Int(geometry.clusterSize / 8)
-        var end = initialEnd
-        var firstFree: Int64 = 0
-        var grown = false
-        var cluster = first
-        while cluster < end {
-            if references[cluster] == 0 {
-                cluster += 1
-                continue
-            }
-            let blockIndex = cluster >> Int64(blockBits)
-            let blockStart = blockIndex << Int64(blockBits)
-            let blockOffset: UInt64
-            if blockIndex < Int64(table.count) && table[Int(blockIndex)] != 0 {
-                blockOffset = table[Int(blockIndex)]
-            } else {
-                firstFree = max(firstFree, blockStart)
-                let blockCluster: Int64
-                do {
-                    blockCluster = try references.allocate(1, firstFree: &firstFree)
-                } catch let failure as CheckFailure {
-                    throw RebuildFailure(message: "ERROR allocating refblock", errno: failure.errno)
-                }
-                blockOffset = UInt64(blockCluster) << geometry.clusterBits
-                // The block holding this block's own refcount must be written too.
-                if blockCluster >= end { end = blockCluster + 1 }
-                if Int64(table.count) <= blockIndex {
-                    let needed = Int(blockIndex) + 1
-                    let rounded = (needed + entriesPerTableCluster - 1) / entriesPerTableCluster * entriesPerTableCluster
-                    table += [UInt64](repeating: 0, count: rounded - table.count)
-                    grown = true
-                }
-                table[Int(blockIndex)] = blockOffset
-            }
-            do {
-                try image.checkBeforeWriting(offset: blockOffset, size: geometry.clusterSize, diagnostics: diagnostics)
-                try image.write(Array(references.refcountBlock(blockIndex)), at: blockOffset)
-            } catch let failure as CheckFailure {
-                throw RebuildFailure(message: "ERROR writing refblock", errno: failure.errno)
-            }
-            cluster = blockStart + blockSize
-        }
-        return grown
     }
 }
 

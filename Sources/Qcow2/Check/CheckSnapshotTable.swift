@@ -2,39 +2,13 @@
 // with tolerance, since opening skipped it. A table too large to be QEMU's is
 // an error; with `-r all` the overhanging snapshots and oversized extra data
 // are dropped instead. Version 3 entries shorter than the 16 bytes of extra
-// data every one must have are corruption.
-//
-// Entries are parsed here, minimally, for what the check needs (L1 table
-// and the names its messages print); a shared snapshot-table parser can
-// replace this once it exists.
-
-/// One snapshot table entry: what the check needs (L1 table, the names its
-/// messages print) and what a repair needs to write the entry again.
-struct CheckSnapshot {
-    var l1TableOffset: UInt64
-    var l1Size: UInt32
-    /// The ID and name as C strings: up to their first NUL byte.
-    var idBytes: [UInt8]
-    var nameBytes: [UInt8]
-    var extraDataSize: UInt32
-    var vmStateSize: UInt64
-    var dateSeconds: UInt32
-    var dateNanoseconds: UInt32
-    var vmClockNanoseconds: UInt64
-    var diskSize: UInt64
-    var instructionCount: UInt64
-    /// Extra data past the fields QEMU knows, kept for the rewrite.
-    var unknownExtraData: [UInt8]
-}
+// data every one must have are corruption. Entries are SnapshotEntry values,
+// the ID and name cut at their first NUL byte (QEMU keeps them as C strings,
+// and writes them back so).
 
 extension Qcow2Checker {
-    /// The fixed part of an entry and the extra data QEMU knows.
-    static let snapshotHeaderSize: UInt64 = 40
-    static let knownSnapshotExtraData: UInt32 = 24
     /// Every version 3 entry has at least the large VM state size and the disk size.
     static let requiredSnapshotExtraData: UInt32 = 16
-    /// QCOW_MAX_SNAPSHOTS_SIZE: the whole table is kept in memory.
-    static let maxSnapshotTableBytes: UInt64 = 1024 * UInt64(Qcow2Limits.maxSnapshots)
 
     func readSnapshotTable(repair: CheckRepair, result: inout CheckResult, diagnostics: CheckDiagnostics) throws {
         func report(_ text: String) { diagnostics(CheckMessage(text)) }
@@ -62,7 +36,7 @@ extension Qcow2Checker {
         }
         // QEMU's qcow2_validate_table: a size limit and an addressable,
         // cluster-aligned offset (no end-of-file check).
-        let tableBytes = UInt64(count) * Self.snapshotHeaderSize
+        let tableBytes = UInt64(count) * UInt64(SnapshotEntry.headerSize)
         var invalid: (message: String, errno: Int32)?
         if UInt64(count) > Qcow2Limits.maxSnapshots {
             invalid = ("snapshot table too large", CheckErrno.tooBig)
@@ -141,13 +115,13 @@ extension Qcow2Checker {
             let entryStart = offset
             tableLength = alignUp(tableLength, 8) ?? .max
             offset = alignUp(offset, 8) ?? .max
-            let fixed = try readTable(Int(Self.snapshotHeaderSize), at: offset)
-            offset &+= Self.snapshotHeaderSize
+            let fixed = try readTable(SnapshotEntry.headerSize, at: offset)
+            offset &+= UInt64(SnapshotEntry.headerSize)
             let idSize = UInt64(fixed.be(UInt16.self, at: 12))
             let nameSize = UInt64(fixed.be(UInt16.self, at: 14))
             var extraSize = fixed.be(UInt32.self, at: 36)
 
-            var truncateExtra = false
+            let extraEnd = offset &+ UInt64(extraSize)
             if extraSize > Qcow2Limits.maxSnapshotExtraData {
                 guard fixing else {
                     throw SnapshotTableFailure(
@@ -158,27 +132,18 @@ extension Qcow2Checker {
                 diagnostics(CheckMessage("Discarding too much extra metadata in snapshot table entry \(i) "
                                          + "(\(extraSize) > \(Qcow2Limits.maxSnapshotExtraData))"))
                 dropped += 1
-                truncateExtra = true
+                extraSize = Qcow2Limits.maxSnapshotExtraData
             }
-            // Known extra data, then any unknown extra data (possibly cut short).
-            let known = min(Self.knownSnapshotExtraData, extraSize)
-            var extra = try readTable(Int(known), at: offset)
-            extra += [UInt8](repeating: 0, count: Int(Self.knownSnapshotExtraData - known))
-            offset &+= UInt64(known)
-            var unknownExtra: [UInt8] = []
-            if extraSize > Self.knownSnapshotExtraData {
-                let extraEnd = offset &+ UInt64(extraSize - Self.knownSnapshotExtraData)
-                if truncateExtra { extraSize = Qcow2Limits.maxSnapshotExtraData }
-                unknownExtra = try readTable(Int(extraSize - Self.knownSnapshotExtraData), at: offset)
-                offset = extraEnd
-            }
+            // The extra data as far as it is kept (the rest is skipped).
+            let extra = try readTable(Int(extraSize), at: offset)
+            offset = extraEnd
             let id = try readTable(Int(idSize), at: offset)
             offset &+= idSize
             let name = try readTable(Int(nameSize), at: offset)
             offset &+= nameSize
 
-            tableLength += Self.snapshotHeaderSize + UInt64(extraSize) + idSize + nameSize
-            if tableLength > Self.maxSnapshotTableBytes || offset &- snapshotsOffset > UInt64(Int32.max) {
+            tableLength += UInt64(SnapshotEntry.headerSize) + UInt64(extraSize) + idSize + nameSize
+            if tableLength > Qcow2Limits.maxSnapshotTableBytes || offset &- snapshotsOffset > UInt64(Int32.max) {
                 let overhanging = Int(count) - i
                 guard fixing else {
                     throw SnapshotTableFailure(
@@ -191,17 +156,9 @@ extension Qcow2Checker {
                 offset = entryStart
                 break
             }
-            // Fields missing from short extra data take QEMU's defaults.
-            snapshots.append(CheckSnapshot(
-                l1TableOffset: fixed.be(UInt64.self, at: 0), l1Size: fixed.be(UInt32.self, at: 8),
-                idBytes: Array(id.prefix { $0 != 0 }), nameBytes: Array(name.prefix { $0 != 0 }),
-                extraDataSize: extraSize,
-                vmStateSize: extraSize >= 8 ? extra.be(UInt64.self, at: 0) : UInt64(fixed.be(UInt32.self, at: 32)),
-                dateSeconds: fixed.be(UInt32.self, at: 16), dateNanoseconds: fixed.be(UInt32.self, at: 20),
-                vmClockNanoseconds: fixed.be(UInt64.self, at: 24),
-                diskSize: extraSize >= 16 ? extra.be(UInt64.self, at: 8) : header.size & ~511,
-                instructionCount: extraSize >= 24 ? extra.be(UInt64.self, at: 16) : .max,
-                unknownExtraData: unknownExtra))
+            snapshots.append(SnapshotEntry(fixed: fixed, extraData: extra[...],
+                                           idBytes: Array(id.prefix { $0 != 0 }),
+                                           nameBytes: Array(name.prefix { $0 != 0 })))
         }
         snapshotsSize = offset &- snapshotsOffset
     }

@@ -10,18 +10,22 @@ public final class Qcow2Checker {
     let layout: ValidatedLayout
     let geometry: CheckGeometry
 
-    /// The active L1 table as read on open (s->l1_table).
+    /// The active L1 table as read on open (s->l1_table). A repair changes
+    /// only entries' COPIED flags, never where the L2 tables are, so the
+    /// overlap index stays valid.
     var l1Table: [UInt64]
     /// The refcount table in use (s->refcount_table) and where it lives.
-    var refcountTable: [UInt64]
-    var refcountTableOffset: UInt64
+    var refcountTable: [UInt64] { didSet { overlapIndex = nil } }
+    var refcountTableOffset: UInt64 { didSet { overlapIndex = nil } }
     /// Refcount blocks as read from disk (QEMU's refcount block cache).
     let refblockCache = RefblockCache()
 
     /// The snapshot table as the check read it (empty until then).
-    var snapshots: [CheckSnapshot] = []
-    var snapshotsOffset: UInt64 = 0
-    var snapshotsSize: UInt64 = 0
+    var snapshots: [SnapshotEntry] = [] { didSet { overlapIndex = nil } }
+    var snapshotsOffset: UInt64 = 0 { didSet { overlapIndex = nil } }
+    var snapshotsSize: UInt64 = 0 { didSet { overlapIndex = nil } }
+    /// Where the metadata lies (`metadataOverlap()`), while no table moves.
+    var overlapIndex: MetadataOverlap?
 
     /// QEMU reports corruption once (s->signaled_corruption). A fatal report
     /// marks the image corrupt and drops QEMU's driver: the check under way
@@ -54,6 +58,9 @@ public final class Qcow2Checker {
         self.layout = layout
         header = layout.header
         geometry = try CheckGeometry(header: header)
+        // QEMU loads the persistent bitmaps on open: a directory it cannot
+        // load fails the open, before any check.
+        if let bitmaps = layout.bitmaps { _ = try BitmapDirectory.load(bitmaps, file: file, header: header) }
 
         // Both tables were validated with the header (at most 32 MiB and
         // 8 MiB, addressable); as in QEMU, what lies past the end of the

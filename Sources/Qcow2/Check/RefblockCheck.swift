@@ -48,9 +48,16 @@ extension RefcountCheck {
     }
 
     /// Grows the file to hold the refcount block at `offset` and counts it;
-    /// returns the errno when that is impossible.
+    /// returns the errno when that is impossible. QEMU grows the file however
+    /// far the block lies; a block far past the end (hostile input) would make
+    /// the file and the in-memory counts huge, so that fails as a file too
+    /// large, and the structure is rebuilt, as the write path's repair does.
     private func growFile(toReach offset: UInt64, cluster: UInt64) throws -> Int32? {
         guard offset <= UInt64(Int64.max) - geometry.clusterSize else { return CheckErrno.invalid }
+        let fileLength = try image.fileLength()
+        guard offset < fileLength || offset - fileLength < Qcow2Writer.maxRefcountBlockDistance else {
+            return CheckErrno.tooBig
+        }
         do {
             // Never shrinks: the block lies past the current end.
             if try image.fileLength() < offset + geometry.clusterSize {

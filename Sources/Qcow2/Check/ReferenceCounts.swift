@@ -82,34 +82,18 @@ final class ReferenceCounts {
         }
         return true
     }
+}
 
-    /// Takes `clusterCount` contiguous free clusters at or after
-    /// `firstFree`, growing past the end when no gap is large enough, and
-    /// sets their counts to one (alloc_clusters_imrt). `firstFree` moves to
-    /// the first free cluster seen. Returns the first cluster's index.
-    func allocate(_ clusterCount: Int64, firstFree: inout Int64) throws -> Int64 {
-        var cluster = firstFree
-        var contiguous: Int64 = 0
-        var firstGap = true
-        while cluster < count && contiguous < clusterCount {
-            if self[cluster] == 0 {
-                contiguous += 1
-                if firstGap {
-                    firstFree = cluster
-                    firstGap = false
-                }
-            } else {
-                contiguous = 0
-            }
-            cluster += 1
-        }
-        if contiguous < clusterCount {
-            try resize(to: cluster + clusterCount - contiguous)
-            // Clusters past the old end are free; `cluster` may already be past it.
-            cluster += clusterCount - contiguous
-        }
-        let first = cluster - clusterCount
-        for i in first..<cluster { self[i] = 1 }
-        return first
+/// The rebuild places the new refcount structure in these counts.
+extension ReferenceCounts: InMemoryRefcounts {
+    var clusterCount: UInt64 { UInt64(count) }
+    func refcount(ofCluster cluster: UInt64) -> UInt64 { self[Int64(cluster)] }
+    func setRefcount(ofCluster cluster: UInt64, _ value: UInt64) { self[Int64(cluster)] = value }
+    func grow(toClusters newCount: UInt64) throws {
+        guard newCount <= UInt64(Int64.max) else { throw CheckFailure(errno: CheckErrno.noMemory) }
+        try resize(to: Int64(newCount))
+    }
+    func withRefcountBlock<R>(_ index: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(refcountBlock(Int64(index)))
     }
 }

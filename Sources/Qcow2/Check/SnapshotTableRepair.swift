@@ -19,59 +19,31 @@ extension Qcow2Checker {
         result.corruptions = 0
     }
 
-    /// The table as QEMU writes it: entries 8-byte aligned, each with at
-    /// least the 24 bytes of extra data QEMU knows.
-    private func encodeSnapshotTable() throws -> [UInt8] {
+    /// The entries as QEMU writes them (each with at least the 24 bytes of
+    /// extra data QEMU knows), and where each starts: 8-byte aligned.
+    private func encodeSnapshotEntries() throws -> (entries: [[UInt8]], starts: [Int], size: UInt64) {
+        var entries: [[UInt8]] = [], starts: [Int] = []
         var size: UInt64 = 0
         for snapshot in snapshots {
-            size = (alignUp(size, 8) ?? .max) + Self.snapshotHeaderSize
-                + UInt64(max(Self.knownSnapshotExtraData, snapshot.extraDataSize))
-                + UInt64(snapshot.idBytes.count) + UInt64(snapshot.nameBytes.count)
-            guard size <= Self.maxSnapshotTableBytes else { throw CheckFailure(errno: CheckErrno.tooBig) }
+            let start = alignUp(size, 8) ?? .max
+            size = start + UInt64(snapshot.encodedLength)
+            guard size <= Qcow2Limits.maxSnapshotTableBytes else { throw CheckFailure(errno: CheckErrno.tooBig) }
+            entries.append(snapshot.encode(virtualSize: header.size & ~511))
+            starts.append(Int(start))
         }
-        var table = [UInt8](repeating: 0, count: Int(size))
-        var offset = 0
-        for snapshot in snapshots {
-            offset = (offset + 7) & ~7
-            table.setBE(snapshot.l1TableOffset, at: offset)
-            table.setBE(snapshot.l1Size, at: offset + 8)
-            table.setBE(UInt16(truncatingIfNeeded: snapshot.idBytes.count), at: offset + 12)
-            table.setBE(UInt16(truncatingIfNeeded: snapshot.nameBytes.count), at: offset + 14)
-            table.setBE(snapshot.dateSeconds, at: offset + 16)
-            table.setBE(snapshot.dateNanoseconds, at: offset + 20)
-            table.setBE(snapshot.vmClockNanoseconds, at: offset + 24)
-            // A VM state too large for the old field is left to the extra data.
-            table.setBE(snapshot.vmStateSize <= UInt64(UInt32.max) ? UInt32(snapshot.vmStateSize) : 0, at: offset + 32)
-            table.setBE(max(Self.knownSnapshotExtraData, snapshot.extraDataSize), at: offset + 36)
-            offset += Int(Self.snapshotHeaderSize)
-            table.setBE(snapshot.vmStateSize, at: offset)
-            table.setBE(snapshot.diskSize, at: offset + 8)
-            table.setBE(snapshot.instructionCount, at: offset + 16)
-            offset += Int(Self.knownSnapshotExtraData)
-            for part in [snapshot.unknownExtraData, snapshot.idBytes, snapshot.nameBytes] {
-                table.replaceSubrange(offset..<(offset + part.count), with: part)
-                offset += part.count
-            }
-        }
-        return table
+        return (entries, starts, size)
     }
 
     private func writeSnapshotTable(diagnostics: CheckDiagnostics) throws {
-        let table = try encodeSnapshotTable()
-        let size = UInt64(table.count)
+        let (entries, starts, size) = try encodeSnapshotEntries()
         let newOffset = try allocateClusters(size)
 
         do {
             try checkBeforeWriting(offset: newOffset, size: size, diagnostics: diagnostics)
             // Only the entries are written: padding between them keeps
             // whatever the clusters held, as in QEMU.
-            var position = 0
-            for snapshot in snapshots {
-                position = (position + 7) & ~7
-                let length = Int(Self.snapshotHeaderSize) + Int(max(Self.knownSnapshotExtraData, snapshot.extraDataSize))
-                    + snapshot.idBytes.count + snapshot.nameBytes.count
-                try write(Array(table[position..<(position + length)]), at: newOffset + UInt64(position))
-                position += length
+            for (entry, start) in zip(entries, starts) {
+                try write(entry, at: newOffset + UInt64(start))
             }
             try flushRefcountBlocks()
             try flush()

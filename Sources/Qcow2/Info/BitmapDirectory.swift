@@ -1,19 +1,32 @@
-// The persistent dirty bitmaps' directory (docs/interop/qcow2.txt, "Bitmaps
-// extension" and "Bitmap directory"), read only as far as info needs: names,
-// granularities and flags. The codec carries bitmaps unchanged; this checks
-// them as QEMU does when it opens an image, with QEMU's messages, so that an
-// image QEMU refuses is refused here too.
+// The persistent dirty bitmaps' directory (docs/interop/qcow2.txt, "Bitmap
+// directory"), checked entry by entry as QEMU's bitmap_list_load does, with
+// QEMU's messages, so that an image QEMU refuses is refused here too. Info
+// shows the names, granularities and flags; the check counts the clusters of
+// each bitmap's table. The codec carries bitmaps unchanged.
 //
-// Extension payload (24 bytes): nb_bitmaps (4), reserved (4),
-// bitmap_directory_size (8), bitmap_directory_offset (8).
 // Directory entry: bitmap_table_offset (8), bitmap_table_size (4), flags (4),
 // type (1), granularity_bits (1), name_size (2), extra_data_size (4), extra
 // data, name, padding to 8 bytes.
 
+/// One directory entry that passed QEMU's checks (check_dir_entry).
+struct BitmapDirectoryEntry: Equatable {
+    var tableOffset: UInt64
+    /// Entries in the bitmap table.
+    var tableSize: UInt32
+    var flags: UInt32
+    var granularityBits: UInt8
+    var name: String
+
+    var info: BitmapInfo {
+        var infoFlags: [BitmapInfo.Flag] = []
+        if flags & BitmapDirectory.flagInUse != 0 { infoFlags.append(.inUse) }
+        if flags & BitmapDirectory.flagAuto != 0 { infoFlags.append(.auto) }
+        return BitmapInfo(name: name, granularity: UInt32(1) << UInt32(granularityBits), flags: infoFlags)
+    }
+}
+
 enum BitmapDirectory {
-    /// QEMU's limits: bitmaps per image, directory bytes, one entry's fields.
-    static let maxBitmaps: UInt32 = 65535
-    static let maxDirectorySize: UInt64 = 1024 * 65535
+    /// QEMU's limits on one entry's fields.
     static let maxTableSize: UInt32 = 0x800_0000
     static let maxPhysicalSize: UInt64 = 0x2000_0000
     static let granularityRange: ClosedRange<UInt8> = 9...31
@@ -32,46 +45,50 @@ enum BitmapDirectory {
             return nil
         }).first else { return nil }
 
-        guard payload.count == 24 else { throw Qcow2Error.invalidBitmaps("bitmaps_ext: Invalid extension length") }
-        guard image.header.autoclearFeatures.contains(.bitmaps) else {
-            warnings.append(.bitmapsInconsistent(versionTwo: image.header.version < 3))
-            return nil
+        // The extension's checks are the ones opening makes (in QEMU's order:
+        // length, then the autoclear bit, then the fields).
+        let ext: BitmapsExtension
+        do {
+            ext = try BitmapsExtension(data: payload)
+            guard image.header.autoclearFeatures.contains(.bitmaps) else {
+                warnings.append(.bitmapsInconsistent(versionTwo: image.header.version < 3))
+                return nil
+            }
+            try ext.validate(clusterSize: image.header.clusterSize)
+        } catch let Qcow2Error.invalidHeaderExtension(message) {
+            throw Qcow2Error.invalidBitmaps(message)
         }
-        guard payload.be(UInt32.self, at: 4) == 0 else {
-            throw Qcow2Error.invalidBitmaps("bitmaps_ext: Reserved field is not zero")
-        }
-        let count = payload.be(UInt32.self, at: 0)
-        let size = payload.be(UInt64.self, at: 8)
-        let offset = payload.be(UInt64.self, at: 16)
-        guard count <= maxBitmaps else {
-            throw Qcow2Error.invalidBitmaps(
-                "bitmaps_ext: Image has \(count) bitmaps, exceeding the QEMU supported maximum of \(maxBitmaps)")
-        }
-        guard count > 0 else { throw Qcow2Error.invalidBitmaps("found bitmaps extension with zero bitmaps") }
-        guard offset % image.header.clusterSize == 0 else {
-            throw Qcow2Error.invalidBitmaps("bitmaps_ext: invalid bitmap directory offset")
-        }
-        guard size <= maxDirectorySize else {
-            throw Qcow2Error.invalidBitmaps(
-                "bitmaps_ext: bitmap directory size (\(size)) exceeds the maximum supported size (\(maxDirectorySize))")
-        }
-        guard size > 0 else { throw Qcow2Error.invalidBitmaps("Requested bitmap directory size is zero") }
-        let fileSize = try image.file.size()
-        guard offset <= fileSize, size <= fileSize - offset else {
-            throw Qcow2Error.invalidBitmaps("Failed to read bitmap directory")
-        }
-        let directory = try image.file.readExactly(Int(size), at: offset, step: "reading bitmap directory")
-        return try decode(directory, count: count, clusterSize: image.header.clusterSize,
-                          virtualSize: image.header.size & ~511)
+        return try load(ext, file: image.file, header: image.header).map(\.info)
     }
 
-    /// Walks the directory's entries, checking each as QEMU does.
+    /// Reads and checks the directory a validated extension names (what
+    /// opening an image does in QEMU: bitmap_list_load).
+    static func load(_ ext: BitmapsExtension, file: BlockFile, header: Qcow2Header) throws -> [BitmapDirectoryEntry] {
+        guard ext.directorySize > 0 else { throw Qcow2Error.invalidBitmaps("Requested bitmap directory size is zero") }
+        let fileSize = try file.size()
+        guard ext.directoryOffset <= fileSize, ext.directorySize <= fileSize - ext.directoryOffset else {
+            throw Qcow2Error.invalidBitmaps("Failed to read bitmap directory")
+        }
+        let directory = try file.readExactly(Int(ext.directorySize), at: ext.directoryOffset,
+                                             step: "reading bitmap directory")
+        return try entries(directory, count: ext.bitmapCount, clusterSize: header.clusterSize,
+                           virtualSize: header.size & ~511)
+    }
+
+    /// The directory's bitmaps as info shows them.
     static func decode(_ dir: [UInt8], count: UInt32, clusterSize: UInt64, virtualSize: UInt64) throws -> [BitmapInfo] {
-        var bitmaps: [BitmapInfo] = []
+        try entries(dir, count: count, clusterSize: clusterSize, virtualSize: virtualSize).map(\.info)
+    }
+
+    /// Walks the directory's entries, checking each as QEMU does; throws
+    /// `invalidBitmaps` with QEMU's message for the first that fails.
+    static func entries(_ dir: [UInt8], count: UInt32, clusterSize: UInt64,
+                        virtualSize: UInt64) throws -> [BitmapDirectoryEntry] {
+        var entries: [BitmapDirectoryEntry] = []
         var p = 0
         while p < dir.count {
             guard dir.count - p >= entryHeaderSize else { throw Qcow2Error.invalidBitmaps("Broken bitmap directory") }
-            guard bitmaps.count < Int(count) else {
+            guard entries.count < Int(count) else {
                 throw Qcow2Error.invalidBitmaps("More bitmaps found than specified in header extension")
             }
             let tableOffset = dir.be(UInt64.self, at: p)
@@ -101,16 +118,13 @@ enum BitmapDirectory {
                 }
             }
             guard valid else { throw Qcow2Error.invalidBitmaps("Bitmap '\(name)' doesn't satisfy the constraints") }
-
-            var infoFlags: [BitmapInfo.Flag] = []
-            if flags & flagInUse != 0 { infoFlags.append(.inUse) }
-            if flags & flagAuto != 0 { infoFlags.append(.auto) }
-            bitmaps.append(BitmapInfo(name: name, granularity: UInt32(1) << UInt32(granularityBits), flags: infoFlags))
+            entries.append(BitmapDirectoryEntry(tableOffset: tableOffset, tableSize: tableSize, flags: flags,
+                                                granularityBits: granularityBits, name: name))
             p += Int(entrySize)
         }
-        guard bitmaps.count == Int(count) else {
+        guard entries.count == Int(count) else {
             throw Qcow2Error.invalidBitmaps("Less bitmaps found than specified in header extension")
         }
-        return bitmaps
+        return entries
     }
 }

@@ -43,9 +43,9 @@ struct MetadataOverlap {
 
     var clusterSize: UInt64 { 1 << clusterBits }
 
-    mutating func addL2Table(_ offset: UInt64) { add(offset, to: &l2Clusters) }
-    mutating func removeL2Table(_ offset: UInt64) { remove(offset, from: &l2Clusters) }
-    mutating func addRefcountBlock(_ offset: UInt64) { add(offset, to: &refblockClusters) }
+    mutating func addL2Table(_ offset: UInt64) { Self.add(offset, clusterBits: clusterBits, to: &l2Clusters) }
+    mutating func removeL2Table(_ offset: UInt64) { Self.remove(offset, clusterBits: clusterBits, from: &l2Clusters) }
+    mutating func addRefcountBlock(_ offset: UInt64) { Self.add(offset, clusterBits: clusterBits, to: &refblockClusters) }
 
     mutating func setL2Tables<S: Sequence>(_ offsets: S) where S.Element == UInt64 {
         l2Clusters = [:]
@@ -58,20 +58,22 @@ struct MetadataOverlap {
     }
 
     /// The clusters a table at `offset` (one cluster long, maybe unaligned) covers.
-    private func clusters(of offset: UInt64) -> ClosedRange<UInt64> {
+    private static func clusters(of offset: UInt64, clusterBits: UInt64) -> ClosedRange<UInt64> {
         let first = offset >> clusterBits
-        let last = (offset &+ clusterSize &- 1) >> clusterBits
+        let last = (offset &+ (1 << clusterBits) &- 1) >> clusterBits
         return first...max(first, last)
     }
 
-    private func add(_ offset: UInt64, to set: inout [UInt64: Int]) {
+    // Static, so that no copy of `self` (and of the dictionary being
+    // changed, which would then be copied on write) is made per call.
+    private static func add(_ offset: UInt64, clusterBits: UInt64, to set: inout [UInt64: Int]) {
         guard offset != 0 else { return }
-        for cluster in clusters(of: offset) { set[cluster, default: 0] += 1 }
+        for cluster in clusters(of: offset, clusterBits: clusterBits) { set[cluster, default: 0] += 1 }
     }
 
-    private func remove(_ offset: UInt64, from set: inout [UInt64: Int]) {
+    private static func remove(_ offset: UInt64, clusterBits: UInt64, from set: inout [UInt64: Int]) {
         guard offset != 0 else { return }
-        for cluster in clusters(of: offset) {
+        for cluster in clusters(of: offset, clusterBits: clusterBits) {
             if let n = set[cluster] { set[cluster] = n > 1 ? n - 1 : nil }
         }
     }

@@ -241,7 +241,10 @@ final class RefcountAllocator {
         }
         if !discards.isDeferring { processDiscards(succeeded: failure == nil) }
         if let failure {
-            try? updateRefcount(offset: offset, length: clusterOffset - offset, addend: addend,
+            // Clusters from the first one (`offset` may be unaligned: a
+            // compressed cluster's data) up to the one that failed.
+            let first = offset & mask
+            try? updateRefcount(offset: first, length: clusterOffset - first, addend: addend,
                                 decrease: !decrease, type: .never)
             throw failure
         }

@@ -55,6 +55,29 @@ public struct SnapshotEntry: Equatable, Sendable {
         unknownExtraData = []
     }
 
+    /// An entry as read from disk: the fixed part (`headerSize` bytes; its
+    /// extra_data_size field is not used), then the extra data as far as it
+    /// is kept, the ID and the name. Fields the extra data does not reach
+    /// take QEMU's defaults (the 32-bit VM state size; no disk size; no
+    /// instruction count).
+    init(fixed h: [UInt8], extraData: ArraySlice<UInt8>, idBytes: [UInt8], nameBytes: [UInt8]) {
+        self.init(
+            l1TableOffset: h.be(UInt64.self, at: 0), l1Size: h.be(UInt32.self, at: 8), id: "", name: "",
+            dateSeconds: h.be(UInt32.self, at: 16), dateNanoseconds: h.be(UInt32.self, at: 20),
+            vmClockNanoseconds: h.be(UInt64.self, at: 24), vmStateSize: UInt64(h.be(UInt32.self, at: 32)))
+        let extra = Array(extraData)
+        extraDataSize = UInt32(extra.count)
+        if extra.count >= 8 { vmStateSize = extra.be(UInt64.self, at: 0) }
+        if extra.count >= 16 { diskSize = extra.be(UInt64.self, at: 8) }
+        if extra.count >= 24 {
+            let count = extra.be(UInt64.self, at: 16)
+            icount = count == UInt64.max ? nil : count
+        }
+        unknownExtraData = Array(extra.dropFirst(Int(Self.knownExtraDataSize)))
+        self.idBytes = idBytes
+        self.nameBytes = nameBytes
+    }
+
     public var id: String { String(decoding: idBytes, as: UTF8.self) }
     public var name: String { String(decoding: nameBytes, as: UTF8.self) }
 

@@ -70,22 +70,10 @@ public struct SnapshotTable: Equatable, Sendable {
             _ = try within(entryLength)
             let tail = try read(start + UInt64(SnapshotEntry.headerSize), tailSize)
 
-            var entry = SnapshotEntry(
-                l1TableOffset: h.be(UInt64.self, at: 0), l1Size: h.be(UInt32.self, at: 8), id: "", name: "",
-                dateSeconds: h.be(UInt32.self, at: 16), dateNanoseconds: h.be(UInt32.self, at: 20),
-                vmClockNanoseconds: h.be(UInt64.self, at: 24),
-                vmStateSize: UInt64(h.be(UInt32.self, at: 32)))
-            entry.extraDataSize = extraSize
-            if extraSize >= 8 { entry.vmStateSize = tail.be(UInt64.self, at: 0) }
-            if extraSize >= 16 { entry.diskSize = tail.be(UInt64.self, at: 8) }
-            if extraSize >= 24 {
-                let icount = tail.be(UInt64.self, at: 16)
-                entry.icount = icount == UInt64.max ? nil : icount
-            }
-            let known = Int(min(extraSize, SnapshotEntry.knownExtraDataSize))
-            entry.unknownExtraData = Array(tail[known..<Int(extraSize)])
-            entry.idBytes = Array(tail[Int(extraSize)..<Int(extraSize) + idSize])
-            entry.nameBytes = Array(tail[(Int(extraSize) + idSize)...])
+            let extraEnd = Int(extraSize)
+            let entry = SnapshotEntry(
+                fixed: h, extraData: tail[..<extraEnd], idBytes: Array(tail[extraEnd..<extraEnd + idSize]),
+                nameBytes: Array(tail[(extraEnd + idSize)...]))
             entries.append(entry)
         }
         return SnapshotTable(entries: entries, byteLength: length)
