@@ -152,7 +152,12 @@ import QemuJSON
         #expect(paused["return"]?.arrayValue?.first?["id"] == .string("slow"))
         #expect(try client.execute(#"{"execute":"job-resume","arguments":{"id":"slow"}}"#, events: &events)["return"] != nil)
         #expect(try client.execute(#"{"execute":"block-job-cancel","arguments":{"device":"slow"}}"#, events: &events)["return"] != nil)
-        events += try eventsUntilNull(client)
+        // A job idle in its rate-limit sleep ends within the command (as QEMU
+        // runs its coroutine to the exit), so the events may all precede the
+        // reply; one busy in I/O ends after it.
+        if !events.contains(where: { $0["data"]?["status"] == .string("null") }) {
+            events += try eventsUntilNull(client)
+        }
         let names = statusEvents(events)
         #expect(names.contains("BLOCK_JOB_CANCELLED"))
         #expect(names.last == "null")
