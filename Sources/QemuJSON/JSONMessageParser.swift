@@ -87,7 +87,9 @@ public struct JSONMessageParser {
         case .leftSquare: brackets += 1
         case .rightSquare: brackets -= 1
         case .error:
-            fail("JSON parse error, stray '\(String(decoding: token.text, as: UTF8.self))'", into: &outcomes)
+            // QEMU formats the token as a C string: a NUL byte ends the text.
+            let text = token.text.prefix { $0 != 0 }
+            fail("JSON parse error, stray '\(String(decoding: text, as: UTF8.self))'", into: &outcomes)
             return
         default: break
         }

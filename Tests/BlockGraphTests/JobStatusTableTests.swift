@@ -16,7 +16,7 @@ import Testing
     ]
     static let verbs: [JobVerb: String] = [
         .cancel: "01111111000", .pause: "01111100000", .resume: "01111100000", .setSpeed: "01111100000",
-        .complete: "00001000000", .finalize: "00000001000", .dismiss: "00000000010",
+        .complete: "00001100000", .finalize: "00000001000", .dismiss: "00000000010",
     ]
 
     @Test(arguments: JobStatus.allCases)

@@ -29,6 +29,7 @@ final class CommitDriver: BlockJobDriver {
     private var cleaned = false
 
     var busyNodes: [String] { claim.nodes.map(\.nodeName) }
+    var initialLength: UInt64 { top.size }
 
     /// `layers`: top down to base, both included.
     init(graph: BlockGraph, device: BlockNode, top: BlockNode, base: BlockNode, overlay: BlockNode,

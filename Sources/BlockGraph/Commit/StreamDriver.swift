@@ -21,6 +21,7 @@ final class StreamDriver: BlockJobDriver {
     private var cleaned = false
 
     var busyNodes: [String] { claim.nodes.map(\.nodeName) }
+    var initialLength: UInt64 { intermediates.isEmpty ? 0 : device.size }
 
     init(graph: BlockGraph, device: BlockNode, base: BlockNode?, intermediates: [BlockNode], backingFile: String?) throws {
         self.graph = graph

@@ -58,6 +58,10 @@ public protocol BlockJobDriver: AnyObject {
     /// while this one exists (QEMU's "Node 'x' is busy: block device is in
     /// use by block job: commit").
     var busyNodes: [String] { get }
+    /// The job's `len` as soon as it exists: QEMU's commit and stream set it
+    /// before their first yield, so a query right after the command shows
+    /// it. 0 (the default) where it is only known once the run has started.
+    var initialLength: UInt64 { get }
     /// The job's body, on a worker thread: copy, report progress, honour the
     /// context's pause points. Returning normally means success. Idle waits
     /// go through `context.sleep` (not usleep), so that pause, cancel and
@@ -79,6 +83,10 @@ public protocol BlockJobDriver: AnyObject {
     /// Main thread. Also called, alone, when the job manager refuses the job
     /// (bad or duplicate job ID, busy node, negative speed).
     func clean()
+}
+
+extension BlockJobDriver {
+    public var initialLength: UInt64 { 0 }
 }
 
 /// Defaults for contexts other than the job manager's (drivers' test

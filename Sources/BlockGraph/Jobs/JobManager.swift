@@ -66,6 +66,7 @@ public final class JobManager: @unchecked Sendable {
             throw refuse(negativeSpeedMessage)
         }
         job.lock.withLock {
+            job.state.progressTotal = driver.initialLength
             job.state.speed = speed
             job.state.limit.setSpeed(UInt64(speed))
         }

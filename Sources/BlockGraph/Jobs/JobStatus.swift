@@ -48,7 +48,9 @@ public enum JobVerb: String, CaseIterable, Sendable {
         switch self {
         case .cancel: return [.created, .running, .paused, .ready, .standby, .waiting, .pending]
         case .pause, .resume, .setSpeed: return [.created, .running, .paused, .ready, .standby]
-        case .complete: return [.ready]
+        // Standby too (QEMU since 6.0): a paused ready job takes the request
+        // and completes once resumed.
+        case .complete: return [.ready, .standby]
         case .finalize: return [.pending]
         case .dismiss: return [.concluded]
         }

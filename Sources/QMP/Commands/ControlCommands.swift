@@ -10,7 +10,11 @@ enum ControlCommands {
         return .object([])
     }
 
-    static let capabilitiesAfterNegotiation = QMPCommand("qmp_capabilities") { _, _ in
+    /// Its arguments are still read (and refused) first, as QEMU
+    /// unmarshals them before the command body says no.
+    static let capabilitiesAfterNegotiation = QMPCommand("qmp_capabilities") { input, _ in
+        _ = try capabilityList(&input, "enable")
+        try input.finish()
         throw QMPError(.commandNotFound, "Capabilities negotiation is already complete, command ignored")
     }
 
