@@ -22,6 +22,10 @@ public final class BlockFile: @unchecked Sendable {
     public let isWritable: Bool
     let descriptor: FileDescriptor
     private var isClosed = false
+    /// QEMU's cache=unsafe (BDRV_O_NO_FLUSH): `flush()` does nothing. Set
+    /// before the file is shared; for outputs nobody needs durable until the
+    /// whole job is done (qemu-img convert's default for its target).
+    public var ignoresFlushes = false
 
     /// Opens `path` read-only or read-write. Errors read like QEMU's
     /// ("Could not open 'x': No such file or directory" is composed by callers).
@@ -132,6 +136,7 @@ public final class BlockFile: @unchecked Sendable {
 
     /// Makes everything written so far durable (corresponds to fdatasync).
     public func flush() throws {
+        if ignoresFlushes { return }
         if fdatasync(descriptor.rawValue) != 0 {
             throw Qcow2Error.io(step: "flush", errno: errno)
         }
