@@ -116,6 +116,7 @@ struct HostileInputTests {
     private static func replies(_ kind: ComparedService.Kind) throws -> [String] {
         let scratch = try HostileScratch("hostile-input")
         let service = try ComparedService(kind, socketPath: scratch.file("qmp.sock"))
+        service.keepAlive = scratch
         defer { service.stop() }
         let client = try service.connectRaw()
         try client.negotiate()

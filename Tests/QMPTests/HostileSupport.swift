@@ -18,6 +18,8 @@ final class ComparedService: @unchecked Sendable {
 
     let kind: Kind
     let socketPath: String
+    /// Anything that must live as long as the service (its scratch directory).
+    var keepAlive: AnyObject?
     private var process: Process?
     private var service: QMPService?
     private let exited = DispatchSemaphore(value: 0)
@@ -67,9 +69,12 @@ final class ComparedService: @unchecked Sendable {
     func connectRaw(seconds: Double = 10) throws -> RawQMPClient {
         let deadline = Date().addingTimeInterval(seconds)
         while true {
-            if let client = try? RawQMPClient(path: socketPath) { return client }
-            guard Date() < deadline else { throw HostileFailure("\(kind): no listener at \(socketPath)") }
-            usleep(10_000)
+            do {
+                return try RawQMPClient(path: socketPath)
+            } catch {
+                guard Date() < deadline else { throw HostileFailure("\(kind): no listener at \(socketPath): \(error)") }
+                usleep(10_000)
+            }
         }
     }
 
@@ -77,13 +82,15 @@ final class ComparedService: @unchecked Sendable {
     func connect(seconds: Double = 10) throws -> UnixClient {
         let deadline = Date().addingTimeInterval(seconds)
         while true {
-            if let client = try? UnixClient(path: socketPath) {
+            do {
+                let client = try UnixClient(path: socketPath)
                 _ = try client.next()
                 _ = try client.execute(#"{"execute":"qmp_capabilities"}"#)
                 return client
+            } catch let error as UnixClient.Failure where error.description.hasPrefix("connect") {
+                guard Date() < deadline else { throw HostileFailure("\(kind): no listener at \(socketPath): \(error)") }
+                usleep(10_000)
             }
-            guard Date() < deadline else { throw HostileFailure("\(kind): no listener at \(socketPath)") }
-            usleep(10_000)
         }
     }
 
