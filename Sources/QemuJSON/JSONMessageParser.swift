@@ -51,11 +51,24 @@ public struct JSONMessageParser {
 
     /// Feeds bytes; returns the values and errors completed by them, in order.
     public mutating func feed<Bytes: Sequence>(_ bytes: Bytes) -> [JSONParseOutcome] where Bytes.Element == UInt8 {
+        let contiguous = Array(bytes)
+        return contiguous.withUnsafeBufferPointer { feed(buffer: $0) }
+    }
+
+    private mutating func feed(buffer: UnsafeBufferPointer<UInt8>) -> [JSONParseOutcome] {
         var outcomes: [JSONParseOutcome] = []
-        for byte in bytes {
-            var emitted: [JSONToken] = []
-            let withinLimit = lexer.feed(byte) { emitted.append($0) }
+        var emitted: [JSONToken] = []
+        var index = 0
+        while index < buffer.count {
+            let next = lexer.consumeRun(buffer, from: index)
+            if next > index {
+                index = next
+                continue
+            }
+            let withinLimit = lexer.feed(buffer[index]) { emitted.append($0) }
+            index += 1
             for token in emitted { process(token, into: &outcomes) }
+            emitted.removeAll(keepingCapacity: true)
             if !withinLimit { fail("JSON token size limit exceeded", into: &outcomes) }
         }
         return outcomes

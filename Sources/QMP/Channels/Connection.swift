@@ -51,15 +51,17 @@ final class Connection {
 
     func send(_ bytes: [UInt8]) {
         guard !isClosed, !bytes.isEmpty else { return }
+        // Checked before the copy: a reply that alone passes the limit
+        // (a huge id echoed back) is not buffered a second time.
+        if queuedOutput + bytes.count > Self.outputLimit {
+            close()
+            return
+        }
         if queuedOutput == 0 {
             pending.removeAll(keepingCapacity: true)
             pendingStart = 0
         }
         pending += bytes
-        if queuedOutput > Self.outputLimit {
-            close()
-            return
-        }
         flush()
     }
 

@@ -25,8 +25,13 @@ final class UnixSocketListener {
         address.sun_family = sa_family_t(AF_UNIX)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
         let bytes = Array(path.utf8)
-        guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else {
-            throw QMPServiceError("UNIX socket path '\(path)' is too long")
+        // A path filling sun_path exactly, without a NUL, is valid on Linux
+        // and QEMU accepts it; one byte more is refused with QEMU's words.
+        guard bytes.count <= capacity else {
+            throw QMPServiceError("UNIX socket path '\(path)' is too long\nPath must be less than \(capacity) bytes")
+        }
+        guard !bytes.isEmpty, !bytes.contains(0) else {
+            throw QMPServiceError("UNIX socket path '\(path)' is invalid")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (i, byte) in bytes.enumerated() { raw[i] = byte }
