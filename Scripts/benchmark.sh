@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
-# Times qcowkit against QEMU's tools on the same work, interleaved run by run,
-# and prints ours/theirs ratios (below 1.0: we are faster). Not a test: the
-# figures go into closing notes.
+# Times qcowkit against QEMU's tools on the same work and prints, per case,
+# the median time of each and ours/theirs (below 1.0: we are faster). Not a
+# test: the figures go into closing notes.
 #
 #   Scripts/benchmark.sh [RUNS]        (default 3 runs per case; needs qemu-utils)
+#   BENCH_DIR=/some/dir Scripts/benchmark.sh   (where the images go; default /var/tmp)
+#   BENCH_TIMES=file Scripts/benchmark.sh      (also keep every timing: case, tool, ns)
+#
+# Fairness: both tools get the same inputs in the same directory; each run
+# times them back to back, alternating which goes first; `sync` runs before
+# every timed command, so that writeback and discards left over from the
+# previous step are not charged to the next one, and the machine is left to
+# settle after large files are deleted (ext4 may be discarding their blocks
+# for seconds). CPU load from other work hurts the tool that blocks more
+# often on its own (see the load averages printed). qcowkit is built as the
+# Dockerfile ships it (release, Swift runtime linked statically). The
+# commands that take milliseconds (info, map) are timed over a batch of
+# invocations per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-swift build -c release --product qcowkit >/dev/null
-qk=$PWD/.build/release/qcowkit
-work=$(mktemp -d /var/tmp/qcowkit-bench.XXXXXX)
+batch=20
+swift build -c release --product qcowkit --static-swift-stdlib >/dev/null
+qk=$(swift build -c release --static-swift-stdlib --show-bin-path)/qcowkit
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/qcowkit-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # Command scripts fed on stdin, the same for both tools.
@@ -30,41 +44,116 @@ for i in 0 1 2 3 4 5 6 7; do
     dd if=/dev/urandom of="$work/src.raw" bs=1M count=64 seek=$((i * 256)) conv=notrunc status=none
     dd if=/dev/urandom of="$work/src.raw" bs=4k count=1 seek=$((i * 65536 + 40000)) conv=notrunc status=none
 done
+# The same data as a qcow2 image: the source of convert -O raw, map and info.
+qemu-img convert -f raw -O qcow2 "$work/src.raw" "$work/src.qcow2"
 
 now() { date +%s%N; }
-declare -A total
-time_one() { # name tool command...
+times_file=$work/times            # lines: case<TAB>tool<TAB>nanoseconds
+cases=()
+record() { # case tool ns
+    [[ " ${cases[*]-} " == *" $1 "* ]] || cases+=("$1")
+    printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$times_file"
+}
+time_one() { # case tool command... (stdout discarded)
     local name=$1 tool=$2; shift 2
+    sync
     local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now)
-    total[$name.$tool]=$(( ${total[$name.$tool]:-0} + t1 - t0 ))
+    record "$name" "$tool" $((t1 - t0))
+}
+time_batch() { # case tool command... (run $batch times; per invocation)
+    local name=$1 tool=$2 i; shift 2
+    sync
+    local t0 t1; t0=$(now)
+    for ((i = 0; i < batch; i++)); do "$@" >/dev/null; done
+    t1=$(now)
+    record "$name" "$tool" $(((t1 - t0) / batch))
+}
+# Runs `step qemu` and `step qcowkit`, the first one first on odd runs.
+pair() { # run step-function
+    if (($1 % 2)); then "$2" qemu; "$2" qcowkit; else "$2" qcowkit; "$2" qemu; fi
 }
 
-io_case() { # name cmdfile size
-    local name=$1 cmds=$2 size=$3
-    qemu-img create -q -f qcow2 "$work/q.qcow2" "$size"; cp "$work/q.qcow2" "$work/k.qcow2"
-    time_one "$name" qemu sh -c "qemu-io -f qcow2 '$work/q.qcow2' < '$cmds'"
-    time_one "$name" qcowkit sh -c "'$qk' io -f qcow2 '$work/k.qcow2' < '$cmds'"
-    qemu-img compare -q "$work/q.qcow2" "$work/k.qcow2" || echo "warning: $name results differ" >&2
+io_step() { # tool   (uses $io_name $io_cmds $io_size)
+    local image=$work/$1.qcow2
+    rm -f "$image"; qemu-img create -q -f qcow2 "$image" "$io_size"
+    if [[ $1 == qemu ]]; then
+        time_one "$io_name" qemu sh -c "qemu-io -f qcow2 '$image' < '$io_cmds'"
+    else
+        time_one "$io_name" qcowkit sh -c "'$qk' io -f qcow2 '$image' < '$io_cmds'"
+    fi
+}
+io_case() { # run name cmdfile size
+    io_name=$2 io_cmds=$3 io_size=$4
+    pair "$1" io_step
+    qemu-img compare -q "$work/qemu.qcow2" "$work/qcowkit.qcow2" || echo "warning: $2: results differ" >&2
+    rm -f "$work/qemu.qcow2" "$work/qcowkit.qcow2"
+}
+# A convert writes some 512 MiB into the page cache, and how long that takes
+# depends on the memory state the previous step left (on this kind of VM,
+# pages not touched for a while cost far more than pages just freed). So each
+# tool's timed convert follows an untimed one of its own, whose output is
+# deleted, and each output is checksummed and deleted before the next step.
+declare -A sums
+convert_step() { # case tool output-format input output-suffix
+    local name=$1 tool=$2 format=$3 input=$4 output=$work/$2.$5
+    local command=(qemu-img); [[ $tool == qcowkit ]] && command=("$qk")
+    rm -f "$output"
+    "${command[@]}" convert -f "${input##*.}" -O "$format" "$input" "$output" >/dev/null
+    rm -f "$output"
+    time_one "$name" "$tool" "${command[@]}" convert -f "${input##*.}" -O "$format" "$input" "$output"
+    sums[$name.$tool]=$(md5sum <"$output")
+    rm -f "$output"
+}
+convert_qcow2_step() { convert_step "convert -O qcow2 (2 GiB raw with holes)" "$1" qcow2 "$work/src.raw" qcow2; }
+convert_raw_step() { convert_step "convert -O raw (2 GiB qcow2)" "$1" raw "$work/src.qcow2" raw; }
+same_output() { # case
+    [[ ${sums[$1.qemu]} == "${sums[$1.qcowkit]}" ]] || echo "warning: $1: outputs differ" >&2
+}
+map_step() {
+    local tool=(qemu-img); [[ $1 == qcowkit ]] && tool=("$qk")
+    time_batch "map (2 GiB qcow2, per call)" "$1" "${tool[@]}" map --output=json "$work/src.qcow2"
+}
+info_step() {
+    local tool=(qemu-img); [[ $1 == qcowkit ]] && tool=("$qk")
+    time_batch "info (per call)" "$1" "${tool[@]}" info "$work/src.qcow2"
 }
 
+settle() { # lets writeback and the discards of deleted images finish before the next timing
+    sync; sleep 3
+}
+settle
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq "$runs"); do
-    io_case "io: 1 GiB sequential 64 KiB writes" "$work/seq.cmds" 1G
-    io_case "io: 100k random 4 KiB writes" "$work/rand.cmds" 4G
-    rm -f "$work"/*.qcow2
-    time_one "convert -O qcow2 (2 GiB raw with holes)" qemu qemu-img convert -f raw -O qcow2 "$work/src.raw" "$work/q.qcow2"
-    time_one "convert -O qcow2 (2 GiB raw with holes)" qcowkit "$qk" convert -f raw -O qcow2 "$work/src.raw" "$work/k.qcow2"
-    time_one "convert -O raw (2 GiB qcow2)" qemu qemu-img convert -f qcow2 -O raw "$work/q.qcow2" "$work/q.raw"
-    time_one "convert -O raw (2 GiB qcow2)" qcowkit "$qk" convert -f qcow2 -O raw "$work/q.qcow2" "$work/k.raw"
-    time_one "map (2 GiB qcow2)" qemu qemu-img map --output=json "$work/q.qcow2"
-    time_one "map (2 GiB qcow2)" qcowkit "$qk" map --output=json "$work/q.qcow2"
-    time_one "info" qemu qemu-img info "$work/q.qcow2"
-    time_one "info" qcowkit "$qk" info "$work/q.qcow2"
-    rm -f "$work"/*.raw.out "$work/q.raw" "$work/k.raw"
+    pair "$r" convert_qcow2_step
+    same_output "convert -O qcow2 (2 GiB raw with holes)"
+    pair "$r" convert_raw_step
+    same_output "convert -O raw (2 GiB qcow2)"
+    pair "$r" map_step
+    pair "$r" info_step
+    settle
+    io_case "$r" "io: 1 GiB sequential 64 KiB writes" "$work/seq.cmds" 1G
+    settle
+    io_case "$r" "io: 100k random 4 KiB writes" "$work/rand.cmds" 4G
+    settle
 done
 
-printf '%-42s %10s %10s %7s\n' case "qemu (s)" "ours (s)" ratio
-for key in "${!total[@]}"; do [[ $key == *.qemu ]] && echo "${key%.qemu}"; done | sort | while read -r name; do
-    q=${total[$name.qemu]}; k=${total[$name.qcowkit]}
-    awk -v n="$name" -v q="$q" -v k="$k" -v r="$runs" \
-        'BEGIN { printf "%-42s %10.3f %10.3f %7.2f\n", n, q / r / 1e9, k / r / 1e9, k / q }'
+[[ -n ${BENCH_TIMES:-} ]] && cp "$times_file" "$BENCH_TIMES"
+# Medians per case and tool; the ratio is of the medians, and the per-run
+# ratios' range shows how noisy the machine was.
+echo "load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
+printf '%-42s %10s %10s %7s   %s\n' case "qemu (s)" "ours (s)" ratio "per-run ratios"
+for name in "${cases[@]}"; do
+    awk -F'\t' -v n="$name" '
+        function median(a, k,   i, j, t) {
+            for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+        }
+        $1 == n && $2 == "qemu" { q[++nq] = $3; qs[nq] = $3 }
+        $1 == n && $2 == "qcowkit" { k[++nk] = $3; ks[nk] = $3 }
+        END {
+            per = ""
+            for (i = 1; i <= nq && i <= nk; i++) per = per sprintf("%s%.2f", i > 1 ? " " : "", ks[i] / qs[i])
+            mq = median(q, nq); mk = median(k, nk)
+            printf "%-42s %10.4f %10.4f %7.2f   %s\n", n, mq / 1e9, mk / 1e9, mk / mq, per
+        }' "$times_file"
 done

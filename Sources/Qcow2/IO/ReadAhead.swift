@@ -36,7 +36,11 @@ enum ReadAhead {
             results.deinitialize(count: depth)
             results.deallocate()
         }
-        let free = DispatchSemaphore(value: depth)
+        // Created at zero and raised: libdispatch traps when a semaphore is
+        // released below the value it was created with, which `free` is
+        // when the run ends early.
+        let free = DispatchSemaphore(value: 0)
+        for _ in 0..<depth { free.signal() }
         let filled = DispatchSemaphore(value: 0)
         let stop = Atomic<Bool>(false)
 

@@ -20,15 +20,18 @@ public enum SizeString {
         _ = frexp(Double(value) / (1000.0 / 1024.0), &exponent)
         let unit = Int((exponent - 1) / 10) // C division: -1 / 10 == 0
         let divisor = Double(UInt64(1) << UInt64(unit * 10))
-        return printf("%0.3g", Double(value) / divisor) + " " + suffixes[unit] + "B"
+        return threeSignificantDigits(Double(value) / divisor) + " " + suffixes[unit] + "B"
     }
 
-    /// One double through a printf format.
-    static func printf(_ format: String, _ value: Double) -> String {
+    /// printf's "%0.3g". gcvt is that very sprintf in glibc and musl, and
+    /// unlike a CVarArg list it needs no dynamic cast: the first such cast
+    /// in a process scans every protocol conformance, a sizeable part of
+    /// `qcowkit info`'s run time.
+    static func threeSignificantDigits(_ value: Double) -> String {
         var buffer = [CChar](repeating: 0, count: 64)
-        _ = withVaList([value]) { args in
-            buffer.withUnsafeMutableBufferPointer { vsnprintf($0.baseAddress, $0.count, format, args) }
+        return buffer.withUnsafeMutableBufferPointer { buffer in
+            guard let base = buffer.baseAddress, let text = gcvt(value, 3, base) else { return "" }
+            return String(cString: text)
         }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
