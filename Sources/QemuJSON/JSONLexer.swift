@@ -140,11 +140,14 @@ struct JSONLexer {
         if text.capacity > 4096 { text = [] } else { text.removeAll(keepingCapacity: true) }
     }
 
-    /// Grows the token buffer without overshooting the size limit by a
-    /// doubling (a 64 MiB token never holds a 128 MiB buffer).
+    /// Grows the token buffer by doubling, but never past what the size
+    /// limit allows, and straight to that once a doubling would pass half
+    /// of it: a token at the limit costs one buffer of the limit's size,
+    /// not a second, larger copy.
     private mutating func reserveForToken(_ count: Int) {
         guard count > text.capacity else { return }
-        text.reserveCapacity(min(max(count, text.capacity * 2), maxTokenSize + 1))
+        let doubled = max(count, text.capacity * 2)
+        text.reserveCapacity(doubled > maxTokenSize / 2 ? maxTokenSize + 1 : doubled)
     }
 
     /// Feeds one byte; `emit` receives each finished token.
