@@ -48,6 +48,9 @@ struct HostileInputTests {
         }
         inputs.append(request(id: Array(("\"" + String(repeating: "x", count: 20_000) + "\"").utf8)))
         inputs.append(request(id: [0x22] + Array(repeating: 0x7F, count: 2_000) + [0x22]))
+        // A long invalid keyword: QEMU's parse errors keep 1023 bytes of message.
+        inputs.append(text(String(repeating: "x", count: 3_000)))
+        inputs.append(request(id: Array(String(repeating: "z", count: 1_500).utf8)))
         // Numbers: beyond int64 and uint64, beyond double, tiny, negative zero.
         for id in ["-0", "-0.0", "1.0", "1e5", "1E+2", "123e-7", "0.1", "0.30000000000000004", "1e16", "1e17", "1e21",
                    "100000000000000000000.0", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
@@ -160,6 +163,8 @@ struct HostileInputTests {
         #expect(reply(Self.text(#"{"execute":"query-jobs","arguments":1}"#)) == error("QMP input member 'arguments' must be an object"))
         #expect(reply(Self.request(id: Array("1e400".utf8))) == #"{"return": [], "id": inf}"# + "\r\n")
         #expect(reply(Self.request(id: Array(#""\x""#.utf8))) == error("JSON parse error, invalid escape sequence in string"))
+        let clipped = "invalid keyword '" + String(repeating: "x", count: 1023 - "invalid keyword '".utf8.count)
+        #expect(reply(Self.text(String(repeating: "x", count: 3_000))) == error("JSON parse error, " + clipped))
         #expect(reply(Self.text(#"{"execute":"qmp_capabilities","arguments":{"enable":"oob"}}"#))
             == error("Invalid parameter type for 'enable', expected: array"))
     }
