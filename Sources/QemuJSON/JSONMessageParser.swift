@@ -102,7 +102,7 @@ public struct JSONMessageParser {
         case .error:
             // QEMU formats the token as a C string: a NUL byte ends the text.
             let text = token.text.prefix { $0 != 0 }
-            fail("JSON parse error, stray '\(String(decoding: text, as: UTF8.self))'", into: &outcomes)
+            fail("JSON parse error, stray '\(ModifiedUTF8.string(text))'", into: &outcomes)
             return
         default: break
         }

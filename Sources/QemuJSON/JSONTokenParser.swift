@@ -30,8 +30,19 @@ struct JSONTokenParser {
         do {
             return .value(try parser.parseMessage())
         } catch {
-            return .error("JSON parse error, " + error.message)
+            return .error("JSON parse error, " + Self.clipped(error.message))
         }
+    }
+
+    /// QEMU formats a parse error's message into a 1024-byte buffer first
+    /// (snprintf), so it keeps at most 1023 bytes of it: a 60 MB invalid
+    /// keyword is answered with its first thousand letters, not echoed whole.
+    static let messageLimit = 1023
+
+    private static func clipped(_ message: String) -> String {
+        let bytes = message.utf8
+        guard bytes.count > messageLimit else { return message }
+        return String(decoding: bytes.prefix(messageLimit), as: UTF8.self)
     }
 
     private init(tokens: [JSONToken]) {
@@ -71,7 +82,8 @@ struct JSONTokenParser {
                 value = .string(try Self.string(token))
             case .keyword:
                 position += 1
-                switch String(decoding: token.text, as: UTF8.self) {
+                // Only the start of a long keyword can reach the message.
+                switch String(decoding: token.text.prefix(Self.messageLimit), as: UTF8.self) {
                 case "true": value = .bool(true)
                 case "false": value = .bool(false)
                 case "null": value = .null

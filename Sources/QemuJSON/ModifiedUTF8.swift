@@ -43,4 +43,20 @@ enum ModifiedUTF8 {
         if cp < minimum[length - 2] && !(cp == 0 && length == 2) { return (-1, p) } // overlong, except C0 80
         return (cp, p)
     }
+
+    /// Raw bytes as QEMU prints them inside a string: each character it can
+    /// decode as itself, each invalid sequence (as far as `decode` says it
+    /// reaches) as one U+FFFD. (Swift's own decoding replaces invalid input
+    /// in other pieces: ED A9 is two U+FFFD there, one in QEMU.)
+    static func string<Bytes: Collection>(_ input: Bytes) -> String where Bytes.Element == UInt8 {
+        let bytes = Array(input)
+        var scalars = String.UnicodeScalarView()
+        var index = 0
+        while index < bytes.count {
+            let (cp, next) = decode(bytes, at: index, end: bytes.count)
+            scalars.append(cp >= 0 ? Unicode.Scalar(UInt32(cp)) ?? "\u{FFFD}" : "\u{FFFD}")
+            index = max(next, index + 1)
+        }
+        return String(scalars)
+    }
 }

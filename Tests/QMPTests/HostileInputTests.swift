@@ -48,6 +48,9 @@ struct HostileInputTests {
         }
         inputs.append(request(id: Array(("\"" + String(repeating: "x", count: 20_000) + "\"").utf8)))
         inputs.append(request(id: [0x22] + Array(repeating: 0x7F, count: 2_000) + [0x22]))
+        // A long invalid keyword: QEMU's parse errors keep 1023 bytes of message.
+        inputs.append(text(String(repeating: "x", count: 3_000)))
+        inputs.append(request(id: Array(String(repeating: "z", count: 1_500).utf8)))
         // Numbers: beyond int64 and uint64, beyond double, tiny, negative zero.
         for id in ["-0", "-0.0", "1.0", "1e5", "1E+2", "123e-7", "0.1", "0.30000000000000004", "1e16", "1e17", "1e21",
                    "100000000000000000000.0", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
@@ -144,6 +147,52 @@ struct HostileInputTests {
         }
     }
 
+    /// Seeded JSON-ish noise (structural characters, quotes, escapes, digits,
+    /// letters, control and non-ASCII bytes), ended so that the stream is
+    /// back at its start: a newline (ends a string), 0xFF (an error, which
+    /// drops any open brackets), a newline (ends the recovery).
+    static func noise(seed: UInt64, count: Int) -> [UInt8] {
+        let alphabet = Array(#"{}[]:,"'\ 0123456789-+.eEtrufalsnxu"#.utf8) + [0x0A, 0x09, 0x00, 0x01, 0x7F, 0xC3, 0xA9, 0xED, 0xFF] + Array(stride(from: UInt8(0x80), through: 0xFF, by: 3)) + Array("\\u00\\ud8\\udc\\n\\\"".utf8)
+        let words = [#"{"execute":"query-jobs","id":"#, #""execute""#, #""arguments":{"#, #""id""#, "true", "null", "1e400",
+                     #""\u00e9""#, #""\ud800""#].map { Array($0.utf8) }
+        var state = seed
+        func next() -> Int {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            return Int(truncatingIfNeeded: state >> 1)
+        }
+        var bytes: [UInt8] = []
+        while bytes.count < count {
+            if next() % 8 == 0 { bytes += words[next() % words.count] } else { bytes.append(alphabet[next() % alphabet.count]) }
+        }
+        return bytes + [0x0A, 0xFF, 0x0A]
+    }
+
+    @Test func seededNoiseIsAnsweredAsQEMUAnswersIt() async throws {
+        let chunks = (1...12).map { Self.noise(seed: UInt64($0) &* 0x9E3779B97F4A7C15, count: 4_000) }
+        @Sendable func run(_ kind: ComparedService.Kind) throws -> [String] {
+            let scratch = try HostileScratch("noise")
+            let service = try ComparedService(kind, socketPath: scratch.file("qmp.sock"))
+            service.keepAlive = scratch
+            defer { service.stop() }
+            let client = try service.connectRaw()
+            try client.negotiate()
+            return try chunks.enumerated().map { index, chunk in
+                let marker = Array(#"{"return": [], "id": "noise-\#(index)"}"#.utf8) + [13, 10]
+                try client.send(chunk + Array(#"{"execute":"query-jobs","id":"noise-\#(index)"}"#.utf8) + [0x0A])
+                return String(decoding: try client.read(through: marker).dropLast(marker.count), as: UTF8.self)
+            }
+        }
+        async let qemu = run(.qemu)
+        let ours = try run(.qcowkit)
+        let theirs = try await qemu
+        for (index, (mine, other)) in zip(ours, theirs).enumerated() where mine != other {
+            let a = mine.components(separatedBy: "\r\n"), b = other.components(separatedBy: "\r\n")
+            let line = zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(a.count, b.count)
+            Issue.record("noise \(index), reply line \(line):\n  QEMU: \(line < b.count ? String(b[line]) : "-")\n  ours: \(line < a.count ? String(a[line]) : "-")")
+        }
+        #expect(ours.allSatisfy { $0.contains("error") })
+    }
+
     /// What both answer, pinned.
     @Test func keyRepliesArePinned() throws {
         let ours = try Self.replies(.qcowkit)
@@ -160,6 +209,8 @@ struct HostileInputTests {
         #expect(reply(Self.text(#"{"execute":"query-jobs","arguments":1}"#)) == error("QMP input member 'arguments' must be an object"))
         #expect(reply(Self.request(id: Array("1e400".utf8))) == #"{"return": [], "id": inf}"# + "\r\n")
         #expect(reply(Self.request(id: Array(#""\x""#.utf8))) == error("JSON parse error, invalid escape sequence in string"))
+        let clipped = "invalid keyword '" + String(repeating: "x", count: 1023 - "invalid keyword '".utf8.count)
+        #expect(reply(Self.text(String(repeating: "x", count: 3_000))) == error("JSON parse error, " + clipped))
         #expect(reply(Self.text(#"{"execute":"qmp_capabilities","arguments":{"enable":"oob"}}"#))
             == error("Invalid parameter type for 'enable', expected: array"))
     }
