@@ -12,8 +12,10 @@
 # every timed command, so that writeback and discards left over from the
 # previous step are not charged to the next one, and the machine is left to
 # settle after large files are deleted (ext4 may be discarding their blocks
-# for seconds). CPU load from other work hurts the tool that blocks more
-# often on its own (see the load averages printed). qcowkit is built as the
+# for seconds). Busy CPUs (other sessions' work) make each wake-up after an
+# fdatasync wait for a time slice, which costs qcowkit io's single thread
+# more than qemu-io's thread pool: read the figures with the load averages
+# printed at the end. qcowkit is built as the
 # Dockerfile ships it (release, Swift runtime linked statically). The
 # commands that take milliseconds (info, map) count the median of a batch of
 # calls per run.
