@@ -12,15 +12,17 @@
 # every timed command, so that writeback and discards left over from the
 # previous step are not charged to the next one, and the machine is left to
 # settle after large files are deleted (ext4 may be discarding their blocks
-# for seconds). CPU load from other work hurts the tool that blocks more
-# often on its own (see the load averages printed). qcowkit is built as the
+# for seconds). Busy CPUs (other sessions' work) make each wake-up after an
+# fdatasync wait for a time slice, which costs qcowkit io's single thread
+# more than qemu-io's thread pool: read the figures with the load averages
+# printed at the end. qcowkit is built as the
 # Dockerfile ships it (release, Swift runtime linked statically). The
-# commands that take milliseconds (info, map) are timed over a batch of
-# invocations per run.
+# commands that take milliseconds (info, map) count the median of a batch of
+# calls per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-batch=20
+batch=21
 swift build -c release --product qcowkit --static-swift-stdlib >/dev/null
 qk=$(swift build -c release --static-swift-stdlib --show-bin-path)/qcowkit
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/qcowkit-bench.XXXXXX")
@@ -47,7 +49,9 @@ done
 # The same data as a qcow2 image: the source of convert -O raw, map and info.
 qemu-img convert -f raw -O qcow2 "$work/src.raw" "$work/src.qcow2"
 
-now() { date +%s%N; }
+# Microseconds, read without forking (a `date` per timing would add a
+# millisecond to the commands that take a few).
+now() { now_us=${EPOCHREALTIME/./}; }
 times_file=$work/times            # lines: case<TAB>tool<TAB>nanoseconds
 cases=()
 record() { # case tool ns
@@ -55,18 +59,19 @@ record() { # case tool ns
     printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$times_file"
 }
 time_one() { # case tool command... (stdout discarded)
-    local name=$1 tool=$2; shift 2
+    local name=$1 tool=$2 t0; shift 2
     sync
-    local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now)
-    record "$name" "$tool" $((t1 - t0))
+    now; t0=$now_us; "$@" >/dev/null; now
+    record "$name" "$tool" $(((now_us - t0) * 1000))
 }
-time_batch() { # case tool command... (run $batch times; per invocation)
-    local name=$1 tool=$2 i; shift 2
+time_batch() { # case tool command... (the median of $batch calls)
+    local name=$1 tool=$2 i t0 samples=(); shift 2
     sync
-    local t0 t1; t0=$(now)
-    for ((i = 0; i < batch; i++)); do "$@" >/dev/null; done
-    t1=$(now)
-    record "$name" "$tool" $(((t1 - t0) / batch))
+    for ((i = 0; i < batch; i++)); do
+        now; t0=$now_us; "$@" >/dev/null; now
+        samples+=($((now_us - t0)))
+    done
+    record "$name" "$tool" $(($(printf '%s\n' "${samples[@]}" | sort -n | sed -n "$((batch / 2 + 1))p") * 1000))
 }
 # Runs `step qemu` and `step qcowkit`, the first one first on odd runs.
 pair() { # run step-function
