@@ -5,32 +5,21 @@ import BlockGraph
 import QemuJSON
 
 struct BlockStreamArguments: Equatable {
-    var jobID: String?
+    var options = BlockJobOptions()
     var request: StreamRequest
-    var speed: Int64
-    var onError: BlockdevOnError
-    var autoFinalize: Bool
-    var autoDismiss: Bool
 
     init(_ input: inout QAPIInput) throws {
-        jobID = try input.optionalString("job-id")
+        options.jobID = try input.optionalString("job-id")
         let device = try input.string("device")
         let base = try input.optionalString("base")
         let baseNode = try input.optionalString("base-node")
         let backingFile = try input.optionalString("backing-file")
-        // `bottom` and `filter-node-name` name nodes of QEMU's filter-based
-        // graph, which QcowKit's stream does not build.
+        // `bottom` names a node of QEMU's filter-based graph, which QcowKit's
+        // stream does not build.
         if try input.optionalString("bottom") != nil {
             throw QMPError.generic("Parameter 'bottom' is not supported: use 'base' or 'base-node'")
         }
-        speed = try input.optionalInt64("speed") ?? 0
-        let onErrorName = try input.optionalEnum("on-error", BlockdevOnError.allCases.map(\.rawValue))
-        onError = onErrorName.flatMap(BlockdevOnError.init(rawValue:)) ?? .report
-        if try input.optionalString("filter-node-name") != nil {
-            throw QMPError.generic("Parameter 'filter-node-name' is not supported: QcowKit's stream has no filter node")
-        }
-        autoFinalize = try input.optionalBool("auto-finalize") ?? true
-        autoDismiss = try input.optionalBool("auto-dismiss") ?? true
+        try options.readTrailingMembers(&input, jobKind: "stream")
         try input.finish()
         request = StreamRequest(device: device, base: base, baseNode: baseNode, backingFile: backingFile)
     }
@@ -41,10 +30,7 @@ enum BlockStreamCommand {
         let arguments = try BlockStreamArguments(&input)
         let service = context.service
         let driver = try service.graph.makeStreamDriver(arguments.request)
-        let jobID = arguments.jobID ?? service.driveID(of: arguments.request.device) ?? ""
-        try service.jobs.startBlockJob(id: jobID, driver: driver, speed: arguments.speed,
-                                       autoFinalize: arguments.autoFinalize, autoDismiss: arguments.autoDismiss,
-                                       onError: arguments.onError)
+        try service.startBlockJob(driver, device: arguments.request.device, options: arguments.options)
         return .object([])
     }
 }
