@@ -149,10 +149,7 @@ extension Qcow2Builder {
 
     /// Grows the file without preallocation.
     func truncateFile(to length: UInt64) throws {
-        guard length <= UInt64(Int64.max) else { throw Qcow2CreateError.couldNotResizeFile(errno: EINVAL) }
-        if ftruncate(file.descriptor.rawValue, off_t(length)) != 0 {
-            throw Qcow2CreateError.couldNotResizeFile(errno: errno)
-        }
+        try RawPreallocation.truncate(file, to: length)
     }
 
     /// Grows the file to `length` with QEMU's file-posix preallocation:
