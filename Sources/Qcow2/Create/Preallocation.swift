@@ -80,7 +80,7 @@ extension Qcow2Builder {
         let inCluster = guestOffset & (clusterSize - 1)
         var count = divideRoundingUp(inCluster + bytes, clusterSize)
         count = min(count, l2Entries - l2Index(guestOffset))
-        count = min(count, Self.maxRequestBytes >> clusterBits)
+        count = min(count, Qcow2Limits.maxRequestBytes >> clusterBits)
         _ = try l2Table(for: guestOffset)
 
         let allocOffset: UInt64
