@@ -1,8 +1,11 @@
 #ifndef QCOWKIT_CSYSTEMSHIMS_H
 #define QCOWKIT_CSYSTEMSHIMS_H
-/* Linux calls that Glibc's Swift module hides behind _GNU_SOURCE. */
+/* Linux calls and constants that Glibc's Swift module hides behind _GNU_SOURCE.
+ * Only IO/ (BlockFile.swift, FallocateMode.swift) uses them. */
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/falloc.h> /* FALLOC_FL_KEEP_SIZE, _PUNCH_HOLE, _ZERO_RANGE */
+#include <linux/fs.h>     /* SEEK_DATA, SEEK_HOLE */
 
 /* fallocate(2): punch holes and zero ranges in image files. */
 static inline int qk_fallocate(int fd, int mode, long long offset, long long length) {

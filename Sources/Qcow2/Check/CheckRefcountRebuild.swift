@@ -90,11 +90,9 @@ extension RefcountCheck {
         } catch let failure as CheckFailure {
             throw RebuildFailure(message: "ERROR writing reftable", errno: failure.errno)
         }
-        var pointer = [UInt8](repeating: 0, count: 12)
-        pointer.setBE(tableOffset, at: 0)
-        pointer.setBE(UInt32(truncatingIfNeeded: tableClusters), at: 8)
+        let pointer = HeaderFieldUpdate.refcountTableLocation(offset: tableOffset, clusters: UInt32(truncatingIfNeeded: tableClusters))
         do {
-            try image.write(pointer, at: 48)
+            try image.write(pointer.bytes, at: pointer.offset)
             try image.flush()
         } catch let failure as CheckFailure {
             throw RebuildFailure(message: "ERROR setting reftable", errno: failure.errno)

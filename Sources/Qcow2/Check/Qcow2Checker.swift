@@ -200,9 +200,8 @@ public final class Qcow2Checker {
         if Int(h.headerLength) == h.encodedLength {
             try write(h.encode(), at: 0)
         } else {
-            var field = [UInt8](repeating: 0, count: 8)
-            field.setBE(h.incompatibleFeatures.rawValue, at: 0)
-            try write(field, at: 72)
+            let field = HeaderFieldUpdate.incompatibleFeatures(h.incompatibleFeatures)
+            try write(field.bytes, at: field.offset)
         }
     }
 

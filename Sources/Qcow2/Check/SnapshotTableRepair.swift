@@ -88,11 +88,9 @@ extension Qcow2Checker {
         }
         if allocator.tableOffset != refcountTableOffset {
             // The allocator moved the refcount table: the header follows.
-            var pointer = [UInt8](repeating: 0, count: 12)
-            pointer.setBE(allocator.tableOffset, at: 0)
-            pointer.setBE(UInt32(truncatingIfNeeded: allocator.tableClusters), at: 8)
+            let pointer = HeaderFieldUpdate.refcountTableLocation(offset: allocator.tableOffset, clusters: UInt32(truncatingIfNeeded: allocator.tableClusters))
             try flush()
-            try write(pointer, at: 48)
+            try write(pointer.bytes, at: pointer.offset)
             try flush()
         }
         installRefcountTable(allocator.table, at: allocator.tableOffset)

@@ -80,7 +80,7 @@ extension Qcow2Builder {
         let inCluster = guestOffset & (clusterSize - 1)
         var count = divideRoundingUp(inCluster + bytes, clusterSize)
         count = min(count, l2Entries - l2Index(guestOffset))
-        count = min(count, Self.maxRequestBytes >> clusterBits)
+        count = min(count, Qcow2Limits.maxRequestBytes >> clusterBits)
         _ = try l2Table(for: guestOffset)
 
         let allocOffset: UInt64
@@ -149,10 +149,7 @@ extension Qcow2Builder {
 
     /// Grows the file without preallocation.
     func truncateFile(to length: UInt64) throws {
-        guard length <= UInt64(Int64.max) else { throw Qcow2CreateError.couldNotResizeFile(errno: EINVAL) }
-        if ftruncate(file.descriptor.rawValue, off_t(length)) != 0 {
-            throw Qcow2CreateError.couldNotResizeFile(errno: errno)
-        }
+        try RawPreallocation.truncate(file, to: length)
     }
 
     /// Grows the file to `length` with QEMU's file-posix preallocation:

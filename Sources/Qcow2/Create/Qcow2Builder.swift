@@ -26,8 +26,6 @@ final class Qcow2Builder {
 
     /// QEMU's BDRV_MAX_LENGTH: the largest image the block layer allows.
     static let maxImageLength: UInt64 = UInt64(Int64.max) & ~((1 << 30) - 1)
-    /// QEMU's BDRV_REQUEST_MAX_BYTES: one allocation never maps more.
-    static let maxRequestBytes: UInt64 = (UInt64(Int32.max) >> 9) << 9
 
     /// Writes the bootstrap structures and allocates clusters 0-2.
     /// `options` must be validated.

@@ -18,42 +18,47 @@ enum RawPreallocation {
     /// `off` truncates; `falloc` allocates the new part; `full` writes it.
     static func grow(file: BlockFile, to length: UInt64, mode: Preallocation) throws {
         guard length <= UInt64(Int64.max) else { throw Qcow2CreateError.couldNotResizeFile(errno: EINVAL) }
-        let fd = file.descriptor.rawValue
         let current = try file.size()
         switch mode {
         case .off:
-            if ftruncate(fd, off_t(length)) != 0 { throw Qcow2CreateError.couldNotResizeFile(errno: errno) }
-            if current == 0 && length > 0 { allocateFirstBlock(fd: fd, size: length) }
+            try truncate(file, to: length)
+            if current == 0 && length > 0 { allocateFirstBlock(file, size: length) }
         case .falloc:
             guard length != current else { return }
-            let rc = posix_fallocate(fd, off_t(current), off_t(length - current))
-            if rc != 0 { throw Qcow2CreateError.couldNotPreallocate(errno: rc) }
-            if current == 0 { allocateFirstBlock(fd: fd, size: length) }
+            try failing(Qcow2CreateError.couldNotPreallocate) { try file.allocate(offset: current, length: length - current) }
+            if current == 0 { allocateFirstBlock(file, size: length) }
         case .full:
-            if ftruncate(fd, off_t(length)) != 0 { throw Qcow2CreateError.couldNotResizeFile(errno: errno) }
+            try truncate(file, to: length)
             let zeroes = [UInt8](repeating: 0, count: zeroChunk)
             var offset = current
             while offset < length {
                 let n = Int(min(UInt64(zeroChunk), length - offset))
-                let written = zeroes.withUnsafeBytes { pwrite(fd, $0.baseAddress, n, off_t(offset)) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw Qcow2CreateError.couldNotWriteZeros(errno: errno)
+                try failing(Qcow2CreateError.couldNotWriteZeros) {
+                    try zeroes.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[..<n]), at: offset) }
                 }
-                offset += UInt64(written)
+                offset += UInt64(n)
             }
-            if fsync(fd) != 0 { throw Qcow2CreateError.couldNotResizeFile(errno: errno) }
+            try failing(Qcow2CreateError.couldNotResizeFile) { try file.sync() }
         case .metadata:
             throw Qcow2CreateError.unsupportedPreallocation(.metadata)
         }
     }
 
+    /// Sets the file's length (ftruncate), failing as "Could not resize file".
+    static func truncate(_ file: BlockFile, to length: UInt64) throws {
+        try failing(Qcow2CreateError.couldNotResizeFile) { try file.truncate(to: length) }
+    }
+
     /// allocate_first_block: one sector of zeroes, or 4 KiB for files at
     /// least that long. Failures are ignored, as QEMU ignores them.
-    private static func allocateFirstBlock(fd: Int32, size: UInt64) {
+    private static func allocateFirstBlock(_ file: BlockFile, size: UInt64) {
         let count = size < UInt64(firstBlockSize) ? 512 : firstBlockSize
-        let zeroes = [UInt8](repeating: 0, count: count)
-        _ = zeroes.withUnsafeBytes { pwrite(fd, $0.baseAddress, count, 0) }
+        try? file.write([UInt8](repeating: 0, count: count), at: 0)
+    }
+
+    /// Runs a host file operation, its errno reported as `error`.
+    private static func failing(_ error: (Int32) -> Qcow2CreateError, _ body: () throws -> Void) throws {
+        do { try body() } catch let Qcow2Error.io(_, code) { throw error(code) }
     }
 }
 

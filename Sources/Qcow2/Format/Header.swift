@@ -10,6 +10,31 @@ public struct Qcow2Header: Equatable, Sendable {
     /// "QFI\xfb"
     public static let magic: UInt32 = 0x5146_49fb
 
+    /// Byte offsets of the fixed header's fields (docs/interop/qcow2.txt,
+    /// "Header"; names as there). Version 2 headers end at
+    /// `incompatibleFeatures`; every field is big-endian.
+    enum FieldOffset {
+        static let magic = 0                    // u32
+        static let version = 4                  // u32
+        static let backingFileOffset = 8        // u64
+        static let backingFileSize = 16         // u32
+        static let clusterBits = 20             // u32
+        static let size = 24                    // u64
+        static let cryptMethod = 32             // u32
+        static let l1Size = 36                  // u32
+        static let l1TableOffset = 40           // u64
+        static let refcountTableOffset = 48     // u64
+        static let refcountTableClusters = 56   // u32
+        static let nbSnapshots = 60             // u32
+        static let snapshotsOffset = 64         // u64
+        static let incompatibleFeatures = 72    // u64, version 3 from here on
+        static let compatibleFeatures = 80      // u64
+        static let autoclearFeatures = 88       // u64
+        static let refcountOrder = 96           // u32
+        static let headerLength = 100           // u32
+        static let compressionType = 104        // u8, when header_length > 104
+    }
+
     public var version: UInt32
     public var backingFileOffset: UInt64
     public var backingFileSize: UInt32
@@ -98,36 +123,36 @@ public struct Qcow2Header: Equatable, Sendable {
         if bytes.count < Int(Qcow2Limits.headerV3Length) {
             bytes += [UInt8](repeating: 0, count: Int(Qcow2Limits.headerV3Length) - bytes.count)
         }
-        guard bytes.be(UInt32.self, at: 0) == magic else { throw Qcow2Error.notQcow2 }
-        let version = bytes.be(UInt32.self, at: 4)
+        guard bytes.be(UInt32.self, at: FieldOffset.magic) == magic else { throw Qcow2Error.notQcow2 }
+        let version = bytes.be(UInt32.self, at: FieldOffset.version)
         guard version == 2 || version == 3 else { throw Qcow2Error.unsupportedVersion(version) }
 
-        let clusterBits = bytes.be(UInt32.self, at: 20)
+        let clusterBits = bytes.be(UInt32.self, at: FieldOffset.clusterBits)
         guard (Qcow2Limits.minClusterBits...Qcow2Limits.maxClusterBits).contains(clusterBits) else {
             throw Qcow2Error.unsupportedClusterSize(bits: clusterBits)
         }
         let clusterSize = UInt64(1) << UInt64(clusterBits)
 
-        var h = Qcow2Header(version: version, clusterBits: clusterBits, size: bytes.be(UInt64.self, at: 24))
-        h.backingFileOffset = bytes.be(UInt64.self, at: 8)
-        h.backingFileSize = bytes.be(UInt32.self, at: 16)
-        h.cryptMethod = bytes.be(UInt32.self, at: 32)
-        h.l1Size = bytes.be(UInt32.self, at: 36)
-        h.l1TableOffset = bytes.be(UInt64.self, at: 40)
-        h.refcountTableOffset = bytes.be(UInt64.self, at: 48)
-        h.refcountTableClusters = bytes.be(UInt32.self, at: 56)
-        h.snapshotCount = bytes.be(UInt32.self, at: 60)
-        h.snapshotsOffset = bytes.be(UInt64.self, at: 64)
+        var h = Qcow2Header(version: version, clusterBits: clusterBits, size: bytes.be(UInt64.self, at: FieldOffset.size))
+        h.backingFileOffset = bytes.be(UInt64.self, at: FieldOffset.backingFileOffset)
+        h.backingFileSize = bytes.be(UInt32.self, at: FieldOffset.backingFileSize)
+        h.cryptMethod = bytes.be(UInt32.self, at: FieldOffset.cryptMethod)
+        h.l1Size = bytes.be(UInt32.self, at: FieldOffset.l1Size)
+        h.l1TableOffset = bytes.be(UInt64.self, at: FieldOffset.l1TableOffset)
+        h.refcountTableOffset = bytes.be(UInt64.self, at: FieldOffset.refcountTableOffset)
+        h.refcountTableClusters = bytes.be(UInt32.self, at: FieldOffset.refcountTableClusters)
+        h.snapshotCount = bytes.be(UInt32.self, at: FieldOffset.nbSnapshots)
+        h.snapshotsOffset = bytes.be(UInt64.self, at: FieldOffset.snapshotsOffset)
 
         // Version 2 has none of the later fields: the spec's defaults apply,
         // whatever bytes 72... hold (they are the first header extension).
         // `init` set them.
         if version == 3 {
-            h.incompatibleFeatures = IncompatibleFeatures(rawValue: bytes.be(UInt64.self, at: 72))
-            h.compatibleFeatures = CompatibleFeatures(rawValue: bytes.be(UInt64.self, at: 80))
-            h.autoclearFeatures = AutoclearFeatures(rawValue: bytes.be(UInt64.self, at: 88))
-            h.refcountOrder = bytes.be(UInt32.self, at: 96)
-            h.headerLength = bytes.be(UInt32.self, at: 100)
+            h.incompatibleFeatures = IncompatibleFeatures(rawValue: bytes.be(UInt64.self, at: FieldOffset.incompatibleFeatures))
+            h.compatibleFeatures = CompatibleFeatures(rawValue: bytes.be(UInt64.self, at: FieldOffset.compatibleFeatures))
+            h.autoclearFeatures = AutoclearFeatures(rawValue: bytes.be(UInt64.self, at: FieldOffset.autoclearFeatures))
+            h.refcountOrder = bytes.be(UInt32.self, at: FieldOffset.refcountOrder)
+            h.headerLength = bytes.be(UInt32.self, at: FieldOffset.headerLength)
             guard h.headerLength >= Qcow2Limits.headerV3MinLength else { throw Qcow2Error.headerTooShort(h.headerLength) }
         }
         guard UInt64(h.headerLength) <= clusterSize else { throw Qcow2Error.headerExceedsCluster(h.headerLength) }
@@ -142,8 +167,8 @@ public struct Qcow2Header: Equatable, Sendable {
         // length is checked once the extensions have been read, as QEMU does.
         guard h.backingFileOffset <= clusterSize else { throw Qcow2Error.invalidBackingFileOffset(h.backingFileOffset) }
 
-        // Byte 104 exists only when header_length covers it; otherwise zlib.
-        let rawCompression: UInt8 = h.headerLength > Qcow2Limits.headerV3MinLength ? bytes[104] : 0
+        // compression_type exists only when header_length covers it; otherwise zlib.
+        let rawCompression: UInt8 = h.headerLength > Qcow2Limits.headerV3MinLength ? bytes[FieldOffset.compressionType] : 0
         guard let type = CompressionType(rawValue: rawCompression) else {
             throw Qcow2Error.invalidCompressionType(rawCompression)
         }
@@ -160,26 +185,26 @@ public struct Qcow2Header: Equatable, Sendable {
     /// 112 plus any preserved unknown fields; version 2 stops at byte 72.
     public func encode() -> [UInt8] {
         var b = [UInt8](repeating: 0, count: encodedLength)
-        b.setBE(Self.magic, at: 0)
-        b.setBE(version, at: 4)
-        b.setBE(backingFileOffset, at: 8)
-        b.setBE(backingFileSize, at: 16)
-        b.setBE(clusterBits, at: 20)
-        b.setBE(size, at: 24)
-        b.setBE(cryptMethod, at: 32)
-        b.setBE(l1Size, at: 36)
-        b.setBE(l1TableOffset, at: 40)
-        b.setBE(refcountTableOffset, at: 48)
-        b.setBE(refcountTableClusters, at: 56)
-        b.setBE(snapshotCount, at: 60)
-        b.setBE(snapshotsOffset, at: 64)
+        b.setBE(Self.magic, at: FieldOffset.magic)
+        b.setBE(version, at: FieldOffset.version)
+        b.setBE(backingFileOffset, at: FieldOffset.backingFileOffset)
+        b.setBE(backingFileSize, at: FieldOffset.backingFileSize)
+        b.setBE(clusterBits, at: FieldOffset.clusterBits)
+        b.setBE(size, at: FieldOffset.size)
+        b.setBE(cryptMethod, at: FieldOffset.cryptMethod)
+        b.setBE(l1Size, at: FieldOffset.l1Size)
+        b.setBE(l1TableOffset, at: FieldOffset.l1TableOffset)
+        b.setBE(refcountTableOffset, at: FieldOffset.refcountTableOffset)
+        b.setBE(refcountTableClusters, at: FieldOffset.refcountTableClusters)
+        b.setBE(snapshotCount, at: FieldOffset.nbSnapshots)
+        b.setBE(snapshotsOffset, at: FieldOffset.snapshotsOffset)
         if version >= 3 {
-            b.setBE(incompatibleFeatures.rawValue, at: 72)
-            b.setBE(compatibleFeatures.rawValue, at: 80)
-            b.setBE(autoclearFeatures.rawValue, at: 88)
-            b.setBE(refcountOrder, at: 96)
-            b.setBE(UInt32(encodedLength), at: 100)
-            b[104] = compressionType.rawValue
+            b.setBE(incompatibleFeatures.rawValue, at: FieldOffset.incompatibleFeatures)
+            b.setBE(compatibleFeatures.rawValue, at: FieldOffset.compatibleFeatures)
+            b.setBE(autoclearFeatures.rawValue, at: FieldOffset.autoclearFeatures)
+            b.setBE(refcountOrder, at: FieldOffset.refcountOrder)
+            b.setBE(UInt32(encodedLength), at: FieldOffset.headerLength)
+            b[FieldOffset.compressionType] = compressionType.rawValue
             for (i, byte) in unknownFields.enumerated() { b[Int(Qcow2Limits.headerV3Length) + i] = byte }
         }
         return b

@@ -65,6 +65,10 @@ public enum Qcow2Limits {
     /// further limited by what the L1 table can address.
     public static let maxVirtualSize: UInt64 = UInt64(Int64.max) & ~511
 
+    /// QEMU's BDRV_REQUEST_MAX_BYTES: the most one request (and so one
+    /// cluster allocation) covers, INT_MAX rounded down to whole sectors.
+    static let maxRequestBytes: UInt64 = (UInt64(Int32.max) >> 9) << 9
+
     /// QEMU's default L2 cache: enough to map 32 MiB of L2 tables at most.
     public static let defaultL2CacheBytes: UInt64 = 32 << 20
 }

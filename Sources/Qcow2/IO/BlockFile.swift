@@ -1,6 +1,10 @@
-// The one place the codec touches the file system: a thin owner of a file
-// descriptor over swift-system, with whole-buffer positional I/O (pread and
-// pwrite retried until done, EINTR retried by swift-system).
+// The one place the codec touches the file system: the only owner of an
+// image file's descriptor. Every system call on it is here: positional I/O
+// (whole buffers, short transfers continued), length, fallocate, lseek for
+// holes, fstat, sync. Offsets come from image metadata, so each range is
+// checked to fit a signed 64-bit file offset before it reaches the kernel.
+// Policies built on these calls (QEMU's zero-write order, extents) live in
+// the sibling files FileZeroing.swift and FileExtents.swift.
 
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +15,7 @@ import Darwin
 #endif
 import SystemPackage
 import CSystemShims
+import Synchronization
 
 func errnoDescription(_ code: Int32) -> String {
     String(cString: strerror(code))
@@ -20,8 +25,10 @@ func errnoDescription(_ code: Int32) -> String {
 public final class BlockFile: @unchecked Sendable {
     public let path: String
     public let isWritable: Bool
-    let descriptor: FileDescriptor
+    private let descriptor: FileDescriptor
     private var isClosed = false
+    /// The fallocate modes the file system refused (FileZeroing.swift).
+    let fallocateSupport = Mutex(FallocateSupport())
     /// QEMU's cache=unsafe (BDRV_O_NO_FLUSH): `flush()` does nothing. Set
     /// before the file is shared; for outputs nobody needs durable until the
     /// whole job is done (qemu-img convert's default for its target).
@@ -73,18 +80,20 @@ public final class BlockFile: @unchecked Sendable {
         }
     }
 
+    // MARK: Positional I/O
+
     /// Reads exactly `buffer.count` bytes at `offset`. Bytes past the end of the
     /// file read as zeroes, as QEMU's file driver does for a short read.
     /// Returns how many bytes came from the file.
     @discardableResult
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
-        try checkOffset(offset, buffer.count, "read")
+        let start = try ioRange(offset, buffer.count, "read")
         var done = 0
         while done < buffer.count {
             let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
             let n: Int
             do {
-                n = try descriptor.read(fromAbsoluteOffset: Int64(offset) + Int64(done), into: chunk)
+                n = try descriptor.read(fromAbsoluteOffset: start + Int64(done), into: chunk)
             } catch let error as Errno {
                 throw Qcow2Error.io(step: "read at offset \(offset)", errno: error.rawValue)
             }
@@ -109,24 +118,15 @@ public final class BlockFile: @unchecked Sendable {
 
     /// Writes all of `buffer` at `offset`.
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        try checkOffset(offset, buffer.count, "write")
+        let start = try ioRange(offset, buffer.count, "write")
         var done = 0
         while done < buffer.count {
             let chunk = UnsafeRawBufferPointer(rebasing: buffer[done...])
             do {
-                done += try descriptor.write(toAbsoluteOffset: Int64(offset) + Int64(done), chunk)
+                done += try descriptor.write(toAbsoluteOffset: start + Int64(done), chunk)
             } catch let error as Errno {
                 throw Qcow2Error.io(step: "write at offset \(offset)", errno: error.rawValue)
             }
-        }
-    }
-
-    /// Offsets reach here from image metadata (a refcount table entry may
-    /// hold any of bits 9...63): a range that does not fit a signed 64-bit
-    /// file offset is an I/O error, as in QEMU's block layer, not a trap.
-    private func checkOffset(_ offset: UInt64, _ count: Int, _ what: String) throws {
-        guard offset <= UInt64(Int64.max) - UInt64(count) else {
-            throw Qcow2Error.io(step: "\(what) at offset \(offset)", errno: EIO)
         }
     }
 
@@ -134,72 +134,161 @@ public final class BlockFile: @unchecked Sendable {
         try bytes.withUnsafeBytes { try write($0, at: offset) }
     }
 
+    /// A read or write range as a file offset: past Int64.max it is an I/O
+    /// error (EIO), as in QEMU's block layer, not a trap.
+    private func ioRange(_ offset: UInt64, _ count: Int, _ what: String) throws -> Int64 {
+        guard Self.rangeErrno(offset, UInt64(count)) == 0 else {
+            throw Qcow2Error.io(step: "\(what) at offset \(offset)", errno: EIO)
+        }
+        return Int64(offset)
+    }
+
+    // MARK: Durability
+
     /// Makes everything written so far durable (corresponds to fdatasync).
     public func flush() throws {
         if ignoresFlushes { return }
-        if fdatasync(descriptor.rawValue) != 0 {
-            throw Qcow2Error.io(step: "flush", errno: errno)
+        if case let .failure(error) = retryingInterrupts({ fdatasync(descriptor.rawValue) }) {
+            throw Qcow2Error.io(step: "flush", errno: error.rawValue)
         }
     }
 
+    /// fsync(2), data and metadata, whatever `ignoresFlushes` says: how
+    /// preallocation=full makes its zeroes durable.
+    func sync() throws {
+        if case let .failure(error) = retryingInterrupts({ fsync(descriptor.rawValue) }) {
+            throw Qcow2Error.io(step: "sync", errno: error.rawValue)
+        }
+    }
+
+    // MARK: Length and identity
+
     /// The file's length in bytes.
     public func size() throws -> UInt64 {
-        var st = stat()
-        guard fstat(descriptor.rawValue, &st) == 0 else { throw Qcow2Error.io(step: "stat", errno: errno) }
-        return UInt64(st.st_size)
+        UInt64(try status().st_size)
     }
 
     /// The file's device and inode: two paths name the same image exactly when
     /// these match (how backing-chain loops are recognised).
     public func identity() throws -> FileIdentity {
-        var st = stat()
-        guard fstat(descriptor.rawValue, &st) == 0 else { throw Qcow2Error.io(step: "stat", errno: errno) }
+        let st = try status()
         return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
     }
 
     /// Bytes actually allocated on the host (st_blocks * 512): qemu-img's "disk size".
     public func allocatedSize() throws -> UInt64 {
-        var st = stat()
-        guard fstat(descriptor.rawValue, &st) == 0 else { throw Qcow2Error.io(step: "stat", errno: errno) }
-        return UInt64(st.st_blocks) * 512
+        UInt64(try status().st_blocks) * 512
     }
 
-    /// Sets the file's length (corresponds to ftruncate).
+    private func status() throws -> stat {
+        var st = stat()
+        guard fstat(descriptor.rawValue, &st) == 0 else { throw Qcow2Error.io(step: "stat", errno: errno) }
+        return st
+    }
+
+    /// Sets the file's length (corresponds to ftruncate). A length past
+    /// Int64.max is refused with EINVAL, as ftruncate refuses a negative one.
     public func truncate(to length: UInt64) throws {
-        if ftruncate(descriptor.rawValue, off_t(length)) != 0 {
-            throw Qcow2Error.io(step: "truncate", errno: errno)
+        guard length <= UInt64(Int64.max) else { throw Qcow2Error.io(step: "truncate to \(length)", errno: EINVAL) }
+        if case let .failure(error) = retryingInterrupts({ ftruncate(descriptor.rawValue, off_t(length)) }) {
+            throw Qcow2Error.io(step: "truncate", errno: error.rawValue)
         }
     }
 
+    // MARK: Allocation (fallocate)
+
     /// Allocates host blocks for a range without changing their content
-    /// (corresponds to fallocate mode 0; extends the file if needed).
+    /// (posix_fallocate: fallocate mode 0, or blocks written by the C
+    /// library where the file system has no fallocate; extends the file
+    /// if needed).
     public func allocate(offset: UInt64, length: UInt64) throws {
         guard length > 0 else { return }
-        let rc = posix_fallocate(descriptor.rawValue, off_t(offset), off_t(length))
-        if rc != 0 { throw Qcow2Error.io(step: "fallocate", errno: rc) }
+        let code = rangeCheckedErrno(offset, length) {
+            let rc = posix_fallocate(descriptor.rawValue, off_t(offset), off_t(length))
+            if rc != 0 { errno = rc; return -1 }
+            return 0
+        }
+        if code != 0 { throw Qcow2Error.io(step: Self.rangeStep("fallocate", offset, length), errno: code) }
     }
 
     /// Deallocates a range, which then reads as zeroes (fallocate punch hole).
     public func punchHole(offset: UInt64, length: UInt64) throws {
         guard length > 0 else { return }
-        let mode = Int32(0x02 /* FALLOC_FL_PUNCH_HOLE */ | 0x01 /* FALLOC_FL_KEEP_SIZE */)
-        if qk_fallocate(descriptor.rawValue, mode, Int64(offset), Int64(length)) != 0 {
-            throw Qcow2Error.io(step: "punch hole", errno: errno)
+        let code = fallocate(.deallocate, offset: offset, length: length)
+        if code != 0 { throw Qcow2Error.io(step: Self.rangeStep("punch hole", offset, length), errno: code) }
+    }
+
+    /// fallocate(2) itself: 0, or the errno, for callers that choose what
+    /// to do next by it (QEMU's fallback orders). A range that does not fit
+    /// a file offset gets the kernel's answer without reaching it.
+    func fallocate(_ mode: FallocateMode, offset: UInt64, length: UInt64) -> Int32 {
+        rangeCheckedErrno(offset, length) {
+            qk_fallocate(descriptor.rawValue, mode.rawValue, Int64(offset), Int64(length))
         }
+    }
+
+    // MARK: Sparse layout (lseek)
+
+    /// Where the next data (SEEK_DATA) or hole (SEEK_HOLE; the end of file
+    /// counts as one) starts at or after `offset`, or the errno: ENXIO when
+    /// none follows.
+    func seek(to target: SparseSeek, from offset: UInt64) -> Result<UInt64, Errno> {
+        // The kernel's answer for an offset past any end of file.
+        guard offset <= UInt64(Int64.max) else { return .failure(.noSuchAddressOrDevice) }
+        let whence = target == .data ? SEEK_DATA : SEEK_HOLE
+        return retryingInterrupts { lseek(descriptor.rawValue, off_t(offset), whence) }.map { UInt64($0) }
     }
 
     /// The next data at or after `offset` (SEEK_DATA), or nil if only a hole follows.
     public func nextData(from offset: UInt64) -> UInt64? {
-        let r = lseek(descriptor.rawValue, off_t(offset), 3 /* SEEK_DATA */)
-        return r < 0 ? nil : UInt64(r)
+        try? seek(to: .data, from: offset).get()
     }
 
     /// The next hole at or after `offset` (SEEK_HOLE); the end of file counts as a hole.
     public func nextHole(from offset: UInt64) -> UInt64? {
-        let r = lseek(descriptor.rawValue, off_t(offset), 4 /* SEEK_HOLE */)
-        return r < 0 ? nil : UInt64(r)
+        try? seek(to: .hole, from: offset).get()
+    }
+
+    // MARK: System call edge
+
+    /// Runs `call` (-1 and errno on failure) again while a signal interrupts
+    /// it: the codec's one EINTR loop (swift-system's read and write above
+    /// retry on their own).
+    private func retryingInterrupts<T: FixedWidthInteger & SignedInteger>(_ call: () -> T) -> Result<T, Errno> {
+        while true {
+            let result = call()
+            if result != -1 { return .success(result) }
+            if errno != EINTR { return .failure(Errno(rawValue: errno)) }
+        }
+    }
+
+    /// `call` on a range that fits a file offset: 0 or its errno.
+    private func rangeCheckedErrno(_ offset: UInt64, _ length: UInt64, _ call: () -> Int32) -> Int32 {
+        let code = Self.rangeErrno(offset, length)
+        guard code == 0 else { return code }
+        switch retryingInterrupts(call) {
+        case .success: return 0
+        case let .failure(error): return error.rawValue
+        }
+    }
+
+    /// Whether [offset, offset + length) fits a signed 64-bit file offset:
+    /// 0, or what the kernel answers fallocate otherwise (EINVAL for a
+    /// negative offset, EFBIG for an end past the largest file).
+    static func rangeErrno(_ offset: UInt64, _ length: UInt64) -> Int32 {
+        if offset > UInt64(Int64.max) { return EINVAL }
+        if length > UInt64(Int64.max) - offset { return EFBIG }
+        return 0
+    }
+
+    /// The step of an error: the range too when it was the problem.
+    private static func rangeStep(_ what: String, _ offset: UInt64, _ length: UInt64) -> String {
+        rangeErrno(offset, length) == 0 ? what : "\(what) at offset \(offset), \(length) bytes"
     }
 }
+
+/// Which way `BlockFile.seek` looks.
+enum SparseSeek { case data, hole }
 
 /// Which file an open descriptor refers to, independent of the path used.
 public struct FileIdentity: Hashable, Sendable {

@@ -1,12 +1,7 @@
 // Which parts of a host file hold data and which are holes, found with
-// lseek(SEEK_DATA / SEEK_HOLE) as QEMU's file-posix driver does. Raw images
-// report exactly this; qcow2 images consult it for metadata-preallocated files.
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+// BlockFile.seek (lseek SEEK_DATA / SEEK_HOLE) as QEMU's file-posix driver
+// does. Raw images report exactly this; qcow2 images consult it for
+// metadata-preallocated files.
 
 /// The status of a run of bytes in a host file.
 struct FileExtent: Equatable {
@@ -32,19 +27,19 @@ extension BlockFile {
         let bytes = min(length, totalSize - offset)
         var run = bytes
         var isData = true
-        let fd = descriptor.rawValue
-        let data = lseek(fd, off_t(offset), 3 /* SEEK_DATA */)
-        if data < 0 {
+        switch seek(to: .data, from: offset) {
+        case let .failure(error):
             // ENXIO: only a hole follows. Any other error: nothing is known,
             // so everything counts as data.
-            isData = errno != ENXIO
-        } else if UInt64(data) > offset {
+            isData = error != .noSuchAddressOrDevice
+        case let .success(data) where data > offset:
             isData = false
-            run = UInt64(data) - offset
-        } else if UInt64(data) == offset {
+            run = data - offset
+        case let .success(data) where data == offset:
             // In data: it runs to the next hole (the end of file counts as one).
-            let hole = lseek(fd, off_t(offset), 4 /* SEEK_HOLE */)
-            if hole > off_t(offset) { run = UInt64(hole) - offset }
+            if case let .success(hole) = seek(to: .hole, from: offset), hole > offset { run = hole - offset }
+        case .success:
+            break
         }
         run = min(run, bytes)
         return FileExtent(length: run, isData: isData, reachesEnd: offset + run == totalSize)

@@ -3,16 +3,14 @@
 // its block status is the file's own data/hole layout.
 //
 // Writes go straight to the file. Zero writes and discards use fallocate the
-// way QEMU's file driver does (zero range, else punch hole + allocate, else
-// allocate past the end, else write zeroes), so the host allocation after a
-// qemu-io session matches QEMU's too.
+// way QEMU's file driver does (BlockFile's zeroWithoutWriting and discard,
+// else zero buffers are written), so the host allocation after a qemu-io
+// session matches QEMU's too.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CSystemShims
-import Synchronization
 
 public final class RawImage: WritableBlockImage, @unchecked Sendable {
     public let file: BlockFile
@@ -28,22 +26,6 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
     /// next open would probe a guest-written header, a classic attack).
     /// Set by whoever opened the image, before any write.
     public var isProbed = false
-
-    /// Which fallocate modes the file system turned out not to support
-    /// (as QEMU remembers per open file, to stop trying them).
-    private struct FallocateSupport {
-        var zeroRange = true
-        var punchHole = true
-    }
-    private let support = Mutex(FallocateSupport())
-    private var zeroRangeUnsupported: Bool {
-        get { support.withLock { !$0.zeroRange } }
-        set { support.withLock { $0.zeroRange = !newValue } }
-    }
-    private var punchHoleUnsupported: Bool {
-        get { support.withLock { !$0.punchHole } }
-        set { support.withLock { $0.punchHole = !newValue } }
-    }
 
     public init(file: BlockFile) throws {
         self.file = file
@@ -161,31 +143,17 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
         }
     }
 
-    /// Zeroes a range as QEMU's file driver does.
+    /// Zeroes a range as QEMU's file driver does, then as the block layer
+    /// falls back: by writing zeroes.
     private func zeroRange(_ offset: UInt64, _ length: UInt64, mayUnmap: Bool, allowFallback: Bool) throws {
-        if mayUnmap && !punchHoleUnsupported {
-            // Unmapping while guaranteeing zeroes: a punched hole reads as zeroes.
-            switch fallocateResult(.punchHole, offset, length) {
-            case 0: return
-            case ENOTSUP, EOPNOTSUPP, EINVAL, EBUSY: break
-            case let code: throw Qcow2Error.io(step: "write zeroes", errno: code)
-            }
-        }
-        if try zeroWithoutWriting(offset, length) { return }
+        if try file.zeroWithoutWriting(offset: offset, length: length, mayUnmap: mayUnmap) { return }
         guard allowFallback else { throw Qcow2Error.io(step: "write zeroes", errno: ENOTSUP) }
         try writeZeroBuffers(offset, length)
     }
 
     public func discard(at offset: UInt64, length: UInt64) throws {
         try checkWritable(offset, length)
-        guard length > 0, !punchHoleUnsupported else { return }
-        switch fallocateResult(.punchHole, offset, length) {
-        // A file system that cannot punch holes keeps the data; QEMU treats
-        // discard as a hint and reports success then.
-        case 0: return
-        case ENOTSUP, EOPNOTSUPP: punchHoleUnsupported = true
-        case let code: throw Qcow2Error.io(step: "discard", errno: code)
-        }
+        try file.discard(offset: offset, length: length)
     }
 
     /// Raw has no compressed clusters (qemu-io: "Operation not supported").
@@ -208,40 +176,6 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
         }
     }
 
-    /// Zeroes the range through fallocate alone, in QEMU's order of
-    /// preference; false when the file system offers no way to.
-    private func zeroWithoutWriting(_ offset: UInt64, _ length: UInt64) throws -> Bool {
-        if !zeroRangeUnsupported {
-            switch fallocateResult(.zeroRange, offset, length) {
-            case 0: return true
-            case ENOTSUP, EOPNOTSUPP: zeroRangeUnsupported = true
-            case EINVAL: break   // some file systems refuse unaligned ranges
-            case let code: throw Qcow2Error.io(step: "write zeroes", errno: code)
-            }
-        }
-        if !punchHoleUnsupported {
-            switch fallocateResult(.punchHole, offset, length) {
-            case 0:
-                // Re-allocate so the range stays backed by disk space.
-                let code = fallocateResult(.allocate, offset, length)
-                if code == 0 { return true }
-                if code != ENOTSUP && code != EOPNOTSUPP { throw Qcow2Error.io(step: "write zeroes", errno: code) }
-            case ENOTSUP, EOPNOTSUPP: punchHoleUnsupported = true
-            case EINVAL: break
-            case let code: throw Qcow2Error.io(step: "write zeroes", errno: code)
-            }
-        }
-        // Extending the file: allocated blocks past the old end read as zeroes.
-        if offset >= (try file.size()) {
-            switch fallocateResult(.allocate, offset, length) {
-            case 0: return true
-            case ENOTSUP, EOPNOTSUPP: break
-            case let code: throw Qcow2Error.io(step: "write zeroes", errno: code)
-            }
-        }
-        return false
-    }
-
     private func writeZeroBuffers(_ offset: UInt64, _ length: UInt64) throws {
         let chunk = Int(min(length, 1 << 20))
         let zeroes = [UInt8](repeating: 0, count: chunk)
@@ -250,20 +184,6 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
             let n = Int(min(UInt64(chunk), length - done))
             try zeroes.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[..<n]), at: offset + done) }
             done += UInt64(n)
-        }
-    }
-
-    private enum FallocateMode: Int32 {
-        case allocate = 0
-        case punchHole = 0x03   // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-        case zeroRange = 0x10   // FALLOC_FL_ZERO_RANGE
-    }
-
-    /// fallocate(2) on the image file; 0 or the errno.
-    private func fallocateResult(_ mode: FallocateMode, _ offset: UInt64, _ length: UInt64) -> Int32 {
-        while true {
-            if qk_fallocate(file.descriptor.rawValue, mode.rawValue, Int64(offset), Int64(length)) == 0 { return 0 }
-            if errno != EINTR { return errno }
         }
     }
 }

@@ -170,10 +170,8 @@ extension Qcow2Writer {
         let tableBytes = RefcountTable(entries: reftable).encode()
         try checkOverlapLocked(offset: tableOffset, length: UInt64(tableBytes.count))
         try file.write(tableBytes, at: tableOffset)
-        var location = [UInt8](repeating: 0, count: 12)
-        location.setBE(tableOffset, at: 0)
-        location.setBE(UInt32(tableClusters), at: 8)
-        try file.write(location, at: 48)
+        let location = HeaderFieldUpdate.refcountTableLocation(offset: tableOffset, clusters: UInt32(tableClusters))
+        try file.write(location.bytes, at: location.offset)
         try file.flush()
         header.refcountTableOffset = tableOffset
         header.refcountTableClusters = UInt32(tableClusters)

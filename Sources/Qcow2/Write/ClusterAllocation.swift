@@ -160,7 +160,7 @@ extension Qcow2Writer {
     private func clustersToConsider(guestOffset: UInt64, bytes: UInt64) -> UInt64 {
         var count = sizeToClusters(offsetInCluster(guestOffset) + bytes)
         count = min(count, l2Entries - UInt64(l2Index(guestOffset)))
-        return min(count, Self.maxRequestBytes >> clusterBits)
+        return min(count, Qcow2Limits.maxRequestBytes >> clusterBits)
     }
 
     /// handle_copied: maps the run of in-place clusters at `guestOffset`

@@ -15,13 +15,6 @@
 //  4. the entries are updated; old clusters (a snapshot's, or compressed
 //     data) lose their reference last.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-import CSystemShims
-
 extension Qcow2Writer {
     // MARK: Before the data is written (lock released)
 
@@ -42,17 +35,11 @@ extension Qcow2Writer {
     }
 
     /// Zeroes a range of the file without writing zeroes, as QEMU's file
-    /// driver does for a zero write that must not fall back to writing:
-    /// FALLOC_FL_ZERO_RANGE, else a punched hole allocated again. False
-    /// when the file system offers neither (the caller copies instead).
+    /// driver does for a zero write that must not fall back to writing
+    /// (BlockFile.zeroWithoutWriting). False when the file system offers no
+    /// way to, or fails: the caller copies instead.
     func zeroFileRange(offset: UInt64, length: UInt64) -> Bool {
-        let fd = file.descriptor.rawValue
-        let zeroRange: Int32 = 0x10, punchHole: Int32 = 0x02, keepSize: Int32 = 0x01
-        if qk_fallocate(fd, zeroRange, Int64(offset), Int64(length)) == 0 { return true }
-        if qk_fallocate(fd, punchHole | keepSize, Int64(offset), Int64(length)) == 0 {
-            return qk_fallocate(fd, 0, Int64(offset), Int64(length)) == 0
-        }
-        return false
+        (try? file.zeroWithoutWriting(offset: offset, length: length, mayUnmap: false)) ?? false
     }
 
     /// Whether no layer of the chain allocates [offset, offset + length) as

@@ -53,31 +53,25 @@ extension Qcow2Writer {
     /// The incompatible feature bits alone (8 bytes at 72), synced: how
     /// qcow2_mark_dirty sets the dirty bit.
     func writeIncompatibleFeaturesLocked(_ features: IncompatibleFeatures) throws {
-        var bytes = [UInt8](repeating: 0, count: 8)
-        bytes.setBE(features.rawValue, at: 0)
-        try file.write(bytes, at: 72)
-        try file.flush()
+        try writeSynced(.incompatibleFeatures(features))
     }
 
     /// l1_size and l1_table_offset (12 bytes at 36), synced.
     func writeL1TableLocationLocked(offset: UInt64, entries: UInt32) throws {
-        var bytes = [UInt8](repeating: 0, count: 12)
-        bytes.setBE(entries, at: 0)
-        bytes.setBE(offset, at: 4)
-        try file.write(bytes, at: 36)
-        try file.flush()
+        try writeSynced(.l1TableLocation(offset: offset, entries: entries))
         header.l1TableOffset = offset
         header.l1Size = entries
     }
 
     /// refcount_table_offset and refcount_table_clusters (12 bytes at 48), synced.
     func writeRefcountTableLocation(offset: UInt64, clusters: UInt64) throws {
-        var bytes = [UInt8](repeating: 0, count: 12)
-        bytes.setBE(offset, at: 0)
-        bytes.setBE(UInt32(clusters), at: 8)
-        try file.write(bytes, at: 48)
-        try file.flush()
+        try writeSynced(.refcountTableLocation(offset: offset, clusters: UInt32(clusters)))
         header.refcountTableOffset = offset
         header.refcountTableClusters = UInt32(clusters)
+    }
+
+    private func writeSynced(_ update: HeaderFieldUpdate) throws {
+        try file.write(update.bytes, at: update.offset)
+        try file.flush()
     }
 }

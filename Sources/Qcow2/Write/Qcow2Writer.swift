@@ -69,9 +69,6 @@ final class Qcow2Writer {
     let snapshots: SnapshotTableLocations
     var isClosed = false
 
-    /// QEMU's BDRV_REQUEST_MAX_BYTES: one allocation never maps more.
-    static let maxRequestBytes: UInt64 = (UInt64(Int32.max) >> 9) << 9
-
     init(image: Qcow2Image, header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?,
          refcountCacheCapacity: Int? = nil) throws {
         self.image = image
