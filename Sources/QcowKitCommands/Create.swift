@@ -149,7 +149,7 @@ struct Create: ParsableCommand {
                 preallocation = mode
             }
             if extentSizeHint > UInt64(UInt32.max) { throw CommandFailure("Extent size hint is too large") }
-            try RawCreator.create(path: filename, size: size, preallocation: preallocation)
+            try RawCreator.create(path: filename, size: size, preallocation: preallocation, replacing: true)
         }
     }
 
@@ -160,10 +160,10 @@ struct Create: ParsableCommand {
         do {
             options = try Self.qcow2Options(opts, size: size)
         } catch {
-            try Qcow2Creator.abandon(path: filename)
+            try Qcow2Creator.abandon(path: filename, replacing: true)
             throw error
         }
-        try Qcow2Creator.create(path: filename, options: options)
+        try Qcow2Creator.create(path: filename, options: options, replacing: true)
     }
 
     /// The qcow2 options of an option list, read in the order of QEMU's

@@ -64,7 +64,7 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
         let path = dir.file("a.qcow2")
         try Qcow2Creator.create(path: path, options: Qcow2CreateOptions(size: 1))
         #expect(try Qcow2Image.open(path: path).header.size == 512)
-        try Qcow2Creator.create(path: path, options: Qcow2CreateOptions(size: 0))
+        try Qcow2Creator.create(path: path, options: Qcow2CreateOptions(size: 0), replacing: true)
         let h = try Qcow2Header.decode(try readFile(path))
         #expect(h.size == 0 && h.l1Size == 0 && h.l1TableOffset == 0)
     }
@@ -167,7 +167,7 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
             var o = Qcow2CreateOptions(size: 1 << 20)
             change(&o)
             _ = FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
-            #expect(throws: expected) { try Qcow2Creator.create(path: path, options: o) }
+            #expect(throws: expected) { try Qcow2Creator.create(path: path, options: o, replacing: true) }
             // As QEMU does, the file that was created is removed.
             #expect(!FileManager.default.fileExists(atPath: path))
         }
@@ -199,6 +199,29 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
             == "The image size is too large for file format 'qcow2' (try using a larger cluster size)")
     }
 
+    /// The library never replaces a file unless asked to; the file is left
+    /// as it was.
+    @Test func existingFilesAreReplacedOnlyWhenAsked() throws {
+        let dir = try CreateScratchDirectory()
+        let path = dir.file("a")
+        let old = Data([1, 2, 3])
+        _ = FileManager.default.createFile(atPath: path, contents: old)
+        #expect(throws: Qcow2CreateError.fileExists(path: path)) {
+            try Qcow2Creator.create(path: path, options: Qcow2CreateOptions(size: 1 << 20))
+        }
+        #expect(throws: Qcow2CreateError.fileExists(path: path)) {
+            try RawCreator.create(path: path, size: 4096)
+        }
+        #expect(throws: Qcow2CreateError.fileExists(path: path)) { try Qcow2Creator.abandon(path: path) }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == old)
+        #expect(Qcow2CreateError.fileExists(path: path).description == "Could not create '\(path)': File exists")
+
+        try Qcow2Creator.create(path: path, options: Qcow2CreateOptions(size: 1 << 20), replacing: true)
+        #expect(try Qcow2Image.open(path: path).header.size == 1 << 20)
+        try RawCreator.create(path: path, size: 4096, replacing: true)
+        #expect(try readFile(path).count == 4096)
+    }
+
     @Test func missingDirectoryIsReported() {
         #expect(throws: Qcow2CreateError.couldNotCreate(path: "/nonexistent-dir/x", errno: ENOENT)) {
             try Qcow2Creator.create(path: "/nonexistent-dir/x", options: Qcow2CreateOptions(size: 0))
@@ -212,7 +235,7 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
         try RawCreator.create(path: path, size: 1000, preallocation: mode)
         let bytes = try readFile(path)
         #expect(bytes.count == 1024 && bytes.allSatisfy { $0 == 0 })
-        try RawCreator.create(path: path, size: 0, preallocation: mode)
+        try RawCreator.create(path: path, size: 0, preallocation: mode, replacing: true)
         #expect(try readFile(path).isEmpty)
     }
 
@@ -221,7 +244,7 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
         let path = dir.file("r")
         _ = FileManager.default.createFile(atPath: path, contents: Data(repeating: 7, count: 100))
         #expect(throws: Qcow2CreateError.unsupportedPreallocation(.metadata)) {
-            try RawCreator.create(path: path, size: 4096, preallocation: .metadata)
+            try RawCreator.create(path: path, size: 4096, preallocation: .metadata, replacing: true)
         }
         #expect(try readFile(path).isEmpty)
     }

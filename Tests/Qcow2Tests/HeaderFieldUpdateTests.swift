@@ -45,5 +45,9 @@ struct HeaderFieldUpdateTests {
         let features = HeaderFieldUpdate.incompatibleFeatures(header.incompatibleFeatures)
         #expect(features.offset == 72 && features.bytes.count == 8)
         #expect(features.bytes == slice(features))
+
+        let size = HeaderFieldUpdate.size(header.size)
+        #expect(size.offset == 24 && size.bytes.count == 8)
+        #expect(size.bytes == slice(size))
     }
 }

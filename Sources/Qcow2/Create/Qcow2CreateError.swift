@@ -19,6 +19,8 @@ public enum Qcow2CreateError: Error, Equatable, Sendable {
     case compressionTypeNeedsVersion3
     /// The image file could not be created or opened.
     case couldNotCreate(path: String, errno: Int32)
+    /// The file exists and the creator was not asked to replace it.
+    case fileExists(path: String)
     /// Growing the image to its size failed; `reason` is QEMU's chain of
     /// messages after "Could not resize image: ".
     case couldNotResize(reason: String)
@@ -57,6 +59,8 @@ extension Qcow2CreateError: CustomStringConvertible {
             return "Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)"
         case let .couldNotCreate(path, code):
             return "Could not create '\(path)': \(errnoDescription(code))"
+        case let .fileExists(path):
+            return "Could not create '\(path)': \(errnoDescription(EEXIST))"
         case let .couldNotResize(reason):
             return "Could not resize image: " + reason
         case let .imageTooLarge(format, hint):

@@ -64,16 +64,13 @@ enum RawPreallocation {
 
 /// Creates raw images as `qemu-img create -f raw` does.
 public enum RawCreator {
-    /// Creates (or truncates) `path` and gives it `size` bytes, rounded up to
-    /// a multiple of 512. `metadata` preallocation is refused after the file
-    /// was truncated, as QEMU does.
-    public static func create(path: String, size: UInt64, preallocation: Preallocation = .off) throws {
-        let file: BlockFile
-        do {
-            file = try BlockFile.create(path: path)
-        } catch let Qcow2Error.io(_, code) {
-            throw Qcow2CreateError.couldNotCreate(path: path, errno: code)
-        }
+    /// Creates `path` and gives it `size` bytes, rounded up to a multiple of
+    /// 512. An existing file is refused (`Qcow2CreateError.fileExists`)
+    /// unless `replacing` is true, in which case it is truncated first, as
+    /// qemu-img does. `metadata` preallocation is refused after the file
+    /// was created, as QEMU does.
+    public static func create(path: String, size: UInt64, preallocation: Preallocation = .off, replacing: Bool = false) throws {
+        let file = try Qcow2Creator.createFile(path: path, replacing: replacing)
         defer { try? file.close() }
         let length = (size &+ 511) & ~UInt64(511)
         do {

@@ -22,6 +22,14 @@ struct HeaderFieldUpdate: Equatable, Sendable {
         return HeaderFieldUpdate(at: Qcow2Header.FieldOffset.incompatibleFeatures, bytes)
     }
 
+    /// size, the guest size in bytes (8 bytes at 24): how qcow2_co_truncate
+    /// records a grown image.
+    static func size(_ bytes: UInt64) -> HeaderFieldUpdate {
+        var encoded = [UInt8](repeating: 0, count: 8)
+        encoded.setBE(bytes, at: 0)
+        return HeaderFieldUpdate(at: Qcow2Header.FieldOffset.size, encoded)
+    }
+
     /// l1_size and l1_table_offset (12 bytes at 36).
     static func l1TableLocation(offset: UInt64, entries: UInt32) -> HeaderFieldUpdate {
         let start = Qcow2Header.FieldOffset.l1Size

@@ -55,11 +55,13 @@ public final class BlockFile: @unchecked Sendable {
         }
     }
 
-    /// Creates (or truncates) a file for writing.
-    public static func create(path: String) throws -> BlockFile {
+    /// Creates a file for writing; an existing file is truncated when
+    /// `replacing`, refused (EEXIST) otherwise.
+    public static func create(path: String, replacing: Bool = true) throws -> BlockFile {
         do {
             let fd = try FileDescriptor.open(
-                FilePath(path), .readWrite, options: [.create, .truncate, .closeOnExec],
+                FilePath(path), .readWrite,
+                options: replacing ? [.create, .truncate, .closeOnExec] : [.create, .exclusiveCreate, .closeOnExec],
                 permissions: [.ownerReadWrite, .groupRead, .otherRead])
             try fd.close()
         } catch let error as Errno {

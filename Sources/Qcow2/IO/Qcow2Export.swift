@@ -22,7 +22,7 @@ public enum Qcow2Export {
         try RawExport.refuseOutputInChain(image, path: path)
         var options = options
         options.size = image.size
-        try Qcow2Creator.create(path: path, options: options)
+        try Qcow2Creator.create(path: path, options: options, replacing: true)
         let file: BlockFile
         do {
             file = try BlockFile(path: path, writable: true)

@@ -32,6 +32,10 @@ final class ClusterAllocation {
     var skipCow = false
     /// The guest data, when it is written together with the copied regions.
     var data: UnsafeRawBufferPointer?
+    /// Made by preallocation (QEMU's prealloc): no guest data was written,
+    /// so extended L2 bitmaps are left alone and the subclusters keep
+    /// reading from the backing file.
+    var isPreallocation = false
 
     init(guestOffset: UInt64, hostOffset: UInt64, clusterCount: Int, keepsOldClusters: Bool,
          cowStart: (UInt64, UInt64), cowEnd: (UInt64, UInt64)) {

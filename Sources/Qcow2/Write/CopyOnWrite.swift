@@ -140,7 +140,7 @@ extension Qcow2Writer {
             let old = table.entry(index + i)
             if old != 0 { oldEntries.append(old) }
             table.setEntry(index + i, host | Qcow2EntryMask.copied)
-            if extendedL2 {
+            if extendedL2 && !allocation.isPreallocation {
                 // The subclusters just written (data and copies) are allocated.
                 let from = max(allocation.cowStart.offset, UInt64(i) << clusterBits)
                 let to = min(allocation.cowEnd.offset + allocation.cowEnd.length, UInt64(i + 1) << clusterBits)

@@ -1,7 +1,12 @@
-// Growing an image's virtual size (QEMU's qcow2_co_truncate for a larger
-// size without preallocation), as a commit job does to a base smaller than
-// its top: the L1 table grows to map the new size exactly, then the size
-// field is rewritten and synced. New clusters stay unallocated.
+// Growing an image's virtual size: QEMU 7.2's qcow2_co_truncate for a size no
+// smaller than the current one, with its preallocation modes. Image creation
+// gives a new, empty image its size through it (as qcow2_co_create does with
+// blk_truncate); a commit job grows a base smaller than its top.
+//  1. the L1 table grows to map the new size exactly;
+//  2. the preallocation mode's work (GrowPreallocation.swift);
+//  3. with preallocation, the caches are written;
+//  4. the size field is rewritten and synced.
+// New clusters stay unallocated without preallocation.
 
 #if canImport(Glibc)
 import Glibc
@@ -13,9 +18,17 @@ extension Qcow2Image {
     /// Grows the image to `newSize` bytes (a whole number of sectors); a
     /// size at or below the current one changes nothing.
     public func grow(to newSize: UInt64) throws {
-        guard let writer else { throw Qcow2Error.readOnly }
+        guard writer != nil else { throw Qcow2Error.readOnly }
         guard newSize > size else { return }
-        guard newSize % 512 == 0, newSize <= Qcow2Limits.maxVirtualSize else {
+        try grow(to: newSize, preallocation: .off)
+    }
+
+    /// Grows the image to `newSize` bytes (a whole number of sectors, at
+    /// least the current size), preallocating the new part as `preallocation`
+    /// says.
+    func grow(to newSize: UInt64, preallocation: Preallocation) throws {
+        guard let writer else { throw Qcow2Error.readOnly }
+        guard newSize >= size, newSize % 512 == 0, newSize <= Qcow2Limits.maxVirtualSize else {
             throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Invalid image size \(newSize)")
         }
         let hasBitmaps = extensions.contains {
@@ -30,15 +43,26 @@ extension Qcow2Image {
                 throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Can't resize a v2 image which has snapshots")
             }
             if let corruption = writer.corruption { throw Qcow2Error.writeFailed(errno: EIO, reason: corruption) }
-            let bytesPerL1Entry = writer.clusterSize << writer.l2Bits
-            try writer.growL1TableLocked(minEntries: divideRoundingUp(newSize, bytesPerL1Entry), exact: true)
-            var field = [UInt8](repeating: 0, count: 8)
-            field.setBE(newSize, at: 0)
-            try writer.file.write(field, at: 24)
-            try writer.file.flush()
-            writer.header.size = newSize
-            writer.imageSize = newSize
+            try writer.growLocked(to: newSize, preallocation: preallocation)
         }
         header.size = newSize
+    }
+}
+
+extension Qcow2Writer {
+    /// qcow2_co_truncate growing the image from `imageSize` to `newSize`.
+    func growLocked(to newSize: UInt64, preallocation: Preallocation) throws {
+        let oldSize = imageSize
+        precondition(newSize >= oldSize)
+        try growL1TableLocked(minEntries: divideRoundingUp(newSize, clusterSize << l2Bits), exact: true)
+        switch preallocation {
+        case .off: break
+        case .metadata: try preallocateMetadataLocked(from: oldSize, to: newSize)
+        case .falloc, .full: try preallocateClustersLocked(from: oldSize, to: newSize, mode: preallocation)
+        }
+        // The new metadata is written before the size says it is there.
+        if preallocation != .off { try writeCachesLocked() }
+        try writeSizeLocked(newSize)
+        imageSize = newSize
     }
 }

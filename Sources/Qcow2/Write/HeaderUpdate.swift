@@ -1,10 +1,8 @@
 // Header writes of the write path, each as QEMU makes it:
 //  - qcow2_update_header rewrites the whole first cluster (clearing the
-//    dirty bit, setting the corrupt bit, dropping unknown autoclear bits):
-//    the fixed header, the backing format, QEMU's feature name table
-//    (version 3 with clusters over 4 KiB), unknown extensions, the end
-//    marker, then the backing file name (stale bitmaps are dropped, as QEMU
-//    drops them);
+//    dirty bit, setting the corrupt bit, dropping unknown autoclear bits,
+//    naming a new backing file, finishing a new image), as HeaderCluster
+//    encodes it;
 //  - table moves and the dirty bit patch only their fields, synced, so that
 //    the header never names a table before it is on disk.
 
@@ -15,38 +13,14 @@ import Musl
 #endif
 
 extension Qcow2Writer {
-    /// qcow2_update_header.
+    /// qcow2_update_header (the cluster is encoded by `HeaderCluster`).
     func writeHeaderClusterLocked() throws {
         var h = header
         h.size = imageSize
         h.l1Size = UInt32(map.l1.count)
         h.refcountTableOffset = allocator.tableOffset
         h.refcountTableClusters = UInt32(allocator.tableClusters)
-
-        var records: [HeaderExtension] = []
-        for case let .backingFormat(format) in extensions { records.append(.backingFormat(format)) }
-        if version >= 3 && clusterSize > HeaderCluster.featureTableMinimumClusterSize {
-            records.append(.featureNameTable(FeatureName.qemuTable))
-        }
-        // Images with bitmaps in use are not written (DirtyBit.swift); stale
-        // bitmaps QEMU drops when it rewrites the header.
-        for case let .unknown(type, data) in extensions { records.append(.unknown(type: type, data: data)) }
-        let extensionBytes = HeaderExtension.encodeAll(records)
-
-        let nameBytes = backingFileName.map { Array($0.utf8) } ?? []
-        let fixedLength = h.encodedLength
-        guard UInt64(fixedLength + extensionBytes.count + nameBytes.count) <= clusterSize else {
-            throw Qcow2Error.writeFailed(errno: ENOSPC, reason: "The header does not fit its cluster")
-        }
-        if backingFileName != nil {
-            h.backingFileOffset = UInt64(fixedLength + extensionBytes.count)
-            h.backingFileSize = UInt32(nameBytes.count)
-        } else {
-            h.backingFileOffset = 0
-            h.backingFileSize = 0
-        }
-        var cluster = h.encode() + extensionBytes + nameBytes
-        cluster += [UInt8](repeating: 0, count: Int(clusterSize) - cluster.count)
+        let cluster = try HeaderCluster.encode(header: h, extensions: extensions, backingFileName: backingFileName)
         try file.write(cluster, at: 0)
     }
 
@@ -68,6 +42,12 @@ extension Qcow2Writer {
         try writeSynced(.refcountTableLocation(offset: offset, clusters: UInt32(clusters)))
         header.refcountTableOffset = offset
         header.refcountTableClusters = UInt32(clusters)
+    }
+
+    /// The guest size alone (8 bytes at 24), synced: the last step of a grow.
+    func writeSizeLocked(_ size: UInt64) throws {
+        try writeSynced(.size(size))
+        header.size = size
     }
 
     private func writeSynced(_ update: HeaderFieldUpdate) throws {

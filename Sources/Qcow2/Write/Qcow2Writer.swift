@@ -6,18 +6,21 @@
 //   CopyOnWrite         the untouched parts of new clusters, and linking
 //   L2TableAllocation   get_cluster_table/l2_allocate and L1 entries
 //   L1Growth            qcow2_grow_l1_table
+//   Grow                qcow2_co_truncate growing (resizing, image creation)
+//   GrowPreallocation   its preallocation modes: metadata, falloc, full
 //   ZeroWrites          write -z (zero flags and subcluster zero bits)
 //   Discard             discard (and zero writes of compat=0.10 images)
 //   CompressedWrites    write -c
 //   FlushOrdering       flush, close, and the ordering rules
 //   DirtyBit            lazy refcounts: the dirty bit and repair on open
-//   HeaderUpdate        rewriting the header cluster
+//   HeaderUpdate        rewriting the header cluster (HeaderCluster encodes it)
 //   Corruption          the overlap check and the corrupt bit
-// Shared with image creation (Sources/Qcow2/Metadata): RefcountAllocator,
-// ByteAllocation and DiscardQueue (QEMU's allocator), MetadataCache (the
-// write-back caches and their ordering), MetadataOverlap; and the refcount
-// repair of dirty images: RefcountRebuild, ReferenceCounting,
-// RefcountStructureRebuild.
+// Image creation (Sources/Qcow2/Create) opens its bootstrap image with this
+// write path and grows it, as QEMU creates images. From Sources/Qcow2/Metadata:
+// RefcountAllocator, ByteAllocation and DiscardQueue (QEMU's allocator),
+// MetadataCache (the write-back caches and their ordering), MetadataOverlap;
+// and the refcount repair of dirty images: RefcountRebuild,
+// ReferenceCounting, RefcountStructureRebuild.
 //
 // Locking: everything below is guarded by the cluster map's metadata lock
 // (QEMU's s->lock). Methods whose names end in "Locked" expect it held;
