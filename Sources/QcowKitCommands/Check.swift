@@ -79,9 +79,7 @@ enum CheckCommand {
         }
         let file: BlockFile
         do {
-            file = try BlockFile(path: path, writable: writable)
-        } catch let Qcow2Error.io(_, code) {
-            throw CommandFailure(ImageOpener.failureMessage(path: path, error: Qcow2Error.openFailed(path: path, errno: code)))
+            file = try ImageOpener.openFile(path: path, writable: writable)
         } catch {
             throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
         }

@@ -126,12 +126,7 @@ extension BlockGraph {
                               at position: BackingChainPosition) throws -> BlockNode {
         guard let path = options.filename else { throw BlockGraphError("Parameter 'filename' is required") }
         if options.file != nil { throw BlockGraphError("Invalid parameter 'file'") }
-        let blockFile: BlockFile
-        do {
-            blockFile = try BlockFile(path: path, writable: !readOnly)
-        } catch let Qcow2Error.io(_, code) {
-            throw Qcow2Error.openFailed(path: path, errno: code)
-        }
+        let blockFile = try ImageOpener.openFile(path: path, writable: !readOnly)
         var registered = false
         defer { if !registered { try? blockFile.close() } }
         try position.check(try blockFile.identity(), path: path)
@@ -159,7 +154,7 @@ extension BlockGraph {
         case let .fromImage(overrides):
             guard link != nil || overrides?.file != nil else {
                 if overrides != nil && overrides != BlockdevOptions() {
-                    throw BlockGraphError("Could not open backing file: A block device must be specified for \"file\"")
+                    throw nest(BlockGraphError("A block device must be specified for \"file\""))
                 }
                 qcow2.attachBacking(nil)
                 break

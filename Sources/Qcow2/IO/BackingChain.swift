@@ -135,12 +135,7 @@ public enum BackingChain {
     /// read-only.
     public static func open(path: String, format: ImageFormat?, writable: Bool,
                             at position: BackingChainPosition) throws -> BlockImage {
-        let file: BlockFile
-        do {
-            file = try BlockFile(path: path, writable: writable)
-        } catch let Qcow2Error.io(_, code) {
-            throw Qcow2Error.openFailed(path: path, errno: code)
-        }
+        let file = try ImageOpener.openFile(path: path, writable: writable)
         var opened = false
         defer { if !opened { try? file.close() } }
         let identity = try file.identity()

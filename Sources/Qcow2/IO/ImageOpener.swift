@@ -8,6 +8,16 @@ public enum ImageOpener {
         try BackingChain.open(path: path, format: format, writable: writable, at: .top)
     }
 
+    /// Opens the file of an image; a failure reads like QEMU's file driver's
+    /// ("Could not open 'x': No such file or directory").
+    public static func openFile(path: String, writable: Bool) throws -> BlockFile {
+        do {
+            return try BlockFile(path: path, writable: writable)
+        } catch let Qcow2Error.io(_, code) {
+            throw Qcow2Error.openFailed(path: path, errno: code)
+        }
+    }
+
     /// What qemu-img prints when opening `path` failed with `error`.
     public static func failureMessage(path: String, error: Error) -> String {
         "Could not open '\(path)': \(error)"
