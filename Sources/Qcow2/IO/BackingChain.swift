@@ -109,6 +109,9 @@ public struct BackingChainPosition: Sendable {
     }
 }
 
+/// Opening a chain link by link under that policy; the block graph opens
+/// its nodes itself and borrows the policy (`BackingChainPosition`,
+/// `BackingLink`, `nesting`).
 public enum BackingChain {
     /// What a failure to open a backing link says, one level of nesting.
     public static func nestedMessage(_ error: any Error) -> String {
@@ -168,6 +171,6 @@ public enum BackingChain {
             // one is the backing probed.
             let format = try link.format.map { try ImageFormat(name: $0) }
             return try open(path: target, format: format, writable: false, at: next)
-        }, wrap: { Qcow2Error.inBackingFile($0 as? Qcow2Error ?? .invalidArgument("\($0)")) })
+        }, wrap: { error in (error as? Qcow2Error).map(Qcow2Error.inBackingFile) ?? error })
     }
 }
