@@ -8,6 +8,8 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     case io(step: String, errno: Int32)
     /// The image file itself could not be opened (reads like QEMU: "Could not open 'x': reason").
     case openFailed(path: String, errno: Int32)
+    /// The file opened but is a directory (read-only opens of one succeed).
+    case notRegularFile(path: String)
     case shortRead(step: String, offset: UInt64, expected: Int)
     case fileTooSmall(step: String)
 
@@ -84,6 +86,7 @@ extension Qcow2Error: CustomStringConvertible {
         switch self {
         case let .io(step, errno): return "\(step): \(errnoDescription(errno))"
         case let .openFailed(path, errno): return "Could not open '\(path)': \(errnoDescription(errno))"
+        case let .notRegularFile(path): return "'file' driver requires '\(path)' to be a regular file"
         case let .shortRead(step, offset, expected):
             return "\(step): unexpected end of file reading \(expected) bytes at offset \(offset)"
         case let .fileTooSmall(step): return "\(step): file is too small"
@@ -129,7 +132,7 @@ extension Qcow2Error: CustomStringConvertible {
         case let .corruptMetadata(what): return "Image is corrupt: \(what)"
         case let .compressionFailed(what): return "Could not compress cluster: \(what)"
         case let .decompressionFailed(what): return "Could not decompress cluster: \(what)"
-        case let .inBackingFile(inner): return "Could not open backing file: \(inner)"
+        case let .inBackingFile(inner): return BackingChain.nestedMessage(inner)
         case let .backingChainLoop(path): return "Backing chain loops back to '\(path)'"
         case let .backingChainTooDeep(limit): return "Backing chain is deeper than \(limit) images"
         case let .backingFileUnavailable(path, reason): return "Could not open backing file '\(path)': \(reason)"

@@ -79,9 +79,9 @@ enum CheckCommand {
         }
         let file: BlockFile
         do {
-            file = try BlockFile(path: path, writable: writable)
-        } catch let Qcow2Error.io(_, code) {
-            throw CommandFailure(ImageOpener.failureMessage(path: path, error: Qcow2Error.openFailed(path: path, errno: code)))
+            file = try ImageOpener.openFile(path: path, writable: writable)
+        } catch {
+            throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
         }
         do {
             if try (format ?? ImageFormat.probe(file)) == .raw {
@@ -95,30 +95,19 @@ enum CheckCommand {
                 }
                 throw CommandFailure("This image format does not support checks", status: 63)
             }
+            let identity = try file.identity()
             let checker = try Qcow2Checker(file: file)
-            try openBackingChain(of: checker, path: path)
+            // The chain is opened (and closed again) for its errors: the
+            // checked image is its top.
+            let link = BackingLink(name: checker.backingFileName, format: checker.backingFormat, overlayPath: path)
+            let backing = try BackingChain.openBacking(link, below: .top, overlay: identity)
+            try? backing?.close()
             return checker
         } catch let failure as CommandFailure {
             throw failure
         } catch {
             try? file.close()
             throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
-        }
-    }
-
-    /// Opens (and closes again) the backing chain, for its errors.
-    private static func openBackingChain(of checker: Qcow2Checker, path: String) throws {
-        guard let name = checker.backingFileName, !name.isEmpty else { return }
-        do {
-            guard !BackingReference.isPseudoProtocol(name) else { throw Qcow2Error.pseudoProtocolBackingRefused(name) }
-            let format = try checker.backingFormat.map { try ImageFormat(name: $0) }
-            let backing = try ImageOpener.open(path: BackingReference.resolve(name, relativeTo: path), format: format)
-            try? backing.close()
-        } catch let error as Qcow2Error {
-            switch error {
-            case .backingChainLoop, .backingChainTooDeep: throw error
-            default: throw Qcow2Error.inBackingFile(error)
-            }
         }
     }
 

@@ -225,78 +225,25 @@ enum BackingImage {
         "quorum", "raw", "rbd", "replication", "ssh", "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat",
     ]
 
-    /// Opens `path` as `format` (probed when nil); returns the format and
-    /// the size the new image inherits (whole 512-byte sectors, as QEMU
-    /// counts them: rounded up for raw, down for qcow2).
+    /// Opens `path` as `format` (probed when nil) with its whole chain, as
+    /// one link below the new image; returns the format and the size the new
+    /// image inherits (whole 512-byte sectors, as QEMU counts them: rounded
+    /// up for raw, down for qcow2).
     static func inspect(path: String, format: String?) throws -> (format: String, size: UInt64) {
         let hint = "\nCould not open backing image."
         if let format, format != "qcow2" && format != "raw" {
             guard qemuDrivers.contains(format) else { throw CommandFailure("Unknown driver '\(format)'" + hint) }
             throw CommandFailure("Backing file format '\(format)' is not supported by qcowkit" + hint)
         }
-        let file: BlockFile
+        let image: BlockImage
         do {
-            file = try BlockFile(path: path, writable: false)
-        } catch let Qcow2Error.io(_, code) {
-            throw CommandFailure(openFailure(path, code) + hint)
-        }
-        defer { try? file.close() }
-        do {
-            let detected = try format ?? ImageFormat.probe(file).rawValue
-            if detected == "qcow2" {
-                let image = try Qcow2Image(file: file)
-                try openChain(below: image, path: path, visited: [path])
-                return (detected, image.header.size / 512 * 512)
-            }
-            let length = try file.size()
-            return (detected, length / 512 * 512 + (length % 512 == 0 ? 0 : 512))
-        } catch let failure as CommandFailure {
-            throw CommandFailure(failure.message + hint)
+            image = try BackingChain.open(path: path, format: format.flatMap(ImageFormat.init(rawValue:)),
+                                          writable: false, at: .belowNewOverlay)
         } catch {
             throw CommandFailure("\(error)" + hint)
         }
-    }
-
-    /// QEMU's file driver's words for a file it cannot open.
-    private static func openFailure(_ path: String, _ code: Int32) -> String {
-        if code == EISDIR { return "'file' driver requires '\(path)' to be a regular file" }
-        return "Could not open '\(path)': " + String(cString: strerror(code))
-    }
-
-    /// QEMU opens the backing image with its whole chain: each missing or
-    /// unreadable layer fails with "Could not open backing file: " before
-    /// the layer's own message.
-    private static func openChain(below image: Qcow2Image, path: String, visited: [String]) throws {
-        guard let name = image.backingFileName else { return }
-        let prefix = "Could not open backing file: "
-        guard visited.count < Qcow2Limits.maxBackingChainDepth else {
-            throw CommandFailure(prefix + Qcow2Error.backingChainTooDeep(limit: Qcow2Limits.maxBackingChainDepth).description)
-        }
-        guard !BackingReference.isPseudoProtocol(name) else {
-            throw CommandFailure(prefix + Qcow2Error.pseudoProtocolBackingRefused(name).description)
-        }
-        let resolved = BackingReference.resolve(name, relativeTo: path)
-        guard !visited.contains(resolved) else {
-            throw CommandFailure(prefix + Qcow2Error.backingChainLoop(path: resolved).description)
-        }
-        let file: BlockFile
-        do {
-            file = try BlockFile(path: resolved, writable: false)
-        } catch let Qcow2Error.io(_, code) {
-            throw CommandFailure(prefix + openFailure(resolved, code))
-        }
-        defer { try? file.close() }
-        do {
-            let format = try image.backingFormat ?? ImageFormat.probe(file).rawValue
-            guard format == "qcow2" else {
-                guard format == "raw" else { throw Qcow2Error.backingFormatUnknown(format) }
-                return
-            }
-            try openChain(below: try Qcow2Image(file: file), path: resolved, visited: visited + [resolved])
-        } catch let failure as CommandFailure {
-            throw CommandFailure(prefix + failure.message)
-        } catch {
-            throw CommandFailure(prefix + "\(error)")
-        }
+        defer { try? image.close() }
+        if let qcow2 = image as? Qcow2Image { return (image.format.rawValue, qcow2.header.size / 512 * 512) }
+        return (image.format.rawValue, image.size)
     }
 }

@@ -79,16 +79,17 @@ private func be<T: FixedWidthInteger>(_ v: T) -> [UInt8] {
         let dir = try InfoTestDirectory()
         let limit = Qcow2Limits.maxBackingChainDepth
         try InfoTestImage().write(to: dir.file("l0.qcow2"))
-        for level in 1...limit {
+        for level in 1...(limit + 1) {
             try InfoTestImage(backing: "l\(level - 1).qcow2", backingFormat: "qcow2").write(to: dir.file("l\(level).qcow2"))
         }
-        // Exactly the limit works...
-        let ok = try info(["--backing-chain", dir.file("l\(limit - 1).qcow2")])
-        #expect(ok.text.components(separatedBy: "image: ").count == limit + 1)
+        // The limit counts backing files below the top, as for every verb:
+        // the top and exactly the limit work...
+        let ok = try info(["--backing-chain", dir.file("l\(limit).qcow2")])
+        #expect(ok.text.components(separatedBy: "image: ").count == limit + 2)
         // ...one more does not.
-        #expect(failure(["--backing-chain", dir.file("l\(limit).qcow2")]) == "Backing chain is deeper than \(limit) images")
+        #expect(failure(["--backing-chain", dir.file("l\(limit + 1).qcow2")]) == "Backing chain is deeper than \(limit) images")
         // Without --backing-chain nothing below the top is opened.
-        #expect(failure([dir.file("l\(limit).qcow2")]) == nil)
+        #expect(failure([dir.file("l\(limit + 1).qcow2")]) == nil)
     }
 
     @Test func protocolBackingNamesAreShownButNeverFollowed() throws {

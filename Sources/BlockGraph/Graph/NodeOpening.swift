@@ -3,7 +3,9 @@
 // in the graph, then opens its backing: an existing node (backing=NODE),
 // none (backing=null), or what the header names, read-only, with the format
 // from the header's backing format extension or probed. An open either
-// completes or leaves the graph as it was.
+// completes or leaves the graph as it was. Which links may be followed
+// (pseudo-protocols, loops, depth) and how failures nest is `BackingChain`'s
+// policy; the graph only supplies how a link becomes a node.
 
 import Qcow2
 
@@ -12,7 +14,7 @@ extension BlockGraph {
     @discardableResult
     public func addBlockdev(_ options: BlockdevOptions) throws -> BlockNode {
         guard options.nodeName != nil else { throw BlockGraphError("'node-name' must be specified for the root node") }
-        let node = try transaction { try open(options, defaultReadOnly: false, chain: [], depth: 0) }
+        let node = try transaction { try open(options, defaultReadOnly: false, at: .top) }
         monitorOwned.append(node)
         return node
     }
@@ -23,7 +25,7 @@ extension BlockGraph {
     @discardableResult
     public func addDrive(_ options: BlockdevOptions, id: String?) throws -> BlockNode {
         if let id { try checkDriveID(id) }
-        let node = try transaction { try open(options, defaultReadOnly: false, chain: [], depth: 0) }
+        let node = try transaction { try open(options, defaultReadOnly: false, at: .top) }
         drives.append((id, node))
         return node
     }
@@ -46,14 +48,14 @@ extension BlockGraph {
         }
     }
 
-    /// Opens one node and what it needs below it. `chain` holds the files of
-    /// the overlays above (an image naming one of them as its backing loops).
-    private func open(_ options: BlockdevOptions, defaultReadOnly: Bool, chain: Set<FileIdentity>,
-                      depth: Int) throws -> BlockNode {
+    /// Opens one node and what it needs below it, at `position` in the
+    /// chain being opened (an image naming a file above it loops).
+    private func open(_ options: BlockdevOptions, defaultReadOnly: Bool,
+                      at position: BackingChainPosition) throws -> BlockNode {
         let readOnly = options.readOnly ?? defaultReadOnly
         switch options.driver {
         case "file":
-            return try openFileNode(options, readOnly: readOnly, chain: chain)
+            return try openFileNode(options, readOnly: readOnly, at: position)
         case "raw" where options.backing != .fromImage(nil):
             throw BlockGraphError("Parameter 'backing' is unexpected")
         case nil, "qcow2", "raw":
@@ -72,9 +74,9 @@ extension BlockGraph {
             guard protocolOptions.driver == "file" else {
                 throw BlockGraphError("Driver '\(protocolOptions.driver ?? "")' is not supported as a protocol")
             }
-            fileNode = try openFileNode(protocolOptions, readOnly: protocolOptions.readOnly ?? readOnly, chain: chain)
+            fileNode = try openFileNode(protocolOptions, readOnly: protocolOptions.readOnly ?? readOnly, at: position)
         case let .filename(path)?:
-            fileNode = try openFileNode(.file(path), readOnly: readOnly, chain: chain)
+            fileNode = try openFileNode(.file(path), readOnly: readOnly, at: position)
         case nil:
             throw BlockGraphError("A block device must be specified for \"file\"")
         }
@@ -85,7 +87,7 @@ extension BlockGraph {
         try checkFilePermissions(fileNode, newParentName: options.nodeName, newParentReadOnly: readOnly)
 
         let identity = try blockFile.identity()
-        guard !chain.contains(identity) else { throw Qcow2Error.backingChainLoop(path: fileNode.filename) }
+        try position.check(identity, path: fileNode.filename)
         let format: ImageFormat
         let probed = options.driver == nil
         if let driver = options.driver {
@@ -111,27 +113,23 @@ extension BlockGraph {
         nodes.append(node)
 
         if let qcow2 = node.qcow2 {
-            try openBacking(of: node, qcow2, options.backing, chain: chain.union([identity]), depth: depth)
+            try openBacking(of: node, qcow2, options.backing, at: position, identity: identity)
         } else if options.backing != .fromImage(nil) {
             throw BlockGraphError("Parameter 'backing' is unexpected")
         }
         return node
     }
 
-    /// A `file` node; `chain` as for `open` (a loop is reported as such
+    /// A `file` node; `position` as for `open` (a loop is reported as such
     /// before the lock conflict it also is).
-    private func openFileNode(_ options: BlockdevOptions, readOnly: Bool, chain: Set<FileIdentity>) throws -> BlockNode {
+    private func openFileNode(_ options: BlockdevOptions, readOnly: Bool,
+                              at position: BackingChainPosition) throws -> BlockNode {
         guard let path = options.filename else { throw BlockGraphError("Parameter 'filename' is required") }
         if options.file != nil { throw BlockGraphError("Invalid parameter 'file'") }
-        let blockFile: BlockFile
-        do {
-            blockFile = try BlockFile(path: path, writable: !readOnly)
-        } catch let Qcow2Error.io(_, code) {
-            throw Qcow2Error.openFailed(path: path, errno: code)
-        }
+        let blockFile = try ImageOpener.openFile(path: path, writable: !readOnly)
         var registered = false
         defer { if !registered { try? blockFile.close() } }
-        guard !chain.contains(try blockFile.identity()) else { throw Qcow2Error.backingChainLoop(path: path) }
+        try position.check(try blockFile.identity(), path: path)
         try checkFileLocks(blockFile, writable: !readOnly, except: nil)
         let image = try RawImage(file: blockFile)
         let (name, generated) = try assignNodeName(options.nodeName)
@@ -142,60 +140,39 @@ extension BlockGraph {
         return node
     }
 
+    /// The backing child of `node` (at `position`, over the file `identity`).
     private func openBacking(of node: BlockNode, _ qcow2: Qcow2Image, _ choice: BackingChoice,
-                             chain: Set<FileIdentity>, depth: Int) throws {
-        let stored = qcow2.backingFileName.map { String($0.unicodeScalars.prefix { $0 != "\0" }) } ?? ""
+                             at position: BackingChainPosition, identity: FileIdentity) throws {
+        let nest = { (error: any Error) -> any Error in BlockGraphError(BackingChain.nestedMessage(error)) }
+        let link = BackingLink(name: qcow2.backingFileName, format: qcow2.backingFormat, overlayPath: node.filename)
         switch choice {
         case .none:
             qcow2.attachBacking(nil)
         case let .node(name):
-            let backing: BlockNode
-            do {
-                backing = try lookup(device: name, nodeName: name)
-            } catch let error as BlockGraphError {
-                throw BlockGraphError("Could not open backing file: \(error.message)")
-            }
-            try attach(backing, under: node, depth: depth)
+            let backing = try BackingChain.nesting({ try lookup(device: name, nodeName: name) }, wrap: nest)
+            try attach(backing, under: node, at: position)
         case let .fromImage(overrides):
-            guard !stored.isEmpty || overrides?.file != nil else {
+            guard link != nil || overrides?.file != nil else {
                 if overrides != nil && overrides != BlockdevOptions() {
-                    throw BlockGraphError("Could not open backing file: A block device must be specified for \"file\"")
+                    throw nest(BlockGraphError("A block device must be specified for \"file\""))
                 }
                 qcow2.attachBacking(nil)
                 break
             }
-            var options = overrides ?? BlockdevOptions()
-            if options.file == nil {
-                guard !BackingReference.isPseudoProtocol(stored) else {
-                    throw BlockGraphError("Could not open backing file: \(Qcow2Error.pseudoProtocolBackingRefused(stored))")
-                }
-                options.file = .filename(BackingReference.resolve(stored, relativeTo: node.filename))
-            }
-            if options.driver == nil, let format = qcow2.backingFormat, !format.isEmpty { options.driver = format }
-            guard depth + 1 <= Qcow2Limits.maxBackingChainDepth else {
-                throw Qcow2Error.backingChainTooDeep(limit: Qcow2Limits.maxBackingChainDepth)
-            }
-            let backing: BlockNode
-            do {
-                backing = try open(options, defaultReadOnly: true, chain: chain, depth: depth + 1)
-            } catch let error as Qcow2Error {
-                switch error {
-                case .backingChainLoop, .backingChainTooDeep: throw error
-                default: throw BlockGraphError("Could not open backing file: \(error)")
-                }
-            } catch let error as BlockGraphError {
-                throw BlockGraphError("Could not open backing file: \(error.message)")
-            }
-            try attach(backing, under: node, depth: depth)
+            let backing = try BackingChain.nesting({
+                var options = overrides ?? BlockdevOptions()
+                if options.file == nil, let link { options.file = .filename(try link.target()) }
+                if options.driver == nil, let format = qcow2.backingFormat, !format.isEmpty { options.driver = format }
+                return try open(options, defaultReadOnly: true, at: try position.backing(of: identity))
+            }, wrap: nest)
+            try attach(backing, under: node, at: position)
         }
         node.backingOverridden = backingIsOverridden(node)
     }
 
-    /// Makes `backing` the backing child of `node`, in memory.
-    private func attach(_ backing: BlockNode, under node: BlockNode, depth: Int) throws {
-        guard depth + 1 + chainDepth(backing) <= Qcow2Limits.maxBackingChainDepth else {
-            throw Qcow2Error.backingChainTooDeep(limit: Qcow2Limits.maxBackingChainDepth)
-        }
+    /// Makes `backing` the backing child of `node` (at `position`), in memory.
+    private func attach(_ backing: BlockNode, under node: BlockNode, at position: BackingChainPosition) throws {
+        try position.checkDepth(below: 1 + chainDepth(backing))
         node.backing = backing
         node.qcow2?.attachBacking(backing.image)
     }
@@ -215,11 +192,11 @@ extension BlockGraph {
     /// header names (another file or format, or none where it names one).
     func backingIsOverridden(_ node: BlockNode) -> Bool {
         guard let qcow2 = node.qcow2 else { return false }
-        let stored = qcow2.backingFileName.map { String($0.unicodeScalars.prefix { $0 != "\0" }) } ?? ""
-        guard let backing = node.backing else { return !stored.isEmpty }
-        if stored.isEmpty { return true }
-        if BackingReference.resolve(stored, relativeTo: node.filename) != backing.filename { return true }
-        if let format = qcow2.backingFormat, !format.isEmpty, format != backing.driver { return true }
+        let link = BackingLink(name: qcow2.backingFileName, format: qcow2.backingFormat, overlayPath: node.filename)
+        guard let backing = node.backing else { return link != nil }
+        guard let link else { return true }
+        if BackingReference.resolve(link.name, relativeTo: node.filename) != backing.filename { return true }
+        if let format = link.format, format != backing.driver { return true }
         return false
     }
 

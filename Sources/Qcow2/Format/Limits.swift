@@ -57,7 +57,10 @@ public enum Qcow2Limits {
 
     /// QEMU follows backing links without a limit (and hangs on a loop); we
     /// stop at this depth with an error. Each layer holds a file descriptor,
-    /// so the bound also keeps a hostile chain from exhausting them.
+    /// so the bound also keeps a hostile chain from exhausting them. It counts
+    /// backing files below the top image (QEMU's backing_file_depth), so a
+    /// chain of the top and this many backing files opens, in every verb and
+    /// the block graph alike (`BackingChainPosition` applies it).
     public static let maxBackingChainDepth = 256
 
     /// Largest virtual size QEMU creates: 2^63 - 512 would overflow offsets in

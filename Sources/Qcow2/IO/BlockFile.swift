@@ -46,12 +46,12 @@ public final class BlockFile: @unchecked Sendable {
             throw Qcow2Error.io(step: "open", errno: error.rawValue)
         }
         // A directory opens fine read-only; reading it fails later with EISDIR.
-        // Refuse it now so the error names the real problem.
+        // Refuse it now, in QEMU's file driver's words.
         var st = stat()
         if fstat(descriptor.rawValue, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
             try? descriptor.close()
             isClosed = true
-            throw Qcow2Error.io(step: "open", errno: EISDIR)
+            throw Qcow2Error.notRegularFile(path: path)
         }
     }
 

@@ -23,28 +23,3 @@ public enum ImageFormat: String, Sendable, CaseIterable {
         return isQcow2 ? .qcow2 : .raw
     }
 }
-
-/// A backing file name as stored in an overlay, and how it is resolved.
-public enum BackingReference {
-    /// Resolves `name` as QEMU does: an absolute name as is, a relative name
-    /// relative to the directory of the overlay's own path (as the overlay was
-    /// opened, not the process's working directory).
-    public static func resolve(_ name: String, relativeTo overlayPath: String) -> String {
-        if name.hasPrefix("/") { return name }
-        guard let slash = overlayPath.lastIndex(of: "/") else { return name }
-        return String(overlayPath[...slash]) + name
-    }
-
-    /// Names QEMU would interpret as a protocol or a JSON description
-    /// ("json:{...}", "nbd://...", "file:..."): refused, since following them
-    /// from an untrusted image is how backing-file attacks work.
-    public static func isPseudoProtocol(_ name: String) -> Bool {
-        if name.hasPrefix("json:") { return true }
-        guard let colon = name.firstIndex(of: ":"), let slash = name.firstIndex(of: "/") ?? Optional(name.endIndex) else {
-            return false
-        }
-        // "proto:..." before any slash is a protocol prefix, as QEMU parses it.
-        let prefix = name[..<colon]
-        return colon < slash && !prefix.isEmpty && prefix.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "+" || $0 == "." }
-    }
-}

@@ -1,14 +1,6 @@
 // Why info about an image could not be produced, worded as qemu-img words it,
 // and the warnings it prints on the way.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 public enum ImageInfoError: Error, Equatable, Sendable, CustomStringConvertible {
     /// "Could not open 'x': <reason>".
     case couldNotOpen(path: String, reason: String)
@@ -25,11 +17,11 @@ public enum ImageInfoError: Error, Equatable, Sendable, CustomStringConvertible 
         }
     }
 
-    /// The reason QEMU's file driver gives when it cannot open `path`.
+    /// The reason QEMU's file driver gives when it cannot open `path`
+    /// (for a directory, `Qcow2Error.notRegularFile` says it all).
     static func openFailure(path: String, error: Error) -> ImageInfoError {
         if case let Qcow2Error.io(step: "open", errno: code) = error {
-            if code == EISDIR { return .couldNotOpen(path: path, reason: "'file' driver requires '\(path)' to be a regular file") }
-            return .couldNotOpen(path: path, reason: "Could not open '\(path)': " + String(cString: strerror(code)))
+            return .couldNotOpen(path: path, reason: Qcow2Error.openFailed(path: path, errno: code).description)
         }
         return .couldNotOpen(path: path, reason: "\(error)")
     }

@@ -2,7 +2,7 @@
 // backing file and without touching guest data, probe the format if none is
 // named, and read only metadata (header, extensions, snapshot table, bitmap
 // directory) and the file's size. With a chain, follow backing names one
-// image at a time, refusing loops and chains deeper than the limit.
+// image at a time, as far as `BackingChain`'s policy allows.
 
 public struct ImageInfoReport: Sendable {
     public var images: [ImageInfo]
@@ -11,26 +11,26 @@ public struct ImageInfoReport: Sendable {
 
 public enum ImageInfoReader {
     /// Info for `path`, and with `backingChain` for every image below it.
-    /// `format` is a format name as given to -f; nil probes.
+    /// `format` is a format name as given to -f; nil probes. Like qemu-img,
+    /// each image is opened alone, without its backing file; `BackingChain`
+    /// decides which link may be followed.
     public static func read(path: String, format: String?, backingChain: Bool) throws -> ImageInfoReport {
         var report = ImageInfoReport(images: [], warnings: [])
-        var seen: Set<String> = []
-        var next: (path: String, format: String?)? = (path, format)
-        while let (current, currentFormat) = next {
-            guard !seen.contains(current) else { throw ImageInfoError.backingLoop(path: current) }
-            guard report.images.count < Qcow2Limits.maxBackingChainDepth else {
-                throw ImageInfoError.chainTooDeep(limit: Qcow2Limits.maxBackingChainDepth)
-            }
-            seen.insert(current)
-            let info = try readOne(path: current, format: currentFormat, warnings: &report.warnings)
+        var position = BackingChainPosition.top
+        var current = (path: path, format: format)
+        while true {
+            let (info, identity) = try readOne(path: current.path, format: current.format, at: position,
+                                               warnings: &report.warnings)
             report.images.append(info)
-            next = nil
-            if backingChain, let backing = info.fullBackingFilename {
-                if BackingReference.isPseudoProtocol(backing) {
-                    throw ImageInfoError.couldNotOpen(
-                        path: backing, reason: Qcow2Error.pseudoProtocolBackingRefused(backing).description)
-                }
-                next = (backing, info.backingFilenameFormat)
+            guard backingChain,
+                  let link = BackingLink(name: info.backingFilename, format: info.backingFilenameFormat,
+                                         overlayPath: current.path) else { break }
+            do {
+                current = (try link.target(), link.format)
+                position = try position.backing(of: identity)
+            } catch let error as Qcow2Error {
+                if case let .backingChainTooDeep(limit) = error { throw ImageInfoError.chainTooDeep(limit: limit) }
+                throw ImageInfoError.couldNotOpen(path: link.name, reason: error.description)
             }
         }
         return report
@@ -38,6 +38,13 @@ public enum ImageInfoReader {
 
     /// Info for one image, without following its backing file.
     public static func readOne(path: String, format: String?, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
+        try readOne(path: path, format: format, at: .top, warnings: &warnings).info
+    }
+
+    /// Info for the image at `position` of a chain, and its file's identity;
+    /// a file already above it is a loop, in qemu-img info's words.
+    private static func readOne(path: String, format: String?, at position: BackingChainPosition,
+                                warnings: inout [ImageInfoWarning]) throws -> (info: ImageInfo, identity: FileIdentity) {
         var chosen: ImageFormat?
         if let format {
             guard let known = ImageFormat(rawValue: format) else {
@@ -52,10 +59,15 @@ public enum ImageInfoReader {
             throw ImageInfoError.openFailure(path: path, error: error)
         }
         do {
-            let resolved = try chosen ?? ImageFormat.probe(file)
-            switch resolved {
-            case .raw: return try raw(file: file, filename: path)
-            case .qcow2: return try qcow2(image: Qcow2Image(file: file), filename: path, warnings: &warnings)
+            let identity = try file.identity()
+            do {
+                try position.check(identity, path: path)
+            } catch {
+                throw ImageInfoError.backingLoop(path: path)
+            }
+            switch try chosen ?? ImageFormat.probe(file) {
+            case .raw: return (try raw(file: file, filename: path), identity)
+            case .qcow2: return (try qcow2(image: Qcow2Image(file: file), filename: path, warnings: &warnings), identity)
             }
         } catch let error as ImageInfoError {
             throw error
@@ -83,11 +95,10 @@ public enum ImageInfoReader {
         info.actualSize = try? image.file.allocatedSize()
         info.clusterSize = h.clusterSize
 
-        // The stored name is a C string in QEMU: it ends at a NUL.
-        if let stored = image.backingFileName.map({ String($0.unicodeScalars.prefix { $0 != "\0" }) }), !stored.isEmpty {
-            info.backingFilename = stored
-            info.fullBackingFilename = hasProtocol(stored) ? stored : BackingReference.resolve(stored, relativeTo: filename)
-            if let format = image.backingFormat, !format.isEmpty { info.backingFilenameFormat = format }
+        if let link = BackingLink(name: image.backingFileName, format: image.backingFormat, overlayPath: filename) {
+            info.backingFilename = link.name
+            info.fullBackingFilename = BackingReference.fullName(link.name, relativeTo: filename)
+            info.backingFilenameFormat = link.format
         }
 
         let table = try SnapshotTable.read(from: image)
@@ -111,12 +122,5 @@ public enum ImageInfoReader {
             specific.bitmaps = bitmaps
         }
         return specific
-    }
-
-    /// QEMU's path_has_protocol: a colon before any slash ("nbd:", "json:").
-    /// Such names are used as they are, never joined to a directory.
-    static func hasProtocol(_ name: String) -> Bool {
-        guard let colon = name.firstIndex(of: ":") else { return false }
-        return !name[..<colon].contains("/")
     }
 }

@@ -1,0 +1,176 @@
+// Following backing links: the one place that decides how, for every verb
+// and for the block graph. A stored name is resolved against its overlay
+// (QEMU's bdrv_get_full_backing_filename). Backing names are untrusted input
+// (an image may come from anywhere), so a name QEMU would hand to a protocol
+// driver or parse as JSON is refused, a file already in the chain (same
+// device and inode, under any path) is a loop, and a chain deeper than
+// `Qcow2Limits.maxBackingChainDepth` is refused. Failures to open a link
+// nest as QEMU's do, "Could not open backing file: " once per link; a loop
+// or an over-deep chain is about the whole chain and is reported as it is.
+
+/// A backing file name as stored in an overlay, and how it is resolved.
+public enum BackingReference {
+    /// Resolves `name` as QEMU does: an absolute name as is, a relative name
+    /// relative to the directory of the overlay's own path (as the overlay was
+    /// opened, not the process's working directory).
+    public static func resolve(_ name: String, relativeTo overlayPath: String) -> String {
+        if name.hasPrefix("/") { return name }
+        guard let slash = overlayPath.lastIndex(of: "/") else { return name }
+        return String(overlayPath[...slash]) + name
+    }
+
+    /// Names QEMU would hand to a protocol driver or parse as JSON: a colon
+    /// before any slash (QEMU's path_has_protocol: "json:{...}", "nbd://...",
+    /// "file:..."). Refused, since following them from an untrusted image is
+    /// how backing-file attacks work; QEMU itself fails on any it has no
+    /// driver for ("Unknown protocol").
+    public static func isPseudoProtocol(_ name: String) -> Bool {
+        guard let colon = name.firstIndex(of: ":") else { return false }
+        return !name[..<colon].contains("/")
+    }
+
+    /// The name as qemu-img info shows it in full: a protocol name as is,
+    /// a file name resolved against the overlay.
+    public static func fullName(_ name: String, relativeTo overlayPath: String) -> String {
+        isPseudoProtocol(name) ? name : resolve(name, relativeTo: overlayPath)
+    }
+
+    /// The stored name as QEMU reads it, a C string (it ends at a NUL); nil
+    /// when there is none (empty means none).
+    public static func stored(_ name: String?) -> String? {
+        guard let name else { return nil }
+        let cut = String(name.unicodeScalars.prefix { $0 != "\0" })
+        return cut.isEmpty ? nil : cut
+    }
+}
+
+/// What an overlay names as its backing file.
+public struct BackingLink: Equatable, Sendable {
+    /// The name as stored (up to a NUL).
+    public var name: String
+    /// The backing format the header names; nil when none (then probed).
+    public var format: String?
+    /// The path of the overlay, which a relative name is resolved against.
+    public var overlayPath: String
+
+    /// The link an overlay's header describes, or nil when it names no backing.
+    public init?(name: String?, format: String?, overlayPath: String) {
+        guard let stored = BackingReference.stored(name) else { return nil }
+        self.name = stored
+        self.format = format.flatMap { $0.isEmpty ? nil : $0 }
+        self.overlayPath = overlayPath
+    }
+
+    /// The file to open for it; a pseudo-protocol name is refused.
+    public func target() throws -> String {
+        guard !BackingReference.isPseudoProtocol(name) else { throw Qcow2Error.pseudoProtocolBackingRefused(name) }
+        return BackingReference.resolve(name, relativeTo: overlayPath)
+    }
+}
+
+/// Where an image sits in a chain being opened: the files of the images
+/// above it and the number of backing links from the top down to it.
+public struct BackingChainPosition: Sendable {
+    /// Backing links from the top image to this one.
+    public private(set) var depth: Int
+    private var above: Set<FileIdentity>
+
+    /// The image a verb or the graph opens first.
+    public static let top = BackingChainPosition(depth: 0, above: [])
+
+    /// The backing file of an image not open yet (`create -b`): it counts as
+    /// one link below the new image, so that nothing is created that cannot
+    /// be opened afterwards.
+    public static let belowNewOverlay = BackingChainPosition(depth: 1, above: [])
+
+    /// Refuses `identity` as the image at this position when it is already
+    /// above: the chain loops back to `path`. This also catches an image that
+    /// names itself, under any path.
+    public func check(_ identity: FileIdentity, path: String) throws {
+        guard !above.contains(identity) else { throw Qcow2Error.backingChainLoop(path: path) }
+    }
+
+    /// The position of the backing file of the image here (whose file is
+    /// `identity`); refused past the depth limit.
+    public func backing(of identity: FileIdentity) throws -> BackingChainPosition {
+        try checkDepth(below: 1)
+        var next = self
+        next.depth += 1
+        next.above.insert(identity)
+        return next
+    }
+
+    /// Refuses a chain `links` deeper than this position (attaching an
+    /// existing chain below it) when it would pass the limit.
+    public func checkDepth(below links: Int) throws {
+        guard depth + links <= Qcow2Limits.maxBackingChainDepth else {
+            throw Qcow2Error.backingChainTooDeep(limit: Qcow2Limits.maxBackingChainDepth)
+        }
+    }
+}
+
+/// Opening a chain link by link under that policy; the block graph opens
+/// its nodes itself and borrows the policy (`BackingChainPosition`,
+/// `BackingLink`, `nesting`).
+public enum BackingChain {
+    /// What a failure to open a backing link says, one level of nesting.
+    public static func nestedMessage(_ error: any Error) -> String {
+        "Could not open backing file: \(error)"
+    }
+
+    /// Runs `open` for one backing link; its failure is nested by `wrap`
+    /// (once per link, as QEMU does), unless it is about the whole chain.
+    public static func nesting<T>(_ open: () throws -> T, wrap: (any Error) -> any Error) throws -> T {
+        do {
+            return try open()
+        } catch let error as Qcow2Error {
+            switch error {
+            case .backingChainLoop, .backingChainTooDeep: throw error
+            default: throw wrap(error)
+            }
+        } catch {
+            throw wrap(error)
+        }
+    }
+
+    /// Opens `path` as `format` (probed when nil) at `position` and attaches
+    /// its backing chain. Only the top image can be writable; backings open
+    /// read-only.
+    public static func open(path: String, format: ImageFormat?, writable: Bool,
+                            at position: BackingChainPosition) throws -> BlockImage {
+        let file = try ImageOpener.openFile(path: path, writable: writable)
+        var opened = false
+        defer { if !opened { try? file.close() } }
+        let identity = try file.identity()
+        try position.check(identity, path: path)
+
+        let image: BlockImage
+        switch try format ?? ImageFormat.probe(file) {
+        case .raw:
+            image = try RawImage(file: file)
+        case .qcow2:
+            let qcow2 = try Qcow2Image(file: file)
+            qcow2.backing = try openBacking(
+                BackingLink(name: qcow2.backingFileName, format: qcow2.backingFormat, overlayPath: path),
+                below: position, overlay: identity)
+            image = qcow2
+        }
+        opened = true
+        return image
+    }
+
+    /// Opens the chain `link` names below the image at `position` (whose
+    /// file is `overlay`); nil when there is no link.
+    public static func openBacking(_ link: BackingLink?, below position: BackingChainPosition,
+                                   overlay: FileIdentity) throws -> BlockImage? {
+        guard let link else { return nil }
+        return try nesting({
+            let target = try link.target()
+            let next = try position.backing(of: overlay)
+            // The header's backing format is used as given; only without
+            // one is the backing probed.
+            let format = try link.format.map { try ImageFormat(name: $0) }
+            return try open(path: target, format: format, writable: false, at: next)
+        }, wrap: { error in (error as? Qcow2Error).map(Qcow2Error.inBackingFile) ?? error })
+    }
+}
