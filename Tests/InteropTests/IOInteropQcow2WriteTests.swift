@@ -2,7 +2,6 @@
 // must print the same, and leave images qemu-img finds identical in content
 // and consistent.
 import Foundation
-import Qcow2
 import Testing
 
 @Suite("qcowkit io = qemu-io writing qcow2 images")

@@ -94,7 +94,7 @@ public final class MainLoop {
     /// not make the service deaf to it.
     public func onSignal(_ signal: Int32, _ handler: @escaping () -> Void) -> Source {
         let source = g_unix_signal_source_new(signal)!
-        attach(source, once: false, handler)
+        attachCallback(source, to: context, once: false, handler)
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, signal)
@@ -105,7 +105,7 @@ public final class MainLoop {
     /// Calls `handler` once after `milliseconds`.
     public func after(milliseconds: UInt32, _ handler: @escaping () -> Void) -> Source {
         let source = g_timeout_source_new(milliseconds)!
-        attach(source, once: true, handler)
+        attachCallback(source, to: context, once: true, handler)
         return Source(source)
     }
 
@@ -113,12 +113,8 @@ public final class MainLoop {
     /// returning, so callers see QEMU's bottom-half ordering.
     public func invoke(_ work: @escaping () -> Void) {
         let source = g_idle_source_new()!
-        attach(source, once: true, work)
+        attachCallback(source, to: context, once: true, work)
         g_source_unref(source)
-    }
-
-    private func attach(_ source: UnsafeMutablePointer<GSource>, once: Bool, _ work: @escaping () -> Void) {
-        QMP.attach(source, to: context, once: once, work)
     }
 }
 
@@ -144,7 +140,7 @@ public final class MainLoopHandle: @unchecked Sendable {
     /// own thread, so callers see QEMU's bottom-half ordering.
     public func invoke(_ work: @escaping @Sendable () -> Void) {
         let source = g_idle_source_new()!
-        attach(source, to: context, once: true, work)
+        attachCallback(source, to: context, once: true, work)
         g_source_unref(source)
     }
 
@@ -152,8 +148,9 @@ public final class MainLoopHandle: @unchecked Sendable {
     public func quit() { g_main_loop_quit(loop) }
 }
 
-private func attach(_ source: UnsafeMutablePointer<GSource>, to context: OpaquePointer, once: Bool,
-                    _ work: @escaping () -> Void) {
+/// Runs `work` from `source` on `context`'s loop, once or on every dispatch.
+private func attachCallback(_ source: UnsafeMutablePointer<GSource>, to context: OpaquePointer, once: Bool,
+                            _ work: @escaping () -> Void) {
     let box = Unmanaged.passRetained(Callback(work, once: once)).toOpaque()
     let callback: @convention(c) (gpointer?) -> gboolean = { data in
         let callback = Unmanaged<Callback>.fromOpaque(data!).takeUnretainedValue()
