@@ -45,29 +45,36 @@ let package = Package(
             ]),
         .target(name: "QemuJSON"),
         .target(name: "BlockGraph", dependencies: ["Qcow2"]),
-        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "CGLib"]),
+        // QEMU's ImageInfo as QAPI JSON, for the CLI's `info` and QMP's queries.
+        .target(name: "ImageInfoJSON", dependencies: ["Qcow2", "QemuJSON"]),
+        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib"]),
         .target(
             name: "QcowKitCommands",
             dependencies: [
-                "Qcow2", "QemuJSON", "BlockGraph", "QMP",
+                "Qcow2", "QemuJSON", "ImageInfoJSON", "BlockGraph", "QMP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "qcowkit", dependencies: ["QcowKitCommands"]),
 
+        // What every test suite shares: finding qemu-img, qemu-io and the built qcowkit
+        // (a missing one fails the suite, saying what to install or build).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "Qcow2Tests",
-            dependencies: ["Qcow2", .product(name: "PropertyBased", package: "swift-property-based")]),
-        .testTarget(name: "BlockGraphTests", dependencies: ["BlockGraph", "Qcow2"]),
-        .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON"]),
-        .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QemuJSON"]),
+            dependencies: [
+                "Qcow2", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
+            ]),
+        .testTarget(name: "BlockGraphTests", dependencies: ["BlockGraph", "Qcow2", "TestSupport"]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON", "TestSupport"]),
+        .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QemuJSON", "TestSupport"]),
         // Interop suite: real qemu-img / qemu-io make the fixtures and are the oracle.
-        .testTarget(name: "InteropTests", dependencies: ["Qcow2", "QcowKitCommands"]),
+        .testTarget(name: "InteropTests", dependencies: ["Qcow2", "QcowKitCommands", "TestSupport"]),
         // Acceptance: Scripts/iotest-191.sh run with qcowkit and with QEMU, compared with the
         // spec's 191.out; QEMU's Python QMP client against `qcowkit serve`. Runs the built
-        // qcowkit binary, so it links nothing.
+        // qcowkit binary, so it links nothing of the package but the tool finder.
         .testTarget(
-            name: "ConformanceTests", dependencies: [],
+            name: "ConformanceTests", dependencies: ["TestSupport"],
             resources: [.copy("Fixtures"), .copy("qmp_client_commit.py")]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -3,7 +3,7 @@
 // blocks separated by a blank line. Nothing is printed unless every image of
 // the chain could be read, as qemu-img does.
 import ArgumentParser
-import QMP
+import ImageInfoJSON
 import Qcow2
 import QemuJSON
 

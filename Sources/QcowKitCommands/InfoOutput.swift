@@ -1,9 +1,9 @@
 // ImageInfo as qemu-img info's human-readable block, and its "Format
 // specific information" part, which qemu-io's info prints too. The QAPI
-// object (for --output=json, and dumped here) is built in QMP's
-// ImageInfoJSON.swift, which query-named-block-nodes uses too.
+// object (for --output=json, and dumped here) is built in the ImageInfoJSON
+// module, which QMP's query-named-block-nodes uses too.
 
-import QMP
+import ImageInfoJSON
 import Qcow2
 import QemuJSON
 

@@ -10,6 +10,8 @@ import Qcow2
         let done = DispatchSemaphore(value: 0)
         var error: Error?
         init(_ driver: BlockJobDriver, _ context: CommitTestContext) {
+            // Its run is the thread's, as Job.driver's is the worker's.
+            nonisolated(unsafe) let driver = driver
             let thread = Thread { [self] in
                 do { try driver.run(context) } catch { self.error = error }
                 done.signal()

@@ -28,7 +28,7 @@ import Qcow2
     @Test func rawDriveIsProbed() throws {
         let scratch = try GraphScratch()
         let path = scratch.file("disk.raw")
-        FileManager.default.createFile(atPath: path, contents: Data(repeating: 7, count: 1000))
+        try #require(FileManager.default.createFile(atPath: path, contents: Data(repeating: 7, count: 1000)))
         let graph = BlockGraph()
         let node = try graph.addDrive(BlockdevOptions(file: .filename(path)), id: nil)
         #expect(node.driver == "raw")

@@ -2,6 +2,7 @@
 // qemu-io as fixture makers and oracle, and the acceptance scenario's images.
 import Foundation
 @testable import BlockGraph
+import TestSupport
 
 final class GraphScratch {
     let url: URL
@@ -26,8 +27,9 @@ enum Tool {
     @discardableResult
     static func run(_ arguments: [String], check: Bool = true) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
+        let (executable, resolved) = try TestTools.resolve(arguments)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = resolved
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

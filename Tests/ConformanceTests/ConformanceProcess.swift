@@ -3,6 +3,7 @@
 // their own per-reply timeouts; this one only keeps a broken script from
 // hanging `swift test`).
 import Foundation
+import TestSupport
 
 struct ScriptRun {
     var status: Int32
@@ -16,40 +17,9 @@ struct ConformanceSetupError: Error, CustomStringConvertible {
 }
 
 enum ConformanceProcess {
-    /// The package root, found from this source file.
-    static let packageRoot: URL = {
-        var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        for _ in 0..<2 { root = root.deletingLastPathComponent() }
-        return root
-    }()
+    static var packageRoot: URL { TestTools.packageRoot }
 
     static var harnessScript: String { packageRoot.appendingPathComponent("Scripts/iotest-191.sh").path }
-
-    /// The qcowkit binary `swift test` built: beside the test bundle, or in
-    /// the package's .build/debug.
-    static func qcowkitPath() throws -> String {
-        var candidates: [URL] = []
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<4 {
-            candidates.append(dir.appendingPathComponent("qcowkit"))
-            dir = dir.deletingLastPathComponent()
-        }
-        candidates.append(packageRoot.appendingPathComponent(".build/debug/qcowkit"))
-        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw ConformanceSetupError(description: "the qcowkit binary was not built (looked in \(candidates.map(\.path)))")
-        }
-        return found.path
-    }
-
-    /// A program looked up in PATH, or a clear error naming the package that
-    /// provides it.
-    static func requireProgram(_ name: String, package: String) throws {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        let found = path.split(separator: ":").contains {
-            FileManager.default.isExecutableFile(atPath: "\($0)/\(name)")
-        }
-        if !found { throw ConformanceSetupError(description: "\(name) not found in PATH: install \(package)") }
-    }
 
     /// One word of a shell word list: the harness evaluates its tool
     /// variables as shell words, so paths are quoted.
@@ -60,8 +30,9 @@ enum ConformanceProcess {
     static func run(_ arguments: [String], environment extra: [String: String] = [:],
                     timeout: TimeInterval) throws -> ScriptRun {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
+        let (executable, resolved) = try TestTools.resolve(arguments)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = resolved
         var environment = ProcessInfo.processInfo.environment
         environment.merge(extra) { $1 }
         process.environment = environment

@@ -6,6 +6,7 @@
 // listed in QemuKnownDifferences).
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("iotest 191 (block-commit, top with two parents)", .serialized)
 struct Iotest191Tests {
@@ -31,7 +32,7 @@ struct Iotest191Tests {
 
     @Test("qcowkit create/io/serve/info reproduce 191.out line for line")
     func qcowkitMatchesFixture() throws {
-        let qcowkit = try ConformanceProcess.qcowkitPath()
+        let qcowkit = try TestTools.qcowkit()
         let run = try Self.runHarness(img: [qcowkit], io: [qcowkit, "io"], prog: [qcowkit, "serve"])
         let expected = Transcript.normalized(try Transcript.fixture("191.out"))
         let actual = Transcript.normalized(run.output)
@@ -42,9 +43,9 @@ struct Iotest191Tests {
 
     @Test("the harness is honest: QEMU 7.2 reproduces 191.out up to the listed differences")
     func qemuMatchesFixtureUpToKnownDifferences() throws {
-        try ConformanceProcess.requireProgram("qemu-img", package: "qemu-utils")
-        try ConformanceProcess.requireProgram("qemu-io", package: "qemu-utils")
-        try ConformanceProcess.requireProgram("qemu-system-x86_64", package: "qemu-system-x86")
+        _ = try TestTools.program("qemu-img", package: "qemu-utils")
+        _ = try TestTools.program("qemu-io", package: "qemu-utils")
+        _ = try TestTools.program("qemu-system-x86_64", package: "qemu-system-x86")
         let run = try Self.runHarness(img: ["qemu-img"], io: ["qemu-io"], prog: ["qemu-system-x86_64", "-M", "none"])
         #expect(run.status == 0 && !run.timedOut, "\(Self.failureReport(run))")
 

@@ -5,6 +5,7 @@
 // `qcowkit serve`, it is the test.
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("qemu.qmp drives block-commit", .serialized)
 struct QMPClientTests {
@@ -12,7 +13,7 @@ struct QMPClientTests {
         guard let script = Bundle.module.url(forResource: "qmp_client_commit", withExtension: "py") else {
             throw ConformanceSetupError(description: "qmp_client_commit.py missing from the test bundle")
         }
-        try ConformanceProcess.requireProgram("python3", package: "python3")
+        _ = try TestTools.program("python3", package: "python3")
         let probe = try ConformanceProcess.run(["python3", "-c", "import qemu.qmp"], timeout: 60)
         if probe.status != 0 {
             throw ConformanceSetupError(description: "python3 cannot import qemu.qmp (pip install qemu.qmp):\n\(probe.output)")
@@ -25,14 +26,14 @@ struct QMPClientTests {
 
     @Test("the client script passes against qemu-storage-daemon 7.2")
     func clientAgainstQemuStorageDaemon() throws {
-        try ConformanceProcess.requireProgram("qemu-storage-daemon", package: "qemu-system-common")
+        _ = try TestTools.program("qemu-storage-daemon", package: "qemu-system-common")
         let run = try Self.runClient(service: ["qemu-storage-daemon"])
         #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
     }
 
     @Test("the client script passes against qemu-system-x86_64 7.2 (-qmp unix:...)")
     func clientAgainstQemuSystem() throws {
-        try ConformanceProcess.requireProgram("qemu-system-x86_64", package: "qemu-system-x86")
+        _ = try TestTools.program("qemu-system-x86_64", package: "qemu-system-x86")
         let run = try Self.runClient(
             service: ["qemu-system-x86_64", "-M", "none", "-nodefaults", "-display", "none"], monitor: "qmp")
         #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
@@ -40,7 +41,7 @@ struct QMPClientTests {
 
     @Test("qemu.qmp commits through qcowkit serve", arguments: ["chardev", "qmp"])
     func clientAgainstQcowkitServe(monitor: String) throws {
-        let qcowkit = try ConformanceProcess.qcowkitPath()
+        let qcowkit = try TestTools.qcowkit()
         let run = try Self.runClient(service: [qcowkit, "serve"], monitor: monitor)
         #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
     }

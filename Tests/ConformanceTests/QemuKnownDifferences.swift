@@ -11,10 +11,10 @@
 // its order, the commit's len/offset, node order, ro flags, file sizes of
 // the protocol nodes, backing file names, the info lines) is as the spec.
 
-struct KnownDifference {
+struct KnownDifference: Sendable {
     var name: String
     /// Turns QEMU 7.2's lines into the spec's; returns how many places changed.
-    var undo: ([String]) -> (lines: [String], changes: Int)
+    var undo: @Sendable ([String]) -> (lines: [String], changes: Int)
 }
 
 enum QemuKnownDifferences {

@@ -4,6 +4,7 @@
 // image (output, exit status and, after repairs, the bytes).
 import Foundation
 import Testing
+import TestSupport
 
 struct CheckRun: Equatable {
     var status: Int32
@@ -21,7 +22,7 @@ enum CheckProcess {
     }
 
     static func qcowkit(_ arguments: [String], in directory: URL) throws -> CheckRun {
-        let path = try #require(QemuOracle.qcowkitPath, "the qcowkit binary was not built")
+        let path = try TestTools.qcowkit()
         return try run([path] + arguments, in: directory, check: false)
     }
 

@@ -6,12 +6,13 @@
 import Foundation
 import Testing
 @testable import Qcow2
+import TestSupport
 
 @Suite("Write path: freed clusters and stale L2 entries after a crash")
 struct CrashKillRegressions {
     /// Runs `commands` with `qcowkit io` in writeback mode; the last one kills it.
     private func runKilled(_ image: String, _ commands: [String]) throws {
-        let qcowkit = try #require(QemuOracle.qcowkitPath)
+        let qcowkit = try TestTools.qcowkit()
         let script = (commands + ["sigraise 9"]).flatMap { ["-c", $0] }
         let result = try WriteProcess.run([qcowkit, "io", "-t", "writeback", "-f", "qcow2"] + script + [image], check: false)
         #expect(result.status != 0, "the writer was meant to die: \(result.output)")

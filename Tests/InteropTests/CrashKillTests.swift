@@ -17,6 +17,7 @@
 import Foundation
 import Testing
 @testable import Qcow2
+import TestSupport
 
 struct CrashKillVariant: CustomTestStringConvertible, Sendable {
     var name: String
@@ -81,7 +82,7 @@ struct CrashKillTests {
 
     @Test("qemu-img check and read-back after each kill", arguments: variants)
     func killedWriter(_ v: CrashKillVariant) throws {
-        let qcowkit = try #require(QemuOracle.qcowkitPath)
+        let qcowkit = try TestTools.qcowkit()
         let dir = try WriteScratch()
         let image = dir.file("image.qcow2")
         var model = CrashModel(clusterSize: v.clusterSize, windows: v.windows)

@@ -11,9 +11,11 @@ import Foundation
 import Testing
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
-final class CrashKillWriter {
+// @unchecked: the reader thread shares only what `condition` guards.
+final class CrashKillWriter: @unchecked Sendable {
     static let prompt = Array("qemu-io> ".utf8)
 
     private let process = Process()
@@ -162,8 +164,8 @@ struct CrashKillWriterTests {
         let image = dir.file("image.qcow2")
         try WriteProcess.run(["qemu-img", "create", "-q", "-f", "qcow2", image, "1M"])
         let writer = tool == "qemu-io"
-            ? try CrashKillWriter(executable: "/usr/bin/qemu-io", arguments: ["-f", "qcow2", image])
-            : try CrashKillWriter(executable: try #require(QemuOracle.qcowkitPath), arguments: ["io", "-f", "qcow2", image])
+            ? try CrashKillWriter(executable: try TestTools.qemuIO(), arguments: ["-f", "qcow2", image])
+            : try CrashKillWriter(executable: try TestTools.qcowkit(), arguments: ["io", "-f", "qcow2", image])
         #expect(writer.waitForPrompts(1, timeout: 20))
         writer.send("length")
         #expect(writer.waitForPrompts(2, timeout: 20))

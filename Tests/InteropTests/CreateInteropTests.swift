@@ -5,6 +5,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 
 struct CreateInteropCase: CustomTestStringConvertible, Sendable {
     var arguments: [String]
@@ -118,12 +119,12 @@ extension CreateInteropCase {
     }
 }
 
-@Suite(.enabled(if: CreateOracle.isAvailable, "needs qemu-img and the built qcowkit"))
+@Suite
 struct CreateInteropTests {
     @Test(arguments: CreateInteropCatalog.all)
     func sameAsQemuImg(_ testCase: CreateInteropCase) throws {
         let workspace = try CreateOracleWorkspace()
-        let qcowkit = try #require(CreateOracle.qcowkit)
+        let qcowkit = try TestTools.qcowkit()
         let expected = try CreateOracle.run(CreateOracle.qemuImg, ["create"] + testCase.arguments, in: workspace.qemuDirectory)
         let actual = try CreateOracle.run(qcowkit, ["create"] + testCase.arguments, in: workspace.ourDirectory)
 

@@ -3,6 +3,7 @@
 // relative file names (and hence messages) are the same.
 
 import Foundation
+import TestSupport
 
 struct CreateRunResult: Equatable {
     var status: Int32
@@ -11,34 +12,7 @@ struct CreateRunResult: Equatable {
 }
 
 enum CreateOracle {
-    static let qemuImg = "/usr/bin/qemu-img"
-
-    /// The qcowkit binary of this build: next to the test bundle, or in the
-    /// package's .build directory.
-    static let qcowkit: String? = {
-        let fm = FileManager.default
-        var candidates: [URL] = []
-        if let first = CommandLine.arguments.first {
-            var url = URL(fileURLWithPath: first).deletingLastPathComponent()
-            for _ in 0..<3 {
-                candidates.append(url.appendingPathComponent("qcowkit"))
-                url.deleteLastPathComponent()
-            }
-        }
-        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("qcowkit"))
-        var root = URL(fileURLWithPath: #filePath)
-        while root.path != "/" && !fm.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
-            root.deleteLastPathComponent()
-        }
-        if let builds = try? fm.contentsOfDirectory(atPath: root.path) {
-            for build in builds where build.hasPrefix(".build") {
-                candidates.append(root.appendingPathComponent(build).appendingPathComponent("debug/qcowkit"))
-            }
-        }
-        return candidates.first { fm.isExecutableFile(atPath: $0.path) }?.path
-    }()
-
-    static var isAvailable: Bool { FileManager.default.isExecutableFile(atPath: qemuImg) && qcowkit != nil }
+    static var qemuImg: String { get throws { try TestTools.qemuImg() } }
 
     static func run(_ executable: String, _ arguments: [String], in directory: String) throws -> CreateRunResult {
         let process = Process()

@@ -5,6 +5,7 @@
 // The exit status tells the outcomes apart: 0 and 1 are answers, 137 is the
 // timeout's kill, other values above 128 are a signal (a crash).
 import Foundation
+import TestSupport
 
 struct HostileRun {
     var status: Int32
@@ -25,27 +26,8 @@ enum HostileProcess {
     /// (A normal run of qcowkit or qemu-img fits in 128 MiB.)
     static let addressSpaceKiB = 512 << 10
 
-    /// The qcowkit binary that `swift test` built next to the test bundle.
-    static let qcowkit: String? = {
-        var candidates: [String] = []
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<4 {
-            candidates.append(dir.appendingPathComponent("qcowkit").path)
-            dir = dir.deletingLastPathComponent()
-        }
-        var root = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { root = root.deletingLastPathComponent() }
-        candidates.append(root.appendingPathComponent(".build/debug/qcowkit").path)
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }()
-
-    struct NotFound: Error, CustomStringConvertible {
-        var description: String { "the qcowkit binary was not found next to the tests" }
-    }
-
     static func qcowkit(_ arguments: [String], in directory: String) throws -> HostileRun {
-        guard let path = qcowkit else { throw NotFound() }
-        return try run([path] + arguments, in: directory)
+        try run(["qcowkit"] + arguments, in: directory)
     }
 
     static func qemuImg(_ arguments: [String], in directory: String) throws -> HostileRun {
@@ -58,11 +40,14 @@ enum HostileProcess {
         let id = UUID().uuidString
         let out = directory + "/.stdout-\(id)", err = directory + "/.stderr-\(id)"
         defer { try? FileManager.default.removeItem(atPath: out); try? FileManager.default.removeItem(atPath: err) }
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        for path in [out, err] where !FileManager.default.createFile(atPath: path, contents: nil) {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+        let (executable, arguments) = try TestTools.resolve(command)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "ulimit -v \(addressSpaceKiB) && exec timeout -s KILL \(timeout) \"$@\"", "sh"] + command
+        process.arguments = ["-c", "ulimit -v \(addressSpaceKiB) && exec timeout -s KILL \(timeout) \"$@\"", "sh", executable]
+            + arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_BACKTRACE"] = "enable=no"   // a crash exits at once

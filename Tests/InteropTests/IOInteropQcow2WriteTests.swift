@@ -1,22 +1,10 @@
 // `qcowkit io` against qemu-io 7.2 writing qcow2 images: the same commands
 // must print the same, and leave images qemu-img finds identical in content
-// and consistent. These run once Qcow2Image implements WritableBlockImage
-// (the qcow2 write path); until then they are skipped, saying why.
+// and consistent.
 import Foundation
-import Qcow2
 import Testing
 
-enum IOQcow2Writes {
-    /// Whether QcowKit can write qcow2 images yet.
-    static var available: Bool {
-        let type: Any.Type = Qcow2Image.self
-        return type is WritableBlockImage.Type
-    }
-}
-
-@Suite("qcowkit io = qemu-io writing qcow2 images",
-       .enabled(if: IOQcow2Writes.available,
-                "Qcow2Image does not conform to WritableBlockImage yet: the qcow2 write path has not merged"))
+@Suite("qcowkit io = qemu-io writing qcow2 images")
 struct IOInteropQcow2WriteTests {
     /// An empty image, one with a backing file, and one of another layout.
     private static func fixtures() throws -> IOTwinDirectories {

@@ -3,6 +3,7 @@
 // agree, with the figures that depend on timing normalised away.
 import Foundation
 import Testing
+import TestSupport
 
 struct IOProcessResult: Equatable {
     var status: Int32
@@ -80,7 +81,7 @@ final class IOTwinDirectories {
 
     /// qemu-io with `arguments` in one directory, `qcowkit io` in the other.
     func run(_ arguments: [String], input: String? = nil) throws -> (qemu: IOProcessResult, ours: IOProcessResult) {
-        guard let qcowkit = QemuOracle.qcowkitPath else { throw IOInteropError("the qcowkit binary was not found") }
+        let qcowkit = try TestTools.qcowkit()
         let theirs = try IOProcess.run(["qemu-io"] + arguments, in: qemu, input: input)
         let ours = try IOProcess.run([qcowkit, "io"] + arguments, in: ours, input: input)
         return (IONormalised.result(theirs, program: "qemu-io"), IONormalised.result(ours, program: "qcowkit"))

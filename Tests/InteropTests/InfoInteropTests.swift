@@ -4,6 +4,7 @@
 // without --backing-chain.
 import Foundation
 import Testing
+import TestSupport
 
 private let outputModes: [[String]] = [[], ["--output=json"], ["--backing-chain"], ["--backing-chain", "--output", "json"]]
 
@@ -220,7 +221,7 @@ private func expectAllModesSame(_ path: String, extra: [String] = [], in directo
     /// qemu-img: status, standard error and output.
     private func expectBinaryMatches(_ path: String, in directory: String,
                                      sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let binary = try #require(QemuOracle.qcowkitPath, "qcowkit binary not built", sourceLocation: sourceLocation)
+        let binary = try TestTools.qcowkit()
         for mode in outputModes {
             let expected = InfoCompare.normalized(try InfoTool.run("qemu-img", ["info"] + mode + [path], in: directory))
             let got = InfoCompare.normalized(try InfoTool.run(binary, ["info"] + mode + [path], in: directory))

@@ -1,6 +1,7 @@
 // Running QEMU's tools (fixture makers and reference) and the built qcowkit
 // binary, and scratch directories for their files.
 import Foundation
+import TestSupport
 
 struct ProcessResult {
     var status: Int32
@@ -25,8 +26,9 @@ enum QemuOracle {
     static func run(_ arguments: [String], in directory: URL? = nil, check: Bool = true,
                     input: String? = nil) throws -> ProcessResult {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0].contains("/") ? arguments[0] : "/usr/bin/env")
-        process.arguments = arguments[0].contains("/") ? Array(arguments.dropFirst()) : arguments
+        let (executable, resolved) = try TestTools.resolve(arguments)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = resolved
         if let directory { process.currentDirectoryURL = directory }
         let out = Pipe(), err = Pipe(), inPipe = Pipe()
         process.standardOutput = out
@@ -72,29 +74,9 @@ enum QemuOracle {
         }
     }
 
-    /// The qcowkit binary that `swift test` built next to the test bundle.
-    static let qcowkitPath: String? = {
-        let fm = FileManager.default
-        var candidates: [URL] = []
-        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var dir = testBinary.deletingLastPathComponent()
-        for _ in 0..<4 {
-            candidates.append(dir.appendingPathComponent("qcowkit"))
-            dir = dir.deletingLastPathComponent()
-        }
-        // Fallback: the package's .build directory, found from this source file.
-        var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        for _ in 0..<2 { root = root.deletingLastPathComponent() }
-        candidates.append(root.appendingPathComponent(".build/debug/qcowkit"))
-        return candidates.first { fm.isExecutableFile(atPath: $0.path) }?.path
-    }()
-
     /// Runs the built qcowkit binary (never throws for a non-zero exit).
     static func qcowkit(_ verb: String, in directory: URL, arguments: [String]) throws -> ProcessResult {
-        guard let path = qcowkitPath else {
-            throw ProcessFailed(command: ["qcowkit"], result: ProcessResult(status: -1, stdout: Data(), stderr: Data("qcowkit binary not found".utf8)))
-        }
-        return try run([path, verb] + arguments, in: directory, check: false)
+        try run([try TestTools.qcowkit(), verb] + arguments, in: directory, check: false)
     }
 }
 

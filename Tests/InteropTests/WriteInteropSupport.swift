@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 @testable import Qcow2
+import TestSupport
 
 /// One guest operation, in qemu-io's terms.
 enum WriteOp: CustomStringConvertible, Sendable {
@@ -60,8 +61,9 @@ enum WriteProcess {
         defer { try? FileManager.default.removeItem(at: outputURL) }
         let handle = try FileHandle(forWritingTo: outputURL)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
+        let (executable, resolved) = try TestTools.resolve(arguments)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = resolved
         if let directory { process.currentDirectoryURL = directory }
         process.standardOutput = handle
         process.standardError = handle

@@ -3,6 +3,7 @@ import Testing
 import BlockGraph
 import QemuJSON
 @testable import QMP
+import TestSupport
 
 /// block-commit through QMP with a live main loop: the events' order around
 /// the reply, QMP answering while a slow commit runs, cancel, and quit with a
@@ -28,8 +29,9 @@ import QemuJSON
 
         func run(_ arguments: String...) throws {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = arguments
+            let (executable, resolved) = try TestTools.resolve(arguments)
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = resolved
             process.standardOutput = FileHandle.nullDevice
             try process.run()
             process.waitUntilExit()

@@ -126,8 +126,9 @@ struct HostileClientTests {
         // queue is full); nothing reads the replies yet.
         let written = DispatchSemaphore(value: 0)
         let writeFailures = LockedCount()
-        Thread { [flooder] in
-            do { try flooder.send(flood) } catch { writeFailures.add() }
+        let flooderFD = flooder.fd
+        Thread {
+            do { try UnixClient.send(flood, to: flooderFD) } catch { writeFailures.add() }
             written.signal()
         }.start()
         usleep(300_000)

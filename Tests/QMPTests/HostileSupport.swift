@@ -6,6 +6,7 @@ import Foundation
 import Testing
 import QemuJSON
 @testable import QMP
+import TestSupport
 
 struct HostileFailure: Error, CustomStringConvertible {
     var description: String
@@ -47,8 +48,10 @@ final class ComparedService: @unchecked Sendable {
             let service = QMPService(version: QMPVersion(package: "test"))
             try service.configure(try ServeCommandLine.parse(arguments))
             self.service = service
-            Thread { [service, exited] in
-                service.serve()
+            // Handed to the serving thread, which owns it from here on.
+            nonisolated(unsafe) let served = service
+            Thread { [exited] in
+                served.serve()
                 exited.signal()
             }.start()
         }
@@ -56,12 +59,7 @@ final class ComparedService: @unchecked Sendable {
 
     /// QEMU's program, or a clear failure naming the package.
     static func requireQEMU() throws {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        guard path.split(separator: ":").contains(where: {
-            FileManager.default.isExecutableFile(atPath: "\($0)/qemu-storage-daemon")
-        }) else {
-            throw HostileFailure("qemu-storage-daemon (QEMU 7.2, the oracle) not found in PATH: install qemu-system-common")
-        }
+        _ = try TestTools.program("qemu-storage-daemon", package: "qemu-system-common")
     }
 
     /// A raw connection once the service listens (QEMU binds before it
@@ -101,7 +99,11 @@ final class ComparedService: @unchecked Sendable {
         // SIGKILL: a test runner may block SIGTERM, and children inherit
         // the mask (QEMU is only the oracle; how it ends does not matter).
         if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        if let service { service.loop.invoke { service.shutDown(reason: .hostQMPQuit) } }
+        if let service {
+            // Runs on the serving thread, which owns the service.
+            nonisolated(unsafe) let served = service
+            service.loop.handle.invoke { served.shutDown(reason: .hostQMPQuit) }
+        }
         if exited.wait(timeout: .now() + 30) == .timedOut { Issue.record("\(kind) did not stop within 30 s") }
         process = nil
         service = nil
@@ -200,8 +202,9 @@ final class HostileScratch {
     @discardableResult
     func run(_ arguments: String...) throws -> String {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
+        let (executable, resolved) = try TestTools.resolve(arguments)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = resolved
         process.currentDirectoryURL = URL(fileURLWithPath: path)
         let output = Pipe(), errors = Pipe()
         process.standardOutput = output

@@ -17,7 +17,7 @@ struct JobVerbMatrixTests {
 
     /// The verbs, each with its arguments for job `id` and the states a job
     /// settles in after the verb was accepted (nil: gone).
-    static let verbs: [(name: String, arguments: (String) -> String, settled: Set<String?>)] = [
+    static let verbs: [(name: String, arguments: @Sendable (String) -> String, settled: Set<String?>)] = [
         ("job-pause", { #"{"id":"\#($0)"}"# }, ["paused", "standby"]),
         ("job-resume", { #"{"id":"\#($0)"}"# }, ["running", "ready"]),
         ("job-cancel", { #"{"id":"\#($0)"}"# }, [nil, "concluded"]),

@@ -98,7 +98,7 @@ import QemuJSON
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/stale.sock"
-        FileManager.default.createFile(atPath: path, contents: Data("old".utf8))
+        try #require(FileManager.default.createFile(atPath: path, contents: Data("old".utf8)))
         let service = QMPService(version: QMPVersion(package: "test"))
         try service.addSocketMonitor(path: path, pretty: false)
         var attributes = stat()

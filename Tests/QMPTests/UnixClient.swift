@@ -30,7 +30,10 @@ final class UnixClient {
 
     deinit { close(fd) }
 
-    func send(_ text: String) throws {
+    func send(_ text: String) throws { try Self.send(text, to: fd) }
+
+    /// Sends on `fd` from any thread (the client's parser stays with its thread).
+    static func send(_ text: String, to fd: Int32) throws {
         let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {

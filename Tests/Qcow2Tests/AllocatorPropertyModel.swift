@@ -55,7 +55,7 @@ struct PropertyOp: Sendable, CustomStringConvertible {
         "(\(kind) c\(cluster)+\(start) len \(lengthClusters)c+\(lengthFraction) p\(pattern))"
     }
 
-    static func generator(clusters: UInt64, maxLengthClusters: Int) -> Generator<PropertyOp, some Sequence> {
+    static func generator(clusters: UInt64, maxLengthClusters: Int) -> Generator<PropertyOp, some SendableSequenceType> {
         zip(Gen.int(in: 0...15), Gen.int(in: 0...Int(clusters - 1)), Gen.int(in: 0...1023),
             Gen.int(in: 0...maxLengthClusters), Gen.int(in: 0...1023), Gen.int(in: 1...255)
         ).map { kind, cluster, start, lengthClusters, fraction, pattern in

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 @testable import Qcow2
+import TestSupport
 
 enum Fixtures {
     /// File size of the 64 MiB image qemu-img creates: header cluster,
@@ -99,7 +100,7 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
 }
 
 enum QemuImg {
-    static let path = "/usr/bin/qemu-img"
+    static var path: String { get throws { try TestTools.qemuImg() } }
 
     /// qemu-img's reason for refusing to open `file` as qcow2, or nil if it opens it.
     static func openError(_ file: String) throws -> String? {

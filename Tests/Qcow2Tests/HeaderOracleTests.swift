@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 @testable import Qcow2
+import TestSupport
 
 struct HeaderDamage: Sendable, CustomTestStringConvertible {
     let name: String
@@ -195,7 +196,7 @@ private func featureTable(_ entries: [(UInt8, String)]) -> HeaderExtension {
 
     @Test func corruptImageRefusedWritableLikeQemu() throws {
         let image = try OracleImage(.field("corrupt bit", Field.incompatibleFeatures, UInt64(2)))
-        let io = try run("/usr/bin/qemu-io", ["-c", "read 0 512", image.path])
+        let io = try run(TestTools.qemuIO(), ["-c", "read 0 512", image.path])
         let prefix = "qemu-io: can't open device \(image.path): "
         let line = io.stderr.split(separator: "\n").first.map(String.init) ?? ""
         try #require(line.hasPrefix(prefix), "qemu-io said: \(io.stderr)")
@@ -205,7 +206,7 @@ private func featureTable(_ entries: [(UInt8, String)]) -> HeaderExtension {
     /// Where QEMU opens the image and we deliberately do not: encryption and
     /// external data files are unsupported, and tables over the header or
     /// past the end of the file (which QEMU reads as zeroes) are refused.
-    static let refusedByUsOnly: [(HeaderDamage, Qcow2Error)] = [
+    static let refusedByUsOnlyCases: [(HeaderDamage, Qcow2Error)] = [
         (.field("crypt_method 1", Field.cryptMethod, UInt32(1)), .unsupportedEncryption(method: 1)),
         (.field("external data file bit", Field.incompatibleFeatures, UInt64(4)), .unsupportedFeature("external data file")),
         (.field("L1 table past the end", Field.l1TableOffset, UInt64(0x100000)), .tableBeyondEndOfFile(table: "Active L1 table")),
@@ -217,7 +218,7 @@ private func featureTable(_ entries: [(UInt8, String)]) -> HeaderExtension {
         }, .tableBeyondEndOfFile(table: "Snapshot table")),
     ]
 
-    @Test(arguments: refusedByUsOnly)
+    @Test(arguments: refusedByUsOnlyCases)
     func refusedByUsOnly(_ damage: HeaderDamage, _ expected: Qcow2Error) throws {
         let image = try OracleImage(damage)
         #expect(try QemuImg.openError(image.path) == nil)

@@ -16,7 +16,7 @@ struct IOCommandTests {
         init(size: Int = 1 << 20) throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("qcowkit-io-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: image, contents: nil)
+            try #require(FileManager.default.createFile(atPath: image, contents: nil))
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: image))
             try handle.truncate(atOffset: UInt64(size))
             try handle.close()

@@ -12,7 +12,7 @@ struct IOReportTests {
         (1_048_576, "1 MiB"), (67_108_864, "64 MiB"), (1_073_741_824 * 5.849, "5.849 GiB"),
         (1_099_511_627_776, "1 TiB"), (1_125_899_906_842_624, "1 PiB"), (1_152_921_504_606_846_976, "1 EiB"),
         (Double.infinity, "inf EiB"),
-    ])
+    ] as [(Double, String)])
     func sizes(value: Double, text: String) {
         #expect(IOReport.size(value) == text)
     }

@@ -6,6 +6,7 @@
 import Foundation
 import Testing
 import QemuJSON
+import TestSupport
 
 @Suite("qcowkit serve hardening, as a process")
 struct ServeHardeningTests {
@@ -21,7 +22,7 @@ struct ServeHardeningTests {
         let stdin = Pipe(), stdout = Pipe()
 
         init(extra: [String] = [], socketName: String = "qmp.sock") throws {
-            guard let binary = ServeProcessTests.binary else { throw Failure(description: "qcowkit binary not found") }
+            let binary = try TestTools.qcowkit()
             directory = NSTemporaryDirectory() + "qcowkit-harden-\(UUID().uuidString.prefix(8))"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             socket = directory + "/" + socketName
@@ -100,7 +101,10 @@ struct ServeHardeningTests {
 
         deinit { close(fd) }
 
-        func send(_ bytes: [UInt8]) throws {
+        func send(_ bytes: [UInt8]) throws { try Self.send(bytes, to: fd) }
+
+        /// Sends on `fd` from any thread (the client's own state stays with its thread).
+        static func send(_ bytes: [UInt8], to fd: Int32) throws {
             var offset = 0
             while offset < bytes.count {
                 let n = bytes[offset...].withUnsafeBytes { Foundation.send(fd, $0.baseAddress, min($0.count, 1 << 20), Int32(MSG_NOSIGNAL)) }
@@ -196,8 +200,9 @@ struct ServeHardeningTests {
         let count = 100_000
         let flood = Array((0..<count).map { #"{"execute":"query-jobs","id":\#($0)}"# }.joined().utf8)
         let sent = DispatchSemaphore(value: 0)
+        let flooderFD = flooder.fd
         Thread {
-            try? flooder.send(flood)
+            try? Client.send(flood, to: flooderFD)
             sent.signal()
         }.start()
         // The service stops reading once 1 MiB of replies waits for this
@@ -276,7 +281,7 @@ struct ServeHardeningTests {
         #expect(bound == 0)
         #expect((try? Client(path: path)) == nil, "the stale socket refuses connections")
 
-        guard let binary = ServeProcessTests.binary else { throw Failure(description: "qcowkit binary not found") }
+        let binary = try TestTools.qcowkit()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "-qmp", "unix:\(path),server=on,wait=off"]
@@ -298,7 +303,7 @@ struct ServeHardeningTests {
     }
 
     @Test func socketPathLengthIsQEMUs() throws {
-        guard let binary = ServeProcessTests.binary else { throw Failure(description: "qcowkit binary not found") }
+        let binary = try TestTools.qcowkit()
         let base = NSTemporaryDirectory() + "qcowkit-len-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: base) }

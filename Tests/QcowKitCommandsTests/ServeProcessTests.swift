@@ -4,22 +4,10 @@
 import Foundation
 import Testing
 import QemuJSON
+import TestSupport
 
 @Suite("qcowkit serve, as a process")
 struct ServeProcessTests {
-    static let binary: String? = {
-        var candidates: [String] = []
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<4 {
-            candidates.append(dir.appendingPathComponent("qcowkit").path)
-            dir = dir.deletingLastPathComponent()
-        }
-        var root = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { root = root.deletingLastPathComponent() }
-        candidates.append(root.appendingPathComponent(".build/debug/qcowkit").path)
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }()
-
     struct Failure: Error, CustomStringConvertible { var description: String }
 
     /// A running `qcowkit serve` with pipes on stdin, stdout and stderr.
@@ -33,7 +21,7 @@ struct ServeProcessTests {
         private var ended = false
 
         init(_ arguments: [String], in directory: String) throws {
-            guard let binary = ServeProcessTests.binary else { throw Failure(description: "qcowkit binary not found") }
+            let binary = try TestTools.qcowkit()
             process.executableURL = URL(fileURLWithPath: binary)
             process.arguments = ["serve"] + arguments
             process.currentDirectoryURL = URL(fileURLWithPath: directory)
@@ -108,8 +96,9 @@ struct ServeProcessTests {
 
         static func run(_ arguments: String...) throws {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = arguments
+            let (executable, resolved) = try TestTools.resolve(arguments)
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = resolved
             process.standardOutput = FileHandle.nullDevice
             try process.run()
             process.waitUntilExit()

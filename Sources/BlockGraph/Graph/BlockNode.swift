@@ -4,13 +4,14 @@
 // keeps (NodeReferences.swift), and a node nothing refers to is closed.
 //
 // Threads: the graph's structure (children, flags, which image a node holds)
-// changes on the graph's thread only. Data access (read, write, block status,
-// flush) may come from any thread, as jobs copy on threads of their own.
+// changes on the graph's thread only, but jobs read it from threads of their
+// own, so every mutable part sits in a Mutex. Data access (read, write,
+// block status, flush) may come from any thread.
 
 import Qcow2
 import Synchronization
 
-public final class BlockNode: @unchecked Sendable {
+public final class BlockNode: Sendable {
     public let nodeName: String
     /// "qcow2", "raw" or "file" (QMP's `drv`).
     public let driver: String
@@ -18,9 +19,18 @@ public final class BlockNode: @unchecked Sendable {
     /// opened from a header, the header's name resolved against the overlay.
     /// A format node has its file node's.
     public let filename: String
-    public internal(set) var isReadOnly: Bool
-    public internal(set) var file: BlockNode?
-    public internal(set) var backing: BlockNode?
+    public internal(set) var isReadOnly: Bool {
+        get { links.withLock { $0.isReadOnly } }
+        set { links.withLock { $0.isReadOnly = newValue } }
+    }
+    public internal(set) var file: BlockNode? {
+        get { links.withLock { $0.file } }
+        set { links.withLock { $0.file = newValue } }
+    }
+    public internal(set) var backing: BlockNode? {
+        get { links.withLock { $0.backing } }
+        set { links.withLock { $0.backing = newValue } }
+    }
 
     /// The name was generated (`#block...`), not given.
     let hasGeneratedName: Bool
@@ -36,7 +46,18 @@ public final class BlockNode: @unchecked Sendable {
     let formatProbed: Bool
     /// The backing child is not the one the header names (backing=NODE with
     /// another file, or backing=null): QEMU's bdrv_backing_overridden.
-    var backingOverridden = false
+    var backingOverridden: Bool {
+        get { links.withLock { $0.backingOverridden } }
+        set { links.withLock { $0.backingOverridden = newValue } }
+    }
+
+    private struct Links {
+        var isReadOnly: Bool
+        var file: BlockNode?
+        var backing: BlockNode?
+        var backingOverridden = false
+    }
+    private let links: Mutex<Links>
 
     /// Called after every write with the range written (active commit's
     /// dirty tracking); keyed so that a job can remove its own.
@@ -55,7 +76,7 @@ public final class BlockNode: @unchecked Sendable {
         self.serial = serial
         self.driver = driver
         self.filename = filename
-        self.isReadOnly = readOnly
+        self.links = Mutex(Links(isReadOnly: readOnly))
         self.fileStorage = Mutex(blockFile)
         self.imageStorage = Mutex(image)
         self.formatProbed = formatProbed

@@ -1,10 +1,10 @@
 // One job: QEMU's Job + BlockJob state. The status only changes on the main
 // thread (JobManager); the rest is shared with the job's worker thread and
-// guarded by the job's lock, so queries from the main thread see live
+// lives in the job's lock, so queries from the main thread see live
 // progress while the worker copies.
 
 /// A block job, as query-jobs and query-block-jobs show it.
-public final class Job: @unchecked Sendable {
+public final class Job: Sendable {
     /// The job ID (QMP's `id` / `device`).
     public let id: String
     /// The job type ("commit", ...), from the driver.
@@ -16,10 +16,11 @@ public final class Job: @unchecked Sendable {
     /// What the job does on an I/O error.
     public let onError: BlockdevOnError
 
-    let driver: BlockJobDriver
-    let lock = JobLock()
-    /// Everything below `lock` guards.
-    var state = State()
+    /// `run` is called on the job's worker thread, everything else on the
+    /// main thread once the run is over (handed over through the mailbox).
+    nonisolated(unsafe) let driver: BlockJobDriver
+    /// The state the worker thread and the main thread share.
+    let lock = JobLock(State())
 
     struct State {
         var status: JobStatus = .undefined
@@ -57,6 +58,12 @@ public final class Job: @unchecked Sendable {
         var ioStatus: BlockDeviceIoStatus = .ok
         /// QEMU's job->err: set when the job failed or was cancelled (ret != 0).
         var failure: String?
+
+        /// QEMU's job_enter: wakes the worker from a sleep.
+        mutating func kick(_ waiter: borrowing JobLock<State>.Waiter) {
+            kicks &+= 1
+            waiter.broadcast()
+        }
     }
 
     init(id: String, driver: BlockJobDriver, autoFinalize: Bool, autoDismiss: Bool, onError: BlockdevOnError) {
@@ -68,29 +75,29 @@ public final class Job: @unchecked Sendable {
         self.onError = onError
     }
 
-    public var status: JobStatus { lock.withLock { state.status } }
-    public var currentProgress: UInt64 { lock.withLock { state.progressCurrent } }
-    public var totalProgress: UInt64 { lock.withLock { state.progressTotal } }
+    public var status: JobStatus { lock.withLock { $0.status } }
+    public var currentProgress: UInt64 { lock.withLock { $0.progressCurrent } }
+    public var totalProgress: UInt64 { lock.withLock { $0.progressTotal } }
     /// The speed limit in bytes per second (0: none).
-    public var speed: Int64 { lock.withLock { state.speed } }
+    public var speed: Int64 { lock.withLock { $0.speed } }
     /// Paused by `job-pause` or by on-error=stop, until `job-resume`.
-    public var isUserPaused: Bool { lock.withLock { state.userPaused } }
+    public var isUserPaused: Bool { lock.withLock { $0.userPaused } }
     /// A cancel was requested (forced or not).
-    public var isCancelRequested: Bool { lock.withLock { state.cancelled } }
+    public var isCancelRequested: Bool { lock.withLock { $0.cancelled } }
     /// The job failed or was cancelled: QEMU's error string.
-    public var error: String? { lock.withLock { state.failure } }
+    public var error: String? { lock.withLock { $0.failure } }
     /// The job is in sync and waits for `job-complete`.
     public var isReady: Bool { status.isReady }
 
     public var info: JobInfo {
-        lock.withLock {
+        lock.withLock { state in
             JobInfo(id: id, type: type, status: state.status, currentProgress: state.progressCurrent,
                     totalProgress: state.progressTotal, error: state.failure)
         }
     }
 
     public var blockJobInfo: BlockJobInfo {
-        lock.withLock {
+        lock.withLock { state in
             BlockJobInfo(type: type, device: id, len: state.progressTotal, offset: state.progressCurrent,
                          busy: state.busy, paused: state.pauseCount > 0, speed: state.speed,
                          ioStatus: state.ioStatus, ready: state.status.isReady, status: state.status,
@@ -100,15 +107,9 @@ public final class Job: @unchecked Sendable {
 
     /// The data of BLOCK_JOB_COMPLETED / _CANCELLED / _READY now.
     func eventData(error: String? = nil) -> BlockJobEventData {
-        lock.withLock {
+        lock.withLock { state in
             BlockJobEventData(type: type, device: id, len: state.progressTotal, offset: state.progressCurrent,
                               speed: state.speed, error: error)
         }
-    }
-
-    /// QEMU's job_enter: wakes the worker from a sleep; call with the lock held.
-    func kickLocked() {
-        state.kicks &+= 1
-        lock.broadcast()
     }
 }

@@ -10,9 +10,9 @@
 extension JobManager {
     /// The worker's run is over (QEMU's job_exit bottom half).
     func jobExit(_ job: Job) {
-        let completed = job.lock.withLock { () -> Bool in
-            job.state.busy = false
-            return job.state.status.isCompleted
+        let completed = job.lock.withLock { (state) -> Bool in
+            state.busy = false
+            return state.status.isCompleted
         }
         // A cancel may have completed the job meanwhile (it drains this
         // mailbox itself); then there is nothing left to do.
@@ -38,11 +38,11 @@ extension JobManager {
     /// canceled"; a failed job moves to `aborting`. Returns whether it failed.
     @discardableResult
     func updateResult(_ job: Job) -> Bool {
-        let failed = job.lock.withLock { () -> Bool in
-            if job.state.failure == nil && job.state.cancelled && job.state.forceCancel {
-                job.state.failure = operationCanceledMessage
+        let failed = job.lock.withLock { (state) -> Bool in
+            if state.failure == nil && state.cancelled && state.forceCancel {
+                state.failure = operationCanceledMessage
             }
-            return job.state.failure != nil
+            return state.failure != nil
         }
         if failed { transition(job, to: .aborting) }
         return failed
@@ -50,11 +50,11 @@ extension JobManager {
 
     /// QEMU's job_do_finalize: prepare, then commit or (if prepare failed) abort.
     func doFinalize(_ job: Job) {
-        if job.lock.withLock({ job.state.failure == nil }) {
+        if job.lock.withLock({ state in state.failure == nil }) {
             do {
                 try job.driver.prepare()
             } catch {
-                job.lock.withLock { job.state.failure = String(describing: error) }
+                job.lock.withLock { state in state.failure = String(describing: error) }
                 updateResult(job)
             }
         }
@@ -75,8 +75,8 @@ extension JobManager {
             job.driver.commit()
         }
         job.driver.clean()
-        let (started, forced, failure) = job.lock.withLock {
-            (job.state.started, job.state.cancelled && job.state.forceCancel, job.state.failure)
+        let (started, forced, failure) = job.lock.withLock { state in
+            (state.started, state.cancelled && state.forceCancel, state.failure)
         }
         // Only a job that ran tells how it ended.
         if started {
@@ -92,10 +92,10 @@ extension JobManager {
 
     /// QEMU's job_do_dismiss: `null`, and the job is gone.
     func doDismiss(_ job: Job) {
-        job.lock.withLock {
-            job.state.busy = false
-            job.state.parked = false
-            job.state.deferredToMainLoop = true
+        job.lock.withLock { state in
+            state.busy = false
+            state.parked = false
+            state.deferredToMainLoop = true
         }
         transition(job, to: .null)
         remove(job)

@@ -1,13 +1,18 @@
-// A mutex with one condition variable on the monotonic clock: what a job's
-// worker thread and the main thread share. (Synchronization's Mutex has no
-// condition variable; pausing and rate-limit sleeps need one.)
+// A job's state behind a mutex with one condition variable on the monotonic
+// clock: what a job's worker thread and the main thread share. The state is
+// reachable only with the mutex held, and waiting is only possible from
+// inside `withLock`. (Synchronization's Mutex has no condition variable;
+// pausing and rate-limit sleeps need one.)
 import Glibc
 
-final class JobLock: @unchecked Sendable {
+// @unchecked: pthread primitives; `state` is private and touched only with `mutex` held.
+final class JobLock<State>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
+    private var state: State
 
-    init() {
+    init(_ state: State) {
+        self.state = state
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -27,24 +32,36 @@ final class JobLock: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    /// Runs `body` on the state with the mutex held; `body` may wait through
+    /// the `Waiter` it is given.
+    func withLock<T>(_ body: (inout State, borrowing Waiter) throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return try body()
+        return try body(&state, Waiter(mutex: mutex, condition: condition))
     }
 
-    /// Waits for a broadcast; the lock must be held (inside `withLock`).
-    func wait() { pthread_cond_wait(condition, mutex) }
-
-    /// Waits for a broadcast or until `deadline` (monotonic nanoseconds);
-    /// the lock must be held.
-    func wait(until deadline: UInt64) {
-        var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-        _ = pthread_cond_timedwait(condition, mutex, &time)
+    /// Runs `body` on the state with the mutex held.
+    func withLock<T>(_ body: (inout State) throws -> T) rethrows -> T {
+        try withLock { state, _ in try body(&state) }
     }
 
-    /// Wakes every waiter; call with the lock held.
-    func broadcast() { pthread_cond_broadcast(condition) }
+    /// Waking and waiting on the condition; only handed out inside `withLock`.
+    struct Waiter: ~Copyable {
+        fileprivate let mutex: UnsafeMutablePointer<pthread_mutex_t>
+        fileprivate let condition: UnsafeMutablePointer<pthread_cond_t>
+
+        /// Releases the mutex until a broadcast (then holds it again).
+        func wait() { pthread_cond_wait(condition, mutex) }
+
+        /// As `wait`, also returning at `deadline` (monotonic nanoseconds).
+        func wait(until deadline: UInt64) {
+            var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+            _ = pthread_cond_timedwait(condition, mutex, &time)
+        }
+
+        /// Wakes every waiter.
+        func broadcast() { pthread_cond_broadcast(condition) }
+    }
 }
 
 /// The monotonic clock in nanoseconds (QEMU_CLOCK_REALTIME's role for jobs).

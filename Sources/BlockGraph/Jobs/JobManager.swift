@@ -1,10 +1,10 @@
 // QEMU's job list and job creation (job.c job_create/job_start,
-// blockjob.c block_job_create), and the queries. Main-thread-confined: the
-// QMP service's main loop calls every method; worker threads only reach it
-// through the mailbox.
+// blockjob.c block_job_create), and the queries. Main-thread-confined (not
+// Sendable): the QMP service's main loop calls every method; worker threads
+// only reach it through work they post to the mailbox.
 
 /// All jobs of one service, their verbs and their events.
-public final class JobManager: @unchecked Sendable {
+public final class JobManager {
     let mailbox: MainThreadMailbox
     private let events: (JobEvent) -> Void
     /// Newest first, as QEMU's job list (QLIST_INSERT_HEAD) and so its queries.
@@ -14,6 +14,7 @@ public final class JobManager: @unchecked Sendable {
     public init(scheduler: JobScheduler, events: @escaping (JobEvent) -> Void) {
         self.mailbox = MainThreadMailbox(scheduler: scheduler)
         self.events = events
+        mailbox.bind(self)
     }
 
     /// Every job that exists (up to its dismissal), newest first.
@@ -65,10 +66,10 @@ public final class JobManager: @unchecked Sendable {
             doDismiss(job)
             throw refuse(negativeSpeedMessage)
         }
-        job.lock.withLock {
-            job.state.progressTotal = driver.initialLength
-            job.state.speed = speed
-            job.state.limit.setSpeed(UInt64(speed))
+        job.lock.withLock { state in
+            state.progressTotal = driver.initialLength
+            state.speed = speed
+            state.limit.setSpeed(UInt64(speed))
         }
         return job
     }
@@ -76,30 +77,30 @@ public final class JobManager: @unchecked Sendable {
     /// Starts a created job (QEMU's job_start): `running`, and the driver's
     /// run on a thread of its own.
     public func start(_ job: Job) {
-        let startable = job.lock.withLock { () -> Bool in
-            guard job.state.status == .created, !job.state.started else { return false }
-            job.state.pauseCount -= 1
-            job.state.busy = true
-            job.state.parked = false
-            job.state.started = true
+        let startable = job.lock.withLock { (state) -> Bool in
+            guard state.status == .created, !state.started else { return false }
+            state.pauseCount -= 1
+            state.busy = true
+            state.parked = false
+            state.started = true
             return true
         }
         precondition(startable, "job '\(job.id)' started twice or after it ended")
         transition(job, to: .running)
-        let context = JobContext(job: job, manager: self)
+        let context = JobContext(job: job, mailbox: mailbox)
         if spawnWorkerThread({ context.runWorker() }) {
             // Paused while created: QEMU's first pause point runs inside job_start.
-            if job.lock.withLock({ job.state.pauseCount > 0 }) {
+            if job.lock.withLock({ state in state.pauseCount > 0 }) {
                 settle(job) { $0.parked || $0.workerFinished }
             }
         } else {
             // Seen as a run that failed at once.
-            job.lock.withLock {
-                job.state.failure = "Could not start a thread for the job"
-                job.state.deferredToMainLoop = true
-                job.state.workerFinished = true
+            job.lock.withLock { state in
+                state.failure = "Could not start a thread for the job"
+                state.deferredToMainLoop = true
+                state.workerFinished = true
             }
-            mailbox.post { [self] in jobExit(job) }
+            mailbox.post { [job] manager in manager.jobExit(job) }
         }
     }
 
@@ -119,10 +120,10 @@ public final class JobManager: @unchecked Sendable {
     /// else is a bug in this file, never client input), with an event for
     /// each change.
     func transition(_ job: Job, to next: JobStatus) {
-        let previous = job.lock.withLock { () -> JobStatus in
-            let previous = job.state.status
+        let previous = job.lock.withLock { (state) -> JobStatus in
+            let previous = state.status
             precondition(previous.canMove(to: next), "job '\(job.id)': no transition \(previous) -> \(next)")
-            job.state.status = next
+            state.status = next
             return previous
         }
         if previous != next { emit(.statusChange(id: job.id, status: next)) }

@@ -28,13 +28,13 @@ extension JobManager {
     public func pause(id: String) throws {
         let job = try find(id)
         try apply(.pause, to: job)
-        let wasSleeping = try job.lock.withLock {
-            if job.state.userPaused { throw JobError.invalid("Job is already paused") }
-            job.state.userPaused = true
-            job.state.pauseCount += 1
+        let wasSleeping = try job.lock.withLock { state, lock in
+            if state.userPaused { throw JobError.invalid("Job is already paused") }
+            state.userPaused = true
+            state.pauseCount += 1
             // Wake a sleeping worker so that it parks now (job_pause's job_enter).
-            if !job.state.parked { job.kickLocked() }
-            return job.state.sleeping
+            if !state.parked { state.kick(lock) }
+            return state.sleeping
         }
         if wasSleeping { settle(job) { $0.parked || $0.workerFinished } }
     }
@@ -42,16 +42,16 @@ extension JobManager {
     /// `job-resume` / `block-job-resume`.
     public func resume(id: String) throws {
         let job = try find(id)
-        let pausedByUser = job.lock.withLock { job.state.userPaused && job.state.pauseCount > 0 }
+        let pausedByUser = job.lock.withLock { state in state.userPaused && state.pauseCount > 0 }
         guard pausedByUser else { throw JobError.invalid("Can't resume a job that was not paused") }
         try apply(.resume, to: job)
-        let wakes = job.lock.withLock {
+        let wakes = job.lock.withLock { state, lock in
             // block_job_user_resume: a stop on error is over.
-            job.state.ioStatus = .ok
-            job.state.userPaused = false
-            job.state.pauseCount -= 1
-            job.lock.broadcast()
-            return job.state.parked && job.state.pauseCount == 0
+            state.ioStatus = .ok
+            state.userPaused = false
+            state.pauseCount -= 1
+            lock.broadcast()
+            return state.parked && state.pauseCount == 0
         }
         if wakes { settle(job) { !$0.parked || $0.workerFinished } }
     }
@@ -60,10 +60,10 @@ extension JobManager {
     public func complete(id: String) throws {
         let job = try find(id)
         try apply(.complete, to: job)
-        try job.lock.withLock {
-            if job.state.cancelled { throw JobError.invalid("The active block job '\(id)' cannot be completed") }
-            job.state.completionRequested = true
-            job.kickLocked()
+        try job.lock.withLock { state, lock in
+            if state.cancelled { throw JobError.invalid("The active block job '\(id)' cannot be completed") }
+            state.completionRequested = true
+            state.kick(lock)
         }
     }
 
@@ -86,13 +86,13 @@ extension JobManager {
         let job = try find(id)
         try apply(.setSpeed, to: job)
         guard speed >= 0 else { throw JobError.invalid(negativeSpeedMessage) }
-        job.lock.withLock {
-            let old = job.state.speed
+        job.lock.withLock { state, lock in
+            let old = state.speed
             guard speed != old else { return }
-            job.state.speed = speed
-            job.state.limit.setSpeed(UInt64(speed))
+            state.speed = speed
+            state.limit.setSpeed(UInt64(speed))
             // A faster (or no) limit wakes a job sleeping off the old one.
-            if speed == 0 || speed > old { job.kickLocked() }
+            if speed == 0 || speed > old { state.kick(lock) }
         }
     }
 
@@ -102,8 +102,8 @@ extension JobManager {
     public func cancelAllAndWait() {
         while let job = jobList.first {
             cancelJob(job, force: true)
-            job.lock.withLock {
-                while job.state.started && !job.state.workerFinished { job.lock.wait() }
+            job.lock.withLock { state, lock in
+                while state.started && !state.workerFinished { lock.wait() }
             }
             mailbox.drain()
         }
@@ -135,19 +135,19 @@ extension JobManager {
         // and only once ready; every other cancel is forced (job_cancel_async
         // with the driver's .cancel, or without one).
         let forced = force || !status.isReady
-        let (started, deferred, idle) = job.lock.withLock { () -> (Bool, Bool, Bool) in
-            if job.state.userPaused {
-                job.state.ioStatus = .ok
-                job.state.userPaused = false
-                job.state.pauseCount -= 1
+        let (started, deferred, idle) = job.lock.withLock { (state, lock) -> (Bool, Bool, Bool) in
+            if state.userPaused {
+                state.ioStatus = .ok
+                state.userPaused = false
+                state.pauseCount -= 1
             }
             // A soft cancel of a job whose run is over changes nothing.
-            if forced || !job.state.deferredToMainLoop {
-                job.state.cancelled = true
-                job.state.forceCancel = job.state.forceCancel || forced
+            if forced || !state.deferredToMainLoop {
+                state.cancelled = true
+                state.forceCancel = state.forceCancel || forced
             }
-            job.kickLocked()
-            return (job.state.started, job.state.deferredToMainLoop, job.state.parked || job.state.sleeping)
+            state.kick(lock)
+            return (state.started, state.deferredToMainLoop, state.parked || state.sleeping)
         }
         if !started {
             jobCompleted(job)
@@ -172,8 +172,8 @@ extension JobManager {
     /// its wake-up to `done`, no I/O) and run what it handed over.
     func settle(_ job: Job, until done: (Job.State) -> Bool) {
         let deadline = monotonicNanoseconds() &+ 1_000_000_000
-        job.lock.withLock {
-            while !done(job.state) && monotonicNanoseconds() < deadline { job.lock.wait(until: deadline) }
+        job.lock.withLock { state, lock in
+            while !done(state) && monotonicNanoseconds() < deadline { lock.wait(until: deadline) }
         }
         mailbox.drain()
     }

@@ -3,12 +3,12 @@
 import Glibc
 
 private final class ThreadBody {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
+    let run: @Sendable () -> Void
+    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
 }
 
 /// Starts a detached thread running `body`; false if the system refused.
-func spawnWorkerThread(_ body: @escaping () -> Void) -> Bool {
+func spawnWorkerThread(_ body: @escaping @Sendable () -> Void) -> Bool {
     let box = Unmanaged.passRetained(ThreadBody(body))
     var attributes = pthread_attr_t()
     pthread_attr_init(&attributes)

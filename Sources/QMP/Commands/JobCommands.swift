@@ -24,7 +24,7 @@ enum JobCommands {
     static let finalize = jobVerb("job-finalize") { try $0.finalize(id: $1) }
     static let dismiss = jobVerb("job-dismiss") { try $0.dismiss(id: $1) }
 
-    private static func jobVerb(_ name: String, _ verb: @escaping (JobManager, String) throws -> Void) -> QMPCommand {
+    private static func jobVerb(_ name: String, _ verb: @escaping @Sendable (JobManager, String) throws -> Void) -> QMPCommand {
         QMPCommand(name) { input, context in
             let id = try input.string("id")
             try input.finish()
@@ -58,7 +58,7 @@ enum JobCommands {
     static let blockJobDismiss = blockJobVerb("block-job-dismiss", member: "id") { try $0.dismiss(id: $1) }
 
     private static func blockJobVerb(_ name: String, member: String,
-                                     _ verb: @escaping (JobManager, String) throws -> Void) -> QMPCommand {
+                                     _ verb: @escaping @Sendable (JobManager, String) throws -> Void) -> QMPCommand {
         QMPCommand(name) { input, context in
             let id = try input.string(member)
             try input.finish()

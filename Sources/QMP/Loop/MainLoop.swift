@@ -2,9 +2,9 @@
 // that several services, as in tests, never share one). This is the only
 // file that talks to GLib; everything else sees closures.
 //
-// Threads: everything but `invoke` must be called on the thread that runs
-// the loop. `invoke` may be called from any thread (worker threads of block
-// jobs use it to hop back).
+// Threads: a MainLoop is not Sendable: it stays on the thread that runs it.
+// Other threads (worker threads of block jobs hopping back) get its
+// `handle`, which can only invoke work on the loop and quit it.
 import CGLib
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +12,7 @@ import Glibc
 import Musl
 #endif
 
-public final class MainLoop: @unchecked Sendable {
+public final class MainLoop {
     /// What an fd watch waits for / reports.
     public struct IOEvents: OptionSet, Sendable {
         public let rawValue: UInt32
@@ -38,10 +38,13 @@ public final class MainLoop: @unchecked Sendable {
 
     private let context: OpaquePointer
     private let loop: OpaquePointer
+    /// What other threads may do with this loop.
+    public let handle: MainLoopHandle
 
     public init() {
         context = g_main_context_new()
         loop = g_main_loop_new(context, 0)
+        handle = MainLoopHandle(context: context, loop: loop)
     }
 
     deinit {
@@ -57,7 +60,7 @@ public final class MainLoop: @unchecked Sendable {
     }
 
     /// Makes `run()` return once the current callback is done.
-    public func quit() { g_main_loop_quit(loop) }
+    public func quit() { handle.quit() }
 
     /// Calls `handler` whenever `fd` is ready for `events` (or hung up).
     /// The handler returns false to remove the watch.
@@ -91,7 +94,7 @@ public final class MainLoop: @unchecked Sendable {
     /// not make the service deaf to it.
     public func onSignal(_ signal: Int32, _ handler: @escaping () -> Void) -> Source {
         let source = g_unix_signal_source_new(signal)!
-        attach(source, once: false, handler)
+        attachCallback(source, to: context, once: false, handler)
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, signal)
@@ -102,31 +105,62 @@ public final class MainLoop: @unchecked Sendable {
     /// Calls `handler` once after `milliseconds`.
     public func after(milliseconds: UInt32, _ handler: @escaping () -> Void) -> Source {
         let source = g_timeout_source_new(milliseconds)!
-        attach(source, once: true, handler)
+        attachCallback(source, to: context, once: true, handler)
         return Source(source)
+    }
+
+    /// Runs `work` on the loop's thread at its next iteration; never before
+    /// returning, so callers see QEMU's bottom-half ordering.
+    public func invoke(_ work: @escaping () -> Void) {
+        let source = g_idle_source_new()!
+        attachCallback(source, to: context, once: true, work)
+        g_source_unref(source)
+    }
+}
+
+/// The part of a MainLoop other threads may use: GLib's context and loop are
+/// thread-safe for attaching sources and quitting.
+// @unchecked: C handles, used only through GLib calls documented thread-safe.
+public final class MainLoopHandle: @unchecked Sendable {
+    private let context: OpaquePointer
+    private let loop: OpaquePointer
+
+    fileprivate init(context: OpaquePointer, loop: OpaquePointer) {
+        self.context = g_main_context_ref(context)
+        self.loop = g_main_loop_ref(loop)
+    }
+
+    deinit {
+        g_main_loop_unref(loop)
+        g_main_context_unref(context)
     }
 
     /// Runs `work` on the loop's thread at its next iteration. Callable from
     /// any thread; never runs `work` before returning, even on the loop's
     /// own thread, so callers see QEMU's bottom-half ordering.
-    public func invoke(_ work: @escaping () -> Void) {
+    public func invoke(_ work: @escaping @Sendable () -> Void) {
         let source = g_idle_source_new()!
-        attach(source, once: true, work)
+        attachCallback(source, to: context, once: true, work)
         g_source_unref(source)
     }
 
-    private func attach(_ source: UnsafeMutablePointer<GSource>, once: Bool, _ work: @escaping () -> Void) {
-        let box = Unmanaged.passRetained(Callback(work, once: once)).toOpaque()
-        let callback: @convention(c) (gpointer?) -> gboolean = { data in
-            let callback = Unmanaged<Callback>.fromOpaque(data!).takeUnretainedValue()
-            callback.work()
-            return callback.once ? qk_g_source_remove() : qk_g_source_continue()
-        }
-        g_source_set_callback(source, callback, box, { data in
-            Unmanaged<Callback>.fromOpaque(data!).release()
-        })
-        g_source_attach(source, context)
+    /// Makes the loop's `run()` return once its current callback is done.
+    public func quit() { g_main_loop_quit(loop) }
+}
+
+/// Runs `work` from `source` on `context`'s loop, once or on every dispatch.
+private func attachCallback(_ source: UnsafeMutablePointer<GSource>, to context: OpaquePointer, once: Bool,
+                            _ work: @escaping () -> Void) {
+    let box = Unmanaged.passRetained(Callback(work, once: once)).toOpaque()
+    let callback: @convention(c) (gpointer?) -> gboolean = { data in
+        let callback = Unmanaged<Callback>.fromOpaque(data!).takeUnretainedValue()
+        callback.work()
+        return callback.once ? qk_g_source_remove() : qk_g_source_continue()
     }
+    g_source_set_callback(source, callback, box, { data in
+        Unmanaged<Callback>.fromOpaque(data!).release()
+    })
+    g_source_attach(source, context)
 }
 
 private final class FDCallback {

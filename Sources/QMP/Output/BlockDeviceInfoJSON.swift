@@ -1,7 +1,8 @@
 // query-named-block-nodes' entries as QEMU builds them (BlockDeviceInfo with
-// its ImageInfo chain, ImageInfoJSON.swift): members put in schema order; the
-// printer then orders them as QEMU's QDict does.
+// its ImageInfo chain, from the ImageInfoJSON module): members put in schema
+// order; the printer then orders them as QEMU's QDict does.
 import BlockGraph
+import ImageInfoJSON
 import Qcow2
 import QemuJSON
 

@@ -5,11 +5,11 @@ import QemuJSON
 
 /// A QMP command: its name and its body. The body takes its arguments from
 /// the input (in schema order) and finishes it, so unknown members are refused.
-struct QMPCommand {
+struct QMPCommand: Sendable {
     let name: String
-    let run: (inout QAPIInput, QMPCommandContext) throws -> JSONValue
+    let run: @Sendable (inout QAPIInput, QMPCommandContext) throws -> JSONValue
 
-    init(_ name: String, _ run: @escaping (inout QAPIInput, QMPCommandContext) throws -> JSONValue) {
+    init(_ name: String, _ run: @escaping @Sendable (inout QAPIInput, QMPCommandContext) throws -> JSONValue) {
         self.name = name
         self.run = run
     }

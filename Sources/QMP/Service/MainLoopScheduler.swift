@@ -3,9 +3,9 @@
 import BlockGraph
 
 final class MainLoopScheduler: JobScheduler {
-    private let loop: MainLoop
+    private let loop: MainLoopHandle
 
-    init(loop: MainLoop) { self.loop = loop }
+    init(loop: MainLoopHandle) { self.loop = loop }
 
     func scheduleOnMainThread(_ work: @escaping @Sendable () -> Void) {
         loop.invoke(work)

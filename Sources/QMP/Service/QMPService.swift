@@ -4,7 +4,7 @@
 // and closed, socket files removed, last words delivered.
 //
 // Threads: everything here runs on the thread that calls `serve()` (the main
-// loop's); block jobs' worker threads come back through `loop.invoke`.
+// loop's); block jobs' worker threads come back through `loop.handle`.
 import BlockGraph
 import QemuJSON
 #if canImport(Glibc)
@@ -24,7 +24,7 @@ public final class QMPService: QMPDispatcher {
     /// The block graph clients work on (main-loop thread only).
     public let graph = BlockGraph()
     /// The block jobs; their events go to every negotiated client.
-    public private(set) lazy var jobs = JobManager(scheduler: MainLoopScheduler(loop: loop)) { [weak self] event in
+    public private(set) lazy var jobs = JobManager(scheduler: MainLoopScheduler(loop: loop.handle)) { [weak self] event in
         let (name, data) = event.qmpEvent
         self?.emit(name, data: data)
     }

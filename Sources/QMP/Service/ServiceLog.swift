@@ -7,6 +7,8 @@ import Musl
 
 enum ServiceLog {
     static func note(_ text: String) {
-        fputs("qcowkit: " + text + "\n", stderr)
+        // Straight to the descriptor: unbuffered, as stderr is.
+        let line = Array(("qcowkit: " + text + "\n").utf8)
+        line.withUnsafeBytes { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
     }
 }

@@ -3,7 +3,7 @@
 // argument count, an open image and write permission are checked before the
 // command runs, each failure with qemu-io's message.
 
-struct IOCommand {
+struct IOCommand: Sendable {
     var name: String
     var altname: String?
     /// Operand counts after the name; `maxArguments` nil means no limit.
@@ -22,7 +22,7 @@ struct IOCommand {
     /// requests have completed and printed their reports.
     var polls = false
     /// Returns false when the command failed (qemu-io then exits 1).
-    var run: (IOSession, [String]) -> Bool
+    var run: @Sendable (IOSession, [String]) -> Bool
 
     /// The line `help` prints for the command, named as the user typed it.
     func synopsis(as typed: String) -> String {

@@ -19,10 +19,10 @@ enum IOReport {
                 buffer = [CChar](repeating: 0, count: Int(n) + 1)
                 return withVaList(arguments) { again in
                     _ = buffer.withUnsafeMutableBufferPointer { vsnprintf($0.baseAddress, $0.count, format, again) }
-                    return String(cString: buffer)
+                    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
                 }
             }
-            return String(cString: buffer)
+            return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         }
     }
 

@@ -1,15 +1,17 @@
-// The write path is not slower than qemu-io at what QEMU is used for:
-// sequential 64 KiB writes and random 4 KiB writes to a fresh image (the same
-// requests, one open image each, flushed and closed at the end; qemu-io reads
-// its commands from a file). The resulting files are identical, too.
+// Many writes through one open image, as QEMU is used: sequential 64 KiB
+// writes and random 4 KiB writes to a fresh image (the same requests, one
+// open image each, flushed and closed at the end; qemu-io reads its commands
+// from a file) leave files identical to qemu-io's. How fast is
+// Scripts/benchmark.sh's question, not a test's.
 import Foundation
 import Testing
+import TestSupport
 @testable import Qcow2
 
-@Suite("Write path performance against qemu-io")
-struct WriteInteropPerformanceTests {
+@Suite("Bulk writes against qemu-io")
+struct WriteInteropBulkTests {
     @Test("sequential 64 KiB and random 4 KiB writes", arguments: ["sequential", "random"])
-    func notSlowerThanQemuIO(_ kind: String) throws {
+    func sameFileAsQemuIO(_ kind: String) throws {
         let dir = try WriteScratch()
         let blockSize = kind == "sequential" ? 65536 : 4096
         let count = kind == "sequential" ? 512 : 2000
@@ -23,20 +25,15 @@ struct WriteInteropPerformanceTests {
         let commands = offsets.map { "write -q -P 7 \($0) \(blockSize)" }.joined(separator: "\n") + "\nflush\n"
         try commands.write(toFile: dir.file("commands"), atomically: true, encoding: .utf8)
 
-        let qemuStart = Date()
-        try WriteProcess.run(["sh", "-c", "qemu-io \(dir.file("theirs.qcow2")) < \(dir.file("commands")) > /dev/null"])
-        let qemuTime = Date().timeIntervalSince(qemuStart)
+        let qemuIO = try TestTools.qemuIO()
+        try WriteProcess.run(["sh", "-c", "\(qemuIO) \(dir.file("theirs.qcow2")) < \(dir.file("commands")) > /dev/null"])
 
-        let ourStart = Date()
         let image = try Qcow2Image.open(path: dir.file("ours.qcow2"), writable: true)
         let buffer = [UInt8](repeating: 7, count: blockSize)
         for offset in offsets { try buffer.withUnsafeBytes { try image.write($0, at: offset) } }
         try image.flush()
         try image.close()
-        let ourTime = Date().timeIntervalSince(ourStart)
 
-        print("\(kind): qemu-io \(qemuTime) s, library \(ourTime) s")
-        #expect(ourTime <= qemuTime, "library \(ourTime) s, qemu-io \(qemuTime) s")
         #expect(try WriteOracle.firstDifference(dir.file("theirs.qcow2"), dir.file("ours.qcow2")) == nil)
     }
 }

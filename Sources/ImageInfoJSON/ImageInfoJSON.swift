@@ -1,17 +1,18 @@
 // QEMU's ImageInfo (with SnapshotInfo and qcow2's ImageInfoSpecificQCow2) as
-// a JSON object: the one builder behind `qemu-img info --output=json` and the
-// `image` member of query-named-block-nodes, which QEMU fills from the same
-// QAPI type. Members go in in schema order; the printer then orders them as
+// a JSON object: the one builder behind `qemu-img info --output=json` (the
+// CLI) and the `image` member of query-named-block-nodes (QMP), which QEMU
+// fills from the same QAPI type; a module of its own below both, so that the
+// CLI's `info` does not depend on the service. Members go in in schema order; the printer then orders them as
 // QEMU's QDict does. Sizes are QAPI `int`s.
 import Qcow2
 import QemuJSON
 
 extension ImageInfo {
     /// QEMU's ImageInfo as a JSON object.
-    public var qapiJSON: JSONValue { qapiJSON(backingImage: nil) }
+    package var qapiJSON: JSONValue { qapiJSON(backingImage: nil) }
 
     /// ImageInfo with `backingImage` (already built) as its `backing-image`.
-    public func qapiJSON(backingImage: JSONValue?) -> JSONValue {
+    package func qapiJSON(backingImage: JSONValue?) -> JSONValue {
         var o: [(String, JSONValue)] = [
             ("filename", .string(filename)),
             ("format", .string(format)),
@@ -34,7 +35,7 @@ extension ImageInfo {
 
 extension SnapshotInfo {
     /// QEMU's SnapshotInfo as a JSON object.
-    public var qapiJSON: JSONValue {
+    package var qapiJSON: JSONValue {
         var o: [(String, JSONValue)] = [
             ("id", .string(id)),
             ("name", .string(name)),
@@ -51,7 +52,7 @@ extension SnapshotInfo {
 
 extension Qcow2FormatInfo {
     /// QEMU's ImageInfoSpecificQCow2 as a JSON object.
-    public var qapiJSON: JSONValue {
+    package var qapiJSON: JSONValue {
         var o: [(String, JSONValue)] = [("compat", .string(compat))]
         if let extendedL2 { o.append(("extended-l2", .bool(extendedL2))) }
         if let lazyRefcounts { o.append(("lazy-refcounts", .bool(lazyRefcounts))) }
