@@ -32,7 +32,9 @@ public final class Qcow2Checker {
     /// goes on (its writes go to the file directly), but another check fails
     /// with ENOMEDIUM and closing writes nothing, not even cached refcounts.
     var corruptionSignaled = false
-    var isUnusable = false
+    /// The fatal corruption report, once made.
+    private(set) var fatalCorruption: String?
+    var isUnusable: Bool { fatalCorruption != nil }
     /// Where the current check reports (also used by cache write-backs).
     var reporter: CheckDiagnostics = { _ in }
     private var knownLength: UInt64?
@@ -158,7 +160,7 @@ public final class Qcow2Checker {
         if fatal {
             diagnostics(CheckMessage("qcow2: Marking image as corrupt: \(message); further corruption events will be suppressed"))
             try? writeIncompatibleFeatures(header.incompatibleFeatures.union(.corrupt))
-            isUnusable = true
+            fatalCorruption = message
         } else {
             diagnostics(CheckMessage("qcow2: Image is corrupt: \(message); further non-fatal corruption events will be suppressed"))
         }

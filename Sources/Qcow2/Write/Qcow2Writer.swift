@@ -15,9 +15,8 @@
 //   Corruption          the overlap check and the corrupt bit
 // Shared with image creation (Sources/Qcow2/Metadata): RefcountAllocator,
 // ByteAllocation and DiscardQueue (QEMU's allocator), MetadataCache (the
-// write-back caches and their ordering), MetadataOverlap; and the refcount
-// repair of dirty images: RefcountRebuild, ReferenceCounting,
-// RefcountStructureRebuild.
+// write-back caches and their ordering), MetadataOverlap. Dirty images are
+// repaired on open by the check (Sources/Qcow2/Check).
 //
 // Locking: everything below is guarded by the cluster map's metadata lock
 // (QEMU's s->lock). Methods whose names end in "Locked" expect it held;
@@ -66,7 +65,7 @@ final class Qcow2Writer {
     /// Set once corruption was found: no more writes.
     var corruption: String?
     var overlap: MetadataOverlap
-    let snapshots: SnapshotTableLocations
+    var snapshots: SnapshotTableLocations
     var isClosed = false
 
     /// QEMU's BDRV_REQUEST_MAX_BYTES: one allocation never maps more.
