@@ -21,9 +21,7 @@ public final class Qcow2Checker {
     let refblockCache = RefblockCache()
 
     /// The snapshot table as the check read it (empty until then).
-    var snapshots: [SnapshotEntry] = [] { didSet { overlapIndex = nil } }
-    var snapshotsOffset: UInt64 = 0 { didSet { overlapIndex = nil } }
-    var snapshotsSize: UInt64 = 0 { didSet { overlapIndex = nil } }
+    var snapshotTable = SnapshotTable() { didSet { overlapIndex = nil } }
     /// Where the metadata lies (`metadataOverlap()`), while no table moves.
     var overlapIndex: MetadataOverlap?
 
@@ -194,8 +192,8 @@ public final class Qcow2Checker {
         var h = header
         h.size = header.size & ~511
         if !keepingSnapshotTable {
-            h.snapshotCount = UInt32(truncatingIfNeeded: snapshots.count)
-            h.snapshotsOffset = snapshotsOffset
+            h.snapshotCount = UInt32(truncatingIfNeeded: snapshotTable.entries.count)
+            h.snapshotsOffset = snapshotTable.offset
         }
         h.refcountTableOffset = refcountTableOffset
         h.refcountTableClusters = UInt32(truncatingIfNeeded: UInt64(refcountTable.count) * 8 / geometry.clusterSize)

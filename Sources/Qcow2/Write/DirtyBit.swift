@@ -103,10 +103,11 @@ extension Qcow2Writer {
         for i in 0..<min(map.l1.count, checker.l1Table.count) where map.l1[i] != checker.l1Table[i] {
             setL1EntryLocked(i, checker.l1Table[i])
         }
-        if header.snapshotsOffset != checker.snapshotsOffset || header.snapshotCount != UInt32(checker.snapshots.count) {
-            header.snapshotsOffset = checker.snapshotsOffset
-            header.snapshotCount = UInt32(checker.snapshots.count)
-            snapshots = try SnapshotTableLocations(file: file, header: header)
+        if header.snapshotsOffset != checker.snapshotTable.offset
+            || header.snapshotCount != UInt32(checker.snapshotTable.entries.count) {
+            header.snapshotsOffset = checker.snapshotTable.offset
+            header.snapshotCount = UInt32(checker.snapshotTable.entries.count)
+            snapshots = checker.snapshotTable
         }
         rebuildOverlapIndex()
     }

@@ -65,7 +65,7 @@ final class Qcow2Writer {
     /// Set once corruption was found: no more writes.
     var corruption: String?
     var overlap: MetadataOverlap
-    var snapshots: SnapshotTableLocations
+    var snapshots: SnapshotTable
     var isClosed = false
 
     /// QEMU's BDRV_REQUEST_MAX_BYTES: one allocation never maps more.
@@ -107,7 +107,7 @@ final class Qcow2Writer {
             file: file, clusterBits: header.clusterBits, width: try RefcountWidth(order: header.refcountOrder),
             tableOffset: header.refcountTableOffset, table: table,
             cacheCapacity: refcountCacheCapacity ?? Int(max(4, (1 << 20) / header.clusterSize)))
-        snapshots = try SnapshotTableLocations(file: file, header: header)
+        snapshots = try SnapshotTable.read(file: file, offset: header.snapshotsOffset, count: header.snapshotCount)
         overlap = MetadataOverlap(clusterBits: UInt64(header.clusterBits))
 
         allocator.syncsWrites = true
@@ -165,21 +165,19 @@ final class Qcow2Writer {
     // MARK: Overlap index upkeep
 
     func rebuildOverlapIndex() {
-        var index = MetadataOverlap(clusterBits: clusterBits)
-        index.activeL1 = (header.l1TableOffset, UInt64(map.l1.count) * 8)
-        index.refcountTable = (allocator.tableOffset, UInt64(allocator.table.count) * 8)
-        index.snapshotTable = (snapshots.tableOffset, snapshots.tableLength)
-        index.inactiveL1 = snapshots.snapshots.map { ($0.l1TableOffset, UInt64($0.l1Size) * 8) }
+        var bitmapDirectory: MetadataOverlap.Area?
         if header.autoclearFeatures.contains(.bitmaps) {
             for case let .bitmaps(data) in extensions {
                 if let bitmaps = try? BitmapsExtension(data: data) {
-                    index.bitmapDirectory = (bitmaps.directoryOffset, bitmaps.directorySize)
+                    bitmapDirectory = (bitmaps.directoryOffset, bitmaps.directorySize)
                 }
             }
         }
-        index.setL2Tables(map.l1.map { $0 & Qcow2EntryMask.offset })
-        index.setRefcountBlocks(refcountBlockOffsets())
-        overlap = index
+        overlap = MetadataOverlap(
+            clusterBits: clusterBits, activeL1: (header.l1TableOffset, UInt64(map.l1.count) * 8),
+            l2Tables: map.l1.lazy.map { $0 & Qcow2EntryMask.offset },
+            refcountTable: (allocator.tableOffset, UInt64(allocator.table.count) * 8),
+            refcountBlocks: refcountBlockOffsets(), snapshots: snapshots, bitmapDirectory: bitmapDirectory)
     }
 
     private func refcountBlockOffsets() -> [UInt64] {
