@@ -70,7 +70,7 @@ extension Qcow2Writer {
         } catch let failure as CheckFailure {
             throw Qcow2Error.writeFailed(errno: failure.errno, reason: "Could not repair dirty image")
         }
-        try adoptRepairsLocked(of: checker)
+        adoptRepairsLocked(of: checker)
         return result.corruptions == 0
     }
 
@@ -92,7 +92,7 @@ extension Qcow2Writer {
     /// Takes over what the repair changed: the refcount structure, COPIED
     /// flags of L1 entries and the snapshot table. The dirty bit stays set in
     /// memory: clearing it is markCleanLocked's (a full header rewrite).
-    private func adoptRepairsLocked(of checker: Qcow2Checker) throws {
+    private func adoptRepairsLocked(of checker: Qcow2Checker) {
         allocator.blocks.removeAll()
         map.l2Tables.removeAll()
         if checker.refcountTableOffset != allocator.tableOffset || checker.refcountTable != allocator.table {
