@@ -17,8 +17,9 @@ public final class Qcow2Checker {
     /// The refcount table in use (s->refcount_table) and where it lives.
     var refcountTable: [UInt64] { didSet { overlapIndex = nil } }
     var refcountTableOffset: UInt64 { didSet { overlapIndex = nil } }
-    /// Refcount blocks as read from disk (QEMU's refcount block cache).
-    let refblockCache = RefblockCache()
+    /// Refcount blocks as read from disk (QEMU's refcount block cache, at
+    /// its default size: four clusters), the write path's cache type.
+    let refblockCache: MetadataCache<CachedCluster>
 
     /// The snapshot table as the check read it (empty until then).
     var snapshotTable = SnapshotTable() { didSet { overlapIndex = nil } }
@@ -35,7 +36,7 @@ public final class Qcow2Checker {
     var isUnusable: Bool { fatalCorruption != nil }
     /// Where the current check reports (also used by cache write-backs).
     var reporter: CheckDiagnostics = { _ in }
-    private var knownLength: UInt64?
+    var knownLength: UInt64?
 
     public var isWritable: Bool { file.isWritable }
     public var backingFileName: String? { layout.backingFileName }
@@ -58,6 +59,10 @@ public final class Qcow2Checker {
         self.layout = layout
         header = layout.header
         geometry = try CheckGeometry(header: header)
+        let clusterSize = Int(header.clusterSize)
+        refblockCache = MetadataCache(file: file, clusterSize: clusterSize, capacity: 4) {
+            CachedCluster(offset: $0, count: clusterSize)
+        }
         // QEMU loads the persistent bitmaps on open: a directory it cannot
         // load fails the open, before any check.
         if let bitmaps = layout.bitmaps { _ = try BitmapDirectory.load(bitmaps, file: file, header: header) }
@@ -72,6 +77,7 @@ public final class Qcow2Checker {
         let table = try Self.readTable(file, tableBytes, at: header.refcountTableOffset)
         refcountTable = (0..<(tableBytes / 8)).map { table.be(UInt64.self, at: $0 * 8) }
         refcountTableOffset = header.refcountTableOffset
+        watchRefcountBlockCache()
 
         // Opened for repairs, autoclear bits QEMU does not know are cleared
         // (the spec asks that of writers). QEMU then writes its header while
