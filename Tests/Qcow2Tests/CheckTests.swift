@@ -216,7 +216,7 @@ struct CheckTests {
 struct ReferenceCountsTests {
     @Test("allocation takes the first gap large enough, else grows the table")
     func allocate() throws {
-        var counts = try ReferenceCounts(clusters: 8, width: .sixteen, clusterSize: 512)
+        let counts = try ReferenceCounts(clusters: 8, width: .sixteen, clusterSize: 512)
         for i: Int64 in [0, 1, 3, 6, 7] { counts[i] = 1 }
         var firstFree: UInt64 = 0
         #expect(try counts.allocate(1, firstFree: &firstFree) == 2)

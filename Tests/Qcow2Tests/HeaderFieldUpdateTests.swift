@@ -46,6 +46,15 @@ struct HeaderFieldUpdateTests {
         #expect(features.offset == 72 && features.bytes.count == 8)
         #expect(features.bytes == slice(features))
 
+        header.snapshotCount = 0x3132_3334
+        header.snapshotsOffset = 0x4142_4344_4546_4748
+        let snapshotsEncoded = header.encode()
+        let snapshots = HeaderFieldUpdate.snapshotTableLocation(offset: header.snapshotsOffset, count: header.snapshotCount)
+        #expect(snapshots.offset == 60 && snapshots.bytes.count == 12)
+        #expect(snapshots.bytes == Array(snapshotsEncoded[60..<72]))
+        let count = HeaderFieldUpdate.snapshotCount(header.snapshotCount)
+        #expect(count.offset == 60 && count.bytes == Array(snapshotsEncoded[60..<64]))
+
         let size = HeaderFieldUpdate.size(header.size)
         #expect(size.offset == 24 && size.bytes.count == 8)
         #expect(size.bytes == slice(size))

@@ -9,16 +9,16 @@ extension Qcow2Checker {
     /// The metadata areas of the tables as they are now.
     func metadataOverlap() -> MetadataOverlap {
         if let overlapIndex { return overlapIndex }
-        var index = MetadataOverlap(clusterBits: geometry.clusterBits)
-        index.activeL1 = (header.l1TableOffset, UInt64(l1Table.count) * 8)
-        index.refcountTable = (refcountTableOffset, UInt64(refcountTable.count) * 8)
-        index.snapshotTable = (snapshotsOffset, snapshotsSize)
-        index.inactiveL1 = snapshots.map { ($0.l1TableOffset, UInt64($0.l1Size) * 8) }
+        var bitmapDirectory: MetadataOverlap.Area?
         if header.autoclearFeatures.contains(.bitmaps), let bitmaps = layout.bitmaps {
-            index.bitmapDirectory = (bitmaps.directoryOffset, bitmaps.directorySize)
+            bitmapDirectory = (bitmaps.directoryOffset, bitmaps.directorySize)
         }
-        index.setL2Tables(l1Table.lazy.map { $0 & Qcow2EntryMask.offset })
-        index.setRefcountBlocks(refcountTable.lazy.map { $0 & Qcow2EntryMask.refcountTableOffset })
+        let index = MetadataOverlap(
+            clusterBits: geometry.clusterBits, activeL1: (header.l1TableOffset, UInt64(l1Table.count) * 8),
+            l2Tables: l1Table.lazy.map { $0 & Qcow2EntryMask.offset },
+            refcountTable: (refcountTableOffset, UInt64(refcountTable.count) * 8),
+            refcountBlocks: refcountTable.lazy.map { $0 & Qcow2EntryMask.refcountTableOffset },
+            snapshots: snapshotTable, bitmapDirectory: bitmapDirectory)
         overlapIndex = index
         return index
     }

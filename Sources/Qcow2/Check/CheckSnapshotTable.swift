@@ -1,10 +1,8 @@
 // The snapshot table as the check reads it (qcow2_check_read_snapshot_table):
-// with tolerance, since opening skipped it. A table too large to be QEMU's is
-// an error; with `-r all` the overhanging snapshots and oversized extra data
-// are dropped instead. Version 3 entries shorter than the 16 bytes of extra
-// data every one must have are corruption. Entries are SnapshotEntry values,
-// the ID and name cut at their first NUL byte (QEMU keeps them as C strings,
-// and writes them back so).
+// with tolerance, since opening skipped it (SnapshotTable.readForRepair). A
+// table too large to be QEMU's is an error; with `-r all` the overhanging
+// snapshots and oversized extra data are dropped instead. Version 3 entries
+// shorter than the 16 bytes of extra data every one must have are corruption.
 
 extension Qcow2Checker {
     /// Every version 3 entry has at least the large VM state size and the disk size.
@@ -13,20 +11,20 @@ extension Qcow2Checker {
     func readSnapshotTable(repair: CheckRepair, result: inout CheckResult, diagnostics: CheckDiagnostics) throws {
         func report(_ text: String) { diagnostics(CheckMessage(text)) }
         let fixing = repair.contains(.errors)
-        snapshots = []
-        snapshotsSize = 0
+        snapshotTable = SnapshotTable()
 
         // Read from the file: what the header said on open may be stale.
         let pointer: [UInt8]
         do {
-            pointer = try read(12, at: 60)
+            pointer = try read(12, at: UInt64(Qcow2Header.FieldOffset.nbSnapshots))
         } catch let failure as CheckFailure {
             result.checkErrors += 1
             report("ERROR failed to read the snapshot table pointer from the image header: \(failure)")
             throw failure
         }
         var count = pointer.be(UInt32.self, at: 0)
-        snapshotsOffset = pointer.be(UInt64.self, at: 4)
+        let snapshotsOffset = pointer.be(UInt64.self, at: 4)
+        snapshotTable.offset = snapshotsOffset
 
         var reduced: UInt32 = 0
         if count > Qcow2Limits.maxSnapshots && fixing {
@@ -49,31 +47,59 @@ extension Qcow2Checker {
             if count > Qcow2Limits.maxSnapshots {
                 report("You can force-remove all \(count - Qcow2Limits.maxSnapshots) overhanging snapshots with qcowkit check -r all")
             }
-            snapshotsOffset = 0
+            snapshotTable.offset = 0
             throw CheckFailure(errno: invalid.errno)
         }
 
         var dropped = 0
         do {
-            try readSnapshotEntries(count: count, fixing: fixing, reduced: &reduced, dropped: &dropped,
-                                    diagnostics: diagnostics)
-        } catch let failure as SnapshotTableFailure {
+            snapshotTable = try SnapshotTable.readForRepair(count: count, offset: snapshotsOffset, fixing: fixing) { length, offset in
+                do {
+                    return try read(length, at: offset)
+                } catch let failure as CheckFailure {
+                    throw SnapshotTableFailure(message: "Failed to read snapshot table: \(failure)", errno: failure.errno)
+                }
+            } repaired: { flaw in
+                switch flaw {
+                case let .extraDataTooLarge(entry, size):
+                    report("Discarding too much extra metadata in snapshot table entry \(entry) "
+                           + "(\(size) > \(Qcow2Limits.maxSnapshotExtraData))")
+                    dropped += 1
+                case let .tooBig(_, overhanging):
+                    report("Discarding \(overhanging) overhanging snapshots (snapshot table is too big)")
+                    reduced += UInt32(overhanging)
+                }
+            }
+        } catch {
+            let failure: SnapshotTableFailure
+            switch error {
+            case let error as SnapshotTableFailure:
+                failure = error
+            case let SnapshotTable.RepairReadFlaw.extraDataTooLarge(entry, _):
+                failure = SnapshotTableFailure(message: "Too much extra metadata in snapshot table entry \(entry)",
+                                               hint: "You can force-remove this extra metadata with qcowkit check -r all",
+                                               errno: CheckErrno.tooBig)
+            case let SnapshotTable.RepairReadFlaw.tooBig(_, overhanging):
+                failure = SnapshotTableFailure(
+                    message: "Snapshot table is too big",
+                    hint: "You can force-remove all \(overhanging) overhanging snapshots with qcowkit check -r all",
+                    errno: CheckErrno.tooBig)
+            default:
+                throw error
+            }
             result.checkErrors += 1
             diagnostics(CheckMessage("ERROR failed to read the snapshot table: \(failure.message)", isErrorReport: true))
             if let hint = failure.hint { report(hint) }
-            snapshots = []
-            snapshotsOffset = 0
-            snapshotsSize = 0
+            snapshotTable = SnapshotTable()
             throw CheckFailure(errno: failure.errno)
         }
         result.corruptions += Int(reduced) + dropped
 
         if reduced > 0 {
             // The header must say what the check will count from now on.
-            var field = [UInt8](repeating: 0, count: 4)
-            field.setBE(UInt32(snapshots.count), at: 0)
+            let field = HeaderFieldUpdate.snapshotCount(UInt32(snapshotTable.entries.count))
             do {
-                try write(field, at: 60)
+                try write(field.bytes, at: field.offset)
                 try flush()
             } catch let failure as CheckFailure {
                 result.checkErrors += 1
@@ -85,7 +111,7 @@ extension Qcow2Checker {
         }
 
         if header.version >= 3 {
-            for (i, snapshot) in snapshots.enumerated() where snapshot.extraDataSize < Self.requiredSnapshotExtraData {
+            for (i, snapshot) in snapshotTable.entries.enumerated() where snapshot.extraDataSize < Self.requiredSnapshotExtraData {
                 result.corruptions += 1
                 report("\(fixing ? "Repairing" : "ERROR") snapshot table entry \(i) is incomplete")
             }
@@ -97,70 +123,4 @@ extension Qcow2Checker {
         var hint: String?
         var errno: Int32
     }
-
-    /// Reads `count` entries from `snapshotsOffset` (qcow2_do_read_snapshots
-    /// in repair mode when `fixing`), setting `snapshots` and `snapshotsSize`.
-    private func readSnapshotEntries(count: UInt32, fixing: Bool, reduced: inout UInt32, dropped: inout Int,
-                                     diagnostics: CheckDiagnostics) throws {
-        func readTable(_ length: Int, at offset: UInt64) throws -> [UInt8] {
-            do {
-                return try read(length, at: offset)
-            } catch let failure as CheckFailure {
-                throw SnapshotTableFailure(message: "Failed to read snapshot table: \(failure)", errno: failure.errno)
-            }
-        }
-        var offset = snapshotsOffset
-        var tableLength: UInt64 = 0
-        for i in 0..<Int(count) {
-            let entryStart = offset
-            tableLength = alignUp(tableLength, 8) ?? .max
-            offset = alignUp(offset, 8) ?? .max
-            let fixed = try readTable(SnapshotEntry.headerSize, at: offset)
-            offset &+= UInt64(SnapshotEntry.headerSize)
-            let idSize = UInt64(fixed.be(UInt16.self, at: 12))
-            let nameSize = UInt64(fixed.be(UInt16.self, at: 14))
-            var extraSize = fixed.be(UInt32.self, at: 36)
-
-            let extraEnd = offset &+ UInt64(extraSize)
-            if extraSize > Qcow2Limits.maxSnapshotExtraData {
-                guard fixing else {
-                    throw SnapshotTableFailure(
-                        message: "Too much extra metadata in snapshot table entry \(i)",
-                        hint: "You can force-remove this extra metadata with qcowkit check -r all",
-                        errno: CheckErrno.tooBig)
-                }
-                diagnostics(CheckMessage("Discarding too much extra metadata in snapshot table entry \(i) "
-                                         + "(\(extraSize) > \(Qcow2Limits.maxSnapshotExtraData))"))
-                dropped += 1
-                extraSize = Qcow2Limits.maxSnapshotExtraData
-            }
-            // The extra data as far as it is kept (the rest is skipped).
-            let extra = try readTable(Int(extraSize), at: offset)
-            offset = extraEnd
-            let id = try readTable(Int(idSize), at: offset)
-            offset &+= idSize
-            let name = try readTable(Int(nameSize), at: offset)
-            offset &+= nameSize
-
-            tableLength += UInt64(SnapshotEntry.headerSize) + UInt64(extraSize) + idSize + nameSize
-            if tableLength > Qcow2Limits.maxSnapshotTableBytes || offset &- snapshotsOffset > UInt64(Int32.max) {
-                let overhanging = Int(count) - i
-                guard fixing else {
-                    throw SnapshotTableFailure(
-                        message: "Snapshot table is too big",
-                        hint: "You can force-remove all \(overhanging) overhanging snapshots with qcowkit check -r all",
-                        errno: CheckErrno.tooBig)
-                }
-                diagnostics(CheckMessage("Discarding \(overhanging) overhanging snapshots (snapshot table is too big)"))
-                reduced += UInt32(overhanging)
-                offset = entryStart
-                break
-            }
-            snapshots.append(SnapshotEntry(fixed: fixed, extraData: extra[...],
-                                           idBytes: Array(id.prefix { $0 != 0 }),
-                                           nameBytes: Array(name.prefix { $0 != 0 })))
-        }
-        snapshotsSize = offset &- snapshotsOffset
-    }
-
 }

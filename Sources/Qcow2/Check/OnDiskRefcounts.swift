@@ -1,23 +1,10 @@
 // The refcounts the image itself records: looked up through the refcount
 // table and its blocks (qcow2_get_refcount), and changed by repairs
-// (update_refcount for one cluster). Blocks go through a cache like QEMU's
-// refcount block cache, of the same size (four blocks, least recently used
-// evicted): changes reach the disk when a block is evicted or the cache is
-// flushed, and a run that ends with the image marked corrupt loses what
-// was not written by then, exactly as QEMU does.
-
-final class RefblockCache {
-    struct Block {
-        var offset: UInt64
-        var bytes: [UInt8]
-        var isDirty = false
-        var lastUse: UInt64 = 0
-    }
-    var blocks: [Block] = []
-    var useCounter: UInt64 = 0
-    /// QEMU's MIN_REFCOUNT_CACHE_SIZE, the default: four clusters.
-    let capacity = 4
-}
+// (update_refcount for one cluster). Blocks go through the write path's
+// metadata cache at the size of QEMU's refcount block cache (four blocks,
+// least recently used evicted): changes reach the disk when a block is
+// evicted or the cache is flushed, and a run that ends with the image marked
+// corrupt loses what was not written by then, exactly as QEMU does.
 
 extension Qcow2Checker {
     /// The refcount of host cluster `cluster` as recorded on disk. An
@@ -34,9 +21,7 @@ extension Qcow2Checker {
             throw CheckFailure(errno: CheckErrno.io)
         }
         let index = Int(UInt64(cluster) & (geometry.refblockSize - 1))
-        return try withRefcountBlock(at: blockOffset) { bytes in
-            bytes.withUnsafeBytes { RefcountCoding.get($0, index: index, width: geometry.width) }
-        }
+        return RefcountCoding.get(try refcountBlock(at: blockOffset).readOnlyBytes, index: index, width: geometry.width)
     }
 
     /// For scans in cluster order: the refcount block covering `cluster`,
@@ -48,7 +33,7 @@ extension Qcow2Checker {
         guard tableIndex < UInt64(refcountTable.count) else { return [] }
         let blockOffset = refcountTable[Int(tableIndex)] & CheckMask.refcountTableOffset
         guard blockOffset != 0 else { return [] }
-        return refblockCache.blocks.first { $0.offset == blockOffset }?.bytes
+        return refblockCache.cached(blockOffset).map { Array($0.readOnlyBytes) }
     }
 
     /// Adds `addend` to (or takes it from) the refcount of one cluster whose
@@ -68,13 +53,12 @@ extension Qcow2Checker {
         }
         let index = Int(UInt64(cluster) & (geometry.refblockSize - 1))
         let width = geometry.width
-        let newValue: UInt64 = try withRefcountBlock(at: blockOffset, modify: true) { bytes in
-            let old = bytes.withUnsafeBytes { RefcountCoding.get($0, index: index, width: width) }
-            let (value, overflow) = decrease ? old.subtractingReportingOverflow(addend) : old.addingReportingOverflow(addend)
-            guard !overflow, value <= width.maxValue else { throw CheckFailure(errno: CheckErrno.invalid) }
-            bytes.withUnsafeMutableBytes { RefcountCoding.set($0, index: index, value: value, width: width) }
-            return value
-        }
+        let block = try refcountBlock(at: blockOffset)
+        let old = RefcountCoding.get(block.readOnlyBytes, index: index, width: width)
+        let (newValue, overflow) = decrease ? old.subtractingReportingOverflow(addend) : old.addingReportingOverflow(addend)
+        guard !overflow, newValue <= width.maxValue else { throw CheckFailure(errno: CheckErrno.invalid) }
+        RefcountCoding.set(block.bytes, index: index, value: newValue, width: width)
+        block.isDirty = true
         if newValue == 0 {
             let offset = UInt64(cluster) << geometry.clusterBits
             // The cluster may be cached as a refcount block; drop it unwritten.
@@ -84,54 +68,47 @@ extension Qcow2Checker {
         return newValue
     }
 
-    /// Runs `body` on the cached copy of the refcount block at `offset`,
-    /// reading it on a miss (after writing back the least recently used
-    /// block if the cache is full).
-    private func withRefcountBlock<T>(at offset: UInt64, modify: Bool = false,
-                                      _ body: (inout [UInt8]) throws -> T) throws -> T {
-        let cache = refblockCache
-        var index = cache.blocks.firstIndex { $0.offset == offset }
-        if index == nil {
-            if cache.blocks.count >= cache.capacity,
-               let victim = cache.blocks.indices.min(by: { cache.blocks[$0].lastUse < cache.blocks[$1].lastUse }) {
-                try writeBack(victim)
-                cache.blocks.remove(at: victim)
-            }
-            cache.blocks.append(RefblockCache.Block(offset: offset, bytes: try read(Int(geometry.clusterSize), at: offset)))
-            index = cache.blocks.count - 1
-        }
-        let i = index ?? 0
-        cache.useCounter += 1
-        cache.blocks[i].lastUse = cache.useCounter
-        let result = try body(&cache.blocks[i].bytes)
-        if modify { cache.blocks[i].isDirty = true }
-        return result
+    /// The cached refcount block at `offset`, read on a miss (after writing
+    /// back the least recently used block if the cache is full).
+    private func refcountBlock(at offset: UInt64) throws -> CachedCluster {
+        try mappingIOErrors { try refblockCache.get(offset) }
     }
 
-    /// Writes one changed block, refusing (as corruption) a write onto other metadata.
-    private func writeBack(_ index: Int) throws {
-        let block = refblockCache.blocks[index]
-        guard block.isDirty else { return }
-        try checkBeforeWriting(offset: block.offset, size: geometry.clusterSize, ignoring: [.refcountBlock],
-                               diagnostics: reporter)
-        try write(block.bytes, at: block.offset)
-        refblockCache.blocks[index].isDirty = false
+    /// The cache's checks: reads QEMU cannot address fail with EIO, and a
+    /// write-back onto other metadata is refused (as corruption).
+    func watchRefcountBlockCache() {
+        refblockCache.checkBeforeRead = { [unowned self] offset in
+            guard offset <= UInt64(Int64.max) - geometry.clusterSize else { throw CheckFailure(errno: CheckErrno.io) }
+        }
+        refblockCache.checkBeforeWrite = { [unowned self] offset, length in
+            try checkBeforeWriting(offset: offset, size: UInt64(length), ignoring: [.refcountBlock], diagnostics: reporter)
+            knownLength = nil
+        }
     }
 
     /// Writes every changed refcount block back (qcow2_cache_flush).
     func flushRefcountBlocks() throws {
-        for i in refblockCache.blocks.indices { try writeBack(i) }
+        try mappingIOErrors { try refblockCache.writeBack() }
     }
 
     /// Writes back and forgets every cached block (qcow2_cache_empty).
     func emptyRefcountBlockCache() throws {
         try flushRefcountBlocks()
-        refblockCache.blocks.removeAll()
+        refblockCache.removeAll()
     }
 
     /// Drops a block unwritten: its cluster was just freed (qcow2_cache_discard).
     func discardCachedRefcountBlock(at offset: UInt64) {
-        refblockCache.blocks.removeAll { $0.offset == offset }
+        refblockCache.discard(offset)
+    }
+
+    /// File errors of the cache as the check's failures.
+    private func mappingIOErrors<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let Qcow2Error.io(_, code) {
+            throw CheckFailure(errno: code)
+        }
     }
 }
 

@@ -30,3 +30,27 @@ extension Qcow2Checker {
         return result
     }
 }
+
+/// What the refcount pass of a check found, and whether the refcount
+/// structure itself is broken (only a rebuild would help).
+@dynamicMemberLookup
+struct RefcountCheckOutcome {
+    var result: CheckResult
+    var rebuild: Bool
+
+    subscript<T>(dynamicMember field: KeyPath<CheckResult, T>) -> T { result[keyPath: field] }
+}
+
+extension Qcow2Checker {
+    /// The check without repairs, keeping the refcount pass's verdict on the
+    /// structure; for the write path's tests.
+    func checkRefcounts() throws -> RefcountCheckOutcome {
+        var snapshotResult = CheckResult()
+        try readSnapshotTable(repair: [], result: &snapshotResult, diagnostics: { _ in })
+        let pass = try RefcountCheck(image: self, repair: [], diagnostics: { _ in })
+        try pass.run()
+        var result = pass.result
+        result.add(snapshotResult, allocationInfo: false)
+        return RefcountCheckOutcome(result: result, rebuild: pass.rebuild)
+    }
+}

@@ -17,13 +17,12 @@ public final class Qcow2Checker {
     /// The refcount table in use (s->refcount_table) and where it lives.
     var refcountTable: [UInt64] { didSet { overlapIndex = nil } }
     var refcountTableOffset: UInt64 { didSet { overlapIndex = nil } }
-    /// Refcount blocks as read from disk (QEMU's refcount block cache).
-    let refblockCache = RefblockCache()
+    /// Refcount blocks as read from disk (QEMU's refcount block cache, at
+    /// its default size: four clusters), the write path's cache type.
+    let refblockCache: MetadataCache<CachedCluster>
 
     /// The snapshot table as the check read it (empty until then).
-    var snapshots: [SnapshotEntry] = [] { didSet { overlapIndex = nil } }
-    var snapshotsOffset: UInt64 = 0 { didSet { overlapIndex = nil } }
-    var snapshotsSize: UInt64 = 0 { didSet { overlapIndex = nil } }
+    var snapshotTable = SnapshotTable() { didSet { overlapIndex = nil } }
     /// Where the metadata lies (`metadataOverlap()`), while no table moves.
     var overlapIndex: MetadataOverlap?
 
@@ -32,10 +31,12 @@ public final class Qcow2Checker {
     /// goes on (its writes go to the file directly), but another check fails
     /// with ENOMEDIUM and closing writes nothing, not even cached refcounts.
     var corruptionSignaled = false
-    var isUnusable = false
+    /// The fatal corruption report, once made.
+    private(set) var fatalCorruption: String?
+    var isUnusable: Bool { fatalCorruption != nil }
     /// Where the current check reports (also used by cache write-backs).
     var reporter: CheckDiagnostics = { _ in }
-    private var knownLength: UInt64?
+    var knownLength: UInt64?
 
     public var isWritable: Bool { file.isWritable }
     public var backingFileName: String? { layout.backingFileName }
@@ -58,6 +59,10 @@ public final class Qcow2Checker {
         self.layout = layout
         header = layout.header
         geometry = try CheckGeometry(header: header)
+        let clusterSize = Int(header.clusterSize)
+        refblockCache = MetadataCache(file: file, clusterSize: clusterSize, capacity: 4) {
+            CachedCluster(offset: $0, count: clusterSize)
+        }
         // QEMU loads the persistent bitmaps on open: a directory it cannot
         // load fails the open, before any check.
         if let bitmaps = layout.bitmaps { _ = try BitmapDirectory.load(bitmaps, file: file, header: header) }
@@ -72,6 +77,7 @@ public final class Qcow2Checker {
         let table = try Self.readTable(file, tableBytes, at: header.refcountTableOffset)
         refcountTable = (0..<(tableBytes / 8)).map { table.be(UInt64.self, at: $0 * 8) }
         refcountTableOffset = header.refcountTableOffset
+        watchRefcountBlockCache()
 
         // Opened for repairs, autoclear bits QEMU does not know are cleared
         // (the spec asks that of writers). QEMU then writes its header while
@@ -158,7 +164,7 @@ public final class Qcow2Checker {
         if fatal {
             diagnostics(CheckMessage("qcow2: Marking image as corrupt: \(message); further corruption events will be suppressed"))
             try? writeIncompatibleFeatures(header.incompatibleFeatures.union(.corrupt))
-            isUnusable = true
+            fatalCorruption = message
         } else {
             diagnostics(CheckMessage("qcow2: Image is corrupt: \(message); further non-fatal corruption events will be suppressed"))
         }
@@ -192,8 +198,8 @@ public final class Qcow2Checker {
         var h = header
         h.size = header.size & ~511
         if !keepingSnapshotTable {
-            h.snapshotCount = UInt32(truncatingIfNeeded: snapshots.count)
-            h.snapshotsOffset = snapshotsOffset
+            h.snapshotCount = UInt32(truncatingIfNeeded: snapshotTable.entries.count)
+            h.snapshotsOffset = snapshotTable.offset
         }
         h.refcountTableOffset = refcountTableOffset
         h.refcountTableClusters = UInt32(truncatingIfNeeded: UInt64(refcountTable.count) * 8 / geometry.clusterSize)

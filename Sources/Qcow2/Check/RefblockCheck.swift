@@ -5,6 +5,10 @@
 // into the file by growing it.
 
 extension RefcountCheck {
+    /// How far past the end of the file a refcount block may lie and still
+    /// be made room for by a repair.
+    static let maxRefcountBlockDistance: UInt64 = 1 << 30
+
     func checkRefcountBlocks(repair: CheckRepair) throws {
         let fixing = repair.contains(.errors)
         for i in 0..<image.refcountTable.count {
@@ -51,11 +55,11 @@ extension RefcountCheck {
     /// returns the errno when that is impossible. QEMU grows the file however
     /// far the block lies; a block far past the end (hostile input) would make
     /// the file and the in-memory counts huge, so that fails as a file too
-    /// large, and the structure is rebuilt, as the write path's repair does.
+    /// large, and the structure is rebuilt instead.
     private func growFile(toReach offset: UInt64, cluster: UInt64) throws -> Int32? {
         guard offset <= UInt64(Int64.max) - geometry.clusterSize else { return CheckErrno.invalid }
         let fileLength = try image.fileLength()
-        guard offset < fileLength || offset - fileLength < Qcow2Writer.maxRefcountBlockDistance else {
+        guard offset < fileLength || offset - fileLength < Self.maxRefcountBlockDistance else {
             return CheckErrno.tooBig
         }
         do {

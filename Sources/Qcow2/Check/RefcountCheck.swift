@@ -128,7 +128,7 @@ final class RefcountCheck {
         try checkL1Table(offset: image.header.l1TableOffset, size: image.l1Table.count,
                          fragmentation: true, repair: repair, active: true)
 
-        for snapshot in image.snapshots {
+        for snapshot in image.snapshotTable.entries {
             // "ERROR snapshot <id> (<name>) ...", the names as stored.
             let prefix = Array("ERROR snapshot ".utf8) + snapshot.idBytes + Array(" (".utf8) + snapshot.nameBytes
             if geometry.offsetIntoCluster(snapshot.l1TableOffset) != 0 {
@@ -146,7 +146,7 @@ final class RefcountCheck {
             try checkL1Table(offset: snapshot.l1TableOffset, size: Int(snapshot.l1Size),
                              fragmentation: false, repair: repair, active: false)
         }
-        try countReference(offset: image.snapshotsOffset, size: image.snapshotsSize)
+        try countReference(offset: image.snapshotTable.offset, size: image.snapshotTable.byteLength)
         try countReference(offset: image.refcountTableOffset, size: UInt64(image.refcountTable.count) * 8)
         try countBitmapReferences()
         try checkRefcountBlocks(repair: repair)

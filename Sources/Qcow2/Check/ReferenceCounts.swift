@@ -84,16 +84,36 @@ final class ReferenceCounts {
     }
 }
 
-/// The rebuild places the new refcount structure in these counts.
-extension ReferenceCounts: InMemoryRefcounts {
-    var clusterCount: UInt64 { UInt64(count) }
-    func refcount(ofCluster cluster: UInt64) -> UInt64 { self[Int64(cluster)] }
-    func setRefcount(ofCluster cluster: UInt64, _ value: UInt64) { self[Int64(cluster)] = value }
-    func grow(toClusters newCount: UInt64) throws {
-        guard newCount <= UInt64(Int64.max) else { throw CheckFailure(errno: CheckErrno.noMemory) }
-        try resize(to: Int64(newCount))
-    }
-    func withRefcountBlock<R>(_ index: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try body(refcountBlock(Int64(index)))
+extension ReferenceCounts {
+    /// alloc_clusters_imrt: the first run of `clusters` free clusters from
+    /// `firstFree` on (growing past the end if needed), marked used; moves
+    /// `firstFree` to the first free cluster seen. Returns the run's first
+    /// cluster. The rebuild places the new refcount structure so.
+    func allocate(_ clusters: UInt64, firstFree: inout UInt64) throws -> UInt64 {
+        var cluster = firstFree
+        var contiguous: UInt64 = 0
+        var firstGap = true
+        while cluster < UInt64(count) && contiguous < clusters {
+            if self[Int64(cluster)] == 0 {
+                contiguous += 1
+                if firstGap {
+                    firstFree = cluster
+                    firstGap = false
+                }
+            } else {
+                contiguous = 0
+            }
+            cluster += 1
+        }
+        if contiguous < clusters {
+            // Clusters past the old end are free; `cluster` may already be past it.
+            let newCount = max(UInt64(count), cluster + clusters - contiguous)
+            guard newCount <= UInt64(Int64.max) else { throw CheckFailure(errno: CheckErrno.noMemory) }
+            try resize(to: Int64(newCount))
+            cluster += clusters - contiguous
+        }
+        let first = cluster - clusters
+        for i in first..<cluster { self[Int64(i)] = 1 }
+        return first
     }
 }

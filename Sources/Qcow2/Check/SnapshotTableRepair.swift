@@ -19,46 +19,31 @@ extension Qcow2Checker {
         result.corruptions = 0
     }
 
-    /// The entries as QEMU writes them (each with at least the 24 bytes of
-    /// extra data QEMU knows), and where each starts: 8-byte aligned.
-    private func encodeSnapshotEntries() throws -> (entries: [[UInt8]], starts: [Int], size: UInt64) {
-        var entries: [[UInt8]] = [], starts: [Int] = []
-        var size: UInt64 = 0
-        for snapshot in snapshots {
-            let start = alignUp(size, 8) ?? .max
-            size = start + UInt64(snapshot.encodedLength)
-            guard size <= Qcow2Limits.maxSnapshotTableBytes else { throw CheckFailure(errno: CheckErrno.tooBig) }
-            entries.append(snapshot.encode(virtualSize: header.size & ~511))
-            starts.append(Int(start))
-        }
-        return (entries, starts, size)
-    }
-
     private func writeSnapshotTable(diagnostics: CheckDiagnostics) throws {
-        let (entries, starts, size) = try encodeSnapshotEntries()
+        let (entries, size) = snapshotTable.encodedEntries(virtualSize: header.size & ~511)
+        guard size <= Qcow2Limits.maxSnapshotTableBytes else { throw CheckFailure(errno: CheckErrno.tooBig) }
         let newOffset = try allocateClusters(size)
 
         do {
             try checkBeforeWriting(offset: newOffset, size: size, diagnostics: diagnostics)
             // Only the entries are written: padding between them keeps
             // whatever the clusters held, as in QEMU.
-            for (entry, start) in zip(entries, starts) {
-                try write(entry, at: newOffset + UInt64(start))
+            for (start, bytes) in entries {
+                try write(bytes, at: newOffset + start)
             }
             try flushRefcountBlocks()
             try flush()
-            var pointer = [UInt8](repeating: 0, count: 12)
-            pointer.setBE(UInt32(snapshots.count), at: 0)
-            pointer.setBE(newOffset, at: 4)
-            try write(pointer, at: 60)
+            let pointer = HeaderFieldUpdate.snapshotTableLocation(
+                offset: newOffset, count: UInt32(snapshotTable.entries.count))
+            try write(pointer.bytes, at: pointer.offset)
             try flush()
         } catch {
             if newOffset > 0 { try? decreaseRefcounts(offset: newOffset, size: size) }
             throw error
         }
-        let (oldOffset, oldSize) = (snapshotsOffset, snapshotsSize)
-        snapshotsOffset = newOffset
-        snapshotsSize = size
+        let (oldOffset, oldSize) = (snapshotTable.offset, snapshotTable.byteLength)
+        snapshotTable.offset = newOffset
+        snapshotTable.byteLength = size
         do {
             try decreaseRefcounts(offset: oldOffset, size: oldSize)
         } catch let failure as CheckFailure {

@@ -39,6 +39,23 @@ struct HeaderFieldUpdate: Equatable, Sendable {
         return HeaderFieldUpdate(at: start, bytes)
     }
 
+    /// nb_snapshots alone (4 bytes at 60): the check trimming the table.
+    static func snapshotCount(_ count: UInt32) -> HeaderFieldUpdate {
+        var bytes = [UInt8](repeating: 0, count: 4)
+        bytes.setBE(count, at: 0)
+        return HeaderFieldUpdate(at: Qcow2Header.FieldOffset.nbSnapshots, bytes)
+    }
+
+    /// nb_snapshots and snapshots_offset (12 bytes at 60): a snapshot table
+    /// switched with one write.
+    static func snapshotTableLocation(offset: UInt64, count: UInt32) -> HeaderFieldUpdate {
+        let start = Qcow2Header.FieldOffset.nbSnapshots
+        var bytes = [UInt8](repeating: 0, count: 12)
+        bytes.setBE(count, at: Qcow2Header.FieldOffset.nbSnapshots - start)
+        bytes.setBE(offset, at: Qcow2Header.FieldOffset.snapshotsOffset - start)
+        return HeaderFieldUpdate(at: start, bytes)
+    }
+
     /// refcount_table_offset and refcount_table_clusters (12 bytes at 48).
     static func refcountTableLocation(offset: UInt64, clusters: UInt32) -> HeaderFieldUpdate {
         let start = Qcow2Header.FieldOffset.refcountTableOffset

@@ -43,7 +43,7 @@ extension Qcow2Image: WritableBlockImage {
 
     /// Counts references and compares them with the refcounts, changing
     /// nothing (what `qemu-img check` reports about refcounts); for tests.
-    func checkRefcounts() throws -> RefcountCheckResult {
+    func checkRefcounts() throws -> RefcountCheckOutcome {
         let writer = try openWriter()
         return try writer.lock.withLock { try writer.checkRefcountsLocked() }
     }

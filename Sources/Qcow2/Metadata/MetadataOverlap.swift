@@ -41,6 +41,22 @@ struct MetadataOverlap {
 
     init(clusterBits: UInt64) { self.clusterBits = clusterBits }
 
+    /// The areas of an image's tables as they are now; the write path and
+    /// the check each build theirs from their own copy of the tables.
+    init<L2Tables: Sequence<UInt64>, Blocks: Sequence<UInt64>>(
+        clusterBits: UInt64, activeL1: Area, l2Tables: L2Tables, refcountTable: Area, refcountBlocks: Blocks,
+        snapshots: SnapshotTable, bitmapDirectory: Area?
+    ) {
+        self.init(clusterBits: clusterBits)
+        self.activeL1 = activeL1
+        self.refcountTable = refcountTable
+        snapshotTable = snapshots.area
+        inactiveL1 = snapshots.l1TableAreas
+        if let bitmapDirectory { self.bitmapDirectory = bitmapDirectory }
+        setL2Tables(l2Tables)
+        setRefcountBlocks(refcountBlocks)
+    }
+
     var clusterSize: UInt64 { 1 << clusterBits }
 
     mutating func addL2Table(_ offset: UInt64) { Self.add(offset, clusterBits: clusterBits, to: &l2Clusters) }

@@ -78,6 +78,19 @@ public struct SnapshotEntry: Equatable, Sendable {
         self.nameBytes = nameBytes
     }
 
+    /// What the fixed part of an entry says follows it.
+    struct Lengths {
+        var id: Int
+        var name: Int
+        var extraData: UInt32
+
+        init(fixed h: [UInt8]) {
+            id = Int(h.be(UInt16.self, at: 12))
+            name = Int(h.be(UInt16.self, at: 14))
+            extraData = h.be(UInt32.self, at: 36)
+        }
+    }
+
     public var id: String { String(decoding: idBytes, as: UTF8.self) }
     public var name: String { String(decoding: nameBytes, as: UTF8.self) }
 

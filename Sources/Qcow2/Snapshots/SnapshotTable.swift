@@ -6,12 +6,15 @@
 
 public struct SnapshotTable: Equatable, Sendable {
     public var entries: [SnapshotEntry]
+    /// Where the table starts in the file (the header's snapshots_offset).
+    public var offset: UInt64
     /// Bytes from the table's start to the end of its last entry (QEMU's
     /// snapshots_size: the final entry is not padded).
     public var byteLength: UInt64
 
     public init(entries: [SnapshotEntry] = [], byteLength: UInt64 = 0) {
         self.entries = entries
+        offset = 0
         self.byteLength = byteLength
     }
 
@@ -35,6 +38,11 @@ public struct SnapshotTable: Equatable, Sendable {
         }
     }
 
+    /// What the metadata overlap check guards: the table itself and each
+    /// snapshot's L1 table.
+    var area: MetadataOverlap.Area { (offset, byteLength) }
+    var l1TableAreas: [MetadataOverlap.Area] { entries.map { ($0.l1TableOffset, UInt64($0.l1Size) * 8) } }
+
     /// The decoder, over a reader of `length` bytes at an absolute offset
     /// that has been checked to lie inside `fileSize`.
     static func decode(
@@ -56,9 +64,8 @@ public struct SnapshotTable: Equatable, Sendable {
 
             _ = try within(UInt64(SnapshotEntry.headerSize))
             let h = try read(start, SnapshotEntry.headerSize)
-            let idSize = Int(h.be(UInt16.self, at: 12))
-            let nameSize = Int(h.be(UInt16.self, at: 14))
-            let extraSize = h.be(UInt32.self, at: 36)
+            let lengths = SnapshotEntry.Lengths(fixed: h)
+            let (idSize, nameSize, extraSize) = (lengths.id, lengths.name, lengths.extraData)
             guard extraSize <= Qcow2Limits.maxSnapshotExtraData else {
                 throw Qcow2Error.snapshotExtraDataTooLarge(entry: index)
             }
@@ -76,17 +83,34 @@ public struct SnapshotTable: Equatable, Sendable {
                 nameBytes: Array(tail[(extraEnd + idSize)...]))
             entries.append(entry)
         }
-        return SnapshotTable(entries: entries, byteLength: length)
+        var table = SnapshotTable(entries: entries, byteLength: length)
+        table.offset = tableOffset
+        return table
     }
 
     /// The table as QEMU writes it: entries 8-byte aligned, zero padding
     /// between them, none after the last.
     public func encode(virtualSize: UInt64) -> [UInt8] {
         var out: [UInt8] = []
-        for entry in entries {
-            out += [UInt8](repeating: 0, count: (8 - out.count % 8) % 8)
-            out += entry.encode(virtualSize: virtualSize)
+        for (start, bytes) in encodedEntries(virtualSize: virtualSize).entries {
+            out += [UInt8](repeating: 0, count: Int(start) - out.count)
+            out += bytes
         }
         return out
+    }
+
+    /// Each entry as QEMU writes it with where it starts in the table (8-byte
+    /// aligned), and the table's length (qcow2_write_snapshots, which writes
+    /// the entries alone: padding keeps what the clusters held).
+    func encodedEntries(virtualSize: UInt64) -> (entries: [(start: UInt64, bytes: [UInt8])], byteLength: UInt64) {
+        var encoded: [(start: UInt64, bytes: [UInt8])] = []
+        var length: UInt64 = 0
+        for entry in entries {
+            let start = alignUp(length, 8) ?? .max
+            let bytes = entry.encode(virtualSize: virtualSize)
+            length = start + UInt64(bytes.count)
+            encoded.append((start, bytes))
+        }
+        return (encoded, length)
     }
 }

@@ -5,8 +5,9 @@
 // bit (8 bytes, synced), after which refcount blocks are no longer ordered
 // before L2 tables nor written on flush: they may lag behind on disk. A clean
 // close writes everything and clears the bit with a full header rewrite. An
-// image found dirty when opened for writing has its refcounts repaired from
-// the metadata first (RefcountRebuild.swift), as QEMU's open does.
+// image found dirty when opened for writing is checked and repaired first,
+// errors and leaks (qcow2_co_check_locked), as QEMU's open does: by the
+// check itself (Sources/Qcow2/Check), on this file, before anything is cached.
 //
 // Opening for writing also drops autoclear bits unknown to QEMU, as QEMU
 // does. Images with persistent bitmaps in use are refused: QEMU keeps them
@@ -45,5 +46,69 @@ extension Qcow2Writer {
                 if try guardedLocked({ try repairRefcountsLocked() }) { try markCleanLocked() }
             }
         }
+    }
+
+    /// The check with errors and leaks fixed. Returns whether the image is
+    /// consistent now; fails where QEMU's open does ("Could not repair dirty
+    /// image"). Runs before the first write: the caches are empty.
+    func repairRefcountsLocked() throws -> Bool {
+        let checker = try Qcow2Checker(file: file)
+        let result: CheckResult
+        do {
+            result = try checker.check(repair: .all) { _ in }
+        } catch let failure as CheckFailure {
+            adoptFatalCorruption(of: checker)
+            throw Qcow2Error.writeFailed(errno: failure.errno, reason: "Could not repair dirty image")
+        }
+        adoptFatalCorruption(of: checker)
+        if result.checkErrors > 0 || checker.isUnusable {
+            throw Qcow2Error.writeFailed(errno: CheckErrno.io, reason: "Could not repair dirty image")
+        }
+        // Refcounts the repair left in its cache belong on disk now.
+        do {
+            try checker.flushRefcountBlocks()
+        } catch let failure as CheckFailure {
+            throw Qcow2Error.writeFailed(errno: failure.errno, reason: "Could not repair dirty image")
+        }
+        adoptRepairsLocked(of: checker)
+        return result.corruptions == 0
+    }
+
+    /// The check alone (qemu-img check without -r) of the file as it is once
+    /// both caches are written; nothing is changed. For tests.
+    func checkRefcountsLocked() throws -> RefcountCheckOutcome {
+        try map.l2Tables.writeBack()
+        try allocator.blocks.writeBack()
+        return try Qcow2Checker(file: file).checkRefcounts()
+    }
+
+    /// A repair that marked the image corrupt leaves it so here too.
+    private func adoptFatalCorruption(of checker: Qcow2Checker) {
+        guard let message = checker.fatalCorruption else { return }
+        corruption = message
+        header.incompatibleFeatures.insert(.corrupt)
+    }
+
+    /// Takes over what the repair changed: the refcount structure, COPIED
+    /// flags of L1 entries and the snapshot table. The dirty bit stays set in
+    /// memory: clearing it is markCleanLocked's (a full header rewrite).
+    private func adoptRepairsLocked(of checker: Qcow2Checker) {
+        allocator.blocks.removeAll()
+        map.l2Tables.removeAll()
+        if checker.refcountTableOffset != allocator.tableOffset || checker.refcountTable != allocator.table {
+            header.refcountTableOffset = checker.refcountTableOffset
+            header.refcountTableClusters = UInt32(truncatingIfNeeded: UInt64(checker.refcountTable.count) * 8 / clusterSize)
+            allocator.adoptTable(offset: checker.refcountTableOffset, entries: checker.refcountTable)
+        }
+        for i in 0..<min(map.l1.count, checker.l1Table.count) where map.l1[i] != checker.l1Table[i] {
+            setL1EntryLocked(i, checker.l1Table[i])
+        }
+        if header.snapshotsOffset != checker.snapshotTable.offset
+            || header.snapshotCount != UInt32(checker.snapshotTable.entries.count) {
+            header.snapshotsOffset = checker.snapshotTable.offset
+            header.snapshotCount = UInt32(checker.snapshotTable.entries.count)
+            snapshots = checker.snapshotTable
+        }
+        rebuildOverlapIndex()
     }
 }

@@ -39,7 +39,7 @@ extension Qcow2Image {
             throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Can't resize an image which has bitmaps")
         }
         try writer.lock.withLock {
-            if writer.version < 3 && !writer.snapshots.snapshots.isEmpty {
+            if writer.version < 3 && !writer.snapshots.entries.isEmpty {
                 throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Can't resize a v2 image which has snapshots")
             }
             if let corruption = writer.corruption { throw Qcow2Error.writeFailed(errno: EIO, reason: corruption) }

@@ -18,9 +18,8 @@
 // Image creation (Sources/Qcow2/Create) opens its bootstrap image with this
 // write path and grows it, as QEMU creates images. From Sources/Qcow2/Metadata:
 // RefcountAllocator, ByteAllocation and DiscardQueue (QEMU's allocator),
-// MetadataCache (the write-back caches and their ordering), MetadataOverlap;
-// and the refcount repair of dirty images: RefcountRebuild,
-// ReferenceCounting, RefcountStructureRebuild.
+// MetadataCache (the write-back caches and their ordering), MetadataOverlap.
+// Dirty images are repaired on open by the check (Sources/Qcow2/Check).
 //
 // Locking: everything below is guarded by the cluster map's metadata lock
 // (QEMU's s->lock). Methods whose names end in "Locked" expect it held;
@@ -69,7 +68,7 @@ final class Qcow2Writer {
     /// Set once corruption was found: no more writes.
     var corruption: String?
     var overlap: MetadataOverlap
-    let snapshots: SnapshotTableLocations
+    var snapshots: SnapshotTable
     var isClosed = false
 
     init(image: Qcow2Image, header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?,
@@ -108,7 +107,7 @@ final class Qcow2Writer {
             file: file, clusterBits: header.clusterBits, width: try RefcountWidth(order: header.refcountOrder),
             tableOffset: header.refcountTableOffset, table: table,
             cacheCapacity: refcountCacheCapacity ?? Int(max(4, (1 << 20) / header.clusterSize)))
-        snapshots = try SnapshotTableLocations(file: file, header: header)
+        snapshots = try SnapshotTable.read(file: file, offset: header.snapshotsOffset, count: header.snapshotCount)
         overlap = MetadataOverlap(clusterBits: UInt64(header.clusterBits))
 
         allocator.syncsWrites = true
@@ -166,21 +165,19 @@ final class Qcow2Writer {
     // MARK: Overlap index upkeep
 
     func rebuildOverlapIndex() {
-        var index = MetadataOverlap(clusterBits: clusterBits)
-        index.activeL1 = (header.l1TableOffset, UInt64(map.l1.count) * 8)
-        index.refcountTable = (allocator.tableOffset, UInt64(allocator.table.count) * 8)
-        index.snapshotTable = (snapshots.tableOffset, snapshots.tableLength)
-        index.inactiveL1 = snapshots.snapshots.map { ($0.l1TableOffset, UInt64($0.l1Size) * 8) }
+        var bitmapDirectory: MetadataOverlap.Area?
         if header.autoclearFeatures.contains(.bitmaps) {
             for case let .bitmaps(data) in extensions {
                 if let bitmaps = try? BitmapsExtension(data: data) {
-                    index.bitmapDirectory = (bitmaps.directoryOffset, bitmaps.directorySize)
+                    bitmapDirectory = (bitmaps.directoryOffset, bitmaps.directorySize)
                 }
             }
         }
-        index.setL2Tables(map.l1.map { $0 & Qcow2EntryMask.offset })
-        index.setRefcountBlocks(refcountBlockOffsets())
-        overlap = index
+        overlap = MetadataOverlap(
+            clusterBits: clusterBits, activeL1: (header.l1TableOffset, UInt64(map.l1.count) * 8),
+            l2Tables: map.l1.lazy.map { $0 & Qcow2EntryMask.offset },
+            refcountTable: (allocator.tableOffset, UInt64(allocator.table.count) * 8),
+            refcountBlocks: refcountBlockOffsets(), snapshots: snapshots, bitmapDirectory: bitmapDirectory)
     }
 
     private func refcountBlockOffsets() -> [UInt64] {
