@@ -5,15 +5,22 @@
 
 import Synchronization
 
+// Unchecked for one reason: `clusterMap` and `writer` keep QEMU's s->lock
+// discipline (MetadataLock, "...Locked" methods), which the compiler cannot
+// see; every other stored property is immutable or in a Mutex/Atomic.
 public final class Qcow2Image: @unchecked Sendable {
     public let file: BlockFile
     /// The header as the image was opened. Writing changes some fields on
     /// disk (the dirty bit, table locations); the write path keeps those.
-    public internal(set) var header: Qcow2Header
-    public internal(set) var extensions: [HeaderExtension]
+    public var header: Qcow2Header { stored.withLock { $0.header } }
+    /// The header extensions as stored now; `changeBackingFile` rewrites them.
+    public var extensions: [HeaderExtension] { stored.withLock { $0.extensions } }
     /// The backing file name exactly as stored in the header (not resolved);
     /// `changeBackingFile` rewrites it.
-    public internal(set) var backingFileName: String?
+    public var backingFileName: String? { stored.withLock { $0.backingFileName } }
+    /// What the three above read. A job's thread changes it (a commit
+    /// relinks or grows an image) while the monitor and readers look.
+    let stored: Mutex<(header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?)>
     public var isWritable: Bool { file.isWritable }
 
     /// The image unallocated ranges read from; attached by `ImageOpener` or
@@ -69,9 +76,7 @@ public final class Qcow2Image: @unchecked Sendable {
         let (header, firstCluster) = try Qcow2Header.readFirstCluster(of: file, fileSize: fileSize)
         let layout = try HeaderValidation.validate(
             header: header, firstCluster: firstCluster, fileSize: fileSize, writable: file.isWritable)
-        self.header = layout.header
-        self.extensions = layout.extensions
-        self.backingFileName = layout.backingFileName
+        stored = Mutex((layout.header, layout.extensions, layout.backingFileName))
         clusterMap = try ClusterMap(file: file, header: layout.header, cacheCapacity: cacheCapacities?.l2Tables)
         codec = ClusterCodecs.codec(for: layout.header.compressionType)
         if file.isWritable {

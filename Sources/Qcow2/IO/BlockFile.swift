@@ -22,17 +22,22 @@ func errnoDescription(_ code: Int32) -> String {
 }
 
 /// An open file, read with positional I/O so that several threads can share it.
-public final class BlockFile: @unchecked Sendable {
+public final class BlockFile: Sendable {
     public let path: String
     public let isWritable: Bool
     private let descriptor: FileDescriptor
-    private var isClosed = false
+    /// Set once by `close()` (or a refused open): later closes do nothing.
+    private let isClosed = Atomic<Bool>(false)
     /// The fallocate modes the file system refused (FileZeroing.swift).
     let fallocateSupport = Mutex(FallocateSupport())
     /// QEMU's cache=unsafe (BDRV_O_NO_FLUSH): `flush()` does nothing. Set
     /// before the file is shared; for outputs nobody needs durable until the
     /// whole job is done (qemu-img convert's default for its target).
-    public var ignoresFlushes = false
+    public var ignoresFlushes: Bool {
+        get { flushesIgnored.load(ordering: .relaxed) }
+        set { flushesIgnored.store(newValue, ordering: .relaxed) }
+    }
+    private let flushesIgnored = Atomic<Bool>(false)
 
     /// Opens `path` read-only or read-write. Errors read like QEMU's
     /// ("Could not open 'x': No such file or directory" is composed by callers).
@@ -50,7 +55,7 @@ public final class BlockFile: @unchecked Sendable {
         var st = stat()
         if fstat(descriptor.rawValue, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
             try? descriptor.close()
-            isClosed = true
+            isClosed.store(true, ordering: .relaxed)
             throw Qcow2Error.notRegularFile(path: path)
         }
     }
@@ -71,12 +76,12 @@ public final class BlockFile: @unchecked Sendable {
     }
 
     deinit {
-        if !isClosed { try? descriptor.close() }
+        if !isClosed.load(ordering: .relaxed) { try? descriptor.close() }
     }
 
     public func close() throws {
-        guard !isClosed else { return }
-        isClosed = true
+        // Exactly one caller closes the descriptor, however many race here.
+        guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         do { try descriptor.close() } catch let error as Errno {
             throw Qcow2Error.io(step: "close", errno: error.rawValue)
         }

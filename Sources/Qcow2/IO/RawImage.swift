@@ -6,13 +6,15 @@
 // way QEMU's file driver does (BlockFile's zeroWithoutWriting and discard,
 // else zero buffers are written), so the host allocation after a qemu-io
 // session matches QEMU's too.
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
 
-public final class RawImage: WritableBlockImage, @unchecked Sendable {
+public final class RawImage: WritableBlockImage, Sendable {
     public let file: BlockFile
     public let size: UInt64
     public var format: ImageFormat { .raw }
@@ -25,7 +27,11 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
     /// that would make sector 0 look like another format's header (else the
     /// next open would probe a guest-written header, a classic attack).
     /// Set by whoever opened the image, before any write.
-    public var isProbed = false
+    public var isProbed: Bool {
+        get { probed.load(ordering: .relaxed) }
+        set { probed.store(newValue, ordering: .relaxed) }
+    }
+    private let probed = Atomic<Bool>(false)
 
     public init(file: BlockFile) throws {
         self.file = file

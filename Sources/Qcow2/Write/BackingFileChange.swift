@@ -41,7 +41,9 @@ extension Qcow2Image {
             }
             return records
         }
-        backingFileName = name
-        extensions = newExtensions
+        stored.withLock {
+            $0.extensions = newExtensions
+            $0.backingFileName = name
+        }
     }
 }

@@ -45,7 +45,7 @@ extension Qcow2Image {
             if let corruption = writer.corruption { throw Qcow2Error.writeFailed(errno: EIO, reason: corruption) }
             try writer.growLocked(to: newSize, preallocation: preallocation)
         }
-        header.size = newSize
+        stored.withLock { $0.header.size = newSize }
     }
 }
 
