@@ -42,7 +42,8 @@ let package = Package(
             dependencies: [
                 "CZlib", "CZstd", "CSystemShims",
                 .product(name: "SystemPackage", package: "swift-system"),
-            ]),
+            ],
+            exclude: ["README.md"]),
         .target(name: "QemuJSON"),
         .target(name: "BlockGraph", dependencies: ["Qcow2"]),
         // QEMU's ImageInfo as QAPI JSON, for the CLI's `info` and QMP's queries.
