@@ -244,6 +244,7 @@ final class RefcountAllocator {
             // Clusters from the first one (`offset` may be unaligned: a
             // compressed cluster's data) up to the one that failed.
             let first = offset & mask
+            // QEMU's rollback drops its own result too: the first error is the one.
             try? updateRefcount(offset: first, length: clusterOffset - first, addend: addend,
                                 decrease: !decrease, type: .never)
             throw failure

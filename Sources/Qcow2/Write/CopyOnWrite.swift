@@ -155,7 +155,7 @@ extension Qcow2Writer {
         // Old clusters lose a reference; those that reach zero are not
         // discarded (the next write is likely to reuse them).
         if !allocation.keepsOldClusters {
-            for old in oldEntries { try? allocator.freeAnyCluster(entry: old, extendedL2: extendedL2, type: .never) }
+            for old in oldEntries { freeAnyClusterLocked(entry: old, type: .never) }
         }
     }
 }
