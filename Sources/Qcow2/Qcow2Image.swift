@@ -44,6 +44,19 @@ public final class Qcow2Image: @unchecked Sendable {
     let metadataPreallocated = Mutex<Bool?>(nil)
     /// The write path, for images opened for writing.
     private(set) var writer: Qcow2Writer?
+    private let diagnosticSinkStorage = Mutex<Qcow2Diagnostics.Sink?>(nil)
+
+    /// Where this image reports problems it carries on after (see
+    /// Diagnostics.swift); nil for the process-wide sink.
+    public var diagnosticSink: Qcow2Diagnostics.Sink? {
+        get { diagnosticSinkStorage.withLock { $0 } }
+        set { diagnosticSinkStorage.withLock { $0 = newValue } }
+    }
+
+    /// Reports a problem the image carries on after, as QEMU prints it.
+    package func report(_ diagnostic: Qcow2Diagnostic) {
+        Qcow2Diagnostics.report(diagnostic, to: diagnosticSink)
+    }
 
     /// The backing format named by the header extension, if any.
     public var backingFormat: String? {
@@ -90,13 +103,16 @@ public final class Qcow2Image: @unchecked Sendable {
 
     /// Writes back what is cached (clearing the dirty bit of an image opened
     /// for writing), then closes the image and the backing chain below it.
+    /// A failure to write the metadata back is reported (as QEMU's close
+    /// reports it, see `Qcow2Writer.close`), and thrown once all is closed.
     public func close() throws {
         let below = backing
+        // Each image below reports its own failures; closing goes on.
         defer { try? below?.close() }
         do {
             try writer?.close()
         } catch {
-            try? file.close()
+            try? file.close()  // the write-back failure is the one to throw
             throw error
         }
         backing = nil
@@ -124,7 +140,8 @@ public final class Qcow2Image: @unchecked Sendable {
     }
 
     deinit {
-        // An image dropped without close() still gets its metadata written.
+        // An image dropped without close() still gets its metadata written;
+        // failures were reported, and there is no caller left to throw to.
         try? writer?.close()
     }
 }

@@ -2,6 +2,7 @@
 // file of its own in this target; `run()` calls the Qcow2 library, so the
 // commands can be tested in-process.
 import ArgumentParser
+import Qcow2
 
 public struct QcowKit: ParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -18,6 +19,9 @@ public struct QcowKit: ParsableCommand {
     /// Runs the command line and exits with qemu-img's conventions: messages on
     /// stderr prefixed with the program name, exit status 1 on failure.
     public static func runMain(_ arguments: [String]? = nil) -> Never {
+        // What the codec reports and goes on after starts with our name,
+        // where qemu-img's and qemu-io's error_report lines start with theirs.
+        Qcow2Diagnostics.programName = "qcowkit"
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

@@ -126,6 +126,7 @@ final class ActiveCommitDriver: BlockJobDriver {
         cleaned = true
         if let observer { top.removeWriteObserver(observer) }
         observer = nil
+        // QEMU's commit_clean (mirror's, for an active commit) asks for no error.
         if !pivoted && baseWasReadOnly { try? graph.reopen(base, readOnly: true) }
         graph.release(claim)
     }

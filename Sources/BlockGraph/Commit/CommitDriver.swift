@@ -91,10 +91,17 @@ final class CommitDriver: BlockJobDriver {
         rewritten = []
     }
 
-    /// Puts back the headers `prepare` rewrote before it failed.
+    /// Puts back the headers `prepare` rewrote before it failed (QEMU
+    /// leaves them; a header that cannot be put back is reported in the
+    /// words QEMU uses for a link it could not update, and the rest go on).
     func abort() {
         for old in rewritten.reversed() {
-            try? changeBackingFile(of: old.node, name: old.name, format: old.format)
+            do {
+                try changeBackingFile(of: old.node, name: old.name, format: old.format)
+            } catch {
+                old.node.qcow2?.report(Qcow2Diagnostic(
+                    .errorReport, "Could not update backing file link: \(Self.reason(error))"))
+            }
         }
         rewritten = []
     }
@@ -102,6 +109,7 @@ final class CommitDriver: BlockJobDriver {
     func clean() {
         guard !cleaned else { return }
         cleaned = true
+        // QEMU's commit_clean asks for no error here: a base left writable is harmless.
         if baseWasReadOnly { try? graph.reopen(base, readOnly: true) }
         graph.release(claim)
     }
@@ -109,6 +117,7 @@ final class CommitDriver: BlockJobDriver {
     private func changeBackingFile(of node: BlockNode, name: String?, format: String?) throws {
         let wasReadOnly = node.isReadOnly
         if wasReadOnly { try graph.reopen(node, readOnly: false) }
+        // As commit_clean: going back to read-only may fail unreported.
         defer { if wasReadOnly { try? graph.reopen(node, readOnly: true) } }
         guard let qcow2 = node.qcow2 else { return }
         try qcow2.changeBackingFile(name: name, format: format)
@@ -119,10 +128,8 @@ final class CommitDriver: BlockJobDriver {
     /// that carry one.
     static func reason(_ error: Error) -> String {
         switch error as? Qcow2Error {
-        case let .writeFailed(code, _)?, let .io(_, code)?, let .openFailed(_, code)?:
-            return String(cString: strerror(code))
-        default:
-            return "\(error)"
+        case .writeFailed?, .io?, .openFailed?: return Qcow2Error.reason(of: error)
+        default: return "\(error)"
         }
     }
 }

@@ -87,14 +87,21 @@ final class StreamDriver: BlockJobDriver {
 
     func abort() {
         guard let oldHeader, let qcow2 = device.qcow2 else { return }
-        try? qcow2.changeBackingFile(name: oldHeader.name, format: oldHeader.format)
-        try? qcow2.flush()
+        // Put back what prepare wrote (QEMU leaves it); reported as
+        // CommitDriver.abort reports it.
+        do {
+            try qcow2.changeBackingFile(name: oldHeader.name, format: oldHeader.format)
+            try qcow2.flush()
+        } catch {
+            qcow2.report(Qcow2Diagnostic(.errorReport, "Could not update backing file link: \(CommitDriver.reason(error))"))
+        }
         self.oldHeader = nil
     }
 
     func clean() {
         guard !cleaned else { return }
         cleaned = true
+        // QEMU's stream_clean asks for no error here, as commit_clean.
         if deviceWasReadOnly { try? graph.reopen(device, readOnly: true) }
         graph.release(claim)
     }

@@ -32,13 +32,15 @@ extension BlockGraph {
                 newImage = try openImage(node, over: newFile)
                 newFileImage = try RawImage(file: newFile)
             } catch {
-                try? newFile.close()
+                try? newFile.close()  // the open's error is the one to report
                 throw error
             }
         } catch {
+            // QEMU's reopen abort cannot fail; the reopen's error is the one thrown.
             if readOnly { try? restoreAfterFailedReopen(node, fileNode, oldFile) }
             throw error
         }
+        // The old image was read-only: nothing to write back, nothing to fail.
         if !readOnly { try? closeImageKeepingFile(oldImage) }
 
         if let qcow2 = newImage as? Qcow2Image {
@@ -48,7 +50,7 @@ extension BlockGraph {
         fileNode.replace(image: newFileImage, blockFile: newFile)
         node.isReadOnly = readOnly
         fileNode.isReadOnly = readOnly
-        try? oldFile.close()
+        try? oldFile.close()  // QEMU's raw_close ignores close(2) too
         for parent in nodes where parent.backing === node { parent.qcow2?.attachBacking(newImage) }
     }
 

@@ -171,6 +171,8 @@ public final class QMPService: QMPDispatcher {
         for listener in listeners { listener.close() }
         listeners = []
         for connection in connections.values { connection.close() }
+        // As bdrv_close_all: closing cannot fail; images reported what they
+        // could not write back (Qcow2Diagnostics).
         try? graph.closeAll()
     }
 

@@ -60,8 +60,8 @@ extension RefcountAllocator {
     }
 
     /// Drops the reference an L2 entry holds, whatever the cluster's kind
-    /// (qcow2_free_any_cluster); QEMU ignores failures here (the clusters
-    /// leak), and so do callers that do not care.
+    /// (qcow2_free_any_cluster); QEMU reports failures here and goes on (the
+    /// clusters leak): Write/ClusterFreeing.swift.
     func freeAnyCluster(entry: UInt64, extendedL2: Bool, type: DiscardType) throws {
         switch L2Entry(rawValue: entry).type(clusterBits: UInt32(clusterBits), extendedL2: extendedL2) {
         case let .compressed(descriptor):

@@ -74,6 +74,7 @@ extension RefcountAllocator {
         // may still come first, as in QEMU, which does not order these at
         // all (a sync per discard request would cost too much).
         do { try blocks.dependency?.writeBack() } catch { return }
+        // Discarding is advisory: QEMU only traces a failure.
         for region in regions { try? file.punchHole(offset: region.offset, length: region.length) }
     }
 }

@@ -167,7 +167,8 @@ final class RefcountAllocator {
         }
     }
 
-    /// qcow2_free_clusters (which QEMU lets fail silently, leaking the clusters).
+    /// qcow2_free_clusters' refcount update; the write path reports a failure
+    /// and goes on, as QEMU does (Write/ClusterFreeing.swift).
     func freeClusters(offset: UInt64, length: UInt64, type: DiscardType) throws {
         try updateRefcount(offset: offset, length: length, addend: 1, decrease: true, type: type)
     }
@@ -244,6 +245,7 @@ final class RefcountAllocator {
             // Clusters from the first one (`offset` may be unaligned: a
             // compressed cluster's data) up to the one that failed.
             let first = offset & mask
+            // QEMU's rollback drops its own result too: the first error is the one.
             try? updateRefcount(offset: first, length: clusterOffset - first, addend: addend,
                                 decrease: !decrease, type: .never)
             throw failure

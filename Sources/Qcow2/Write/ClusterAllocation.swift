@@ -229,7 +229,7 @@ extension Qcow2Writer {
                 allocations.append(allocation)
             }
         } catch {
-            try? allocator.freeClusters(offset: allocOffset, length: count << clusterBits, type: .never)
+            freeClustersLocked(offset: allocOffset, length: count << clusterBits, type: .never)
             throw error
         }
         return true
@@ -324,7 +324,7 @@ extension Qcow2Writer {
     /// qcow2_alloc_cluster_abort: the write failed; new clusters are freed.
     func abortLocked(_ allocation: ClusterAllocation) {
         if !allocation.keepsOldClusters {
-            try? allocator.freeClusters(
+            freeClustersLocked(
                 offset: allocation.hostOffset, length: UInt64(allocation.clusterCount) << clusterBits, type: .never)
         }
         finishLocked(allocation)

@@ -74,7 +74,7 @@ extension Qcow2Writer {
             try file.write(compressed, at: host)
         } catch {
             lock.withLock {
-                try? allocator.freeClusters(offset: host, length: length, type: .never)
+                freeClustersLocked(offset: host, length: length, type: .never)
                 finishLocked(marker)
             }
             throw error
@@ -95,7 +95,7 @@ extension Qcow2Writer {
                     if extendedL2 { table.setBitmap(index, 0) }
                 }
             } catch {
-                try? allocator.freeClusters(offset: host, length: length, type: .never)
+                freeClustersLocked(offset: host, length: length, type: .never)
                 throw error
             }
         }

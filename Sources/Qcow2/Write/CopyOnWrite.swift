@@ -30,16 +30,17 @@ extension Qcow2Writer {
             let hostStart = allocation.hostOffset + start.offset
             let length = end.offset + end.length - start.offset
             try lock.withLock { try guardedLocked { try checkOverlapLocked(offset: hostStart, length: length) } }
-            if zeroFileRange(offset: hostStart, length: length) { allocation.skipCow = true }
+            if try zeroFileRange(offset: hostStart, length: length) { allocation.skipCow = true }
         }
     }
 
     /// Zeroes a range of the file without writing zeroes, as QEMU's file
     /// driver does for a zero write that must not fall back to writing
     /// (BlockFile.zeroWithoutWriting). False when the file system offers no
-    /// way to, or fails: the caller copies instead.
-    func zeroFileRange(offset: UInt64, length: UInt64) -> Bool {
-        (try? file.zeroWithoutWriting(offset: offset, length: length, mayUnmap: false)) ?? false
+    /// way to: the caller copies instead. Any other failure fails the
+    /// request, as in QEMU's handle_alloc_space.
+    func zeroFileRange(offset: UInt64, length: UInt64) throws -> Bool {
+        try file.zeroWithoutWriting(offset: offset, length: length, mayUnmap: false)
     }
 
     /// Whether no layer of the chain allocates [offset, offset + length) as
@@ -155,7 +156,7 @@ extension Qcow2Writer {
         // Old clusters lose a reference; those that reach zero are not
         // discarded (the next write is likely to reuse them).
         if !allocation.keepsOldClusters {
-            for old in oldEntries { try? allocator.freeAnyCluster(entry: old, extendedL2: extendedL2, type: .never) }
+            for old in oldEntries { freeAnyClusterLocked(entry: old, type: .never) }
         }
     }
 }

@@ -29,7 +29,8 @@ extension Qcow2Writer {
         if corruption == nil {
             corruption = message
             header.incompatibleFeatures.insert(.corrupt)
-            // Version 2 headers have no feature bits; QEMU writes them anyway.
+            // Version 2 headers have no feature bits; QEMU writes them anyway,
+            // and goes on if that fails (the write is refused regardless).
             try? writeHeaderClusterLocked()
         }
         return Qcow2Error.writeFailed(errno: EIO, reason: full)

@@ -102,7 +102,7 @@ extension Qcow2Writer {
             table.isDirty = true
             table.setEntry(index + i, newEntry)
             if extendedL2 { table.setBitmap(index + i, newBitmap) }
-            try? allocator.freeAnyCluster(entry: oldEntry, extendedL2: extendedL2, type: type)
+            freeAnyClusterLocked(entry: oldEntry, type: type)
         }
         return n
     }

@@ -38,17 +38,35 @@ extension Qcow2Writer {
     }
 
     /// What QEMU does when an image is closed: a flush, then both caches
-    /// flushed and the dirty bit cleared (qcow2_inactivate). Idempotent.
+    /// flushed and the dirty bit cleared (qcow2_inactivate). QEMU's close
+    /// cannot fail: a cache that cannot be written is reported, the other
+    /// one is still tried, and the image is left dirty. The first such
+    /// failure is thrown after the report, for embedders. Idempotent.
     func close() throws {
         try lock.withLock {
             guard !isClosed else { return }
             defer { isClosed = true }
             if corruption != nil { return }
-            try writeCachesLocked()
-            try file.flush()
-            try map.l2Tables.flush()
-            try allocator.blocks.flush()
-            try markCleanLocked()
+            // bdrv_close's flush: its result is not looked at, the cache
+            // flushes below fail (and are reported) the same way.
+            do {
+                try writeCachesLocked()
+                try file.flush()
+            } catch {}
+            var failure: Error?
+            let caches: [(any WriteBackCache, String)] = [(map.l2Tables, "L2 table"), (allocator.blocks, "refcount block")]
+            for (cache, name) in caches {
+                do {
+                    try cache.flush()
+                } catch {
+                    failure = failure ?? error
+                    image.report(Qcow2Diagnostic(
+                        .errorReport, "Failed to flush the \(name) cache: \(Qcow2Error.reason(of: error))"))
+                }
+            }
+            if let failure { throw failure }
+            // qcow2_inactivate ignores qcow2_mark_clean's result.
+            try? markCleanLocked()
         }
     }
 }

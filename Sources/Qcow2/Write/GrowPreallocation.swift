@@ -77,7 +77,7 @@ extension Qcow2Writer {
             try preallocateFile(to: allocationStart + dataClusters * clusterSize, mode: mode)
         } catch let error as Qcow2CreateError {
             // QEMU lets this free fail silently (the clusters leak).
-            try? allocator.freeClusters(offset: allocationStart, length: dataClusters * clusterSize, type: .other)
+            freeClustersLocked(offset: allocationStart, length: dataClusters * clusterSize, type: .other)
             if error.isFileTooLarge { throw FileTooLarge() }
             throw Qcow2CreateError.couldNotResize(reason: "Failed to resize underlying file: " + error.description)
         }

@@ -39,11 +39,11 @@ extension Qcow2Writer {
             try file.flush()
             try writeL1TableLocationLocked(offset: newOffset, entries: UInt32(newSize))
         } catch {
-            try? allocator.freeClusters(offset: newOffset, length: bytes, type: .other)
+            freeClustersLocked(offset: newOffset, length: bytes, type: .other)
             throw error
         }
         map.l1 = newTable
         rebuildOverlapIndex()
-        try? allocator.freeClusters(offset: oldOffset, length: oldSize * 8, type: .other)
+        freeClustersLocked(offset: oldOffset, length: oldSize * 8, type: .other)
     }
 }

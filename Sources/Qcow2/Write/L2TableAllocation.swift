@@ -26,7 +26,7 @@ extension Qcow2Writer {
         if l1Entry & Qcow2EntryMask.copied == 0 {
             try allocateL2TableLocked(l1Index: index)
             // The shared table loses this reference (QEMU ignores failures).
-            if l2Offset != 0 { try? allocator.freeClusters(offset: l2Offset, length: clusterSize, type: .other) }
+            if l2Offset != 0 { freeClustersLocked(offset: l2Offset, length: clusterSize, type: .other) }
         }
         let table = try map.l2TableLocked(at: map.l1[index] & Qcow2EntryMask.offset, l1Index: UInt64(index))
         return (table, l2Index(guestOffset))
@@ -57,7 +57,7 @@ extension Qcow2Writer {
             try writeL1EntryLocked(index)
         } catch {
             if map.l1[index] != oldEntry { setL1EntryLocked(index, oldEntry) }
-            if newOffset != 0 { try? allocator.freeClusters(offset: newOffset, length: clusterSize, type: .always) }
+            if newOffset != 0 { freeClustersLocked(offset: newOffset, length: clusterSize, type: .always) }
             throw error
         }
     }

@@ -4,6 +4,7 @@
 //   GuestWrite          the write loop (allocate, write data, link)
 //   ClusterAllocation   handle_copied/handle_alloc: where guest data goes
 //   CopyOnWrite         the untouched parts of new clusters, and linking
+//   ClusterFreeing      dropping references (failures reported, as QEMU's)
 //   L2TableAllocation   get_cluster_table/l2_allocate and L1 entries
 //   L1Growth            qcow2_grow_l1_table
 //   Grow                qcow2_co_truncate growing (resizing, image creation)

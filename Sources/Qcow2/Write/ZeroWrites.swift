@@ -172,7 +172,7 @@ extension Qcow2Writer {
             table.isDirty = true
             table.setEntry(index + i, newEntry)
             if extendedL2 { table.setBitmap(index + i, newBitmap) }
-            if unmap { try? allocator.freeAnyCluster(entry: oldEntry, extendedL2: extendedL2, type: .request) }
+            if unmap { freeAnyClusterLocked(entry: oldEntry, type: .request) }
         }
         return n
     }

@@ -36,7 +36,9 @@ final class IODevice {
         try writable.flush()
     }
 
-    /// Flushes (as closing a QEMU block node does) and closes.
+    /// Flushes (as closing a QEMU block node does) and closes. QEMU's close
+    /// cannot fail: bdrv_close ignores its flush's result, and the image
+    /// reports what it could not write back itself (Qcow2Diagnostics).
     func close() {
         try? flush()
         try? image.close()
@@ -109,7 +111,7 @@ final class IOSession {
             }
         }
         if let unsupportedOption {
-            try? image.close()
+            try? image.close()  // nothing was written yet
             return fail("Block format '\(image.format.rawValue)' does not support the option '\(unsupportedOption)'")
         }
         device = IODevice(image: image, path: path, options: options)
@@ -118,7 +120,8 @@ final class IOSession {
 
     /// Applies new options to the open image, reopening its file when the
     /// access mode changes; an error message if that failed (the image then
-    /// stays as it was).
+    /// stays as it was). A reopen starts with a flush, and fails if that
+    /// does (bdrv_reopen_prepare).
     func reopen(with options: IOOpenOptions) -> String? {
         guard let old = device else { return nil }
         guard options.readOnly != old.readOnly else {
@@ -126,7 +129,11 @@ final class IOSession {
             return nil
         }
         completeAsynchronousRequests()
-        try? old.flush()
+        do {
+            try old.flush()
+        } catch {
+            return "Error flushing drive: \(Qcow2Error.reason(of: error))"
+        }
         let image: BlockImage
         do {
             image = try ImageOpener.open(path: old.path, format: old.image.format, writable: !options.readOnly)
@@ -135,6 +142,7 @@ final class IOSession {
         }
         // A probed raw image stays under the probing restrictions.
         if let raw = image as? RawImage, let oldRaw = old.image as? RawImage { raw.isProbed = oldRaw.isProbed }
+        // As a close: what cannot be written back was reported by the image.
         try? old.image.close()
         device = IODevice(image: image, path: old.path, options: options)
         return nil
@@ -167,14 +175,6 @@ final class IOSession {
     /// The text of the errno a failed request maps to, as qemu-io prints it
     /// after "read failed: " and the like.
     static func reason(for error: Error) -> String {
-        if let error = error as? Qcow2Error {
-            switch error.innermost {
-            case let .io(_, code), let .openFailed(_, code), let .writeFailed(code, _): return String(cString: strerror(code))
-            case .invalidArgument: return String(cString: strerror(EINVAL))
-            case .readOnly: return String(cString: strerror(EPERM))
-            default: break
-            }
-        }
-        return String(cString: strerror(EIO))
+        Qcow2Error.reason(of: error)
     }
 }
