@@ -1,5 +1,5 @@
-// One error type for the codec. Validation cases carry the offending value;
-// their descriptions state the same facts in the same words as qemu-img 7.2,
+// One error type for the codec, for opening, reading, writing, creating,
+// info and check. Validation cases carry the offending value; their descriptions state the same facts in the same words as qemu-img 7.2,
 // because the CLI prints them after "Could not open '...': " and must match
 // qemu-img line for line. I/O cases name the step that failed.
 
@@ -79,6 +79,22 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     /// A write, zero write, discard or flush failed where QEMU's fails with
     /// `errno` (qemu-io prints only its strerror); `reason` says why.
     case writeFailed(errno: Int32, reason: String)
+
+    // Creating
+    /// `Qcow2Creator` or `RawCreator` refused the options or failed a step.
+    case creation(Creation)
+
+    // Info
+    /// `ImageInfoReader` could not open an image of the chain; `reason` is
+    /// the whole message QEMU gives after "Could not open '<path>': ".
+    case couldNotOpen(path: String, reason: String)
+    /// `ImageInfoReader` found an image that is already above it in the chain.
+    case backingFileCreatesLoop(path: String)
+
+    // Check
+    /// The check could not complete; QEMU's check returns `-errno` and
+    /// qemu-img prints "Check failed: <strerror>".
+    case checkFailed(errno: Int32)
 }
 
 extension Qcow2Error: CustomStringConvertible {
@@ -144,6 +160,10 @@ extension Qcow2Error: CustomStringConvertible {
         case .readOnly: return "Image is read-only"
         case let .invalidArgument(why): return why
         case let .writeFailed(_, reason): return reason
+        case let .creation(failure): return failure.description
+        case let .couldNotOpen(path, reason): return "Could not open '\(path)': \(reason)"
+        case let .backingFileCreatesLoop(path): return "Backing file '\(path)' creates an infinite loop."
+        case let .checkFailed(code): return errnoDescription(code)
         }
     }
 }

@@ -54,11 +54,12 @@ public struct CheckResult: Equatable, Sendable {
 }
 
 /// The check could not complete (a negative errno in QEMU); qemu-img then
-/// prints "Check failed: <strerror(errno)>" and nothing else.
-public struct CheckFailure: Error, Equatable, Sendable, CustomStringConvertible {
-    public var errno: Int32
-    public init(errno: Int32) { self.errno = errno }
-    public var description: String { errnoDescription(errno) }
+/// prints "Check failed: <strerror(errno)>" and nothing else. Inside the
+/// check only: callers see `Qcow2Error.checkFailed`.
+struct CheckFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    var errno: Int32
+    init(errno: Int32) { self.errno = errno }
+    var description: String { errnoDescription(errno) }
 }
 
 /// One line the check reports. QEMU prints most with plain fprintf; some go

@@ -19,10 +19,17 @@ public enum Qcow2Export {
     /// either way, and syncing the new image's metadata steps one by one only
     /// made the copy wait for the disk.
     public static func write(_ image: BlockImage, to path: String, options: Qcow2CreateOptions, compress: Bool = false) throws {
+        try write(image, to: path, options: options, refcountBits: nil, compress: compress)
+    }
+
+    /// `write`, with a refcount width asked for as bits (see
+    /// `Qcow2CreateOptions.validate(refcountBits:)`).
+    package static func write(_ image: BlockImage, to path: String, options: Qcow2CreateOptions,
+                              refcountBits: UInt64?, compress: Bool) throws {
         try RawExport.refuseOutputInChain(image, path: path)
         var options = options
         options.size = image.size
-        try Qcow2Creator.create(path: path, options: options, replacing: true)
+        try Qcow2Creator.create(path: path, options: options, refcountBits: refcountBits, replacing: true)
         let file: BlockFile
         do {
             file = try BlockFile(path: path, writable: true)

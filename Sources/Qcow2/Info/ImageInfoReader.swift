@@ -29,8 +29,8 @@ public enum ImageInfoReader {
                 current = (try link.target(), link.format)
                 position = try position.backing(of: identity)
             } catch let error as Qcow2Error {
-                if case let .backingChainTooDeep(limit) = error { throw ImageInfoError.chainTooDeep(limit: limit) }
-                throw ImageInfoError.couldNotOpen(path: link.name, reason: error.description)
+                if case .backingChainTooDeep = error { throw error }
+                throw Qcow2Error.couldNotOpen(path: link.name, reason: error.description)
             }
         }
         return report
@@ -48,7 +48,7 @@ public enum ImageInfoReader {
         var chosen: ImageFormat?
         if let format {
             guard let known = ImageFormat(rawValue: format) else {
-                throw ImageInfoError.couldNotOpen(path: path, reason: "Unknown driver '\(format)'")
+                throw Qcow2Error.couldNotOpen(path: path, reason: "Unknown driver '\(format)'")
             }
             chosen = known
         }
@@ -56,23 +56,23 @@ public enum ImageInfoReader {
         do {
             file = try BlockFile(path: path, writable: false)
         } catch {
-            throw ImageInfoError.openFailure(path: path, error: error)
+            throw Qcow2Error.openFailure(path: path, error: error)
         }
         do {
             let identity = try file.identity()
             do {
                 try position.check(identity, path: path)
             } catch {
-                throw ImageInfoError.backingLoop(path: path)
+                throw Qcow2Error.backingFileCreatesLoop(path: path)
             }
             switch try chosen ?? ImageFormat.probe(file) {
             case .raw: return (try raw(file: file, filename: path), identity)
             case .qcow2: return (try qcow2(image: Qcow2Image(file: file), filename: path, warnings: &warnings), identity)
             }
-        } catch let error as ImageInfoError {
-            throw error
+        } catch Qcow2Error.backingFileCreatesLoop(let loopPath) {
+            throw Qcow2Error.backingFileCreatesLoop(path: loopPath)
         } catch {
-            throw ImageInfoError.couldNotOpen(path: path, reason: "\(error)")
+            throw Qcow2Error.couldNotOpen(path: path, reason: "\(error)")
         }
     }
 
