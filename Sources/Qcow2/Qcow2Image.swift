@@ -6,11 +6,11 @@
 import Synchronization
 
 public final class Qcow2Image: @unchecked Sendable {
-    public let file: BlockFile
+    package let file: BlockFile
     /// The header as the image was opened. Writing changes some fields on
     /// disk (the dirty bit, table locations); the write path keeps those.
-    public internal(set) var header: Qcow2Header
-    public internal(set) var extensions: [HeaderExtension]
+    package internal(set) var header: Qcow2Header
+    package internal(set) var extensions: [HeaderExtension]
     /// The backing file name exactly as stored in the header (not resolved);
     /// `changeBackingFile` rewrites it.
     public internal(set) var backingFileName: String?
@@ -52,7 +52,7 @@ public final class Qcow2Image: @unchecked Sendable {
         return try Qcow2Image(file: file)
     }
 
-    public convenience init(file: BlockFile) throws {
+    package convenience init(file: BlockFile) throws {
         try self.init(file: file, cacheCapacities: nil)
     }
 
@@ -102,7 +102,7 @@ public final class Qcow2Image: @unchecked Sendable {
     /// ranges read from, in place of whatever was attached. For embedders
     /// that manage chains themselves (a block graph sharing one backing
     /// node between several overlays); the header is not changed.
-    public func attachBacking(_ image: BlockImage?) {
+    package func attachBacking(_ image: BlockImage?) {
         backing = image
         backingChosen.store(true, ordering: .relaxed)
     }
@@ -113,7 +113,7 @@ public final class Qcow2Image: @unchecked Sendable {
     /// What `close` does to this image alone: metadata written back, the
     /// dirty bit cleared, the backing let go, but neither the backing nor
     /// the file closed (for embedders whose file and backing outlive the image).
-    public func closeKeepingFile() throws {
+    package func closeKeepingFile() throws {
         backing = nil
         try writer?.close()
     }

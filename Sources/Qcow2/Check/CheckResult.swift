@@ -24,7 +24,7 @@ public struct FragmentationInfo: Equatable, Sendable {
     /// Allocated clusters not directly after the previous one of their L2 table.
     public var fragmentedClusters: Int64 = 0
     public var compressedClusters: Int64 = 0
-    public init() {}
+    package init() {}
 }
 
 public struct CheckResult: Equatable, Sendable {
@@ -36,7 +36,7 @@ public struct CheckResult: Equatable, Sendable {
     /// One past the last cluster in use (0 when unknown).
     public var imageEndOffset: Int64 = 0
     public var fragmentation = FragmentationInfo()
-    public init() {}
+    package init() {}
 
     /// qcow2_add_check_result: counts add up; the allocation picture comes
     /// from the refcount pass only.
@@ -70,11 +70,11 @@ public struct CheckMessage: Equatable, Sendable {
     /// valid UTF-8 or not.
     public var bytes: [UInt8]
     public var isErrorReport: Bool
-    public init(_ text: String, isErrorReport: Bool = false) {
+    package init(_ text: String, isErrorReport: Bool = false) {
         self.bytes = Array(text.utf8)
         self.isErrorReport = isErrorReport
     }
-    public init(bytes: [UInt8], isErrorReport: Bool = false) {
+    package init(bytes: [UInt8], isErrorReport: Bool = false) {
         self.bytes = bytes
         self.isErrorReport = isErrorReport
     }

@@ -47,7 +47,7 @@ public final class Qcow2Checker {
 
     /// Opens `file` (writable for repairs). Errors read as qemu-img's do
     /// after "Could not open '...': ".
-    public init(file: BlockFile) throws {
+    package init(file: BlockFile) throws {
         self.file = file
         let fileSize = try file.size()
         let (header0, firstCluster) = try Qcow2Header.readFirstCluster(of: file, fileSize: fileSize)

@@ -80,5 +80,5 @@ public struct Qcow2CreateOptions: Equatable, Sendable {
     }
 
     /// 32 subclusters of at least 512 bytes each.
-    public static let minimumExtendedL2ClusterSize: UInt64 = 16384
+    package static let minimumExtendedL2ClusterSize: UInt64 = 16384
 }

@@ -60,7 +60,7 @@ public enum Qcow2Creator {
     /// What QEMU leaves when options are refused after the file was created:
     /// nothing. Creates `path` (so that creation errors come first, an
     /// existing file refused unless `replacing`) and removes it again.
-    public static func abandon(path: String, replacing: Bool = false) throws {
+    package static func abandon(path: String, replacing: Bool = false) throws {
         let file = try createFile(path: path, replacing: replacing)
         try? file.close()
         unlink(path)

@@ -10,7 +10,7 @@ public enum ImageOpener {
 
     /// Opens the file of an image; a failure reads like QEMU's file driver's
     /// ("Could not open 'x': No such file or directory").
-    public static func openFile(path: String, writable: Bool) throws -> BlockFile {
+    package static func openFile(path: String, writable: Bool) throws -> BlockFile {
         do {
             return try BlockFile(path: path, writable: writable)
         } catch let Qcow2Error.io(_, code) {
@@ -19,7 +19,7 @@ public enum ImageOpener {
     }
 
     /// What qemu-img prints when opening `path` failed with `error`.
-    public static func failureMessage(path: String, error: Error) -> String {
+    package static func failureMessage(path: String, error: Error) -> String {
         "Could not open '\(path)': \(error)"
     }
 }

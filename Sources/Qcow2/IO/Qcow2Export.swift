@@ -7,7 +7,7 @@
 
 public enum Qcow2Export {
     /// Bytes read and written per request (qemu-img convert's buffer size).
-    public static let chunkSize = 2 << 20
+    package static let chunkSize = 2 << 20
 
     /// Creates `path` with `options` (its size is replaced by the image's)
     /// and copies `image`'s guest data into it; with `compress`, every

@@ -13,10 +13,10 @@ import Synchronization
 
 public enum RawExport {
     /// Bytes read per request: large sequential reads, one buffer reused.
-    public static let chunkSize = 2 << 20
+    package static let chunkSize = 2 << 20
     /// Zero runs at least this long (and aligned to it) are left as holes:
     /// qemu-img convert's default minimum sparse size (-S 4k).
-    public static let sparseBlock = 4096
+    package static let sparseBlock = 4096
 
     public enum Failure: Error, CustomStringConvertible {
         case create(path: String, errno: Int32)

@@ -13,7 +13,7 @@ import Musl
 #endif
 
 public final class RawImage: WritableBlockImage, @unchecked Sendable {
-    public let file: BlockFile
+    package let file: BlockFile
     public let size: UInt64
     public var format: ImageFormat { .raw }
     public var filename: String { file.path }
@@ -25,9 +25,9 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
     /// that would make sector 0 look like another format's header (else the
     /// next open would probe a guest-written header, a classic attack).
     /// Set by whoever opened the image, before any write.
-    public var isProbed = false
+    package var isProbed = false
 
-    public init(file: BlockFile) throws {
+    package init(file: BlockFile) throws {
         self.file = file
         size = try file.sectorRoundedSize()
     }
@@ -110,7 +110,7 @@ public final class RawImage: WritableBlockImage, @unchecked Sendable {
     /// never zeroed by writing zero buffers; when only that would do, the
     /// request fails with ENOTSUP. A probed image counts in 512-byte sectors,
     /// so a partial sector always needs that fallback.
-    public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool, allowFallback: Bool) throws {
+    package func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool, allowFallback: Bool) throws {
         try checkWritable(offset, length)
         guard length > 0 else { return }
         guard isProbed else {

@@ -23,7 +23,7 @@ public struct ImageInfo: Equatable, Sendable {
     public var snapshots: [SnapshotInfo]?
     public var formatSpecific: Qcow2FormatInfo?
 
-    public init(filename: String, format: String, virtualSize: UInt64) {
+    package init(filename: String, format: String, virtualSize: UInt64) {
         self.filename = filename
         self.format = format
         self.virtualSize = virtualSize
@@ -41,7 +41,7 @@ public struct SnapshotInfo: Equatable, Sendable {
     public var vmClockNanoseconds: Int64
     public var icount: Int64?
 
-    public init(
+    package init(
         id: String, name: String, vmStateSize: Int64, dateSeconds: Int64, dateNanoseconds: Int64,
         vmClockSeconds: Int64, vmClockNanoseconds: Int64, icount: Int64?
     ) {
@@ -57,7 +57,7 @@ public struct SnapshotInfo: Equatable, Sendable {
 
     /// QEMU copies names into fixed buffers (128 bytes for the ID, 256 for
     /// the name, NUL included) and stops at a NUL, as C strings do.
-    public init(_ entry: SnapshotEntry) {
+    package init(_ entry: SnapshotEntry) {
         func cString(_ bytes: [UInt8], capacity: Int) -> String {
             String(decoding: bytes.prefix { $0 != 0 }.prefix(capacity - 1), as: UTF8.self)
         }
@@ -85,7 +85,7 @@ public struct Qcow2FormatInfo: Equatable, Sendable {
     public var bitmaps: [BitmapInfo]?
     public var compressionType: CompressionType
 
-    public init(compat: String, refcountBits: UInt64, compressionType: CompressionType) {
+    package init(compat: String, refcountBits: UInt64, compressionType: CompressionType) {
         self.compat = compat
         self.refcountBits = refcountBits
         self.compressionType = compressionType
@@ -102,7 +102,7 @@ public struct BitmapInfo: Equatable, Sendable {
     public var granularity: UInt32
     public var flags: [Flag]
 
-    public init(name: String, granularity: UInt32, flags: [Flag]) {
+    package init(name: String, granularity: UInt32, flags: [Flag]) {
         self.name = name
         self.granularity = granularity
         self.flags = flags

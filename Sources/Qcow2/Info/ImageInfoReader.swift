@@ -37,7 +37,7 @@ public enum ImageInfoReader {
     }
 
     /// Info for one image, without following its backing file.
-    public static func readOne(path: String, format: String?, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
+    package static func readOne(path: String, format: String?, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
         try readOne(path: path, format: format, at: .top, warnings: &warnings).info
     }
 
@@ -78,7 +78,7 @@ public enum ImageInfoReader {
 
     /// A raw image: its size is the file's, in whole 512-byte sectors
     /// (rounded up, as QEMU counts sectors).
-    public static func raw(file: BlockFile, filename: String) throws -> ImageInfo {
+    package static func raw(file: BlockFile, filename: String) throws -> ImageInfo {
         let size = try file.size()
         var info = ImageInfo(filename: filename, format: "raw", virtualSize: alignUp(size, 512) ?? size)
         info.dirtyFlag = false
@@ -87,7 +87,7 @@ public enum ImageInfoReader {
     }
 
     /// A qcow2 image, from what the header and its tables say.
-    public static func qcow2(image: Qcow2Image, filename: String, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
+    package static func qcow2(image: Qcow2Image, filename: String, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
         let h = image.header
         // QEMU counts whole sectors: a size that is not a multiple of 512 is cut.
         var info = ImageInfo(filename: filename, format: "qcow2", virtualSize: h.size & ~511)
@@ -110,7 +110,7 @@ public enum ImageInfoReader {
 
     /// qcow2's format-specific information (header flags and persistent
     /// bitmaps), as qemu-img info and qemu-io's info print it.
-    public static func formatSpecific(image: Qcow2Image, warnings: inout [ImageInfoWarning]) throws -> Qcow2FormatInfo {
+    package static func formatSpecific(image: Qcow2Image, warnings: inout [ImageInfoWarning]) throws -> Qcow2FormatInfo {
         let h = image.header
         let bitmaps = try BitmapDirectory.read(image: image, warnings: &warnings)
         var specific = Qcow2FormatInfo(
