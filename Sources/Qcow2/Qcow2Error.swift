@@ -3,6 +3,8 @@
 // because the CLI prints them after "Could not open '...': " and must match
 // qemu-img line for line. I/O cases name the step that failed.
 
+/// Every error the codec throws. `description` is the message qemu-img or
+/// qemu-io prints for the same failure (after their prefixes).
 public enum Qcow2Error: Error, Equatable, Sendable {
     // Opening and I/O
     case io(step: String, errno: Int32)
@@ -98,6 +100,7 @@ public enum Qcow2Error: Error, Equatable, Sendable {
 }
 
 extension Qcow2Error: CustomStringConvertible {
+    /// The message in qemu-img's words.
     public var description: String {
         switch self {
         case let .io(step, errno): return "\(step): \(errnoDescription(errno))"

@@ -5,6 +5,10 @@
 
 import Synchronization
 
+/// An open qcow2 image: reads, block status and (opened writable) writes,
+/// zero writes, discards and flushes, as QEMU's qcow2 driver does them.
+/// Open one with `ImageOpener.open` (with its backing chain) or `open(path:writable:)`.
+/// Throws `Qcow2Error` throughout.
 public final class Qcow2Image: @unchecked Sendable {
     package let file: BlockFile
     /// The header as the image was opened. Writing changes some fields on
@@ -14,6 +18,7 @@ public final class Qcow2Image: @unchecked Sendable {
     /// The backing file name exactly as stored in the header (not resolved);
     /// `changeBackingFile` rewrites it.
     public internal(set) var backingFileName: String?
+    /// Whether the image was opened for writing.
     public var isWritable: Bool { file.isWritable }
 
     /// The image unallocated ranges read from; attached by `ImageOpener` or
@@ -47,6 +52,8 @@ public final class Qcow2Image: @unchecked Sendable {
     /// Opens and validates an image alone (no backing attached; see
     /// `ImageOpener` for chains). Reads the first cluster and the active L1
     /// table; L2 tables are read on demand by the mapping code.
+    /// Throws `Qcow2Error`: the file cannot be opened, or the header is invalid
+    /// or unsupported (in qemu-img's words).
     public static func open(path: String, writable: Bool = false) throws -> Qcow2Image {
         let file = try BlockFile(path: path, writable: writable)
         return try Qcow2Image(file: file)
@@ -85,6 +92,7 @@ public final class Qcow2Image: @unchecked Sendable {
 
     /// Writes back what is cached (clearing the dirty bit of an image opened
     /// for writing), then closes the image and the backing chain below it.
+    /// Throws `Qcow2Error` when writing back or closing fails.
     public func close() throws {
         let below = backing
         defer { try? below?.close() }

@@ -4,6 +4,9 @@
 // and the refcount table in memory, and the few header updates a repair makes.
 // The check itself lives in the other files of this folder, one step each.
 
+/// A qcow2 image opened for `qemu-img check`: `open(path:writable:)`, then
+/// `check(repair:diagnostics:)` (repeatable), `finishRepairs()` and `close()`.
+/// Throws `Qcow2Error` throughout.
 public final class Qcow2Checker {
     let file: BlockFile
     var header: Qcow2Header
@@ -37,9 +40,13 @@ public final class Qcow2Checker {
     var reporter: CheckDiagnostics = { _ in }
     private var knownLength: UInt64?
 
+    /// Whether the image was opened for writing (repairs need it).
     public var isWritable: Bool { file.isWritable }
+    /// The backing file name as stored in the header, if any.
     public var backingFileName: String? { layout.backingFileName }
+    /// The backing format named by the header extension, if any.
     public var backingFormat: String? { layout.backingFormat }
+    /// The path the image was opened with.
     public var path: String { file.path }
     /// A bitmaps extension whose autoclear bit is clear: a program without
     /// bitmap support changed the image (QEMU warns on open).
@@ -93,10 +100,13 @@ public final class Qcow2Checker {
         return bytes
     }
 
+    /// Opens the image at `path` for checking (writable for repairs). Throws
+    /// `Qcow2Error` with qemu-img's words after "Could not open '...': ".
     public static func open(path: String, writable: Bool) throws -> Qcow2Checker {
         try Qcow2Checker(file: BlockFile(path: path, writable: writable))
     }
 
+    /// Closes the image's file. Throws `Qcow2Error.io` when closing fails.
     public func close() throws { try file.close() }
 
     // MARK: Reading
@@ -208,6 +218,7 @@ public final class Qcow2Checker {
     /// What closing a writable image does (qcow2_inactivate): caches are
     /// written and the dirty bit goes, unless a fatal corruption made the
     /// image unusable.
+    /// Throws `Qcow2Error` when a write fails.
     public func finishRepairs() throws {
         guard isWritable, !isUnusable else { return }
         try flushRefcountBlocks()

@@ -19,6 +19,7 @@ import Glibc
 import Musl
 #endif
 
+/// Creates qcow2 images as `qemu-img create -f qcow2` does.
 public enum Qcow2Creator {
     /// QEMU's BDRV_MAX_LENGTH: the largest image the block layer allows.
     static let maxImageLength: UInt64 = UInt64(Int64.max) & ~((1 << 30) - 1)
@@ -28,6 +29,8 @@ public enum Qcow2Creator {
     /// rounded up to a multiple of 512 bytes. An existing file is refused
     /// (`Qcow2Error.Creation.fileExists`) unless `replacing` is true, in which
     /// case it is truncated and overwritten, as qemu-img does.
+    /// Throws `Qcow2Error.creation` with qemu-img's reason (options refused,
+    /// file exists or cannot be created, resizing failed); the file is removed.
     public static func create(path: String, options: Qcow2CreateOptions, replacing: Bool = false) throws {
         try create(path: path, options: options, refcountBits: nil, replacing: replacing)
     }

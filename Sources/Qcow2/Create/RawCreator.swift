@@ -69,6 +69,7 @@ public enum RawCreator {
     /// unless `replacing` is true, in which case it is truncated first, as
     /// qemu-img does. `metadata` preallocation is refused after the file
     /// was created, as QEMU does.
+    /// Throws `Qcow2Error.creation` with qemu-img's reason.
     public static func create(path: String, size: UInt64, preallocation: Preallocation = .off, replacing: Bool = false) throws {
         let file = try Qcow2Creator.createFile(path: path, replacing: replacing)
         defer { try? file.close() }

@@ -1,11 +1,13 @@
 // The image formats QcowKit opens, and probing: qcow2 by its magic, anything
 // else raw. Probing is only for images whose format nobody named.
 
+/// The image formats QcowKit reads and writes.
 public enum ImageFormat: String, Sendable, CaseIterable {
     case qcow2
     case raw
 
     /// Parses a format name as given to -f / -F / backing_fmt.
+    /// Throws `Qcow2Error.backingFormatUnknown` for other names.
     public init(name: String) throws {
         guard let format = ImageFormat(rawValue: name) else {
             throw Qcow2Error.backingFormatUnknown(name)

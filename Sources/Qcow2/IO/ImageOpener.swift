@@ -1,9 +1,13 @@
 // Opening an image with its backing chain, as the reading and writing verbs
 // do; how the chain is followed (and refused) is `BackingChain`'s.
 
+/// Opens images with their backing chains: the entry point for reading and
+/// writing images.
 public enum ImageOpener {
     /// Opens `path` as `format` (probed when nil) and attaches its backing
     /// chain. Only the top image can be writable; backings open read-only.
+    /// Throws `Qcow2Error`: the top image's open failure, or one nested in
+    /// `inBackingFile` per backing link (QEMU's "Could not open backing file").
     public static func open(path: String, format: ImageFormat? = nil, writable: Bool = false) throws -> BlockImage {
         try BackingChain.open(path: path, format: format, writable: writable, at: .top)
     }

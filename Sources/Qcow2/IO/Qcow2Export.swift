@@ -5,6 +5,7 @@
 // Ranges the chain reports as zero, and whole zero blocks inside read data,
 // are skipped: a new image without a backing file reads as zeroes already.
 
+/// Writes a guest disk into a new qcow2 image (`qemu-img convert -O qcow2`).
 public enum Qcow2Export {
     /// Bytes read and written per request (qemu-img convert's buffer size).
     package static let chunkSize = 2 << 20
@@ -18,6 +19,8 @@ public enum Qcow2Export {
     /// sync the file. A convert that does not complete leaves no usable image
     /// either way, and syncing the new image's metadata steps one by one only
     /// made the copy wait for the disk.
+    /// Throws `Qcow2Error.creation` when the output cannot be created,
+    /// `RawExport.Failure` when reading or writing fails.
     public static func write(_ image: BlockImage, to path: String, options: Qcow2CreateOptions, compress: Bool = false) throws {
         try write(image, to: path, options: options, refcountBits: nil, compress: compress)
     }

@@ -11,6 +11,7 @@ import Musl
 import Dispatch
 import Synchronization
 
+/// Writes a guest disk to a sparse raw file (`qemu-img convert -O raw`).
 public enum RawExport {
     /// Bytes read per request: large sequential reads, one buffer reused.
     package static let chunkSize = 2 << 20
@@ -18,6 +19,7 @@ public enum RawExport {
     /// qemu-img convert's default minimum sparse size (-S 4k).
     package static let sparseBlock = 4096
 
+    /// Why an export failed, in qemu-img convert's words.
     public enum Failure: Error, CustomStringConvertible {
         case create(path: String, errno: Int32)
         /// The output path names a file of the source's own chain, which
@@ -26,6 +28,7 @@ public enum RawExport {
         case read(offset: UInt64, error: Error)
         case write(offset: UInt64, error: Error)
 
+        /// The message qemu-img convert prints.
         public var description: String {
             switch self {
             case let .create(path, code): return "Could not create '\(path)': \(String(cString: strerror(code)))"
@@ -37,6 +40,8 @@ public enum RawExport {
     }
 
     /// Writes `image`'s guest data to a new (or truncated) raw file at `path`.
+    /// Throws `RawExport.Failure` (creating, reading, writing) in qemu-img
+    /// convert's words.
     public static func write(_ image: BlockImage, to path: String) throws {
         try refuseOutputInChain(image, path: path)
         let output: BlockFile

@@ -4,16 +4,23 @@
 // directory) and the file's size. With a chain, follow backing names one
 // image at a time, as far as `BackingChain`'s policy allows.
 
+/// What `qemu-img info` reports: one `ImageInfo` per image, top first,
+/// and the warnings met on the way.
 public struct ImageInfoReport: Sendable {
+    /// The image and, with a backing chain, every image below it.
     public var images: [ImageInfo]
+    /// Warnings to print before the info.
     public var warnings: [ImageInfoWarning]
 }
 
+/// Reads `ImageInfo` as `qemu-img info` does, metadata only.
 public enum ImageInfoReader {
     /// Info for `path`, and with `backingChain` for every image below it.
     /// `format` is a format name as given to -f; nil probes. Like qemu-img,
     /// each image is opened alone, without its backing file; `BackingChain`
     /// decides which link may be followed.
+    /// Throws `Qcow2Error` (`couldNotOpen`, `backingFileCreatesLoop`,
+    /// `backingChainTooDeep`) worded as qemu-img info words it.
     public static func read(path: String, format: String?, backingChain: Bool) throws -> ImageInfoReport {
         var report = ImageInfoReport(images: [], warnings: [])
         var position = BackingChainPosition.top

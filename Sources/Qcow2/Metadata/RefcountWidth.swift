@@ -1,6 +1,7 @@
 // The width of a refcount entry (docs/interop/qcow2.txt, "Host cluster
 // management"): refcount_bits = 1 << refcount_order, from 1 to 64 bits.
 
+/// The width of a refcount entry: 1, 2, 4, 8, 16, 32 or 64 bits.
 public struct RefcountWidth: Equatable, Hashable, Sendable, CustomStringConvertible {
     /// refcount_order, 0...6.
     public let order: UInt32
@@ -21,6 +22,7 @@ public struct RefcountWidth: Equatable, Hashable, Sendable, CustomStringConverti
 
     private init(uncheckedOrder: UInt32) { order = uncheckedOrder }
 
+    /// The width in bits (`refcount_bits`).
     public var bits: UInt64 { 1 << UInt64(order) }
 
     /// The largest refcount an entry can hold: 2^bits - 1.
@@ -32,5 +34,6 @@ public struct RefcountWidth: Equatable, Hashable, Sendable, CustomStringConverti
     /// Bytes needed for `entries` refcounts (a partial byte counts whole).
     package func byteCount(entries: UInt64) -> UInt64 { ((entries << UInt64(order)) + 7) / 8 }
 
+    /// The width in bits, as qemu-img prints it.
     public var description: String { "\(bits)" }
 }
