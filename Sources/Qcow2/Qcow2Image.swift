@@ -22,7 +22,7 @@ public final class Qcow2Image: @unchecked Sendable {
     public var isWritable: Bool { file.isWritable }
 
     /// The image unallocated ranges read from; attached by `ImageOpener` or
-    /// by an embedder's `attachBacking` (an image opened alone has none, and
+    /// by the block graph's `attachBacking` (an image opened alone has none, and
     /// reads zeroes there). Swapped while other threads read (a block graph
     /// relinks nodes), hence the lock.
     public internal(set) var backing: BlockImage? {
