@@ -86,6 +86,10 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     /// `Qcow2Creator` or `RawCreator` refused the options or failed a step.
     case creation(Creation)
 
+    // Converting
+    /// `RawExport` or `Qcow2Export` could not create, read or write.
+    case export(Export)
+
     // Info
     /// `ImageInfoReader` could not open an image of the chain; `reason` is
     /// the whole message QEMU gives after "Could not open '<path>': ".
@@ -164,6 +168,7 @@ extension Qcow2Error: CustomStringConvertible {
         case let .invalidArgument(why): return why
         case let .writeFailed(_, reason): return reason
         case let .creation(failure): return failure.description
+        case let .export(failure): return failure.description
         case let .couldNotOpen(path, reason): return "Could not open '\(path)': \(reason)"
         case let .backingFileCreatesLoop(path): return "Backing file '\(path)' creates an infinite loop."
         case let .checkFailed(code): return errnoDescription(code)

@@ -52,7 +52,7 @@ struct Convert: ParsableCommand {
             } else {
                 try RawExport.write(image, to: destination)
             }
-        } catch let failure as RawExport.Failure {
+        } catch let Qcow2Error.export(failure) {
             switch failure {
             case .create, .outputIsSource:
                 throw CommandFailure("\(destination): error while converting \(outputFormat): \(failure)")

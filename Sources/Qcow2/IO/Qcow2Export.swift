@@ -20,7 +20,7 @@ public enum Qcow2Export {
     /// either way, and syncing the new image's metadata steps one by one only
     /// made the copy wait for the disk.
     /// Throws `Qcow2Error.creation` when the output cannot be created,
-    /// `RawExport.Failure` when reading or writing fails.
+    /// `Qcow2Error.export` when reading or writing fails.
     public static func write(_ image: BlockImage, to path: String, options: Qcow2CreateOptions, compress: Bool = false) throws {
         try write(image, to: path, options: options, refcountBits: nil, compress: compress)
     }
