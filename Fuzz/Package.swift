@@ -11,7 +11,9 @@
 // seed corpus in `Corpus/<name>/`. `Support/` holds what targets share.
 // Build with the sanitizers on every module, so that the library under test
 // is instrumented too, and with testable imports (the qmp target drives the
-// service's internal session API); Scripts/fuzz.sh does this.
+// service's internal session API; the targets reach Qcow2's `package` API,
+// which another package sees only through `@testable import`); Scripts/fuzz.sh
+// does this.
 import Foundation
 import PackageDescription
 

@@ -26,7 +26,8 @@ targets() { for f in "$fuzz"/Targets/*.swift; do basename "$f" .swift; done; }
 # `-Xswiftc -sanitize=fuzzer,address` instruments every module with both; with
 # SwiftPM's separate --sanitize flags the last one alone would take effect.
 # `-enable-testing` lets the qmp target reach the service's internal session
-# API (as the QMP tests do).
+# API (as the QMP tests do), and every target the codec's `package` API
+# (headers, tables, refcounts) through `@testable import Qcow2`.
 #
 # The manifest lists Targets/ when it is evaluated. SwiftPM would cache that
 # evaluation by the manifest's text alone, so it is made afresh every time

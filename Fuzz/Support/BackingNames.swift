@@ -10,7 +10,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Qcow2
+@testable import Qcow2
 
 public enum BackingNames {
     /// The backing name the library would follow from an image file holding

@@ -5,7 +5,7 @@
 // opened: block status answers are well formed, a range reported as zero reads
 // as zeroes, and the same bytes come back however a read is cut into requests.
 
-import Qcow2
+@testable import Qcow2
 
 public enum ImageWalk {
     /// One chain block-status answer, and the range it covers.

@@ -8,7 +8,7 @@
 // does not guard them either, and an image whose refcounts call one free is
 // corrupt in a way only a full check can see.
 
-import Qcow2
+@testable import Qcow2
 
 public struct MetadataRanges {
     public struct Area {

@@ -15,7 +15,7 @@
 // no more leaks than before, and its guest data reads as the original's.
 
 import FuzzSupport
-import Qcow2
+@testable import Qcow2
 import QcowKitCommands
 
 /// Guest bytes compared between the original and the repaired copy, at most.

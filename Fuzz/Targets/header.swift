@@ -9,7 +9,7 @@
 // a valid bitmaps extension encodes back to its bytes.
 
 import FuzzSupport
-import Qcow2
+@testable import Qcow2
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHeader(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

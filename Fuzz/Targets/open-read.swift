@@ -18,7 +18,7 @@
 // reads independent of how they are cut, convert's output equal to the reads.
 
 import FuzzSupport
-import Qcow2
+@testable import Qcow2
 import QcowKitCommands
 
 /// Guest bytes read per input, in all (the brief's cap: bounded work even for

@@ -24,7 +24,7 @@ import Glibc
 import Musl
 #endif
 import FuzzSupport
-import Qcow2
+@testable import Qcow2
 import QemuJSON
 // The session API is internal (the QMP tests use it the same way): the fuzz
 // build enables testable imports.

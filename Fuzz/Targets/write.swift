@@ -28,7 +28,7 @@ import Glibc
 import Musl
 #endif
 import FuzzSupport
-import Qcow2
+@testable import Qcow2
 
 /// The part of the disk the workload touches, and its requests.
 private let window: UInt64 = 2 << 20

@@ -83,7 +83,7 @@ extension Qcow2Error {
     public static func errnoValue(of error: Error) -> Int32 {
         guard let error = error as? Qcow2Error else { return EIO }
         switch error.innermost {
-        case let .io(_, code), let .openFailed(_, code), let .writeFailed(code, _): return code
+        case let .io(_, code), let .openFailed(_, code), let .writeFailed(code, _), let .checkFailed(code): return code
         case .invalidArgument: return EINVAL
         case .readOnly: return EPERM
         default: return EIO

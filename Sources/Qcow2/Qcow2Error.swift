@@ -1,8 +1,10 @@
-// One error type for the codec. Validation cases carry the offending value;
-// their descriptions state the same facts in the same words as qemu-img 7.2,
+// One error type for the codec, for opening, reading, writing, creating,
+// info and check. Validation cases carry the offending value; their descriptions state the same facts in the same words as qemu-img 7.2,
 // because the CLI prints them after "Could not open '...': " and must match
 // qemu-img line for line. I/O cases name the step that failed.
 
+/// Every error the codec throws. `description` is the message qemu-img or
+/// qemu-io prints for the same failure (after their prefixes).
 public enum Qcow2Error: Error, Equatable, Sendable {
     // Opening and I/O
     case io(step: String, errno: Int32)
@@ -79,9 +81,30 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     /// A write, zero write, discard or flush failed where QEMU's fails with
     /// `errno` (qemu-io prints only its strerror); `reason` says why.
     case writeFailed(errno: Int32, reason: String)
+
+    // Creating
+    /// `Qcow2Creator` or `RawCreator` refused the options or failed a step.
+    case creation(Creation)
+
+    // Converting
+    /// `RawExport` or `Qcow2Export` could not create, read or write.
+    case export(Export)
+
+    // Info
+    /// `ImageInfoReader` could not open an image of the chain; `reason` is
+    /// the whole message QEMU gives after "Could not open '<path>': ".
+    case couldNotOpen(path: String, reason: String)
+    /// `ImageInfoReader` found an image that is already above it in the chain.
+    case backingFileCreatesLoop(path: String)
+
+    // Check
+    /// The check could not complete; QEMU's check returns `-errno` and
+    /// qemu-img prints "Check failed: <strerror>".
+    case checkFailed(errno: Int32)
 }
 
 extension Qcow2Error: CustomStringConvertible {
+    /// The message in qemu-img's words.
     public var description: String {
         switch self {
         case let .io(step, errno): return "\(step): \(errnoDescription(errno))"
@@ -144,6 +167,11 @@ extension Qcow2Error: CustomStringConvertible {
         case .readOnly: return "Image is read-only"
         case let .invalidArgument(why): return why
         case let .writeFailed(_, reason): return reason
+        case let .creation(failure): return failure.description
+        case let .export(failure): return failure.description
+        case let .couldNotOpen(path, reason): return "Could not open '\(path)': \(reason)"
+        case let .backingFileCreatesLoop(path): return "Backing file '\(path)' creates an infinite loop."
+        case let .checkFailed(code): return errnoDescription(code)
         }
     }
 }

@@ -8,23 +8,28 @@ import Synchronization
 // Unchecked for one reason: `clusterMap` and `writer` keep QEMU's s->lock
 // discipline (MetadataLock, "...Locked" methods), which the compiler cannot
 // see; every other stored property is immutable or in a Mutex/Atomic.
+/// An open qcow2 image: reads, block status and (opened writable) writes,
+/// zero writes, discards and flushes, as QEMU's qcow2 driver does them.
+/// Open one with `ImageOpener.open` (with its backing chain) or `open(path:writable:)`.
+/// Throws `Qcow2Error` throughout.
 public final class Qcow2Image: @unchecked Sendable {
-    public let file: BlockFile
+    package let file: BlockFile
     /// The header as the image was opened. Writing changes some fields on
     /// disk (the dirty bit, table locations); the write path keeps those.
-    public var header: Qcow2Header { stored.withLock { $0.header } }
+    package var header: Qcow2Header { stored.withLock { $0.header } }
     /// The header extensions as stored now; `changeBackingFile` rewrites them.
-    public var extensions: [HeaderExtension] { stored.withLock { $0.extensions } }
+    package var extensions: [HeaderExtension] { stored.withLock { $0.extensions } }
     /// The backing file name exactly as stored in the header (not resolved);
     /// `changeBackingFile` rewrites it.
     public var backingFileName: String? { stored.withLock { $0.backingFileName } }
     /// What the three above read. A job's thread changes it (a commit
     /// relinks or grows an image) while the monitor and readers look.
     let stored: Mutex<(header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?)>
+    /// Whether the image was opened for writing.
     public var isWritable: Bool { file.isWritable }
 
     /// The image unallocated ranges read from; attached by `ImageOpener` or
-    /// by an embedder's `attachBacking` (an image opened alone has none, and
+    /// by the block graph's `attachBacking` (an image opened alone has none, and
     /// reads zeroes there). Swapped while other threads read (a block graph
     /// relinks nodes), hence the lock.
     public internal(set) var backing: BlockImage? {
@@ -67,12 +72,14 @@ public final class Qcow2Image: @unchecked Sendable {
     /// Opens and validates an image alone (no backing attached; see
     /// `ImageOpener` for chains). Reads the first cluster and the active L1
     /// table; L2 tables are read on demand by the mapping code.
+    /// Throws `Qcow2Error`: the file cannot be opened, or the header is invalid
+    /// or unsupported (in qemu-img's words).
     public static func open(path: String, writable: Bool = false) throws -> Qcow2Image {
         let file = try BlockFile(path: path, writable: writable)
         return try Qcow2Image(file: file)
     }
 
-    public convenience init(file: BlockFile) throws {
+    package convenience init(file: BlockFile) throws {
         try self.init(file: file, cacheCapacities: nil)
     }
 
@@ -104,7 +111,8 @@ public final class Qcow2Image: @unchecked Sendable {
     /// Writes back what is cached (clearing the dirty bit of an image opened
     /// for writing), then closes the image and the backing chain below it.
     /// A failure to write the metadata back is reported (as QEMU's close
-    /// reports it, see `Qcow2Writer.close`), and thrown once all is closed.
+    /// reports it, see `Qcow2Writer.close`), and thrown as `Qcow2Error` once
+    /// all is closed.
     public func close() throws {
         let below = backing
         // Each image below reports its own failures; closing goes on.
@@ -123,7 +131,7 @@ public final class Qcow2Image: @unchecked Sendable {
     /// ranges read from, in place of whatever was attached. For embedders
     /// that manage chains themselves (a block graph sharing one backing
     /// node between several overlays); the header is not changed.
-    public func attachBacking(_ image: BlockImage?) {
+    package func attachBacking(_ image: BlockImage?) {
         backing = image
         backingChosen.store(true, ordering: .relaxed)
     }
@@ -134,7 +142,7 @@ public final class Qcow2Image: @unchecked Sendable {
     /// What `close` does to this image alone: metadata written back, the
     /// dirty bit cleared, the backing let go, but neither the backing nor
     /// the file closed (for embedders whose file and backing outlive the image).
-    public func closeKeepingFile() throws {
+    package func closeKeepingFile() throws {
         backing = nil
         try writer?.close()
     }

@@ -142,7 +142,7 @@ enum CheckCommand {
         } catch {
             try? checker.finishRepairs()
             diagnostics.flush()
-            let reason = (error as? CheckFailure)?.description ?? "\(error)"
+            let reason = "\(error)"
             Terminal.printError("qcowkit: Check failed: \(reason)")
             return 1
         }

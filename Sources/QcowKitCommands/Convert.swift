@@ -47,24 +47,25 @@ struct Convert: ParsableCommand {
         defer { try? image.close() }
         do {
             if let qcow2Options {
-                try Qcow2Export.write(image, to: destination, options: qcow2Options, compress: compress)
+                try Qcow2Export.write(image, to: destination, options: qcow2Options.options,
+                                      refcountBits: qcow2Options.unfitRefcountBits, compress: compress)
             } else {
                 try RawExport.write(image, to: destination)
             }
-        } catch let failure as RawExport.Failure {
+        } catch let Qcow2Error.export(failure) {
             switch failure {
             case .create, .outputIsSource:
                 throw CommandFailure("\(destination): error while converting \(outputFormat): \(failure)")
             case .read, .write: throw CommandFailure("\(failure)")
             }
-        } catch let error as Qcow2CreateError {
+        } catch let Qcow2Error.creation(error) {
             throw CommandFailure("\(destination): error while converting qcow2: \(error)")
         }
     }
 
     /// The -o list read as `create` reads it, for a qcow2 output. A backing
     /// file is refused: the output is a flattened copy of the whole chain.
-    private func outputQcow2Options() throws -> Qcow2CreateOptions {
+    private func outputQcow2Options() throws -> (options: Qcow2CreateOptions, unfitRefcountBits: UInt64?) {
         guard let descriptors = CreationOptionCatalog.descriptors(format: "qcow2") else {
             throw CommandFailure("Unknown file format 'qcow2'")
         }

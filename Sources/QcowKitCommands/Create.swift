@@ -156,26 +156,30 @@ struct Create: ParsableCommand {
     /// The qcow2 options, read as QEMU's QAPI visitor reads them (after the
     /// file was created: a bad value removes it), then the image.
     private func createQcow2(filename: String, size: UInt64, opts: CreationOptionSet) throws {
-        let options: Qcow2CreateOptions
+        let options: (options: Qcow2CreateOptions, unfitRefcountBits: UInt64?)
         do {
             options = try Self.qcow2Options(opts, size: size)
         } catch {
             try Qcow2Creator.abandon(path: filename, replacing: true)
             throw error
         }
-        try Qcow2Creator.create(path: filename, options: options, replacing: true)
+        try Qcow2Creator.create(path: filename, options: options.options, refcountBits: options.unfitRefcountBits,
+                                replacing: true)
     }
 
     /// The qcow2 options of an option list, read in the order of QEMU's
     /// QAPI schema (the order decides which error a bad list reports).
-    static func qcow2Options(_ opts: CreationOptionSet, size: UInt64) throws -> Qcow2CreateOptions {
+    /// A refcount_bits no image can have is returned apart: QEMU refuses it
+    /// while creating, after the errors that come first in its order.
+    static func qcow2Options(_ opts: CreationOptionSet, size: UInt64) throws
+        -> (options: Qcow2CreateOptions, unfitRefcountBits: UInt64?) {
         var o = Qcow2CreateOptions(size: size)
         o.extendedL2 = opts["extended_l2"]?.flag ?? false
         opts.warnAgainForHexSizes(["size"])
         if let compat = opts["compat"]?.text {
             switch compat {
-            case "0.10", "v2": o.version = 2
-            case "1.1", "v3": o.version = 3
+            case "0.10", "v2": o.version = .v2
+            case "1.1", "v3": o.version = .v3
             default: throw CommandFailure("Parameter 'version' does not accept value '\(compat)'")
             }
         }
@@ -195,12 +199,17 @@ struct Create: ParsableCommand {
             o.preallocation = mode
         }
         o.lazyRefcounts = opts["lazy_refcounts"]?.flag ?? false
+        var unfitRefcountBits: UInt64?
         if let value = opts["refcount_bits"] {
             // QAPI reads it again, as a signed 64-bit integer.
             guard CreationOptionSet.fitsInt64(value.text) else {
                 throw CommandFailure("Parameter 'refcount-bits' expects integer")
             }
-            o.refcountBits = value.number
+            if let width = RefcountWidth(bits: value.number) {
+                o.refcountWidth = width
+            } else {
+                unfitRefcountBits = value.number
+            }
         }
         if let text = opts["compression_type"]?.text {
             guard let type = CompressionType(name: text) else {
@@ -208,7 +217,7 @@ struct Create: ParsableCommand {
             }
             o.compressionType = type
         }
-        return o
+        return (o, unfitRefcountBits)
     }
 }
 

@@ -54,7 +54,7 @@ struct Info: ParsableCommand {
         let report: ImageInfoReport
         do {
             report = try ImageInfoReader.read(path: file, format: format, backingChain: backingChain)
-        } catch let error as ImageInfoError {
+        } catch let error as Qcow2Error {
             throw CommandFailure(error.description)
         }
         let warnings = report.warnings.map { $0.message(program: "qcowkit") }.joined()

@@ -59,7 +59,7 @@ final class PropertyRun {
         model = [UInt8](repeating: 0, count: Int(geometry.size))
         var options = Qcow2CreateOptions(size: geometry.size)
         options.clusterSize = geometry.clusterSize
-        options.refcountBits = 1 << UInt64(geometry.refcountOrder)
+        options.refcountWidth = try RefcountWidth(order: UInt32(geometry.refcountOrder))
         options.extendedL2 = geometry.extendedL2
         options.lazyRefcounts = geometry.lazyRefcounts
         if geometry.backing {

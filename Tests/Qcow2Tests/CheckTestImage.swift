@@ -101,8 +101,8 @@ final class CheckTestFile {
         do {
             _ = try checker.check(repair: repair) { messages.append($0.text) }
             return (nil, messages)
-        } catch let failure as CheckFailure {
-            return (failure.errno, messages)
+        } catch let Qcow2Error.checkFailed(code) {
+            return (code, messages)
         }
     }
 }

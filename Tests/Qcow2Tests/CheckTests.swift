@@ -193,7 +193,7 @@ struct CheckTests {
         let file = try CheckTestFile(CheckTestImage())
         let checker = try Qcow2Checker.open(path: file.path, writable: false)
         defer { try? checker.close() }
-        #expect(throws: CheckFailure(errno: 30)) { try checker.check(repair: .leaks) { _ in } }
+        #expect(throws: Qcow2Error.checkFailed(errno: 30)) { try checker.check(repair: .leaks) { _ in } }
     }
 
     @Test("a fatal corruption during a repair makes the image unusable for another check")
@@ -204,9 +204,9 @@ struct CheckTests {
         let checker = try Qcow2Checker.open(path: file.path, writable: true)
         defer { try? checker.close() }
         var messages: [String] = []
-        #expect(throws: CheckFailure(errno: 5)) { try checker.check(repair: .all) { messages.append($0.text) } }
+        #expect(throws: Qcow2Error.checkFailed(errno: 5)) { try checker.check(repair: .all) { messages.append($0.text) } }
         #expect(messages.last?.hasPrefix("qcow2: Marking image as corrupt: Preventing invalid write on metadata") == true)
-        #expect(throws: CheckFailure(errno: 123)) { try checker.check { _ in } }
+        #expect(throws: Qcow2Error.checkFailed(errno: 123)) { try checker.check { _ in } }
         // The corrupt bit is on disk.
         #expect(file.bytes[79] & 2 != 0)
     }

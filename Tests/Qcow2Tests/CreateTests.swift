@@ -80,7 +80,7 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
         #expect(bytes[112..<120].allSatisfy { $0 == 0 })
 
         o = Qcow2CreateOptions(size: 1 << 20)
-        o.version = 2
+        o.version = .v2
         o.backingFile = "base"
         o.backingFormat = "raw"
         try Qcow2Creator.create(path: dir.file("b"), options: o)
@@ -98,7 +98,7 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
         o.compressionType = .zstd
         o.extendedL2 = true
         o.lazyRefcounts = true
-        o.refcountBits = 1
+        o.refcountWidth = try #require(RefcountWidth(bits: 1))
         try Qcow2Creator.create(path: dir.file("a"), options: o)
         let h = try Qcow2Header.decode(try readFile(dir.file("a")))
         #expect(h.compressionType == .zstd)
@@ -163,26 +163,31 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
     @Test func validationMessagesAndCleanup() throws {
         let dir = try CreateScratchDirectory()
         let path = dir.file("a")
-        func refuse(_ expected: Qcow2CreateError, _ change: (inout Qcow2CreateOptions) -> Void) {
+        func refuse(_ expected: Qcow2Error.Creation, refcountBits: UInt64? = nil,
+                    _ change: (inout Qcow2CreateOptions) -> Void) {
             var o = Qcow2CreateOptions(size: 1 << 20)
             change(&o)
             _ = FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
-            #expect(throws: expected) { try Qcow2Creator.create(path: path, options: o, replacing: true) }
+            #expect(throws: Qcow2Error.creation(expected)) {
+                try Qcow2Creator.create(path: path, options: o, refcountBits: refcountBits, replacing: true)
+            }
             // As QEMU does, the file that was created is removed.
             #expect(!FileManager.default.fileExists(atPath: path))
         }
         refuse(.invalidClusterSize) { $0.clusterSize = 1000 }
         refuse(.invalidClusterSize) { $0.clusterSize = 4 << 20 }
         refuse(.invalidClusterSize) { $0.clusterSize = 256 }
-        refuse(.extendedL2NeedsVersion3) { $0.extendedL2 = true; $0.version = 2 }
+        refuse(.extendedL2NeedsVersion3) { $0.extendedL2 = true; $0.version = .v2 }
         refuse(.extendedL2ClusterTooSmall(minimum: 16384)) { $0.extendedL2 = true; $0.clusterSize = 8192 }
         refuse(.backingWithPreallocation) { $0.backingFile = "b"; $0.preallocation = .metadata }
         refuse(.backingFormatWithoutBackingFile) { $0.backingFormat = "raw" }
-        refuse(.lazyRefcountsNeedVersion3) { $0.lazyRefcounts = true; $0.version = 2 }
-        refuse(.invalidRefcountWidth) { $0.refcountBits = 3 }
-        refuse(.invalidRefcountWidth) { $0.refcountBits = 128 }
-        refuse(.refcountWidthNeedsVersion3) { $0.refcountBits = 8; $0.version = 2 }
-        refuse(.compressionTypeNeedsVersion3) { $0.compressionType = .zstd; $0.version = 2 }
+        refuse(.lazyRefcountsNeedVersion3) { $0.lazyRefcounts = true; $0.version = .v2 }
+        // A width no `RefcountWidth` has comes as bits, as the CLI passes it.
+        refuse(.invalidRefcountWidth, refcountBits: 3) { _ in }
+        refuse(.invalidRefcountWidth, refcountBits: 128) { _ in }
+        refuse(.refcountWidthNeedsVersion3, refcountBits: 8) { $0.version = .v2 }
+        refuse(.refcountWidthNeedsVersion3) { $0.refcountWidth = RefcountWidth(bits: 8)!; $0.version = .v2 }
+        refuse(.compressionTypeNeedsVersion3) { $0.compressionType = .zstd; $0.version = .v2 }
         refuse(.imageTooLarge(format: "qcow2", clusterSizeHint: true)) { $0.size = 4 << 50 }
         refuse(.couldNotResize(reason: "Image size cannot be negative")) { $0.size = 1 << 63 }
         refuse(.couldNotResize(reason: "offset(9223372036854775296) exceeds maximum(9223372035781033984)")) {
@@ -194,8 +199,8 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
         refuse(.couldNotAssignBackingFile(name: String(repeating: "a", count: 1024), format: "raw", errno: EINVAL)) {
             $0.backingFile = String(repeating: "a", count: 1024); $0.backingFormat = "raw"
         }
-        #expect(Qcow2CreateError.invalidClusterSize.description == "Cluster size must be a power of two between 512 and 2048k")
-        #expect(Qcow2CreateError.imageTooLarge(format: "qcow2", clusterSizeHint: true).description
+        #expect(Qcow2Error.creation(.invalidClusterSize).description == "Cluster size must be a power of two between 512 and 2048k")
+        #expect(Qcow2Error.creation(.imageTooLarge(format: "qcow2", clusterSizeHint: true)).description
             == "The image size is too large for file format 'qcow2' (try using a larger cluster size)")
     }
 
@@ -206,15 +211,15 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
         let path = dir.file("a")
         let old = Data([1, 2, 3])
         _ = FileManager.default.createFile(atPath: path, contents: old)
-        #expect(throws: Qcow2CreateError.fileExists(path: path)) {
+        #expect(throws: Qcow2Error.creation(.fileExists(path: path))) {
             try Qcow2Creator.create(path: path, options: Qcow2CreateOptions(size: 1 << 20))
         }
-        #expect(throws: Qcow2CreateError.fileExists(path: path)) {
+        #expect(throws: Qcow2Error.creation(.fileExists(path: path))) {
             try RawCreator.create(path: path, size: 4096)
         }
-        #expect(throws: Qcow2CreateError.fileExists(path: path)) { try Qcow2Creator.abandon(path: path) }
+        #expect(throws: Qcow2Error.creation(.fileExists(path: path))) { try Qcow2Creator.abandon(path: path) }
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == old)
-        #expect(Qcow2CreateError.fileExists(path: path).description == "Could not create '\(path)': File exists")
+        #expect(Qcow2Error.creation(.fileExists(path: path)).description == "Could not create '\(path)': File exists")
 
         try Qcow2Creator.create(path: path, options: Qcow2CreateOptions(size: 1 << 20), replacing: true)
         #expect(try Qcow2Image.open(path: path).header.size == 1 << 20)
@@ -223,7 +228,7 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
     }
 
     @Test func missingDirectoryIsReported() {
-        #expect(throws: Qcow2CreateError.couldNotCreate(path: "/nonexistent-dir/x", errno: ENOENT)) {
+        #expect(throws: Qcow2Error.creation(.couldNotCreate(path: "/nonexistent-dir/x", errno: ENOENT))) {
             try Qcow2Creator.create(path: "/nonexistent-dir/x", options: Qcow2CreateOptions(size: 0))
         }
     }
@@ -243,7 +248,7 @@ private func refcounts(_ bytes: [UInt8], header h: Qcow2Header) throws -> [UInt6
         let dir = try CreateScratchDirectory()
         let path = dir.file("r")
         _ = FileManager.default.createFile(atPath: path, contents: Data(repeating: 7, count: 100))
-        #expect(throws: Qcow2CreateError.unsupportedPreallocation(.metadata)) {
+        #expect(throws: Qcow2Error.creation(.unsupportedPreallocation(.metadata))) {
             try RawCreator.create(path: path, size: 4096, preallocation: .metadata, replacing: true)
         }
         #expect(try readFile(path).isEmpty)

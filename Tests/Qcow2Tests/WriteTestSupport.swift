@@ -14,8 +14,8 @@ enum WriteFixture {
     ) throws -> String {
         var options = Qcow2CreateOptions(size: size)
         options.clusterSize = clusterSize
-        options.refcountBits = refcountBits
-        options.version = version
+        options.refcountWidth = try #require(RefcountWidth(bits: refcountBits))
+        options.version = try #require(Qcow2Version(rawValue: version))
         options.extendedL2 = extendedL2
         options.lazyRefcounts = lazyRefcounts
         options.compressionType = compression

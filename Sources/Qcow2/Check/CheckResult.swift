@@ -5,13 +5,16 @@
 
 /// Which inconsistencies a check repairs (`qemu-img check -r leaks|all`).
 public struct CheckRepair: OptionSet, Sendable, Hashable {
+    /// The option set's bits.
     public let rawValue: Int
+    /// The repairs whose bits are in `rawValue`.
     public init(rawValue: Int) { self.rawValue = rawValue }
 
     /// Refcounts higher than the references found (BDRV_FIX_LEAKS).
     public static let leaks = CheckRepair(rawValue: 1)
     /// Everything else that can be fixed (BDRV_FIX_ERRORS).
     public static let errors = CheckRepair(rawValue: 2)
+    /// Every repair (`-r all`).
     public static let all: CheckRepair = [.leaks, .errors]
 }
 
@@ -23,20 +26,28 @@ public struct FragmentationInfo: Equatable, Sendable {
     public var allocatedClusters: Int64 = 0
     /// Allocated clusters not directly after the previous one of their L2 table.
     public var fragmentedClusters: Int64 = 0
+    /// Allocated clusters that are compressed.
     public var compressedClusters: Int64 = 0
-    public init() {}
+    package init() {}
 }
 
+/// What a check found and repaired, counted as qemu-img counts it.
 public struct CheckResult: Equatable, Sendable {
+    /// Corruptions found (and not repaired).
     public var corruptions: Int = 0
+    /// Leaked clusters found (and not repaired).
     public var leaks: Int = 0
+    /// Metadata the check could not read or repair ("check errors").
     public var checkErrors: Int = 0
+    /// Corruptions the repair fixed.
     public var corruptionsFixed: Int = 0
+    /// Leaked clusters the repair freed.
     public var leaksFixed: Int = 0
     /// One past the last cluster in use (0 when unknown).
     public var imageEndOffset: Int64 = 0
+    /// Allocation and fragmentation of the guest clusters.
     public var fragmentation = FragmentationInfo()
-    public init() {}
+    package init() {}
 
     /// qcow2_add_check_result: counts add up; the allocation picture comes
     /// from the refcount pass only.
@@ -54,11 +65,12 @@ public struct CheckResult: Equatable, Sendable {
 }
 
 /// The check could not complete (a negative errno in QEMU); qemu-img then
-/// prints "Check failed: <strerror(errno)>" and nothing else.
-public struct CheckFailure: Error, Equatable, Sendable, CustomStringConvertible {
-    public var errno: Int32
-    public init(errno: Int32) { self.errno = errno }
-    public var description: String { errnoDescription(errno) }
+/// prints "Check failed: <strerror(errno)>" and nothing else. Inside the
+/// check only: callers see `Qcow2Error.checkFailed`.
+struct CheckFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    var errno: Int32
+    init(errno: Int32) { self.errno = errno }
+    var description: String { errnoDescription(errno) }
 }
 
 /// One line the check reports. QEMU prints most with plain fprintf; some go
@@ -68,15 +80,18 @@ public struct CheckMessage: Equatable, Sendable {
     /// The line as bytes: names read from an image are printed as stored,
     /// valid UTF-8 or not.
     public var bytes: [UInt8]
+    /// Whether QEMU reports the line through its error reporting (prefixed
+    /// with the program's name) rather than printing it plainly.
     public var isErrorReport: Bool
-    public init(_ text: String, isErrorReport: Bool = false) {
+    package init(_ text: String, isErrorReport: Bool = false) {
         self.bytes = Array(text.utf8)
         self.isErrorReport = isErrorReport
     }
-    public init(bytes: [UInt8], isErrorReport: Bool = false) {
+    package init(bytes: [UInt8], isErrorReport: Bool = false) {
         self.bytes = bytes
         self.isErrorReport = isErrorReport
     }
+    /// The line as text (invalid UTF-8 replaced).
     public var text: String { String(decoding: bytes, as: UTF8.self) }
 }
 

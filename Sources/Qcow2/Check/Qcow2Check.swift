@@ -4,10 +4,9 @@
 // corruption clears the dirty and corrupt bits.
 
 extension Qcow2Checker {
-    /// Checks the image and repairs what `repair` allows (the image must be
-    /// writable for any repair). Diagnostics are reported as found. Throws
-    /// `CheckFailure` when the check cannot complete.
-    public func check(repair: CheckRepair = [], diagnostics: @escaping CheckDiagnostics) throws -> CheckResult {
+    /// The check behind `check(repair:diagnostics:)`; throws `CheckFailure`
+    /// when the check cannot complete.
+    func runCheck(repair: CheckRepair, diagnostics: @escaping CheckDiagnostics) throws -> CheckResult {
         // Repairs need an image opened writable (EROFS otherwise).
         guard repair.isEmpty || isWritable else { throw CheckFailure(errno: CheckErrno.readOnly) }
         guard !isUnusable else { throw CheckFailure(errno: CheckErrno.noMedium) }

@@ -4,6 +4,9 @@
 // and the refcount table in memory, and the few header updates a repair makes.
 // The check itself lives in the other files of this folder, one step each.
 
+/// A qcow2 image opened for `qemu-img check`: `open(path:writable:)`, then
+/// `check(repair:diagnostics:)` (repeatable), `finishRepairs()` and `close()`.
+/// Throws `Qcow2Error` throughout.
 public final class Qcow2Checker {
     let file: BlockFile
     var header: Qcow2Header
@@ -38,9 +41,13 @@ public final class Qcow2Checker {
     var reporter: CheckDiagnostics = { _ in }
     var knownLength: UInt64?
 
+    /// Whether the image was opened for writing (repairs need it).
     public var isWritable: Bool { file.isWritable }
+    /// The backing file name as stored in the header, if any.
     public var backingFileName: String? { layout.backingFileName }
+    /// The backing format named by the header extension, if any.
     public var backingFormat: String? { layout.backingFormat }
+    /// The path the image was opened with.
     public var path: String { file.path }
     /// A bitmaps extension whose autoclear bit is clear: a program without
     /// bitmap support changed the image (QEMU warns on open).
@@ -48,7 +55,7 @@ public final class Qcow2Checker {
 
     /// Opens `file` (writable for repairs). Errors read as qemu-img's do
     /// after "Could not open '...': ".
-    public init(file: BlockFile) throws {
+    package init(file: BlockFile) throws {
         self.file = file
         let fileSize = try file.size()
         let (header0, firstCluster) = try Qcow2Header.readFirstCluster(of: file, fileSize: fileSize)
@@ -99,10 +106,13 @@ public final class Qcow2Checker {
         return bytes
     }
 
+    /// Opens the image at `path` for checking (writable for repairs). Throws
+    /// `Qcow2Error` with qemu-img's words after "Could not open '...': ".
     public static func open(path: String, writable: Bool) throws -> Qcow2Checker {
         try Qcow2Checker(file: BlockFile(path: path, writable: writable))
     }
 
+    /// Closes the image's file. Throws `Qcow2Error.io` when closing fails.
     public func close() throws { try file.close() }
 
     // MARK: Reading
@@ -214,6 +224,7 @@ public final class Qcow2Checker {
     /// What closing a writable image does (qcow2_inactivate): caches are
     /// written and the dirty bit goes, unless a fatal corruption made the
     /// image unusable.
+    /// Throws `Qcow2Error` when a write fails.
     public func finishRepairs() throws {
         guard isWritable, !isUnusable else { return }
         try flushRefcountBlocks()

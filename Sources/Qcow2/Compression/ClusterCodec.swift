@@ -1,7 +1,7 @@
 // Compressed clusters: one codec per compression type, chosen by the header.
 
 /// Compresses one cluster and decompresses one cluster's worth of data.
-public protocol ClusterCodec: Sendable {
+package protocol ClusterCodec: Sendable {
     /// Compresses `input`; returns the compressed bytes, or nil when they would
     /// not be smaller than `limit` (the cluster is then written uncompressed).
     /// Like QEMU, the codec compresses into a buffer of `limit - 1` bytes, so
@@ -16,12 +16,12 @@ public protocol ClusterCodec: Sendable {
 
 extension ClusterCodec {
     /// Convenience over arrays.
-    public func compress(_ input: [UInt8], limit: Int) throws -> [UInt8]? {
+    package func compress(_ input: [UInt8], limit: Int) throws -> [UInt8]? {
         try input.withUnsafeBytes { try compress($0, limit: limit) }
     }
 
     /// Decompresses exactly `outputLength` bytes.
-    public func decompress(_ input: [UInt8], outputLength: Int) throws -> [UInt8] {
+    package func decompress(_ input: [UInt8], outputLength: Int) throws -> [UInt8] {
         var output = [UInt8](repeating: 0, count: outputLength)
         try input.withUnsafeBytes { src in
             try output.withUnsafeMutableBytes { dst in try decompress(src, into: dst) }
@@ -30,8 +30,8 @@ extension ClusterCodec {
     }
 }
 
-public enum ClusterCodecs {
-    public static func codec(for type: CompressionType) -> ClusterCodec {
+package enum ClusterCodecs {
+    package static func codec(for type: CompressionType) -> ClusterCodec {
         switch type {
         case .zlib: return ZlibCodec()
         case .zstd: return ZstdCodec()

@@ -3,14 +3,14 @@
 // byte-identical to qemu-img's.
 import CZlib
 
-public struct ZlibCodec: ClusterCodec {
+package struct ZlibCodec: ClusterCodec {
     /// Negative: raw deflate; 12: a 4 KiB window.
     static let windowBits: Int32 = -12
     static let memLevel: Int32 = 9
 
-    public init() {}
+    package init() {}
 
-    public func compress(_ input: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8]? {
+    package func compress(_ input: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8]? {
         guard limit > 1 else { return nil }
         guard let inputCount = uInt(exactly: input.count), let capacity = uInt(exactly: limit - 1) else { return nil }
         var stream = z_stream()
@@ -39,7 +39,7 @@ public struct ZlibCodec: ClusterCodec {
         }
     }
 
-    public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
+    package func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
         guard let inputCount = uInt(exactly: input.count), let outputCount = uInt(exactly: output.count) else {
             throw Qcow2Error.decompressionFailed("zlib: buffer too large")
         }

@@ -4,10 +4,10 @@
 // sector padding rather than at a recorded length.
 import CZstd
 
-public struct ZstdCodec: ClusterCodec {
-    public init() {}
+package struct ZstdCodec: ClusterCodec {
+    package init() {}
 
-    public func compress(_ input: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8]? {
+    package func compress(_ input: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8]? {
         guard limit > 1 else { return nil }
         guard let cctx = ZSTD_createCCtx() else { throw Qcow2Error.compressionFailed("zstd: cannot create context") }
         defer { ZSTD_freeCCtx(cctx) }
@@ -30,7 +30,7 @@ public struct ZstdCodec: ClusterCodec {
         return output
     }
 
-    public func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
+    package func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
         guard let dctx = ZSTD_createDCtx() else { throw Qcow2Error.decompressionFailed("zstd: cannot create context") }
         defer { ZSTD_freeDCtx(dctx) }
         var outBuffer = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)

@@ -19,6 +19,7 @@ import Glibc
 import Musl
 #endif
 
+/// Creates qcow2 images as `qemu-img create -f qcow2` does.
 public enum Qcow2Creator {
     /// QEMU's BDRV_MAX_LENGTH: the largest image the block layer allows.
     static let maxImageLength: UInt64 = UInt64(Int64.max) & ~((1 << 30) - 1)
@@ -26,13 +27,21 @@ public enum Qcow2Creator {
     /// Creates `path` with a new qcow2 image, byte for byte what
     /// `qemu-img create -f qcow2` writes for the same options. The size is
     /// rounded up to a multiple of 512 bytes. An existing file is refused
-    /// (`Qcow2CreateError.fileExists`) unless `replacing` is true, in which
+    /// (`Qcow2Error.Creation.fileExists`) unless `replacing` is true, in which
     /// case it is truncated and overwritten, as qemu-img does.
+    /// Throws `Qcow2Error.creation` with qemu-img's reason (options refused,
+    /// file exists or cannot be created, resizing failed); the file is removed.
     public static func create(path: String, options: Qcow2CreateOptions, replacing: Bool = false) throws {
+        try create(path: path, options: options, refcountBits: nil, replacing: replacing)
+    }
+
+    /// `create`, with a refcount width asked for as bits, which may fit no
+    /// image (see `Qcow2CreateOptions.validate(refcountBits:)`).
+    package static func create(path: String, options: Qcow2CreateOptions, refcountBits: UInt64?, replacing: Bool) throws {
         let file = try createFile(path: path, replacing: replacing)
         var image: Qcow2Image?
         do {
-            try options.validate()
+            try options.validate(refcountBits: refcountBits)
             var options = options
             options.size = (options.size &+ 511) & ~UInt64(511)
             let opened = try openBootstrap(file, options: options)
@@ -54,7 +63,7 @@ public enum Qcow2Creator {
     /// What QEMU leaves when options are refused after the file was created:
     /// nothing. Creates `path` (so that creation errors come first, an
     /// existing file refused unless `replacing`) and removes it again.
-    public static func abandon(path: String, replacing: Bool = false) throws {
+    package static func abandon(path: String, replacing: Bool = false) throws {
         let file = try createFile(path: path, replacing: replacing)
         try? file.close()
         unlink(path)
@@ -64,19 +73,19 @@ public enum Qcow2Creator {
         do {
             return try BlockFile.create(path: path, replacing: replacing)
         } catch Qcow2Error.io(_, EEXIST) where !replacing {
-            throw Qcow2CreateError.fileExists(path: path)
+            throw Qcow2Error.creation(.fileExists(path: path))
         } catch let Qcow2Error.io(_, code) {
-            throw Qcow2CreateError.couldNotCreate(path: path, errno: code)
+            throw Qcow2Error.creation(.couldNotCreate(path: path, errno: code))
         }
     }
 
     /// Writes the bootstrap image into `file` and opens it for writing,
     /// clusters 0-2 allocated. `options` must be validated.
     private static func openBootstrap(_ file: BlockFile, options: Qcow2CreateOptions) throws -> Qcow2Image {
-        guard let width = RefcountWidth(bits: options.refcountBits) else { throw Qcow2CreateError.invalidRefcountWidth }
+        let width = options.refcountWidth
         let clusterSize = options.clusterSize
         var header = Qcow2Header(
-            version: options.version, clusterBits: UInt32(clusterSize.trailingZeroBitCount), size: 0,
+            version: options.version.rawValue, clusterBits: UInt32(clusterSize.trailingZeroBitCount), size: 0,
             refcountOrder: width.order, compressionType: options.compressionType)
         if options.extendedL2 { header.incompatibleFeatures.insert(.extendedL2) }
         if options.lazyRefcounts { header.compatibleFeatures.insert(.lazyRefcounts) }
@@ -105,14 +114,14 @@ public enum Qcow2Creator {
     /// header and closes it (the file stays open).
     private static func finish(_ image: Qcow2Image, options: Qcow2CreateOptions) throws {
         let size = options.size
-        guard size <= UInt64(Int64.max) else { throw Qcow2CreateError.couldNotResize(reason: "Image size cannot be negative") }
+        guard size <= UInt64(Int64.max) else { throw Qcow2Error.creation(.couldNotResize(reason: "Image size cannot be negative")) }
         guard size <= maxImageLength else {
-            throw Qcow2CreateError.couldNotResize(reason: "offset(\(size)) exceeds maximum(\(maxImageLength))")
+            throw Qcow2Error.creation(.couldNotResize(reason: "offset(\(size)) exceeds maximum(\(maxImageLength))"))
         }
         do {
             try image.grow(to: size, preallocation: options.preallocation)
         } catch let Qcow2Error.io(step, code) where code != EFBIG {
-            throw Qcow2CreateError.couldNotResize(reason: "\(step): \(errnoDescription(code))")
+            throw Qcow2Error.creation(.couldNotResize(reason: "\(step): \(errnoDescription(code))"))
         }
         try writeFinalHeader(image, backingFile: options.backingFile, backingFormat: options.backingFormat)
         try image.closeKeepingFile()
@@ -123,7 +132,7 @@ public enum Qcow2Creator {
     private static func writeFinalHeader(_ image: Qcow2Image, backingFile: String?, backingFormat: String?) throws {
         guard let writer = image.writer else { throw Qcow2Error.readOnly }
         let fail = { (code: Int32) in
-            Qcow2CreateError.couldNotAssignBackingFile(name: backingFile ?? "", format: backingFormat, errno: code)
+            Qcow2Error.creation(.couldNotAssignBackingFile(name: backingFile ?? "", format: backingFormat, errno: code))
         }
         if let name = backingFile, name.utf8.count > Int(Qcow2Limits.maxBackingFileNameLength) { throw fail(EINVAL) }
         do {
@@ -141,9 +150,9 @@ public enum Qcow2Creator {
     private static func translate(_ error: Error) -> Error {
         switch error {
         case is FileTooLarge, Qcow2Error.io(_, EFBIG):
-            return Qcow2CreateError.imageTooLarge(format: "qcow2", clusterSizeHint: true)
-        case let error as Qcow2CreateError where error.isFileTooLarge:
-            return Qcow2CreateError.imageTooLarge(format: "qcow2", clusterSizeHint: true)
+            return Qcow2Error.creation(.imageTooLarge(format: "qcow2", clusterSizeHint: true))
+        case let Qcow2Error.creation(error) where error.isFileTooLarge:
+            return Qcow2Error.creation(.imageTooLarge(format: "qcow2", clusterSizeHint: true))
         default:
             return error
         }

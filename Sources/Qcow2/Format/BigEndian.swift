@@ -4,9 +4,9 @@
 /// Reads and writes big-endian integers in a byte array at explicit offsets.
 /// Callers bound-check against the structure they decode; these helpers trap on
 /// out-of-range offsets like any array access.
-public enum BigEndian {
+package enum BigEndian {
     @inlinable
-    public static func load<T: FixedWidthInteger>(_: T.Type, from bytes: [UInt8], at offset: Int) -> T {
+    package static func load<T: FixedWidthInteger>(_: T.Type, from bytes: [UInt8], at offset: Int) -> T {
         precondition(offset >= 0 && offset + MemoryLayout<T>.size <= bytes.count)
         var value: T = 0
         for i in 0..<MemoryLayout<T>.size {
@@ -16,13 +16,13 @@ public enum BigEndian {
     }
 
     @inlinable
-    public static func load<T: FixedWidthInteger>(_: T.Type, from bytes: UnsafeRawBufferPointer, at offset: Int) -> T {
+    package static func load<T: FixedWidthInteger>(_: T.Type, from bytes: UnsafeRawBufferPointer, at offset: Int) -> T {
         precondition(offset >= 0 && offset + MemoryLayout<T>.size <= bytes.count)
         return T(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 
     @inlinable
-    public static func store<T: FixedWidthInteger>(_ value: T, into bytes: inout [UInt8], at offset: Int) {
+    package static func store<T: FixedWidthInteger>(_ value: T, into bytes: inout [UInt8], at offset: Int) {
         precondition(offset >= 0 && offset + MemoryLayout<T>.size <= bytes.count)
         let size = MemoryLayout<T>.size
         for i in 0..<size {
@@ -31,17 +31,17 @@ public enum BigEndian {
     }
 
     @inlinable
-    public static func store<T: FixedWidthInteger>(_ value: T, into bytes: UnsafeMutableRawBufferPointer, at offset: Int) {
+    package static func store<T: FixedWidthInteger>(_ value: T, into bytes: UnsafeMutableRawBufferPointer, at offset: Int) {
         precondition(offset >= 0 && offset + MemoryLayout<T>.size <= bytes.count)
         bytes.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)
     }
 }
 
 extension Array where Element == UInt8 {
-    @inlinable func be<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+    func be<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
         BigEndian.load(type, from: self, at: offset)
     }
-    @inlinable mutating func setBE<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+    mutating func setBE<T: FixedWidthInteger>(_ value: T, at offset: Int) {
         BigEndian.store(value, into: &self, at: offset)
     }
 }

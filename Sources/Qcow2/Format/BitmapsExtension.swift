@@ -3,14 +3,14 @@
 // without interpreting them, but checks the extension as QEMU does on open so
 // that the same images are refused.
 
-public struct BitmapsExtension: Equatable, Sendable {
-    public var bitmapCount: UInt32
+package struct BitmapsExtension: Equatable, Sendable {
+    package var bitmapCount: UInt32
     /// Must be zero.
-    public var reserved: UInt32
-    public var directorySize: UInt64
-    public var directoryOffset: UInt64
+    package var reserved: UInt32
+    package var directorySize: UInt64
+    package var directoryOffset: UInt64
 
-    public init(bitmapCount: UInt32, directorySize: UInt64, directoryOffset: UInt64, reserved: UInt32 = 0) {
+    package init(bitmapCount: UInt32, directorySize: UInt64, directoryOffset: UInt64, reserved: UInt32 = 0) {
         self.bitmapCount = bitmapCount
         self.reserved = reserved
         self.directorySize = directorySize
@@ -18,7 +18,7 @@ public struct BitmapsExtension: Equatable, Sendable {
     }
 
     /// Decodes the extension's data; it must be exactly 24 bytes.
-    public init(data: [UInt8]) throws {
+    package init(data: [UInt8]) throws {
         guard data.count == Int(Qcow2Limits.bitmapsExtensionLength) else {
             throw Qcow2Error.invalidHeaderExtension("bitmaps_ext: Invalid extension length")
         }
@@ -28,7 +28,7 @@ public struct BitmapsExtension: Equatable, Sendable {
         directoryOffset = data.be(UInt64.self, at: 16)
     }
 
-    public func encode() -> [UInt8] {
+    package func encode() -> [UInt8] {
         var data = [UInt8](repeating: 0, count: Int(Qcow2Limits.bitmapsExtensionLength))
         data.setBE(bitmapCount, at: 0)
         data.setBE(reserved, at: 4)
@@ -39,7 +39,7 @@ public struct BitmapsExtension: Equatable, Sendable {
 
     /// QEMU's checks on open, in its order: reserved field, bitmap count
     /// (1...65535), directory alignment, directory size.
-    public func validate(clusterSize: UInt64) throws {
+    package func validate(clusterSize: UInt64) throws {
         guard reserved == 0 else { throw Qcow2Error.invalidHeaderExtension("bitmaps_ext: Reserved field is not zero") }
         guard bitmapCount <= Qcow2Limits.maxBitmaps else {
             throw Qcow2Error.invalidHeaderExtension(

@@ -18,12 +18,12 @@ func checkedMultiply(_ a: UInt64, _ b: UInt64, _ what: @autoclosure () -> String
 
 /// Rounds `value` up to a multiple of `alignment` (a power of two), or nil on overflow.
 @inlinable
-public func alignUp(_ value: UInt64, _ alignment: UInt64) -> UInt64? {
+package func alignUp(_ value: UInt64, _ alignment: UInt64) -> UInt64? {
     let (sum, overflow) = value.addingReportingOverflow(alignment - 1)
     return overflow ? nil : sum & ~(alignment - 1)
 }
 
 @inlinable
-public func divideRoundingUp(_ value: UInt64, _ divisor: UInt64) -> UInt64 {
+package func divideRoundingUp(_ value: UInt64, _ divisor: UInt64) -> UInt64 {
     value / divisor + (value % divisor == 0 ? 0 : 1)
 }

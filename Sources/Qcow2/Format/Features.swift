@@ -1,61 +1,61 @@
 // Feature bits of the version 3 header, with the names QEMU writes into the
 // feature name table (and reports when it refuses an unknown bit).
 
-public struct IncompatibleFeatures: OptionSet, Hashable, Sendable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
+package struct IncompatibleFeatures: OptionSet, Hashable, Sendable {
+    package let rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Refcounts may be stale (lazy refcounts); rebuild before trusting them.
-    public static let dirty = IncompatibleFeatures(rawValue: 1 << 0)
+    package static let dirty = IncompatibleFeatures(rawValue: 1 << 0)
     /// Metadata found inconsistent: only read-only opening is allowed.
-    public static let corrupt = IncompatibleFeatures(rawValue: 1 << 1)
+    package static let corrupt = IncompatibleFeatures(rawValue: 1 << 1)
     /// Guest data lives in a separate file named by a header extension.
-    public static let externalDataFile = IncompatibleFeatures(rawValue: 1 << 2)
+    package static let externalDataFile = IncompatibleFeatures(rawValue: 1 << 2)
     /// The compression type field (byte 104) is not zlib.
-    public static let compressionType = IncompatibleFeatures(rawValue: 1 << 3)
+    package static let compressionType = IncompatibleFeatures(rawValue: 1 << 3)
     /// 128-bit L2 entries with subcluster bitmaps.
-    public static let extendedL2 = IncompatibleFeatures(rawValue: 1 << 4)
+    package static let extendedL2 = IncompatibleFeatures(rawValue: 1 << 4)
 
     /// Bits this codec implements; any other set bit refuses the image.
-    public static let known: IncompatibleFeatures = [.dirty, .corrupt, .externalDataFile, .compressionType, .extendedL2]
+    package static let known: IncompatibleFeatures = [.dirty, .corrupt, .externalDataFile, .compressionType, .extendedL2]
 }
 
-public struct CompatibleFeatures: OptionSet, Hashable, Sendable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public static let lazyRefcounts = CompatibleFeatures(rawValue: 1 << 0)
+package struct CompatibleFeatures: OptionSet, Hashable, Sendable {
+    package let rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
+    package static let lazyRefcounts = CompatibleFeatures(rawValue: 1 << 0)
 }
 
-public struct AutoclearFeatures: OptionSet, Hashable, Sendable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
+package struct AutoclearFeatures: OptionSet, Hashable, Sendable {
+    package let rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
     /// The bitmaps extension is consistent with the image.
-    public static let bitmaps = AutoclearFeatures(rawValue: 1 << 0)
+    package static let bitmaps = AutoclearFeatures(rawValue: 1 << 0)
     /// The external data file is a valid raw image by itself.
-    public static let rawExternalData = AutoclearFeatures(rawValue: 1 << 1)
+    package static let rawExternalData = AutoclearFeatures(rawValue: 1 << 1)
     /// Autoclear bits we keep on rewrite; others are cleared, as the spec asks
     /// of a writer that does not understand them.
-    public static let known: AutoclearFeatures = [.bitmaps, .rawExternalData]
+    package static let known: AutoclearFeatures = [.bitmaps, .rawExternalData]
 }
 
 /// One entry of the feature name table header extension.
-public struct FeatureName: Equatable, Sendable {
-    public enum Kind: UInt8, Sendable {
+package struct FeatureName: Equatable, Sendable {
+    package enum Kind: UInt8, Sendable {
         case incompatible = 0, compatible = 1, autoclear = 2
     }
-    public var kind: UInt8
-    public var bit: UInt8
-    public var name: String
+    package var kind: UInt8
+    package var bit: UInt8
+    package var name: String
 
-    public init(kind: Kind, bit: UInt8, name: String) {
+    package init(kind: Kind, bit: UInt8, name: String) {
         self.kind = kind.rawValue; self.bit = bit; self.name = name
     }
-    public init(rawKind: UInt8, bit: UInt8, name: String) {
+    package init(rawKind: UInt8, bit: UInt8, name: String) {
         self.kind = rawKind; self.bit = bit; self.name = name
     }
 
     /// The table QEMU writes into every version 3 image, in QEMU's order.
-    public static let qemuTable: [FeatureName] = [
+    package static let qemuTable: [FeatureName] = [
         FeatureName(kind: .incompatible, bit: 0, name: "dirty bit"),
         FeatureName(kind: .incompatible, bit: 1, name: "corrupt bit"),
         FeatureName(kind: .incompatible, bit: 2, name: "external data file"),
@@ -67,8 +67,8 @@ public struct FeatureName: Equatable, Sendable {
     ]
 
     /// Each table entry: type (1 byte), bit number (1 byte), name (46 bytes, NUL padded).
-    public static let entrySize = 48
-    public static let nameLength = 46
+    package static let entrySize = 48
+    package static let nameLength = 46
 }
 
 /// How compressed clusters are coded (header byte 104).
@@ -76,6 +76,7 @@ public enum CompressionType: UInt8, Sendable, CustomStringConvertible {
     case zlib = 0
     case zstd = 1
 
+    /// The name qemu-img uses (`compression_type` option, info output).
     public var description: String {
         switch self {
         case .zlib: return "zlib"
@@ -83,6 +84,7 @@ public enum CompressionType: UInt8, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The type named `name` ("zlib" or "zstd"), or nil.
     public init?(name: String) {
         switch name {
         case "zlib": self = .zlib

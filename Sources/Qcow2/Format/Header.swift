@@ -6,9 +6,9 @@
 // compression type); `HeaderValidation.validate` continues with what needs the
 // extensions and the file (features, refcount width, tables, backing name).
 
-public struct Qcow2Header: Equatable, Sendable {
+package struct Qcow2Header: Equatable, Sendable {
     /// "QFI\xfb"
-    public static let magic: UInt32 = 0x5146_49fb
+    package static let magic: UInt32 = 0x5146_49fb
 
     /// Byte offsets of the fixed header's fields (docs/interop/qcow2.txt,
     /// "Header"; names as there). Version 2 headers end at
@@ -35,32 +35,32 @@ public struct Qcow2Header: Equatable, Sendable {
         static let compressionType = 104        // u8, when header_length > 104
     }
 
-    public var version: UInt32
-    public var backingFileOffset: UInt64
-    public var backingFileSize: UInt32
-    public var clusterBits: UInt32
+    package var version: UInt32
+    package var backingFileOffset: UInt64
+    package var backingFileSize: UInt32
+    package var clusterBits: UInt32
     /// Virtual disk size in bytes.
-    public var size: UInt64
-    public var cryptMethod: UInt32
-    public var l1Size: UInt32
-    public var l1TableOffset: UInt64
-    public var refcountTableOffset: UInt64
-    public var refcountTableClusters: UInt32
-    public var snapshotCount: UInt32
-    public var snapshotsOffset: UInt64
+    package var size: UInt64
+    package var cryptMethod: UInt32
+    package var l1Size: UInt32
+    package var l1TableOffset: UInt64
+    package var refcountTableOffset: UInt64
+    package var refcountTableClusters: UInt32
+    package var snapshotCount: UInt32
+    package var snapshotsOffset: UInt64
 
     // Version 3 fields (version 2 images get the defaults the spec gives).
-    public var incompatibleFeatures: IncompatibleFeatures
-    public var compatibleFeatures: CompatibleFeatures
-    public var autoclearFeatures: AutoclearFeatures
-    public var refcountOrder: UInt32
-    public var headerLength: UInt32
-    public var compressionType: CompressionType
+    package var incompatibleFeatures: IncompatibleFeatures
+    package var compatibleFeatures: CompatibleFeatures
+    package var autoclearFeatures: AutoclearFeatures
+    package var refcountOrder: UInt32
+    package var headerLength: UInt32
+    package var compressionType: CompressionType
     /// Header bytes past the fields we know (header_length beyond 112), kept
     /// so that a rewrite preserves them.
-    public var unknownFields: [UInt8]
+    package var unknownFields: [UInt8]
 
-    public init(
+    package init(
         version: UInt32 = 3, clusterBits: UInt32 = 16, size: UInt64,
         refcountOrder: UInt32 = 4, compressionType: CompressionType = .zlib
     ) {
@@ -87,27 +87,27 @@ public struct Qcow2Header: Equatable, Sendable {
 
     // MARK: Derived geometry
 
-    public var clusterSize: UInt64 { 1 << UInt64(clusterBits) }
-    public var refcountBits: UInt64 { 1 << UInt64(refcountOrder) }
-    public var hasExtendedL2: Bool { incompatibleFeatures.contains(.extendedL2) }
+    package var clusterSize: UInt64 { 1 << UInt64(clusterBits) }
+    package var refcountBits: UInt64 { 1 << UInt64(refcountOrder) }
+    package var hasExtendedL2: Bool { incompatibleFeatures.contains(.extendedL2) }
     /// Bytes per L2 entry: 8, or 16 with subcluster bitmaps.
-    public var l2EntrySize: UInt64 { hasExtendedL2 ? 16 : 8 }
-    public var l2EntriesPerTable: UInt64 { clusterSize / l2EntrySize }
+    package var l2EntrySize: UInt64 { hasExtendedL2 ? 16 : 8 }
+    package var l2EntriesPerTable: UInt64 { clusterSize / l2EntrySize }
     /// log2 of l2EntriesPerTable.
-    public var l2Bits: UInt32 { clusterBits - (hasExtendedL2 ? 4 : 3) }
-    public var subclustersPerCluster: UInt64 { hasExtendedL2 ? 32 : 1 }
-    public var subclusterSize: UInt64 { clusterSize / subclustersPerCluster }
+    package var l2Bits: UInt32 { clusterBits - (hasExtendedL2 ? 4 : 3) }
+    package var subclustersPerCluster: UInt64 { hasExtendedL2 ? 32 : 1 }
+    package var subclusterSize: UInt64 { clusterSize / subclustersPerCluster }
     /// Bytes of guest data one L2 table maps.
-    public var bytesPerL2Table: UInt64 { l2EntriesPerTable << UInt64(clusterBits) }
+    package var bytesPerL2Table: UInt64 { l2EntriesPerTable << UInt64(clusterBits) }
     /// L1 entries needed to map `size` (QEMU's size_to_l1).
-    public var requiredL1Entries: UInt64 { divideRoundingUp(size, bytesPerL2Table) }
-    public var refcountEntriesPerBlock: UInt64 { (clusterSize * 8) >> UInt64(refcountOrder) }
-    public var isDirty: Bool { incompatibleFeatures.contains(.dirty) }
-    public var isCorrupt: Bool { incompatibleFeatures.contains(.corrupt) }
-    public var hasLazyRefcounts: Bool { compatibleFeatures.contains(.lazyRefcounts) }
+    package var requiredL1Entries: UInt64 { divideRoundingUp(size, bytesPerL2Table) }
+    package var refcountEntriesPerBlock: UInt64 { (clusterSize * 8) >> UInt64(refcountOrder) }
+    package var isDirty: Bool { incompatibleFeatures.contains(.dirty) }
+    package var isCorrupt: Bool { incompatibleFeatures.contains(.corrupt) }
+    package var hasLazyRefcounts: Bool { compatibleFeatures.contains(.lazyRefcounts) }
 
     /// Bytes of the fixed header this struct writes (before extensions).
-    public var encodedLength: Int {
+    package var encodedLength: Int {
         version >= 3 ? Int(Qcow2Limits.headerV3Length) + unknownFields.count : Int(Qcow2Limits.headerV2Length)
     }
 
@@ -118,7 +118,7 @@ public struct Qcow2Header: Equatable, Sendable {
     /// alone decides. Bytes past the end of `bytes` read as zeroes, as QEMU
     /// reads past the end of a file, so a truncated header fails the same
     /// check it fails in QEMU.
-    public static func decode(_ input: [UInt8]) throws -> Qcow2Header {
+    package static func decode(_ input: [UInt8]) throws -> Qcow2Header {
         var bytes = input
         if bytes.count < Int(Qcow2Limits.headerV3Length) {
             bytes += [UInt8](repeating: 0, count: Int(Qcow2Limits.headerV3Length) - bytes.count)
@@ -183,7 +183,7 @@ public struct Qcow2Header: Equatable, Sendable {
 
     /// The fixed header as QEMU writes it: version 3 always with header_length
     /// 112 plus any preserved unknown fields; version 2 stops at byte 72.
-    public func encode() -> [UInt8] {
+    package func encode() -> [UInt8] {
         var b = [UInt8](repeating: 0, count: encodedLength)
         b.setBE(Self.magic, at: FieldOffset.magic)
         b.setBE(version, at: FieldOffset.version)

@@ -2,7 +2,7 @@
 // (type, length, data padded to 8 bytes) records after the fixed header, ended
 // by a type-0 record, all inside the first cluster.
 
-public enum HeaderExtension: Equatable, Sendable {
+package enum HeaderExtension: Equatable, Sendable {
     case backingFormat(String)
     case featureNameTable([FeatureName])
     /// Persistent dirty bitmaps: carried unchanged, not interpreted.
@@ -12,16 +12,16 @@ public enum HeaderExtension: Equatable, Sendable {
     case externalDataFile(String)
     case unknown(type: UInt32, data: [UInt8])
 
-    public enum Magic {
-        public static let end: UInt32 = 0x0000_0000
-        public static let backingFormat: UInt32 = 0xe279_2aca
-        public static let featureNameTable: UInt32 = 0x6803_f857
-        public static let bitmaps: UInt32 = 0x2385_2875
-        public static let fullDiskEncryption: UInt32 = 0x0537_be77
-        public static let externalDataFile: UInt32 = 0x4441_5441
+    package enum Magic {
+        package static let end: UInt32 = 0x0000_0000
+        package static let backingFormat: UInt32 = 0xe279_2aca
+        package static let featureNameTable: UInt32 = 0x6803_f857
+        package static let bitmaps: UInt32 = 0x2385_2875
+        package static let fullDiskEncryption: UInt32 = 0x0537_be77
+        package static let externalDataFile: UInt32 = 0x4441_5441
     }
 
-    public var type: UInt32 {
+    package var type: UInt32 {
         switch self {
         case .backingFormat: return Magic.backingFormat
         case .featureNameTable: return Magic.featureNameTable
@@ -33,7 +33,7 @@ public enum HeaderExtension: Equatable, Sendable {
     }
 
     /// The record's payload, unpadded.
-    public var payload: [UInt8] {
+    package var payload: [UInt8] {
         switch self {
         case let .backingFormat(s), let .externalDataFile(s): return Array(s.utf8)
         case let .featureNameTable(entries):
@@ -54,7 +54,7 @@ public enum HeaderExtension: Equatable, Sendable {
     /// marker; an area that ends without one is accepted, as QEMU does. A
     /// record whose header or data would cross `end` is refused, as is a
     /// backing format name too long for QEMU.
-    public static func decodeAll(_ bytes: [UInt8], from start: Int, to end: Int) throws -> [HeaderExtension] {
+    package static func decodeAll(_ bytes: [UInt8], from start: Int, to end: Int) throws -> [HeaderExtension] {
         let (extensions, error) = decodeReportingError(bytes, from: start, to: end)
         if let error { throw error }
         return extensions
@@ -63,7 +63,7 @@ public enum HeaderExtension: Equatable, Sendable {
     /// The extensions before the first invalid record, and the error that
     /// stopped decoding there, if any. QEMU names unsupported feature bits
     /// from a feature table found this way, ignoring what follows it.
-    public static func decodeReportingError(
+    package static func decodeReportingError(
         _ bytes: [UInt8], from start: Int, to end: Int
     ) -> (extensions: [HeaderExtension], error: Qcow2Error?) {
         var result: [HeaderExtension] = []
@@ -128,7 +128,7 @@ public enum HeaderExtension: Equatable, Sendable {
     }
 
     /// Encodes a list of extensions followed by the end marker.
-    public static func encodeAll(_ extensions: [HeaderExtension]) -> [UInt8] {
+    package static func encodeAll(_ extensions: [HeaderExtension]) -> [UInt8] {
         var out: [UInt8] = []
         for ext in extensions {
             let payload = ext.payload

@@ -6,40 +6,40 @@
 // goes through `validateTable`, which names the table in its error ("Active L1
 // table too large"), as QEMU does.
 
-public struct ValidatedLayout: Sendable {
-    public var header: Qcow2Header
-    public var extensions: [HeaderExtension]
+package struct ValidatedLayout: Sendable {
+    package var header: Qcow2Header
+    package var extensions: [HeaderExtension]
     /// The backing file name as stored (up to its first NUL), not resolved.
-    public var backingFileName: String?
+    package var backingFileName: String?
     /// A bitmaps extension is present but the autoclear bit that vouches for
     /// it is clear: a program without bitmap support changed the image, so
     /// the bitmaps are stale. QEMU warns, ignores them, and drops the
     /// extension when it next rewrites the header.
-    public var bitmapsAreStale: Bool = false
+    package var bitmapsAreStale: Bool = false
 
-    public var backingFormat: String? {
+    package var backingFormat: String? {
         for case let .backingFormat(f) in extensions { return f }
         return nil
     }
-    public var featureNames: [FeatureName] {
+    package var featureNames: [FeatureName] {
         for case let .featureNameTable(t) in extensions { return t }
         return []
     }
     /// The bitmaps extension, when present and vouched for by the autoclear bit.
-    public var bitmaps: BitmapsExtension? {
+    package var bitmaps: BitmapsExtension? {
         guard !bitmapsAreStale else { return nil }
         for case let .bitmaps(data) in extensions { return try? BitmapsExtension(data: data) }
         return nil
     }
 }
 
-public enum HeaderValidation {
+package enum HeaderValidation {
     /// Validates a decoded header against the first cluster and the file size.
     /// `firstCluster` may be shorter than a cluster (a short file): missing
     /// bytes read as zeroes. `writable` refuses images whose corrupt bit is set.
     /// `forCheck` is QEMU's check mode: an image without a refcount table
     /// and a broken snapshot table are left for the check to report.
-    public static func validate(
+    package static func validate(
         header h: Qcow2Header, firstCluster: [UInt8], fileSize: UInt64, writable: Bool, forCheck: Bool = false
     ) throws -> ValidatedLayout {
         // What decode checked, again, for headers built by hand: everything
@@ -165,7 +165,7 @@ public enum HeaderValidation {
     /// The names of the unsupported incompatible bits in `mask`: those the
     /// feature table names (in table order, up to its first unnamed entry),
     /// then the remaining bits as one hexadecimal mask.
-    public static func unsupportedFeatureNames(mask: UInt64, table: [FeatureName]) -> [String] {
+    package static func unsupportedFeatureNames(mask: UInt64, table: [FeatureName]) -> [String] {
         var remaining = mask
         var names: [String] = []
         for entry in table {
@@ -186,7 +186,7 @@ public enum HeaderValidation {
     /// the file. The table must be cluster aligned and no larger than `maxBytes`.
     /// `qemuChecksOnly` leaves out our own two checks (for `check`, which
     /// reads what QEMU reads: past the end of the file, zeroes).
-    public static func validateTable(
+    package static func validateTable(
         _ name: String, offset: UInt64, entries: UInt64, entrySize: UInt64,
         maxBytes: UInt64, clusterSize: UInt64, fileSize: UInt64, qemuChecksOnly: Bool = false
     ) throws {

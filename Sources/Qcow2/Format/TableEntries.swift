@@ -2,21 +2,21 @@
 // (docs/interop/qcow2.txt, "Cluster mapping").
 
 /// An L1 table entry: where an L2 table lives, and whether its refcount is one.
-public struct L1Entry: Equatable, Hashable, Sendable {
-    public var rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public init(l2Offset: UInt64, copied: Bool) {
+package struct L1Entry: Equatable, Hashable, Sendable {
+    package var rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
+    package init(l2Offset: UInt64, copied: Bool) {
         rawValue = (l2Offset & Qcow2EntryMask.offset) | (copied ? Qcow2EntryMask.copied : 0)
     }
 
     /// Host offset of the L2 table; 0 means unallocated.
-    public var l2Offset: UInt64 { rawValue & Qcow2EntryMask.offset }
-    public var isCopied: Bool { rawValue & Qcow2EntryMask.copied != 0 }
-    public var hasReservedBits: Bool { rawValue & Qcow2EntryMask.l1Reserved != 0 }
+    package var l2Offset: UInt64 { rawValue & Qcow2EntryMask.offset }
+    package var isCopied: Bool { rawValue & Qcow2EntryMask.copied != 0 }
+    package var hasReservedBits: Bool { rawValue & Qcow2EntryMask.l1Reserved != 0 }
 }
 
 /// What a (standard) L2 entry says about its cluster.
-public enum ClusterType: Equatable, Sendable {
+package enum ClusterType: Equatable, Sendable {
     /// Not allocated here: read from the backing file (or zeroes).
     case unallocated
     /// Reads as zeroes; `hostOffset` may keep a preallocated cluster.
@@ -27,34 +27,34 @@ public enum ClusterType: Equatable, Sendable {
 }
 
 /// A standard (64-bit) L2 entry. Extended entries add a `SubclusterBitmap`.
-public struct L2Entry: Equatable, Hashable, Sendable {
-    public var rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
+package struct L2Entry: Equatable, Hashable, Sendable {
+    package var rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
 
-    public static let unallocated = L2Entry(rawValue: 0)
+    package static let unallocated = L2Entry(rawValue: 0)
 
-    public static func normal(hostOffset: UInt64, copied: Bool = true) -> L2Entry {
+    package static func normal(hostOffset: UInt64, copied: Bool = true) -> L2Entry {
         L2Entry(rawValue: (hostOffset & Qcow2EntryMask.offset) | (copied ? Qcow2EntryMask.copied : 0))
     }
 
-    public var isCopied: Bool { rawValue & Qcow2EntryMask.copied != 0 }
-    public var isCompressed: Bool { rawValue & Qcow2EntryMask.compressed != 0 }
+    package var isCopied: Bool { rawValue & Qcow2EntryMask.copied != 0 }
+    package var isCompressed: Bool { rawValue & Qcow2EntryMask.compressed != 0 }
     /// The v3 "reads as zeroes" flag (bit 0); meaningless on compressed entries.
-    public var hasZeroFlag: Bool { !isCompressed && rawValue & Qcow2EntryMask.zero != 0 }
+    package var hasZeroFlag: Bool { !isCompressed && rawValue & Qcow2EntryMask.zero != 0 }
     /// Host offset of a normal (uncompressed) cluster.
-    public var hostOffset: UInt64 { rawValue & Qcow2EntryMask.offset }
-    public var hasReservedBits: Bool { !isCompressed && rawValue & Qcow2EntryMask.l2Reserved != 0 }
+    package var hostOffset: UInt64 { rawValue & Qcow2EntryMask.offset }
+    package var hasReservedBits: Bool { !isCompressed && rawValue & Qcow2EntryMask.l2Reserved != 0 }
 
     /// Classifies a standard entry. `clusterBits` is needed to split the
     /// compressed descriptor.
-    public func type(clusterBits: UInt32) -> ClusterType {
+    package func type(clusterBits: UInt32) -> ClusterType {
         type(clusterBits: clusterBits, extendedL2: false)
     }
 
     /// Classifies the first half of an entry. With extended L2 entries bit 0
     /// is not a zero flag (the subcluster bitmap says what reads as zeroes),
     /// so such a cluster is only ever unallocated, normal or compressed.
-    public func type(clusterBits: UInt32, extendedL2: Bool) -> ClusterType {
+    package func type(clusterBits: UInt32, extendedL2: Bool) -> ClusterType {
         if isCompressed { return .compressed(CompressedClusterDescriptor(entry: self, clusterBits: clusterBits)) }
         let offset = hostOffset
         if hasZeroFlag && !extendedL2 { return offset == 0 ? .zeroPlain : .zeroAllocated(hostOffset: offset) }
@@ -66,7 +66,7 @@ public struct L2Entry: Equatable, Hashable, Sendable {
     /// and `bitmap` is ignored. A bitmap that contradicts itself or its entry
     /// (allocated and zero, or allocated without a host cluster) makes every
     /// subcluster `.invalid`, not only the one asked for.
-    public func subclusterType(bitmap: SubclusterBitmap, index: Int, clusterBits: UInt32, extendedL2: Bool) -> SubclusterType {
+    package func subclusterType(bitmap: SubclusterBitmap, index: Int, clusterBits: UInt32, extendedL2: Bool) -> SubclusterType {
         switch type(clusterBits: clusterBits, extendedL2: extendedL2) {
         case .compressed: return .compressed
         case .zeroPlain: return .zeroPlain
@@ -86,25 +86,25 @@ public struct L2Entry: Equatable, Hashable, Sendable {
 
 /// Where a compressed cluster's bytes are: a host offset (not cluster aligned)
 /// and a length in 512-byte sectors, split at bit 62 - (cluster_bits - 8).
-public struct CompressedClusterDescriptor: Equatable, Hashable, Sendable {
-    public var hostOffset: UInt64
+package struct CompressedClusterDescriptor: Equatable, Hashable, Sendable {
+    package var hostOffset: UInt64
     /// Number of 512-byte sectors touched by the compressed data (at least one).
-    public var sectorCount: UInt64
+    package var sectorCount: UInt64
 
-    public init(hostOffset: UInt64, sectorCount: UInt64) {
+    package init(hostOffset: UInt64, sectorCount: UInt64) {
         self.hostOffset = hostOffset; self.sectorCount = sectorCount
     }
 
     /// The descriptor for `compressedLength` bytes (at least one) written at
     /// `hostOffset`: the sectors from the one holding the first byte to the
     /// one holding the last.
-    public init(hostOffset: UInt64, compressedLength: UInt64) {
+    package init(hostOffset: UInt64, compressedLength: UInt64) {
         precondition(compressedLength > 0, "a compressed cluster holds at least one byte")
         self.hostOffset = hostOffset
         sectorCount = ((hostOffset + compressedLength - 1) >> 9) - (hostOffset >> 9) + 1
     }
 
-    public init(entry: L2Entry, clusterBits: UInt32) {
+    package init(entry: L2Entry, clusterBits: UInt32) {
         let x = Self.offsetBits(clusterBits: clusterBits)
         let descriptor = entry.rawValue & ~(Qcow2EntryMask.copied | Qcow2EntryMask.compressed)
         hostOffset = descriptor & ((UInt64(1) << x) - 1)
@@ -112,19 +112,19 @@ public struct CompressedClusterDescriptor: Equatable, Hashable, Sendable {
     }
 
     /// Number of bits holding the host offset.
-    public static func offsetBits(clusterBits: UInt32) -> UInt64 { 62 - (UInt64(clusterBits) - 8) }
+    package static func offsetBits(clusterBits: UInt32) -> UInt64 { 62 - (UInt64(clusterBits) - 8) }
 
     /// Bytes to read: from hostOffset to the end of the last sector it touches.
-    public var byteLength: UInt64 { sectorCount * 512 - (hostOffset & 511) }
+    package var byteLength: UInt64 { sectorCount * 512 - (hostOffset & 511) }
 
     /// Largest sector count the descriptor can hold: the field has
     /// cluster_bits - 8 bits and stores the count minus one.
-    public static func maxSectorCount(clusterBits: UInt32) -> UInt64 { UInt64(1) << (UInt64(clusterBits) - 8) }
+    package static func maxSectorCount(clusterBits: UInt32) -> UInt64 { UInt64(1) << (UInt64(clusterBits) - 8) }
 
     /// The L2 entry for this descriptor (compressed clusters are never "copied").
     /// The writer guarantees the fields fit: a compressed cluster is smaller
     /// than a cluster, so it spans at most cluster_size / 512 + 1 sectors.
-    public func entry(clusterBits: UInt32) -> L2Entry {
+    package func entry(clusterBits: UInt32) -> L2Entry {
         let x = Self.offsetBits(clusterBits: clusterBits)
         precondition(sectorCount >= 1 && sectorCount <= Self.maxSectorCount(clusterBits: clusterBits), "sector count out of range")
         precondition(hostOffset < (UInt64(1) << x), "host offset out of range")
@@ -134,25 +134,25 @@ public struct CompressedClusterDescriptor: Equatable, Hashable, Sendable {
 
 /// The second half of an extended L2 entry: per-subcluster "allocated" bits
 /// (0...31) and "reads as zeroes" bits (32...63).
-public struct SubclusterBitmap: Equatable, Hashable, Sendable {
-    public var rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
+package struct SubclusterBitmap: Equatable, Hashable, Sendable {
+    package var rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
 
-    public var allocatedMask: UInt32 { UInt32(truncatingIfNeeded: rawValue) }
-    public var zeroMask: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 32) }
+    package var allocatedMask: UInt32 { UInt32(truncatingIfNeeded: rawValue) }
+    package var zeroMask: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 32) }
     /// Subclusters are numbered 0...31; other indexes are never allocated or zero.
-    public func isAllocated(_ index: Int) -> Bool {
+    package func isAllocated(_ index: Int) -> Bool {
         (0..<32).contains(index) && allocatedMask & (UInt32(1) << UInt32(index)) != 0
     }
-    public func readsAsZero(_ index: Int) -> Bool {
+    package func readsAsZero(_ index: Int) -> Bool {
         (0..<32).contains(index) && zeroMask & (UInt32(1) << UInt32(index)) != 0
     }
     /// A subcluster may not be both allocated and zero.
-    public var isValid: Bool { allocatedMask & zeroMask == 0 }
+    package var isValid: Bool { allocatedMask & zeroMask == 0 }
 }
 
 /// What one subcluster (or, without extended L2, one whole cluster) holds.
-public enum SubclusterType: Equatable, Sendable {
+package enum SubclusterType: Equatable, Sendable {
     case unallocatedPlain       // read from backing
     case unallocatedAllocated   // cluster reserved, this subcluster from backing
     case zeroPlain

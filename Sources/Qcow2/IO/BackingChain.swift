@@ -9,11 +9,11 @@
 // or an over-deep chain is about the whole chain and is reported as it is.
 
 /// A backing file name as stored in an overlay, and how it is resolved.
-public enum BackingReference {
+package enum BackingReference {
     /// Resolves `name` as QEMU does: an absolute name as is, a relative name
     /// relative to the directory of the overlay's own path (as the overlay was
     /// opened, not the process's working directory).
-    public static func resolve(_ name: String, relativeTo overlayPath: String) -> String {
+    package static func resolve(_ name: String, relativeTo overlayPath: String) -> String {
         if name.hasPrefix("/") { return name }
         guard let slash = overlayPath.lastIndex(of: "/") else { return name }
         return String(overlayPath[...slash]) + name
@@ -24,20 +24,20 @@ public enum BackingReference {
     /// "file:..."). Refused, since following them from an untrusted image is
     /// how backing-file attacks work; QEMU itself fails on any it has no
     /// driver for ("Unknown protocol").
-    public static func isPseudoProtocol(_ name: String) -> Bool {
+    package static func isPseudoProtocol(_ name: String) -> Bool {
         guard let colon = name.firstIndex(of: ":") else { return false }
         return !name[..<colon].contains("/")
     }
 
     /// The name as qemu-img info shows it in full: a protocol name as is,
     /// a file name resolved against the overlay.
-    public static func fullName(_ name: String, relativeTo overlayPath: String) -> String {
+    package static func fullName(_ name: String, relativeTo overlayPath: String) -> String {
         isPseudoProtocol(name) ? name : resolve(name, relativeTo: overlayPath)
     }
 
     /// The stored name as QEMU reads it, a C string (it ends at a NUL); nil
     /// when there is none (empty means none).
-    public static func stored(_ name: String?) -> String? {
+    package static func stored(_ name: String?) -> String? {
         guard let name else { return nil }
         let cut = String(name.unicodeScalars.prefix { $0 != "\0" })
         return cut.isEmpty ? nil : cut
@@ -45,16 +45,16 @@ public enum BackingReference {
 }
 
 /// What an overlay names as its backing file.
-public struct BackingLink: Equatable, Sendable {
+package struct BackingLink: Equatable, Sendable {
     /// The name as stored (up to a NUL).
-    public var name: String
+    package var name: String
     /// The backing format the header names; nil when none (then probed).
-    public var format: String?
+    package var format: String?
     /// The path of the overlay, which a relative name is resolved against.
-    public var overlayPath: String
+    package var overlayPath: String
 
     /// The link an overlay's header describes, or nil when it names no backing.
-    public init?(name: String?, format: String?, overlayPath: String) {
+    package init?(name: String?, format: String?, overlayPath: String) {
         guard let stored = BackingReference.stored(name) else { return nil }
         self.name = stored
         self.format = format.flatMap { $0.isEmpty ? nil : $0 }
@@ -62,7 +62,7 @@ public struct BackingLink: Equatable, Sendable {
     }
 
     /// The file to open for it; a pseudo-protocol name is refused.
-    public func target() throws -> String {
+    package func target() throws -> String {
         guard !BackingReference.isPseudoProtocol(name) else { throw Qcow2Error.pseudoProtocolBackingRefused(name) }
         return BackingReference.resolve(name, relativeTo: overlayPath)
     }
@@ -70,29 +70,29 @@ public struct BackingLink: Equatable, Sendable {
 
 /// Where an image sits in a chain being opened: the files of the images
 /// above it and the number of backing links from the top down to it.
-public struct BackingChainPosition: Sendable {
+package struct BackingChainPosition: Sendable {
     /// Backing links from the top image to this one.
-    public private(set) var depth: Int
+    package private(set) var depth: Int
     private var above: Set<FileIdentity>
 
     /// The image a verb or the graph opens first.
-    public static let top = BackingChainPosition(depth: 0, above: [])
+    package static let top = BackingChainPosition(depth: 0, above: [])
 
     /// The backing file of an image not open yet (`create -b`): it counts as
     /// one link below the new image, so that nothing is created that cannot
     /// be opened afterwards.
-    public static let belowNewOverlay = BackingChainPosition(depth: 1, above: [])
+    package static let belowNewOverlay = BackingChainPosition(depth: 1, above: [])
 
     /// Refuses `identity` as the image at this position when it is already
     /// above: the chain loops back to `path`. This also catches an image that
     /// names itself, under any path.
-    public func check(_ identity: FileIdentity, path: String) throws {
+    package func check(_ identity: FileIdentity, path: String) throws {
         guard !above.contains(identity) else { throw Qcow2Error.backingChainLoop(path: path) }
     }
 
     /// The position of the backing file of the image here (whose file is
     /// `identity`); refused past the depth limit.
-    public func backing(of identity: FileIdentity) throws -> BackingChainPosition {
+    package func backing(of identity: FileIdentity) throws -> BackingChainPosition {
         try checkDepth(below: 1)
         var next = self
         next.depth += 1
@@ -102,7 +102,7 @@ public struct BackingChainPosition: Sendable {
 
     /// Refuses a chain `links` deeper than this position (attaching an
     /// existing chain below it) when it would pass the limit.
-    public func checkDepth(below links: Int) throws {
+    package func checkDepth(below links: Int) throws {
         guard depth + links <= Qcow2Limits.maxBackingChainDepth else {
             throw Qcow2Error.backingChainTooDeep(limit: Qcow2Limits.maxBackingChainDepth)
         }
@@ -112,15 +112,15 @@ public struct BackingChainPosition: Sendable {
 /// Opening a chain link by link under that policy; the block graph opens
 /// its nodes itself and borrows the policy (`BackingChainPosition`,
 /// `BackingLink`, `nesting`).
-public enum BackingChain {
+package enum BackingChain {
     /// What a failure to open a backing link says, one level of nesting.
-    public static func nestedMessage(_ error: any Error) -> String {
+    package static func nestedMessage(_ error: any Error) -> String {
         "Could not open backing file: \(error)"
     }
 
     /// Runs `open` for one backing link; its failure is nested by `wrap`
     /// (once per link, as QEMU does), unless it is about the whole chain.
-    public static func nesting<T>(_ open: () throws -> T, wrap: (any Error) -> any Error) throws -> T {
+    package static func nesting<T>(_ open: () throws -> T, wrap: (any Error) -> any Error) throws -> T {
         do {
             return try open()
         } catch let error as Qcow2Error {
@@ -136,7 +136,7 @@ public enum BackingChain {
     /// Opens `path` as `format` (probed when nil) at `position` and attaches
     /// its backing chain. Only the top image can be writable; backings open
     /// read-only.
-    public static func open(path: String, format: ImageFormat?, writable: Bool,
+    package static func open(path: String, format: ImageFormat?, writable: Bool,
                             at position: BackingChainPosition) throws -> BlockImage {
         let file = try ImageOpener.openFile(path: path, writable: writable)
         var opened = false
@@ -161,7 +161,7 @@ public enum BackingChain {
 
     /// Opens the chain `link` names below the image at `position` (whose
     /// file is `overlay`); nil when there is no link.
-    public static func openBacking(_ link: BackingLink?, below position: BackingChainPosition,
+    package static func openBacking(_ link: BackingLink?, below position: BackingChainPosition,
                                    overlay: FileIdentity) throws -> BlockImage? {
         guard let link else { return nil }
         return try nesting({

@@ -22,9 +22,9 @@ func errnoDescription(_ code: Int32) -> String {
 }
 
 /// An open file, read with positional I/O so that several threads can share it.
-public final class BlockFile: Sendable {
-    public let path: String
-    public let isWritable: Bool
+package final class BlockFile: Sendable {
+    package let path: String
+    package let isWritable: Bool
     private let descriptor: FileDescriptor
     /// Set once by `close()` (or a refused open): later closes do nothing.
     private let isClosed = Atomic<Bool>(false)
@@ -33,7 +33,7 @@ public final class BlockFile: Sendable {
     /// QEMU's cache=unsafe (BDRV_O_NO_FLUSH): `flush()` does nothing. Set
     /// before the file is shared; for outputs nobody needs durable until the
     /// whole job is done (qemu-img convert's default for its target).
-    public var ignoresFlushes: Bool {
+    package var ignoresFlushes: Bool {
         get { flushesIgnored.load(ordering: .relaxed) }
         set { flushesIgnored.store(newValue, ordering: .relaxed) }
     }
@@ -41,7 +41,7 @@ public final class BlockFile: Sendable {
 
     /// Opens `path` read-only or read-write. Errors read like QEMU's
     /// ("Could not open 'x': No such file or directory" is composed by callers).
-    public init(path: String, writable: Bool) throws {
+    package init(path: String, writable: Bool) throws {
         self.path = path
         self.isWritable = writable
         do {
@@ -62,7 +62,7 @@ public final class BlockFile: Sendable {
 
     /// Creates a file for writing; an existing file is truncated when
     /// `replacing`, refused (EEXIST) otherwise.
-    public static func create(path: String, replacing: Bool = true) throws -> BlockFile {
+    package static func create(path: String, replacing: Bool = true) throws -> BlockFile {
         do {
             let fd = try FileDescriptor.open(
                 FilePath(path), .readWrite,
@@ -79,7 +79,7 @@ public final class BlockFile: Sendable {
         if !isClosed.load(ordering: .relaxed) { try? descriptor.close() }
     }
 
-    public func close() throws {
+    package func close() throws {
         // Exactly one caller closes the descriptor, however many race here.
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         do { try descriptor.close() } catch let error as Errno {
@@ -93,7 +93,7 @@ public final class BlockFile: Sendable {
     /// file read as zeroes, as QEMU's file driver does for a short read.
     /// Returns how many bytes came from the file.
     @discardableResult
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
         let start = try ioRange(offset, buffer.count, "read")
         var done = 0
         while done < buffer.count {
@@ -115,7 +115,7 @@ public final class BlockFile: Sendable {
 
     /// Reads `count` bytes at `offset`; throws `shortRead` naming `step` if the
     /// file ends first (for metadata, which must exist on disk).
-    public func readExactly(_ count: Int, at offset: UInt64, step: String) throws -> [UInt8] {
+    package func readExactly(_ count: Int, at offset: UInt64, step: String) throws -> [UInt8] {
         guard count >= 0, offset <= UInt64(Int64.max) else { throw Qcow2Error.shortRead(step: step, offset: offset, expected: count) }
         var bytes = [UInt8](repeating: 0, count: count)
         let got = try bytes.withUnsafeMutableBytes { try read(into: $0, at: offset) }
@@ -124,7 +124,7 @@ public final class BlockFile: Sendable {
     }
 
     /// Writes all of `buffer` at `offset`.
-    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+    package func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         let start = try ioRange(offset, buffer.count, "write")
         var done = 0
         while done < buffer.count {
@@ -137,7 +137,7 @@ public final class BlockFile: Sendable {
         }
     }
 
-    public func write(_ bytes: [UInt8], at offset: UInt64) throws {
+    package func write(_ bytes: [UInt8], at offset: UInt64) throws {
         try bytes.withUnsafeBytes { try write($0, at: offset) }
     }
 
@@ -153,7 +153,7 @@ public final class BlockFile: Sendable {
     // MARK: Durability
 
     /// Makes everything written so far durable (corresponds to fdatasync).
-    public func flush() throws {
+    package func flush() throws {
         if ignoresFlushes { return }
         if case let .failure(error) = retryingInterrupts({ fdatasync(descriptor.rawValue) }) {
             throw Qcow2Error.io(step: "flush", errno: error.rawValue)
@@ -171,19 +171,19 @@ public final class BlockFile: Sendable {
     // MARK: Length and identity
 
     /// The file's length in bytes.
-    public func size() throws -> UInt64 {
+    package func size() throws -> UInt64 {
         UInt64(try status().st_size)
     }
 
     /// The file's device and inode: two paths name the same image exactly when
     /// these match (how backing-chain loops are recognised).
-    public func identity() throws -> FileIdentity {
+    package func identity() throws -> FileIdentity {
         let st = try status()
         return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
     }
 
     /// Bytes actually allocated on the host (st_blocks * 512): qemu-img's "disk size".
-    public func allocatedSize() throws -> UInt64 {
+    package func allocatedSize() throws -> UInt64 {
         UInt64(try status().st_blocks) * 512
     }
 
@@ -195,7 +195,7 @@ public final class BlockFile: Sendable {
 
     /// Sets the file's length (corresponds to ftruncate). A length past
     /// Int64.max is refused with EINVAL, as ftruncate refuses a negative one.
-    public func truncate(to length: UInt64) throws {
+    package func truncate(to length: UInt64) throws {
         guard length <= UInt64(Int64.max) else { throw Qcow2Error.io(step: "truncate to \(length)", errno: EINVAL) }
         if case let .failure(error) = retryingInterrupts({ ftruncate(descriptor.rawValue, off_t(length)) }) {
             throw Qcow2Error.io(step: "truncate", errno: error.rawValue)
@@ -208,7 +208,7 @@ public final class BlockFile: Sendable {
     /// (posix_fallocate: fallocate mode 0, or blocks written by the C
     /// library where the file system has no fallocate; extends the file
     /// if needed).
-    public func allocate(offset: UInt64, length: UInt64) throws {
+    package func allocate(offset: UInt64, length: UInt64) throws {
         guard length > 0 else { return }
         let code = rangeCheckedErrno(offset, length) {
             let rc = posix_fallocate(descriptor.rawValue, off_t(offset), off_t(length))
@@ -219,7 +219,7 @@ public final class BlockFile: Sendable {
     }
 
     /// Deallocates a range, which then reads as zeroes (fallocate punch hole).
-    public func punchHole(offset: UInt64, length: UInt64) throws {
+    package func punchHole(offset: UInt64, length: UInt64) throws {
         guard length > 0 else { return }
         let code = fallocate(.deallocate, offset: offset, length: length)
         if code != 0 { throw Qcow2Error.io(step: Self.rangeStep("punch hole", offset, length), errno: code) }
@@ -247,12 +247,12 @@ public final class BlockFile: Sendable {
     }
 
     /// The next data at or after `offset` (SEEK_DATA), or nil if only a hole follows.
-    public func nextData(from offset: UInt64) -> UInt64? {
+    package func nextData(from offset: UInt64) -> UInt64? {
         try? seek(to: .data, from: offset).get()
     }
 
     /// The next hole at or after `offset` (SEEK_HOLE); the end of file counts as a hole.
-    public func nextHole(from offset: UInt64) -> UInt64? {
+    package func nextHole(from offset: UInt64) -> UInt64? {
         try? seek(to: .hole, from: offset).get()
     }
 
@@ -298,7 +298,7 @@ public final class BlockFile: Sendable {
 enum SparseSeek { case data, hole }
 
 /// Which file an open descriptor refers to, independent of the path used.
-public struct FileIdentity: Hashable, Sendable {
-    public var device: UInt64
-    public var inode: UInt64
+package struct FileIdentity: Hashable, Sendable {
+    package var device: UInt64
+    package var inode: UInt64
 }

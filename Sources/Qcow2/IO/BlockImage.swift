@@ -8,7 +8,10 @@
 // descriptor). The write path extends this protocol with writes, zero writes
 // and discards under the same rules.
 
+/// A guest disk of a fixed size: reads anywhere, block status per layer,
+/// and a backing chain. `Qcow2Image` and `RawImage` implement it.
 public protocol BlockImage: AnyObject, Sendable {
+    /// The image's format.
     var format: ImageFormat { get }
     /// The path the image was opened with (backing files: as resolved).
     var filename: String { get }
@@ -51,6 +54,8 @@ public struct BlockStatus: Equatable, Sendable {
     /// The file holding the range at `hostOffset`.
     public var hostFile: String?
 
+    /// A status with the given facts; `hostOffset` and `hostFile` when the
+    /// range is stored contiguously in a file.
     public init(length: UInt64, isData: Bool, isZero: Bool, isAllocated: Bool,
                 hostOffset: UInt64? = nil, hostFile: String? = nil) {
         self.length = length
@@ -64,6 +69,7 @@ public struct BlockStatus: Equatable, Sendable {
 
 extension BlockImage {
     /// Reads `count` bytes at `offset` into a new array.
+    /// Throws what `read(into:at:)` throws.
     public func read(_ count: Int, at offset: UInt64) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         try bytes.withUnsafeMutableBytes { try read(into: $0, at: offset) }

@@ -2,6 +2,8 @@
 // it: the topmost layer that decides a range (data or zeroes) answers for
 // it, and `depth` says how many backing links down that layer is.
 
+/// Block status through a backing chain: the deciding layer's answer and
+/// how deep it is.
 public struct ChainBlockStatus: Equatable, Sendable {
     /// The deciding layer's status; `length` is how far it holds.
     public var status: BlockStatus
@@ -13,6 +15,7 @@ extension BlockImage {
     /// The status of the run of bytes at `offset` (at most `length`), looking
     /// down the chain past layers that leave the range unallocated. Each lower
     /// layer is asked only about the run the layer above left to it.
+    /// Throws what the layers' `blockStatus` throws.
     public func chainBlockStatus(at offset: UInt64, length: UInt64) throws -> ChainBlockStatus {
         var layer: BlockImage = self
         var depth = 0

@@ -10,6 +10,9 @@
 //   host file read as zero (and a run stops where the host file's does).
 
 extension Qcow2Image {
+    /// The status of the run at `offset` as this layer maps it (data, zero,
+    /// unallocated; where it is stored). Throws `Qcow2Error` on I/O errors
+    /// or corrupt metadata.
     public func blockStatus(at offset: UInt64, length: UInt64) throws -> BlockStatus {
         try checkStatusQuery(offset, length)
         let extent = try clusterMap.lookup(at: offset, length: min(length, size - offset))

@@ -5,9 +5,10 @@
 // Ranges the chain reports as zero, and whole zero blocks inside read data,
 // are skipped: a new image without a backing file reads as zeroes already.
 
+/// Writes a guest disk into a new qcow2 image (`qemu-img convert -O qcow2`).
 public enum Qcow2Export {
     /// Bytes read and written per request (qemu-img convert's buffer size).
-    public static let chunkSize = 2 << 20
+    package static let chunkSize = 2 << 20
 
     /// Creates `path` with `options` (its size is replaced by the image's)
     /// and copies `image`'s guest data into it; with `compress`, every
@@ -18,11 +19,20 @@ public enum Qcow2Export {
     /// sync the file. A convert that does not complete leaves no usable image
     /// either way, and syncing the new image's metadata steps one by one only
     /// made the copy wait for the disk.
+    /// Throws `Qcow2Error.creation` when the output cannot be created,
+    /// `Qcow2Error.export` when reading or writing fails.
     public static func write(_ image: BlockImage, to path: String, options: Qcow2CreateOptions, compress: Bool = false) throws {
+        try write(image, to: path, options: options, refcountBits: nil, compress: compress)
+    }
+
+    /// `write`, with a refcount width asked for as bits (see
+    /// `Qcow2CreateOptions.validate(refcountBits:)`).
+    package static func write(_ image: BlockImage, to path: String, options: Qcow2CreateOptions,
+                              refcountBits: UInt64?, compress: Bool) throws {
         try RawExport.refuseOutputInChain(image, path: path)
         var options = options
         options.size = image.size
-        try Qcow2Creator.create(path: path, options: options, replacing: true)
+        try Qcow2Creator.create(path: path, options: options, refcountBits: refcountBits, replacing: true)
         let file: BlockFile
         do {
             file = try BlockFile(path: path, writable: true)

@@ -10,11 +10,16 @@ import Musl
 #endif
 
 extension Qcow2Image: BlockImage {
+    /// Always `.qcow2`.
     public var format: ImageFormat { .qcow2 }
+    /// The path the image was opened with.
     public var filename: String { file.path }
     /// QEMU counts a qcow2 image's size in whole sectors, dropping any tail.
     public var size: UInt64 { header.size & ~511 }
 
+    /// Fills `buffer` with the guest data at `offset`, through the backing
+    /// chain where this image has nothing. Throws `Qcow2Error` (I/O,
+    /// corrupt metadata, a range past `size`).
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset, buffer.count)
         try readGuest(into: buffer, at: offset)

@@ -9,6 +9,9 @@ import Musl
 #endif
 
 extension Qcow2Image: WritableBlockImage {
+    /// Writes `buffer` at `offset`, allocating clusters and copying on write as
+    /// QEMU does. Throws `Qcow2Error` (`readOnly`, `requestOutOfRange`,
+    /// `writeFailed` with QEMU's errno).
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         let writer = try openWriter()
         try checkRange(offset, buffer.count)
@@ -16,6 +19,8 @@ extension Qcow2Image: WritableBlockImage {
         try writer.write(buffer, at: offset)
     }
 
+    /// Makes the range read as zeroes (zero flags where the image has them;
+    /// with `mayUnmap` clusters may be freed). Throws `Qcow2Error` as `write` does.
     public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
         let writer = try openWriter()
         try checkByteRange(offset, length)
@@ -23,6 +28,8 @@ extension Qcow2Image: WritableBlockImage {
         try writer.writeZeroes(at: offset, length: length, mayUnmap: mayUnmap)
     }
 
+    /// Discards the range as QEMU's qcow2 driver does. Throws `Qcow2Error`
+    /// as `write` does.
     public func discard(at offset: UInt64, length: UInt64) throws {
         let writer = try openWriter()
         try checkByteRange(offset, length)
@@ -30,12 +37,16 @@ extension Qcow2Image: WritableBlockImage {
         try writer.discard(at: offset, length: length)
     }
 
+    /// Writes one cluster compressed with the image's compression type.
+    /// Throws `Qcow2Error` as `write` does (`invalidArgument` when unaligned).
     public func writeCompressed(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         let writer = try openWriter()
         try checkRange(offset, buffer.count)
         try writer.writeCompressed(buffer, at: offset)
     }
 
+    /// Writes back cached metadata in QEMU's order and syncs the file.
+    /// Throws `Qcow2Error` as `write` does.
     public func flush() throws {
         guard let writer else { return }
         try writer.flush()

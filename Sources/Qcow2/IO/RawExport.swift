@@ -11,32 +11,25 @@ import Musl
 import Dispatch
 import Synchronization
 
+/// Writes a guest disk to a sparse raw file (`qemu-img convert -O raw`).
 public enum RawExport {
     /// Bytes read per request: large sequential reads, one buffer reused.
-    public static let chunkSize = 2 << 20
+    package static let chunkSize = 2 << 20
     /// Zero runs at least this long (and aligned to it) are left as holes:
     /// qemu-img convert's default minimum sparse size (-S 4k).
-    public static let sparseBlock = 4096
+    package static let sparseBlock = 4096
 
-    public enum Failure: Error, CustomStringConvertible {
-        case create(path: String, errno: Int32)
-        /// The output path names a file of the source's own chain, which
-        /// creating the output would truncate before it is read.
-        case outputIsSource(path: String)
-        case read(offset: UInt64, error: Error)
-        case write(offset: UInt64, error: Error)
-
-        public var description: String {
-            switch self {
-            case let .create(path, code): return "Could not create '\(path)': \(String(cString: strerror(code)))"
-            case let .outputIsSource(path): return "Could not create '\(path)': it is an image of the source's backing chain"
-            case let .read(offset, error): return "error while reading at byte \(offset): \(error)"
-            case let .write(offset, error): return "error while writing at byte \(offset): \(error)"
-            }
-        }
+    /// Builds the codec's `Qcow2Error.export` failures.
+    package enum Failure {
+        static func create(path: String, errno: Int32) -> Qcow2Error { .export(.create(path: path, errno: errno)) }
+        static func outputIsSource(path: String) -> Qcow2Error { .export(.outputIsSource(path: path)) }
+        static func read(offset: UInt64, error: Error) -> Qcow2Error { .export(.read(offset: offset, reason: "\(error)")) }
+        static func write(offset: UInt64, error: Error) -> Qcow2Error { .export(.write(offset: offset, reason: "\(error)")) }
     }
 
     /// Writes `image`'s guest data to a new (or truncated) raw file at `path`.
+    /// Throws `Qcow2Error.export` (creating, reading, writing) in qemu-img
+    /// convert's words.
     public static func write(_ image: BlockImage, to path: String) throws {
         try refuseOutputInChain(image, path: path)
         let output: BlockFile
@@ -62,7 +55,7 @@ public enum RawExport {
         let segments = Int(divideRoundingUp(size, UInt64(chunkSize)))
         let workers = min(segments, workerCount)
         let nextSegment = Atomic<Int>(0)
-        let firstFailure = Mutex<(segment: Int, failure: Failure)?>(nil)
+        let firstFailure = Mutex<(segment: Int, failure: Qcow2Error)?>(nil)
         DispatchQueue.concurrentPerform(iterations: max(workers, 1)) { _ in
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
             defer { buffer.deallocate() }
@@ -73,7 +66,8 @@ public enum RawExport {
                 do {
                     try copySegment(image, from: start, to: min(size, start + UInt64(chunkSize)), buffer: buffer, output: output)
                 } catch {
-                    let failure = error as? Failure ?? .read(offset: start, error: error)
+                    var failure = Failure.read(offset: start, error: error)
+                    if let error = error as? Qcow2Error, case .export = error { failure = error }
                     firstFailure.withLock { first in
                         if segment < first?.segment ?? Int.max { first = (segment, failure) }
                     }
@@ -168,4 +162,30 @@ func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
     let head = min(bytes.count, 16)
     for i in 0..<head where bytes[i] != 0 { return false }
     return bytes.count <= head || memcmp(base, base + head, bytes.count - head) == 0
+}
+
+extension Qcow2Error {
+    /// Why `RawExport` or `Qcow2Export` could not write its output, in
+    /// qemu-img convert's words. Carried by `Qcow2Error.export`.
+    public enum Export: Equatable, Sendable, CustomStringConvertible {
+        /// The output file could not be created.
+        case create(path: String, errno: Int32)
+        /// The output path names a file of the source's own chain, which
+        /// creating the output would truncate before it is read.
+        case outputIsSource(path: String)
+        /// Reading the source failed at guest offset `offset`; `reason` is the error's message.
+        case read(offset: UInt64, reason: String)
+        /// Writing the output failed at `offset`; `reason` is the error's message.
+        case write(offset: UInt64, reason: String)
+
+        /// The message qemu-img convert prints.
+        public var description: String {
+            switch self {
+            case let .create(path, code): return "Could not create '\(path)': \(String(cString: strerror(code)))"
+            case let .outputIsSource(path): return "Could not create '\(path)': it is an image of the source's backing chain"
+            case let .read(offset, reason): return "error while reading at byte \(offset): \(reason)"
+            case let .write(offset, reason): return "error while writing at byte \(offset): \(reason)"
+            }
+        }
+    }
 }

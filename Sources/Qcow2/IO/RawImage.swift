@@ -14,12 +14,18 @@ import Glibc
 import Musl
 #endif
 
+/// A raw image: the file is the guest disk. Throws `Qcow2Error` throughout.
 public final class RawImage: WritableBlockImage, Sendable {
-    public let file: BlockFile
+    package let file: BlockFile
+    /// The file's length rounded up to whole 512-byte sectors.
     public let size: UInt64
+    /// Always `.raw`.
     public var format: ImageFormat { .raw }
+    /// The path the image was opened with.
     public var filename: String { file.path }
+    /// Always nil: raw images have no backing file.
     public var backing: BlockImage? { nil }
+    /// Whether the image was opened for writing.
     public var isWritable: Bool { file.isWritable }
 
     /// Whether the format was probed rather than named. QEMU then treats
@@ -27,27 +33,32 @@ public final class RawImage: WritableBlockImage, Sendable {
     /// that would make sector 0 look like another format's header (else the
     /// next open would probe a guest-written header, a classic attack).
     /// Set by whoever opened the image, before any write.
-    public var isProbed: Bool {
+    package var isProbed: Bool {
         get { probed.load(ordering: .relaxed) }
         set { probed.store(newValue, ordering: .relaxed) }
     }
     private let probed = Atomic<Bool>(false)
 
-    public init(file: BlockFile) throws {
+    package init(file: BlockFile) throws {
         self.file = file
         size = try file.sectorRoundedSize()
     }
 
+    /// Opens the raw image at `path`. Throws `Qcow2Error.openFailed` (or
+    /// `notRegularFile`) as QEMU's file driver words it.
     public static func open(path: String, writable: Bool = false) throws -> RawImage {
         try RawImage(file: BlockFile(path: path, writable: writable))
     }
 
+    /// Fills `buffer` with the bytes at `offset` (past the end of the file:
+    /// zeroes). Throws `Qcow2Error` on I/O errors or a range past `size`.
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset, buffer.count)
         // Past the end of the file (the sector-rounding tail), reads give zeroes.
         try file.read(into: buffer, at: offset)
     }
 
+    /// Data or hole, from the file's extents. Throws `Qcow2Error` on I/O errors.
     public func blockStatus(at offset: UInt64, length: UInt64) throws -> BlockStatus {
         try checkStatusQuery(offset, length)
         let extent = file.extent(at: offset, length: length, totalSize: size)
@@ -55,12 +66,15 @@ public final class RawImage: WritableBlockImage, Sendable {
                            isAllocated: true, hostOffset: offset, hostFile: file.path)
     }
 
+    /// Closes the file. Throws `Qcow2Error.io` when closing fails.
     public func close() throws {
         try file.close()
     }
 
     // MARK: Writes
 
+    /// Writes `buffer` at `offset`. Throws `Qcow2Error` (read-only image,
+    /// range past `size`, I/O errors).
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try checkWritable(offset, UInt64(buffer.count))
         guard buffer.count > 0 else { return }
@@ -108,6 +122,8 @@ public final class RawImage: WritableBlockImage, Sendable {
 
     private var sectorSize: UInt64 { RawProbeGuard.sectorSize }
 
+    /// Makes the range read as zeroes, punching a hole with `mayUnmap`.
+    /// Throws `Qcow2Error` as `write` does.
     public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
         try writeZeroes(at: offset, length: length, mayUnmap: mayUnmap, allowFallback: true)
     }
@@ -116,7 +132,7 @@ public final class RawImage: WritableBlockImage, Sendable {
     /// never zeroed by writing zero buffers; when only that would do, the
     /// request fails with ENOTSUP. A probed image counts in 512-byte sectors,
     /// so a partial sector always needs that fallback.
-    public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool, allowFallback: Bool) throws {
+    package func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool, allowFallback: Bool) throws {
         try checkWritable(offset, length)
         guard length > 0 else { return }
         guard isProbed else {
@@ -157,17 +173,21 @@ public final class RawImage: WritableBlockImage, Sendable {
         try writeZeroBuffers(offset, length)
     }
 
+    /// Punches a hole where the file system allows it. Throws `Qcow2Error`
+    /// as `write` does.
     public func discard(at offset: UInt64, length: UInt64) throws {
         try checkWritable(offset, length)
         try file.discard(offset: offset, length: length)
     }
 
     /// Raw has no compressed clusters (qemu-io: "Operation not supported").
+    /// Throws `Qcow2Error`: raw images cannot store compressed data.
     public func writeCompressed(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try checkWritable(offset, UInt64(buffer.count))
         throw Qcow2Error.io(step: "compressed write", errno: ENOTSUP)
     }
 
+    /// Makes everything written durable (fdatasync). Throws `Qcow2Error.io`.
     public func flush() throws {
         guard isWritable else { return }
         try file.flush()

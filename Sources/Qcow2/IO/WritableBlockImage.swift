@@ -5,6 +5,8 @@
 // implementations serialise metadata updates, not data I/O.
 // Durability: a write is durable once a later `flush()` has returned.
 
+/// A `BlockImage` opened for writing: writes, zero writes, discards,
+/// compressed writes and flushes, each throwing `Qcow2Error`.
 public protocol WritableBlockImage: BlockImage {
     /// Whether the image was opened for writing (writes throw `readOnly` otherwise).
     var isWritable: Bool { get }

@@ -4,16 +4,23 @@
 // directory) and the file's size. With a chain, follow backing names one
 // image at a time, as far as `BackingChain`'s policy allows.
 
+/// What `qemu-img info` reports: one `ImageInfo` per image, top first,
+/// and the warnings met on the way.
 public struct ImageInfoReport: Sendable {
+    /// The image and, with a backing chain, every image below it.
     public var images: [ImageInfo]
+    /// Warnings to print before the info.
     public var warnings: [ImageInfoWarning]
 }
 
+/// Reads `ImageInfo` as `qemu-img info` does, metadata only.
 public enum ImageInfoReader {
     /// Info for `path`, and with `backingChain` for every image below it.
     /// `format` is a format name as given to -f; nil probes. Like qemu-img,
     /// each image is opened alone, without its backing file; `BackingChain`
     /// decides which link may be followed.
+    /// Throws `Qcow2Error` (`couldNotOpen`, `backingFileCreatesLoop`,
+    /// `backingChainTooDeep`) worded as qemu-img info words it.
     public static func read(path: String, format: String?, backingChain: Bool) throws -> ImageInfoReport {
         var report = ImageInfoReport(images: [], warnings: [])
         var position = BackingChainPosition.top
@@ -29,15 +36,15 @@ public enum ImageInfoReader {
                 current = (try link.target(), link.format)
                 position = try position.backing(of: identity)
             } catch let error as Qcow2Error {
-                if case let .backingChainTooDeep(limit) = error { throw ImageInfoError.chainTooDeep(limit: limit) }
-                throw ImageInfoError.couldNotOpen(path: link.name, reason: error.description)
+                if case .backingChainTooDeep = error { throw error }
+                throw Qcow2Error.couldNotOpen(path: link.name, reason: error.description)
             }
         }
         return report
     }
 
     /// Info for one image, without following its backing file.
-    public static func readOne(path: String, format: String?, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
+    package static func readOne(path: String, format: String?, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
         try readOne(path: path, format: format, at: .top, warnings: &warnings).info
     }
 
@@ -48,7 +55,7 @@ public enum ImageInfoReader {
         var chosen: ImageFormat?
         if let format {
             guard let known = ImageFormat(rawValue: format) else {
-                throw ImageInfoError.couldNotOpen(path: path, reason: "Unknown driver '\(format)'")
+                throw Qcow2Error.couldNotOpen(path: path, reason: "Unknown driver '\(format)'")
             }
             chosen = known
         }
@@ -56,29 +63,29 @@ public enum ImageInfoReader {
         do {
             file = try BlockFile(path: path, writable: false)
         } catch {
-            throw ImageInfoError.openFailure(path: path, error: error)
+            throw Qcow2Error.openFailure(path: path, error: error)
         }
         do {
             let identity = try file.identity()
             do {
                 try position.check(identity, path: path)
             } catch {
-                throw ImageInfoError.backingLoop(path: path)
+                throw Qcow2Error.backingFileCreatesLoop(path: path)
             }
             switch try chosen ?? ImageFormat.probe(file) {
             case .raw: return (try raw(file: file, filename: path), identity)
             case .qcow2: return (try qcow2(image: Qcow2Image(file: file), filename: path, warnings: &warnings), identity)
             }
-        } catch let error as ImageInfoError {
-            throw error
+        } catch Qcow2Error.backingFileCreatesLoop(let loopPath) {
+            throw Qcow2Error.backingFileCreatesLoop(path: loopPath)
         } catch {
-            throw ImageInfoError.couldNotOpen(path: path, reason: "\(error)")
+            throw Qcow2Error.couldNotOpen(path: path, reason: "\(error)")
         }
     }
 
     /// A raw image: its size is the file's, in whole 512-byte sectors
     /// (rounded up, as QEMU counts sectors).
-    public static func raw(file: BlockFile, filename: String) throws -> ImageInfo {
+    package static func raw(file: BlockFile, filename: String) throws -> ImageInfo {
         let size = try file.size()
         var info = ImageInfo(filename: filename, format: "raw", virtualSize: alignUp(size, 512) ?? size)
         info.dirtyFlag = false
@@ -87,7 +94,7 @@ public enum ImageInfoReader {
     }
 
     /// A qcow2 image, from what the header and its tables say.
-    public static func qcow2(image: Qcow2Image, filename: String, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
+    package static func qcow2(image: Qcow2Image, filename: String, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
         let h = image.header
         // QEMU counts whole sectors: a size that is not a multiple of 512 is cut.
         var info = ImageInfo(filename: filename, format: "qcow2", virtualSize: h.size & ~511)
@@ -110,7 +117,7 @@ public enum ImageInfoReader {
 
     /// qcow2's format-specific information (header flags and persistent
     /// bitmaps), as qemu-img info and qemu-io's info print it.
-    public static func formatSpecific(image: Qcow2Image, warnings: inout [ImageInfoWarning]) throws -> Qcow2FormatInfo {
+    package static func formatSpecific(image: Qcow2Image, warnings: inout [ImageInfoWarning]) throws -> Qcow2FormatInfo {
         let h = image.header
         let bitmaps = try BitmapDirectory.read(image: image, warnings: &warnings)
         var specific = Qcow2FormatInfo(

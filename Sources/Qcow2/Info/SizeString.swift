@@ -10,11 +10,11 @@ import Musl
 import Darwin
 #endif
 
-public enum SizeString {
+package enum SizeString {
     private static let suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
 
     /// "64 MiB", "1.5 TiB", "511 B", "0 B".
-    public static func format(_ value: UInt64) -> String {
+    package static func format(_ value: UInt64) -> String {
         // frexp's exponent, less one, is floor(log2(value * 1024 / 1000)).
         var exponent: Int32 = 0
         _ = frexp(Double(value) / (1000.0 / 1024.0), &exponent)

@@ -10,14 +10,14 @@ import Musl
 import Darwin
 #endif
 
-public enum SnapshotListing {
+package enum SnapshotListing {
     /// The column titles (no newline).
-    public static let header = "ID".padded(to: -10) + "TAG".padded(to: -17) + "VM SIZE".padded(to: 8)
+    package static let header = "ID".padded(to: -10) + "TAG".padded(to: -17) + "VM SIZE".padded(to: 8)
         + "DATE".padded(to: 20) + "VM CLOCK".padded(to: 13) + "ICOUNT".padded(to: 11)
 
     /// One snapshot's line (no newline). The ID column is one byte narrower
     /// than its title, with a space after it.
-    public static func row(_ snapshot: SnapshotInfo) -> String {
+    package static func row(_ snapshot: SnapshotInfo) -> String {
         let vmClock = UInt64(bitPattern: snapshot.vmClockSeconds) &* 1_000_000_000
             &+ UInt64(bitPattern: snapshot.vmClockNanoseconds)
         let seconds = vmClock / 1_000_000_000
@@ -32,7 +32,7 @@ public enum SnapshotListing {
     }
 
     /// "%Y-%m-%d %H:%M:%S" in the local time zone (date_sec is 32 bits on disk).
-    public static func localDate(_ seconds: Int64) -> String {
+    package static func localDate(_ seconds: Int64) -> String {
         var time = time_t(UInt32(truncatingIfNeeded: seconds))
         var parts = tm()
         localtime_r(&time, &parts)

@@ -6,9 +6,9 @@
 
 /// Reads and writes refcount entries in a raw buffer (a block in a cache,
 /// a cluster read from disk). Callers keep `index` inside the buffer.
-public enum RefcountCoding {
+package enum RefcountCoding {
     @inlinable
-    public static func get(_ buffer: UnsafeRawBufferPointer, index: Int, width: RefcountWidth) -> UInt64 {
+    package static func get(_ buffer: UnsafeRawBufferPointer, index: Int, width: RefcountWidth) -> UInt64 {
         switch width.order {
         case 0, 1, 2:
             let bits = Int(width.bits)
@@ -30,7 +30,7 @@ public enum RefcountCoding {
     /// Stores `value`, which must fit the width (checked: a wider value is a
     /// caller bug, never silently truncated).
     @inlinable
-    public static func set(_ buffer: UnsafeMutableRawBufferPointer, index: Int, value: UInt64, width: RefcountWidth) {
+    package static func set(_ buffer: UnsafeMutableRawBufferPointer, index: Int, value: UInt64, width: RefcountWidth) {
         precondition(value <= width.maxValue, "refcount \(value) exceeds \(width.bits)-bit entry")
         switch width.order {
         case 0, 1, 2:
@@ -53,27 +53,27 @@ public enum RefcountCoding {
 }
 
 /// One refcount block: a cluster of refcount entries of one width.
-public struct RefcountBlock: Equatable, Sendable {
-    public let width: RefcountWidth
+package struct RefcountBlock: Equatable, Sendable {
+    package let width: RefcountWidth
     /// The block's bytes exactly as on disk (one cluster).
-    public private(set) var bytes: [UInt8]
+    package private(set) var bytes: [UInt8]
 
     /// A block of zero refcounts.
-    public init(clusterSize: Int, width: RefcountWidth) {
+    package init(clusterSize: Int, width: RefcountWidth) {
         self.width = width
         bytes = [UInt8](repeating: 0, count: clusterSize)
     }
 
     /// A block read from disk; `bytes` is one cluster.
-    public init(bytes: [UInt8], width: RefcountWidth) {
+    package init(bytes: [UInt8], width: RefcountWidth) {
         self.width = width
         self.bytes = bytes
     }
 
     /// Number of entries: cluster_size * 8 / refcount_bits.
-    public var entryCount: Int { (bytes.count * 8) >> Int(width.order) }
+    package var entryCount: Int { (bytes.count * 8) >> Int(width.order) }
 
-    public subscript(index: Int) -> UInt64 {
+    package subscript(index: Int) -> UInt64 {
         get {
             precondition(index >= 0 && index < entryCount)
             return bytes.withUnsafeBytes { RefcountCoding.get($0, index: index, width: width) }
@@ -85,5 +85,5 @@ public struct RefcountBlock: Equatable, Sendable {
     }
 
     /// True when every entry is zero.
-    public var isEmpty: Bool { bytes.allSatisfy { $0 == 0 } }
+    package var isEmpty: Bool { bytes.allSatisfy { $0 == 0 } }
 }

@@ -1,11 +1,12 @@
 // The width of a refcount entry (docs/interop/qcow2.txt, "Host cluster
 // management"): refcount_bits = 1 << refcount_order, from 1 to 64 bits.
 
+/// The width of a refcount entry: 1, 2, 4, 8, 16, 32 or 64 bits.
 public struct RefcountWidth: Equatable, Hashable, Sendable, CustomStringConvertible {
     /// refcount_order, 0...6.
     public let order: UInt32
 
-    public init(order: UInt32) throws {
+    package init(order: UInt32) throws {
         guard order <= Qcow2Limits.maxRefcountOrder else { throw Qcow2Error.refcountWidthTooLarge(order: order) }
         self.order = order
     }
@@ -21,16 +22,18 @@ public struct RefcountWidth: Equatable, Hashable, Sendable, CustomStringConverti
 
     private init(uncheckedOrder: UInt32) { order = uncheckedOrder }
 
+    /// The width in bits (`refcount_bits`).
     public var bits: UInt64 { 1 << UInt64(order) }
 
     /// The largest refcount an entry can hold: 2^bits - 1.
-    public var maxValue: UInt64 { order == 6 ? .max : (1 << bits) - 1 }
+    package var maxValue: UInt64 { order == 6 ? .max : (1 << bits) - 1 }
 
     /// Entries in one refcount block of `clusterSize` bytes.
-    public func entriesPerBlock(clusterSize: UInt64) -> UInt64 { (clusterSize * 8) >> UInt64(order) }
+    package func entriesPerBlock(clusterSize: UInt64) -> UInt64 { (clusterSize * 8) >> UInt64(order) }
 
     /// Bytes needed for `entries` refcounts (a partial byte counts whole).
-    public func byteCount(entries: UInt64) -> UInt64 { ((entries << UInt64(order)) + 7) / 8 }
+    package func byteCount(entries: UInt64) -> UInt64 { ((entries << UInt64(order)) + 7) / 8 }
 
+    /// The width in bits, as qemu-img prints it.
     public var description: String { "\(bits)" }
 }

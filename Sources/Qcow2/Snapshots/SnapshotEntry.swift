@@ -12,31 +12,31 @@
 //   0 - 7 vm_state_size_large, 8 - 15 disk_size, 16 - 23 icount.
 // Entries start at 8-byte aligned offsets from the table's start.
 
-public struct SnapshotEntry: Equatable, Sendable {
-    public var l1TableOffset: UInt64
-    public var l1Size: UInt32
+package struct SnapshotEntry: Equatable, Sendable {
+    package var l1TableOffset: UInt64
+    package var l1Size: UInt32
     /// The unique ID string and the name, as stored (not NUL terminated on disk).
-    public var idBytes: [UInt8]
-    public var nameBytes: [UInt8]
-    public var dateSeconds: UInt32
-    public var dateNanoseconds: UInt32
+    package var idBytes: [UInt8]
+    package var nameBytes: [UInt8]
+    package var dateSeconds: UInt32
+    package var dateNanoseconds: UInt32
     /// Guest clock at the time of the snapshot.
-    public var vmClockNanoseconds: UInt64
+    package var vmClockNanoseconds: UInt64
     /// Size of the saved VM state: the 64-bit extra field if present, else
     /// the 32-bit header field (QEMU writes 0 there when it does not fit).
-    public var vmStateSize: UInt64
+    package var vmStateSize: UInt64
     /// The virtual disk size when the snapshot was taken; nil if the entry
     /// predates the field (the image's current size applies then).
-    public var diskSize: UInt64?
+    package var diskSize: UInt64?
     /// Instruction count of record/replay; nil if not recorded (absent, or
     /// stored as all ones).
-    public var icount: UInt64?
+    package var icount: UInt64?
     /// extra_data_size as stored.
-    public var extraDataSize: UInt32
+    package var extraDataSize: UInt32
     /// Extra data beyond the fields this version knows, kept for rewriting.
-    public var unknownExtraData: [UInt8]
+    package var unknownExtraData: [UInt8]
 
-    public init(
+    package init(
         l1TableOffset: UInt64, l1Size: UInt32, id: String, name: String,
         dateSeconds: UInt32 = 0, dateNanoseconds: UInt32 = 0, vmClockNanoseconds: UInt64 = 0,
         vmStateSize: UInt64 = 0, diskSize: UInt64? = nil, icount: UInt64? = nil
@@ -91,23 +91,23 @@ public struct SnapshotEntry: Equatable, Sendable {
         }
     }
 
-    public var id: String { String(decoding: idBytes, as: UTF8.self) }
-    public var name: String { String(decoding: nameBytes, as: UTF8.self) }
+    package var id: String { String(decoding: idBytes, as: UTF8.self) }
+    package var name: String { String(decoding: nameBytes, as: UTF8.self) }
 
     /// The fixed part of an entry.
-    public static let headerSize = 40
+    package static let headerSize = 40
     /// The extra data QEMU writes: vm_state_size_large, disk_size, icount.
-    public static let knownExtraDataSize: UInt32 = 24
+    package static let knownExtraDataSize: UInt32 = 24
 
     /// Bytes of the entry on disk, without alignment padding.
-    public var encodedLength: Int {
+    package var encodedLength: Int {
         Self.headerSize + Int(max(extraDataSize, Self.knownExtraDataSize)) + idBytes.count + nameBytes.count
     }
 
     /// The entry as QEMU writes it: the three known extra fields always, any
     /// unknown extra data after them; `virtualSize` stands in for a missing
     /// disk size, as QEMU fills it in when reading.
-    public func encode(virtualSize: UInt64) -> [UInt8] {
+    package func encode(virtualSize: UInt64) -> [UInt8] {
         let extraSize = max(extraDataSize, Self.knownExtraDataSize)
         var b = [UInt8](repeating: 0, count: Self.headerSize + Int(Self.knownExtraDataSize))
         b.setBE(l1TableOffset, at: 0)

@@ -4,26 +4,26 @@
 // with the header), each entry's extra data by maxSnapshotExtraData, the whole
 // table by maxSnapshotTableBytes, and every byte must lie inside the file.
 
-public struct SnapshotTable: Equatable, Sendable {
-    public var entries: [SnapshotEntry]
+package struct SnapshotTable: Equatable, Sendable {
+    package var entries: [SnapshotEntry]
     /// Where the table starts in the file (the header's snapshots_offset).
-    public var offset: UInt64
+    package var offset: UInt64
     /// Bytes from the table's start to the end of its last entry (QEMU's
     /// snapshots_size: the final entry is not padded).
-    public var byteLength: UInt64
+    package var byteLength: UInt64
 
-    public init(entries: [SnapshotEntry] = [], byteLength: UInt64 = 0) {
+    package init(entries: [SnapshotEntry] = [], byteLength: UInt64 = 0) {
         self.entries = entries
         offset = 0
         self.byteLength = byteLength
     }
 
     /// Reads the table an open image's header points to.
-    public static func read(from image: Qcow2Image) throws -> SnapshotTable {
+    package static func read(from image: Qcow2Image) throws -> SnapshotTable {
         try read(file: image.file, offset: image.header.snapshotsOffset, count: image.header.snapshotCount)
     }
 
-    public static func read(file: BlockFile, offset: UInt64, count: UInt32) throws -> SnapshotTable {
+    package static func read(file: BlockFile, offset: UInt64, count: UInt32) throws -> SnapshotTable {
         let fileSize = try file.size()
         return try decode(count: count, fileSize: fileSize, tableOffset: offset) { start, length in
             try file.readExactly(length, at: start, step: "reading snapshot table")
@@ -32,7 +32,7 @@ public struct SnapshotTable: Equatable, Sendable {
 
     /// Decodes a table held in memory, as if it started at offset 0 of a file
     /// consisting of `bytes`.
-    public static func decode(_ bytes: [UInt8], count: UInt32) throws -> SnapshotTable {
+    package static func decode(_ bytes: [UInt8], count: UInt32) throws -> SnapshotTable {
         try decode(count: count, fileSize: UInt64(bytes.count), tableOffset: 0) { start, length in
             Array(bytes[Int(start)..<Int(start) + length])
         }
@@ -90,7 +90,7 @@ public struct SnapshotTable: Equatable, Sendable {
 
     /// The table as QEMU writes it: entries 8-byte aligned, zero padding
     /// between them, none after the last.
-    public func encode(virtualSize: UInt64) -> [UInt8] {
+    package func encode(virtualSize: UInt64) -> [UInt8] {
         var out: [UInt8] = []
         for (start, bytes) in encodedEntries(virtualSize: virtualSize).entries {
             out += [UInt8](repeating: 0, count: Int(start) - out.count)

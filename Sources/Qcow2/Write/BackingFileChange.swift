@@ -13,7 +13,7 @@ extension Qcow2Image {
     /// Rewrites the header to name `name` (nil: no backing file) with the
     /// backing format `format` (nil: no backing format extension). The
     /// attached backing image is not changed. Needs the image open for writing.
-    public func changeBackingFile(name: String?, format: String?) throws {
+    package func changeBackingFile(name: String?, format: String?) throws {
         guard let writer else { throw Qcow2Error.readOnly }
         // QEMU's limits: 1023 bytes of name, a 16-byte format buffer.
         if let name, name.utf8.count > Int(Qcow2Limits.maxBackingFileNameLength) {

@@ -17,6 +17,7 @@ import Musl
 extension Qcow2Image {
     /// Grows the image to `newSize` bytes (a whole number of sectors); a
     /// size at or below the current one changes nothing.
+    /// Throws `Qcow2Error` (`readOnly`, `writeFailed`, I/O errors).
     public func grow(to newSize: UInt64) throws {
         guard writer != nil else { throw Qcow2Error.readOnly }
         guard newSize > size else { return }

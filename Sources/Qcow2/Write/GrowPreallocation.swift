@@ -75,11 +75,11 @@ extension Qcow2Writer {
 
         do {
             try preallocateFile(to: allocationStart + dataClusters * clusterSize, mode: mode)
-        } catch let error as Qcow2CreateError {
+        } catch let Qcow2Error.creation(error) {
             // QEMU lets this free fail silently (the clusters leak).
             freeClustersLocked(offset: allocationStart, length: dataClusters * clusterSize, type: .other)
             if error.isFileTooLarge { throw FileTooLarge() }
-            throw Qcow2CreateError.couldNotResize(reason: "Failed to resize underlying file: " + error.description)
+            throw Qcow2Error.creation(.couldNotResize(reason: "Failed to resize underlying file: " + error.description))
         }
 
         var guest = startOfCluster(oldSize)

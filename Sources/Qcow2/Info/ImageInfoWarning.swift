@@ -1,25 +1,10 @@
-// Why info about an image could not be produced, worded as qemu-img words it,
-// and the warnings it prints on the way.
+// The warnings qemu-img prints while reading info, and the open failure in
+// its words (the errors themselves are `Qcow2Error` cases).
 
-public enum ImageInfoError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// "Could not open 'x': <reason>".
-    case couldNotOpen(path: String, reason: String)
-    /// A backing chain names an image already in it.
-    case backingLoop(path: String)
-    /// A chain longer than Qcow2Limits.maxBackingChainDepth.
-    case chainTooDeep(limit: Int)
-
-    public var description: String {
-        switch self {
-        case let .couldNotOpen(path, reason): return "Could not open '\(path)': \(reason)"
-        case let .backingLoop(path): return "Backing file '\(path)' creates an infinite loop."
-        case let .chainTooDeep(limit): return Qcow2Error.backingChainTooDeep(limit: limit).description
-        }
-    }
-
-    /// The reason QEMU's file driver gives when it cannot open `path`
-    /// (for a directory, `Qcow2Error.notRegularFile` says it all).
-    static func openFailure(path: String, error: Error) -> ImageInfoError {
+extension Qcow2Error {
+    /// `couldNotOpen` with the reason QEMU's file driver gives when it cannot
+    /// open `path` (for a directory, `Qcow2Error.notRegularFile` says it all).
+    static func openFailure(path: String, error: Error) -> Qcow2Error {
         if case let Qcow2Error.io(step: "open", errno: code) = error {
             return .couldNotOpen(path: path, reason: Qcow2Error.openFailed(path: path, errno: code).description)
         }
@@ -27,6 +12,7 @@ public enum ImageInfoError: Error, Equatable, Sendable, CustomStringConvertible 
     }
 }
 
+/// A warning qemu-img prints while reading an image's info.
 public enum ImageInfoWarning: Equatable, Sendable {
     /// The bitmaps extension is present but its autoclear bit is not: the
     /// bitmaps are ignored.

@@ -1,5 +1,5 @@
-// Failures of image creation, worded as QEMU 7.2 words them (qemu-img prints
-// them after "<file>: ").
+// Failures of image creation (`Qcow2Error.creation`), worded as QEMU 7.2
+// words them (qemu-img prints them after "<file>: ").
 
 #if canImport(Glibc)
 import Glibc
@@ -7,36 +7,41 @@ import Glibc
 import Musl
 #endif
 
-public enum Qcow2CreateError: Error, Equatable, Sendable {
-    case invalidClusterSize
-    case extendedL2NeedsVersion3
-    case extendedL2ClusterTooSmall(minimum: UInt64)
-    case backingWithPreallocation
-    case backingFormatWithoutBackingFile
-    case lazyRefcountsNeedVersion3
-    case invalidRefcountWidth
-    case refcountWidthNeedsVersion3
-    case compressionTypeNeedsVersion3
-    /// The image file could not be created or opened.
-    case couldNotCreate(path: String, errno: Int32)
-    /// The file exists and the creator was not asked to replace it.
-    case fileExists(path: String)
-    /// Growing the image to its size failed; `reason` is QEMU's chain of
-    /// messages after "Could not resize image: ".
-    case couldNotResize(reason: String)
-    /// Some structure would exceed QEMU's limits (EFBIG): the L1 table, the
-    /// refcount table, or the host file itself.
-    case imageTooLarge(format: String, clusterSizeHint: Bool)
-    case couldNotAssignBackingFile(name: String, format: String?, errno: Int32)
-    /// A raw image asked for a preallocation mode only qcow2 has.
-    case unsupportedPreallocation(Preallocation)
-    /// A raw image's file could not be resized ("Could not resize file: ...").
-    case couldNotResizeFile(errno: Int32)
-    case couldNotPreallocate(errno: Int32)
-    case couldNotWriteZeros(errno: Int32)
+extension Qcow2Error {
+    /// Why an image could not be created: invalid options, or a step of the
+    /// creation that failed. Carried by `Qcow2Error.creation`.
+    public enum Creation: Equatable, Sendable {
+        case invalidClusterSize
+        case extendedL2NeedsVersion3
+        case extendedL2ClusterTooSmall(minimum: UInt64)
+        case backingWithPreallocation
+        case backingFormatWithoutBackingFile
+        case lazyRefcountsNeedVersion3
+        case invalidRefcountWidth
+        case refcountWidthNeedsVersion3
+        case compressionTypeNeedsVersion3
+        /// The image file could not be created or opened.
+        case couldNotCreate(path: String, errno: Int32)
+        /// The file exists and the creator was not asked to replace it.
+        case fileExists(path: String)
+        /// Growing the image to its size failed; `reason` is QEMU's chain of
+        /// messages after "Could not resize image: ".
+        case couldNotResize(reason: String)
+        /// Some structure would exceed QEMU's limits (EFBIG): the L1 table, the
+        /// refcount table, or the host file itself.
+        case imageTooLarge(format: String, clusterSizeHint: Bool)
+        case couldNotAssignBackingFile(name: String, format: String?, errno: Int32)
+        /// A raw image asked for a preallocation mode only qcow2 has.
+        case unsupportedPreallocation(Preallocation)
+        /// A raw image's file could not be resized ("Could not resize file: ...").
+        case couldNotResizeFile(errno: Int32)
+        case couldNotPreallocate(errno: Int32)
+        case couldNotWriteZeros(errno: Int32)
+    }
 }
 
-extension Qcow2CreateError: CustomStringConvertible {
+extension Qcow2Error.Creation: CustomStringConvertible {
+    /// The message as qemu-img prints it after "<file>: ".
     public var description: String {
         switch self {
         case .invalidClusterSize:
@@ -83,7 +88,7 @@ extension Qcow2CreateError: CustomStringConvertible {
 /// creator reports it as `imageTooLarge`.
 struct FileTooLarge: Error {}
 
-extension Qcow2CreateError {
+extension Qcow2Error.Creation {
     /// A host file operation failed with EFBIG, which qemu-img reports as
     /// "image too large" whatever the step.
     var isFileTooLarge: Bool {
