@@ -24,9 +24,12 @@ public struct Qcow2Diagnostic: Sendable, Equatable, CustomStringConvertible {
         case plain
     }
 
+    /// How the line is printed.
     public let style: Style
+    /// The report without any program name.
     public let message: String
 
+    /// A report of `message`, printed in `style`.
     public init(_ style: Style, _ message: String) {
         self.style = style
         self.message = message
@@ -38,12 +41,14 @@ public struct Qcow2Diagnostic: Sendable, Equatable, CustomStringConvertible {
         return "\(program): \(message)"
     }
 
+    /// The message alone.
     public var description: String { message }
 }
 
 /// Where diagnostics go. Process-wide settings here; an image can have its
 /// own sink (`Qcow2Image.diagnosticSink`).
 public enum Qcow2Diagnostics {
+    /// Receives each report; called on whichever thread made it.
     public typealias Sink = @Sendable (Qcow2Diagnostic) -> Void
 
     private struct Settings {
