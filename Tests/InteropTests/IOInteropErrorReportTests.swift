@@ -71,19 +71,27 @@ final class FullFileSystem {
         }
     }
 
-    @Test func metadataThatCannotBeWrittenBackIsReportedAtCloseAndFailsAReopen() throws {
+    /// Twin directories, each a full tmpfs, holding z.qcow2 with a second L2
+    /// table that holds nothing but its first entry: a sparse copy leaves
+    /// most of that table a hole, which the full file system cannot fill.
+    /// The caller unmounts them when done.
+    private static func imageOnFullFileSystems() throws -> (IOTwinDirectories, [FullFileSystem]) {
         let twins = try IOTwinDirectories()
-        // A second L2 table with nothing in it but its first entry: a sparse
-        // copy leaves most of it a hole, which a full tmpfs cannot fill.
         try twins.prepare([
             ["qemu-img", "create", "-q", "-f", "qcow2", "z.qcow2", "2G"],
             ["qemu-io", "-f", "qcow2", "-c", "write -P 1 0 64k", "-c", "write -P 2 1G 64k", "-c", "discard 1G 64k",
              "z.qcow2"],
         ])
+        // On a throw, the file systems mounted so far unmount as they go.
         let filesystems = try [twins.qemu, twins.ours].map { try FullFileSystem(over: $0) }
-        defer { for filesystem in filesystems { filesystem.unmount() } }
         try twins.syncCopies()
         for filesystem in filesystems { try filesystem.fill() }
+        return (twins, filesystems)
+    }
+
+    @Test func metadataThatCannotBeWrittenBackIsReportedAtCloseAndFailsAReopen() throws {
+        let (twins, filesystems) = try Self.imageOnFullFileSystems()
+        defer { for filesystem in filesystems { filesystem.unmount() } }
         let lost = "PROGRAM: Failed to flush the L2 table cache: No space left on device\n"
         let cases: [(commands: [String], error: String)] = [
             (["-t", "writeback", "-c", "write -z 1040M 64k"], lost),
@@ -103,16 +111,8 @@ final class FullFileSystem {
     /// The library: close reports through the image's sink and throws; the
     /// image is left as QEMU leaves it.
     @Test func libraryCloseReportsAndThrows() throws {
-        let twins = try IOTwinDirectories()
-        try twins.prepare([
-            ["qemu-img", "create", "-q", "-f", "qcow2", "z.qcow2", "2G"],
-            ["qemu-io", "-f", "qcow2", "-c", "write -P 1 0 64k", "-c", "write -P 2 1G 64k", "-c", "discard 1G 64k",
-             "z.qcow2"],
-        ])
-        let filesystems = try [twins.qemu, twins.ours].map { try FullFileSystem(over: $0) }
+        let (twins, filesystems) = try Self.imageOnFullFileSystems()
         defer { for filesystem in filesystems { filesystem.unmount() } }
-        try twins.syncCopies()
-        for filesystem in filesystems { try filesystem.fill() }
         let theirs = try IOProcess.run(["qemu-io", "-t", "writeback", "-f", "qcow2", "-c", "write -z 1040M 64k", "z.qcow2"],
                                        in: twins.qemu)
         #expect(theirs.error == "qemu-io: Failed to flush the L2 table cache: No space left on device\n")
