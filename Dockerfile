@@ -18,7 +18,9 @@ WORKDIR /src
 # checkout first: .dockerignore lets SwiftPM's bare git mirrors
 # (.build/repositories) and Package.resolved into the context, and SwiftPM then
 # creates its working copies from those mirrors at the pinned revisions
-# instead of fetching.
+# instead of fetching. Package.resolved records a hash of Package.swift: after
+# the manifest changes, remove Package.resolved before resolving, or SwiftPM
+# in the build stage sees a stale pin file and fetches anyway.
 COPY . .
 # The Swift runtime is linked in statically, so the runtime stage needs no
 # Swift toolchain libraries: only the C and C++ runtime libraries it links.
