@@ -44,7 +44,7 @@ struct HostileTruncationTests {
         // the fixed part of the snapshot table) and the L2 table to start
         // inside the file (the rest of it reads as zeroes, as in QEMU):
         // exactly the cuts from there on must open, all shorter ones must not.
-        let whole = withSnapshot ? HostileImage.Offset.snapshots + Int(Qcow2Limits.snapshotHeaderSize)
+        let whole = withSnapshot ? HostileImage.Offset.snapshots + SnapshotEntry.headerSize
             : HostileImage.Offset.l2 + 1
         #expect(mapped == lengths.filter { $0 >= whole }.count)
     }

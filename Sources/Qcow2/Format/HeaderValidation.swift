@@ -95,8 +95,8 @@ package enum HeaderValidation {
         // they are read. The offset is checked even without snapshots.
         if !forCheck {
             try validateTable("Snapshot table", offset: h.snapshotsOffset,
-                              entries: UInt64(h.snapshotCount), entrySize: Qcow2Limits.snapshotHeaderSize,
-                              maxBytes: Qcow2Limits.snapshotHeaderSize * UInt64(Qcow2Limits.maxSnapshots),
+                              entries: UInt64(h.snapshotCount), entrySize: UInt64(SnapshotEntry.headerSize),
+                              maxBytes: UInt64(SnapshotEntry.headerSize) * UInt64(Qcow2Limits.maxSnapshots),
                               clusterSize: clusterSize, fileSize: fileSize)
         }
         try validateTable("Active L1 table", offset: h.l1TableOffset, entries: UInt64(h.l1Size), entrySize: 8,

@@ -38,10 +38,6 @@ package enum Qcow2Limits {
     /// smaller than a sector, so such images need clusters of 16 KiB or more.
     package static let minSubclusterSize: UInt64 = 512
 
-    /// The fixed part of a snapshot table entry: the least each entry takes,
-    /// so the bound QEMU checks before reading the table.
-    package static let snapshotHeaderSize: UInt64 = 40
-
     /// Fixed header sizes: version 2 ends at byte 72, version 3 at byte 104
     /// (112 with the compression type byte and its padding).
     package static let headerV2Length: UInt32 = 72

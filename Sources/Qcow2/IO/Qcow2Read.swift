@@ -46,7 +46,7 @@ extension Qcow2Image: BlockImage {
                 try readFromBacking(into: part, at: position)
             case .compressed:
                 guard let descriptor = extent.compressed else { throw Qcow2Error.corruptMetadata("compressed entry without descriptor") }
-                try readCompressed(descriptor, from: Int(position & (header.clusterSize - 1)), into: part, scratch: &scratch)
+                try readCompressed(descriptor, from: Int(position & (clusterMap.clusterSize - 1)), into: part, scratch: &scratch)
             case .invalid:
                 throw Qcow2Error.corruptMetadata("invalid cluster entry at guest offset \(position)")
             }
@@ -74,10 +74,10 @@ extension Qcow2Image: BlockImage {
         _ descriptor: CompressedClusterDescriptor, from offsetInCluster: Int,
         into part: UnsafeMutableRawBufferPointer, scratch: inout DecompressionScratch
     ) throws {
-        let clusterSize = Int(header.clusterSize)
+        let clusterSize = Int(clusterMap.clusterSize)
         // Valid compressed data never exceeds a cluster plus the partial
         // sector it starts in; a larger sector count is not read.
-        let inputLength = Int(min(descriptor.byteLength, header.clusterSize + 512))
+        let inputLength = Int(min(descriptor.byteLength, clusterMap.clusterSize + 512))
         let input = scratch.input(clusterSize: clusterSize)
         let compressed = UnsafeMutableRawBufferPointer(rebasing: input[..<inputLength])
         try file.read(into: compressed, at: descriptor.hostOffset)

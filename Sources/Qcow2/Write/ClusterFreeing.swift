@@ -18,11 +18,18 @@ extension Qcow2Writer {
     /// qcow2_free_any_cluster: the reference an L2 entry holds, whatever
     /// the cluster's kind.
     func freeAnyClusterLocked(entry: UInt64, type: DiscardType) {
+        switch clusterType(entry) {
+        case let .normal(host), let .zeroAllocated(host):
+            guard offsetInCluster(host) == 0 else {
+                image.report(Qcow2Diagnostic(.plain, "qcow2: Image is corrupt: Cannot free unaligned cluster \(hex(host)); "
+                                                    + "further non-fatal corruption events will be suppressed"))
+                return
+            }
+        default:
+            break
+        }
         do {
             try allocator.freeAnyCluster(entry: entry, extendedL2: extendedL2, type: type)
-        } catch Qcow2Error.corruptMetadata(let message) where message.hasPrefix("Cannot free unaligned cluster") {
-            image.report(Qcow2Diagnostic(
-                .plain, "qcow2: Image is corrupt: \(message); further non-fatal corruption events will be suppressed"))
         } catch {
             reportFreeFailure(error)
         }
