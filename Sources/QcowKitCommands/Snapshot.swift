@@ -81,7 +81,12 @@ struct Snapshot: ParsableCommand {
             }
         case let .apply(name):
             do {
-                guard let qcow2 else { throw SnapshotError.notSupported }
+                guard let qcow2 else {
+                    // QEMU tries the raw driver's file instead, reopening the
+                    // raw driver afterwards, which warns about probing again.
+                    if format == nil { Terminal.printError(RawProbeWarning.text(path: path)) }
+                    throw SnapshotError.notSupported
+                }
                 try qcow2.applySnapshot(name)
             } catch let error as SnapshotError where error == .notSupported || error == .activeDirtyBitmaps {
                 throw CommandFailure("Could not apply snapshot '\(name)': \(error)")
