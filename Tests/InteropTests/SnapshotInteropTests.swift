@@ -173,4 +173,51 @@ struct SnapshotInteropTests {
             }
         }
     }
+
+    @Test("apply grows the image to a snapshot's larger disk size as qemu-img does; shrinking is refused")
+    func diskSizes() throws {
+        let twins = try IOTwinDirectories()
+        try twins.prepare([
+            ["qemu-img", "create", "-q", "-f", "qcow2", "image.qcow2", "64M"],
+            ["qemu-io", "-c", "write -P 1 0 64k", "image.qcow2"],
+            ["qemu-img", "snapshot", "-c", "small", "image.qcow2"],
+            ["qemu-img", "resize", "-q", "image.qcow2", "128M"],
+            ["qemu-io", "-c", "write -P 2 100M 64k", "image.qcow2"],
+            ["qemu-img", "snapshot", "-c", "big", "image.qcow2"],
+            ["qemu-img", "resize", "-q", "--shrink", "image.qcow2", "64M"],
+        ])
+        let qcowkit = try TestTools.qcowkit()
+        let qemuImage = twins.qemu.appendingPathComponent("image.qcow2").path
+        let ourImage = twins.ours.appendingPathComponent("image.qcow2").path
+        let theirs = try IOProcess.run(["qemu-img", "snapshot", "-a", "big", "image.qcow2"], in: twins.qemu)
+        let ours = try IOProcess.run([qcowkit, "snapshot", "-a", "big", "image.qcow2"], in: twins.ours)
+        #expect(theirs.status == 0 && ours.status == 0 && ours.error.isEmpty)
+        #expect(try SnapshotInterop.firstDifference(qemuImage, ourImage) == nil)
+
+        // QEMU shrinks the image to apply "small"; QcowKit does not shrink
+        // images, and refuses, changing nothing.
+        let before = try SnapshotInterop.maskedBytes(ourImage)
+        let refused = try IOProcess.run([qcowkit, "snapshot", "-a", "small", "image.qcow2"], in: twins.ours)
+        #expect(refused.status == 1)
+        #expect(refused.error == "qcowkit: Could not apply snapshot 'small': Failed to load snapshot: Operation not supported\n")
+        #expect(try SnapshotInterop.maskedBytes(ourImage) == before)
+    }
+
+    @Test("QEMU 10's long spellings do what the short ones do")
+    func longOptions() throws {
+        let twins = try IOTwinDirectories()
+        try twins.prepare([["qemu-img", "create", "-q", "-f", "qcow2", "image.qcow2", "1M"]])
+        let qcowkit = try TestTools.qcowkit()
+        let steps: [[String]] = [["--create", "s1"], ["--format", "qcow2", "--create", "s2"], ["--apply", "s1"],
+                                 ["--delete", "s2"], ["--quiet", "--force-share", "--list"]]
+        let short: [[String]] = [["-c", "s1"], ["-c", "s2"], ["-a", "s1"], ["-d", "s2"], ["-l"]]
+        for (long, short) in zip(steps, short) {
+            let ours = try IOProcess.run([qcowkit, "snapshot"] + long + ["image.qcow2"], in: twins.ours)
+            let theirs = try IOProcess.run(["qemu-img", "snapshot"] + short + ["image.qcow2"], in: twins.qemu)
+            #expect(ours.status == theirs.status)
+            #expect(SnapshotInterop.normalised(ours.output) == SnapshotInterop.normalised(theirs.output))
+        }
+        #expect(try SnapshotInterop.firstDifference(twins.qemu.appendingPathComponent("image.qcow2").path,
+                                                    twins.ours.appendingPathComponent("image.qcow2").path) == nil)
+    }
 }
