@@ -1,7 +1,6 @@
 // Writing the snapshot table again after `-r all` dropped or completed
-// entries (qcow2_check_fix_snapshot_table, qcow2_write_snapshots): the new
-// table goes to freshly allocated clusters, is flushed, the header is
-// switched to it with one write, and only then is the old table freed.
+// entries (qcow2_check_fix_snapshot_table): through the one replacement of
+// the table (SnapshotTable.replace, shared with snapshot create and delete).
 // Allocation is QEMU's own (RefcountAllocator, shared with image creation),
 // working on the refcounts the check has just made right.
 
@@ -9,7 +8,8 @@ extension Qcow2Checker {
     func fixSnapshotTable(repair: CheckRepair, result: inout CheckResult, diagnostics: CheckDiagnostics) throws {
         guard result.corruptions != 0, repair.contains(.errors) else { return }
         do {
-            try writeSnapshotTable(diagnostics: diagnostics)
+            snapshotTable = try snapshotTable.replace(
+                snapshotTable, virtualSize: header.size & ~511, in: self, tooBig: CheckFailure(errno: CheckErrno.tooBig))
         } catch let failure as CheckFailure {
             result.checkErrors += 1
             diagnostics(CheckMessage("ERROR failed to update snapshot table: \(failure)"))
@@ -18,37 +18,37 @@ extension Qcow2Checker {
         result.corruptionsFixed += result.corruptions
         result.corruptions = 0
     }
+}
 
-    private func writeSnapshotTable(diagnostics: CheckDiagnostics) throws {
-        let (entries, size) = snapshotTable.encodedEntries(virtualSize: header.size & ~511)
-        guard size <= Qcow2Limits.maxSnapshotTableBytes else { throw CheckFailure(errno: CheckErrno.tooBig) }
-        let newOffset = try allocateClusters(size)
+/// The check's side of replacing the snapshot table (the steps are
+/// SnapshotTable.replace's): its own allocator over the refcounts it has
+/// just made right, and its reports.
+extension Qcow2Checker: SnapshotTableStorage {
+    func allocateSnapshotTableClusters(_ size: UInt64) throws -> UInt64 { try allocateClusters(size) }
 
+    func flushForSnapshotTable() throws {
+        try flushRefcountBlocks()
+        try flush()
+    }
+
+    func checkSnapshotTableOverlap(offset: UInt64, size: UInt64) throws {
+        try checkBeforeWriting(offset: offset, size: size, diagnostics: reporter)
+    }
+
+    func writeSnapshotTableBytes(_ bytes: [UInt8], at offset: UInt64) throws { try write(bytes, at: offset) }
+
+    func writeSnapshotTablePointer(offset: UInt64, count: UInt32) throws {
+        let pointer = HeaderFieldUpdate.snapshotTableLocation(offset: offset, count: count)
+        try write(pointer.bytes, at: pointer.offset)
+        try flush()
+    }
+
+    func freeSnapshotTableClusters(offset: UInt64, size: UInt64, replaced: Bool) {
         do {
-            try checkBeforeWriting(offset: newOffset, size: size, diagnostics: diagnostics)
-            // Only the entries are written: padding between them keeps
-            // whatever the clusters held, as in QEMU.
-            for (start, bytes) in entries {
-                try write(bytes, at: newOffset + start)
-            }
-            try flushRefcountBlocks()
-            try flush()
-            let pointer = HeaderFieldUpdate.snapshotTableLocation(
-                offset: newOffset, count: UInt32(snapshotTable.entries.count))
-            try write(pointer.bytes, at: pointer.offset)
-            try flush()
-        } catch {
-            if newOffset > 0 { try? decreaseRefcounts(offset: newOffset, size: size) }
-            throw error
-        }
-        let (oldOffset, oldSize) = (snapshotTable.offset, snapshotTable.byteLength)
-        snapshotTable.offset = newOffset
-        snapshotTable.byteLength = size
-        do {
-            try decreaseRefcounts(offset: oldOffset, size: oldSize)
-        } catch let failure as CheckFailure {
-            diagnostics(CheckMessage("qcow2_free_clusters failed: \(failure)"))
-        }
+            try decreaseRefcounts(offset: offset, size: size)
+        } catch let failure as CheckFailure where replaced {
+            reporter(CheckMessage("qcow2_free_clusters failed: \(failure)"))
+        } catch {}
     }
 
     /// Allocates clusters for `size` bytes as QEMU's qcow2_alloc_clusters
