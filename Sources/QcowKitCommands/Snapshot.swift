@@ -108,20 +108,8 @@ struct Snapshot: ParsableCommand {
     }
 
     /// Opens the image (and its backing chain) as qemu-img's img_open does.
-    static func open(_ path: String, format name: String?, writable: Bool) throws -> BlockImage {
-        var format: ImageFormat?
-        if let name {
-            guard let known = ImageFormat(rawValue: name) else {
-                throw CommandFailure("Could not open '\(path)': Unknown driver '\(name)'")
-            }
-            format = known
-        }
-        let image: BlockImage
-        do {
-            image = try ImageOpener.open(path: path, format: format, writable: writable)
-        } catch {
-            throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
-        }
+    static func open(_ path: String, format: String?, writable: Bool) throws -> BlockImage {
+        let image = try ReadCommands.openChain(path, format: format, writable: writable)
         if format == nil, writable, let raw = image as? RawImage {
             raw.isProbed = true
             Terminal.printError(RawProbeWarning.text(path: path))

@@ -26,18 +26,6 @@ import Glibc
 
 @Suite("qcowkit snapshot: SIGKILL at random points")
 struct SnapshotCrashKillTests {
-    struct Generator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: UInt64) -> UInt64 { next() % max(n, 1) }
-    }
-
     let dir: URL
     let qcowkit: String
 
@@ -46,6 +34,8 @@ struct SnapshotCrashKillTests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         qcowkit = try TestTools.qcowkit()
     }
+
+    func below(_ random: inout WriteRandom, _ n: UInt64) -> UInt64 { random.next() % max(n, 1) }
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
@@ -94,7 +84,7 @@ struct SnapshotCrashKillTests {
     @Test("create, apply and delete killed at random points leave a consistent image, as before or as after")
     func killedSnapshotOperations() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
-        var random = Generator(state: 10_001)
+        var random = WriteRandom(seed: 10_001)
         try run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "image.qcow2", "1G"])
         // One 16 KiB write per 2 MiB L2 range for 200 MiB: a hundred L2 tables.
         let writes = (0..<100).flatMap { ["-c", "write -P \($0 % 250 + 1) \(UInt64($0) * (2 << 20) + 8192) 16k"] }
@@ -105,16 +95,16 @@ struct SnapshotCrashKillTests {
         var copiedRepairs = 0
         for cycle in 0..<12 {
             // Change some data, then pick an operation that applies now.
-            try run([qcowkit, "io", "-c", "write -P \(cycle + 100) \(random.below(100) * (2 << 20)) 64k", path("image.qcow2")])
+            try run([qcowkit, "io", "-c", "write -P \(cycle + 100) \(below(&random, 100) * (2 << 20)) 64k", path("image.qcow2")])
             let listed = try snapshots("image.qcow2")
             let ids = listed.map { String($0.split(separator: " ")[0]) }
             let arguments: [String]
-            switch random.below(3) {
+            switch below(&random, 3) {
             case 0 where listed.count < 6: arguments = ["-c", "c\(cycle)"]
-            case 1: arguments = ["-a", ids[Int(random.below(UInt64(ids.count)))]]
+            case 1: arguments = ["-a", ids[Int(below(&random, UInt64(ids.count)))]]
             default:
                 arguments = listed.count > 1
-                    ? ["-d", String(listed[Int(random.below(UInt64(listed.count)))].split(separator: " ")[1])]
+                    ? ["-d", String(listed[Int(below(&random, UInt64(listed.count)))].split(separator: " ")[1])]
                     : ["-c", "c\(cycle)"]
             }
             try run(["cp", "image.qcow2", "before.qcow2"])
@@ -125,7 +115,7 @@ struct SnapshotCrashKillTests {
             let start = DispatchTime.now().uptimeNanoseconds
             try run([qcowkit, "snapshot"] + arguments + ["timing.qcow2"])
             let duration = (DispatchTime.now().uptimeNanoseconds - start) / 1000
-            let delay = random.below(duration + 1)
+            let delay = below(&random, duration + 1)
             if try runKilled(arguments, after: delay) { kills += 1 }
 
             let context = Comment(rawValue: "cycle \(cycle): snapshot \(arguments.joined(separator: " ")) killed after \(delay) µs")
