@@ -220,4 +220,27 @@ struct SnapshotInteropTests {
         #expect(try SnapshotInterop.firstDifference(twins.qemu.appendingPathComponent("image.qcow2").path,
                                                     twins.ours.appendingPathComponent("image.qcow2").path) == nil)
     }
+
+    @Test("a compat 0.10 image cannot be resized to apply a snapshot: QEMU's two messages")
+    func versionTwoResize() throws {
+        let twins = try IOTwinDirectories()
+        try twins.prepare([
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=0.10", "image.qcow2", "64M"],
+            ["qemu-img", "snapshot", "-c", "s", "image.qcow2"],
+        ])
+        // The header's size made smaller than the snapshot's (a v2 image with
+        // snapshots cannot be resized any other way).
+        for dir in [twins.qemu, twins.ours] {
+            let handle = try FileHandle(forWritingTo: dir.appendingPathComponent("image.qcow2"))
+            try handle.seek(toOffset: 24)
+            try handle.write(contentsOf: Data([0, 0, 0, 0, 0x02, 0, 0, 0]))
+            try handle.close()
+        }
+        let theirs = try IOProcess.run(["qemu-img", "snapshot", "-a", "s", "image.qcow2"], in: twins.qemu)
+        let ours = try IOProcess.run([try TestTools.qcowkit(), "snapshot", "-a", "s", "image.qcow2"], in: twins.ours)
+        #expect(ours.status == theirs.status)
+        #expect(SnapshotInterop.normalised(ours.error) == SnapshotInterop.normalised(theirs.error))
+        #expect(try SnapshotInterop.firstDifference(twins.qemu.appendingPathComponent("image.qcow2").path,
+                                                    twins.ours.appendingPathComponent("image.qcow2").path) == nil)
+    }
 }

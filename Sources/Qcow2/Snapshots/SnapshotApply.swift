@@ -36,6 +36,12 @@ extension Qcow2Writer {
             guard diskSize > imageSize else {
                 throw SnapshotError.shrinkNotSupported(snapshotSize: diskSize, imageSize: imageSize)
             }
+            // qcow2_co_truncate's refusal, reported before the apply fails.
+            guard version >= 3 else {
+                let message = "Can't resize a v2 image which has snapshots"
+                image.report(Qcow2Diagnostic(.errorReport, message))
+                throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: message)
+            }
             try growLocked(to: diskSize, preallocation: .off)
             image.stored.withLock { $0.header.size = diskSize }
         }
