@@ -50,6 +50,9 @@ extension Qcow2Checker: SnapshotTableStorage {
             reporter(CheckMessage("qcow2_free_clusters failed: \(failure)"))
         } catch {}
     }
+}
+
+extension Qcow2Checker {
 
     /// Allocates clusters for `size` bytes as QEMU's qcow2_alloc_clusters
     /// does, from the refcounts on disk; the refcount blocks are written
