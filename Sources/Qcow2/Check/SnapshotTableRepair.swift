@@ -8,8 +8,7 @@ extension Qcow2Checker {
     func fixSnapshotTable(repair: CheckRepair, result: inout CheckResult, diagnostics: CheckDiagnostics) throws {
         guard result.corruptions != 0, repair.contains(.errors) else { return }
         do {
-            snapshotTable = try snapshotTable.replace(
-                snapshotTable, virtualSize: header.size & ~511, in: self, tooBig: CheckFailure(errno: CheckErrno.tooBig))
+            try writeSnapshotTable(diagnostics: diagnostics)
         } catch let failure as CheckFailure {
             result.checkErrors += 1
             diagnostics(CheckMessage("ERROR failed to update snapshot table: \(failure)"))
@@ -18,41 +17,15 @@ extension Qcow2Checker {
         result.corruptionsFixed += result.corruptions
         result.corruptions = 0
     }
-}
 
-/// The check's side of replacing the snapshot table (the steps are
-/// SnapshotTable.replace's): its own allocator over the refcounts it has
-/// just made right, and its reports.
-extension Qcow2Checker: SnapshotTableStorage {
+    private func writeSnapshotTable(diagnostics: CheckDiagnostics) throws {
+        snapshotTable = try snapshotTable.replace(
+            snapshotTable, virtualSize: header.size & ~511, in: self, tooBig: CheckFailure(errno: CheckErrno.tooBig))
+    }
+
+    /// SnapshotTableStorage's allocation (the rest of the check's side is in
+    /// CheckSnapshotTableStorage.swift).
     func allocateSnapshotTableClusters(_ size: UInt64) throws -> UInt64 { try allocateClusters(size) }
-
-    func flushForSnapshotTable() throws {
-        try flushRefcountBlocks()
-        try flush()
-    }
-
-    func checkSnapshotTableOverlap(offset: UInt64, size: UInt64) throws {
-        try checkBeforeWriting(offset: offset, size: size, diagnostics: reporter)
-    }
-
-    func writeSnapshotTableBytes(_ bytes: [UInt8], at offset: UInt64) throws { try write(bytes, at: offset) }
-
-    func writeSnapshotTablePointer(offset: UInt64, count: UInt32) throws {
-        let pointer = HeaderFieldUpdate.snapshotTableLocation(offset: offset, count: count)
-        try write(pointer.bytes, at: pointer.offset)
-        try flush()
-    }
-
-    func freeSnapshotTableClusters(offset: UInt64, size: UInt64, replaced: Bool) {
-        do {
-            try decreaseRefcounts(offset: offset, size: size)
-        } catch let failure as CheckFailure where replaced {
-            reporter(CheckMessage("qcow2_free_clusters failed: \(failure)"))
-        } catch {}
-    }
-}
-
-extension Qcow2Checker {
 
     /// Allocates clusters for `size` bytes as QEMU's qcow2_alloc_clusters
     /// does, from the refcounts on disk; the refcount blocks are written
