@@ -1,8 +1,8 @@
 // `qcowkit snapshot` against `qemu-img snapshot` (QEMU 7.2): the same
 // create/apply/delete sequences, with guest writes between them (qemu-io on
 // QEMU's copy, `qcowkit io` on ours), on copies of the same images. After
-// every step: the same output and exit status, and byte-identical images
-// apart from the snapshot dates. At the end QEMU reads our image: `qemu-img
+// every step: the same output and exit status, byte-identical images apart
+// from the snapshot dates, and the same data and hole extents in the file. At the end QEMU reads our image: `qemu-img
 // check` finds it clean, `qemu-img snapshot -l` lists what it lists on
 // QEMU's, qemu-io reads the same bytes, and every snapshot applied by
 // qemu-img gives the same content on both.
@@ -103,6 +103,9 @@ struct SnapshotInteropTests {
             #expect(SnapshotInterop.normalised(ours.error) == SnapshotInterop.normalised(theirs.error), context)
             let difference = try SnapshotInterop.firstDifference(qemuImage, ourImage)
             #expect(difference == nil, context)
+            // The same holes in the file: freed clusters discarded alike.
+            let extents = try twins.maps("image.qcow2", format: "raw")
+            #expect(extents.ours == extents.qemu, context)
             if difference != nil { return }
         }
         try expectQemuReadsOurs(twins)
