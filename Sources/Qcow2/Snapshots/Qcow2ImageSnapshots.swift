@@ -29,12 +29,9 @@ extension Qcow2Image {
     /// Throws `SnapshotError.tooManySnapshots`, or `Qcow2Error`.
     @discardableResult
     public func createSnapshot(name: String, date: (seconds: UInt32, nanoseconds: UInt32)? = nil) throws -> SnapshotInfo {
-        let writer = try snapshotWriter()
         let date = date ?? Self.currentSnapshotDate()
-        let entry = try writer.lock.withLock {
-            try writer.guardedLocked {
-                try writer.createSnapshotLocked(name: name, dateSeconds: date.seconds, dateNanoseconds: date.nanoseconds)
-            }
+        let entry = try withSnapshotWriter { writer in
+            try writer.createSnapshotLocked(name: name, dateSeconds: date.seconds, dateNanoseconds: date.nanoseconds)
         }
         return SnapshotInfo(entry)
     }
@@ -44,22 +41,37 @@ extension Qcow2Image {
     /// Throws `SnapshotError` (`notFound`, `activeDirtyBitmaps`,
     /// `shrinkNotSupported`), or `Qcow2Error`.
     public func applySnapshot(_ idOrName: String) throws {
-        let writer = try snapshotWriter()
-        if writer.hasPersistentBitmaps { throw SnapshotError.activeDirtyBitmaps }
-        try writer.lock.withLock { try writer.guardedLocked { try writer.applySnapshotLocked(idOrName: idOrName) } }
+        try withSnapshotWriter { writer in
+            if writer.hasPersistentBitmaps { throw SnapshotError.activeDirtyBitmaps }
+            try writer.applySnapshotLocked(idOrName: idOrName)
+        }
     }
 
     /// Deletes the first snapshot with this ID and/or name, freeing the
     /// clusters only it used. Throws `SnapshotError` (`notFound`,
     /// `deleteStep`), or `Qcow2Error`.
     public func deleteSnapshot(id: String? = nil, name: String? = nil) throws {
-        let writer = try snapshotWriter()
-        try writer.lock.withLock { try writer.guardedLocked { try writer.deleteSnapshotLocked(id: id, name: name) } }
+        try withSnapshotWriter { writer in try writer.deleteSnapshotLocked(id: id, name: name) }
     }
 
-    private func snapshotWriter() throws -> Qcow2Writer {
+    /// Runs a snapshot operation with the metadata lock held. Metadata found
+    /// broken on the way marks the image corrupt, and that is reported as
+    /// QEMU prints it ("qcow2: Marking image as corrupt: ...") before the
+    /// operation fails.
+    private func withSnapshotWriter<T>(_ body: (Qcow2Writer) throws -> T) throws -> T {
         guard let writer else { throw Qcow2Error.readOnly }
-        return writer
+        return try writer.lock.withLock {
+            let wasCorrupt = writer.corruption != nil
+            do {
+                return try writer.guardedLocked { try body(writer) }
+            } catch {
+                if !wasCorrupt, let corruption = writer.corruption {
+                    report(Qcow2Diagnostic(.plain, "qcow2: Marking image as corrupt: \(corruption); "
+                                                   + "further corruption events will be suppressed"))
+                }
+                throw error
+            }
+        }
     }
 
     /// Now, as qemu-img dates a snapshot: the real-time clock in whole
