@@ -246,4 +246,28 @@ struct SnapshotInteropTests {
         #expect(try SnapshotInterop.firstDifference(twins.qemu.appendingPathComponent("image.qcow2").path,
                                                     twins.ours.appendingPathComponent("image.qcow2").path) == nil)
     }
+
+    @Test("a table of many snapshots with long names, over several clusters, created and thinned out")
+    func largeTable() throws {
+        let twins = try IOTwinDirectories()
+        try twins.prepare([
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "image.qcow2", "8M"],
+            ["qemu-io", "-c", "write 0 64k", "image.qcow2"],
+        ])
+        let qcowkit = try TestTools.qcowkit()
+        let long = String(repeating: "n", count: 300)  // kept to 255 bytes
+        let steps = (1...20).map { ["-c", long + "\($0)"] } + [["-c", long], ["-d", String(long.prefix(255))]]
+            + [3, 17, 20, 1].map { ["-d", long + "\($0)"] } + [["-l"]]
+        for arguments in steps {
+            let theirs = try IOProcess.run(["qemu-img", "snapshot"] + arguments + ["image.qcow2"], in: twins.qemu)
+            let ours = try IOProcess.run([qcowkit, "snapshot"] + arguments + ["image.qcow2"], in: twins.ours)
+            let context = Comment(rawValue: "snapshot \(arguments[0]) \(arguments.dropFirst().first?.suffix(8) ?? "")")
+            #expect(ours.status == theirs.status, context)
+            #expect(SnapshotInterop.normalised(ours.output) == SnapshotInterop.normalised(theirs.output), context)
+            #expect(SnapshotInterop.normalised(ours.error) == SnapshotInterop.normalised(theirs.error), context)
+            #expect(try SnapshotInterop.firstDifference(twins.qemu.appendingPathComponent("image.qcow2").path,
+                                                        twins.ours.appendingPathComponent("image.qcow2").path) == nil,
+                    context)
+        }
+    }
 }
