@@ -16,8 +16,10 @@
 //    body cannot capture the core or anything reached through it ("capture
 //    of non-Sendable type in a @Sendable closure" is an error in Swift 6).
 // Not checked: a `withLock` body may still return a reference it found in the
-// core. The code does so in one place, the read-only lookup, for L2 tables of
-// an image opened read-only, whose contents never change (ClusterMap.swift).
+// core. The code does so for L2 tables of an image opened read-only, whose
+// contents never change (ClusterMap.swift), and for a request's own
+// allocations in flight, whose mutable fields only that request touches
+// (ClusterAllocation.swift, GuestWrite.swift).
 
 #if canImport(Glibc)
 import Glibc

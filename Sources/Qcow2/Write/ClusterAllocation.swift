@@ -16,6 +16,9 @@
 
 /// New clusters whose L2 entries are written once their data is (QEMU's
 /// QCowL2Meta). Offsets of the regions are relative to `guestOffset`.
+/// Listed in `Qcow2Writer.inFlight` and held by the request that made it,
+/// which alone changes its `var`s, also with the metadata lock released;
+/// other requests read only its `let`s.
 final class ClusterAllocation {
     /// Guest offset of the first cluster.
     let guestOffset: UInt64
