@@ -154,12 +154,13 @@ struct Convert: ParsableCommand {
 
         var backing = backingFile
         var creation: (options: Qcow2CreateOptions, unfitRefcountBits: UInt64?)?
+        var rawPreallocation: String?
         if !noCreate {
             switch outputFormat {
             case "raw":
+                rawPreallocation = try outputRawPreallocation()
                 if backingFile != nil { throw CommandFailure("Backing file not supported for file format 'raw'") }
                 if backingFormat != nil { throw CommandFailure("Backing file format not supported for file format 'raw'") }
-                if !options.isEmpty { throw CommandFailure("Invalid option list: \(options.joined(separator: ","))") }
             case "qcow2":
                 let made = try outputQcow2Options()
                 backing = made.options.backingFile
@@ -180,7 +181,7 @@ struct Convert: ParsableCommand {
         }
         if compress {
             if !noCreate && outputFormat == "raw" { throw CommandFailure("Compression not supported for this file format") }
-            if let creation, creation.options.preallocation != .off {
+            if let preallocation = creation.map({ $0.options.preallocation.rawValue }) ?? rawPreallocation, preallocation != "off" {
                 throw CommandFailure("Compression and preallocation not supported at the same time")
             }
         }
@@ -195,7 +196,11 @@ struct Convert: ParsableCommand {
                     try Qcow2Creator.create(path: targetPath, options: creation.options,
                                             refcountBits: creation.unfitRefcountBits, replacing: true)
                 } else {
-                    try RawExport.create(path: targetPath, size: UInt64(sources.totalSectors) * UInt64(ConvertSettings.sectorSize))
+                    guard let preallocation = Preallocation(rawValue: rawPreallocation ?? "off") else {
+                        throw CommandFailure("\(targetPath): error while converting raw: invalid parameter value: \(rawPreallocation ?? "")")
+                    }
+                    try RawCreator.create(path: targetPath, size: UInt64(sources.totalSectors) * UInt64(ConvertSettings.sectorSize),
+                                          preallocation: preallocation, replacing: true)
                 }
             } catch let Qcow2Error.creation(error) {
                 throw CommandFailure("\(targetPath): error while converting \(outputFormat): \(error)")
@@ -236,6 +241,18 @@ struct Convert: ParsableCommand {
             throw CommandFailure("\(error)")
         }
         return true
+    }
+
+    /// The -o list for a raw output, read as `create` reads it: only its
+    /// preallocation mode matters (the size is the sources'); checked when
+    /// the file is created, as QEMU's file driver checks it.
+    private func outputRawPreallocation() throws -> String? {
+        guard let descriptors = CreationOptionCatalog.descriptors(format: "raw") else {
+            throw CommandFailure("Unknown file format 'raw'")
+        }
+        var opts = CreationOptionSet(descriptors: descriptors)
+        for list in options { try opts.parse(list) }
+        return opts["preallocation"]?.text
     }
 
     /// The -o list read as `create` reads it, for a qcow2 output, with -B

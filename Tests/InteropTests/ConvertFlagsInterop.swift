@@ -85,6 +85,12 @@ let convertFlagCases: [ConvertFlagCase] = [
     .init(arguments: ["-O", "raw", "odd.raw", "empty.qcow2", "raw.img"]),
     .init(arguments: ["-O", "qcow2", "-c", "raw.img", "odd.raw"]),
     .init(arguments: ["-O", "qcow2", "empty.qcow2"]),
+    // Creation options of either format.
+    .init(arguments: ["-O", "raw", "-o", "preallocation=falloc", "top.qcow2"]),
+    .init(arguments: ["-O", "raw", "-o", "preallocation=full", "raw.img"]),
+    .init(arguments: ["-O", "raw", "-o", "preallocation=bogus", "raw.img"]),
+    .init(arguments: ["-O", "qcow2", "-o", "preallocation=metadata", "top.qcow2"]),
+    .init(arguments: ["-O", "qcow2", "-o", "preallocation=falloc,cluster_size=512", "raw.img"]),
     // Existing targets (-n, --target-is-zero).
     .init(arguments: ["-n", "-O", "qcow2", "top.qcow2"], existingTarget: ("qcow2", "6M")),
     .init(arguments: ["-n", "-O", "qcow2", "--target-is-zero", "top.qcow2"], existingTarget: ("qcow2", "6M")),

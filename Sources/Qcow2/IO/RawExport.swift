@@ -24,27 +24,17 @@ public enum RawExport {
     /// convert's words.
     public static func write(_ image: BlockImage, to path: String) throws {
         try refuseOutputInChain(image, path: path)
-        try create(path: path, size: image.size)
+        do {
+            try RawCreator.create(path: path, size: image.size, replacing: true)
+        } catch let Qcow2Error.creation(.couldNotCreate(_, code)) {
+            throw Failure.create(path: path, errno: code)
+        }
         let output = try ConvertTarget.open(path: path, format: .raw, cache: .unsafe)
         var settings = ConvertSettings()
         try ConvertTarget.prepare(&settings, for: output, isNew: true)
         try ConvertTarget.finish(output) {
             try ConvertCopy(sources: ConvertSources([image]), target: output, settings: settings).run()
         }
-    }
-
-    /// Creates (or truncates) the raw file `path` with `size` bytes, as
-    /// QEMU's file driver creates one (its first block allocated). Throws
-    /// `Qcow2Error.export` or `.creation` (the file could not be sized).
-    package static func create(path: String, size: UInt64) throws {
-        let output: BlockFile
-        do {
-            output = try BlockFile.create(path: path)
-        } catch let Qcow2Error.io(_, code) {
-            throw Failure.create(path: path, errno: code)
-        }
-        defer { try? output.close() }
-        try RawPreallocation.grow(file: output, to: size, mode: .off)
     }
 
     /// Refuses an output path that names a file of the source's chain:
