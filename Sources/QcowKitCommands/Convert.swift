@@ -97,8 +97,8 @@ struct Convert: ParsableCommand {
         let progress = QemuProgress(enabled: progress && !quiet, minSkip: 1)
         progress.print(0, max: 100)
         defer { progress.end() }
-        let succeeded = try convert(settings, progress: progress)
-        if succeeded { progress.print(100) }
+        try convert(settings, progress: progress)
+        progress.print(100)
     }
 
     /// -S, -r and -m, with qemu-img's messages.
@@ -136,10 +136,8 @@ struct Convert: ParsableCommand {
         settings.targetIsZero = targetIsZero
     }
 
-    /// Opens the sources, makes or opens the target and copies. False when
-    /// qemu-img stops after an error message but exits 0 (its quirk for
-    /// --target-is-zero with a backing file).
-    private func convert(_ settings: ConvertSettings, progress: QemuProgress) throws -> Bool {
+    /// Opens the sources, makes or opens the target and copies.
+    private func convert(_ settings: ConvertSettings, progress: QemuProgress) throws {
         var settings = settings
         let targetPath = files[files.count - 1]
         let outputFormat = outputFormat ?? "raw"
@@ -170,8 +168,9 @@ struct Convert: ParsableCommand {
         }
         settings.targetHasBacking = backing != nil
         if settings.targetIsZero && settings.targetHasBacking {
+            // qemu-img stops here but exits 0 (and completes its progress line).
             Terminal.printError("qcowkit: Cannot use --target-is-zero when the destination image has a backing file")
-            return false
+            return
         }
         if images.count > 1 && backing != nil {
             throw CommandFailure("Having a backing file for the target makes no sense when concatenating multiple input images")
@@ -240,7 +239,6 @@ struct Convert: ParsableCommand {
         } catch {
             throw CommandFailure("\(error)")
         }
-        return true
     }
 
     /// The -o list for a raw output, read as `create` reads it: only its

@@ -101,6 +101,7 @@ let convertFlagCases: [ConvertFlagCase] = [
     .init(arguments: ["-n", "-O", "qcow2", "top.qcow2"], existingTarget: ("qcow2", "1M")),
     .init(arguments: ["-n", "-O", "raw", "-c", "top.qcow2"], existingTarget: ("raw", "6M")),
     .init(arguments: ["-n", "-O", "qcow2", "-B", "base.qcow2", "--target-is-zero", "top.qcow2"], existingTarget: ("qcow2", "6M")),
+    .init(arguments: ["-p", "-n", "-O", "qcow2", "-B", "base.qcow2", "--target-is-zero", "top.qcow2"], existingTarget: ("qcow2", "6M")),
     // Copy offloading.
     .init(arguments: ["-O", "raw", "-C", "raw.img"]),
     .init(arguments: ["-n", "-O", "raw", "-C", "raw.img", "odd.raw"], existingTarget: ("raw", "6M")),
