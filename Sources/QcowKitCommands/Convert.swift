@@ -90,6 +90,15 @@ struct Convert: ParsableCommand {
         for list in options where !CreationOptionSet.isValidList(list) {
             throw CommandFailure("Invalid option list: \(list)")
         }
+        let list = options.isEmpty ? nil : options.joined(separator: ",")
+        if let list, CreationOptionSet.wantsHelp(list) {
+            let format = outputFormat ?? "raw"
+            guard CreationOptionCatalog.descriptors(format: format) != nil else {
+                throw CommandFailure("Unknown file format '\(format)'")
+            }
+            Terminal.print(CreationOptionSet.help(format: format, withFileName: files.count >= 2), terminator: "")
+            return
+        }
         guard files.count >= 2 else { throw CommandFailure("Must specify image file name") }
         guard CacheMode(qemuName: sourceCache) != nil else {
             throw CommandFailure("Invalid source cache option: \(sourceCache)")

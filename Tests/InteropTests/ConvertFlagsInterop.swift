@@ -170,6 +170,19 @@ struct ConvertFlagsInteropTests {
             .replacingOccurrences(of: "theirs.out", with: "TARGET").replacingOccurrences(of: "ours.out", with: "TARGET")
     }
 
+    @Test("-o help lists the target format's creation options, as create -o help does")
+    func optionHelp() throws {
+        let dir = try ScratchDirectory()
+        for (format, withFile) in [("qcow2", false), ("qcow2", true), ("raw", true)] {
+            let files = withFile ? ["a", "b"] : []
+            let convert = try QemuOracle.qcowkit("convert", in: dir.url, arguments: ["-O", format, "-o", "help"] + files)
+            let create = try QemuOracle.qcowkit("create", in: dir.url, arguments: ["-f", format, "-o", "help"] + files.suffix(1))
+            #expect(convert.status == 0)
+            #expect(convert.output == create.output)
+            #expect(convert.output.contains("Supported "))
+        }
+    }
+
     @Test("progress is drawn on a pseudo-terminal as qemu-img draws it")
     func progressOnTerminal() throws {
         let dir = try ScratchDirectory()
