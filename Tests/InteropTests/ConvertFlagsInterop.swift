@@ -108,6 +108,7 @@ let convertFlagCases: [ConvertFlagCase] = [
     .init(arguments: ["--copy-range-offloading", "-O", "qcow2", "top.qcow2"], qemuArguments: ["-C", "-O", "qcow2", "top.qcow2"]),
     // Salvage: a corrupt compressed cluster becomes zeroes, a warning per sector.
     .init(arguments: ["-O", "qcow2", "bad.qcow2"]),
+    .init(arguments: ["-p", "-O", "qcow2", "bad.qcow2"]),
     .init(arguments: ["-O", "qcow2", "--salvage", "bad.qcow2"]),
     .init(arguments: ["-O", "raw", "--salvage", "-q", "bad.qcow2"]),
     // Out-of-order writes: valid and content-equal.

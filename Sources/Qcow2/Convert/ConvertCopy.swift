@@ -17,6 +17,8 @@ import Synchronization
 package final class ConvertCopy: Sendable {
     /// What a request does (ImgConvertBlockStatus).
     enum RangeStatus: Sendable { case data, zero, backingFile }
+    /// A request: its first sector, its length in sectors, what it does.
+    typealias Request = (sector: Int64, count: Int64, status: RangeStatus)
 
     /// The block status in force and where it ends, in sectors.
     struct Cursor {
@@ -85,12 +87,22 @@ package final class ConvertCopy: Sendable {
         }
         shared.withLock { $0.allocatedSectors = allocatedSectors }
         let workers = max(1, min(settings.parallel, ConvertSettings.maxParallel))
+        // Each worker's first request is handed out before any runs, as
+        // qemu-img's coroutines each take one before the first read returns
+        // (so a failure there still shows the same progress).
+        var firstRequests: [Request] = []
+        while firstRequests.count < workers, let request = nextRequest() { firstRequests.append(request) }
         var threads: [WorkerThread] = []
-        for _ in 1..<workers {
-            guard let thread = WorkerThread({ self.worker() }) else { break }
+        var mine = Array(firstRequests.prefix(1))
+        for (index, first) in firstRequests.enumerated().dropFirst() {
+            guard let thread = WorkerThread({ self.worker(first: [first]) }) else {
+                // No more threads to be had: this thread works the rest, in order.
+                mine += firstRequests[index...]
+                break
+            }
             threads.append(thread)
         }
-        worker()
+        worker(first: mine)
         for thread in threads { thread.join() }
         if let failure = shared.withLock({ $0.failure }) { throw failure }
         if settings.compressed {

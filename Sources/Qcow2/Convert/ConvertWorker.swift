@@ -10,13 +10,17 @@ import Musl
 import Dispatch
 
 extension ConvertCopy {
-    /// Works requests until the disk is done or a worker failed.
-    func worker() {
+    /// Works the requests in `first` (handed out already, in guest order),
+    /// then further ones until the disk is done or a worker failed.
+    func worker(first: [Request]) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(
             byteCount: settings.bufferSectors * ConvertSettings.sectorSize, alignment: 4096)
         defer { buffer.deallocate() }
         let turn = DispatchSemaphore(value: 0)
-        while let (sector, count, handedOut) = nextRequest() {
+        var pending = first[...]
+        var next = pending.popFirst() ?? nextRequest()
+        while let (sector, count, handedOut) = next {
+            defer { next = pending.popFirst() ?? nextRequest() }
             var status = handedOut
             let offset = UInt64(sector) * UInt64(Self.sector)
             let bytes = Int(count * Self.sector)
@@ -57,8 +61,8 @@ extension ConvertCopy {
 
     /// The next request (first sector, length, status), nil when the disk
     /// is done or a worker failed.
-    private func nextRequest() -> (Int64, Int64, RangeStatus)? {
-        let request: Result<(Int64, Int64, RangeStatus)?, Error> = shared.withLock { s in
+    func nextRequest() -> Request? {
+        let request: Result<Request?, Error> = shared.withLock { s in
             guard s.failure == nil, s.sector < sources.totalSectors else { return .success(nil) }
             var n: Int64
             do { n = try iterationSectors(s.sector, cursor: &s.cursor) } catch { return .failure(error) }
