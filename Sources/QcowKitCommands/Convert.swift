@@ -82,14 +82,14 @@ struct Convert: ParsableCommand {
     func run() throws {
         var settings = ConvertSettings()
         try parseNumbers(into: &settings)
+        for list in options where !CreationOptionSet.isValidList(list) {
+            throw CommandFailure("Invalid option list: \(list)")
+        }
         if compress && copyOffload { throw CommandFailure("Cannot enable copy offloading when -c is used") }
         if sparseSize != nil && copyOffload { throw CommandFailure("Cannot enable copy offloading when -S is used") }
         if copyOffload && salvage { throw CommandFailure("Cannot use copy offloading in salvaging mode") }
         if noCreate && !options.isEmpty { throw CommandFailure("-o has no effect when skipping image creation") }
         if targetIsZero && !noCreate { throw CommandFailure("--target-is-zero requires use of -n flag") }
-        for list in options where !CreationOptionSet.isValidList(list) {
-            throw CommandFailure("Invalid option list: \(list)")
-        }
         let list = options.isEmpty ? nil : options.joined(separator: ",")
         if let list, CreationOptionSet.wantsHelp(list) {
             let format = outputFormat ?? "raw"
