@@ -13,7 +13,7 @@ import Musl
 
 extension Qcow2Writer {
     /// qcow2_free_clusters.
-    func freeClustersLocked(offset: UInt64, length: UInt64, type: DiscardType) {
+    func freeClusters(offset: UInt64, length: UInt64, type: DiscardType) {
         do {
             try allocator.freeClusters(offset: offset, length: length, type: type)
         } catch {
@@ -23,7 +23,7 @@ extension Qcow2Writer {
 
     /// qcow2_free_any_cluster: the reference an L2 entry holds, whatever
     /// the cluster's kind.
-    func freeAnyClusterLocked(entry: UInt64, type: DiscardType) {
+    func freeAnyCluster(entry: UInt64, type: DiscardType) {
         switch clusterType(entry) {
         case let .normal(host), let .zeroAllocated(host):
             guard offsetInCluster(host) == 0 else {
@@ -47,7 +47,7 @@ extension Qcow2Writer {
     private func reportFreeFailure(_ underlying: Error) {
         var error = underlying
         if case let Qcow2Error.corruptMetadata(message) = underlying {
-            error = signalCorruptionLocked(message)
+            error = signalCorruption(message)
             image.report(Qcow2Diagnostic(.plain, "\(error)"))
         }
         // A refcount block allocated on the way fails the free with EAGAIN,
