@@ -13,6 +13,11 @@ import Testing
         try image.read(count, at: offset)
     }
 
+    /// Entry `index` of the active L1 table, as the image has it now.
+    func l1Entry(_ image: Qcow2Image, _ index: Int) -> UInt64 {
+        image.clusterMap.lock.withLock { core in core.tables.l1[index] }
+    }
+
     @Test("a guest write after a snapshot copies the shared cluster and L2 table; apply and delete restore ownership")
     func copyOnWriteOfSharedClusters() throws {
         let dir = try TestDirectory()
@@ -23,7 +28,7 @@ import Testing
         try WriteFixture.write(image, old, at: 0)
         let (before, _) = try #require(try WriteFixture.l2Entry(image, at: 0))
         #expect(before & Qcow2EntryMask.copied != 0)
-        let l1Before = image.clusterMap.lock.withLock { image.clusterMap.l1[0] }
+        let l1Before = l1Entry(image, 0)
         #expect(l1Before & Qcow2EntryMask.copied != 0)
 
         let info = try image.createSnapshot(name: "s")
@@ -33,7 +38,7 @@ import Testing
         let host = shared & Qcow2EntryMask.offset
         #expect(shared & Qcow2EntryMask.copied == 0 && host == before & Qcow2EntryMask.offset)
         #expect(try WriteFixture.refcount(image, ofCluster: host / Self.clusterSize) == 2)
-        #expect(image.clusterMap.lock.withLock { image.clusterMap.l1[0] } & Qcow2EntryMask.copied == 0)
+        #expect(l1Entry(image, 0) & Qcow2EntryMask.copied == 0)
         try WriteFixture.expectConsistent(image)
 
         // A write into part of the shared cluster goes to a new cluster,
@@ -44,7 +49,7 @@ import Testing
         #expect(written & Qcow2EntryMask.copied != 0)
         #expect(written & Qcow2EntryMask.offset != host)
         #expect(try WriteFixture.refcount(image, ofCluster: host / Self.clusterSize) == 1)
-        let l1After = image.clusterMap.lock.withLock { image.clusterMap.l1[0] }
+        let l1After = l1Entry(image, 0)
         #expect(l1After & Qcow2EntryMask.copied != 0)
         #expect(l1After & Qcow2EntryMask.offset != l1Before & Qcow2EntryMask.offset)
         var expected = old
@@ -66,7 +71,7 @@ import Testing
         let (owned, _) = try #require(try WriteFixture.l2Entry(image, at: 0))
         #expect(owned & Qcow2EntryMask.copied != 0)
         #expect(try WriteFixture.refcount(image, ofCluster: (owned & Qcow2EntryMask.offset) / Self.clusterSize) == 1)
-        #expect(image.clusterMap.lock.withLock { image.clusterMap.l1[0] } & Qcow2EntryMask.copied != 0)
+        #expect(l1Entry(image, 0) & Qcow2EntryMask.copied != 0)
         #expect(try read(image, old.count, at: 0) == old)
         try WriteFixture.expectConsistent(image)
     }
@@ -106,13 +111,14 @@ import Testing
         #expect(throws: SnapshotError.notFound) { try image.applySnapshot("x") }
         #expect(throws: SnapshotError.notFound) { try image.deleteSnapshot(name: "x") }
 
-        let writer = try #require(image.writer)
         let filler = SnapshotEntry(l1TableOffset: 0, l1Size: 0, id: "1", name: "n")
-        writer.lock.withLock { writer.snapshots.entries = Array(repeating: filler, count: Int(Qcow2Limits.maxSnapshots)) }
+        try image.withWriter { writer, _ in
+            writer.snapshots.entries = Array(repeating: filler, count: Int(Qcow2Limits.maxSnapshots))
+        }
         let size = try WriteFixture.fileSize(path)
         #expect(throws: SnapshotError.tooManySnapshots) { try image.createSnapshot(name: "one too many") }
         #expect(try WriteFixture.fileSize(path) == size)
-        writer.lock.withLock { writer.snapshots.entries = [] }
+        try image.withWriter { writer, _ in writer.snapshots.entries = [] }
         try image.close()
 
         let readOnly = try Qcow2Image.open(path: path)

@@ -18,7 +18,7 @@ extension Qcow2Image {
 
     /// The snapshot table as it is now.
     package func snapshotTable() throws -> SnapshotTable {
-        if let writer { return writer.lock.withLock { writer.snapshots } }
+        if isWritable { return try withWriter { writer, _ in writer.snapshots } }
         return try SnapshotTable.read(from: self)
     }
 
@@ -30,8 +30,8 @@ extension Qcow2Image {
     @discardableResult
     public func createSnapshot(name: String, date: (seconds: UInt32, nanoseconds: UInt32)? = nil) throws -> SnapshotInfo {
         let date = date ?? Self.currentSnapshotDate()
-        let entry = try withSnapshotWriter { writer in
-            try writer.createSnapshotLocked(name: name, dateSeconds: date.seconds, dateNanoseconds: date.nanoseconds)
+        let entry = try withSnapshotWriter { writer, _ in
+            try writer.createSnapshot(name: name, dateSeconds: date.seconds, dateNanoseconds: date.nanoseconds)
         }
         return SnapshotInfo(entry)
     }
@@ -41,29 +41,27 @@ extension Qcow2Image {
     /// Throws `SnapshotError` (`notFound`, `activeDirtyBitmaps`,
     /// `shrinkNotSupported`), or `Qcow2Error`.
     public func applySnapshot(_ idOrName: String) throws {
-        try withSnapshotWriter { writer in
-            if writer.hasPersistentBitmaps { throw SnapshotError.activeDirtyBitmaps }
-            try writer.applySnapshotLocked(idOrName: idOrName)
-        }
+        guard isWritable else { throw Qcow2Error.readOnly }
+        if hasPersistentBitmaps { throw SnapshotError.activeDirtyBitmaps }
+        try withSnapshotWriter { writer, lock in try writer.applySnapshot(idOrName: idOrName, lock: lock) }
     }
 
     /// Deletes the first snapshot with this ID and/or name, freeing the
     /// clusters only it used. Throws `SnapshotError` (`notFound`,
     /// `deleteStep`), or `Qcow2Error`.
     public func deleteSnapshot(id: String? = nil, name: String? = nil) throws {
-        try withSnapshotWriter { writer in try writer.deleteSnapshotLocked(id: id, name: name) }
+        try withSnapshotWriter { writer, _ in try writer.deleteSnapshot(id: id, name: name) }
     }
 
     /// Runs a snapshot operation with the metadata lock held. Metadata found
     /// broken on the way marks the image corrupt, and that is reported as
     /// QEMU prints it ("qcow2: Marking image as corrupt: ...") before the
     /// operation fails.
-    private func withSnapshotWriter<T>(_ body: (Qcow2Writer) throws -> T) throws -> T {
-        guard let writer else { throw Qcow2Error.readOnly }
-        return try writer.lock.withLock {
+    private func withSnapshotWriter<T>(_ body: (Qcow2Writer, borrowing HeldMetadataLock) throws -> T) throws -> T {
+        try withWriter { writer, lock in
             let wasCorrupt = writer.corruption != nil
             do {
-                return try writer.guardedLocked { try body(writer) }
+                return try writer.guarded { try body(writer, lock) }
             } catch {
                 if !wasCorrupt, let corruption = writer.corruption {
                     report(Qcow2Diagnostic(.plain, "qcow2: Marking image as corrupt: \(corruption); "

@@ -19,7 +19,7 @@ import Musl
 
 extension Qcow2Writer {
     /// Makes the snapshot with ID (or else name) `idOrName` the active state.
-    func applySnapshotLocked(idOrName: String) throws {
+    func applySnapshot(idOrName: String, lock: borrowing HeldMetadataLock) throws {
         guard let index = snapshots.index(idOrName: idOrName) else { throw SnapshotError.notFound }
         let snapshot = snapshots.entries[index]
         do {
@@ -42,17 +42,17 @@ extension Qcow2Writer {
                 image.report(Qcow2Diagnostic(.errorReport, message))
                 throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: message)
             }
-            try growLocked(to: diskSize, preallocation: .off)
+            try grow(to: diskSize, preallocation: .off, lock: lock)
             image.stored.withLock { $0.header.size = diskSize }
         }
 
-        try growL1TableLocked(minEntries: UInt64(snapshot.l1Size), exact: true)
+        try growL1Table(minEntries: UInt64(snapshot.l1Size), exact: true)
         let activeSize = map.l1.count
         var newL1 = try readL1Table(at: snapshot.l1TableOffset, entries: Int(snapshot.l1Size))
         newL1 += [UInt64](repeating: 0, count: activeSize - newL1.count)
 
-        try updateSnapshotRefcountLocked(l1Offset: snapshot.l1TableOffset, l1Size: Int(snapshot.l1Size), addend: 1)
-        try checkOverlapLocked(offset: header.l1TableOffset, length: UInt64(activeSize) * 8, ignoring: [.activeL1])
+        try updateSnapshotRefcount(l1Offset: snapshot.l1TableOffset, l1Size: Int(snapshot.l1Size), addend: 1)
+        try checkOverlap(offset: header.l1TableOffset, length: UInt64(activeSize) * 8, ignoring: [.activeL1])
         var encoded = [UInt8](repeating: 0, count: activeSize * 8)
         for (i, entry) in newL1.enumerated() where entry != 0 { encoded.setBE(entry, at: i * 8) }
         try file.write(encoded, at: header.l1TableOffset)
@@ -62,7 +62,7 @@ extension Qcow2Writer {
         // references fails.
         var failure: Error?
         do {
-            try updateSnapshotRefcountLocked(l1Offset: header.l1TableOffset, l1Size: activeSize, addend: -1)
+            try updateSnapshotRefcount(l1Offset: header.l1TableOffset, l1Size: activeSize, addend: -1)
         } catch {
             failure = error
         }
@@ -70,6 +70,6 @@ extension Qcow2Writer {
         rebuildOverlapIndex()
         if let failure { throw failure }
 
-        try updateSnapshotRefcountLocked(l1Offset: header.l1TableOffset, l1Size: activeSize, addend: 0)
+        try updateSnapshotRefcount(l1Offset: header.l1TableOffset, l1Size: activeSize, addend: 0)
     }
 }

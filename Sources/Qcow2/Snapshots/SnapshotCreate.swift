@@ -13,7 +13,7 @@
 extension Qcow2Writer {
     /// Adds a snapshot of the active state, named `name` (cut to QEMU's 255
     /// bytes), with the next free ID; returns its entry.
-    func createSnapshotLocked(name: String, dateSeconds: UInt32, dateNanoseconds: UInt32,
+    func createSnapshot(name: String, dateSeconds: UInt32, dateNanoseconds: UInt32,
                               vmClockNanoseconds: UInt64 = 0, icount: UInt64? = 0) throws -> SnapshotEntry {
         guard snapshots.entries.count < Int(Qcow2Limits.maxSnapshots) else { throw SnapshotError.tooManySnapshots }
         var entry = SnapshotEntry(
@@ -24,15 +24,15 @@ extension Qcow2Writer {
 
         let l1Bytes = UInt64(map.l1.count) * 8
         entry.l1TableOffset = try allocator.allocateClusters(l1Bytes)
-        try checkOverlapLocked(offset: entry.l1TableOffset, length: l1Bytes)
+        try checkOverlap(offset: entry.l1TableOffset, length: l1Bytes)
         var copy = [UInt8](repeating: 0, count: Int(l1Bytes))
         for (i, l1Entry) in map.l1.enumerated() where l1Entry != 0 { copy.setBE(l1Entry, at: i * 8) }
         try file.write(copy, at: entry.l1TableOffset)
 
-        try updateSnapshotRefcountLocked(l1Offset: header.l1TableOffset, l1Size: map.l1.count, addend: 1)
+        try updateSnapshotRefcount(l1Offset: header.l1TableOffset, l1Size: map.l1.count, addend: 1)
         var table = snapshots
         table.entries.append(entry)
-        try writeSnapshotTableLocked(table)
+        try writeSnapshotTable(table)
         return entry
     }
 }

@@ -15,20 +15,20 @@ import Musl
 
 extension Qcow2Writer {
     /// Deletes the first snapshot matching `id` and/or `name`.
-    func deleteSnapshotLocked(id: String?, name: String?) throws {
+    func deleteSnapshot(id: String?, name: String?) throws {
         guard let index = snapshots.index(id: id, name: name) else { throw SnapshotError.notFound }
         let snapshot = snapshots.entries[index]
         try validateSnapshotL1Table(snapshot)
 
         var table = snapshots
         table.entries.remove(at: index)
-        try step("Failed to remove snapshot from snapshot list") { try writeSnapshotTableLocked(table) }
+        try step("Failed to remove snapshot from snapshot list") { try writeSnapshotTable(table) }
         try step("Failed to free the cluster and L1 table") {
-            try updateSnapshotRefcountLocked(l1Offset: snapshot.l1TableOffset, l1Size: Int(snapshot.l1Size), addend: -1)
+            try updateSnapshotRefcount(l1Offset: snapshot.l1TableOffset, l1Size: Int(snapshot.l1Size), addend: -1)
         }
-        freeClustersLocked(offset: snapshot.l1TableOffset, length: UInt64(snapshot.l1Size) * 8, type: .snapshot)
+        freeClusters(offset: snapshot.l1TableOffset, length: UInt64(snapshot.l1Size) * 8, type: .snapshot)
         try step("Failed to update snapshot status in disk") {
-            try updateSnapshotRefcountLocked(l1Offset: header.l1TableOffset, l1Size: map.l1.count, addend: 0)
+            try updateSnapshotRefcount(l1Offset: header.l1TableOffset, l1Size: map.l1.count, addend: 0)
         }
     }
 
@@ -48,7 +48,7 @@ extension Qcow2Writer {
             throw error
         } catch let error as Qcow2Error {
             // Broken metadata marks the image corrupt, as in any write.
-            if case let .corruptMetadata(why) = error { _ = signalCorruptionLocked(why) }
+            if case let .corruptMetadata(why) = error { _ = signalCorruption(why) }
             throw SnapshotError.deleteStep(message, errno: Qcow2Error.errnoValue(of: error))
         } catch is FileTooLarge {
             throw SnapshotError.deleteStep(message, errno: EFBIG)

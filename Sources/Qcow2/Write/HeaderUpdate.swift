@@ -46,7 +46,7 @@ extension Qcow2Writer {
 
     /// nb_snapshots and snapshots_offset (12 bytes at 60), synced: the switch
     /// to a new snapshot table.
-    func writeSnapshotTableLocationLocked(offset: UInt64, count: UInt32) throws {
+    func writeSnapshotTableLocation(offset: UInt64, count: UInt32) throws {
         try writeSynced(.snapshotTableLocation(offset: offset, count: count))
         header.snapshotsOffset = offset
         header.snapshotCount = count

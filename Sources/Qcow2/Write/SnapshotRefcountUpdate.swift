@@ -25,7 +25,7 @@ extension Qcow2Writer {
     /// Adds `addend` (-1, 0 or 1) to the refcount of every cluster the L1
     /// table at `l1Offset` (with `l1Size` entries) references, and updates
     /// the COPIED flags of its L1 and L2 entries.
-    func updateSnapshotRefcountLocked(l1Offset: UInt64, l1Size: Int, addend: Int) throws {
+    func updateSnapshotRefcount(l1Offset: UInt64, l1Size: Int, addend: Int) throws {
         precondition((-1...1).contains(addend))
         let isActive = l1Offset == header.l1TableOffset
         var l1: [UInt64]
@@ -46,8 +46,8 @@ extension Qcow2Writer {
                 guard offsetInCluster(l1Entry) == 0 else {
                     throw Qcow2Error.corruptMetadata("L2 table offset \(hex(l1Entry)) unaligned (L1 index: \(hex(i)))")
                 }
-                try updateL2TableRefcountsLocked(at: l1Entry, l1Index: i, addend: addend)
-                let refcount = try changeRefcountLocked(ofCluster: l1Entry, addend: addend)
+                try updateL2TableRefcounts(at: l1Entry, l1Index: i, addend: addend)
+                let refcount = try changeRefcount(ofCluster: l1Entry, addend: addend)
                 if refcount == 1 { l1Entry |= Qcow2EntryMask.copied }
                 if l1Entry != oldL1Entry {
                     l1[i] = l1Entry
@@ -56,7 +56,7 @@ extension Qcow2Writer {
                 }
             }
             // bdrv_flush: the caches, then the file.
-            try writeCachesLocked()
+            try writeCaches()
             try file.flush()
         } catch {
             failure = error
@@ -75,8 +75,8 @@ extension Qcow2Writer {
     }
 
     /// One L2 table's entries: refcounts changed, COPIED flags updated.
-    private func updateL2TableRefcountsLocked(at l2Offset: UInt64, l1Index: Int, addend: Int) throws {
-        let table = try map.l2TableLocked(at: l2Offset, l1Index: UInt64(l1Index))
+    private func updateL2TableRefcounts(at l2Offset: UInt64, l1Index: Int, addend: Int) throws {
+        let table = try map.l2Table(at: l2Offset, l1Index: UInt64(l1Index))
         for j in 0..<Int(l2Entries) {
             let oldEntry = table.entry(j)
             var entry = oldEntry & ~Qcow2EntryMask.copied
@@ -94,7 +94,7 @@ extension Qcow2Writer {
                     throw Qcow2Error.corruptMetadata(
                         "Cluster allocation offset \(hex(host)) unaligned (L2 offset: \(hex(l2Offset)), L2 index: \(hex(j)))")
                 }
-                refcount = try changeRefcountLocked(ofCluster: host, addend: addend)
+                refcount = try changeRefcount(ofCluster: host, addend: addend)
             case .zeroPlain, .unallocated:
                 refcount = 0
             }
@@ -110,7 +110,7 @@ extension Qcow2Writer {
 
     /// qcow2_update_cluster_refcount (for a non-zero addend), then the
     /// cluster's refcount.
-    private func changeRefcountLocked(ofCluster offset: UInt64, addend: Int) throws -> UInt64 {
+    private func changeRefcount(ofCluster offset: UInt64, addend: Int) throws -> UInt64 {
         if addend != 0 {
             try allocator.updateRefcount(offset: offset, length: clusterSize, addend: 1,
                                          decrease: addend < 0, type: .snapshot)

@@ -5,7 +5,7 @@
 extension Qcow2Writer: SnapshotTableStorage {
     /// Makes `table` the image's snapshot table, written to new clusters.
     /// On failure the image keeps its old table (and `snapshots`).
-    func writeSnapshotTableLocked(_ table: SnapshotTable) throws {
+    func writeSnapshotTable(_ table: SnapshotTable) throws {
         snapshots = try table.replace(snapshots, virtualSize: imageSize, in: self, tooBig: FileTooLarge())
         rebuildOverlapIndex()
     }
@@ -13,21 +13,21 @@ extension Qcow2Writer: SnapshotTableStorage {
     func allocateSnapshotTableClusters(_ size: UInt64) throws -> UInt64 { try allocator.allocateClusters(size) }
 
     func flushForSnapshotTable() throws {
-        try writeCachesLocked()
+        try writeCaches()
         try file.flush()
     }
 
     func checkSnapshotTableOverlap(offset: UInt64, size: UInt64) throws {
-        try checkOverlapLocked(offset: offset, length: size)
+        try checkOverlap(offset: offset, length: size)
     }
 
     func writeSnapshotTableBytes(_ bytes: [UInt8], at offset: UInt64) throws { try file.write(bytes, at: offset) }
 
     func writeSnapshotTablePointer(offset: UInt64, count: UInt32) throws {
-        try writeSnapshotTableLocationLocked(offset: offset, count: count)
+        try writeSnapshotTableLocation(offset: offset, count: count)
     }
 
     func freeSnapshotTableClusters(offset: UInt64, size: UInt64, replaced: Bool) {
-        freeClustersLocked(offset: offset, length: size, type: replaced ? .snapshot : .always)
+        freeClusters(offset: offset, length: size, type: replaced ? .snapshot : .always)
     }
 }
