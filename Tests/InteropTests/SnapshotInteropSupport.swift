@@ -3,6 +3,8 @@
 // entries (taken from the clock); they are masked, and so is the DATE
 // column of the listing. Everything else must be byte for byte the same.
 import Foundation
+import Testing
+import TestSupport
 
 enum SnapshotInterop {
     /// The image's bytes with date_sec and date_nsec of every snapshot table
@@ -40,5 +42,28 @@ enum SnapshotInterop {
         text = date.stringByReplacingMatches(
             in: text, range: NSRange(text.startIndex..., in: text), withTemplate: "YYYY-MM-DD hh:mm:ss")
         return text
+    }
+}
+
+extension IOTwinDirectories {
+    /// `qemu-img snapshot ARGS` on QEMU's side, `qcowkit snapshot ARGS` on ours.
+    func snapshot(_ arguments: [String]) throws -> (qemu: IOProcessResult, ours: IOProcessResult) {
+        (try IOProcess.run(["qemu-img", "snapshot"] + arguments, in: qemu),
+         try IOProcess.run([try TestTools.qcowkit(), "snapshot"] + arguments, in: ours))
+    }
+
+    /// Where the two sides' copies of `name` differ (dates masked); nil if nowhere.
+    func difference(_ name: String) throws -> String? {
+        try SnapshotInterop.firstDifference(qemu.appendingPathComponent(name).path, ours.appendingPathComponent(name).path)
+    }
+}
+
+extension SnapshotInterop {
+    /// The same exit status, output and messages (normalised).
+    static func expectSame(_ runs: (qemu: IOProcessResult, ours: IOProcessResult), _ context: Comment? = nil,
+                           sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(runs.ours.status == runs.qemu.status, context, sourceLocation: sourceLocation)
+        #expect(normalised(runs.ours.output) == normalised(runs.qemu.output), context, sourceLocation: sourceLocation)
+        #expect(normalised(runs.ours.error) == normalised(runs.qemu.error), context, sourceLocation: sourceLocation)
     }
 }

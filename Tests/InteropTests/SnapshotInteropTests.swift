@@ -83,25 +83,19 @@ struct SnapshotInteropTests {
         prepare.append(["qemu-img", "create", "-q", "-f", "qcow2", "-o", fixture.createOptions, "image.qcow2", "64M"])
         prepare.append(["qemu-io"] + fixture.setup.flatMap { ["-c", $0] } + ["image.qcow2"])
         try twins.prepare(prepare)
-        let qcowkit = try TestTools.qcowkit()
-        let qemuImage = twins.qemu.appendingPathComponent("image.qcow2").path
-        let ourImage = twins.ours.appendingPathComponent("image.qcow2").path
 
         for (index, step) in Self.sequence.enumerated() {
             let (theirs, ours): (IOProcessResult, IOProcessResult)
             switch step {
             case let .snapshot(arguments):
-                theirs = try IOProcess.run(["qemu-img", "snapshot"] + arguments + ["image.qcow2"], in: twins.qemu)
-                ours = try IOProcess.run([qcowkit, "snapshot"] + arguments + ["image.qcow2"], in: twins.ours)
+                (theirs, ours) = try twins.snapshot(arguments + ["image.qcow2"])
             case let .io(commands):
                 let arguments = commands.flatMap { ["-c", $0] } + ["image.qcow2"]
                 (theirs, ours) = try twins.run(arguments)
             }
             let context = Comment(rawValue: "step \(index): \(step)")
-            #expect(ours.status == theirs.status, context)
-            #expect(SnapshotInterop.normalised(ours.output) == SnapshotInterop.normalised(theirs.output), context)
-            #expect(SnapshotInterop.normalised(ours.error) == SnapshotInterop.normalised(theirs.error), context)
-            let difference = try SnapshotInterop.firstDifference(qemuImage, ourImage)
+            SnapshotInterop.expectSame((theirs, ours), context)
+            let difference = try twins.difference("image.qcow2")
             #expect(difference == nil, context)
             // The same holes in the file: freed clusters discarded alike.
             let extents = try twins.maps("image.qcow2", format: "raw")
@@ -142,7 +136,6 @@ struct SnapshotInteropTests {
             ["qemu-io", "-c", "write 0 64k", "narrow.qcow2"],
             ["qemu-img", "create", "-q", "-f", "raw", "disk.raw", "1M"],
         ])
-        let qcowkit = try TestTools.qcowkit()
         let cases: [[String]] = [
             ["-l", "-c", "x", "image.qcow2"],
             ["-c", "x", "-d", "y", "image.qcow2"],
@@ -163,17 +156,9 @@ struct SnapshotInteropTests {
             ["-d", "s", "disk.raw"],
         ]
         for arguments in cases {
-            let theirs = try IOProcess.run(["qemu-img", "snapshot"] + arguments, in: twins.qemu)
-            let ours = try IOProcess.run([qcowkit, "snapshot"] + arguments, in: twins.ours)
             let context = Comment(rawValue: "snapshot \(arguments.joined(separator: " "))")
-            #expect(ours.status == theirs.status, context)
-            #expect(SnapshotInterop.normalised(ours.output) == SnapshotInterop.normalised(theirs.output), context)
-            #expect(SnapshotInterop.normalised(ours.error) == SnapshotInterop.normalised(theirs.error), context)
-            for name in ["image.qcow2", "narrow.qcow2"] {
-                let difference = try SnapshotInterop.firstDifference(twins.qemu.appendingPathComponent(name).path,
-                                                                     twins.ours.appendingPathComponent(name).path)
-                #expect(difference == nil, context)
-            }
+            SnapshotInterop.expectSame(try twins.snapshot(arguments), context)
+            for name in ["image.qcow2", "narrow.qcow2"] { #expect(try twins.difference(name) == nil, context) }
         }
     }
 
@@ -217,11 +202,9 @@ struct SnapshotInteropTests {
         for (long, short) in zip(steps, short) {
             let ours = try IOProcess.run([qcowkit, "snapshot"] + long + ["image.qcow2"], in: twins.ours)
             let theirs = try IOProcess.run(["qemu-img", "snapshot"] + short + ["image.qcow2"], in: twins.qemu)
-            #expect(ours.status == theirs.status)
-            #expect(SnapshotInterop.normalised(ours.output) == SnapshotInterop.normalised(theirs.output))
+            SnapshotInterop.expectSame((theirs, ours), Comment(rawValue: long.joined(separator: " ")))
         }
-        #expect(try SnapshotInterop.firstDifference(twins.qemu.appendingPathComponent("image.qcow2").path,
-                                                    twins.ours.appendingPathComponent("image.qcow2").path) == nil)
+        #expect(try twins.difference("image.qcow2") == nil)
     }
 
     @Test("a compat 0.10 image cannot be resized to apply a snapshot: QEMU's two messages")
@@ -239,12 +222,8 @@ struct SnapshotInteropTests {
             try handle.write(contentsOf: Data([0, 0, 0, 0, 0x02, 0, 0, 0]))
             try handle.close()
         }
-        let theirs = try IOProcess.run(["qemu-img", "snapshot", "-a", "s", "image.qcow2"], in: twins.qemu)
-        let ours = try IOProcess.run([try TestTools.qcowkit(), "snapshot", "-a", "s", "image.qcow2"], in: twins.ours)
-        #expect(ours.status == theirs.status)
-        #expect(SnapshotInterop.normalised(ours.error) == SnapshotInterop.normalised(theirs.error))
-        #expect(try SnapshotInterop.firstDifference(twins.qemu.appendingPathComponent("image.qcow2").path,
-                                                    twins.ours.appendingPathComponent("image.qcow2").path) == nil)
+        SnapshotInterop.expectSame(try twins.snapshot(["-a", "s", "image.qcow2"]))
+        #expect(try twins.difference("image.qcow2") == nil)
     }
 
     @Test("a table of many snapshots with long names, over several clusters, created and thinned out")
@@ -254,20 +233,13 @@ struct SnapshotInteropTests {
             ["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "image.qcow2", "8M"],
             ["qemu-io", "-c", "write 0 64k", "image.qcow2"],
         ])
-        let qcowkit = try TestTools.qcowkit()
         let long = String(repeating: "n", count: 300)  // kept to 255 bytes
         let steps = (1...20).map { ["-c", long + "\($0)"] } + [["-c", long], ["-d", String(long.prefix(255))]]
             + [3, 17, 20, 1].map { ["-d", long + "\($0)"] } + [["-l"]]
         for arguments in steps {
-            let theirs = try IOProcess.run(["qemu-img", "snapshot"] + arguments + ["image.qcow2"], in: twins.qemu)
-            let ours = try IOProcess.run([qcowkit, "snapshot"] + arguments + ["image.qcow2"], in: twins.ours)
             let context = Comment(rawValue: "snapshot \(arguments[0]) \(arguments.dropFirst().first?.suffix(8) ?? "")")
-            #expect(ours.status == theirs.status, context)
-            #expect(SnapshotInterop.normalised(ours.output) == SnapshotInterop.normalised(theirs.output), context)
-            #expect(SnapshotInterop.normalised(ours.error) == SnapshotInterop.normalised(theirs.error), context)
-            #expect(try SnapshotInterop.firstDifference(twins.qemu.appendingPathComponent("image.qcow2").path,
-                                                        twins.ours.appendingPathComponent("image.qcow2").path) == nil,
-                    context)
+            SnapshotInterop.expectSame(try twins.snapshot(arguments + ["image.qcow2"]), context)
+            #expect(try twins.difference("image.qcow2") == nil, context)
         }
     }
 }
