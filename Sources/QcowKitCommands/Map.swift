@@ -239,7 +239,7 @@ extension MapPrinter {
     /// and an optional binary suffix (B, K, M, G, T, P, E; case-insensitive).
     static func parseSize(_ text: String, what: String) throws -> UInt64 {
         let failure = CommandFailure("Invalid \(what) specified. You may use k, M, G, T, P or E suffixes for\n"
-                                     + "qcowkit: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.")
+                                     + ProgramName.prefixed("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."))
         var digits = Substring(text)
         var shift: UInt64 = 0
         if let last = digits.last, !last.isNumber && last != "." {

@@ -130,7 +130,7 @@ enum ImageSizeArgument {
         case .failure(.invalid):
             throw CommandFailure(
                 "Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n"
-                + "qcowkit: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.")
+                + ProgramName.prefixed("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."))
         }
     }
 

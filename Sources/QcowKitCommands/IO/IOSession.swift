@@ -47,7 +47,7 @@ final class IODevice {
 
 final class IOSession {
     /// The name diagnostics start with, where qemu-io prints "qemu-io".
-    static let program = "qcowkit"
+    static var program: String { ProgramName.current }
 
     let console: IOConsole
     private(set) var device: IODevice?
