@@ -19,6 +19,7 @@ enum QemuImgFront {
     static func nativeVerb(_ name: String) -> (([String]) -> Int32)? {
         switch name {
         case "compare": return Compare.main
+        case "measure": return Measure.main
         default: return nil
         }
     }
