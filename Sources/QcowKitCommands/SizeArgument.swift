@@ -116,23 +116,37 @@ public struct QemuSize: Equatable, Sendable {
     }
 }
 
-/// qemu-img's reading of the positional image size (cvtnum): a size up to
-/// INT64_MAX, with its two error messages.
-enum ImageSizeArgument {
-    static func parse(_ text: String, warn: (String) -> Void) throws -> UInt64 {
+/// qemu-img's cvtnum_full: a size argument named `name` (for the messages)
+/// that must lie in `range`, with qemu-img's two error messages.
+enum NumberArgument {
+    static func parse(_ name: String, _ text: String, range: ClosedRange<UInt64> = 0...UInt64(Int64.max),
+                      warn: (String) -> Void = NumberArgument.warn) throws -> UInt64 {
+        let rangeError = CommandFailure(
+            "Invalid \(name) specified. Must be between \(range.lowerBound) and \(range.upperBound).")
         switch QemuSize.parse(text) {
         case let .success(size):
             if size.isHexWithSuffix { warn("Using a multiplier suffix on hex numbers is deprecated: \(text)") }
-            guard size.value <= UInt64(Int64.max) else { throw rangeError }
+            guard range.contains(size.value) else { throw rangeError }
             return size.value
         case .failure(.outOfRange):
             throw rangeError
         case .failure(.invalid):
             throw CommandFailure(
-                "Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n"
+                "Invalid \(name) specified. You may use k, M, G, T, P or E suffixes for\n"
                 + ProgramName.prefixed("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."))
         }
     }
 
-    static let rangeError = CommandFailure("Invalid image size specified. Must be between 0 and \(Int64.max).")
+    /// qemu-img's warning on standard error.
+    static func warn(_ message: String) {
+        Terminal.printError(ProgramName.prefixed("warning: " + message))
+    }
+}
+
+/// qemu-img's reading of the positional image size (cvtnum): a size up to
+/// INT64_MAX.
+enum ImageSizeArgument {
+    static func parse(_ text: String, warn: (String) -> Void) throws -> UInt64 {
+        try NumberArgument.parse("image size", text, warn: warn)
+    }
 }

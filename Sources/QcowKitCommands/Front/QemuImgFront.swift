@@ -20,6 +20,7 @@ enum QemuImgFront {
         switch name {
         case "compare": return Compare.main
         case "measure": return Measure.main
+        case "dd": return DD.main
         default: return nil
         }
     }
