@@ -137,6 +137,21 @@ enum NumberArgument {
         }
     }
 
+    /// qemu_strtoul with base 0 over the whole text (leading blanks pass, a
+    /// minus wraps around as strtoul's does): nil unless all of it is a number.
+    static func unsignedLong(_ text: String) -> UInt64? {
+        let chars = Array(text.utf8CString)
+        return chars.withUnsafeBufferPointer { buffer -> UInt64? in
+            guard let start = buffer.baseAddress, chars.count > 1 else { return nil }
+            var endPointer: UnsafeMutablePointer<CChar>?
+            errno = 0
+            let value = strtoul(start, &endPointer, 0)
+            let end = endPointer.map { UnsafePointer($0) - start } ?? 0
+            guard errno == 0, end > 0, end == chars.count - 1 else { return nil }
+            return UInt64(value)
+        }
+    }
+
     /// qemu-img's warning on standard error.
     static func warn(_ message: String) {
         Terminal.printError(ProgramName.prefixed("warning: " + message))

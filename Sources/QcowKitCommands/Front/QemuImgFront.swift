@@ -21,6 +21,7 @@ enum QemuImgFront {
         case "compare": return Compare.main
         case "measure": return Measure.main
         case "dd": return DD.main
+        case "bench": return Bench.main
         default: return nil
         }
     }
