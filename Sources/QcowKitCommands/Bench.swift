@@ -124,6 +124,10 @@ enum Bench {
             return fail(ImageOpener.failureMessage(path: filename, error: error))
         }
         defer { try? image.close() }
+        if format == nil, let raw = image as? RawImage {
+            raw.isProbed = true
+            if settings.write { Terminal.printError(ProbedRawWarning.text(path: filename)) }
+        }
         if settings.step == 0 { settings.step = settings.bufferSize }
         let threads = min(settings.depth, max(settings.count, 1))
         guard threads * settings.bufferSize <= maxBufferBytes else {
@@ -164,7 +168,7 @@ enum Bench {
 
 /// One run: the request queue qemu-img's bench_cb keeps, shared by the
 /// worker threads under one lock.
-private final class BenchRun: Sendable {
+final class BenchRun: Sendable {
     struct Queue {
         /// Requests not yet completed (qemu-img's b->n).
         var pending: UInt64
@@ -174,6 +178,12 @@ private final class BenchRun: Sendable {
         var draining = false
         var failure: String?
         var runningThreads = 0
+        /// Writes in flight, by the order they were sent: the sectors each
+        /// touches. A write waits for earlier ones it overlaps, as QEMU's
+        /// block layer serialises overlapping requests (a partial sector is
+        /// read, modified and written back).
+        var writesInFlight: [(sequence: UInt64, sectors: Range<UInt64>)] = []
+        var sent: UInt64 = 0
     }
 
     let image: BlockImage
@@ -216,9 +226,10 @@ private final class BenchRun: Sendable {
                 waiter.broadcast()
             }
         }
-        while let offset = nextRequest() {
+        while let (offset, sequence) = nextRequest() {
             do {
                 if settings.write {
+                    waitForOverlappingWrites(sequence)
                     guard let writable = image as? WritableBlockImage else { throw Qcow2Error.readOnly }
                     try writable.write(UnsafeRawBufferPointer(buffer), at: offset)
                     if settings.writethrough { try writable.flush() }
@@ -229,7 +240,7 @@ private final class BenchRun: Sendable {
                 fail("Failed request: \(Self.reason(error))")
                 return
             }
-            if complete() {
+            if complete(sequence) {
                 do {
                     try (image as? WritableBlockImage)?.flush()
                 } catch {
@@ -248,7 +259,7 @@ private final class BenchRun: Sendable {
 
     /// The offset of the next request, waiting while the queue is full or
     /// draining; nil when every request is sent or one failed.
-    private func nextRequest() -> UInt64? {
+    private func nextRequest() -> (offset: UInt64, sequence: UInt64)? {
         queue.withLock { state, waiter in
             while true {
                 // Done when one failed or every request has been sent.
@@ -258,17 +269,36 @@ private final class BenchRun: Sendable {
                     state.inFlight += 1
                     let size = image.size
                     state.nextOffset = size == 0 ? 0 : (state.nextOffset + settings.step) % size
-                    return offset
+                    let sequence = state.sent
+                    state.sent += 1
+                    if settings.write {
+                        let first = offset / 512
+                        let end = max(first + 1, (offset + settings.bufferSize + 511) / 512)
+                        state.writesInFlight.append((sequence, first..<end))
+                    }
+                    return (offset, sequence)
                 }
                 waiter.wait()
             }
         }
     }
 
+    /// Waits until no write sent before `sequence` touches its sectors.
+    private func waitForOverlappingWrites(_ sequence: UInt64) {
+        queue.withLock { state, waiter in
+            guard let mine = state.writesInFlight.first(where: { $0.sequence == sequence })?.sectors else { return }
+            while state.failure == nil,
+                  state.writesInFlight.contains(where: { $0.sequence < sequence && $0.sectors.overlaps(mine) }) {
+                waiter.wait()
+            }
+        }
+    }
+
     /// Counts a completed request; true when the caller is to flush now.
-    private func complete() -> Bool {
+    private func complete(_ sequence: UInt64) -> Bool {
         queue.withLock { state, waiter in
             defer { waiter.broadcast() }
+            state.writesInFlight.removeAll { $0.sequence == sequence }
             let notSent = state.pending - state.inFlight
             state.pending -= 1
             state.inFlight -= 1

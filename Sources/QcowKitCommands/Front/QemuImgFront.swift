@@ -64,8 +64,11 @@ enum QemuImgFront {
             case .option(UInt8(ascii: "V"), _):
                 Terminal.print(versionText())
                 return 0
-            default:
-                break  // -T: QcowKit has no trace points; the option is accepted.
+            case let .option(_, pattern):
+                // -T: QcowKit has no trace events, so a named one does not exist.
+                for event in IOProgram.traceEvents(pattern ?? "") {
+                    Terminal.printError(ProgramName.prefixed("warning: trace event '\(event)' does not exist"))
+                }
             }
         }
         let operands = getopt.operands
