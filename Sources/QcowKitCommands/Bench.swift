@@ -49,7 +49,7 @@ enum Bench {
                 let value = value ?? ""
                 do {
                     switch code {
-                    case UInt8(ascii: "h"): return QemuImgFront.help(tool: .qemuImg)
+                    case UInt8(ascii: "h"): return QemuImgFront.help()
                     case UInt8(ascii: "c"):
                         guard let n = NumberArgument.unsignedLong(value), n <= UInt64(Int32.max) else {
                             return fail("Invalid request count specified")

@@ -36,7 +36,7 @@ enum Compare {
             case .error: return QemuImgFront.optionError(getopt.failure)
             case let .option(code, value):
                 switch code {
-                case UInt8(ascii: "h"): return QemuImgFront.help(tool: .qemuImg)
+                case UInt8(ascii: "h"): return QemuImgFront.help()
                 case UInt8(ascii: "f"): options.formats.0 = value
                 case UInt8(ascii: "F"): options.formats.1 = value
                 case UInt8(ascii: "T"): cache = value ?? cache

@@ -32,7 +32,7 @@ enum DD {
             case .error: return QemuImgFront.optionError(getopt.failure)
             case let .option(code, value):
                 switch code {
-                case UInt8(ascii: "h"): return QemuImgFront.help(tool: .qemuImg)
+                case UInt8(ascii: "h"): return QemuImgFront.help()
                 case UInt8(ascii: "f"): format = value
                 case UInt8(ascii: "O"): outputFormat = value ?? outputFormat
                 case QemuImgVerb.object.code:

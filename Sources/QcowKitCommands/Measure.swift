@@ -30,11 +30,11 @@ enum Measure {
             case let .error(message):
                 // measure's option string lacks ':': glibc speaks, qemu-img shows its help.
                 Terminal.printError(message)
-                return QemuImgFront.help(tool: .qemuImg)
+                return QemuImgFront.help()
             case let .option(code, value):
                 let value = value ?? ""
                 switch code {
-                case UInt8(ascii: "h"): return QemuImgFront.help(tool: .qemuImg)
+                case UInt8(ascii: "h"): return QemuImgFront.help()
                 case UInt8(ascii: "f"): format = value
                 case UInt8(ascii: "O"): outputFormat = value
                 case UInt8(ascii: "o"):

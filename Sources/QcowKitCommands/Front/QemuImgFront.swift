@@ -129,11 +129,11 @@ enum QemuImgFront {
             case let .error(message):
                 if verb.getoptPrintsErrors {
                     Terminal.printError(message)
-                    return help(tool: .qemuImg)
+                    return help()
                 }
                 return optionError(getopt.failure)
             case .option(UInt8(ascii: "h"), _):
-                return help(tool: .qemuImg)
+                return help()
             default:
                 continue
             }
@@ -169,8 +169,9 @@ enum QemuImgFront {
     }
 
     /// Prints the help (qemu-img's help()) and returns 0.
-    static func help(tool: Tool) -> Int32 {
-        Terminal.print(QemuImgHelp.text(program: ProgramName.current, verbs: availableVerbs(tool: tool)), terminator: "")
+    static func help(tool: Tool = Tool(invokedAs: ProgramName.current)) -> Int32 {
+        Terminal.print(QemuImgHelp.text(program: ProgramName.current, verbs: availableVerbs(tool: tool),
+                                        ownVerbs: tool == .qcowkit), terminator: "")
         return 0
     }
 

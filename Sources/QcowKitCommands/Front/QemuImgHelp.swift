@@ -10,7 +10,13 @@ enum QemuImgHelp {
     /// two image formats and the file protocol under them.
     static let supportedFormats = ["file", "qcow2", "raw"]
 
-    static func text(program: String, verbs: [QemuImgVerb]) -> String {
+    /// qcowkit's own verbs, listed after qemu-img's when invoked as qcowkit.
+    static let qcowkitSynopses = [
+        "io [qemu-io options] [-c command]... [filename]",
+        "serve [-blockdev options]... [-drive options]... -qmp|-qmp-pretty stdio|unix:PATH,server=on,wait=off",
+    ]
+
+    static func text(program: String, verbs: [QemuImgVerb], ownVerbs: Bool = false) -> String {
         let names = Set(verbs.map(\.name))
         var text = QemuImgFront.versionText() + "\n"
         text += """
@@ -26,6 +32,7 @@ enum QemuImgHelp {
 
             """
         for verb in verbs { text += "  \(verb.synopsis)\n" }
+        if ownVerbs { for synopsis in qcowkitSynopses { text += "  \(synopsis)\n" } }
         text += """
 
             Command parameters:
