@@ -35,93 +35,90 @@ enum Bench {
 
     /// `argv` starts with the verb's name; returns the exit status.
     static func main(_ argv: [String]) -> Int32 {
-        guard let spec = QemuImgVerb.named("bench") else { return 1 }
         var settings = Settings()
         var format: String?
         var cache = IOOpenOptions()
         var cacheName = "writeback"
         var nativeAIO = false
-        var getopt = IOGetopt(argv, shortOptions: spec.shortOptions, longOptions: spec.longOptions)
-        while let item = getopt.next() {
-            switch item {
-            case .error: return QemuImgFront.optionError(getopt.failure)
-            case let .option(code, value):
-                let value = value ?? ""
-                do {
-                    switch code {
-                    case UInt8(ascii: "h"): return QemuImgFront.help()
-                    case UInt8(ascii: "c"):
-                        guard let n = NumberArgument.unsignedLong(value), n <= UInt64(Int32.max) else {
-                            return fail("Invalid request count specified")
-                        }
-                        settings.count = n
-                    case UInt8(ascii: "d"):
-                        // Depth 0 would wait for ever (qemu-img hangs): refused as invalid.
-                        guard let n = NumberArgument.unsignedLong(value), n <= UInt64(Int32.max), n > 0 else {
-                            return fail("Invalid queue depth specified")
-                        }
-                        settings.depth = n
-                    case UInt8(ascii: "f"): format = value
-                    case UInt8(ascii: "n"): nativeAIO = true
-                    case UInt8(ascii: "i"):
-                        guard IOOpenOptions.isKnownAIOMode(value) else { return fail("Invalid aio option: \(value)") }
-                        nativeAIO = value == "native"
-                    case UInt8(ascii: "o"): settings.offset = try NumberArgument.parse("offset", value)
-                    case UInt8(ascii: "q"): break  // qemu-img prints its lines all the same
-                    case UInt8(ascii: "s"):
-                        settings.bufferSize = try NumberArgument.parse("buffer size", value, range: 0...UInt64(Int32.max))
-                    case UInt8(ascii: "S"):
-                        settings.step = try NumberArgument.parse("step_size", value, range: 0...UInt64(Int32.max))
-                    case UInt8(ascii: "t"):
-                        guard cache.setCacheMode(value) else { return fail("Invalid cache mode") }
-                        cacheName = value
-                    case UInt8(ascii: "w"): settings.write = true
-                    case 0x91:
-                        guard let n = NumberArgument.unsignedLong(value), n <= 0xff else {
-                            return fail("Invalid pattern byte specified")
-                        }
-                        settings.pattern = UInt8(n)
-                    case 0x90:
-                        guard let n = NumberArgument.unsignedLong(value), n <= UInt64(Int32.max) else {
-                            return fail("Invalid flush interval specified")
-                        }
-                        settings.flushInterval = n
-                    case 0x92: settings.drainOnFlush = false
-                    case QemuImgVerb.imageOpts.code: return fail("--image-opts is not supported by qcowkit bench")
-                    default: break  // -U: QcowKit takes no locks
+        let operands: [String]
+        let parsed = QemuImgFront.parseOptions(argv) { code, value in
+            do {
+                switch code {
+                case UInt8(ascii: "c"):
+                    guard let n = NumberArgument.unsignedLong(value), n <= UInt64(Int32.max) else {
+                        return QemuImgFront.report("Invalid request count specified")
                     }
-                } catch {
-                    return fail("\(error)")
+                    settings.count = n
+                case UInt8(ascii: "d"):
+                    // Depth 0 would wait for ever (qemu-img hangs): refused as invalid.
+                    guard let n = NumberArgument.unsignedLong(value), n <= UInt64(Int32.max), n > 0 else {
+                        return QemuImgFront.report("Invalid queue depth specified")
+                    }
+                    settings.depth = n
+                case UInt8(ascii: "f"): format = value
+                case UInt8(ascii: "n"): nativeAIO = true
+                case UInt8(ascii: "i"):
+                    guard IOOpenOptions.isKnownAIOMode(value) else { return QemuImgFront.report("Invalid aio option: \(value)") }
+                    nativeAIO = value == "native"
+                case UInt8(ascii: "o"): settings.offset = try NumberArgument.parse("offset", value)
+                case UInt8(ascii: "q"): break  // qemu-img prints its lines all the same
+                case UInt8(ascii: "s"):
+                    settings.bufferSize = try NumberArgument.parse("buffer size", value, range: 0...UInt64(Int32.max))
+                case UInt8(ascii: "S"):
+                    settings.step = try NumberArgument.parse("step_size", value, range: 0...UInt64(Int32.max))
+                case UInt8(ascii: "t"):
+                    guard cache.setCacheMode(value) else { return QemuImgFront.report("Invalid cache mode") }
+                    cacheName = value
+                case UInt8(ascii: "w"): settings.write = true
+                case 0x91:
+                    guard let n = NumberArgument.unsignedLong(value), n <= 0xff else {
+                        return QemuImgFront.report("Invalid pattern byte specified")
+                    }
+                    settings.pattern = UInt8(n)
+                case 0x90:
+                    guard let n = NumberArgument.unsignedLong(value), n <= UInt64(Int32.max) else {
+                        return QemuImgFront.report("Invalid flush interval specified")
+                    }
+                    settings.flushInterval = n
+                case 0x92: settings.drainOnFlush = false
+                case QemuImgVerb.imageOpts.code: return QemuImgFront.report("--image-opts is not supported by qcowkit bench")
+                default: break  // -U: QcowKit takes no locks
                 }
+            } catch {
+                return QemuImgFront.report("\(error)")
             }
+            return nil
         }
-        let operands = getopt.operands
+        switch parsed {
+        case let .exit(status): return status
+        case let .operands(list): operands = list
+        }
         guard operands.count == 1, let filename = operands.first else {
             return QemuImgFront.errorExit("Expecting one image file name")
         }
         if !settings.write && settings.flushInterval != 0 {
-            return fail("--flush-interval is only available in write tests")
+            return QemuImgFront.report("--flush-interval is only available in write tests")
         }
         if settings.flushInterval != 0 && settings.flushInterval < settings.depth {
-            return fail("Flush interval can't be smaller than depth")
+            return QemuImgFront.report("Flush interval can't be smaller than depth")
         }
         settings.writethrough = cache.writethrough && !cache.ignoreFlushes
         if nativeAIO && cacheName != "none" && cacheName != "directsync" {
-            return fail("Could not open '\(filename)': aio=native was specified, but it requires cache.direct=on, "
+            return QemuImgFront.report("Could not open '\(filename)': aio=native was specified, but it requires cache.direct=on, "
                         + "which was not specified.")
         }
         let image: BlockImage
         do {
             if let format {
                 guard let known = ImageFormat(rawValue: format) else {
-                    return fail("Could not open '\(filename)': Unknown driver '\(format)'")
+                    return QemuImgFront.report("Could not open '\(filename)': Unknown driver '\(format)'")
                 }
                 image = try ImageOpener.open(path: filename, format: known, writable: settings.write)
             } else {
                 image = try ImageOpener.open(path: filename, writable: settings.write)
             }
         } catch {
-            return fail(ImageOpener.failureMessage(path: filename, error: error))
+            return QemuImgFront.report(ImageOpener.failureMessage(path: filename, error: error))
         }
         defer { try? image.close() }
         if format == nil, let raw = image as? RawImage {
@@ -131,7 +128,7 @@ enum Bench {
         if settings.step == 0 { settings.step = settings.bufferSize }
         let threads = min(settings.depth, max(settings.count, 1))
         guard threads * settings.bufferSize <= maxBufferBytes else {
-            return fail("Buffers of \(threads * settings.bufferSize) bytes (depth times buffer size) are too large")
+            return QemuImgFront.report("Buffers of \(threads * settings.bufferSize) bytes (depth times buffer size) are too large")
         }
         Terminal.print("Sending \(settings.count) \(settings.write ? "write" : "read") requests, "
                        + "\(settings.bufferSize) bytes each, \(settings.depth) in parallel "
@@ -140,17 +137,11 @@ enum Bench {
         Terminal.flushStandardOutput()
         let start = wallClockSeconds()
         if let failure = BenchRun(image: image, settings: settings).run(threads: Int(threads)) {
-            return fail(failure)
+            return QemuImgFront.report(failure)
         }
         let elapsed = wallClockSeconds() - start
         Terminal.print(cFormat("Run completed in %3.3f seconds.", elapsed))
         return 0
-    }
-
-    static func fail(_ message: String) -> Int32 {
-        Terminal.flushStandardOutput()
-        Terminal.printError(ProgramName.prefixed(message))
-        return 1
     }
 
     private static func wallClockSeconds() -> Double {

@@ -27,45 +27,41 @@ enum Compare {
 
     /// `argv` starts with the verb's name; returns the exit status.
     static func main(_ argv: [String]) -> Int32 {
-        guard let spec = QemuImgVerb.named("compare") else { return 2 }
         var options = Options()
         var cache = "writeback"
-        var getopt = IOGetopt(argv, shortOptions: spec.shortOptions, longOptions: spec.longOptions)
-        while let item = getopt.next() {
-            switch item {
-            case .error: return QemuImgFront.optionError(getopt.failure)
-            case let .option(code, value):
-                switch code {
-                case UInt8(ascii: "h"): return QemuImgFront.help()
-                case UInt8(ascii: "f"): options.formats.0 = value
-                case UInt8(ascii: "F"): options.formats.1 = value
-                case UInt8(ascii: "T"): cache = value ?? cache
-                case UInt8(ascii: "p"): options.progress = true
-                case UInt8(ascii: "q"): options.quiet = true
-                case UInt8(ascii: "s"): options.strict = true
-                case QemuImgVerb.object.code:
-                    return fail("--object is not supported by qcowkit (no secrets or other objects)", status: 2)
-                case QemuImgVerb.imageOpts.code:
-                    return fail("--image-opts is not supported by qcowkit compare", status: 2)
-                default: break  // -U: QcowKit reads without taking locks
-                }
+        let files: [String]
+        let parsed = QemuImgFront.parseOptions(argv, objectStatus: 2) { code, value in
+            switch code {
+            case UInt8(ascii: "f"): options.formats.0 = value
+            case UInt8(ascii: "F"): options.formats.1 = value
+            case UInt8(ascii: "T"): cache = value
+            case UInt8(ascii: "p"): options.progress = true
+            case UInt8(ascii: "q"): options.quiet = true
+            case UInt8(ascii: "s"): options.strict = true
+            case QemuImgVerb.imageOpts.code:
+                return QemuImgFront.report("--image-opts is not supported by qcowkit compare", status: 2)
+            default: break  // -U: QcowKit reads without taking locks
             }
+            return nil
+        }
+        switch parsed {
+        case let .exit(status): return status
+        case let .operands(operands): files = operands
         }
         if options.quiet { options.progress = false }
-        let files = getopt.operands
         guard files.count == 2 else { return QemuImgFront.errorExit("Expecting two image file names") }
         var progress = QemuProgress(enabled: options.progress, minimumStep: 2.0)
         defer { progress.end() }
         var cacheMode = IOOpenOptions()
-        guard cacheMode.setCacheMode(cache) else { return fail("Invalid source cache option: \(cache)", status: 2) }
+        guard cacheMode.setCacheMode(cache) else { return QemuImgFront.report("Invalid source cache option: \(cache)", status: 2) }
 
         let first: BlockImage, second: BlockImage
         do { first = try ReadCommands.openChain(files[0], format: options.formats.0) } catch {
-            return fail("\(error)", status: 2)
+            return QemuImgFront.report("\(error)", status: 2)
         }
         defer { try? first.close() }
         do { second = try ReadCommands.openChain(files[1], format: options.formats.1) } catch {
-            return fail("\(error)", status: 2)
+            return QemuImgFront.report("\(error)", status: 2)
         }
         defer { try? second.close() }
         var comparison = Comparison(images: (first, second), names: (files[0], files[1]), options: options)
@@ -74,11 +70,6 @@ enum Compare {
         return status
     }
 
-    static func fail(_ message: String, status: Int32) -> Int32 {
-        Terminal.flushStandardOutput()
-        Terminal.printError(ProgramName.prefixed(message))
-        return status
-    }
 }
 
 /// One comparison: qemu-img's img_compare loop after the images are open.
@@ -110,7 +101,7 @@ private struct Comparison {
         } catch let verdict as Verdict {
             return verdict.status
         } catch {
-            return Compare.fail("\(error)", status: 2)
+            return QemuImgFront.report("\(error)", status: 2)
         }
     }
 
@@ -177,7 +168,7 @@ private struct Comparison {
             let chain = try image.chainBlockStatus(at: offset, length: image.size - offset)
             return StatusFlags(chain, image: image, offset: offset)
         } catch {
-            _ = Compare.fail("Sector allocation test failed for \(name)", status: 3)
+            _ = QemuImgFront.report("Sector allocation test failed for \(name)", status: 3)
             throw Verdict(status: 3)
         }
     }
@@ -190,7 +181,7 @@ private struct Comparison {
             }
         } catch {
             let reason = String(cString: strerror(Qcow2Error.errnoValue(of: error)))
-            _ = Compare.fail("Error while reading offset \(offset) of \(name): \(reason)", status: 4)
+            _ = QemuImgFront.report("Error while reading offset \(offset) of \(name): \(reason)", status: 4)
             throw Verdict(status: 4)
         }
     }

@@ -23,29 +23,25 @@ enum DD {
 
     /// `argv` starts with the verb's name; returns the exit status.
     static func main(_ argv: [String]) -> Int32 {
-        guard let spec = QemuImgVerb.named("dd") else { return 1 }
         var format: String?
         var outputFormat = "raw"
-        var getopt = IOGetopt(argv, shortOptions: spec.shortOptions, longOptions: spec.longOptions)
-        while let item = getopt.next() {
-            switch item {
-            case .error: return QemuImgFront.optionError(getopt.failure)
-            case let .option(code, value):
-                switch code {
-                case UInt8(ascii: "h"): return QemuImgFront.help()
-                case UInt8(ascii: "f"): format = value
-                case UInt8(ascii: "O"): outputFormat = value ?? outputFormat
-                case QemuImgVerb.object.code:
-                    return fail("--object is not supported by qcowkit (no secrets or other objects)")
-                case QemuImgVerb.imageOpts.code:
-                    return fail("--image-opts is not supported by qcowkit dd")
-                default: break  // -U: QcowKit reads without taking locks
-                }
+        let words: [String]
+        let parsed = QemuImgFront.parseOptions(argv) { code, value in
+            switch code {
+            case UInt8(ascii: "f"): format = value
+            case UInt8(ascii: "O"): outputFormat = value
+            case QemuImgVerb.imageOpts.code: return QemuImgFront.report("--image-opts is not supported by qcowkit dd")
+            default: break  // -U: QcowKit reads without taking locks
             }
+            return nil
+        }
+        switch parsed {
+        case let .exit(status): return status
+        case let .operands(operands): words = operands
         }
         var operands = Operands()
-        for operand in getopt.operands {
-            guard let equals = operand.firstIndex(of: "=") else { return fail("unrecognized operand \(operand)") }
+        for operand in words {
+            guard let equals = operand.firstIndex(of: "=") else { return QemuImgFront.report("unrecognized operand \(operand)") }
             let key = String(operand[..<equals])
             let value = String(operand[operand.index(after: equals)...])
             do {
@@ -55,30 +51,24 @@ enum DD {
                 case "skip": operands.skip = try NumberArgument.parse("skip", value)
                 case "if": operands.input = value
                 case "of": operands.output = value
-                default: return fail("unrecognized operand \(key)")
+                default: return QemuImgFront.report("unrecognized operand \(key)")
                 }
             } catch {
-                return fail("\(error)")
+                return QemuImgFront.report("\(error)")
             }
         }
         guard let input = operands.input, let output = operands.output else {
-            return fail("Must specify both input and output files")
+            return QemuImgFront.report("Must specify both input and output files")
         }
         let source: BlockImage
-        do { source = try ReadCommands.openChain(input, format: format) } catch { return fail("\(error)") }
+        do { source = try ReadCommands.openChain(input, format: format) } catch { return QemuImgFront.report("\(error)") }
         defer { try? source.close() }
         do {
             try copy(source, named: input, to: output, format: outputFormat, operands: operands)
             return 0
         } catch {
-            return fail("\(error)")
+            return QemuImgFront.report("\(error)")
         }
-    }
-
-    static func fail(_ message: String) -> Int32 {
-        Terminal.flushStandardOutput()
-        Terminal.printError(ProgramName.prefixed(message))
-        return 1
     }
 
     private static func copy(_ source: BlockImage, named input: String, to output: String, format: String,

@@ -16,7 +16,6 @@ enum Measure {
 
     /// `argv` starts with the verb's name; returns the exit status.
     static func main(_ argv: [String]) -> Int32 {
-        guard let spec = QemuImgVerb.named("measure") else { return 1 }
         var json = false
         var format: String?
         var outputFormat = "raw"
@@ -24,58 +23,53 @@ enum Measure {
         var snapshot: String?
         var size: UInt64?
         var imageOpts = false
-        var getopt = IOGetopt(argv, shortOptions: spec.shortOptions, longOptions: spec.longOptions)
-        while let item = getopt.next() {
-            switch item {
-            case let .error(message):
-                // measure's option string lacks ':': glibc speaks, qemu-img shows its help.
-                Terminal.printError(message)
-                return QemuImgFront.help()
-            case let .option(code, value):
-                let value = value ?? ""
-                switch code {
-                case UInt8(ascii: "h"): return QemuImgFront.help()
-                case UInt8(ascii: "f"): format = value
-                case UInt8(ascii: "O"): outputFormat = value
-                case UInt8(ascii: "o"):
-                    guard CreationOptionSet.isValidList(value) else { return fail("Invalid option list: \(value)") }
-                    options.append(value)
-                case UInt8(ascii: "l"): snapshot = value
-                case QemuImgVerb.object.code:
-                    return fail("--object is not supported by qcowkit (no secrets or other objects)")
-                case QemuImgVerb.imageOpts.code: imageOpts = true
-                case QemuImgVerb.output.code:
-                    switch value {
-                    case "json": json = true
-                    case "human": json = false
-                    default: return fail("--output must be used with human or json as argument.")
-                    }
-                case 0x90:
-                    do {
-                        size = try ImageSizeArgument.parse(value) { Terminal.printError(ProgramName.prefixed("warning: " + $0)) }
-                    } catch {
-                        return fail("\(error)")
-                    }
-                default: break  // -U: QcowKit reads without taking locks
+        let operands: [String]
+        // measure's option string lacks ':': glibc reports a bad flag and
+        // qemu-img shows its help (parseOptions does both).
+        let parsed = QemuImgFront.parseOptions(argv) { code, value in
+            switch code {
+            case UInt8(ascii: "f"): format = value
+            case UInt8(ascii: "O"): outputFormat = value
+            case UInt8(ascii: "o"):
+                guard CreationOptionSet.isValidList(value) else { return QemuImgFront.report("Invalid option list: \(value)") }
+                options.append(value)
+            case UInt8(ascii: "l"): snapshot = value
+            case QemuImgVerb.imageOpts.code: imageOpts = true
+            case QemuImgVerb.output.code:
+                switch value {
+                case "json": json = true
+                case "human": json = false
+                default: return QemuImgFront.report("--output must be used with human or json as argument.")
                 }
+            case 0x90:
+                do {
+                    size = try NumberArgument.parse("image size", value)
+                } catch {
+                    return QemuImgFront.report("\(error)")
+                }
+            default: break  // -U: QcowKit reads without taking locks
             }
+            return nil
         }
-        let operands = getopt.operands
-        if operands.count > 1 { return fail("At most one filename argument is allowed.") }
+        switch parsed {
+        case let .exit(status): return status
+        case let .operands(list): operands = list
+        }
+        if operands.count > 1 { return QemuImgFront.report("At most one filename argument is allowed.") }
         let filename = operands.first
         if filename == nil && (imageOpts || format != nil || snapshot != nil) {
-            return fail("--image-opts, -f, and -l require a filename argument.")
+            return QemuImgFront.report("--image-opts, -f, and -l require a filename argument.")
         }
-        if filename != nil && size != nil { return fail("--size N cannot be used together with a filename.") }
-        if filename == nil && size == nil { return fail("Either --size N or one filename must be specified.") }
-        if imageOpts { return fail("--image-opts is not supported by qcowkit measure") }
+        if filename != nil && size != nil { return QemuImgFront.report("--size N cannot be used together with a filename.") }
+        if filename == nil && size == nil { return QemuImgFront.report("Either --size N or one filename must be specified.") }
+        if imageOpts { return QemuImgFront.report("--image-opts is not supported by qcowkit measure") }
 
         var source: BlockImage?
         if let filename {
-            do { source = try ReadCommands.openChain(filename, format: format) } catch { return fail("\(error)") }
+            do { source = try ReadCommands.openChain(filename, format: format) } catch { return QemuImgFront.report("\(error)") }
             if snapshot != nil {
                 try? source?.close()
-                return fail("Failed to load snapshot: measuring an internal snapshot (-l) is not supported by qcowkit")
+                return QemuImgFront.report("Failed to load snapshot: measuring an internal snapshot (-l) is not supported by qcowkit")
             }
         }
         defer { try? source?.close() }
@@ -84,14 +78,8 @@ enum Measure {
             Terminal.print(render(sizes, json: json), terminator: "")
             return 0
         } catch {
-            return fail("\(error)")
+            return QemuImgFront.report("\(error)")
         }
-    }
-
-    static func fail(_ message: String) -> Int32 {
-        Terminal.flushStandardOutput()
-        Terminal.printError(ProgramName.prefixed(message))
-        return 1
     }
 
     /// The figures for `outputFormat` with the -o `options`, for `source`

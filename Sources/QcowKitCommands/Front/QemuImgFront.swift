@@ -141,6 +141,39 @@ enum QemuImgFront {
         return nil
     }
 
+    enum ParsedOptions {
+        case operands([String])
+        case exit(Int32)
+    }
+
+    /// Walks a native verb's options (`argv` starts with the verb) with
+    /// qemu-img's option string for it: a bad flag ends the command as
+    /// qemu-img ends it, -h prints the help and --object is refused (with
+    /// `objectStatus`); `handle` gets every other option with its argument
+    /// ("" if none) and returns an exit status to stop early.
+    static func parseOptions(_ argv: [String], objectStatus: Int32 = 1,
+                             _ handle: (UInt8, String) -> Int32?) -> ParsedOptions {
+        guard let verb = argv.first.flatMap(QemuImgVerb.named) else { return .exit(1) }
+        var getopt = IOGetopt(argv, shortOptions: verb.shortOptions, longOptions: verb.longOptions)
+        while let item = getopt.next() {
+            switch item {
+            case let .error(message):
+                if verb.getoptPrintsErrors {
+                    Terminal.printError(message)
+                    return .exit(help())
+                }
+                return .exit(optionError(getopt.failure))
+            case .option(UInt8(ascii: "h"), _):
+                return .exit(help())
+            case .option(QemuImgVerb.object.code, _):
+                return .exit(report(objectRefusal, status: objectStatus))
+            case let .option(code, value):
+                if let status = handle(code, value ?? "") { return .exit(status) }
+            }
+        }
+        return .operands(getopt.operands)
+    }
+
     /// A getopt failure in qemu-img's words (missing_argument, unrecognized_option).
     static func optionError(_ failure: (missingArgument: Bool, element: String)?) -> Int32 {
         guard let failure else { return errorExit("unrecognized option") }
@@ -148,6 +181,18 @@ enum QemuImgFront {
             ? "missing argument for option '\(failure.element)'"
             : "unrecognized option '\(failure.element)'")
     }
+
+    /// error_report: the message on standard error after the program's
+    /// name; returns `status` (the verb's exit status for it).
+    @discardableResult
+    static func report(_ message: String, status: Int32 = 1) -> Int32 {
+        Terminal.flushStandardOutput()
+        Terminal.printError(ProgramName.prefixed(message))
+        return status
+    }
+
+    /// What verbs answer --object with: QcowKit has no secrets or other objects.
+    static let objectRefusal = "--object is not supported by qcowkit (no secrets or other objects)"
 
     /// error_exit: the message, qemu-img's pointer to --help, status 1.
     @discardableResult
