@@ -82,7 +82,7 @@ enum Bench {
                     settings.flushInterval = n
                 case 0x92: settings.drainOnFlush = false
                 case QemuImgVerb.imageOpts.code: return QemuImgFront.report("--image-opts is not supported by qcowkit bench")
-                default: break  // -U: QcowKit takes no locks
+                default: break  // -U: accepted (image locks are not taken by this verb yet)
                 }
             } catch {
                 return QemuImgFront.report("\(error)")
@@ -201,10 +201,7 @@ final class BenchRun: Sendable {
                 continue
             }
         }
-        return queue.withLock { state, waiter in
-            while state.runningThreads > 0 { waiter.wait() }
-            return state.failure
-        }
+        return queue.withLock(when: { $0.runningThreads == 0 }) { state, _ in state.failure }
     }
 
     private func work() {
@@ -251,38 +248,35 @@ final class BenchRun: Sendable {
     /// The offset of the next request, waiting while the queue is full or
     /// draining; nil when every request is sent or one failed.
     private func nextRequest() -> (offset: UInt64, sequence: UInt64)? {
-        queue.withLock { state, waiter in
-            while true {
-                // Done when one failed or every request has been sent.
-                if state.failure != nil || state.pending == state.inFlight { return nil }
-                if !state.draining && state.inFlight < settings.depth {
-                    let offset = state.nextOffset
-                    state.inFlight += 1
-                    let size = image.size
-                    state.nextOffset = size == 0 ? 0 : (state.nextOffset + settings.step) % size
-                    let sequence = state.sent
-                    state.sent += 1
-                    if settings.write {
-                        let first = offset / 512
-                        let end = max(first + 1, (offset + settings.bufferSize + 511) / 512)
-                        state.writesInFlight.append((sequence, first..<end))
-                    }
-                    return (offset, sequence)
-                }
-                waiter.wait()
+        let depth = settings.depth
+        // Go on when one failed, when every request has been sent, or when
+        // there is room in the queue and no flush is draining it.
+        return queue.withLock(when: { state in
+            state.failure != nil || state.pending == state.inFlight || (!state.draining && state.inFlight < depth)
+        }) { state, _ in
+            if state.failure != nil || state.pending == state.inFlight { return nil }
+            let offset = state.nextOffset
+            state.inFlight += 1
+            let size = image.size
+            state.nextOffset = size == 0 ? 0 : (state.nextOffset + settings.step) % size
+            let sequence = state.sent
+            state.sent += 1
+            if settings.write {
+                let first = offset / 512
+                let end = max(first + 1, (offset + settings.bufferSize + 511) / 512)
+                state.writesInFlight.append((sequence, first..<end))
             }
+            return (offset, sequence)
         }
     }
 
     /// Waits until no write sent before `sequence` touches its sectors.
     private func waitForOverlappingWrites(_ sequence: UInt64) {
-        queue.withLock { state, waiter in
-            guard let mine = state.writesInFlight.first(where: { $0.sequence == sequence })?.sectors else { return }
-            while state.failure == nil,
-                  state.writesInFlight.contains(where: { $0.sequence < sequence && $0.sectors.overlaps(mine) }) {
-                waiter.wait()
-            }
-        }
+        queue.withLock(when: { state in
+            guard state.failure == nil,
+                  let mine = state.writesInFlight.first(where: { $0.sequence == sequence })?.sectors else { return true }
+            return !state.writesInFlight.contains { $0.sequence < sequence && $0.sectors.overlaps(mine) }
+        }) { _, _ in }
     }
 
     /// Counts a completed request; true when the caller is to flush now.

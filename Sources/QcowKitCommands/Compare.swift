@@ -40,7 +40,7 @@ enum Compare {
             case UInt8(ascii: "s"): options.strict = true
             case QemuImgVerb.imageOpts.code:
                 return QemuImgFront.report("--image-opts is not supported by qcowkit compare", status: 2)
-            default: break  // -U: QcowKit reads without taking locks
+            default: break  // -U: accepted (image locks are not taken by this verb yet)
             }
             return nil
         }
@@ -69,7 +69,6 @@ enum Compare {
         Terminal.flushStandardOutput()
         return status
     }
-
 }
 
 /// One comparison: qemu-img's img_compare loop after the images are open.
@@ -190,14 +189,18 @@ private struct Comparison {
     /// that does not is reported.
     private mutating func checkEmpty(_ image: BlockImage, named name: String, at offset: UInt64, count: UInt64) throws {
         try read(image, named: name, at: offset, count: count, into: \.buffers.0)
-        let nonzero = buffers.0.withUnsafeBytes { bytes -> Int? in
-            var sector = 0
-            while sector < Int(count) {
-                let end = min(sector + Compare.sectorSize, Int(count))
-                if bytes[sector..<end].contains(where: { $0 != 0 }) { return sector }
-                sector = end
+        let nonzero = buffers.0.withUnsafeBytes { bytes in
+            buffers.1.withUnsafeMutableBytes { zeroes -> Int? in
+                // The second buffer, zeroed, is the reference sector.
+                memset(zeroes.baseAddress!, 0, Compare.sectorSize)
+                var sector = 0
+                while sector < Int(count) {
+                    let length = min(Compare.sectorSize, Int(count) - sector)
+                    if memcmp(bytes.baseAddress! + sector, zeroes.baseAddress!, length) != 0 { return sector }
+                    sector += length
+                }
+                return nil
             }
-            return nil
         }
         if let nonzero {
             say("Content mismatch at offset \(offset + UInt64(nonzero))!")
@@ -209,6 +212,8 @@ private struct Comparison {
     private func firstDifferentSector(count: Int) -> Int? {
         buffers.0.withUnsafeBytes { a in
             buffers.1.withUnsafeBytes { b in
+                // Equal chunks (the usual case) take one comparison.
+                if memcmp(a.baseAddress!, b.baseAddress!, count) == 0 { return nil }
                 var sector = 0
                 while sector < count {
                     let length = min(Compare.sectorSize, count - sector)

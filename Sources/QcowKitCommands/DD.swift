@@ -31,7 +31,7 @@ enum DD {
             case UInt8(ascii: "f"): format = value
             case UInt8(ascii: "O"): outputFormat = value
             case QemuImgVerb.imageOpts.code: return QemuImgFront.report("--image-opts is not supported by qcowkit dd")
-            default: break  // -U: QcowKit reads without taking locks
+            default: break  // -U: accepted (image locks are not taken by this verb yet)
             }
             return nil
         }

@@ -47,7 +47,7 @@ enum Measure {
                 } catch {
                     return QemuImgFront.report("\(error)")
                 }
-            default: break  // -U: QcowKit reads without taking locks
+            default: break  // -U: accepted (image locks are not taken by this verb yet)
             }
             return nil
         }

@@ -26,7 +26,7 @@ struct BenchInteropTests {
             ["-s", "3G", "top.qcow2"], ["top.qcow2", "x"], ["-c", "10", "-n", "top.qcow2"],
             ["-c", "10", "-i", "native", "top.qcow2"], ["-c", "10", "-i", "native", "-t", "none", "top.qcow2"],
             ["-c", "1", "-o", "-1", "top.qcow2"], ["-x", "top.qcow2"], ["missing.qcow2"], ["-f", "raw", "-c", "1", "top.qcow2"],
-            ["-f", "foo", "-c", "1", "top.qcow2"], ["-c", "1"],
+            ["-f", "foo", "-c", "1", "top.qcow2"], ["-c", "1"], ["-c", "100", "-s", "64k", "badcomp.qcow2"],
         ]
         let differences = try cases.compactMap { try run.difference(["bench"] + $0) }
         #expect(differences.isEmpty, "\(differences.joined(separator: "\n\n"))")

@@ -43,6 +43,9 @@ struct CompareInteropTests {
             ["compare", "a", "-xq", "b"], ["compare", "--bogus", "a", "b"], ["compare", "-f"],
             ["compare", "a", "b", "-T"], ["compare", "--image-opts=x", "a", "b"],
             ["compare", "missing.qcow2", "top.qcow2"], ["compare", "top.qcow2", "missing.qcow2"],
+            // A compressed cluster that cannot be decompressed: exit status 4.
+            ["compare", "badcomp.qcow2", "top.qcow2"], ["compare", "top.qcow2", "badcomp.qcow2"],
+            ["compare", "-s", "badcomp.qcow2", "comp.qcow2"], ["compare", "badcomp.qcow2", "empty.qcow2"],
         ]
         let differences = try cases.compactMap { try run.difference($0) }
         #expect(differences.isEmpty, "\(differences.joined(separator: "\n\n"))")

@@ -51,7 +51,8 @@ struct DDInteropTests {
             ["osize=1M", "if=top.qcow2"], ["foo=1", "if=top.qcow2"], ["junk", "if=top.qcow2"], ["if=missing"],
             ["-O", "foo", "if=top.qcow2"], ["-f", "raw", "if=top.qcow2"], ["-f", "qcow2", "if=top.raw"],
             ["bs=x", "if=top.qcow2"], ["skip=1Q", "if=top.qcow2"], ["bs=0x10k", "if=top.qcow2"],
-            ["-x", "if=top.qcow2"], ["if=top.qcow2", "if=base.qcow2", "count=1"],
+            ["-x", "if=top.qcow2"], ["if=top.qcow2", "if=base.qcow2", "count=1"], ["if=badcomp.qcow2"],
+            ["-O", "qcow2", "if=badcomp.qcow2", "bs=64k"],
         ]
         var differences = try cases.compactMap { try difference(run, $0) }
         for arguments in [["dd"], ["dd", "if=top.qcow2"], ["dd", "if=top.qcow2", "of=/nonexistent-dir/x"]] {

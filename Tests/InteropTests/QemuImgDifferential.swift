@@ -100,6 +100,27 @@ struct QemuImgDifferential {
         try img("create", "-q", "-f", "qcow2", "bm.qcow2", "10M")
         try img("bitmap", "--add", "bm.qcow2", "b1")
         try img("bitmap", "--add", "-g", "512", "bm.qcow2", "longer-name-bitmap")
+        try corruptFirstCompressedCluster(of: "comp.qcow2", into: "badcomp.qcow2")
+    }
+
+    /// Copies `source` and overwrites the start of its first compressed
+    /// cluster (in the first L2 table) with 0xff bytes, so that reading it
+    /// fails (EIO): the read-error paths of the verbs.
+    func corruptFirstCompressedCluster(of source: String, into copy: String) throws {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file(source))))
+        func be(_ offset: Int, _ width: Int) -> UInt64 {
+            bytes[offset..<(offset + width)].reduce(0) { $0 << 8 | UInt64($1) }
+        }
+        let clusterBits = Int(be(20, 4))
+        let l2Offset = Int(be(Int(be(40, 8)), 8) & 0x00ff_ffff_ffff_fe00)
+        for index in 0..<((1 << clusterBits) / 8) {
+            let entry = be(l2Offset + index * 8, 8)
+            guard entry >> 62 & 1 == 1 else { continue }
+            let host = Int(entry & ((1 << (62 - (clusterBits - 8))) - 1))
+            for i in host..<(host + 64) { bytes[i] = 0xff }
+            break
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: file(copy)))
     }
 
     static let fixtures = ["base.qcow2", "top.qcow2", "top.raw", "flat.qcow2", "comp.qcow2", "odd.qcow2", "odd.raw",

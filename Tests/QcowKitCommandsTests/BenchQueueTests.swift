@@ -25,18 +25,21 @@ private final class BarrierImage: BlockImage {
     var size: UInt64 { 1 << 20 }
     var backing: BlockImage? { nil }
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        // A generous failsafe, not a measurement: without it a broken queue
+        // would hang the suite.
+        let deadline = monotonicNanoseconds() + 120_000_000_000
         state.withLock { state, waiter in
             state.reads += 1
             state.arrived += 1
             if state.arrived >= barrier { state.released = true; waiter.broadcast() }
-            // A generous failsafe, not a measurement: without it a broken
-            // queue would hang the suite.
-            let deadline = monotonicNanoseconds() + 120_000_000_000
-            while !state.released && !state.timedOut {
-                waiter.wait(until: deadline)
-                if monotonicNanoseconds() >= deadline { state.timedOut = true }
-            }
         }
+        // One wait per lock access: the state is read afresh each time.
+        while state.withLock({ state, waiter -> Bool in
+            if state.released || state.timedOut { return false }
+            if monotonicNanoseconds() >= deadline { state.timedOut = true; return false }
+            waiter.wait(until: deadline)
+            return true
+        }) {}
     }
     func blockStatus(at offset: UInt64, length: UInt64) throws -> BlockStatus {
         BlockStatus(length: length, isData: true, isZero: false, isAllocated: true)

@@ -40,6 +40,19 @@ package final class JobLock<State>: @unchecked Sendable {
         return try body(&state, Waiter(mutex: mutex, condition: condition))
     }
 
+    /// Waits, with the mutex held between wake-ups, until `ready` holds for
+    /// the state, then runs `body` on it. Prefer this to a loop around
+    /// `Waiter.wait()` inside `withLock`: there the state is an `inout`
+    /// access, which the optimiser may read once for the whole loop (a
+    /// release build then waits for ever); here each check reads it afresh.
+    package func withLock<T>(when ready: (State) -> Bool,
+                             _ body: (inout State, borrowing Waiter) throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while !ready(state) { pthread_cond_wait(condition, mutex) }
+        return try body(&state, Waiter(mutex: mutex, condition: condition))
+    }
+
     /// Runs `body` on the state with the mutex held.
     package func withLock<T>(_ body: (inout State) throws -> T) rethrows -> T {
         try withLock { state, _ in try body(&state) }
