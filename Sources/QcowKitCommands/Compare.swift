@@ -50,7 +50,7 @@ enum Compare {
         }
         if options.quiet { options.progress = false }
         guard files.count == 2 else { return QemuImgFront.errorExit("Expecting two image file names") }
-        var progress = QemuProgress(enabled: options.progress, minimumStep: 2.0)
+        let progress = QemuProgress(enabled: options.progress, minSkip: 2.0)
         defer { progress.end() }
         var cacheMode = IOOpenOptions()
         guard cacheMode.setCacheMode(cache) else { return QemuImgFront.report("Invalid source cache option: \(cache)", status: 2) }
@@ -65,7 +65,7 @@ enum Compare {
         }
         defer { try? second.close() }
         var comparison = Comparison(images: (first, second), names: (files[0], files[1]), options: options)
-        let status = comparison.run(progress: &progress)
+        let status = comparison.run(progress: progress)
         Terminal.flushStandardOutput()
         return status
     }
@@ -92,9 +92,9 @@ private struct Comparison {
         if !options.quiet { Terminal.print(line) }
     }
 
-    mutating func run(progress: inout QemuProgress) -> Int32 {
+    mutating func run(progress: QemuProgress) -> Int32 {
         do {
-            try compare(progress: &progress)
+            try compare(progress: progress)
             say("Images are identical.")
             return 0
         } catch let verdict as Verdict {
@@ -104,11 +104,11 @@ private struct Comparison {
         }
     }
 
-    private mutating func compare(progress: inout QemuProgress) throws {
+    private mutating func compare(progress: QemuProgress) throws {
         let sizes = (images.0.size, images.1.size)
         let common = min(sizes.0, sizes.1)
         let progressBase = Float(max(sizes.0, sizes.1))
-        progress.print(0, maximum: 100)
+        progress.print(0, max: 100)
         if options.strict && sizes.0 != sizes.1 {
             say("Strict mode: Image size mismatch!")
             throw Verdict(status: 1)
@@ -143,7 +143,7 @@ private struct Comparison {
                 }
             }
             offset += chunk
-            progress.print(Float(chunk) / progressBase * 100, maximum: 100)
+            progress.print(Float(chunk) / progressBase * 100, max: 100)
         }
         guard sizes.0 != sizes.1 else { return }
         say("Warning: Image size mismatch!")
@@ -157,7 +157,7 @@ private struct Comparison {
                 try checkEmpty(longer, named: name, at: offset, count: chunk)
             }
             offset += chunk
-            progress.print(Float(chunk) / progressBase * 100, maximum: 100)
+            progress.print(Float(chunk) / progressBase * 100, max: 100)
         }
     }
 

@@ -158,10 +158,10 @@ enum NumberArgument {
     }
 }
 
-/// qemu-img's reading of the positional image size (cvtnum): a size up to
-/// INT64_MAX.
+/// qemu-img's reading of a size argument (cvtnum) up to INT64_MAX, named in
+/// its messages ("image size", "buffer size for sparse output", "rate limit").
 enum ImageSizeArgument {
-    static func parse(_ text: String, warn: (String) -> Void) throws -> UInt64 {
-        try NumberArgument.parse("image size", text, warn: warn)
+    static func parse(_ text: String, name: String = "image size", warn: (String) -> Void) throws -> UInt64 {
+        try NumberArgument.parse(name, text, warn: warn)
     }
 }

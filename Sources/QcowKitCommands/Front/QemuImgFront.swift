@@ -80,8 +80,15 @@ enum QemuImgFront {
         guard isSubcommand, tool == .qcowkit || !qcowkitOnlyVerbs.contains(verb) else {
             return errorExit("Command not found: \(verb)")
         }
-        if let spec = QemuImgVerb.named(verb), let status = checkOptions(spec, verbArguments) {
-            return status
+        if let spec = QemuImgVerb.named(verb) {
+            switch checkOptions(spec, verbArguments) {
+            case .valid: break
+            case .help: return help()
+            case let .invalid(report):
+                // A flag qemu-img 7.2 does not know may be a later QEMU's
+                // spelling that the verb takes (convert's --parallel, ...).
+                guard (try? QcowKit.parseAsRoot([verb] + verbArguments)) != nil else { return report() }
+            }
         }
         return runParsed([verb] + verbArguments)
     }
@@ -112,15 +119,21 @@ enum QemuImgFront {
         }
     }
 
-    /// Walks `arguments` with the verb's qemu-img option string: the first
-    /// bad flag ends the command as qemu-img ends it, and -h prints the help.
-    /// Nil when the options are well formed.
-    static func checkOptions(_ verb: QemuImgVerb, _ arguments: [String]) -> Int32? {
+    enum OptionCheck {
+        case valid
+        case help
+        /// Reports the bad flag as qemu-img does and returns the exit status.
+        case invalid(() -> Int32)
+    }
+
+    /// Walks `arguments` with the verb's qemu-img option string, up to the
+    /// first bad flag or -h.
+    static func checkOptions(_ verb: QemuImgVerb, _ arguments: [String]) -> OptionCheck {
         var arguments = arguments
         if verb.name == "resize" {
             // qemu-img takes the size off the end before getopt sees it, so
             // that "-1G" is a size and not an option.
-            guard arguments.count >= 2 else { return errorExit("Not enough arguments") }
+            guard arguments.count >= 2 else { return .invalid { errorExit("Not enough arguments") } }
             arguments.removeLast()
         }
         var getopt = IOGetopt([verb.name] + arguments, shortOptions: verb.shortOptions, longOptions: verb.longOptions)
@@ -128,17 +141,20 @@ enum QemuImgFront {
             switch item {
             case let .error(message):
                 if verb.getoptPrintsErrors {
-                    Terminal.printError(message)
-                    return help()
+                    return .invalid {
+                        Terminal.printError(message)
+                        return help()
+                    }
                 }
-                return optionError(getopt.failure)
+                let failure = getopt.failure
+                return .invalid { optionError(failure) }
             case .option(UInt8(ascii: "h"), _):
-                return help()
+                return .help
             default:
                 continue
             }
         }
-        return nil
+        return .valid
     }
 
     enum ParsedOptions {
