@@ -33,13 +33,9 @@ private final class BarrierImage: BlockImage {
             state.arrived += 1
             if state.arrived >= barrier { state.released = true; waiter.broadcast() }
         }
-        // One wait per lock access: the state is read afresh each time.
-        while state.withLock({ state, waiter -> Bool in
-            if state.released || state.timedOut { return false }
-            if monotonicNanoseconds() >= deadline { state.timedOut = true; return false }
-            waiter.wait(until: deadline)
-            return true
-        }) {}
+        state.withLock(when: { $0.released }, until: deadline) { state, _ in
+            if !state.released { state.timedOut = true }
+        }
     }
     func blockStatus(at offset: UInt64, length: UInt64) throws -> BlockStatus {
         BlockStatus(length: length, isData: true, isZero: false, isAllocated: true)

@@ -1,7 +1,7 @@
 // A job's state behind a mutex with one condition variable on the monotonic
 // clock: what a job's worker thread and the main thread share. The state is
-// reachable only with the mutex held, and waiting is only possible from
-// inside `withLock`. (Synchronization's Mutex has no condition variable;
+// reachable only with the mutex held, and waiting is only possible through
+// `withLock(when:until:)`. (Synchronization's Mutex has no condition variable;
 // pausing and rate-limit sleeps need one.)
 import Glibc
 
@@ -32,25 +32,35 @@ package final class JobLock<State>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    /// Runs `body` on the state with the mutex held; `body` may wait through
-    /// the `Waiter` it is given.
+    /// Runs `body` on the state with the mutex held; `body` may wake
+    /// waiters through the `Waiter` it is given.
     package func withLock<T>(_ body: (inout State, borrowing Waiter) throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return try body(&state, Waiter(mutex: mutex, condition: condition))
+        return try body(&state, Waiter(condition: condition))
     }
 
     /// Waits, with the mutex held between wake-ups, until `ready` holds for
-    /// the state, then runs `body` on it. Prefer this to a loop around
-    /// `Waiter.wait()` inside `withLock`: there the state is an `inout`
-    /// access, which the optimiser may read once for the whole loop (a
-    /// release build then waits for ever); here each check reads it afresh.
-    package func withLock<T>(when ready: (State) -> Bool,
+    /// the state or the monotonic clock reaches `deadline` (nanoseconds;
+    /// `.max` for no deadline), then runs `body` on it.
+    /// This is the only way to wait: a wait inside `body` would sit in the
+    /// middle of an `inout` access to the state, which the optimiser may read
+    /// once for a whole loop (a release build then waits for ever); here each
+    /// check is its own access, after the wake-up.
+    package func withLock<T>(when ready: (State) -> Bool, until deadline: UInt64 = .max,
                              _ body: (inout State, borrowing Waiter) throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        while !ready(state) { pthread_cond_wait(condition, mutex) }
-        return try body(&state, Waiter(mutex: mutex, condition: condition))
+        while !ready(state) {
+            if deadline == .max {
+                pthread_cond_wait(condition, mutex)
+                continue
+            }
+            guard monotonicNanoseconds() < deadline else { break }
+            var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+            _ = pthread_cond_timedwait(condition, mutex, &time)
+        }
+        return try body(&state, Waiter(condition: condition))
     }
 
     /// Runs `body` on the state with the mutex held.
@@ -58,19 +68,10 @@ package final class JobLock<State>: @unchecked Sendable {
         try withLock { state, _ in try body(&state) }
     }
 
-    /// Waking and waiting on the condition; only handed out inside `withLock`.
+    /// Waking the threads that wait in `withLock(when:)`; only handed out
+    /// inside `withLock`.
     package struct Waiter: ~Copyable {
-        fileprivate let mutex: UnsafeMutablePointer<pthread_mutex_t>
         fileprivate let condition: UnsafeMutablePointer<pthread_cond_t>
-
-        /// Releases the mutex until a broadcast (then holds it again).
-        package func wait() { pthread_cond_wait(condition, mutex) }
-
-        /// As `wait`, also returning at `deadline` (monotonic nanoseconds).
-        package func wait(until deadline: UInt64) {
-            var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-            _ = pthread_cond_timedwait(condition, mutex, &time)
-        }
 
         /// Wakes every waiter.
         package func broadcast() { pthread_cond_broadcast(condition) }
