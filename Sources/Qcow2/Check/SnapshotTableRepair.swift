@@ -2,8 +2,9 @@
 // entries (qcow2_check_fix_snapshot_table, qcow2_write_snapshots): the new
 // table goes to freshly allocated clusters, is flushed, the header is
 // switched to it with one write, and only then is the old table freed.
-// Allocation is QEMU's own (RefcountAllocator, shared with image creation),
-// working on the refcounts the check has just made right.
+// Allocating and freeing go through the check's refcount allocator (the
+// write path's RefcountAllocator), on the refcounts the check has just made
+// right.
 
 extension Qcow2Checker {
     func fixSnapshotTable(repair: CheckRepair, result: inout CheckResult, diagnostics: CheckDiagnostics) throws {
@@ -22,9 +23,12 @@ extension Qcow2Checker {
     private func writeSnapshotTable(diagnostics: CheckDiagnostics) throws {
         let (entries, size) = snapshotTable.encodedEntries(virtualSize: header.size & ~511)
         guard size <= Qcow2Limits.maxSnapshotTableBytes else { throw CheckFailure(errno: CheckErrno.tooBig) }
-        let newOffset = try allocateClusters(size)
+        let newOffset = try withRefcounts(diagnostics: diagnostics) { try $0.allocateClusters(size) }
 
         do {
+            // bdrv_flush: the new clusters' refcounts are on disk first.
+            try flushRefcountBlocks()
+            try flush()
             try checkBeforeWriting(offset: newOffset, size: size, diagnostics: diagnostics)
             // Only the entries are written: padding between them keeps
             // whatever the clusters held, as in QEMU.
@@ -38,75 +42,23 @@ extension Qcow2Checker {
             try write(pointer.bytes, at: pointer.offset)
             try flush()
         } catch {
-            if newOffset > 0 { try? decreaseRefcounts(offset: newOffset, size: size) }
+            if newOffset > 0 { try? freeClusters(offset: newOffset, size: size, type: .always, diagnostics: diagnostics) }
             throw error
         }
         let (oldOffset, oldSize) = (snapshotTable.offset, snapshotTable.byteLength)
         snapshotTable.offset = newOffset
         snapshotTable.byteLength = size
         do {
-            try decreaseRefcounts(offset: oldOffset, size: oldSize)
+            try freeClusters(offset: oldOffset, size: oldSize, type: .snapshot, diagnostics: diagnostics)
         } catch let failure as CheckFailure {
             diagnostics(CheckMessage("qcow2_free_clusters failed: \(failure)"))
         }
     }
 
-    /// Allocates clusters for `size` bytes as QEMU's qcow2_alloc_clusters
-    /// does, from the refcounts on disk; the refcount blocks are written
-    /// when it returns.
-    private func allocateClusters(_ size: UInt64) throws -> UInt64 {
-        try emptyRefcountBlockCache()
-        let allocator = RefcountAllocator(file: file, clusterBits: UInt32(geometry.clusterBits), width: geometry.width,
-                                          tableOffset: refcountTableOffset, table: refcountTable)
-        let offset: UInt64
-        do {
-            offset = try allocator.allocateClusters(size)
-            try allocator.blocks.flush()
-        } catch let failure as CheckFailure {
-            throw failure
-        } catch let Qcow2Error.io(_, code) {
-            throw CheckFailure(errno: code)
-        } catch is FileTooLarge {
-            throw CheckFailure(errno: CheckErrno.tooBig)
-        } catch {
-            throw CheckFailure(errno: CheckErrno.io)
-        }
-        if allocator.tableOffset != refcountTableOffset {
-            // The allocator moved the refcount table: the header follows.
-            let pointer = HeaderFieldUpdate.refcountTableLocation(offset: allocator.tableOffset, clusters: UInt32(truncatingIfNeeded: allocator.tableClusters))
-            try flush()
-            try write(pointer.bytes, at: pointer.offset)
-            try flush()
-        }
-        installRefcountTable(allocator.table, at: allocator.tableOffset)
-        return offset
-    }
-
     /// Frees the clusters of a byte range (qcow2_free_clusters): all or
     /// nothing; clusters whose refcount drops to zero are discarded once
     /// every refcount is updated.
-    func decreaseRefcounts(offset: UInt64, size: UInt64) throws {
-        guard size > 0 else { return }
-        let first = Int64(geometry.startOfCluster(offset) >> geometry.clusterBits)
-        let last = Int64(geometry.startOfCluster(offset &+ size &- 1) >> geometry.clusterBits)
-        guard first <= last else { return }
-        var done: [Int64] = []
-        var freed: [Int64] = []
-        do {
-            for cluster in first...last {
-                if try changeRefcount(ofCluster: cluster, by: 1, decrease: true, discard: false, diagnostics: reporter) == 0 {
-                    freed.append(cluster)
-                }
-                done.append(cluster)
-            }
-        } catch {
-            for cluster in done.reversed() {
-                _ = try? changeRefcount(ofCluster: cluster, by: 1, decrease: false, discard: false, diagnostics: reporter)
-            }
-            throw error
-        }
-        for cluster in freed {
-            try? file.punchHole(offset: UInt64(cluster) << geometry.clusterBits, length: geometry.clusterSize)
-        }
+    private func freeClusters(offset: UInt64, size: UInt64, type: DiscardType, diagnostics: CheckDiagnostics) throws {
+        try withRefcounts(diagnostics: diagnostics) { try $0.freeClusters(offset: offset, length: size, type: type) }
     }
 }
