@@ -219,12 +219,23 @@ public final class Qcow2Checker {
 
     /// What closing a writable image does (qcow2_inactivate): caches are
     /// written and the dirty bit goes, unless a fatal corruption made the
-    /// image unusable.
-    /// Throws `Qcow2Error` when a write fails.
+    /// image unusable. A cache that cannot be written is reported as QEMU
+    /// reports it ("Failed to flush the refcount block cache: <strerror>",
+    /// through `Qcow2Diagnostics`) and the image stays dirty.
+    /// Throws `Qcow2Error.checkFailed` with the errno of the first failure.
     public func finishRepairs() throws {
         guard isWritable, !isUnusable else { return }
-        try flushRefcountBlocks()
-        try flush()
-        try clearIncompatibleFeature(.dirty)
+        do {
+            do {
+                try flushRefcountBlocks()
+            } catch let failure as CheckFailure {
+                Qcow2Diagnostics.report(Qcow2Diagnostic(.errorReport, "Failed to flush the refcount block cache: \(failure)"))
+                throw failure
+            }
+            try flush()
+            try clearIncompatibleFeature(.dirty)
+        } catch let failure as CheckFailure {
+            throw Qcow2Error.checkFailed(errno: failure.errno)
+        }
     }
 }
