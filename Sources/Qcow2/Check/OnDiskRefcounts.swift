@@ -25,6 +25,11 @@ extension Qcow2Checker {
 
     /// The allocator's hooks into this checker (set once `self` exists).
     func watchAllocator() {
+        // Where QEMU syncs inside the allocator (a new refcount block before
+        // the table names it, bdrv_pwrite_sync of table entries), so does
+        // the check, as the write path does.
+        allocator.syncsWrites = true
+        allocator.blocks.syncsOnFlush = true
         allocator.blocks.checkBeforeRead = { [unowned self] offset in
             // Reads QEMU cannot address fail with EIO.
             guard offset <= UInt64(Int64.max) - geometry.clusterSize else { throw CheckFailure(errno: CheckErrno.io) }
