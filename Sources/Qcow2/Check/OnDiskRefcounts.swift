@@ -9,9 +9,10 @@
 // a cluster whose refcount drops to zero is punched out of the file when
 // that one update ends, as QEMU's check does.
 //
-// The allocator fails as the write path wants; the check speaks errno
-// (QEMU's -errno returns, printed as strerror), so every call goes through
-// `withRefcounts`, which maps once.
+// The allocator throws the codec's errors (Qcow2Error, FileTooLarge), which
+// the write path reports in its own words; the check speaks errno (QEMU's
+// -errno returns, printed as strerror), so every call goes through
+// `withRefcounts`, which maps them in one place.
 
 extension Qcow2Checker {
     /// The allocator the check reads and changes refcounts with: QEMU's
