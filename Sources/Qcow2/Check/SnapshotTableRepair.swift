@@ -2,9 +2,8 @@
 // entries (qcow2_check_fix_snapshot_table, qcow2_write_snapshots): the new
 // table goes to freshly allocated clusters, is flushed, the header is
 // switched to it with one write, and only then is the old table freed.
-// Allocating and freeing go through the check's refcount allocator (the
-// write path's RefcountAllocator), on the refcounts the check has just made
-// right.
+// Allocation is QEMU's own (RefcountAllocator, shared with image creation),
+// working on the refcounts the check has just made right.
 
 extension Qcow2Checker {
     func fixSnapshotTable(repair: CheckRepair, result: inout CheckResult, diagnostics: CheckDiagnostics) throws {
@@ -23,12 +22,9 @@ extension Qcow2Checker {
     private func writeSnapshotTable(diagnostics: CheckDiagnostics) throws {
         let (entries, size) = snapshotTable.encodedEntries(virtualSize: header.size & ~511)
         guard size <= Qcow2Limits.maxSnapshotTableBytes else { throw CheckFailure(errno: CheckErrno.tooBig) }
-        let newOffset = try withRefcounts(diagnostics: diagnostics) { try $0.allocateClusters(size) }
+        let newOffset = try allocateClusters(size)
 
         do {
-            // bdrv_flush: the new clusters' refcounts are on disk first.
-            try flushRefcountBlocks()
-            try flush()
             try checkBeforeWriting(offset: newOffset, size: size, diagnostics: diagnostics)
             // Only the entries are written: padding between them keeps
             // whatever the clusters held, as in QEMU.
@@ -42,23 +38,35 @@ extension Qcow2Checker {
             try write(pointer.bytes, at: pointer.offset)
             try flush()
         } catch {
-            if newOffset > 0 { try? freeClusters(offset: newOffset, size: size, type: .always, diagnostics: diagnostics) }
+            if newOffset > 0 { try? decreaseRefcounts(offset: newOffset, size: size) }
             throw error
         }
         let (oldOffset, oldSize) = (snapshotTable.offset, snapshotTable.byteLength)
         snapshotTable.offset = newOffset
         snapshotTable.byteLength = size
         do {
-            try freeClusters(offset: oldOffset, size: oldSize, type: .snapshot, diagnostics: diagnostics)
+            try decreaseRefcounts(offset: oldOffset, size: oldSize)
         } catch let failure as CheckFailure {
             diagnostics(CheckMessage("qcow2_free_clusters failed: \(failure)"))
         }
     }
 
-    /// Frees the clusters of a byte range (qcow2_free_clusters): all or
-    /// nothing; clusters whose refcount drops to zero are discarded once
-    /// every refcount is updated.
-    private func freeClusters(offset: UInt64, size: UInt64, type: DiscardType, diagnostics: CheckDiagnostics) throws {
-        try withRefcounts(diagnostics: diagnostics) { try $0.freeClusters(offset: offset, length: size, type: type) }
+    /// Allocates clusters for `size` bytes (qcow2_alloc_clusters, through
+    /// the check's allocator), then writes the refcount blocks and syncs,
+    /// as qcow2_write_snapshots' bdrv_flush does right after.
+    private func allocateClusters(_ size: UInt64) throws -> UInt64 {
+        let offset = try withRefcounts(diagnostics: reporter) { try $0.allocateClusters(size) }
+        try flushRefcountBlocks()
+        try flush()
+        return offset
+    }
+
+    /// Frees the clusters of a byte range (qcow2_free_clusters, through the
+    /// check's allocator): all or nothing; clusters whose refcount drops to
+    /// zero are discarded once every refcount is updated. (QEMU frees the
+    /// old table as a snapshot free, a new one it could not use as an
+    /// "always" one: both pass through to the file alike.)
+    func decreaseRefcounts(offset: UInt64, size: UInt64) throws {
+        try withRefcounts(diagnostics: reporter) { try $0.freeClusters(offset: offset, length: size, type: .snapshot) }
     }
 }
