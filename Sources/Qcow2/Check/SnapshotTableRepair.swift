@@ -25,6 +25,9 @@ extension Qcow2Checker {
         let newOffset = try allocateClusters(size)
 
         do {
+            // bdrv_flush: the new clusters' refcounts are on disk first.
+            try flushRefcountBlocks()
+            try flush()
             try checkBeforeWriting(offset: newOffset, size: size, diagnostics: diagnostics)
             // Only the entries are written: padding between them keeps
             // whatever the clusters held, as in QEMU.
@@ -52,13 +55,9 @@ extension Qcow2Checker {
     }
 
     /// Allocates clusters for `size` bytes (qcow2_alloc_clusters, through
-    /// the check's allocator), then writes the refcount blocks and syncs,
-    /// as qcow2_write_snapshots' bdrv_flush does right after.
+    /// the check's allocator); the caller flushes.
     private func allocateClusters(_ size: UInt64) throws -> UInt64 {
-        let offset = try withRefcounts(diagnostics: reporter) { try $0.allocateClusters(size) }
-        try flushRefcountBlocks()
-        try flush()
-        return offset
+        try withRefcounts(diagnostics: reporter) { try $0.allocateClusters(size) }
     }
 
     /// Frees the clusters of a byte range (qcow2_free_clusters, through the
