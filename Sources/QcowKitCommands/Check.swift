@@ -46,10 +46,10 @@ struct Check: ParsableCommand {
         case "all": mode = .all
         case let other?:
             throw CommandFailure("Unknown option value for -r (expecting 'leaks' or 'all'): \(other)\n"
-                                 + "Try 'qcowkit --help' for more information")
+                                 + "Try '\(ProgramName.current) --help' for more information")
         }
         guard filenames.count == 1, let filename = filenames.first else {
-            throw CommandFailure("Expecting one image file name\nTry 'qcowkit --help' for more information")
+            throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
         }
         let style: CheckReport.Style
         switch output {
@@ -87,11 +87,7 @@ enum CheckCommand {
             if try (format ?? ImageFormat.probe(file)) == .raw {
                 try? file.close()
                 if format == nil && writable {
-                    Terminal.printError(
-                        "WARNING: Image format was not specified for '\(path)' and probing guessed raw.\n"
-                        + "         Automatically detecting the format is dangerous for raw images, "
-                        + "write operations on block 0 will be restricted.\n"
-                        + "         Specify the 'raw' format explicitly to remove the restrictions.")
+                    Terminal.printError(ProbedRawWarning.text(path: path))
                 }
                 throw CommandFailure("This image format does not support checks", status: 63)
             }
@@ -129,9 +125,9 @@ enum CheckCommand {
         defer { diagnostics.flush() }
         if checker.bitmapsAreStale {
             // QEMU's warning on open; its second line has no line break.
-            diagnostics.write("qcowkit: warning: a program lacking bitmap support modified this file, so all bitmaps "
-                              + "are now considered inconsistent\nSome clusters may be leaked, run 'qcowkit check -r' "
-                              + "on the image file to fix.")
+            diagnostics.write(ProgramName.prefixed("warning: a program lacking bitmap support modified this file, so all bitmaps "
+                              + "are now considered inconsistent\nSome clusters may be leaked, run '\(ProgramName.current) check -r' "
+                              + "on the image file to fix."))
         }
         var result: CheckResult
         do {
@@ -152,7 +148,7 @@ enum CheckCommand {
         } catch {
             diagnostics.flush()
             let reason = "\(error)"
-            Terminal.printError("qcowkit: Check failed: \(reason)")
+            Terminal.printError(ProgramName.prefixed("Check failed: \(reason)"))
             return 1
         }
         diagnostics.flush()
@@ -161,7 +157,7 @@ enum CheckCommand {
             Terminal.print(style == .human ? report.human : report.json, terminator: "")
         }
         if result.checkErrors != 0 {
-            Terminal.printError("qcowkit: Check failed")
+            Terminal.printError(ProgramName.prefixed("Check failed"))
             return 1
         }
         if result.corruptions != 0 { return 2 }
@@ -176,7 +172,7 @@ final class DiagnosticsPrinter {
     private var buffer: [UInt8] = []
 
     lazy var print: CheckDiagnostics = { [unowned self] message in
-        if message.isErrorReport { self.buffer.append(contentsOf: "qcowkit: ".utf8) }
+        if message.isErrorReport { self.buffer.append(contentsOf: (ProgramName.current + ": ").utf8) }
         self.buffer.append(contentsOf: message.bytes)
         self.buffer.append(10)
         if self.buffer.count >= 1 << 16 { self.flush() }

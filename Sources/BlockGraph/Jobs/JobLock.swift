@@ -6,12 +6,12 @@
 import Glibc
 
 // @unchecked: pthread primitives; `state` is private and touched only with `mutex` held.
-final class JobLock<State>: @unchecked Sendable {
+package final class JobLock<State>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
     private var state: State
 
-    init(_ state: State) {
+    package init(_ state: State) {
         self.state = state
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
@@ -34,38 +34,51 @@ final class JobLock<State>: @unchecked Sendable {
 
     /// Runs `body` on the state with the mutex held; `body` may wait through
     /// the `Waiter` it is given.
-    func withLock<T>(_ body: (inout State, borrowing Waiter) throws -> T) rethrows -> T {
+    package func withLock<T>(_ body: (inout State, borrowing Waiter) throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&state, Waiter(mutex: mutex, condition: condition))
     }
 
+    /// Waits, with the mutex held between wake-ups, until `ready` holds for
+    /// the state, then runs `body` on it. Prefer this to a loop around
+    /// `Waiter.wait()` inside `withLock`: there the state is an `inout`
+    /// access, which the optimiser may read once for the whole loop (a
+    /// release build then waits for ever); here each check reads it afresh.
+    package func withLock<T>(when ready: (State) -> Bool,
+                             _ body: (inout State, borrowing Waiter) throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while !ready(state) { pthread_cond_wait(condition, mutex) }
+        return try body(&state, Waiter(mutex: mutex, condition: condition))
+    }
+
     /// Runs `body` on the state with the mutex held.
-    func withLock<T>(_ body: (inout State) throws -> T) rethrows -> T {
+    package func withLock<T>(_ body: (inout State) throws -> T) rethrows -> T {
         try withLock { state, _ in try body(&state) }
     }
 
     /// Waking and waiting on the condition; only handed out inside `withLock`.
-    struct Waiter: ~Copyable {
+    package struct Waiter: ~Copyable {
         fileprivate let mutex: UnsafeMutablePointer<pthread_mutex_t>
         fileprivate let condition: UnsafeMutablePointer<pthread_cond_t>
 
         /// Releases the mutex until a broadcast (then holds it again).
-        func wait() { pthread_cond_wait(condition, mutex) }
+        package func wait() { pthread_cond_wait(condition, mutex) }
 
         /// As `wait`, also returning at `deadline` (monotonic nanoseconds).
-        func wait(until deadline: UInt64) {
+        package func wait(until deadline: UInt64) {
             var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
             _ = pthread_cond_timedwait(condition, mutex, &time)
         }
 
         /// Wakes every waiter.
-        func broadcast() { pthread_cond_broadcast(condition) }
+        package func broadcast() { pthread_cond_broadcast(condition) }
     }
 }
 
 /// The monotonic clock in nanoseconds (QEMU_CLOCK_REALTIME's role for jobs).
-func monotonicNanoseconds() -> UInt64 {
+package func monotonicNanoseconds() -> UInt64 {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
