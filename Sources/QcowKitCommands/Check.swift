@@ -107,9 +107,20 @@ enum CheckCommand {
         }
     }
 
-    /// Checks (and repairs), prints the outcome, and returns the exit status.
+    /// Checks (and repairs), prints the outcome, closes the image as QEMU
+    /// does, and returns the exit status.
     static func run(_ checker: Qcow2Checker, filename: String, repair: CheckRepair,
                     style: CheckReport.Style, quiet: Bool) -> Int32 {
+        let status = checkAndReport(checker, filename: filename, repair: repair, style: style, quiet: quiet)
+        // qemu-img closes the image last (qcow2_inactivate): a refcount block
+        // it cannot write back then is reported (by finishRepairs) after
+        // everything else, and the exit status stays the check's.
+        try? checker.finishRepairs()
+        return status
+    }
+
+    private static func checkAndReport(_ checker: Qcow2Checker, filename: String, repair: CheckRepair,
+                                       style: CheckReport.Style, quiet: Bool) -> Int32 {
         let diagnostics = DiagnosticsPrinter()
         defer { diagnostics.flush() }
         if checker.bitmapsAreStale {
@@ -134,9 +145,7 @@ enum CheckCommand {
                 second.corruptionsFixed = result.corruptionsFixed
                 result = second
             }
-            try checker.finishRepairs()
         } catch {
-            try? checker.finishRepairs()
             diagnostics.flush()
             let reason = "\(error)"
             Terminal.printError(ProgramName.prefixed("Check failed: \(reason)"))
