@@ -50,7 +50,7 @@ struct Snapshot: ParsableCommand {
         let actions = [Action](repeating: .list, count: list) + create.map(Action.create)
             + apply.map(Action.apply) + delete.map(Action.delete)
         guard actions.count <= 1 else {
-            throw CommandFailure("Cannot mix '-l', '-a', '-c', '-d'\nTry 'qcowkit --help' for more information")
+            throw CommandFailure("Cannot mix '-l', '-a', '-c', '-d'\nTry '\(ProgramName.current) --help' for more information")
         }
         return actions.first ?? .none
     }
@@ -58,7 +58,7 @@ struct Snapshot: ParsableCommand {
     func run() throws {
         let action = try action()
         guard files.count == 1, let path = files.first else {
-            throw CommandFailure("Expecting one image file name\nTry 'qcowkit --help' for more information")
+            throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
         }
         let image = try Self.open(path, format: format, writable: action != .list)
         defer { try? image.close() }
@@ -84,7 +84,7 @@ struct Snapshot: ParsableCommand {
                 guard let qcow2 else {
                     // QEMU tries the raw driver's file instead, reopening the
                     // raw driver afterwards, which warns about probing again.
-                    if format == nil { Terminal.printError(RawProbeWarning.text(path: path)) }
+                    if format == nil { Terminal.printError(ProbedRawWarning.text(path: path)) }
                     throw SnapshotError.notSupported
                 }
                 try qcow2.applySnapshot(name)
@@ -112,7 +112,7 @@ struct Snapshot: ParsableCommand {
         let image = try ReadCommands.openChain(path, format: format, writable: writable)
         if format == nil, writable, let raw = image as? RawImage {
             raw.isProbed = true
-            Terminal.printError(RawProbeWarning.text(path: path))
+            Terminal.printError(ProbedRawWarning.text(path: path))
         }
         return image
     }

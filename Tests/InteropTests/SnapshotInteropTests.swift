@@ -138,6 +138,8 @@ struct SnapshotInteropTests {
         ])
         let cases: [[String]] = [
             ["-l", "-c", "x", "image.qcow2"],
+            ["-x", "image.qcow2"],
+            ["-c"],
             ["-c", "x", "-d", "y", "image.qcow2"],
             ["-c", "x", "-c", "y", "image.qcow2"],
             ["-l"],

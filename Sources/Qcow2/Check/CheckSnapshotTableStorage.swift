@@ -1,9 +1,14 @@
 // The check's side of replacing the snapshot table (the steps are
-// SnapshotTable.replace's, Snapshots/SnapshotTableReplacement.swift): its own
-// allocator over the refcounts it has just made right (the allocation is in
-// SnapshotTableRepair.swift), its overlap check, and its reports.
+// SnapshotTable.replace's, Snapshots/SnapshotTableReplacement.swift): QEMU's
+// allocator over the refcounts the check has just made right (the check's
+// RefcountAllocator, shared with image creation), its overlap check, and its
+// reports.
 
 extension Qcow2Checker: SnapshotTableStorage {
+    func allocateSnapshotTableClusters(_ size: UInt64) throws -> UInt64 {
+        try withRefcounts(diagnostics: reporter) { try $0.allocateClusters(size) }
+    }
+
     func flushForSnapshotTable() throws {
         try flushRefcountBlocks()
         try flush()
@@ -21,9 +26,13 @@ extension Qcow2Checker: SnapshotTableStorage {
         try flush()
     }
 
+    /// qcow2_free_clusters: all or nothing; clusters whose refcount drops to
+    /// zero are discarded once every refcount is updated. (QEMU frees the
+    /// old table as a snapshot free, a new one it could not use as an
+    /// "always" one: both pass through to the file alike.)
     func freeSnapshotTableClusters(offset: UInt64, size: UInt64, replaced: Bool) {
         do {
-            try decreaseRefcounts(offset: offset, size: size)
+            try withRefcounts(diagnostics: reporter) { try $0.freeClusters(offset: offset, length: size, type: .snapshot) }
         } catch let failure as CheckFailure where replaced {
             reporter(CheckMessage("qcow2_free_clusters failed: \(failure)"))
         } catch {}

@@ -1,8 +1,8 @@
-// QEMU's warning when an image opened for writing was probed as raw (the
-// block layer's, printed by every verb that opens images read-write).
+// QEMU's warning when a raw image whose format was probed is opened for
+// writing (bdrv_open_inherit): from then on, writes that would make block 0
+// look like another format's header are refused (RawImage.isProbed).
 
-enum RawProbeWarning {
-    /// The warning's three lines, without the final newline.
+enum ProbedRawWarning {
     static func text(path: String) -> String {
         "WARNING: Image format was not specified for '\(path)' and probing guessed raw.\n"
             + "         Automatically detecting the format is dangerous for raw images, "
