@@ -27,8 +27,7 @@ extension ImageInfo {
             if let backingFilenameFormat { out += "backing file format: \(backingFilenameFormat)\n" }
         }
         if let snapshots {
-            out += "Snapshot list:\n" + SnapshotListing.header + "\n"
-            for snapshot in snapshots { out += SnapshotListing.row(snapshot) + "\n" }
+            out += SnapshotListing.table(snapshots)
         }
         if let formatSpecific { out += formatSpecific.humanText }
         return out

@@ -47,10 +47,11 @@ struct Map: ParsableCommand {
     }
 }
 
-/// What the reading verbs (map, convert) share.
+/// What the verbs that open an image chain (map, convert, snapshot) share.
 enum ReadCommands {
-    /// Opens an image chain for a command, with qemu-img's messages on failure.
-    static func openChain(_ path: String, format name: String?) throws -> BlockImage {
+    /// Opens an image chain for a command (only the top image `writable`),
+    /// with qemu-img's messages on failure.
+    static func openChain(_ path: String, format name: String?, writable: Bool = false) throws -> BlockImage {
         var format: ImageFormat?
         if let name {
             guard let known = ImageFormat(rawValue: name) else {
@@ -59,7 +60,7 @@ enum ReadCommands {
             format = known
         }
         do {
-            return try ImageOpener.open(path: path, format: format)
+            return try ImageOpener.open(path: path, format: format, writable: writable)
         } catch {
             throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
         }

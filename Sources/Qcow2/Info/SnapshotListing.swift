@@ -15,6 +15,14 @@ package enum SnapshotListing {
     package static let header = "ID".padded(to: -10) + "TAG".padded(to: -17) + "VM SIZE".padded(to: 8)
         + "DATE".padded(to: 20) + "VM CLOCK".padded(to: 13) + "ICOUNT".padded(to: 11)
 
+    /// "Snapshot list:", the column titles and a line per snapshot, each
+    /// line ending in a newline (qemu-img info, qemu-img snapshot -l).
+    package static func table(_ snapshots: [SnapshotInfo]) -> String {
+        var out = "Snapshot list:\n" + header + "\n"
+        for snapshot in snapshots { out += row(snapshot) + "\n" }
+        return out
+    }
+
     /// One snapshot's line (no newline). The ID column is one byte narrower
     /// than its title, with a space after it.
     package static func row(_ snapshot: SnapshotInfo) -> String {

@@ -5,6 +5,12 @@
 // is a non-fatal corruption event. Every caller that frees on the write path
 // (rollbacks, copy-on-write, discard, zero writes, L1 growth) comes here.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 extension Qcow2Writer {
     /// qcow2_free_clusters.
     func freeClusters(offset: UInt64, length: UInt64, type: DiscardType) {
@@ -44,6 +50,9 @@ extension Qcow2Writer {
             error = signalCorruption(message)
             image.report(Qcow2Diagnostic(.plain, "\(error)"))
         }
-        image.report(Qcow2Diagnostic(.plain, "qcow2_free_clusters failed: \(Qcow2Error.reason(of: error))"))
+        // A refcount block allocated on the way fails the free with EAGAIN,
+        // as QEMU's update_refcount does.
+        let reason = underlying is AllocationRestart ? errnoDescription(EAGAIN) : Qcow2Error.reason(of: error)
+        image.report(Qcow2Diagnostic(.plain, "qcow2_free_clusters failed: \(reason)"))
     }
 }

@@ -44,6 +44,14 @@ extension Qcow2Writer {
         header.refcountTableClusters = UInt32(clusters)
     }
 
+    /// nb_snapshots and snapshots_offset (12 bytes at 60), synced: the switch
+    /// to a new snapshot table.
+    func writeSnapshotTableLocation(offset: UInt64, count: UInt32) throws {
+        try writeSynced(.snapshotTableLocation(offset: offset, count: count))
+        header.snapshotsOffset = offset
+        header.snapshotCount = count
+    }
+
     /// The guest size alone (8 bytes at 24), synced: the last step of a grow.
     func writeSize(_ size: UInt64) throws {
         try writeSynced(.size(size))

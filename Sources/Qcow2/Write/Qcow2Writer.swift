@@ -16,6 +16,8 @@
 //   DirtyBit            lazy refcounts: the dirty bit and repair on open
 //   HeaderUpdate        rewriting the header cluster (HeaderCluster encodes it)
 //   Corruption          the overlap check and the corrupt bit
+//   SnapshotRefcountUpdate  a whole tree's refcounts and COPIED flags (snapshots)
+//   SnapshotTableWrite  the writer's side of replacing the snapshot table
 // Image creation (Sources/Qcow2/Create) opens its bootstrap image with this
 // write path and grows it, as QEMU creates images. From Sources/Qcow2/Metadata:
 // RefcountAllocator, ByteAllocation and DiscardQueue (QEMU's allocator),
