@@ -73,10 +73,19 @@ public final class Qcow2Image: @unchecked Sendable {
     /// `ImageOpener` for chains). Reads the first cluster and the active L1
     /// table; L2 tables are read on demand by the mapping code.
     /// Throws `Qcow2Error`: the file cannot be opened, or the header is invalid
-    /// or unsupported (in qemu-img's words).
-    public static func open(path: String, writable: Bool = false) throws -> Qcow2Image {
-        let file = try BlockFile(path: path, writable: writable)
-        return try Qcow2Image(file: file)
+    /// or unsupported (in qemu-img's words), or another process holds it
+    /// (`lockConflict`: locked as `ImageOpener.open` locks).
+    public static func open(path: String, writable: Bool = false, locking: ImageLocking = .standard) throws -> Qcow2Image {
+        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
+        let file = try BlockFile(path: path, writable: writable, locking: locking.mode)
+        do {
+            try file.setAccess(BlockAccess.backend(writable: writable).forFile(
+                of: .qcow2, writable: writable, forceShare: locking.forceShare))
+            return try Qcow2Image(file: file)
+        } catch {
+            try? file.close()
+            throw error
+        }
     }
 
     package convenience init(file: BlockFile) throws {

@@ -21,8 +21,7 @@ struct Convert: ParsableCommand {
     @Flag(name: .customShort("c"), help: "Compress the output (qcow2 only): every data cluster is written compressed.")
     var compress = false
 
-    @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open the source without locking (always the case).")
-    var forceShare = false
+    @OptionGroup var sharing: ForceShareOption
 
     @Flag(name: .customShort("q"), help: "Quiet: print nothing but errors.")
     var quiet = false
@@ -43,7 +42,8 @@ struct Convert: ParsableCommand {
         }
         // Options are checked before the source is opened, as qemu-img does.
         let qcow2Options = outputFormat == "qcow2" ? try outputQcow2Options() : nil
-        let image = try ReadCommands.openChain(source, format: format)
+        let image = try ReadCommands.openChain(source, format: format, access: VerbAccess.convertSource,
+                                               locking: sharing.locking)
         defer { try? image.close() }
         do {
             if let qcow2Options {
@@ -60,6 +60,9 @@ struct Convert: ParsableCommand {
             }
         } catch let Qcow2Error.creation(error) {
             throw CommandFailure("\(destination): error while converting qcow2: \(error)")
+        } catch let error as Qcow2Error {
+            guard case .lockConflict = error else { throw error }
+            throw CommandFailure("\(destination): error while converting \(outputFormat): \(error)")
         }
     }
 

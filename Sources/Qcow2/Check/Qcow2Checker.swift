@@ -106,10 +106,20 @@ public final class Qcow2Checker {
         return bytes
     }
 
-    /// Opens the image at `path` for checking (writable for repairs). Throws
-    /// `Qcow2Error` with qemu-img's words after "Could not open '...': ".
-    public static func open(path: String, writable: Bool) throws -> Qcow2Checker {
-        try Qcow2Checker(file: BlockFile(path: path, writable: writable))
+    /// Opens the image at `path` for checking (writable for repairs),
+    /// locked as qemu-img check locks it. Throws `Qcow2Error` with
+    /// qemu-img's words after "Could not open '...': ".
+    public static func open(path: String, writable: Bool, locking: ImageLocking = .standard) throws -> Qcow2Checker {
+        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
+        let file = try BlockFile(path: path, writable: writable, locking: locking.mode)
+        do {
+            try file.setAccess(BlockAccess.backend(writable: writable).forFile(
+                of: .qcow2, writable: writable, forceShare: locking.forceShare))
+            return try Qcow2Checker(file: file)
+        } catch {
+            try? file.close()
+            throw error
+        }
     }
 
     /// Closes the image's file. Throws `Qcow2Error.io` when closing fails.

@@ -36,6 +36,8 @@ public enum Qcow2Export {
         let file: BlockFile
         do {
             file = try BlockFile(path: path, writable: true)
+            // Locked as qemu-img convert's target.
+            try file.setAccess(BlockAccess.backend(writable: true).forFile(of: .qcow2, writable: true))
         } catch let Qcow2Error.io(_, code) {
             throw Qcow2Error.openFailed(path: path, errno: code)
         }

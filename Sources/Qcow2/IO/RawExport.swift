@@ -38,7 +38,10 @@ public enum RawExport {
         } catch let Qcow2Error.io(_, code) {
             throw Failure.create(path: path, errno: code)
         }
+        // Created; from now on locked as qemu-img convert's raw target
+        // (which shares everything, as a raw node passes its user's sharing).
         defer { try? output.close() }
+        try output.setAccess(BlockAccess.backend(writable: true).forFile(of: .raw, writable: true))
         let size = image.size
         do {
             try output.truncate(to: size)

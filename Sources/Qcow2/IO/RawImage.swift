@@ -44,10 +44,20 @@ public final class RawImage: WritableBlockImage, Sendable {
         size = try file.sectorRoundedSize()
     }
 
-    /// Opens the raw image at `path`. Throws `Qcow2Error.openFailed` (or
-    /// `notRegularFile`) as QEMU's file driver words it.
-    public static func open(path: String, writable: Bool = false) throws -> RawImage {
-        try RawImage(file: BlockFile(path: path, writable: writable))
+    /// Opens the raw image at `path`, locked as `ImageOpener.open` locks.
+    /// Throws `Qcow2Error.openFailed` (or `notRegularFile`) as QEMU's file
+    /// driver words it, or `lockConflict`.
+    public static func open(path: String, writable: Bool = false, locking: ImageLocking = .standard) throws -> RawImage {
+        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
+        let file = try BlockFile(path: path, writable: writable, locking: locking.mode)
+        do {
+            try file.setAccess(BlockAccess.backend(writable: writable).forFile(
+                of: .raw, writable: writable, forceShare: locking.forceShare))
+            return try RawImage(file: file)
+        } catch {
+            try? file.close()
+            throw error
+        }
     }
 
     /// Fills `buffer` with the bytes at `offset` (past the end of the file:
