@@ -26,13 +26,19 @@ extension BlockGraph {
         let newFile: BlockFile
         let newImage: BlockImage
         let newFileImage: RawImage
+        let oldAccess = oldFile.access
         do {
-            newFile = try BlockFile(path: fileNode.filename, writable: !readOnly)
+            // The new descriptor takes the locks of the new mode over from
+            // the old one (a conflict with another process is refused here).
+            let format: ImageFormat = node.driver == "qcow2" ? .qcow2 : .raw
+            newFile = try oldFile.reopened(writable: !readOnly, access: node.user.forFile(
+                of: format, writable: !readOnly, forceShare: node.forceShare))
             do {
                 newImage = try openImage(node, over: newFile)
                 newFileImage = try RawImage(file: newFile)
             } catch {
                 try? newFile.close()  // the open's error is the one to report
+                try? oldFile.setAccess(oldAccess)
                 throw error
             }
         } catch {
