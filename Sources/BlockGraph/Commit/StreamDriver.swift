@@ -30,7 +30,7 @@ final class StreamDriver: BlockJobDriver {
         self.intermediates = intermediates
         backingString = backingFile ?? base?.filename
         deviceWasReadOnly = device.isReadOnly
-        claim = graph.claim([device] + intermediates, backends: [device], jobType: "stream")
+        claim = try graph.claim([device] + intermediates, backends: [device], jobType: "stream")
         do {
             if !intermediates.isEmpty { try graph.reopen(device, readOnly: false) }
         } catch {

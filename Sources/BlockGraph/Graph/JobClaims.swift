@@ -9,11 +9,15 @@ final class JobClaim {
     private(set) var nodes: [BlockNode]
     /// Nodes the job opened a block backend on (commit: top and base).
     private(set) var backends: [BlockNode]
+    /// Nodes whose reads are not consistent while the job runs (a commit's
+    /// layers below the active image): nobody else may read them meanwhile.
+    let inconsistent: [BlockNode]
 
-    init(jobType: String, nodes: [BlockNode], backends: [BlockNode]) {
+    init(jobType: String, nodes: [BlockNode], backends: [BlockNode], inconsistent: [BlockNode]) {
         self.jobType = jobType
         self.nodes = nodes
         self.backends = backends
+        self.inconsistent = inconsistent
     }
 
     func holds(_ node: BlockNode) -> Bool { nodes.contains { $0 === node } }
@@ -21,12 +25,25 @@ final class JobClaim {
 }
 
 extension BlockGraph {
-    /// Takes hold of `nodes` for a job of type `jobType`.
-    func claim(_ nodes: [BlockNode], backends: [BlockNode], jobType: String) -> JobClaim {
+    /// Takes hold of `nodes` for a job of type `jobType`; the job stops
+    /// sharing consistent reads of `inconsistent` (as QEMU's commit does for
+    /// the layers it merges), which another process reading them refuses
+    /// (`lockConflict`: "Failed to get shared \"consistent read\" lock").
+    func claim(_ nodes: [BlockNode], backends: [BlockNode], jobType: String,
+               inconsistent: [BlockNode] = []) throws -> JobClaim {
         var unique: [BlockNode] = []
         for node in nodes + backends where !unique.contains(where: { $0 === node }) { unique.append(node) }
-        let claim = JobClaim(jobType: jobType, nodes: unique, backends: backends)
+        let claim = JobClaim(jobType: jobType, nodes: unique, backends: backends, inconsistent: inconsistent)
         claims.append(claim)
+        do {
+            for node in inconsistent {
+                node.user.shared.remove(.consistentRead)
+                try refreshFileAccess(node)
+            }
+        } catch {
+            release(claim)
+            throw error
+        }
         return claim
     }
 
@@ -34,6 +51,10 @@ extension BlockGraph {
     func release(_ claim: JobClaim) {
         guard claims.contains(where: { $0 === claim }) else { return }
         claims.removeAll { $0 === claim }
+        for node in claim.inconsistent where !node.user.shared.contains(.consistentRead) {
+            node.user.shared.insert(.consistentRead)
+            try? refreshFileAccess(node)  // only gives permissions up
+        }
         for node in claim.nodes { releaseIfUnreferenced(node) }
     }
 

@@ -30,9 +30,7 @@ extension BlockGraph {
         do {
             // The new descriptor takes the locks of the new mode over from
             // the old one (a conflict with another process is refused here).
-            let format: ImageFormat = node.driver == "qcow2" ? .qcow2 : .raw
-            newFile = try oldFile.reopened(writable: !readOnly, access: node.user.forFile(
-                of: format, writable: !readOnly, forceShare: node.forceShare))
+            newFile = try oldFile.reopened(writable: !readOnly, access: fileAccess(node, readOnly: readOnly))
             do {
                 newImage = try openImage(node, over: newFile)
                 newFileImage = try RawImage(file: newFile)
