@@ -76,15 +76,8 @@ public final class Qcow2Image: @unchecked Sendable {
     /// or unsupported (in qemu-img's words), or another process holds it
     /// (`lockConflict`: locked as `ImageOpener.open` locks).
     public static func open(path: String, writable: Bool = false, locking: ImageLocking = .standard) throws -> Qcow2Image {
-        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
-        let file = try BlockFile(path: path, writable: writable, locking: locking.mode)
-        do {
-            try file.setAccess(BlockAccess.backend(writable: writable).forFile(
-                of: .qcow2, writable: writable, forceShare: locking.forceShare))
-            return try Qcow2Image(file: file)
-        } catch {
-            try? file.close()
-            throw error
+        try ImageOpener.openLocked(path: path, format: .qcow2, writable: writable, locking: locking) {
+            try Qcow2Image(file: $0)
         }
     }
 

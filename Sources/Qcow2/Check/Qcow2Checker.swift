@@ -110,15 +110,8 @@ public final class Qcow2Checker {
     /// locked as qemu-img check locks it. Throws `Qcow2Error` with
     /// qemu-img's words after "Could not open '...': ".
     public static func open(path: String, writable: Bool, locking: ImageLocking = .standard) throws -> Qcow2Checker {
-        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
-        let file = try BlockFile(path: path, writable: writable, locking: locking.mode)
-        do {
-            try file.setAccess(BlockAccess.backend(writable: writable).forFile(
-                of: .qcow2, writable: writable, forceShare: locking.forceShare))
-            return try Qcow2Checker(file: file)
-        } catch {
-            try? file.close()
-            throw error
+        try ImageOpener.openLocked(path: path, format: .qcow2, writable: writable, locking: locking) {
+            try Qcow2Checker(file: $0)
         }
     }
 

@@ -42,6 +42,24 @@ public enum ImageOpener {
         }
     }
 
+    /// Opens the file of an image of `format` alone, locked as `open` locks
+    /// it, and builds what reads it with `make`; the file is closed again if
+    /// locking or `make` fails. (`Qcow2Image.open`, `RawImage.open`,
+    /// `Qcow2Checker.open`.)
+    package static func openLocked<T>(path: String, format: ImageFormat, writable: Bool, locking: ImageLocking,
+                                      _ make: (BlockFile) throws -> T) throws -> T {
+        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
+        let file = try BlockFile(path: path, writable: writable, locking: locking.mode)
+        do {
+            try file.setAccess(BlockAccess.backend(writable: writable).forFile(
+                of: format, writable: writable, forceShare: locking.forceShare))
+            return try make(file)
+        } catch {
+            try? file.close()
+            throw error
+        }
+    }
+
     /// Opens the file of an image; a failure reads like QEMU's file driver's
     /// ("Could not open 'x': No such file or directory"). No locks are taken
     /// until the opener sets the file's access.

@@ -48,15 +48,8 @@ public final class RawImage: WritableBlockImage, Sendable {
     /// Throws `Qcow2Error.openFailed` (or `notRegularFile`) as QEMU's file
     /// driver words it, or `lockConflict`.
     public static func open(path: String, writable: Bool = false, locking: ImageLocking = .standard) throws -> RawImage {
-        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
-        let file = try BlockFile(path: path, writable: writable, locking: locking.mode)
-        do {
-            try file.setAccess(BlockAccess.backend(writable: writable).forFile(
-                of: .raw, writable: writable, forceShare: locking.forceShare))
-            return try RawImage(file: file)
-        } catch {
-            try? file.close()
-            throw error
+        try ImageOpener.openLocked(path: path, format: .raw, writable: writable, locking: locking) {
+            try RawImage(file: $0)
         }
     }
 
