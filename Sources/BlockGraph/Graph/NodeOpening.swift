@@ -27,9 +27,10 @@ extension BlockGraph {
     @discardableResult
     public func addDrive(_ options: BlockdevOptions, id: String?) throws -> BlockNode {
         if let id { try checkDriveID(id) }
-        // A drive's backend reads (and writes) and shares everything, as
-        // QEMU's -drive backend does.
-        let user = BlockAccess.backend(writable: !(options.readOnly ?? false))
+        // A drive's backend without a guest device reads and shares
+        // everything: QEMU 7.2's -drive if=none takes consistent read alone
+        // (traced: a raw drive locks byte 100 only, read-write or not).
+        let user = BlockAccess.backend(writable: false)
         let node = try transaction { try open(options, defaultReadOnly: false, at: .top, user: user) }
         drives.append((id, node))
         return node

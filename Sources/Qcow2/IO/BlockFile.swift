@@ -120,7 +120,11 @@ package final class BlockFile: Sendable {
         do {
             try file.refuseDirectory()
             try file.setAccess(.creation)
-            try file.truncate(to: 0)
+            // Only a file that has data is emptied: truncating a new, empty
+            // file too made ext4 give a converted output one block more than
+            // qemu-img's (measured; likely its flush on close after a
+            // truncation to zero).
+            if try file.size() != 0 { try file.truncate(to: 0) }
         } catch {
             try? file.close()
             throw error
