@@ -50,6 +50,9 @@ struct ImageLockingInteropTests {
                            ["qemu-io", "-r"] + flags + ["-c", "read 0 512", "img.qcow2"]))
             probes.append((["qcowkit", "io"] + flags + ["-c", "read 0 512", "img.qcow2"],
                            ["qemu-io"] + flags + ["-c", "read 0 512", "img.qcow2"]))
+            // reopen: read-only to read-write and back, the locks moved each time.
+            let reopen = ["-c", "reopen -w", "-c", "reopen -r", "-c", "read 0 512", "img.qcow2"]
+            probes.append((["qcowkit", "io", "-r"] + flags + reopen, ["qemu-io", "-r"] + flags + reopen))
         }
         return probes
     }()
