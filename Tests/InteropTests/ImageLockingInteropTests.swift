@@ -175,4 +175,36 @@ struct ImageLockingInteropTests {
         #expect(replies[0].contains(#"Failed to get \"write\" lock"#))
         #expect(replies[1] == replies[0])
     }
+
+    @Test("a commit's nodes hold qemu-storage-daemon's lock bytes while it runs")
+    func commitJobLocks() throws {
+        var observed: [[String]] = []
+        for daemon in [["qemu-storage-daemon", "--chardev", "stdio,id=m", "--monitor", "chardev=m"],
+                       ["qcowkit", "serve", "-qmp", "stdio"]] {
+            try image("base.qcow2")
+            _ = try QemuOracle.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
+                                    dir + "/mid.qcow2"])
+            _ = try QemuOracle.run(["qemu-io", "-c", "write 0 1M", dir + "/mid.qcow2"])
+            _ = try QemuOracle.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2",
+                                    dir + "/top.qcow2"])
+            let held = try LockHolder(daemon + ["--blockdev", "driver=qcow2,node-name=top,file.driver=file,file.filename=top.qcow2"],
+                                      in: dir, image: "base.qcow2", ready: [100])
+            defer { held.stop() }
+            func bytes() throws -> String {
+                try ["top", "mid", "base"].map { "\($0) \(try LockTable.bytes(of: dir + "/\($0).qcow2").sorted())" }
+                    .joined(separator: ", ")
+            }
+            var these = ["open: " + (try bytes())]
+            held.send(#"{"execute":"qmp_capabilities"}"#)
+            // Slow enough (1 MiB to copy at 64 KiB/s) to be seen running.
+            held.send(#"{"execute":"block-commit","arguments":{"device":"top","job-id":"j","top":"mid.qcow2","#
+                      + #""base":"base.qcow2","speed":65536}}"#)
+            try held.waitUntil(dir + "/mid.qcow2", holds: [200])
+            try held.waitUntil(dir + "/base.qcow2", holds: [101])
+            these.append("committing: " + (try bytes()))
+            held.send(#"{"execute":"job-cancel","arguments":{"id":"j"}}"#)
+            observed.append(these)
+        }
+        #expect(observed[1] == observed[0])
+    }
 }

@@ -25,17 +25,24 @@ final class LockHolder {
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        // Polls the kernel's lock table; a holder that never locks (or dies)
-        // fails the test instead of hanging it.
-        let path = directory + "/" + image
+        do {
+            try waitUntil(directory + "/" + image, holds: ready)
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// Polls the kernel's lock table until `path` carries `bytes`; a holder
+    /// that never locks them (or dies) fails the test instead of hanging it.
+    func waitUntil(_ path: String, holds bytes: Set<Int>) throws {
         for _ in 0..<6000 {
-            if try LockTable.bytes(of: path).isSuperset(of: ready) { return }
+            if try LockTable.bytes(of: path).isSuperset(of: bytes) { return }
             if !process.isRunning { break }
             usleep(10_000)
         }
         let log = (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? ""
-        stop()
-        throw HolderNotReady(description: "\(command.joined(separator: " ")) never locked \(image) (\(ready.sorted())): \(log)")
+        throw HolderNotReady(description: "\(process.arguments ?? []) never locked \(path) (\(bytes.sorted())): \(log)")
     }
 
     /// Ends the holder: its standard input closed, which ends qemu-io,
