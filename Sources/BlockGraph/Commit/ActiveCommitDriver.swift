@@ -39,7 +39,7 @@ final class ActiveCommitDriver: BlockJobDriver {
         let clusterSize = base.qcow2?.header.clusterSize ?? 65536
         dirty = DirtyRanges(size: device.size, granularity: min(max(clusterSize, 4096), 65536))
         claim = try graph.claim(layers, backends: [device, base], jobType: "commit",
-                                inconsistent: layersAboveBase.filter { $0 !== device })
+                                uses: layersAboveBase.filter { $0 !== device }.map { ($0, BlockGraph.mergedLayer) })
         do {
             try graph.reopen(base, readOnly: false)
         } catch {

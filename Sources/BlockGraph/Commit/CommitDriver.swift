@@ -42,7 +42,7 @@ final class CommitDriver: BlockJobDriver {
         backingString = backingFile ?? base.filename
         baseWasReadOnly = base.isReadOnly
         claim = try graph.claim([device, overlay] + layers, backends: [top, base], jobType: "commit",
-                                inconsistent: layersAboveBase.filter { $0 !== device })
+                                uses: layersAboveBase.filter { $0 !== device }.map { ($0, BlockGraph.mergedLayer) })
         do {
             try graph.reopen(base, readOnly: false)
         } catch {
