@@ -39,4 +39,10 @@ static inline int qk_ofd_held_elsewhere(int fd, long long start) {
     if (rc == -1) return -errno;
     return fl.l_type != F_UNLCK;
 }
+
+/* copy_file_range(2): copy offloading for qemu-img convert -C. */
+static inline long long qk_copy_file_range(int in, long long *in_offset, int out, long long *out_offset,
+                                           unsigned long length) {
+    return (long long)syscall(SYS_copy_file_range, in, in_offset, out, out_offset, length, 0u);
+}
 #endif
