@@ -1,15 +1,43 @@
 #ifndef QCOWKIT_CSYSTEMSHIMS_H
 #define QCOWKIT_CSYSTEMSHIMS_H
 /* Linux calls and constants that Glibc's Swift module hides behind _GNU_SOURCE.
- * Only IO/ (BlockFile.swift, FallocateMode.swift) uses them. */
+ * Only IO/ (BlockFile.swift, FallocateMode.swift, FileLockBytes.swift) uses them. */
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/falloc.h> /* FALLOC_FL_KEEP_SIZE, _PUNCH_HOLE, _ZERO_RANGE */
 #include <linux/fs.h>     /* SEEK_DATA, SEEK_HOLE */
+#include <fcntl.h>
+#include <errno.h>
 
 /* fallocate(2): punch holes and zero ranges in image files. */
 static inline int qk_fallocate(int fd, int mode, long long offset, long long length) {
     return (int)syscall(SYS_fallocate, fd, mode, offset, length);
+}
+
+/* Open file description locks, one byte at `start` (the file driver's lock
+ * bytes, FileLockBytes.swift). The command numbers are Linux's ABI; glibc
+ * defines them only under _GNU_SOURCE. */
+#ifndef F_OFD_GETLK
+#define F_OFD_GETLK 36
+#define F_OFD_SETLK 37
+#endif
+
+/* F_OFD_SETLK: takes (F_RDLCK) or drops (F_UNLCK) the byte; 0 or -errno. */
+static inline int qk_ofd_set(int fd, long long start, short type) {
+    struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = 1 };
+    int rc;
+    do { rc = fcntl(fd, F_OFD_SETLK, &fl); } while (rc == -1 && errno == EINTR);
+    return rc == -1 ? -errno : 0;
+}
+
+/* F_OFD_GETLK with an exclusive lock: 1 when another open file description
+ * holds a lock on the byte, 0 when none does, or -errno. */
+static inline int qk_ofd_held_elsewhere(int fd, long long start) {
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = start, .l_len = 1 };
+    int rc;
+    do { rc = fcntl(fd, F_OFD_GETLK, &fl); } while (rc == -1 && errno == EINTR);
+    if (rc == -1) return -errno;
+    return fl.l_type != F_UNLCK;
 }
 
 /* copy_file_range(2): copy offloading for qemu-img convert -C. */

@@ -42,5 +42,9 @@ extension QMPError {
         case let error as JobError: self = .generic(error.description)
         default: self = .generic(String(describing: error))
         }
+        // QEMU keeps hints (a lock conflict's "Is another process using the
+        // image [...]?") out of QMP replies.
+        let hint = "\nIs another process using the image ["
+        if let start = desc.indices.first(where: { desc[$0...].hasPrefix(hint) }) { desc = String(desc[..<start]) }
     }
 }

@@ -14,6 +14,12 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     case notRegularFile(path: String)
     case shortRead(step: String, offset: UInt64, expected: Int)
     case fileTooSmall(step: String)
+    /// Another process (or another open of the file) holds a permission
+    /// this open needs or needs one it would not share: `reason` is QEMU's
+    /// ("Failed to get \"write\" lock"), `path` the file as opened.
+    case lockConflict(reason: String, path: String)
+    /// Force-share asked for a writable open.
+    case forceShareReadWrite
 
     // Header
     case notQcow2
@@ -113,6 +119,8 @@ extension Qcow2Error: CustomStringConvertible {
         case let .shortRead(step, offset, expected):
             return "\(step): unexpected end of file reading \(expected) bytes at offset \(offset)"
         case let .fileTooSmall(step): return "\(step): file is too small"
+        case let .lockConflict(reason, path): return "\(reason)\n\(Self.lockHint(path: path))"
+        case .forceShareReadWrite: return "force-share=on can only be used with read-only images"
         case .notQcow2: return "Image is not in qcow2 format"
         case let .unsupportedVersion(v): return "Unsupported qcow2 version \(v)"
         case let .unsupportedClusterSize(bits): return "Unsupported cluster size: 2^\(bits)"
@@ -182,5 +190,12 @@ extension Qcow2Error {
         var error = self
         while case let .inBackingFile(inner) = error { error = inner }
         return error
+    }
+}
+
+extension Qcow2Error {
+    /// The hint QEMU adds below a lock conflict (QMP errors leave it out).
+    package static func lockHint(path: String) -> String {
+        "Is another process using the image [\(path)]?"
     }
 }

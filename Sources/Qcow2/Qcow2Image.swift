@@ -75,10 +75,12 @@ public final class Qcow2Image: Sendable {
     /// `ImageOpener` for chains). Reads the first cluster and the active L1
     /// table; L2 tables are read on demand by the mapping code.
     /// Throws `Qcow2Error`: the file cannot be opened, or the header is invalid
-    /// or unsupported (in qemu-img's words).
-    public static func open(path: String, writable: Bool = false) throws -> Qcow2Image {
-        let file = try BlockFile(path: path, writable: writable)
-        return try Qcow2Image(file: file)
+    /// or unsupported (in qemu-img's words), or another process holds it
+    /// (`lockConflict`: locked as `ImageOpener.open` locks).
+    public static func open(path: String, writable: Bool = false, locking: ImageLocking = .standard) throws -> Qcow2Image {
+        try ImageOpener.openLocked(path: path, format: .qcow2, writable: writable, locking: locking) {
+            try Qcow2Image(file: $0)
+        }
     }
 
     package convenience init(file: BlockFile) throws {

@@ -29,8 +29,7 @@ struct Check: ParsableCommand {
     @Flag(name: .customShort("q"), help: "Quiet: print nothing but errors.")
     var quiet = false
 
-    @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open the image without locking (always the case).")
-    var forceShare = false
+    @OptionGroup var sharing: ForceShareOption
 
     @Option(name: .customShort("T"), help: "Source cache mode (accepted and ignored).")
     var cache: String?
@@ -58,7 +57,7 @@ struct Check: ParsableCommand {
         default: throw CommandFailure("--output must be used with human or json as argument.")
         }
 
-        let checker = try CheckCommand.open(filename, format: format, writable: !mode.isEmpty)
+        let checker = try CheckCommand.open(filename, format: format, writable: !mode.isEmpty, locking: sharing.locking)
         defer { try? checker.close() }
         let status = CheckCommand.run(checker, filename: filename, repair: mode, style: style, quiet: quiet)
         if status != 0 { throw CommandFailure("", status: status) }
@@ -69,7 +68,8 @@ enum CheckCommand {
     /// Opens the image as qemu-img check does (backing chain included, so
     /// that a missing backing file fails the same way). Raw images cannot be
     /// checked: exit status 63.
-    static func open(_ path: String, format name: String?, writable: Bool) throws -> Qcow2Checker {
+    static func open(_ path: String, format name: String?, writable: Bool,
+                     locking: ImageLocking = .standard) throws -> Qcow2Checker {
         var format: ImageFormat?
         if let name {
             guard let known = ImageFormat(rawValue: name) else {
@@ -79,12 +79,16 @@ enum CheckCommand {
         }
         let file: BlockFile
         do {
-            file = try ImageOpener.openFile(path: path, writable: writable)
+            if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
+            file = try ImageOpener.openFile(path: path, writable: writable, locking: locking.mode)
         } catch {
             throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
         }
+        let user = writable ? VerbAccess.write : VerbAccess.read
         do {
-            if try (format ?? ImageFormat.probe(file)) == .raw {
+            let chosen = try format ?? ImageFormat.probe(file)
+            try file.setAccess(user.forFile(of: chosen, writable: writable, forceShare: locking.forceShare))
+            if chosen == .raw {
                 try? file.close()
                 if format == nil && writable {
                     Terminal.printError(ProbedRawWarning.text(path: path))
@@ -96,7 +100,8 @@ enum CheckCommand {
             // The chain is opened (and closed again) for its errors: the
             // checked image is its top.
             let link = BackingLink(name: checker.backingFileName, format: checker.backingFormat, overlayPath: path)
-            let backing = try BackingChain.openBacking(link, below: .top, overlay: identity)
+            let backing = try BackingChain.openBacking(link, below: .top, overlay: identity,
+                                                       user: user.forBacking, locking: locking)
             try? backing?.close()
             return checker
         } catch let failure as CommandFailure {

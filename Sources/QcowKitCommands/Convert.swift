@@ -67,8 +67,7 @@ struct Convert: ParsableCommand {
     @Flag(name: .customLong("salvage"), help: "Convert what can be read: unreadable sectors become zeroes, with a warning each.")
     var salvage = false
 
-    @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open the sources without locking (always the case).")
-    var forceShare = false
+    @OptionGroup var sharing: ForceShareOption
 
     @Flag(name: [.customShort("p"), .customLong("progress")], help: "Show progress.")
     var progress = false
@@ -152,7 +151,10 @@ struct Convert: ParsableCommand {
         let outputFormat = outputFormat ?? "raw"
         var images: [BlockImage] = []
         defer { for image in images { try? image.close() } }
-        for path in files.dropLast() { images.append(try ReadCommands.openChain(path, format: format)) }
+        for path in files.dropLast() {
+            images.append(try ReadCommands.openChain(path, format: format, access: VerbAccess.convertSource,
+                                                     locking: sharing.locking))
+        }
         if snapshot != nil {
             if images.count > 1 { throw CommandFailure("No support for concatenating multiple snapshot") }
             throw CommandFailure("Failed to load snapshot: reading internal snapshots is not supported by qcowkit")
@@ -214,6 +216,10 @@ struct Convert: ParsableCommand {
                 throw CommandFailure("\(targetPath): error while converting \(outputFormat): \(error)")
             } catch let Qcow2Error.export(failure) {
                 throw CommandFailure("\(targetPath): error while converting \(outputFormat): \(failure)")
+            } catch let error as Qcow2Error {
+                // Another process holds the target (creation's lock bytes).
+                guard case .lockConflict = error else { throw error }
+                throw CommandFailure("\(targetPath): error while converting \(outputFormat): \(error)")
             }
         }
         guard let cache = CacheMode(qemuName: targetCache) else { throw CommandFailure("Invalid cache option: \(targetCache)") }

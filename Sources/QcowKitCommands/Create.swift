@@ -246,8 +246,11 @@ enum BackingImage {
         }
         let image: BlockImage
         do {
+            // As qemu-img create: shared, without I/O permissions, so no
+            // lock is taken on the backing chain.
             image = try BackingChain.open(path: path, format: format.flatMap(ImageFormat.init(rawValue:)),
-                                          writable: false, at: .belowNewOverlay)
+                                          writable: false, at: .belowNewOverlay,
+                                          user: .none, locking: .forceShared, withoutIO: true)
         } catch {
             throw CommandFailure("\(error)" + hint)
         }

@@ -29,8 +29,7 @@ struct Info: ParsableCommand {
     @Flag(name: .customLong("backing-chain"), help: "Show every image of the backing chain.")
     var backingChain = false
 
-    @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open without taking locks (accepted; QcowKit takes none).")
-    var forceShare = false
+    @OptionGroup var sharing: ForceShareOption
 
     @Argument(help: "The image file.")
     var files: [String] = []
@@ -53,7 +52,8 @@ struct Info: ParsableCommand {
         }
         let report: ImageInfoReport
         do {
-            report = try ImageInfoReader.read(path: file, format: format, backingChain: backingChain)
+            report = try ImageInfoReader.read(path: file, format: format, backingChain: backingChain,
+                                              locking: sharing.locking)
         } catch let error as Qcow2Error {
             throw CommandFailure(error.description)
         }

@@ -21,8 +21,7 @@ struct Map: ParsableCommand {
     @Option(name: .customLong("output"), help: "Output format: human or json.")
     var output: String = "human"
 
-    @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open the image without locking (always the case).")
-    var forceShare = false
+    @OptionGroup var sharing: ForceShareOption
 
     @Option(name: .customLong("start-offset"), help: "First byte to map.")
     var startOffset: String?
@@ -39,7 +38,7 @@ struct Map: ParsableCommand {
         }
         let start = try startOffset.map { try MapPrinter.parseSize($0, what: "start offset") } ?? 0
         let limit = try maxLength.map { try MapPrinter.parseSize($0, what: "max length") }
-        let image = try ReadCommands.openChain(filename, format: format)
+        let image = try ReadCommands.openChain(filename, format: format, locking: sharing.locking)
         defer { try? image.close() }
         try MapPrinter.print(image: image, style: style, start: start, maxLength: limit) { bytes in
             if let base = bytes.baseAddress { fwrite(base, 1, bytes.count, stdout) }
@@ -49,9 +48,10 @@ struct Map: ParsableCommand {
 
 /// What the verbs that open an image chain (map, convert, snapshot) share.
 enum ReadCommands {
-    /// Opens an image chain for a command (only the top image `writable`),
-    /// with qemu-img's messages on failure.
-    static func openChain(_ path: String, format name: String?, writable: Bool = false) throws -> BlockImage {
+    /// Opens an image chain for a command, with qemu-img's messages on
+    /// failure, locked for a user that needs `access` (VerbLocking.swift).
+    static func openChain(_ path: String, format name: String?, writable: Bool = false,
+                          access: BlockAccess = VerbAccess.read, locking: ImageLocking = .standard) throws -> BlockImage {
         var format: ImageFormat?
         if let name {
             guard let known = ImageFormat(rawValue: name) else {
@@ -60,7 +60,8 @@ enum ReadCommands {
             format = known
         }
         do {
-            return try ImageOpener.open(path: path, format: format, writable: writable)
+            return try BackingChain.open(path: path, format: format, writable: writable, at: .top,
+                                         user: access, locking: locking)
         } catch {
             throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
         }

@@ -127,6 +127,8 @@ struct WriteSafetyTests {
         #expect(throws: Qcow2Error.readOnly) { try WriteFixture.write(readOnly, [1], at: 0) }
         #expect(throws: Qcow2Error.readOnly) { try readOnly.writeZeroes(at: 0, length: 512, mayUnmap: false) }
         #expect(throws: Qcow2Error.readOnly) { try readOnly.discard(at: 0, length: 65536) }
+        // A reader refuses a writer, in one process as across processes.
+        try readOnly.close()
         let image = try WriteFixture.openWritable(path)
         #expect(throws: Qcow2Error.requestOutOfRange(offset: (1 << 20) - 1, length: 2, size: 1 << 20)) {
             try WriteFixture.write(image, [1, 2], at: (1 << 20) - 1)

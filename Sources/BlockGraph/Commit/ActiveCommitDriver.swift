@@ -38,7 +38,8 @@ final class ActiveCommitDriver: BlockJobDriver {
         // QEMU's default mirror granularity: the target's cluster size, 4 KiB to 64 KiB.
         let clusterSize = base.qcow2?.header.clusterSize ?? 65536
         dirty = DirtyRanges(size: device.size, granularity: min(max(clusterSize, 4096), 65536))
-        claim = graph.claim(layers, backends: [device, base], jobType: "commit")
+        claim = try graph.claim(layers, backends: [device, base], jobType: "commit",
+                                uses: layersAboveBase.filter { $0 !== device }.map { ($0, BlockGraph.mergedLayer) })
         do {
             try graph.reopen(base, readOnly: false)
         } catch {

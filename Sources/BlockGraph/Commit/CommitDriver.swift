@@ -41,7 +41,8 @@ final class CommitDriver: BlockJobDriver {
         layersAboveBase = layers.filter { $0 !== base }
         backingString = backingFile ?? base.filename
         baseWasReadOnly = base.isReadOnly
-        claim = graph.claim([device, overlay] + layers, backends: [top, base], jobType: "commit")
+        claim = try graph.claim([device, overlay] + layers, backends: [top, base], jobType: "commit",
+                                uses: layersAboveBase.filter { $0 !== device }.map { ($0, BlockGraph.mergedLayer) })
         do {
             try graph.reopen(base, readOnly: false)
         } catch {

@@ -30,7 +30,9 @@ final class StreamDriver: BlockJobDriver {
         self.intermediates = intermediates
         backingString = backingFile ?? base?.filename
         deviceWasReadOnly = device.isReadOnly
-        claim = graph.claim([device] + intermediates, backends: [device], jobType: "stream")
+        // The stream copies data into its device without changing what it reads.
+        claim = try graph.claim([device] + intermediates, backends: [device], jobType: "stream",
+                                uses: [(device, BlockAccess(perm: .writeUnchanged, shared: .all))])
         do {
             if !intermediates.isEmpty { try graph.reopen(device, readOnly: false) }
         } catch {

@@ -51,7 +51,22 @@ public final class BlockNode: Sendable {
         set { links.withLock { $0.backingOverridden = newValue } }
     }
 
+    /// Format nodes: what the node's users need of it and share (a drive's
+    /// backend, overlays reading through it), and whether it shares every
+    /// permission (force-share); its file is locked for that
+    /// (`BlockAccess.forFile`).
+    var user: BlockAccess {
+        get { links.withLock { $0.user } }
+        set { links.withLock { $0.user = newValue } }
+    }
+    var forceShare: Bool {
+        get { links.withLock { $0.forceShare } }
+        set { links.withLock { $0.forceShare = newValue } }
+    }
+
     private struct Links {
+        var user = BlockAccess.none
+        var forceShare = false
         var isReadOnly: Bool
         var file: BlockNode?
         var backing: BlockNode?

@@ -3,6 +3,8 @@
 // in the two shapes the command line gives them: `-blockdev` (every node
 // spelled out) and `-drive` (a file name, the backing chain from the headers).
 
+import Qcow2
+
 /// A format node's `file` child.
 public indirect enum BlockdevRef: Equatable, Sendable {
     /// An existing node, by name (`file=NODE`).
@@ -41,6 +43,11 @@ public struct BlockdevOptions: Equatable, Sendable {
     public var file: BlockdevRef?
     /// qcow2 only.
     public var backing: BackingChoice
+    /// `force-share`: share every permission (read-only nodes only);
+    /// nil inherits the parent's (off at the top).
+    public var forceShare: Bool?
+    /// driver=file: `locking` (on, off, auto); nil is auto.
+    public var locking: FileLockingMode?
 
     public init(driver: String? = nil, nodeName: String? = nil, readOnly: Bool? = nil, filename: String? = nil,
                 file: BlockdevRef? = nil, backing: BackingChoice = .fromImage(nil)) {

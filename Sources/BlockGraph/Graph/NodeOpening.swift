@@ -14,7 +14,9 @@ extension BlockGraph {
     @discardableResult
     public func addBlockdev(_ options: BlockdevOptions) throws -> BlockNode {
         guard options.nodeName != nil else { throw BlockGraphError("'node-name' must be specified for the root node") }
-        let node = try transaction { try open(options, defaultReadOnly: false, at: .top) }
+        // The monitor's reference is no user: the node's file is locked for
+        // what its format needs alone, as qemu-storage-daemon's nodes are.
+        let node = try transaction { try open(options, defaultReadOnly: false, at: .top, user: .none) }
         monitorOwned.append(node)
         return node
     }
@@ -25,7 +27,11 @@ extension BlockGraph {
     @discardableResult
     public func addDrive(_ options: BlockdevOptions, id: String?) throws -> BlockNode {
         if let id { try checkDriveID(id) }
-        let node = try transaction { try open(options, defaultReadOnly: false, at: .top) }
+        // A drive's backend without a guest device reads and shares
+        // everything: QEMU 7.2's -drive if=none takes consistent read alone
+        // (traced: a raw drive locks byte 100 only, read-write or not).
+        let user = BlockAccess.backend(writable: false)
+        let node = try transaction { try open(options, defaultReadOnly: false, at: .top, user: user) }
         drives.append((id, node))
         return node
     }
@@ -49,10 +55,14 @@ extension BlockGraph {
     }
 
     /// Opens one node and what it needs below it, at `position` in the
-    /// chain being opened (an image naming a file above it loops).
+    /// chain being opened (an image naming a file above it loops), for
+    /// users that need `user` of it; force-share is inherited from the parent.
     private func open(_ options: BlockdevOptions, defaultReadOnly: Bool,
-                      at position: BackingChainPosition) throws -> BlockNode {
+                      at position: BackingChainPosition, user: BlockAccess,
+                      inheritedForceShare: Bool = false) throws -> BlockNode {
         let readOnly = options.readOnly ?? defaultReadOnly
+        let forceShare = options.forceShare ?? inheritedForceShare
+        if forceShare && !readOnly { throw BlockGraphError("force-share=on can only be used with read-only images") }
         switch options.driver {
         case "file":
             return try openFileNode(options, readOnly: readOnly, at: position)
@@ -74,6 +84,7 @@ extension BlockGraph {
             guard protocolOptions.driver == "file" else {
                 throw BlockGraphError("Driver '\(protocolOptions.driver ?? "")' is not supported as a protocol")
             }
+            if protocolOptions.forceShare == nil { protocolOptions.forceShare = forceShare }
             fileNode = try openFileNode(protocolOptions, readOnly: protocolOptions.readOnly ?? readOnly, at: position)
         case let .filename(path)?:
             fileNode = try openFileNode(.file(path), readOnly: readOnly, at: position)
@@ -95,6 +106,11 @@ extension BlockGraph {
         } else {
             format = try ImageFormat.probe(blockFile)
         }
+        // QEMU's file locks: what this node needs of the file, with what
+        // other format nodes over it need (the in-graph checks above came first).
+        let access = user.forFile(of: format, writable: !readOnly, forceShare: forceShare)
+        let sharedFile = parents(of: fileNode).contains { $0.file === fileNode }
+        try blockFile.setAccess(sharedFile ? access.combined(with: blockFile.access) : access)
         let image: BlockImage
         switch format {
         case .qcow2:
@@ -110,6 +126,8 @@ extension BlockGraph {
                              filename: fileNode.filename, readOnly: readOnly, blockFile: nil, image: image,
                              formatProbed: probed)
         node.file = fileNode
+        node.user = user
+        node.forceShare = forceShare
         nodes.append(node)
 
         if let qcow2 = node.qcow2 {
@@ -126,7 +144,10 @@ extension BlockGraph {
                               at position: BackingChainPosition) throws -> BlockNode {
         guard let path = options.filename else { throw BlockGraphError("Parameter 'filename' is required") }
         if options.file != nil { throw BlockGraphError("Invalid parameter 'file'") }
-        let blockFile = try ImageOpener.openFile(path: path, writable: !readOnly)
+        if options.forceShare == true && !readOnly {
+            throw BlockGraphError("force-share=on can only be used with read-only images")
+        }
+        let blockFile = try ImageOpener.openFile(path: path, writable: !readOnly, locking: options.locking ?? .auto)
         var registered = false
         defer { if !registered { try? blockFile.close() } }
         try position.check(try blockFile.identity(), path: path)
@@ -163,7 +184,8 @@ extension BlockGraph {
                 var options = overrides ?? BlockdevOptions()
                 if options.file == nil, let link { options.file = .filename(try link.target()) }
                 if options.driver == nil, let format = qcow2.backingFormat, !format.isEmpty { options.driver = format }
-                return try open(options, defaultReadOnly: true, at: try position.backing(of: identity))
+                return try open(options, defaultReadOnly: true, at: try position.backing(of: identity),
+                                user: node.user.forBacking, inheritedForceShare: node.forceShare)
             }, wrap: nest)
             try attach(backing, under: node, at: position)
         }

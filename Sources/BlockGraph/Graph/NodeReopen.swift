@@ -26,13 +26,17 @@ extension BlockGraph {
         let newFile: BlockFile
         let newImage: BlockImage
         let newFileImage: RawImage
+        let oldAccess = oldFile.access
         do {
-            newFile = try BlockFile(path: fileNode.filename, writable: !readOnly)
+            // The new descriptor takes the locks of the new mode over from
+            // the old one (a conflict with another process is refused here).
+            newFile = try oldFile.reopened(writable: !readOnly, access: fileAccess(node, readOnly: readOnly))
             do {
                 newImage = try openImage(node, over: newFile)
                 newFileImage = try RawImage(file: newFile)
             } catch {
                 try? newFile.close()  // the open's error is the one to report
+                try? oldFile.setAccess(oldAccess)
                 throw error
             }
         } catch {

@@ -8,6 +8,7 @@
 // options QcowKit does not implement (`cache=`, `aio=`, ...) are refused by
 // name.
 import BlockGraph
+import Qcow2
 
 public struct DriveOptions: Equatable, Sendable {
     /// The block backend's id (QEMU's "none<N>" when not given, N counting
@@ -22,7 +23,7 @@ public struct DriveOptions: Equatable, Sendable {
     static let deviceOnly: Set<String> = ["media", "index", "bus", "unit", "serial", "addr", "werror", "rerror", "boot"]
     /// Block-layer options of -drive that QcowKit does not implement.
     static let unsupported: Set<String> = [
-        "cache", "aio", "discard", "detect-zeroes", "snapshot", "copy-on-read", "auto-read-only", "force-share",
+        "cache", "aio", "discard", "detect-zeroes", "snapshot", "copy-on-read", "auto-read-only",
     ]
 
     /// `index`: how many -drive options came before this one.
@@ -75,6 +76,12 @@ public struct DriveOptions: Equatable, Sendable {
             case "node-name": options.nodeName = value
             case "filename" where isProtocol: options.filename = value
             case "read-only": options.readOnly = try parseBool(key, value, context: context)
+            case "force-share": options.forceShare = try parseBool(key, value, context: context)
+            case "locking" where isProtocol:
+                guard let mode = FileLockingMode(rawValue: value) else {
+                    throw QMPServiceError(context + "Parameter 'locking' does not accept value '\(value)'")
+                }
+                options.locking = mode
             case "backing":
                 options.backing = value.isEmpty || value == "null" ? .none : .node(value)
             case "file":

@@ -6,6 +6,7 @@
 //   qcow2: file (BlockdevRef), backing (BlockdevRefOrNull)
 //   raw:   file (BlockdevRef)
 import BlockGraph
+import Qcow2
 import QemuJSON
 
 enum BlockdevOptionsInput {
@@ -18,9 +19,13 @@ enum BlockdevOptionsInput {
         var options = BlockdevOptions(driver: driver)
         options.nodeName = try input.optionalString("node-name")
         options.readOnly = try input.optionalBool("read-only")
+        options.forceShare = try input.optionalBool("force-share")
         switch driver {
         case "file":
             options.filename = try input.string("filename")
+            if let mode = try input.optionalEnum("locking", FileLockingMode.allCases.map(\.rawValue)) {
+                options.locking = FileLockingMode(rawValue: mode)
+            }
         case "qcow2":
             options.file = try blockdevRef(&input, "file")
             options.backing = try backing(&input)

@@ -102,10 +102,13 @@ public final class Qcow2Checker {
         return bytes
     }
 
-    /// Opens the image at `path` for checking (writable for repairs). Throws
-    /// `Qcow2Error` with qemu-img's words after "Could not open '...': ".
-    public static func open(path: String, writable: Bool) throws -> Qcow2Checker {
-        try Qcow2Checker(file: BlockFile(path: path, writable: writable))
+    /// Opens the image at `path` for checking (writable for repairs),
+    /// locked as qemu-img check locks it. Throws `Qcow2Error` with
+    /// qemu-img's words after "Could not open '...': ".
+    public static func open(path: String, writable: Bool, locking: ImageLocking = .standard) throws -> Qcow2Checker {
+        try ImageOpener.openLocked(path: path, format: .qcow2, writable: writable, locking: locking) {
+            try Qcow2Checker(file: $0)
+        }
     }
 
     /// Closes the image's file. Throws `Qcow2Error.io` when closing fails.

@@ -39,6 +39,14 @@ public enum Qcow2Creator {
     /// image (see `Qcow2CreateOptions.validate(refcountBits:)`).
     package static func create(path: String, options: Qcow2CreateOptions, refcountBits: UInt64?, replacing: Bool) throws {
         let file = try createFile(path: path, replacing: replacing)
+        // Created and emptied; formatted as a writer of the new image. A
+        // conflict leaves the file to whoever holds it.
+        do {
+            try file.setAccess(BlockAccess.backend(writable: true).forFile(of: .qcow2, writable: true))
+        } catch {
+            try? file.close()
+            throw error
+        }
         var image: Qcow2Image?
         do {
             try options.validate(refcountBits: refcountBits)

@@ -135,24 +135,41 @@ package enum BackingChain {
 
     /// Opens `path` as `format` (probed when nil) at `position` and attaches
     /// its backing chain. Only the top image can be writable; backings open
-    /// read-only.
+    /// read-only. `user` is what the opener's user needs of the image and
+    /// shares; each file is locked for what its format needs for that
+    /// (`BlockAccess.forFile`), each backing for what its overlay needs of it
+    /// (`forBacking`), as soon as its format is known and before it is read.
     package static func open(path: String, format: ImageFormat?, writable: Bool,
-                            at position: BackingChainPosition) throws -> BlockImage {
-        let file = try ImageOpener.openFile(path: path, writable: writable)
+                            at position: BackingChainPosition,
+                            user: BlockAccess, locking: ImageLocking = .standard,
+                            withoutIO: Bool = false) throws -> BlockImage {
+        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
+        let file = try ImageOpener.openFile(path: path, writable: writable, locking: locking.mode)
+        return try open(file: file, format: format, at: position, user: user, locking: locking, withoutIO: withoutIO)
+    }
+
+    /// `open` over a file already open (a reopened one keeps the access it
+    /// was given); the file is closed if the image cannot be opened.
+    package static func open(file: BlockFile, format: ImageFormat?, at position: BackingChainPosition,
+                            user: BlockAccess, locking: ImageLocking, withoutIO: Bool = false) throws -> BlockImage {
+        let path = file.path, writable = file.isWritable
         var opened = false
         defer { if !opened { try? file.close() } }
         let identity = try file.identity()
         try position.check(identity, path: path)
 
         let image: BlockImage
-        switch try format ?? ImageFormat.probe(file) {
+        let chosen = try format ?? ImageFormat.probe(file)
+        try file.setAccess(user.forFile(of: chosen, writable: writable, withoutIO: withoutIO,
+                                        forceShare: locking.forceShare))
+        switch chosen {
         case .raw:
             image = try RawImage(file: file)
         case .qcow2:
             let qcow2 = try Qcow2Image(file: file)
             qcow2.backing = try openBacking(
                 BackingLink(name: qcow2.backingFileName, format: qcow2.backingFormat, overlayPath: path),
-                below: position, overlay: identity)
+                below: position, overlay: identity, user: user.forBacking, locking: locking, withoutIO: withoutIO)
             image = qcow2
         }
         opened = true
@@ -160,9 +177,11 @@ package enum BackingChain {
     }
 
     /// Opens the chain `link` names below the image at `position` (whose
-    /// file is `overlay`); nil when there is no link.
+    /// file is `overlay`), for a user (the overlay) that needs `user`; nil
+    /// when there is no link.
     package static func openBacking(_ link: BackingLink?, below position: BackingChainPosition,
-                                   overlay: FileIdentity) throws -> BlockImage? {
+                                   overlay: FileIdentity, user: BlockAccess,
+                                   locking: ImageLocking = .standard, withoutIO: Bool = false) throws -> BlockImage? {
         guard let link else { return nil }
         return try nesting({
             let target = try link.target()
@@ -170,7 +189,8 @@ package enum BackingChain {
             // The header's backing format is used as given; only without
             // one is the backing probed.
             let format = try link.format.map { try ImageFormat(name: $0) }
-            return try open(path: target, format: format, writable: false, at: next)
+            return try open(path: target, format: format, writable: false, at: next, user: user, locking: locking,
+                            withoutIO: withoutIO)
         }, wrap: { error in (error as? Qcow2Error).map(Qcow2Error.inBackingFile) ?? error })
     }
 }

@@ -4,7 +4,11 @@
 // holes, fstat, sync. Offsets come from image metadata, so each range is
 // checked to fit a signed 64-bit file offset before it reaches the kernel.
 // Policies built on these calls (QEMU's zero-write order, extents) live in
-// the sibling files FileZeroing.swift and FileExtents.swift.
+// the sibling files FileZeroing.swift and FileExtents.swift. Image locking
+// (QEMU's lock bytes, FileLockBytes.swift) is taken on this descriptor too:
+// an open takes no locks; the opener then says what its user needs and
+// shares (`setAccess`), as QEMU sets a node's permissions once it knows its
+// format and users.
 
 #if canImport(Glibc)
 import Glibc
@@ -38,18 +42,54 @@ package final class BlockFile: Sendable {
         set { flushesIgnored.store(newValue, ordering: .relaxed) }
     }
     private let flushesIgnored = Atomic<Bool>(false)
+    /// Whether this file's locks are taken (locking=on/auto where the kernel
+    /// has open file description locks).
+    package let isLocking: Bool
+    /// What the user of this descriptor needs and shares, and the lock bytes
+    /// that say so.
+    private let lockState = Mutex<(access: BlockAccess, bytes: FileLockBytes)>((.none, FileLockBytes()))
 
-    /// Opens `path` read-only or read-write. Errors read like QEMU's
-    /// ("Could not open 'x': No such file or directory" is composed by callers).
-    package init(path: String, writable: Bool) throws {
+    /// Opens `path` read-only or read-write, taking no locks yet. Errors read
+    /// like QEMU's ("Could not open 'x': No such file or directory" is
+    /// composed by callers).
+    package init(path: String, writable: Bool, locking: FileLockingMode = .auto) throws {
         self.path = path
         self.isWritable = writable
+        self.isLocking = Self.locks(locking)
         do {
             descriptor = try FileDescriptor.open(
                 FilePath(path), writable ? .readWrite : .readOnly, options: [.closeOnExec])
         } catch let error as Errno {
             throw Qcow2Error.io(step: "open", errno: error.rawValue)
         }
+        try refuseDirectory()
+    }
+
+    /// Whether `mode` takes locks here. QEMU falls back to process-wide
+    /// POSIX locks for locking=on where open file description locks are
+    /// missing; they are lost when any descriptor of the file is closed, so
+    /// nothing is locked here instead, with a warning.
+    private static func locks(_ mode: FileLockingMode) -> Bool {
+        switch mode {
+        case .off: return false
+        case .auto: return FileLockBytes.available
+        case .on:
+            if !FileLockBytes.available {
+                Qcow2Diagnostics.report(Qcow2Diagnostic(
+                    .errorReport, "warning: File lock requested but OFD locking syscall is unavailable; the image is not locked"))
+            }
+            return FileLockBytes.available
+        }
+    }
+
+    private init(path: String, writable: Bool, isLocking: Bool, descriptor: FileDescriptor) {
+        self.path = path
+        self.isWritable = writable
+        self.isLocking = isLocking
+        self.descriptor = descriptor
+    }
+
+    private func refuseDirectory() throws {
         // A directory opens fine read-only; reading it fails later with EISDIR.
         // Refuse it now, in QEMU's file driver's words.
         var st = stat()
@@ -61,18 +101,35 @@ package final class BlockFile: Sendable {
     }
 
     /// Creates a file for writing; an existing file is truncated when
-    /// `replacing`, refused (EEXIST) otherwise.
-    package static func create(path: String, replacing: Bool = true) throws -> BlockFile {
+    /// `replacing`, refused (EEXIST) otherwise. As QEMU's file driver
+    /// creates, the file is truncated only once this descriptor holds write
+    /// and resize and nobody else may resize it (`BlockAccess.creation`), so
+    /// an image another process uses is refused, not emptied. The file keeps
+    /// that access; the creator sets its own afterwards.
+    package static func create(path: String, replacing: Bool = true, locking: FileLockingMode = .auto) throws -> BlockFile {
+        let file: BlockFile
         do {
             let fd = try FileDescriptor.open(
                 FilePath(path), .readWrite,
-                options: replacing ? [.create, .truncate, .closeOnExec] : [.create, .exclusiveCreate, .closeOnExec],
+                options: replacing ? [.create, .closeOnExec] : [.create, .exclusiveCreate, .closeOnExec],
                 permissions: [.ownerReadWrite, .groupRead, .otherRead])
-            try fd.close()
+            file = BlockFile(path: path, writable: true, isLocking: locks(locking), descriptor: fd)
         } catch let error as Errno {
             throw Qcow2Error.io(step: "create", errno: error.rawValue)
         }
-        return try BlockFile(path: path, writable: true)
+        do {
+            try file.refuseDirectory()
+            try file.setAccess(.creation)
+            // Only a file that has data is emptied: truncating a new, empty
+            // file too made ext4 give a converted output one block more than
+            // qemu-img's (measured; likely its flush on close after a
+            // truncation to zero).
+            if try file.size() != 0 { try file.truncate(to: 0) }
+        } catch {
+            try? file.close()
+            throw error
+        }
+        return file
     }
 
     deinit {
@@ -84,6 +141,64 @@ package final class BlockFile: Sendable {
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         do { try descriptor.close() } catch let error as Errno {
             throw Qcow2Error.io(step: "close", errno: error.rawValue)
+        }
+    }
+
+    // MARK: Locks
+
+    /// What this descriptor's user needs and shares now.
+    package var access: BlockAccess { lockState.withLock { $0.access } }
+
+    /// Changes what this descriptor's user needs and shares, taking and
+    /// dropping its lock bytes. Throws `Qcow2Error.lockConflict` when another
+    /// descriptor of the file (any process) stands in the way; nothing
+    /// changes then. Giving permissions up never fails.
+    package func setAccess(_ new: BlockAccess) throws {
+        try lockState.withLock { state in
+            if isLocking {
+                do {
+                    try state.bytes.change(descriptor.rawValue, from: state.access, to: new)
+                } catch let failure as LockFailure {
+                    throw Qcow2Error.lockConflict(reason: failure.reason, path: path)
+                }
+            }
+            state.access = new
+        }
+    }
+
+    /// Opens the file again, read-write or read-only, for a user that needs
+    /// `new` (QEMU's reopen with a new descriptor): this descriptor first
+    /// takes what `new` adds and checks it against everyone else, then the
+    /// new descriptor takes `new`'s locks. The caller closes this one
+    /// afterwards (dropping its locks), or, if it keeps it, gives its old
+    /// access back with `setAccess`. Throws `Qcow2Error.lockConflict` or the
+    /// open's failure; this descriptor's locks are as before then.
+    package func reopened(writable: Bool, access new: BlockAccess) throws -> BlockFile {
+        let old = access
+        if isLocking {
+            try lockState.withLock { state in
+                do {
+                    try state.bytes.prepare(descriptor.rawValue, from: state.access, to: new)
+                } catch let failure as LockFailure {
+                    throw Qcow2Error.lockConflict(reason: failure.reason, path: path)
+                }
+            }
+        }
+        do {
+            let file = try BlockFile(path: path, writable: writable, locking: isLocking ? .on : .off)
+            // Checked above, so taking these cannot conflict.
+            try file.lockState.withLock { state in
+                if isLocking {
+                    try state.bytes.apply(file.descriptor.rawValue, perm: new.perm,
+                                          unshared: BlockPermissions.all.subtracting(new.shared), unlock: false)
+                }
+                state.access = new
+            }
+            return file
+        } catch {
+            try? setAccess(old)
+            if let failure = error as? LockFailure { throw Qcow2Error.lockConflict(reason: failure.reason, path: path) }
+            throw error
         }
     }
 

@@ -44,10 +44,13 @@ public final class RawImage: WritableBlockImage, Sendable {
         size = try file.sectorRoundedSize()
     }
 
-    /// Opens the raw image at `path`. Throws `Qcow2Error.openFailed` (or
-    /// `notRegularFile`) as QEMU's file driver words it.
-    public static func open(path: String, writable: Bool = false) throws -> RawImage {
-        try RawImage(file: BlockFile(path: path, writable: writable))
+    /// Opens the raw image at `path`, locked as `ImageOpener.open` locks.
+    /// Throws `Qcow2Error.openFailed` (or `notRegularFile`) as QEMU's file
+    /// driver words it, or `lockConflict`.
+    public static func open(path: String, writable: Bool = false, locking: ImageLocking = .standard) throws -> RawImage {
+        try ImageOpener.openLocked(path: path, format: .raw, writable: writable, locking: locking) {
+            try RawImage(file: $0)
+        }
     }
 
     /// Fills `buffer` with the bytes at `offset` (past the end of the file:

@@ -20,14 +20,18 @@ public enum ImageInfoReader {
     /// each image is opened alone, without its backing file; `BackingChain`
     /// decides which link may be followed.
     /// Throws `Qcow2Error` (`couldNotOpen`, `backingFileCreatesLoop`,
-    /// `backingChainTooDeep`) worded as qemu-img info words it.
-    public static func read(path: String, format: String?, backingChain: Bool) throws -> ImageInfoReport {
+    /// `backingChainTooDeep`) worded as qemu-img info words it. Each file is
+    /// locked as qemu-img info locks it: no permission needed (no guest
+    /// I/O), but a qcow2 image's writers refused (`lockConflict`) unless
+    /// `locking` shares everything.
+    public static func read(path: String, format: String?, backingChain: Bool,
+                            locking: ImageLocking = .standard) throws -> ImageInfoReport {
         var report = ImageInfoReport(images: [], warnings: [])
         var position = BackingChainPosition.top
         var current = (path: path, format: format)
         while true {
             let (info, identity) = try readOne(path: current.path, format: current.format, at: position,
-                                               warnings: &report.warnings)
+                                               locking: locking, warnings: &report.warnings)
             report.images.append(info)
             guard backingChain,
                   let link = BackingLink(name: info.backingFilename, format: info.backingFilenameFormat,
@@ -45,12 +49,13 @@ public enum ImageInfoReader {
 
     /// Info for one image, without following its backing file.
     package static func readOne(path: String, format: String?, warnings: inout [ImageInfoWarning]) throws -> ImageInfo {
-        try readOne(path: path, format: format, at: .top, warnings: &warnings).info
+        try readOne(path: path, format: format, at: .top, locking: .standard, warnings: &warnings).info
     }
 
     /// Info for the image at `position` of a chain, and its file's identity;
     /// a file already above it is a loop, in qemu-img info's words.
     private static func readOne(path: String, format: String?, at position: BackingChainPosition,
+                                locking: ImageLocking,
                                 warnings: inout [ImageInfoWarning]) throws -> (info: ImageInfo, identity: FileIdentity) {
         var chosen: ImageFormat?
         if let format {
@@ -61,7 +66,7 @@ public enum ImageInfoReader {
         }
         let file: BlockFile
         do {
-            file = try BlockFile(path: path, writable: false)
+            file = try BlockFile(path: path, writable: false, locking: locking.mode)
         } catch {
             throw Qcow2Error.openFailure(path: path, error: error)
         }
@@ -72,7 +77,10 @@ public enum ImageInfoReader {
             } catch {
                 throw Qcow2Error.backingFileCreatesLoop(path: path)
             }
-            switch try chosen ?? ImageFormat.probe(file) {
+            let format = try chosen ?? ImageFormat.probe(file)
+            try file.setAccess(BlockAccess.none.forFile(of: format, writable: false, withoutIO: true,
+                                                        forceShare: locking.forceShare))
+            switch format {
             case .raw: return (try raw(file: file, filename: path), identity)
             case .qcow2: return (try qcow2(image: Qcow2Image(file: file), filename: path, warnings: &warnings), identity)
             }

@@ -97,7 +97,8 @@ final class IOSession {
         if path.isEmpty { return fail("The 'file' block driver requires a file name") }
         let image: BlockImage
         do {
-            image = try ImageOpener.open(path: path, format: format, writable: !options.readOnly)
+            image = try ImageOpener.open(path: path, format: format, writable: !options.readOnly,
+                                         locking: options.forceShare ? .forceShared : .standard)
         } catch {
             return fail("\(error)")
         }
@@ -133,7 +134,9 @@ final class IOSession {
         }
         let image: BlockImage
         do {
-            image = try ImageOpener.open(path: old.path, format: old.image.format, writable: !options.readOnly)
+            image = try ImageOpener.reopen(old.image, writable: !options.readOnly,
+                                           user: options.readOnly ? VerbAccess.read : VerbAccess.write,
+                                           locking: old.options.forceShare ? .forceShared : .standard)
         } catch {
             return "\(error)"
         }
