@@ -87,11 +87,7 @@ enum CheckCommand {
             if try (format ?? ImageFormat.probe(file)) == .raw {
                 try? file.close()
                 if format == nil && writable {
-                    Terminal.printError(
-                        "WARNING: Image format was not specified for '\(path)' and probing guessed raw.\n"
-                        + "         Automatically detecting the format is dangerous for raw images, "
-                        + "write operations on block 0 will be restricted.\n"
-                        + "         Specify the 'raw' format explicitly to remove the restrictions.")
+                    Terminal.printError(RawProbeWarning.text(path: path))
                 }
                 throw CommandFailure("This image format does not support checks", status: 63)
             }

@@ -108,7 +108,7 @@ extension Qcow2Writer {
 
     /// qcow2_subcluster_zeroize: [offset, offset + length) is subcluster
     /// aligned (or ends at the image's end).
-    private func zeroizeLocked(offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
+    func zeroizeLocked(offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
         if version < 3 {
             // No zero flag: discarding is only safe when nothing shows through.
             guard image.backing == nil else { throw ZeroFlagsUnsupported() }

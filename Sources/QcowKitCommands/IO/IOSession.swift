@@ -104,10 +104,7 @@ final class IOSession {
         if format == nil, let raw = image as? RawImage {
             raw.isProbed = true
             if !options.readOnly {
-                console.err("WARNING: Image format was not specified for '\(path)' and probing guessed raw.\n"
-                            + "         Automatically detecting the format is dangerous for raw images, "
-                            + "write operations on block 0 will be restricted.\n"
-                            + "         Specify the 'raw' format explicitly to remove the restrictions.")
+                console.err(RawProbeWarning.text(path: path))
             }
         }
         if let unsupportedOption {
