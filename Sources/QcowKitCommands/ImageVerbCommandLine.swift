@@ -75,9 +75,10 @@ enum CacheMode {
 }
 
 enum ImageVerbs {
-    /// Opens `path` (its backing chain read-only) for writing, as qemu-img's
-    /// img_open does, with its messages on failure.
-    static func openWritable(_ path: String, format name: String?) throws -> BlockImage {
+    /// Opens `path` for writing, as qemu-img's img_open does, with its
+    /// messages on failure: with its backing chain (read-only), or without
+    /// (BDRV_O_NO_BACKING).
+    static func openWritable(_ path: String, format name: String?, withBacking: Bool = true) throws -> BlockImage {
         var format: ImageFormat?
         if let name {
             guard let known = ImageFormat(rawValue: name) else {
@@ -87,7 +88,17 @@ enum ImageVerbs {
         }
         let image: BlockImage
         do {
-            image = try ImageOpener.open(path: path, format: format, writable: true)
+            if withBacking {
+                image = try ImageOpener.open(path: path, format: format, writable: true)
+            } else {
+                let file = try ImageOpener.openFile(path: path, writable: true)
+                do {
+                    image = try (format ?? ImageFormat.probe(file)) == .raw ? RawImage(file: file) : Qcow2Image(file: file)
+                } catch {
+                    try? file.close()
+                    throw error
+                }
+            }
         } catch {
             throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
         }
