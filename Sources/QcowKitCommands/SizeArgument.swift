@@ -116,10 +116,12 @@ public struct QemuSize: Equatable, Sendable {
     }
 }
 
-/// qemu-img's reading of the positional image size (cvtnum): a size up to
-/// INT64_MAX, with its two error messages.
+/// qemu-img's reading of a size argument (cvtnum: the positional image
+/// size, commit's rate limit): a size up to INT64_MAX, with its two error
+/// messages naming `what`.
 enum ImageSizeArgument {
-    static func parse(_ text: String, warn: (String) -> Void) throws -> UInt64 {
+    static func parse(_ text: String, what: String = "image size", warn: (String) -> Void) throws -> UInt64 {
+        let rangeError = CommandFailure("Invalid \(what) specified. Must be between 0 and \(Int64.max).")
         switch QemuSize.parse(text) {
         case let .success(size):
             if size.isHexWithSuffix { warn("Using a multiplier suffix on hex numbers is deprecated: \(text)") }
@@ -129,10 +131,8 @@ enum ImageSizeArgument {
             throw rangeError
         case .failure(.invalid):
             throw CommandFailure(
-                "Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n"
+                "Invalid \(what) specified. You may use k, M, G, T, P or E suffixes for\n"
                 + "qcowkit: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.")
         }
     }
-
-    static let rangeError = CommandFailure("Invalid image size specified. Must be between 0 and \(Int64.max).")
 }

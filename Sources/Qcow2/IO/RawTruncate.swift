@@ -11,8 +11,8 @@ import Musl
 
 extension RawImage {
     /// Sets the file's length to `newSize` (any byte count), preallocating
-    /// a grown part as `preallocation` says. `size` keeps the length the
-    /// image was opened with: close the image afterwards.
+    /// a grown part as `preallocation` says; `size` follows (rounded up to
+    /// whole sectors).
     /// Throws `Qcow2Error.creation` with file-posix's reason.
     package func truncate(to newSize: UInt64, preallocation: Preallocation) throws {
         guard isWritable else { throw Qcow2Error.readOnly }
@@ -25,5 +25,6 @@ extension RawImage {
         } else {
             try RawPreallocation.grow(file: file, to: newSize, mode: preallocation)
         }
+        sizeStorage.store(try file.sectorRoundedSize(), ordering: .relaxed)
     }
 }
