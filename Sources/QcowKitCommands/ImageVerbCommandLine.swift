@@ -79,13 +79,7 @@ enum ImageVerbs {
     /// messages on failure: with its backing chain (read-only), or without
     /// (BDRV_O_NO_BACKING).
     static func openWritable(_ path: String, format name: String?, withBacking: Bool = true) throws -> BlockImage {
-        var format: ImageFormat?
-        if let name {
-            guard let known = ImageFormat(rawValue: name) else {
-                throw CommandFailure("Could not open '\(path)': Unknown driver '\(name)'")
-            }
-            format = known
-        }
+        let format = try ReadCommands.format(name, path: path)
         let image: BlockImage
         do {
             if withBacking {

@@ -60,30 +60,24 @@ package enum RebaseCopy {
                 }
             }
 
-            var oldIsZero = false
-            if offset >= oldSize {
-                oldBuffer.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(n))
-                oldIsZero = true
-            } else {
-                n = min(n, oldSize - offset)
+            // Past a backing file's end (or without one) it reads as zeroes.
+            func fill(_ buffer: UnsafeMutableRawBufferPointer, from backing: BlockImage?, size: UInt64,
+                      _ which: String) throws -> Bool {
+                guard let backing, offset < size else {
+                    buffer.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(n))
+                    return true
+                }
+                n = min(n, size - offset)
                 do {
-                    try oldBacking!.read(into: UnsafeMutableRawBufferPointer(rebasing: oldBuffer[0..<Int(n)]), at: offset)
+                    try backing.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(n)]), at: offset)
                 } catch {
                     throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
-                                                 reason: "error while reading from old backing file")
+                                                 reason: "error while reading from \(which) backing file")
                 }
+                return false
             }
-            if offset >= newSize || newBacking == nil {
-                newBuffer.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(n))
-            } else {
-                n = min(n, newSize - offset)
-                do {
-                    try newBacking!.read(into: UnsafeMutableRawBufferPointer(rebasing: newBuffer[0..<Int(n)]), at: offset)
-                } catch {
-                    throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
-                                                 reason: "error while reading from new backing file")
-                }
-            }
+            let oldIsZero = try fill(oldBuffer, from: oldBacking, size: oldSize, "old")
+            _ = try fill(newBuffer, from: newBacking, size: newSize, "new")
 
             var written = 0
             while written < Int(n) {
