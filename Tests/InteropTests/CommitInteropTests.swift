@@ -63,6 +63,16 @@ enum CommitInteropCatalog {
         S.qcow2("base", "8M", "compat=0.10", backing: "bb"),
         S.qcow2("img", "32M", backing: "base"), S.io("img", "write -P 4 20M 1M"),
     ]
+    static let lazy: [[String]] = [
+        S.qcow2("base", "8M"), S.io("base", "write -P 1 0 8M"),
+        S.qcow2("img", "8M", "lazy_refcounts=on", backing: "base"), S.io("img", "write -P 3 2M 100k"),
+    ]
+    /// An L1 table of 512 clusters: more than one 64-entry refcount block
+    /// covers, so the image is emptied by discarding.
+    static let bigL1: [[String]] = [
+        S.qcow2("base", "8M"),
+        S.qcow2("img", "1G", "cluster_size=512,refcount_bits=64", backing: "base"), S.io("img", "write -P 3 2M 100k"),
+    ]
     static let alone: [[String]] = [S.qcow2("img", "8M")]
 
     static let cases: [ImageVerbCase] = [
@@ -79,6 +89,8 @@ enum CommitInteropCatalog {
         commit("v2 image: emptied by discarding", version2, "img"),
         commit("image with a snapshot: emptied by discarding", snapshot, "img", contentOnly: ["base"]),
         commit("extended L2", extendedL2, "img", contentOnly: ["base"]),
+        commit("lazy refcounts", lazy, "img"),
+        commit("L1 table too large to rebuild: emptied by discarding", bigL1, "img", contentOnly: ["base"]),
         commit("into a shorter raw file", rawBase, "img"),
         commit("into a shorter base over a longer backing", grownBase, "img", contentOnly: ["base"]),
         commit("into a shorter v2 base over a longer backing (refused)", grownV2Base, "img"),
