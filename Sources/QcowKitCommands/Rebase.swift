@@ -4,6 +4,8 @@
 // (or finds it in the old chain), copies into the image whatever would read
 // differently (RebaseCopy), then rewrites the header. A backing name needs
 // a backing format (-F), as qemu-img 7.2 requires; -b "" drops the backing.
+// -c, which qemu-img 7.2 does not have (QEMU 8.2 added it), writes what is
+// copied as compressed clusters.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -15,7 +17,7 @@ import Qcow2
 struct Rebase: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rebase",
-        abstract: "Change the backing file of an image: [-q] [-f FMT] [-t CACHE] [-T SRC_CACHE] [-p] [-u] [-U] -b BACKING [-F FMT] FILE.")
+        abstract: "Change the backing file of an image: [-q] [-f FMT] [-t CACHE] [-T SRC_CACHE] [-p] [-u] [-U] [-c] -b BACKING [-F FMT] FILE.")
 
     @Argument(parsing: .captureForPassthrough, help: "qemu-img rebase's options and the image.")
     var arguments: [String] = []
@@ -37,9 +39,10 @@ struct Rebase: ParsableCommand {
         var unsafe = false
         var showProgress = false
         var quiet = false
+        var compress = false
         var cache = "writeback"
         var sourceCache = "writeback"
-        var getopt = ImageVerbGetopt(arguments, shortOptions: ":hf:F:b:upt:T:qU", longOptions: [
+        var getopt = ImageVerbGetopt(arguments, shortOptions: ":hf:F:b:upt:T:qUc", longOptions: [
             .init(name: "force-share", takesArgument: false, code: UInt8(ascii: "U")),
         ])
         while let (option, argument) = try getopt.next() {
@@ -52,6 +55,7 @@ struct Rebase: ParsableCommand {
             case UInt8(ascii: "t"): cache = argument ?? cache
             case UInt8(ascii: "T"): sourceCache = argument ?? sourceCache
             case UInt8(ascii: "q"): quiet = true
+            case UInt8(ascii: "c"): compress = true
             default: break  // -U: images are opened without locks
             }
         }
@@ -68,8 +72,10 @@ struct Rebase: ParsableCommand {
         try CacheMode.check(cache)
         try CacheMode.check(sourceCache, what: "source")
 
+        if compress && unsafe { throw CommandFailure("Compression is not supported in unsafe mode") }
         let image = try ImageVerbs.openWritable(filename, format: format, withBacking: !unsafe)
         defer { try? image.close() }
+        if compress && !(image is Qcow2Image) { throw CommandFailure("Compression not supported for this file format") }
         if let backingFormat, !Self.qemuFormats.contains(backingFormat) {
             throw CommandFailure("Invalid format name: '\(backingFormat)'")
         }
@@ -91,7 +97,7 @@ struct Rebase: ParsableCommand {
             guard let writable = image as? WritableBlockImage else { throw CommandFailure("Image cannot be written") }
             do {
                 try RebaseCopy.run(image: writable, oldBacking: image.backing, newBacking: newBacking,
-                                   prefix: prefix) { progress.print(Float($0), max: 100) }
+                                   prefix: prefix, compress: compress) { progress.print(Float($0), max: 100) }
             } catch {
                 throw CommandFailure("\(error)")
             }

@@ -10,6 +10,9 @@
 //  - the two are compared sector by sector; each differing run is written
 //    as one guest write, or as a zero write (without unmapping) where the
 //    old backing had ended.
+// With -c (beyond 7.2, as QEMU 8.2 offers it) each differing run is widened
+// to whole clusters, which are written compressed with what the image reads
+// there now.
 // A crash at any point changes nothing the guest sees: the old backing
 // still backs the image, and what was written equals what it reads.
 
@@ -29,7 +32,12 @@ package enum RebaseCopy {
     /// of the old chain. `progress` gets qemu-img's increments (percent).
     /// Throws `Qcow2Error.writeFailed` with qemu-img's messages.
     package static func run(image: WritableBlockImage, oldBacking: BlockImage?, newBacking: BlockImage?,
-                            prefix: BlockImage?, progress: (Double) -> Void) throws {
+                            prefix: BlockImage?, compress: Bool = false, progress: (Double) -> Void) throws {
+        // -c (QEMU 8.2's): data is written as whole compressed clusters;
+        // with extended L2 entries a cluster may be allocated in part, and
+        // is written as qemu-img 7.2 writes it.
+        let header = (image as? Qcow2Image)?.header
+        let compressedCluster = compress && header?.hasExtendedL2 == false ? header?.clusterSize : nil
         let size = image.size
         let oldSize = oldBacking?.size ?? 0
         let newSize = newBacking?.size ?? 0
@@ -86,6 +94,9 @@ package enum RebaseCopy {
                     do {
                         if oldIsZero {
                             try image.writeZeroes(at: offset + UInt64(written), length: UInt64(run), mayUnmap: false)
+                        } else if let compressedCluster {
+                            try writeCompressed(image, at: offset + UInt64(written), length: UInt64(run),
+                                                clusterSize: compressedCluster)
                         } else {
                             try image.write(UnsafeRawBufferPointer(rebasing: oldBuffer[written..<(written + run)]),
                                             at: offset + UInt64(written))
@@ -99,6 +110,29 @@ package enum RebaseCopy {
             }
             progress(step)
             offset += n
+        }
+        // Compressed data may end inside a sector: the file is rounded up,
+        // as qemu-img ends its compressed output.
+        if compressedCluster != nil { try image.writeCompressed(UnsafeRawBufferPointer(start: nil, count: 0), at: 0) }
+    }
+
+    /// The clusters around [offset, offset + length), read as the image
+    /// reads them now (from the old backing: the image leaves them to it),
+    /// written back compressed; clusters already written are skipped.
+    static func writeCompressed(_ image: WritableBlockImage, at offset: UInt64, length: UInt64,
+                                clusterSize: UInt64) throws {
+        var cluster = offset / clusterSize * clusterSize
+        let end = offset + length
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(clusterSize), alignment: 4096)
+        defer { buffer.deallocate() }
+        while cluster < end {
+            let count = min(clusterSize, image.size - cluster)
+            if try !image.blockStatus(at: cluster, length: count).isAllocated {
+                let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(count)])
+                try image.read(into: data, at: cluster)
+                try image.writeCompressed(UnsafeRawBufferPointer(data), at: cluster)
+            }
+            cluster += clusterSize
         }
     }
 
