@@ -11,4 +11,10 @@
 static inline int qk_fallocate(int fd, int mode, long long offset, long long length) {
     return (int)syscall(SYS_fallocate, fd, mode, offset, length);
 }
+
+/* copy_file_range(2): copy offloading for qemu-img convert -C. */
+static inline long long qk_copy_file_range(int in, long long *in_offset, int out, long long *out_offset,
+                                           unsigned long length) {
+    return (long long)syscall(SYS_copy_file_range, in, in_offset, out, out_offset, length, 0u);
+}
 #endif

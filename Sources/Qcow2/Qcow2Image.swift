@@ -5,14 +5,14 @@
 
 import Synchronization
 
-// Unchecked for one reason: `clusterMap` and `writer` keep QEMU's s->lock
-// discipline (MetadataLock, "...Locked" methods), which the compiler cannot
-// see; every other stored property is immutable or in a Mutex/Atomic.
+// Checked Sendable: every stored property is immutable and Sendable, or in a
+// Mutex/Atomic; the metadata (and the write path's state) is owned by the
+// cluster map's MetadataLock.
 /// An open qcow2 image: reads, block status and (opened writable) writes,
 /// zero writes, discards and flushes, as QEMU's qcow2 driver does them.
 /// Open one with `ImageOpener.open` (with its backing chain) or `open(path:writable:)`.
 /// Throws `Qcow2Error` throughout.
-public final class Qcow2Image: @unchecked Sendable {
+public final class Qcow2Image: Sendable {
     package let file: BlockFile
     /// The header as the image was opened. Writing changes some fields on
     /// disk (the dirty bit, table locations); the write path keeps those.
@@ -40,15 +40,17 @@ public final class Qcow2Image: @unchecked Sendable {
     /// Set by `attachBacking`: the embedder chose the backing (possibly
     /// none, QEMU's backing=null), so writes do not insist on the header's.
     private let backingChosen = Atomic<Bool>(false)
-    /// Guest offset -> host cluster mapping (active L1 table, L2 cache).
+    /// Guest offset -> host cluster mapping; its lock owns the metadata
+    /// (active L1 table, L2 cache, and the write path's `Qcow2Writer`).
     let clusterMap: ClusterMap
     /// Decompresses compressed clusters (the header's compression type).
     let codec: ClusterCodec
     /// Whether the image looks metadata-preallocated; decided on the first
     /// block-status query, since it costs a pass over the refcounts.
     let metadataPreallocated = Mutex<Bool?>(nil)
-    /// The write path, for images opened for writing.
-    private(set) var writer: Qcow2Writer?
+    /// Guest writes are refused: the image has persistent dirty bitmaps
+    /// (decided on open, see `Qcow2Writer.hasPersistentBitmaps`).
+    let hasPersistentBitmaps: Bool
     private let diagnosticSinkStorage = Mutex<Qcow2Diagnostics.Sink?>(nil)
 
     /// Where this image reports problems it carries on after (see
@@ -99,12 +101,16 @@ public final class Qcow2Image: @unchecked Sendable {
         stored = Mutex((layout.header, layout.extensions, layout.backingFileName))
         clusterMap = try ClusterMap(file: file, header: layout.header, cacheCapacity: cacheCapacities?.l2Tables)
         codec = ClusterCodecs.codec(for: layout.header.compressionType)
+        hasPersistentBitmaps = file.isWritable
+            && Qcow2Writer.hasPersistentBitmaps(header: layout.header, extensions: layout.extensions)
         if file.isWritable {
-            let writer = try Qcow2Writer(
-                image: self, header: layout.header, extensions: layout.extensions,
-                backingFileName: layout.backingFileName, refcountCacheCapacity: cacheCapacities?.refcountBlocks)
-            self.writer = writer
-            try writer.prepareForWriting()
+            try clusterMap.lock.withLock { core in
+                let writer = try Qcow2Writer(
+                    image: self, tables: core.tables, header: layout.header, extensions: layout.extensions,
+                    backingFileName: layout.backingFileName, refcountCacheCapacity: cacheCapacities?.refcountBlocks)
+                core.writer = writer
+                try writer.prepareForWriting()
+            }
         }
     }
 
@@ -118,7 +124,7 @@ public final class Qcow2Image: @unchecked Sendable {
         // Each image below reports its own failures; closing goes on.
         defer { try? below?.close() }
         do {
-            try writer?.close()
+            try closeWriter()
         } catch {
             try? file.close()  // the write-back failure is the one to throw
             throw error
@@ -144,12 +150,18 @@ public final class Qcow2Image: @unchecked Sendable {
     /// the file closed (for embedders whose file and backing outlive the image).
     package func closeKeepingFile() throws {
         backing = nil
-        try writer?.close()
+        try closeWriter()
     }
 
     deinit {
         // An image dropped without close() still gets its metadata written;
         // failures were reported, and there is no caller left to throw to.
-        try? writer?.close()
+        try? closeWriter()
+    }
+
+    /// `Qcow2Writer.close` for images open for writing.
+    private func closeWriter() throws {
+        guard isWritable else { return }
+        try withWriter { writer, _ in try writer.close() }
     }
 }

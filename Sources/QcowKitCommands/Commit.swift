@@ -43,7 +43,7 @@ struct Commit: ParsableCommand {
             case UInt8(ascii: "p"): showProgress = true
             case UInt8(ascii: "q"): quiet = true
             case UInt8(ascii: "r"):
-                rate = Int64(try ImageSizeArgument.parse(argument ?? "", what: "rate limit") {
+                rate = Int64(try ImageSizeArgument.parse(argument ?? "", name: "rate limit") {
                     Terminal.printError("qcowkit: warning: " + $0)
                 })
             default: break
@@ -51,11 +51,11 @@ struct Commit: ParsableCommand {
         }
         guard getopt.operands.count == 1 else { throw ImageVerbGetopt.usageError("Expecting one image file name") }
         let filename = getopt.operands[0]
-        try CacheMode.check(cache)
+        try CacheModeArgument.check(cache)
 
         // img_open, for its messages; the job opens the chain again below.
         let image = try ImageVerbs.openWritable(filename, format: format)
-        var progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 1)
+        let progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 1)
         progress.print(0, max: 100)
         let baseImage: BlockImage
         do {

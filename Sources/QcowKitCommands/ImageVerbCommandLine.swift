@@ -61,14 +61,12 @@ struct ImageVerbGetopt {
     }
 }
 
-/// QEMU's cache modes (bdrv_parse_cache_mode). They change how QEMU
-/// buffers I/O, never what ends up in the image; qcowkit writes through its
-/// own caches and syncs where QEMU's qcow2 driver syncs, whatever the mode.
-enum CacheMode {
-    static let names: Set<String> = ["none", "off", "directsync", "writeback", "unsafe", "writethrough"]
-
+/// The -t / -T check of the image-changing verbs (Qcow2's CacheMode).
+/// The mode changes how QEMU buffers I/O, never what ends up in the image;
+/// these verbs sync where QEMU's qcow2 driver syncs, whatever the mode.
+enum CacheModeArgument {
     static func check(_ mode: String, what: String = "cache") throws {
-        guard names.contains(mode) else {
+        guard CacheMode(qemuName: mode) != nil else {
             throw CommandFailure(what == "cache" ? "Invalid cache option: \(mode)" : "Invalid \(what) cache option: \(mode)")
         }
     }

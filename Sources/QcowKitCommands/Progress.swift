@@ -1,34 +1,52 @@
-// qemu-img's -p progress line (util/qemu-progress.c): "    (45.00/100%)\r" on
-// standard output, terminal or not, each time the value moved by more than
-// the command's minimum step, and at 0 and 100; a newline ends it. Values
-// are C floats, summed as qemu-img sums them.
+// qemu-img's progress line (util/qemu-progress.c): with -p, the percentage
+// done as "    (NN.NN/100%)" ended by a carriage return, redrawn whenever it
+// moved by more than the command's step (and at 0 and 100), and a newline
+// at the end. Without -p nothing is printed.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Synchronization
 
-struct QemuProgress {
+/// A progress line as qemu-img draws it; thread-safe (convert's workers report).
+final class QemuProgress: Sendable {
+    private struct State {
+        var current: Float = 0
+        var lastPrint: Float = 0
+    }
     private let enabled: Bool
+    /// How far the value must move before it is drawn again (qemu-img: 1.0
+    /// for convert, 2.0 for compare and rebase).
     private let minSkip: Float
-    private var current: Float = 0
-    private var lastPrint: Float = 0
+    private let state = Mutex(State())
 
     init(enabled: Bool, minSkip: Float) {
         self.enabled = enabled
         self.minSkip = minSkip
     }
 
-    /// qemu_progress_print: `delta` percent of `max` more, or (max 0) `delta` outright.
-    mutating func print(_ delta: Float, max: Int) {
+    /// qemu_progress_print: with `max` 0, `delta` is the new value; else the
+    /// value grows by `delta` percent of `max`.
+    func print(_ delta: Float, max: Int = 0) {
         guard enabled else { return }
-        current = max == 0 ? delta : current + delta / 100 * Float(max)
-        if current > lastPrint + minSkip || current < lastPrint - minSkip || current == 0 || current == 100 {
-            lastPrint = current
-            let hundredths = Int((Double(current) * 100).rounded(.toNearestOrEven))  // printf's "%.2f"
-            let fraction = hundredths % 100
-            Terminal.print("    (\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)/100%)", terminator: "\r")
-            Terminal.flushStandardOutput()
+        state.withLock { s in
+            let current = max == 0 ? delta : s.current + delta / 100 * Float(max)
+            guard current > s.lastPrint + minSkip || current < s.lastPrint - minSkip
+                || current == 0 || current == 100 else { return }
+            s.lastPrint = current
+            s.current = current
+            var text = [CChar](repeating: 0, count: 64)
+            _ = withVaList([Double(current)]) { vsnprintf(&text, text.count, "    (%3.2f/100%%)\r", $0) }
+            fputs(text, stdout)
+            fflush(stdout)
         }
     }
 
-    /// qemu_progress_end.
+    /// Ends the line (qemu_progress_end).
     func end() {
-        if enabled { Terminal.print("") }
+        guard enabled else { return }
+        fputs("\n", stdout)
+        fflush(stdout)
     }
 }

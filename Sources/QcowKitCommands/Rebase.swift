@@ -66,11 +66,11 @@ struct Rebase: ParsableCommand {
         }
         let filename = operands[0]
 
-        var progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 2)
+        let progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 2)
         progress.print(0, max: 100)
         defer { progress.end() }
-        try CacheMode.check(cache)
-        try CacheMode.check(sourceCache, what: "source")
+        try CacheModeArgument.check(cache)
+        try CacheModeArgument.check(sourceCache, what: "source")
 
         if compress && unsafe { throw CommandFailure("Compression is not supported in unsafe mode") }
         let image = try ImageVerbs.openWritable(filename, format: format, withBacking: !unsafe)

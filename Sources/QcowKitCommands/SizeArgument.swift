@@ -116,23 +116,26 @@ public struct QemuSize: Equatable, Sendable {
     }
 }
 
-/// qemu-img's reading of a size argument (cvtnum: the positional image
-/// size, commit's rate limit): a size up to INT64_MAX, with its two error
-/// messages naming `what`.
+/// qemu-img's reading of a size argument (cvtnum): a size up to INT64_MAX,
+/// with its two error messages naming the argument ("image size",
+/// "buffer size for sparse output", "rate limit").
 enum ImageSizeArgument {
-    static func parse(_ text: String, what: String = "image size", warn: (String) -> Void) throws -> UInt64 {
-        let rangeError = CommandFailure("Invalid \(what) specified. Must be between 0 and \(Int64.max).")
+    static func parse(_ text: String, name: String = "image size", warn: (String) -> Void) throws -> UInt64 {
         switch QemuSize.parse(text) {
         case let .success(size):
             if size.isHexWithSuffix { warn("Using a multiplier suffix on hex numbers is deprecated: \(text)") }
-            guard size.value <= UInt64(Int64.max) else { throw rangeError }
+            guard size.value <= UInt64(Int64.max) else { throw rangeError(name) }
             return size.value
         case .failure(.outOfRange):
-            throw rangeError
+            throw rangeError(name)
         case .failure(.invalid):
             throw CommandFailure(
-                "Invalid \(what) specified. You may use k, M, G, T, P or E suffixes for\n"
+                "Invalid \(name) specified. You may use k, M, G, T, P or E suffixes for\n"
                 + "qcowkit: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.")
         }
+    }
+
+    static func rangeError(_ name: String) -> CommandFailure {
+        CommandFailure("Invalid \(name) specified. Must be between 0 and \(Int64.max).")
     }
 }

@@ -79,8 +79,7 @@ struct WriteInteropCrashConsistencyTests {
         // Free guest cluster 10: its L2 table and its refcount block are now dirty.
         try image.discard(at: 5120, length: 512)
         // Load two far refcount blocks: the one just changed is evicted, written.
-        let writer = try #require(image.writer)
-        try writer.lock.withLock {
+        try image.withWriter { writer, _ in
             _ = try writer.allocator.refcount(ofCluster: 64 * 5)
             _ = try writer.allocator.refcount(ofCluster: 64 * 6)
         }

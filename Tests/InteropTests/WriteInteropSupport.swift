@@ -135,10 +135,10 @@ enum WriteOracle {
             } catch {
                 errors[i] = error
             }
-            let avoided = qcow2.writer?.allocator.reallocatedClusterRepackingAvoided ?? 0
+            let avoided = (try? qcow2.withWriter { writer, _ in writer.allocator.reallocatedClusterRepackingAvoided }) ?? 0
             if avoided > 0 && departures?.pointee.firstOperation == nil { departures?.pointee.firstOperation = i }
         }
-        departures?.pointee.repackingAvoided = qcow2.writer?.allocator.reallocatedClusterRepackingAvoided ?? 0
+        departures?.pointee.repackingAvoided = (try? qcow2.withWriter { writer, _ in writer.allocator.reallocatedClusterRepackingAvoided }) ?? 0
         try qcow2.close()
         return errors
     }

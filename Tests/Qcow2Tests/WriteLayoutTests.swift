@@ -15,7 +15,7 @@ struct WriteLayoutTests {
         let image = try WriteFixture.openWritable(path)
         let data = WriteFixture.pattern(1, count: 65536)
         try WriteFixture.write(image, data, at: 1 << 20)
-        #expect(image.clusterMap.lock.withLock { image.clusterMap.l1[0] } == 0x40000 | copied)
+        #expect(image.clusterMap.lock.withLock { $0.tables.l1[0] } == 0x40000 | copied)
         #expect(try WriteFixture.l2Entry(image, at: 1 << 20)?.entry == 0x50000 | copied)
         for cluster: UInt64 in 0...5 { #expect(try WriteFixture.refcount(image, ofCluster: cluster) == 1) }
         #expect(try WriteFixture.refcount(image, ofCluster: 6) == 0)
@@ -50,7 +50,7 @@ struct WriteLayoutTests {
         // comes right after them, then the other three clusters.
         #expect(hosts[1] == hosts[0] + clusterSize && hosts[2] == hosts[1] + clusterSize)
         #expect(hosts[4] == hosts[3] + clusterSize && hosts[5] == hosts[4] + clusterSize)
-        let secondTable = image.clusterMap.lock.withLock { image.clusterMap.l1[1] } & Qcow2EntryMask.offset
+        let secondTable = image.clusterMap.lock.withLock { $0.tables.l1[1] } & Qcow2EntryMask.offset
         #expect(secondTable == hosts[2] + clusterSize)
         #expect(hosts[3] == secondTable + clusterSize)
         #expect(try image.read(data.count, at: start) == data)
@@ -113,7 +113,7 @@ struct WriteLayoutTests {
         for i: UInt64 in [0, 5, 3, 31] {
             try WriteFixture.write(image, WriteFixture.pattern(UInt8(i), count: 512), at: i * 32768 + 1024)
         }
-        let l1 = image.clusterMap.lock.withLock { image.clusterMap.l1 }
+        let l1 = image.clusterMap.lock.withLock { $0.tables.l1 }
         #expect(l1.filter { $0 != 0 }.count == 4)
         for index in [0, 5, 3, 31] {
             #expect(l1[index] & copied != 0)

@@ -15,19 +15,18 @@ struct WriteSafetyTests {
         let image = try WriteFixture.openWritable(path)
         let data = WriteFixture.pattern(5, count: 3000)
         try WriteFixture.write(image, data, at: 40000)
-        let writer = try #require(image.writer)
         let oldOffset = try WriteFixture.header(path).l1TableOffset
         // A table needed past the end of the L1 table grows it.
-        _ = try writer.lock.withLock { try writer.clusterTableLocked(for: 2048 * 32768) }
+        _ = try image.withWriter { writer, _ in try writer.clusterTable(for: 2048 * 32768) }
         var header = try WriteFixture.header(path)
         #expect(header.l1Size == 3072)
         #expect(header.l1TableOffset != oldOffset)
         // The old table was freed, and the new L2 table took its first cluster.
-        #expect(image.clusterMap.lock.withLock { image.clusterMap.l1[2048] } == oldOffset | Qcow2EntryMask.copied)
+        #expect(image.clusterMap.lock.withLock { $0.tables.l1[2048] } == oldOffset | Qcow2EntryMask.copied)
         for cluster in 1..<(2048 * 8 / 512) {
             #expect(try WriteFixture.refcount(image, ofCluster: oldOffset / 512 + UInt64(cluster)) == 0)
         }
-        try writer.lock.withLock { try writer.growL1TableLocked(minEntries: 5000, exact: true) }
+        try image.withWriter { writer, _ in try writer.growL1Table(minEntries: 5000, exact: true) }
         header = try WriteFixture.header(path)
         #expect(header.l1Size == 5000)
         #expect(try image.read(data.count, at: 40000) == data)
@@ -45,7 +44,7 @@ struct WriteSafetyTests {
         let path = try WriteFixture.create(dir, size: 1 << 20, clusterSize: cs)
         var image = try WriteFixture.openWritable(path)
         try WriteFixture.write(image, WriteFixture.pattern(1, count: Int(cs)), at: 0)
-        let l2 = image.clusterMap.lock.withLock { image.clusterMap.l1[0] } & Qcow2EntryMask.offset
+        let l2 = image.clusterMap.lock.withLock { $0.tables.l1[0] } & Qcow2EntryMask.offset
         try image.close()
         // Point guest cluster 1 at cluster 1, the refcount table.
         let file = try BlockFile(path: path, writable: true)
@@ -156,10 +155,9 @@ struct WriteSafetyTests {
         let dir = try TestDirectory()
         let path = try WriteFixture.create(dir, size: 1 << 20, refcountBits: 1)
         let image = try WriteFixture.openWritable(path)
-        let writer = try #require(image.writer)
         for (decrease, cluster) in [(false, UInt64(0)), (true, UInt64(40))] {
             #expect {
-                try writer.lock.withLock {
+                try image.withWriter { writer, _ in
                     try writer.allocator.updateRefcount(offset: cluster << 16, length: 1, addend: 1, decrease: decrease, type: .never)
                 }
             } throws: { error in

@@ -17,9 +17,8 @@ struct WriteSemanticsTests {
     /// Makes guest cluster 1 share guest cluster 0's host cluster (refcount
     /// 2, no COPIED flags), as a snapshot or deduplication would.
     private func shareCluster(_ image: Qcow2Image, clusterSize: UInt64) throws -> UInt64 {
-        let writer = try #require(image.writer)
-        return try writer.lock.withLock {
-            let (table, index) = try writer.clusterTableLocked(for: 0)
+        try image.withWriter { writer, _ in
+            let (table, index) = try writer.clusterTable(for: 0)
             let host = table.entry(index) & mask
             table.setEntry(index, host)
             table.setEntry(index + 1, host)

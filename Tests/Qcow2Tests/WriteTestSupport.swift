@@ -44,19 +44,19 @@ enum WriteFixture {
 
     /// The L2 entry (and bitmap) mapping `guestOffset`, as the image has it now.
     static func l2Entry(_ image: Qcow2Image, at guestOffset: UInt64) throws -> (entry: UInt64, bitmap: UInt64)? {
-        let map = image.clusterMap
-        return try map.lock.withLock {
-            let l1Index = Int(guestOffset >> UInt64(map.clusterBits + map.l2Bits))
+        let g = image.clusterMap.geometry
+        return try image.clusterMap.lock.withLock { core in
+            let map = core.tables
+            let l1Index = Int(guestOffset >> UInt64(g.clusterBits + g.l2Bits))
             guard l1Index < map.l1.count, map.l1[l1Index] & Qcow2EntryMask.offset != 0 else { return nil }
-            let table = try map.l2TableLocked(at: map.l1[l1Index] & Qcow2EntryMask.offset, l1Index: UInt64(l1Index))
-            let index = Int((guestOffset >> UInt64(map.clusterBits)) & ((1 << UInt64(map.l2Bits)) - 1))
+            let table = try map.l2Table(at: map.l1[l1Index] & Qcow2EntryMask.offset, l1Index: UInt64(l1Index))
+            let index = Int((guestOffset >> UInt64(g.clusterBits)) & ((1 << UInt64(g.l2Bits)) - 1))
             return (table.entry(index), table.bitmap(index))
         }
     }
 
     static func refcount(_ image: Qcow2Image, ofCluster index: UInt64) throws -> UInt64 {
-        let writer = try #require(image.writer)
-        return try writer.lock.withLock { try writer.allocator.refcount(ofCluster: index) }
+        try image.withWriter { writer, _ in try writer.allocator.refcount(ofCluster: index) }
     }
 
     /// The header as it is on disk now.

@@ -102,8 +102,7 @@ public enum Qcow2Creator {
         // Writes are ordered as QEMU orders them, but none is synced.
         file.ignoresFlushes = true
         let image = try Qcow2Image(file: file)
-        guard let writer = image.writer else { throw Qcow2Error.readOnly }
-        try writer.lock.withLock {
+        try image.withWriter { writer, _ in
             let first = try writer.allocator.allocateClusters(3 * clusterSize)
             guard first == 0 else { throw Qcow2Error.corruptMetadata("first cluster in empty image is already in use") }
         }
@@ -130,16 +129,16 @@ public enum Qcow2Creator {
     /// qcow2_change_backing_file on the new image, or the plain header
     /// update without one: the whole header cluster, extensions included.
     private static func writeFinalHeader(_ image: Qcow2Image, backingFile: String?, backingFormat: String?) throws {
-        guard let writer = image.writer else { throw Qcow2Error.readOnly }
+        guard image.isWritable else { throw Qcow2Error.readOnly }
         let fail = { (code: Int32) in
             Qcow2Error.creation(.couldNotAssignBackingFile(name: backingFile ?? "", format: backingFormat, errno: code))
         }
         if let name = backingFile, name.utf8.count > Int(Qcow2Limits.maxBackingFileNameLength) { throw fail(EINVAL) }
         do {
-            try writer.lock.withLock {
+            try image.withWriter { writer, _ in
                 writer.backingFileName = backingFile
                 writer.extensions = backingFile != nil ? backingFormat.map { [.backingFormat($0)] } ?? [] : []
-                try writer.writeHeaderClusterLocked()
+                try writer.writeHeaderCluster()
             }
         } catch let Qcow2Error.writeFailed(code, _) {
             throw fail(code)

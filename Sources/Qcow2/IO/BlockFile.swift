@@ -141,6 +141,29 @@ package final class BlockFile: Sendable {
         try bytes.withUnsafeBytes { try write($0, at: offset) }
     }
 
+    /// Copies `length` bytes at `offset` of `source` to `targetOffset` of this
+    /// file inside the kernel (corresponds to copy_file_range; qemu-img
+    /// convert -C). A file past its end reads as zeroes, as `read` does.
+    package func copyRange(from source: BlockFile, at offset: UInt64, to targetOffset: UInt64, length: UInt64) throws {
+        _ = try ioRange(offset, Int(clamping: length), "copy")
+        _ = try ioRange(targetOffset, Int(clamping: length), "copy")
+        var inOffset = Int64(offset), outOffset = Int64(targetOffset), left = Int64(length)
+        while left > 0 {
+            let copied = retryingInterrupts {
+                qk_copy_file_range(source.descriptor.rawValue, &inOffset, descriptor.rawValue, &outOffset, UInt(left))
+            }
+            switch copied {
+            case let .failure(error): throw Qcow2Error.io(step: "copy at offset \(offset)", errno: error.rawValue)
+            case .success(0):
+                // The source ends here (its sector-rounded tail): zeroes.
+                let zeroes = [UInt8](repeating: 0, count: Int(left))
+                try write(zeroes, at: UInt64(outOffset))
+                return
+            case let .success(n): left -= n
+            }
+        }
+    }
+
     /// A read or write range as a file offset: past Int64.max it is an I/O
     /// error (EIO), as in QEMU's block layer, not a trap.
     private func ioRange(_ offset: UInt64, _ count: Int, _ what: String) throws -> Int64 {

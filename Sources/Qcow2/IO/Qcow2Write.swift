@@ -13,54 +13,54 @@ extension Qcow2Image: WritableBlockImage {
     /// QEMU does. Throws `Qcow2Error` (`readOnly`, `requestOutOfRange`,
     /// `writeFailed` with QEMU's errno).
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        let writer = try openWriter()
+        try checkWritable()
         try checkRange(offset, buffer.count)
         guard !buffer.isEmpty else { return }
-        try writer.write(buffer, at: offset)
+        try writeGuestData(buffer, at: offset)
     }
 
     /// Makes the range read as zeroes (zero flags where the image has them;
     /// with `mayUnmap` clusters may be freed). Throws `Qcow2Error` as `write` does.
     public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
-        let writer = try openWriter()
+        try checkWritable()
         try checkByteRange(offset, length)
         guard length > 0 else { return }
-        try writer.writeZeroes(at: offset, length: length, mayUnmap: mayUnmap)
+        try writeGuestZeroes(at: offset, length: length, mayUnmap: mayUnmap)
     }
 
     /// Discards the range as QEMU's qcow2 driver does. Throws `Qcow2Error`
     /// as `write` does.
     public func discard(at offset: UInt64, length: UInt64) throws {
-        let writer = try openWriter()
+        try checkWritable()
         try checkByteRange(offset, length)
         guard length > 0 else { return }
-        try writer.discard(at: offset, length: length)
+        try discardGuestData(at: offset, length: length)
     }
 
     /// Writes one cluster compressed with the image's compression type.
     /// Throws `Qcow2Error` as `write` does (`invalidArgument` when unaligned).
     public func writeCompressed(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        let writer = try openWriter()
+        try checkWritable()
         try checkRange(offset, buffer.count)
-        try writer.writeCompressed(buffer, at: offset)
+        try writeGuestCompressed(buffer, at: offset)
     }
 
     /// Writes back cached metadata in QEMU's order and syncs the file.
     /// Throws `Qcow2Error` as `write` does.
     public func flush() throws {
-        guard let writer else { return }
-        try writer.flush()
+        guard isWritable else { return }
+        try flushWriter()
     }
 
     /// Counts references and compares them with the refcounts, changing
     /// nothing (what `qemu-img check` reports about refcounts); for tests.
     func checkRefcounts() throws -> RefcountCheckOutcome {
-        let writer = try openWriter()
-        return try writer.lock.withLock { try writer.checkRefcountsLocked() }
+        try checkWritable()
+        return try withWriter { writer, _ in try writer.checkRefcounts() }
     }
 
-    private func openWriter() throws -> Qcow2Writer {
-        guard let writer else { throw Qcow2Error.readOnly }
+    private func checkWritable() throws {
+        guard isWritable else { throw Qcow2Error.readOnly }
         // Copy-on-write and zero writes must see the backing file: writing
         // without it would copy zeroes where its data shows through.
         if let name = backingFileName, !name.isEmpty, backing == nil, !isBackingChosen {
@@ -68,7 +68,6 @@ extension Qcow2Image: WritableBlockImage {
                 errno: EINVAL,
                 reason: "The backing file '\(name)' is not open; open the image with its chain (ImageOpener) to write")
         }
-        return writer
     }
 
     private func checkByteRange(_ offset: UInt64, _ length: UInt64) throws {

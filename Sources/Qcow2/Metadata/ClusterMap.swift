@@ -1,10 +1,12 @@
 // Guest offset -> host cluster, through the active L1 table and the L2 tables
 // (docs/interop/qcow2.txt, "Cluster mapping"). The L1 table is read whole on
-// open; L2 tables are read on demand into a bounded LRU cache. Both sit under
-// the image's metadata lock, which is never held for data I/O. For read-only
-// images it is not held for table reads either, so concurrent readers do not
-// serialise on each other's misses; for writable images the write path
-// changes tables in place, so lookups read them under the lock.
+// open; L2 tables are read on demand into a bounded LRU cache. Both belong to
+// the image's metadata lock (`ClusterTables`, in `MetadataCore`), which is
+// never held for data I/O; the geometry (`MapGeometry`) is immutable and
+// shared. For read-only images the lock is not held for table reads either,
+// so concurrent readers do not serialise on each other's misses; for writable
+// images the write path changes tables in place, so lookups read them under
+// the lock.
 
 /// A run of guest bytes that one lookup found mapped alike.
 struct MappedExtent: Equatable {
@@ -19,7 +21,8 @@ struct MappedExtent: Equatable {
     var compressed: CompressedClusterDescriptor?
 }
 
-final class ClusterMap: @unchecked Sendable {
+/// The image's mapping geometry, and the mapping steps that need nothing else.
+struct MapGeometry: Sendable {
     let file: BlockFile
     let version: UInt32
     let clusterBits: UInt32
@@ -29,30 +32,86 @@ final class ClusterMap: @unchecked Sendable {
     let extendedL2: Bool
     let subclusterBits: UInt32
     let subclustersPerCluster: Int
-    /// Whether the tables may change (the image is open for writing): lookups
-    /// then read tables, even from disk, under the lock.
-    let isWritable: Bool
+    var subclusterSize: UInt64 { 1 << UInt64(subclusterBits) }
 
-    /// Guards `l1` and `l2Tables`, and for writable images everything the
-    /// write path keeps (QEMU's s->lock).
-    let lock = MetadataLock()
-    /// The active L1 table (guarded by `lock`).
-    var l1: [UInt64]
-    /// The L2 table cache (guarded by `lock`).
-    let l2Tables: MetadataCache<L2Table>
-
-    init(file: BlockFile, header: Qcow2Header, cacheCapacity: Int? = nil) throws {
+    init(file: BlockFile, header: Qcow2Header) {
         self.file = file
-        isWritable = file.isWritable
         version = header.version
         clusterBits = header.clusterBits
         clusterSize = header.clusterSize
         l2Bits = header.l2Bits
-        let extendedL2 = header.hasExtendedL2
-        self.extendedL2 = extendedL2
+        extendedL2 = header.hasExtendedL2
         subclustersPerCluster = Int(header.subclustersPerCluster)
         subclusterBits = header.clusterBits - (header.hasExtendedL2 ? 5 : 0)
+    }
+}
 
+/// Maps guest offsets for readers (and the write path's own reads): the
+/// geometry, and the metadata lock that owns the tables.
+final class ClusterMap: Sendable {
+    let geometry: MapGeometry
+    /// Whether the tables may change (the image is open for writing): lookups
+    /// then read tables, even from disk, under the lock.
+    let isWritable: Bool
+    /// Owns the tables, and for writable images everything the write path
+    /// keeps (QEMU's s->lock).
+    let lock: MetadataLock<MetadataCore>
+
+    var file: BlockFile { geometry.file }
+    var clusterSize: UInt64 { geometry.clusterSize }
+
+    init(file: BlockFile, header: Qcow2Header, cacheCapacity: Int? = nil) throws {
+        geometry = MapGeometry(file: file, header: header)
+        isWritable = file.isWritable
+        lock = MetadataLock(MetadataCore(
+            tables: try ClusterTables(geometry: geometry, header: header, writable: isWritable, cacheCapacity: cacheCapacity)))
+    }
+
+    var l2CacheCapacity: Int { lock.withLock { $0.tables.l2Tables.capacity } }
+    var l2CacheCount: Int { lock.withLock { $0.tables.l2Tables.count } }
+
+    /// Maps the guest range [offset, offset + length) as far as it is mapped
+    /// alike: one type, contiguous host offsets, within one L2 table, one
+    /// cluster for compressed data (QEMU's qcow2_get_host_offset).
+    func lookup(at offset: UInt64, length: UInt64) throws -> MappedExtent {
+        if isWritable { return try lock.withLock { try $0.tables.lookup(at: offset, length: length) } }
+        // Tables of a read-only image never change: a miss is read without
+        // the lock, so that readers do not wait for each other's misses, and
+        // a table is read after the lock is let go (the one reference taken
+        // out of the core, see MetadataLock.swift).
+        precondition(length > 0)
+        let g = geometry
+        let l1Index = offset >> UInt64(g.clusterBits + g.l2Bits)
+        let (l1Entry, cached): (UInt64?, L2Table?) = lock.withLock { core in
+            let tables = core.tables
+            guard l1Index < UInt64(tables.l1.count) else { return (nil, nil) }
+            let entry = tables.l1[Int(l1Index)]
+            return (entry, tables.l2Tables.cached(entry & Qcow2EntryMask.offset))
+        }
+        guard let l1Entry, l1Entry & Qcow2EntryMask.offset != 0 else { return g.unallocated(at: offset, length: length) }
+        try g.checkL1Entry(l1Entry, l1Index: l1Index)
+        if let cached { return try g.extent(at: offset, length: length, in: cached) }
+        let tableOffset = l1Entry & Qcow2EntryMask.offset
+        try g.checkL2Offset(tableOffset, l1Index: l1Index)
+        let loaded = L2Table(offset: tableOffset, clusterSize: Int(g.clusterSize), extendedL2: g.extendedL2)
+        try g.file.read(into: loaded.bytes, at: tableOffset)
+        let table = try lock.withLock { try $0.tables.l2Tables.insertLoaded(loaded) }
+        return try g.extent(at: offset, length: length, in: table)
+    }
+}
+
+/// The active L1 table and the L2 cache: owned by the metadata lock
+/// (`MetadataCore`), so every method runs with it held.
+final class ClusterTables {
+    let geometry: MapGeometry
+    /// The active L1 table.
+    var l1: [UInt64]
+    /// The L2 table cache.
+    let l2Tables: MetadataCache<L2Table>
+
+    init(geometry: MapGeometry, header: Qcow2Header, writable: Bool, cacheCapacity: Int?) throws {
+        self.geometry = geometry
+        let file = geometry.file
         // Placement and size were validated with the header (at most 32 MiB).
         let l1Bytes = Int(header.l1Size) * 8
         var l1 = [UInt64](repeating: 0, count: Int(header.l1Size))
@@ -67,53 +126,36 @@ final class ClusterMap: @unchecked Sendable {
         let capacity = cacheCapacity ?? L2Cache.defaultCapacity(
             virtualSize: header.size, clusterSize: header.clusterSize, l2EntrySize: header.l2EntrySize)
         let size = Int(header.clusterSize)
+        let extendedL2 = geometry.extendedL2
         // The write path holds a table or two while loading another.
-        l2Tables = MetadataCache(file: file, clusterSize: size, capacity: max(isWritable ? 4 : 1, capacity)) {
+        l2Tables = MetadataCache(file: file, clusterSize: size, capacity: max(writable ? 4 : 1, capacity)) {
             L2Table(offset: $0, clusterSize: size, extendedL2: extendedL2)
         }
     }
 
-    var l2CacheCapacity: Int { lock.withLock { l2Tables.capacity } }
-    var l2CacheCount: Int { lock.withLock { l2Tables.count } }
-
-    /// Maps the guest range [offset, offset + length) as far as it is mapped
-    /// alike: one type, contiguous host offsets, within one L2 table, one
-    /// cluster for compressed data (QEMU's qcow2_get_host_offset).
+    /// `ClusterMap.lookup`, for the lock's holder.
     func lookup(at offset: UInt64, length: UInt64) throws -> MappedExtent {
-        if isWritable { return try lock.withLock { try lookupLocked(at: offset, length: length) } }
-        // Tables of a read-only image never change: a miss is read without
-        // the lock, so that readers do not wait for each other's misses.
         precondition(length > 0)
-        let l1Index = offset >> UInt64(clusterBits + l2Bits)
-        let (l1Entry, cached): (UInt64?, L2Table?) = lock.withLock {
-            guard l1Index < UInt64(l1.count) else { return (nil, nil) }
-            let entry = l1[Int(l1Index)]
-            return (entry, l2Tables.cached(entry & Qcow2EntryMask.offset))
-        }
-        guard let l1Entry, l1Entry & Qcow2EntryMask.offset != 0 else { return unallocated(at: offset, length: length) }
-        try checkL1Entry(l1Entry, l1Index: l1Index)
-        if let cached { return try extent(at: offset, length: length, in: cached) }
-        let tableOffset = l1Entry & Qcow2EntryMask.offset
-        try checkL2Offset(tableOffset, l1Index: l1Index)
-        let loaded = L2Table(offset: tableOffset, clusterSize: Int(clusterSize), extendedL2: extendedL2)
-        try file.read(into: loaded.bytes, at: tableOffset)
-        let table = try lock.withLock { try l2Tables.insertLoaded(loaded) }
-        return try extent(at: offset, length: length, in: table)
-    }
-
-    /// `lookup` for callers holding the lock.
-    func lookupLocked(at offset: UInt64, length: UInt64) throws -> MappedExtent {
-        precondition(length > 0)
-        let l1Index = offset >> UInt64(clusterBits + l2Bits)
+        let g = geometry
+        let l1Index = offset >> UInt64(g.clusterBits + g.l2Bits)
         guard l1Index < UInt64(l1.count), l1[Int(l1Index)] & Qcow2EntryMask.offset != 0 else {
-            return unallocated(at: offset, length: length)
+            return g.unallocated(at: offset, length: length)
         }
         let l1Entry = l1[Int(l1Index)]
-        try checkL1Entry(l1Entry, l1Index: l1Index)
-        let table = try l2TableLocked(at: l1Entry & Qcow2EntryMask.offset, l1Index: l1Index)
-        return try extent(at: offset, length: length, in: table)
+        try g.checkL1Entry(l1Entry, l1Index: l1Index)
+        let table = try l2Table(at: l1Entry & Qcow2EntryMask.offset, l1Index: l1Index)
+        return try g.extent(at: offset, length: length, in: table)
     }
 
+    /// The L2 table at `offset`, from the cache or read from disk.
+    func l2Table(at offset: UInt64, l1Index: UInt64) throws -> L2Table {
+        if let table = l2Tables.cached(offset) { return table }
+        try geometry.checkL2Offset(offset, l1Index: l1Index)
+        return try l2Tables.get(offset)
+    }
+}
+
+extension MapGeometry {
     /// The bytes from `offset` needed to cover `length`, but never past the
     /// L2 table that maps `offset`, counted from the start of its cluster.
     private func neededBytes(at offset: UInt64, length: UInt64) -> UInt64 {
@@ -124,18 +166,18 @@ final class ClusterMap: @unchecked Sendable {
         return length >= toTableEnd - inCluster ? toTableEnd : length + inCluster
     }
 
-    private func unallocated(at offset: UInt64, length: UInt64) -> MappedExtent {
+    fileprivate func unallocated(at offset: UInt64, length: UInt64) -> MappedExtent {
         MappedExtent(type: .unallocatedPlain, length: neededBytes(at: offset, length: length) - (offset & (clusterSize - 1)))
     }
 
-    private func checkL1Entry(_ l1Entry: UInt64, l1Index: UInt64) throws {
+    fileprivate func checkL1Entry(_ l1Entry: UInt64, l1Index: UInt64) throws {
         if l1Entry & Qcow2EntryMask.l1Reserved != 0 {
             throw Qcow2Error.corruptMetadata("L1 entry \(hex(l1Entry)) has reserved bits set (L1 index: \(hex(l1Index)))")
         }
     }
 
     /// Classifies the run at `offset` in `table`, the L2 table mapping it.
-    private func extent(at offset: UInt64, length: UInt64, in table: L2Table) throws -> MappedExtent {
+    fileprivate func extent(at offset: UInt64, length: UInt64, in table: L2Table) throws -> MappedExtent {
         let inCluster = offset & (clusterSize - 1)
         let needed = neededBytes(at: offset, length: length)
         let l2Index = Int((offset >> UInt64(clusterBits)) & ((UInt64(1) << UInt64(l2Bits)) - 1))
@@ -218,15 +260,7 @@ final class ClusterMap: @unchecked Sendable {
         }
     }
 
-    /// The L2 table at `offset`, from the cache or read from disk; the
-    /// caller holds the lock.
-    func l2TableLocked(at offset: UInt64, l1Index: UInt64) throws -> L2Table {
-        if let table = l2Tables.cached(offset) { return table }
-        try checkL2Offset(offset, l1Index: l1Index)
-        return try l2Tables.get(offset)
-    }
-
-    private func checkL2Offset(_ offset: UInt64, l1Index: UInt64) throws {
+    fileprivate func checkL2Offset(_ offset: UInt64, l1Index: UInt64) throws {
         guard offset & (clusterSize - 1) == 0 else {
             throw Qcow2Error.corruptMetadata("L2 table offset \(hex(offset)) unaligned (L1 index: \(hex(l1Index)))")
         }

@@ -1,7 +1,7 @@
 // L2 tables in memory, and the least-recently-used index every metadata
 // cache is built on. A table keeps its cluster exactly as on disk (big-endian
 // entries), so writing it back is a plain copy. The index itself is not
-// thread-safe; its owner holds it under the image's metadata lock.
+// thread-safe; its owner lives in the image's metadata core (MetadataCore.swift).
 
 /// One L2 table. With extended L2 entries each entry is two words: the
 /// descriptor, then the subcluster bitmap.
@@ -29,7 +29,7 @@ final class L2Table: CachedCluster {
         wordsPerEntry == 2 ? word(index * 2 + 1) : 0
     }
 
-    /// Callers hold the metadata lock and mark the table dirty.
+    /// Callers mark the table dirty.
     @inline(__always) func setEntry(_ index: Int, _ value: UInt64) { setWord(index * wordsPerEntry, value) }
     @inline(__always) func setBitmap(_ index: Int, _ value: UInt64) {
         precondition(wordsPerEntry == 2, "standard L2 entries have no bitmap")

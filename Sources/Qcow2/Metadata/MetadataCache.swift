@@ -14,7 +14,8 @@
 //    an L2 entry points to it).
 //  - every entry write is checked first (`checkBeforeWrite`: QEMU's overlap
 //    check, which refuses writes over other metadata).
-// Callers hold the image's metadata lock.
+// An open image's caches belong to its metadata core (MetadataCore.swift):
+// they are reached only with its lock held.
 
 /// One cached metadata cluster, kept exactly as on disk.
 class CachedCluster {

@@ -11,7 +11,8 @@
 //  - a cluster whose refcount drops to zero is forgotten by the caches and,
 //    for the kinds of frees that pass discards through, punched out of the
 //    file (see DiscardQueue.swift).
-// Callers hold the image's metadata lock.
+// An open image's allocator belongs to its metadata core (MetadataCore.swift):
+// it is reached only with its lock held.
 
 #if canImport(Glibc)
 import Glibc

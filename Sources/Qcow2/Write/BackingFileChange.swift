@@ -14,7 +14,7 @@ extension Qcow2Image {
     /// backing format `format` (nil: no backing format extension). The
     /// attached backing image is not changed. Needs the image open for writing.
     package func changeBackingFile(name: String?, format: String?) throws {
-        guard let writer else { throw Qcow2Error.readOnly }
+        guard isWritable else { throw Qcow2Error.readOnly }
         // QEMU's limits: 1023 bytes of name, a 16-byte format buffer.
         if let name, name.utf8.count > Int(Qcow2Limits.maxBackingFileNameLength) {
             throw Qcow2Error.writeFailed(errno: EINVAL, reason: errnoDescription(EINVAL))
@@ -22,7 +22,7 @@ extension Qcow2Image {
         if let format, format.utf8.count > Int(Qcow2Limits.maxBackingFormatLength) {
             throw Qcow2Error.writeFailed(errno: EINVAL, reason: errnoDescription(EINVAL))
         }
-        let newExtensions = try writer.lock.withLock { () -> [HeaderExtension] in
+        let newExtensions = try withWriter { (writer, _) -> [HeaderExtension] in
             let oldName = writer.backingFileName
             let oldExtensions = writer.extensions
             var records = oldExtensions.filter {
@@ -33,7 +33,7 @@ extension Qcow2Image {
             writer.backingFileName = name
             writer.extensions = records
             do {
-                try writer.writeHeaderClusterLocked()
+                try writer.writeHeaderCluster()
             } catch {
                 writer.backingFileName = oldName
                 writer.extensions = oldExtensions

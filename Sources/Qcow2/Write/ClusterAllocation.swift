@@ -16,6 +16,9 @@
 
 /// New clusters whose L2 entries are written once their data is (QEMU's
 /// QCowL2Meta). Offsets of the regions are relative to `guestOffset`.
+/// Listed in `Qcow2Writer.inFlight` and held by the request that made it,
+/// which alone changes its `var`s, also with the metadata lock released;
+/// other requests read only its `let`s.
 final class ClusterAllocation {
     /// Guest offset of the first cluster.
     let guestOffset: UInt64
@@ -68,7 +71,7 @@ extension Qcow2Writer {
     /// Maps as much of [offset, offset + bytes) as goes to one contiguous
     /// host range, allocating clusters as needed. With `mayWait`, waits for
     /// in-flight allocations in the way; otherwise reports `.mustWait`.
-    func mapForWriteLocked(offset: UInt64, bytes: UInt64, mayWait: Bool) throws -> HostMapping {
+    func mapForWrite(offset: UInt64, bytes: UInt64, mayWait: Bool, lock: borrowing HeldMetadataLock) throws -> HostMapping {
         again: while true {
             var start = offset
             var remaining = bytes
@@ -86,25 +89,25 @@ extension Qcow2Writer {
                     current = remaining
 
                     // 1. Allocations in flight: stop short of one, or wait for it.
-                    if !dependenciesAllowLocked(start: start, bytes: &current, haveAllocations: !allocations.isEmpty) {
+                    if !dependenciesAllow(start: start, bytes: &current, haveAllocations: !allocations.isEmpty) {
                         guard mayWait else { return .mustWait }
                         lock.wait()
                         continue again
                     }
                     if current == 0 { break }
                     // 2. Clusters rewritten in place.
-                    if try mapInPlaceLocked(guestOffset: start, hostOffset: &clusterOffset, bytes: &current, allocations: &allocations) {
+                    if try mapInPlace(guestOffset: start, hostOffset: &clusterOffset, bytes: &current, allocations: &allocations) {
                         continue
                     }
                     if current == 0 { break }
                     // 3. New clusters, after `clusterOffset` if there is one.
-                    if try allocateLocked(guestOffset: start, hostOffset: &clusterOffset, bytes: &current, allocations: &allocations) {
+                    if try allocateNew(guestOffset: start, hostOffset: &clusterOffset, bytes: &current, allocations: &allocations) {
                         continue
                     }
                     break
                 }
             } catch {
-                for allocation in allocations { abortLocked(allocation) }
+                for allocation in allocations { abort(allocation, lock: lock) }
                 throw error
             }
             guard let hostOffset else { throw Qcow2Error.corruptMetadata("no host cluster could be mapped") }
@@ -115,7 +118,7 @@ extension Qcow2Writer {
     /// handle_dependencies: false when the request must wait for an
     /// allocation in flight; otherwise `bytes` may be shortened to stop
     /// before one (zero: stop here).
-    private func dependenciesAllowLocked(start: UInt64, bytes: inout UInt64, haveAllocations: Bool) -> Bool {
+    private func dependenciesAllow(start: UInt64, bytes: inout UInt64, haveAllocations: Bool) -> Bool {
         var length = bytes
         for old in inFlight {
             let range = old.guestRange(clusterSize: clusterSize)
@@ -170,11 +173,11 @@ extension Qcow2Writer {
     /// handle_copied: maps the run of in-place clusters at `guestOffset`
     /// (they must continue `hostOffset` when it is set). Returns false when
     /// there are none (`bytes` 0 if one was there but elsewhere on disk).
-    private func mapInPlaceLocked(
+    private func mapInPlace(
         guestOffset: UInt64, hostOffset: inout UInt64?, bytes: inout UInt64, allocations: inout [ClusterAllocation]
     ) throws -> Bool {
         let count = clustersToConsider(guestOffset: guestOffset, bytes: bytes)
-        let (table, index) = try clusterTableLocked(for: guestOffset)
+        let (table, index) = try clusterTable(for: guestOffset)
         let entry = table.entry(index)
         let clusterOffset = entry & Qcow2EntryMask.offset
         guard !needsNewAllocation(entry) else { return false }
@@ -189,7 +192,7 @@ extension Qcow2Writer {
         }
         let keep = countSingleWriteClusters(count, table: table, index: index, newAllocation: false)
         bytes = min(bytes, keep * clusterSize - offsetInCluster(guestOffset))
-        if let allocation = try allocationLocked(
+        if let allocation = try calculateAllocation(
             hostCluster: clusterOffset, guestOffset: guestOffset, bytes: bytes, table: table, index: index, keepOld: true) {
             allocations.append(allocation)
         }
@@ -200,11 +203,11 @@ extension Qcow2Writer {
     /// handle_alloc: allocates new clusters for the run at `guestOffset`
     /// that needs them, at `hostOffset` when it is set (returning false with
     /// `bytes` 0 when nothing can be allocated there).
-    private func allocateLocked(
+    private func allocateNew(
         guestOffset: UInt64, hostOffset: inout UInt64?, bytes: inout UInt64, allocations: inout [ClusterAllocation]
     ) throws -> Bool {
         var count = clustersToConsider(guestOffset: guestOffset, bytes: bytes)
-        let (table, index) = try clusterTableLocked(for: guestOffset)
+        let (table, index) = try clusterTable(for: guestOffset)
         count = countSingleWriteClusters(count, table: table, index: index, newAllocation: true)
         guard count > 0 else { throw Qcow2Error.corruptMetadata("nothing to allocate at guest offset \(hex(guestOffset))") }
 
@@ -224,12 +227,12 @@ extension Qcow2Writer {
         hostOffset = allocOffset + offsetInCluster(guestOffset)
         bytes = min(bytes, mapped - offsetInCluster(guestOffset))
         do {
-            if let allocation = try allocationLocked(
+            if let allocation = try calculateAllocation(
                 hostCluster: allocOffset, guestOffset: guestOffset, bytes: bytes, table: table, index: index, keepOld: false) {
                 allocations.append(allocation)
             }
         } catch {
-            freeClustersLocked(offset: allocOffset, length: count << clusterBits, type: .never)
+            freeClusters(offset: allocOffset, length: count << clusterBits, type: .never)
             throw error
         }
         return true
@@ -239,7 +242,7 @@ extension Qcow2Writer {
     /// `guestOffset` going to the clusters from `hostCluster` on, with the
     /// regions to copy around it; nil when the write needs no L2 update
     /// (in place, every touched subcluster already allocated).
-    private func allocationLocked(
+    private func calculateAllocation(
         hostCluster: UInt64, guestOffset: UInt64, bytes: UInt64, table: L2Table, index: Int, keepOld: Bool
     ) throws -> ClusterAllocation? {
         let cowStartTo = offsetInCluster(guestOffset)
@@ -322,16 +325,16 @@ extension Qcow2Writer {
     }
 
     /// qcow2_alloc_cluster_abort: the write failed; new clusters are freed.
-    func abortLocked(_ allocation: ClusterAllocation) {
+    func abort(_ allocation: ClusterAllocation, lock: borrowing HeldMetadataLock) {
         if !allocation.keepsOldClusters {
-            freeClustersLocked(
+            freeClusters(
                 offset: allocation.hostOffset, length: UInt64(allocation.clusterCount) << clusterBits, type: .never)
         }
-        finishLocked(allocation)
+        finish(allocation, lock: lock)
     }
 
     /// Takes an allocation off the in-flight list and wakes waiting writers.
-    func finishLocked(_ allocation: ClusterAllocation) {
+    func finish(_ allocation: ClusterAllocation, lock: borrowing HeldMetadataLock) {
         inFlight.removeAll { $0 === allocation }
         lock.broadcast()
     }

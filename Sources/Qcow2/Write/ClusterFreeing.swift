@@ -7,7 +7,7 @@
 
 extension Qcow2Writer {
     /// qcow2_free_clusters.
-    func freeClustersLocked(offset: UInt64, length: UInt64, type: DiscardType) {
+    func freeClusters(offset: UInt64, length: UInt64, type: DiscardType) {
         do {
             try allocator.freeClusters(offset: offset, length: length, type: type)
         } catch {
@@ -17,7 +17,7 @@ extension Qcow2Writer {
 
     /// qcow2_free_any_cluster: the reference an L2 entry holds, whatever
     /// the cluster's kind.
-    func freeAnyClusterLocked(entry: UInt64, type: DiscardType) {
+    func freeAnyCluster(entry: UInt64, type: DiscardType) {
         switch clusterType(entry) {
         case let .normal(host), let .zeroAllocated(host):
             guard offsetInCluster(host) == 0 else {
@@ -41,7 +41,7 @@ extension Qcow2Writer {
     private func reportFreeFailure(_ underlying: Error) {
         var error = underlying
         if case let Qcow2Error.corruptMetadata(message) = underlying {
-            error = signalCorruptionLocked(message)
+            error = signalCorruption(message)
             image.report(Qcow2Diagnostic(.plain, "\(error)"))
         }
         image.report(Qcow2Diagnostic(.plain, "qcow2_free_clusters failed: \(Qcow2Error.reason(of: error))"))

@@ -15,7 +15,7 @@
 //  4. the entries are updated; old clusters (a snapshot's, or compressed
 //     data) lose their reference last.
 
-extension Qcow2Writer {
+extension Qcow2Image {
     // MARK: Before the data is written (lock released)
 
     /// handle_alloc_space: where the regions to copy read as nothing at all
@@ -29,7 +29,7 @@ extension Qcow2Writer {
                   try chainLeavesUnallocated(allocation.guestOffset + end.offset, end.length) else { continue }
             let hostStart = allocation.hostOffset + start.offset
             let length = end.offset + end.length - start.offset
-            try lock.withLock { try guardedLocked { try checkOverlapLocked(offset: hostStart, length: length) } }
+            try withWriter { writer, _ in try writer.guarded { try writer.checkOverlap(offset: hostStart, length: length) } }
             if try zeroFileRange(offset: hostStart, length: length) { allocation.skipCow = true }
         }
     }
@@ -48,8 +48,9 @@ extension Qcow2Writer {
     /// end, zeroes count as allocated.
     func chainLeavesUnallocated(_ offset: UInt64, _ length: UInt64) throws -> Bool {
         guard length > 0 else { return true }
+        let imageSize = try withWriter { writer, _ in writer.imageSize }
         guard offset < imageSize, length <= imageSize - offset else { return false }
-        var layer: BlockImage = image
+        var layer: BlockImage = self
         while true {
             let status = try layer.blockStatus(at: offset, length: length)
             if status.isAllocated || status.length < length { return false }
@@ -73,14 +74,16 @@ extension Qcow2Writer {
         }
         return false
     }
+}
 
+extension Qcow2Writer {
     // MARK: After the data is written (lock held)
 
     /// perform_cow: reads the regions to copy through the image as it is now
     /// (the L2 entries still point to the old data) and writes them (with the
     /// guest data, when merged) to the new clusters. The lock is released
     /// for the I/O.
-    private func copyOnWriteLocked(_ allocation: ClusterAllocation) throws {
+    private func copyOnWrite(_ allocation: ClusterAllocation, lock: borrowing HeldMetadataLock) throws {
         let start = allocation.cowStart, end = allocation.cowEnd
         if (start.length == 0 && end.length == 0) || allocation.skipCow { return }
         let dataBytes = end.offset - (start.offset + start.length)
@@ -88,13 +91,17 @@ extension Qcow2Writer {
         let host = allocation.hostOffset
         // The target clusters are this allocation's; check before letting go.
         if let data = allocation.data {
-            try checkOverlapLocked(offset: host + start.offset, length: start.length + UInt64(data.count) + end.length)
+            try checkOverlap(offset: host + start.offset, length: start.length + UInt64(data.count) + end.length)
         } else {
-            try checkOverlapLocked(offset: host + start.offset, length: start.length)
-            try checkOverlapLocked(offset: host + end.offset, length: end.length)
+            try checkOverlap(offset: host + start.offset, length: start.length)
+            try checkOverlap(offset: host + end.offset, length: end.length)
         }
+        // What the I/O needs, as Sendable values: the body of `withoutLock`
+        // cannot reach the writer. The guest's buffer is the caller's, which
+        // keeps it alive and unchanged until the write returns.
+        let image = image, file = file, guest = allocation.guestOffset
+        nonisolated(unsafe) let data = allocation.data
         try lock.withoutLock {
-            let guest = allocation.guestOffset
             var startBytes = [UInt8](repeating: 0, count: Int(start.length))
             var endBytes = [UInt8](repeating: 0, count: Int(end.length))
             if mergeReads {
@@ -110,7 +117,7 @@ extension Qcow2Writer {
                     try endBytes.withUnsafeMutableBytes { try image.readGuest(into: $0, at: guest + end.offset) }
                 }
             }
-            if let data = allocation.data {
+            if let data {
                 var combined = startBytes
                 combined += data
                 combined += endBytes
@@ -125,13 +132,13 @@ extension Qcow2Writer {
     }
 
     /// qcow2_alloc_cluster_link_l2: copy on write, then the L2 entries.
-    func linkLocked(_ allocation: ClusterAllocation) throws {
-        try copyOnWriteLocked(allocation)
+    func link(_ allocation: ClusterAllocation, lock: borrowing HeldMetadataLock) throws {
+        try copyOnWrite(allocation, lock: lock)
 
-        if useLazyRefcounts { try markDirtyLocked() }
+        if useLazyRefcounts { try markDirty() }
         if needsAccurateRefcounts { try map.l2Tables.setDependency(on: allocator.blocks) }
 
-        let (table, index) = try clusterTableLocked(for: allocation.guestOffset)
+        let (table, index) = try clusterTable(for: allocation.guestOffset)
         table.isDirty = true
         precondition(index + allocation.clusterCount <= Int(l2Entries))
         var oldEntries: [UInt64] = []
@@ -156,7 +163,7 @@ extension Qcow2Writer {
         // Old clusters lose a reference; those that reach zero are not
         // discarded (the next write is likely to reuse them).
         if !allocation.keepsOldClusters {
-            for old in oldEntries { freeAnyClusterLocked(entry: old, type: .never) }
+            for old in oldEntries { freeAnyCluster(entry: old, type: .never) }
         }
     }
 }

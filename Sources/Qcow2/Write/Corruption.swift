@@ -17,35 +17,27 @@ import Musl
 extension Qcow2Writer {
     /// Throws (and marks the image corrupt) if writing `length` bytes at
     /// `offset` would overwrite metadata other than the kinds ignored.
-    func checkOverlapLocked(offset: UInt64, length: UInt64, ignoring: Set<MetadataOverlap.Kind> = []) throws {
+    func checkOverlap(offset: UInt64, length: UInt64, ignoring: Set<MetadataOverlap.Kind> = []) throws {
         guard let kind = overlap.overlap(offset: offset, size: length, ignoring: ignoring) else { return }
-        throw signalCorruptionLocked("Preventing invalid write on metadata (overlaps with \(kind.name))")
+        throw signalCorruption("Preventing invalid write on metadata (overlaps with \(kind.name))")
     }
 
     /// Marks the image corrupt and returns the error to throw (QEMU's
     /// qcow2_signal_corruption for a fatal event on a writable image).
-    func signalCorruptionLocked(_ message: String) -> Error {
+    func signalCorruption(_ message: String) -> Error {
         let full = "qcow2: Marking image as corrupt: \(message); further corruption events will be suppressed"
         if corruption == nil {
             corruption = message
             header.incompatibleFeatures.insert(.corrupt)
             // Version 2 headers have no feature bits; QEMU writes them anyway,
             // and goes on if that fails (the write is refused regardless).
-            try? writeHeaderClusterLocked()
+            try? writeHeaderCluster()
         }
         return Qcow2Error.writeFailed(errno: EIO, reason: full)
     }
 
     /// Throws when the image may not be changed any more.
-    /// Guest writes are refused on images with persistent dirty bitmaps,
-    /// which QcowKit carries but does not update.
-    func checkGuestWritesAllowed() throws {
-        if hasPersistentBitmaps {
-            throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when writing)")
-        }
-    }
-
-    func checkUsableLocked() throws {
+    func checkUsable() throws {
         if let corruption {
             throw Qcow2Error.writeFailed(
                 errno: ENOMEDIUM, reason: "Image is corrupt (\(corruption)); no further writes are accepted")
@@ -53,16 +45,26 @@ extension Qcow2Writer {
         if isClosed { throw Qcow2Error.writeFailed(errno: EBADF, reason: "Image is closed") }
     }
 
-    /// Runs a metadata operation (lock held); broken metadata found on the
-    /// way marks the image corrupt, as QEMU does.
-    func guardedLocked<T>(_ body: () throws -> T) throws -> T {
-        try checkUsableLocked()
+    /// Runs a metadata operation; broken metadata found on the way marks
+    /// the image corrupt, as QEMU does.
+    func guarded<T>(_ body: () throws -> T) throws -> T {
+        try checkUsable()
         do {
             return try body()
         } catch let Qcow2Error.corruptMetadata(message) {
-            throw signalCorruptionLocked(message)
+            throw signalCorruption(message)
         } catch is FileTooLarge {
             throw Qcow2Error.writeFailed(errno: EFBIG, reason: "File too large")
+        }
+    }
+}
+
+extension Qcow2Image {
+    /// Guest writes are refused on images with persistent dirty bitmaps,
+    /// which QcowKit carries but does not update.
+    func checkGuestWritesAllowed() throws {
+        if hasPersistentBitmaps {
+            throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when writing)")
         }
     }
 }

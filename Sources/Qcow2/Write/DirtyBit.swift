@@ -16,42 +16,40 @@
 
 extension Qcow2Writer {
     /// qcow2_mark_dirty.
-    func markDirtyLocked() throws {
+    func markDirty() throws {
         guard version >= 3, !header.isDirty else { return }
         let features = header.incompatibleFeatures.union(.dirty)
-        try writeIncompatibleFeaturesLocked(features)
+        try writeIncompatibleFeatures(features)
         header.incompatibleFeatures = features
     }
 
     /// qcow2_mark_clean: with the bit cleared refcounts must be exact, so the
     /// caches are written (refcounts included) and synced before the header.
-    func markCleanLocked() throws {
+    func markClean() throws {
         guard header.isDirty else { return }
         header.incompatibleFeatures.remove(.dirty)
-        try writeCachesLocked()
+        try writeCaches()
         try file.flush()
-        try writeHeaderClusterLocked()
+        try writeHeaderCluster()
     }
 
     /// What opening an image for writing does before the first write.
     func prepareForWriting() throws {
-        try lock.withLock {
-            let unknownAutoclear = header.autoclearFeatures.subtracting(AutoclearFeatures.known)
-            if !unknownAutoclear.isEmpty {
-                header.autoclearFeatures.subtract(unknownAutoclear)
-                try writeHeaderClusterLocked()
-            }
-            if header.isDirty {
-                // Left dirty when corruption remains, as QEMU does.
-                if try guardedLocked({ try repairRefcountsLocked() }) { try markCleanLocked() }
-            }
+        let unknownAutoclear = header.autoclearFeatures.subtracting(AutoclearFeatures.known)
+        if !unknownAutoclear.isEmpty {
+            header.autoclearFeatures.subtract(unknownAutoclear)
+            try writeHeaderCluster()
+        }
+        if header.isDirty {
+            // Left dirty when corruption remains, as QEMU does.
+            if try guarded({ try repairRefcounts() }) { try markClean() }
         }
     }
 
     /// The check with errors and leaks fixed. Returns whether the image is
     /// consistent now; fails where QEMU's open does ("Could not repair dirty
     /// image"). Runs before the first write: the caches are empty.
-    func repairRefcountsLocked() throws -> Bool {
+    func repairRefcounts() throws -> Bool {
         let checker = try Qcow2Checker(file: file)
         let result: CheckResult
         do {
@@ -70,13 +68,13 @@ extension Qcow2Writer {
         } catch let failure as CheckFailure {
             throw Qcow2Error.writeFailed(errno: failure.errno, reason: "Could not repair dirty image")
         }
-        adoptRepairsLocked(of: checker)
+        adoptRepairs(of: checker)
         return result.corruptions == 0
     }
 
     /// The check alone (qemu-img check without -r) of the file as it is once
     /// both caches are written; nothing is changed. For tests.
-    func checkRefcountsLocked() throws -> RefcountCheckOutcome {
+    func checkRefcounts() throws -> RefcountCheckOutcome {
         try map.l2Tables.writeBack()
         try allocator.blocks.writeBack()
         return try Qcow2Checker(file: file).checkRefcounts()
@@ -91,8 +89,8 @@ extension Qcow2Writer {
 
     /// Takes over what the repair changed: the refcount structure, COPIED
     /// flags of L1 entries and the snapshot table. The dirty bit stays set in
-    /// memory: clearing it is markCleanLocked's (a full header rewrite).
-    private func adoptRepairsLocked(of checker: Qcow2Checker) {
+    /// memory: clearing it is markClean's (a full header rewrite).
+    private func adoptRepairs(of checker: Qcow2Checker) {
         allocator.blocks.removeAll()
         map.l2Tables.removeAll()
         if checker.refcountTableOffset != allocator.tableOffset || checker.refcountTable != allocator.table {
@@ -101,7 +99,7 @@ extension Qcow2Writer {
             allocator.adoptTable(offset: checker.refcountTableOffset, entries: checker.refcountTable)
         }
         for i in 0..<min(map.l1.count, checker.l1Table.count) where map.l1[i] != checker.l1Table[i] {
-            setL1EntryLocked(i, checker.l1Table[i])
+            setL1Entry(i, checker.l1Table[i])
         }
         if header.snapshotsOffset != checker.snapshotTable.offset
             || header.snapshotCount != UInt32(checker.snapshotTable.entries.count) {

@@ -11,10 +11,11 @@
 //  - the cluster's reference is dropped, and a freed host cluster is punched
 //    out of the file, once the whole request is done.
 
-extension Qcow2Writer {
-    func discard(at offset: UInt64, length: UInt64) throws {
+extension Qcow2Image {
+    /// Discards guest data (the range checked by the caller).
+    func discardGuestData(at offset: UInt64, length: UInt64) throws {
         try checkGuestWritesAllowed()
-        let alignment = clusterSize
+        let alignment = clusterMap.clusterSize
         var head = offset % alignment
         let tail = (offset + length) % alignment
         var position = offset
@@ -36,24 +37,27 @@ extension Qcow2Writer {
     /// qcow2_co_pdiscard: refuses (silently, as the block layer ignores
     /// -ENOTSUP) what cannot be discarded.
     private func discardPiece(at offset: UInt64, length: UInt64) throws {
+        let clusterSize = clusterMap.clusterSize
         // Without zero flags, stale backing data would show through.
-        if version < 3 && image.backing != nil { return }
+        if clusterMap.geometry.version < 3 && backing != nil { return }
         if (offset | length) & (clusterSize - 1) != 0 {
             // Partial clusters are ignored, but for the image's last one.
-            guard offset & (clusterSize - 1) == 0, offset + length == imageSize else { return }
+            guard offset & (clusterSize - 1) == 0, try offset + length == writerImageSize() else { return }
         }
-        try lock.withLock {
-            try guardedLocked {
-                try discardClustersLocked(offset: offset, length: length, type: .request, fullDiscard: false)
+        try withWriter { writer, _ in
+            try writer.guarded {
+                try writer.discardClusters(offset: offset, length: length, type: .request, fullDiscard: false)
             }
         }
     }
+}
 
+extension Qcow2Writer {
     /// qcow2_cluster_discard: whole clusters from `offset` (aligned; the
     /// length may end at the image's end). With `fullDiscard` the clusters
     /// become unallocated (the backing shows through); without, they read as
     /// zeroes where the format allows it.
-    func discardClustersLocked(offset: UInt64, length: UInt64, type: DiscardType, fullDiscard: Bool) throws {
+    func discardClusters(offset: UInt64, length: UInt64, type: DiscardType, fullDiscard: Bool) throws {
         var clusters = sizeToClusters(length)
         var start = offset
         allocator.discards.isDeferring = true
@@ -63,7 +67,7 @@ extension Qcow2Writer {
             allocator.processDiscards(succeeded: succeeded)
         }
         while clusters > 0 {
-            let cleared = try discardInTableLocked(at: start, count: clusters, type: type, fullDiscard: fullDiscard)
+            let cleared = try discardInTable(at: start, count: clusters, type: type, fullDiscard: fullDiscard)
             clusters -= cleared
             start += cleared * clusterSize
         }
@@ -72,8 +76,8 @@ extension Qcow2Writer {
 
     /// discard_in_l2_slice: up to `count` clusters within one L2 table;
     /// returns how many it covered.
-    private func discardInTableLocked(at offset: UInt64, count: UInt64, type: DiscardType, fullDiscard: Bool) throws -> UInt64 {
-        let (table, index) = try clusterTableLocked(for: offset)
+    private func discardInTable(at offset: UInt64, count: UInt64, type: DiscardType, fullDiscard: Bool) throws -> UInt64 {
+        let (table, index) = try clusterTable(for: offset)
         let n = min(count, l2Entries - UInt64(index))
         for i in 0..<Int(n) {
             let oldEntry = table.entry(index + i)
@@ -102,7 +106,7 @@ extension Qcow2Writer {
             table.isDirty = true
             table.setEntry(index + i, newEntry)
             if extendedL2 { table.setBitmap(index + i, newBitmap) }
-            freeAnyClusterLocked(entry: oldEntry, type: type)
+            freeAnyCluster(entry: oldEntry, type: type)
         }
         return n
     }

@@ -24,17 +24,9 @@
 
 extension Qcow2Writer {
     /// qcow2_write_caches.
-    func writeCachesLocked() throws {
+    func writeCaches() throws {
         try map.l2Tables.writeBack()
         if needsAccurateRefcounts { try allocator.blocks.writeBack() }
-    }
-
-    /// bdrv_flush on the image: caches written, then the file synced.
-    func flush() throws {
-        try lock.withLock {
-            try guardedLocked { try writeCachesLocked() }
-        }
-        try file.flush()
     }
 
     /// What QEMU does when an image is closed: a flush, then both caches
@@ -43,30 +35,37 @@ extension Qcow2Writer {
     /// one is still tried, and the image is left dirty. The first such
     /// failure is thrown after the report, for embedders. Idempotent.
     func close() throws {
-        try lock.withLock {
-            guard !isClosed else { return }
-            defer { isClosed = true }
-            if corruption != nil { return }
-            // bdrv_close's flush: its result is not looked at, the cache
-            // flushes below fail (and are reported) the same way.
+        guard !isClosed else { return }
+        defer { isClosed = true }
+        if corruption != nil { return }
+        // bdrv_close's flush: its result is not looked at, the cache
+        // flushes below fail (and are reported) the same way.
+        do {
+            try writeCaches()
+            try file.flush()
+        } catch {}
+        var failure: Error?
+        let caches: [(any WriteBackCache, String)] = [(map.l2Tables, "L2 table"), (allocator.blocks, "refcount block")]
+        for (cache, name) in caches {
             do {
-                try writeCachesLocked()
-                try file.flush()
-            } catch {}
-            var failure: Error?
-            let caches: [(any WriteBackCache, String)] = [(map.l2Tables, "L2 table"), (allocator.blocks, "refcount block")]
-            for (cache, name) in caches {
-                do {
-                    try cache.flush()
-                } catch {
-                    failure = failure ?? error
-                    image.report(Qcow2Diagnostic(
-                        .errorReport, "Failed to flush the \(name) cache: \(Qcow2Error.reason(of: error))"))
-                }
+                try cache.flush()
+            } catch {
+                failure = failure ?? error
+                image.report(Qcow2Diagnostic(
+                    .errorReport, "Failed to flush the \(name) cache: \(Qcow2Error.reason(of: error))"))
             }
-            if let failure { throw failure }
-            // qcow2_inactivate ignores qcow2_mark_clean's result.
-            try? markCleanLocked()
         }
+        if let failure { throw failure }
+        // qcow2_inactivate ignores qcow2_mark_clean's result.
+        try? markClean()
+    }
+}
+
+extension Qcow2Image {
+    /// bdrv_flush on the image: caches written (lock held), then the file
+    /// synced (lock released).
+    func flushWriter() throws {
+        try withWriter { writer, _ in try writer.guarded { try writer.writeCaches() } }
+        try file.flush()
     }
 }

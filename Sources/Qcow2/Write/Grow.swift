@@ -22,7 +22,7 @@ extension Qcow2Image {
     /// size at or below the current one changes nothing.
     /// Throws `Qcow2Error` (`readOnly`, `writeFailed`, I/O errors).
     public func grow(to newSize: UInt64) throws {
-        guard writer != nil else { throw Qcow2Error.readOnly }
+        guard isWritable else { throw Qcow2Error.readOnly }
         guard newSize > size else { return }
         try grow(to: newSize, preallocation: .off)
     }
@@ -31,15 +31,15 @@ extension Qcow2Image {
     /// least the current size), preallocating the new part as `preallocation`
     /// says.
     func grow(to newSize: UInt64, preallocation: Preallocation) throws {
-        guard let writer else { throw Qcow2Error.readOnly }
+        guard isWritable else { throw Qcow2Error.readOnly }
         guard newSize >= size, newSize % 512 == 0, newSize <= Qcow2Limits.maxVirtualSize else {
             throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Invalid image size \(newSize)")
         }
         try checkResizable()
-        try writer.lock.withLock {
-            try writer.checkResizableLocked()
+        try withWriter { writer, lock in
+            try writer.checkResizable()
             if let corruption = writer.corruption { throw Qcow2Error.writeFailed(errno: EIO, reason: corruption) }
-            try writer.growLocked(to: newSize, preallocation: preallocation)
+            try writer.grow(to: newSize, preallocation: preallocation, lock: lock)
         }
         stored.withLock { $0.header.size = newSize }
     }
@@ -58,7 +58,7 @@ extension Qcow2Image {
 
 extension Qcow2Writer {
     /// Version 2 images store no disk size with their snapshots.
-    func checkResizableLocked() throws {
+    func checkResizable() throws {
         if version < 3 && !snapshots.entries.isEmpty {
             throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Can't resize a v2 image which has snapshots")
         }
@@ -67,19 +67,20 @@ extension Qcow2Writer {
     /// qcow2_co_truncate growing the image from `imageSize` to `newSize`;
     /// with `zeroingNewPart` the new part is made to read as zeroes over a
     /// longer backing file first (Truncate.swift).
-    func growLocked(to newSize: UInt64, preallocation: Preallocation, zeroingNewPart: Bool = false) throws {
+    func grow(to newSize: UInt64, preallocation: Preallocation, zeroingNewPart: Bool = false,
+              lock: borrowing HeldMetadataLock) throws {
         let oldSize = imageSize
         precondition(newSize >= oldSize)
-        try growL1TableLocked(minEntries: divideRoundingUp(newSize, clusterSize << l2Bits), exact: true)
+        try growL1Table(minEntries: divideRoundingUp(newSize, clusterSize << l2Bits), exact: true)
         switch preallocation {
         case .off: break
-        case .metadata: try preallocateMetadataLocked(from: oldSize, to: newSize)
-        case .falloc, .full: try preallocateClustersLocked(from: oldSize, to: newSize, mode: preallocation)
+        case .metadata: try preallocateMetadata(from: oldSize, to: newSize, lock: lock)
+        case .falloc, .full: try preallocateClusters(from: oldSize, to: newSize, mode: preallocation, lock: lock)
         }
         // The new metadata is written before the size says it is there.
-        if preallocation != .off { try writeCachesLocked() }
-        if zeroingNewPart { try zeroGrownPartLocked(from: oldSize, to: newSize) }
-        try writeSizeLocked(newSize)
+        if preallocation != .off { try writeCaches() }
+        if zeroingNewPart { try zeroGrownPart(from: oldSize, to: newSize, lock: lock) }
+        try writeSize(newSize)
         imageSize = newSize
     }
 }

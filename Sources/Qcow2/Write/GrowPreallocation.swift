@@ -27,7 +27,7 @@ import Musl
 extension Qcow2Writer {
     // MARK: metadata
 
-    func preallocateMetadataLocked(from oldSize: UInt64, to newSize: UInt64) throws {
+    func preallocateMetadata(from oldSize: UInt64, to newSize: UInt64, lock: borrowing HeldMetadataLock) throws {
         var offset = oldSize
         var remaining = newSize - oldSize
         var hostOffset: UInt64 = 0
@@ -36,19 +36,19 @@ extension Qcow2Writer {
         while remaining > 0 {
             bytes = min(remaining, chunkLimit)
             // Waiting for writes in flight over the range, as QEMU does.
-            guard case let .mapped(host, mapped, allocations) = try mapForWriteLocked(offset: offset, bytes: bytes, mayWait: true) else {
+            guard case let .mapped(host, mapped, allocations) = try mapForWrite(offset: offset, bytes: bytes, mayWait: true, lock: lock) else {
                 throw Qcow2Error.writeFailed(errno: EIO, reason: "Could not map guest offset \(offset) for preallocation")
             }
             hostOffset = host
             bytes = mapped
             // QEMU keeps its allocations newest first, and links them so.
             var pending = Array(allocations.reversed())
-            defer { for allocation in pending { abortLocked(allocation) } }
+            defer { for allocation in pending { abort(allocation, lock: lock) } }
             while let allocation = pending.first {
                 allocation.isPreallocation = true
-                try linkLocked(allocation)
+                try link(allocation, lock: lock)
                 pending.removeFirst()
-                finishLocked(allocation)
+                finish(allocation, lock: lock)
             }
             remaining -= bytes
             offset += bytes
@@ -59,7 +59,9 @@ extension Qcow2Writer {
 
     // MARK: falloc, full
 
-    func preallocateClustersLocked(from oldSize: UInt64, to newSize: UInt64, mode: Preallocation) throws {
+    func preallocateClusters(
+        from oldSize: UInt64, to newSize: UInt64, mode: Preallocation, lock: borrowing HeldMetadataLock
+    ) throws {
         let fileSize = try file.size()
         let oldFileSize = (try allocator.lastUsedCluster(fileSize: fileSize) + 1) * clusterSize
 
@@ -77,7 +79,7 @@ extension Qcow2Writer {
             try preallocateFile(to: allocationStart + dataClusters * clusterSize, mode: mode)
         } catch let Qcow2Error.creation(error) {
             // QEMU lets this free fail silently (the clusters leak).
-            freeClustersLocked(offset: allocationStart, length: dataClusters * clusterSize, type: .other)
+            freeClusters(offset: allocationStart, length: dataClusters * clusterSize, type: .other)
             if error.isFileTooLarge { throw FileTooLarge() }
             throw Qcow2Error.creation(.couldNotResize(reason: "Failed to resize underlying file: " + error.description))
         }
@@ -92,7 +94,7 @@ extension Qcow2Writer {
                 guestOffset: guest, hostOffset: host, clusterCount: Int(count), keepsOldClusters: false,
                 cowStart: (0, copied), cowEnd: (count << clusterBits, 0))
             allocation.isPreallocation = true
-            try linkLocked(allocation)
+            try link(allocation, lock: lock)
             guest += count << clusterBits
             host += count << clusterBits
             dataClusters -= count

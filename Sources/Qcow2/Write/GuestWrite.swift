@@ -11,7 +11,7 @@
 // would have to wait for another request's allocation first completes the
 // parts mapped so far, so that two requests never wait for each other.
 
-extension Qcow2Writer {
+extension Qcow2Image {
     /// One mapped part of a request.
     private struct MappedPart {
         var guestOffset: UInt64
@@ -22,7 +22,8 @@ extension Qcow2Writer {
         var allocations: [ClusterAllocation]
     }
 
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+    /// Writes guest data (the range checked by the caller).
+    func writeGuestData(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try checkGuestWritesAllowed()
         var done = 0
         var parts: [MappedPart] = []
@@ -31,14 +32,15 @@ extension Qcow2Writer {
                 let position = offset + UInt64(done)
                 // One mapping covers at most INT_MAX bytes, as in QEMU.
                 let wanted = UInt64(min(buffer.count - done, Int(Int32.max)))
-                let mapping: HostMapping = try lock.withLock {
-                    try guardedLocked {
-                        let mapping = try mapForWriteLocked(offset: position, bytes: wanted, mayWait: parts.isEmpty)
+                let mayWait = parts.isEmpty
+                let mapping: HostMapping = try withWriter { writer, lock in
+                    try writer.guarded {
+                        let mapping = try writer.mapForWrite(offset: position, bytes: wanted, mayWait: mayWait, lock: lock)
                         if case let .mapped(host, bytes, allocations) = mapping {
                             do {
-                                try checkOverlapLocked(offset: host, length: bytes)
+                                try writer.checkOverlap(offset: host, length: bytes)
                             } catch {
-                                for allocation in allocations { abortLocked(allocation) }
+                                for allocation in allocations { writer.abort(allocation, lock: lock) }
                                 throw error
                             }
                         }
@@ -59,10 +61,10 @@ extension Qcow2Writer {
             try complete(parts, buffer: buffer)
         } catch {
             // Whatever was mapped and is still in flight is given up.
-            lock.withLock {
+            _ = try? withWriter { writer, lock in
                 for part in parts {
-                    for allocation in part.allocations where inFlight.contains(where: { $0 === allocation }) {
-                        abortLocked(allocation)
+                    for allocation in part.allocations where writer.inFlight.contains(where: { $0 === allocation }) {
+                        writer.abort(allocation, lock: lock)
                     }
                 }
             }
@@ -78,15 +80,15 @@ extension Qcow2Writer {
             if !mergeDataWithCopies(guestOffset: part.guestOffset, data: data, allocations: part.allocations) {
                 try file.write(data, at: part.hostOffset)
             }
-            try lock.withLock {
+            try withWriter { writer, lock in
                 // QEMU keeps its allocations newest first, and links them so.
                 var remaining = Array(part.allocations.reversed())
-                defer { for allocation in remaining { abortLocked(allocation) } }
+                defer { for allocation in remaining { writer.abort(allocation, lock: lock) } }
                 while let allocation = remaining.first {
-                    try guardedLocked { try linkLocked(allocation) }
+                    try writer.guarded { try writer.link(allocation, lock: lock) }
                     remaining.removeFirst()
                     allocation.data = nil
-                    finishLocked(allocation)
+                    writer.finish(allocation, lock: lock)
                 }
             }
         }

@@ -14,7 +14,7 @@ import Musl
 
 extension Qcow2Writer {
     /// qcow2_update_header (the cluster is encoded by `HeaderCluster`).
-    func writeHeaderClusterLocked() throws {
+    func writeHeaderCluster() throws {
         var h = header
         h.size = imageSize
         h.l1Size = UInt32(map.l1.count)
@@ -26,12 +26,12 @@ extension Qcow2Writer {
 
     /// The incompatible feature bits alone (8 bytes at 72), synced: how
     /// qcow2_mark_dirty sets the dirty bit.
-    func writeIncompatibleFeaturesLocked(_ features: IncompatibleFeatures) throws {
+    func writeIncompatibleFeatures(_ features: IncompatibleFeatures) throws {
         try writeSynced(.incompatibleFeatures(features))
     }
 
     /// l1_size and l1_table_offset (12 bytes at 36), synced.
-    func writeL1TableLocationLocked(offset: UInt64, entries: UInt32) throws {
+    func writeL1TableLocation(offset: UInt64, entries: UInt32) throws {
         try writeSynced(.l1TableLocation(offset: offset, entries: entries))
         header.l1TableOffset = offset
         header.l1Size = entries
@@ -45,7 +45,7 @@ extension Qcow2Writer {
     }
 
     /// The guest size alone (8 bytes at 24), synced: the last step of a grow.
-    func writeSizeLocked(_ size: UInt64) throws {
+    func writeSize(_ size: UInt64) throws {
         try writeSynced(.size(size))
         header.size = size
     }

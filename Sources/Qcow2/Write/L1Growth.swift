@@ -9,7 +9,7 @@
 extension Qcow2Writer {
     /// Makes the L1 table at least `minEntries` long: exactly that with
     /// `exact`, otherwise growing by half at a time, as QEMU does.
-    func growL1TableLocked(minEntries: UInt64, exact: Bool) throws {
+    func growL1Table(minEntries: UInt64, exact: Bool) throws {
         let oldSize = UInt64(map.l1.count)
         guard minEntries > oldSize else { return }
         // QEMU checks against INT_MAX bytes before sizing, and against its
@@ -32,18 +32,18 @@ extension Qcow2Writer {
         do {
             try allocator.blocks.flush()
             // The header does not name these clusters yet: nothing else may be there.
-            try checkOverlapLocked(offset: newOffset, length: bytes)
+            try checkOverlap(offset: newOffset, length: bytes)
             var encoded = [UInt8](repeating: 0, count: Int(bytes))
             for (i, entry) in newTable.enumerated() where entry != 0 { encoded.setBE(entry, at: i * 8) }
             try file.write(encoded, at: newOffset)
             try file.flush()
-            try writeL1TableLocationLocked(offset: newOffset, entries: UInt32(newSize))
+            try writeL1TableLocation(offset: newOffset, entries: UInt32(newSize))
         } catch {
-            freeClustersLocked(offset: newOffset, length: bytes, type: .other)
+            freeClusters(offset: newOffset, length: bytes, type: .other)
             throw error
         }
         map.l1 = newTable
         rebuildOverlapIndex()
-        freeClustersLocked(offset: oldOffset, length: oldSize * 8, type: .other)
+        freeClusters(offset: oldOffset, length: oldSize * 8, type: .other)
     }
 }

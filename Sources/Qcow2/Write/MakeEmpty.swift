@@ -30,44 +30,43 @@ extension Qcow2Image {
     /// qcow2_make_empty: drops every cluster the image maps, so that all of
     /// it reads from the backing file. Throws `Qcow2Error`.
     package func makeEmpty() throws {
-        guard let writer else { throw Qcow2Error.readOnly }
         let hasBitmaps = extensions.contains {
             if case .bitmaps = $0 { return true }
             return false
         }
-        try writer.lock.withLock {
-            try writer.guardedLocked { try writer.makeEmptyLocked(hasBitmaps: hasBitmaps) }
+        try withWriter { writer, _ in
+            try writer.guarded { try writer.makeEmpty(hasBitmaps: hasBitmaps) }
         }
     }
 }
 
 extension Qcow2Writer {
-    func makeEmptyLocked(hasBitmaps: Bool) throws {
+    func makeEmpty(hasBitmaps: Bool) throws {
         let l1Clusters = divideRoundingUp(UInt64(map.l1.count) * 8, clusterSize)
         if version >= 3 && snapshots.entries.isEmpty && !hasBitmaps && 3 + l1Clusters <= allocator.refblockSize {
-            try makeCompletelyEmptyLocked(l1Clusters: l1Clusters)
+            try makeCompletelyEmpty(l1Clusters: l1Clusters)
             return
         }
         let step = UInt64(Int32.max) & ~(clusterSize - 1)
         var offset: UInt64 = 0
         while offset < imageSize {
-            try discardClustersLocked(offset: offset, length: min(step, imageSize - offset), type: .snapshot, fullDiscard: true)
+            try discardClusters(offset: offset, length: min(step, imageSize - offset), type: .snapshot, fullDiscard: true)
             offset += step
         }
     }
 
-    private func makeCompletelyEmptyLocked(l1Clusters: UInt64) throws {
+    private func makeCompletelyEmpty(l1Clusters: UInt64) throws {
         try map.l2Tables.flush()
         map.l2Tables.removeAll()
         try allocator.blocks.flush()
         allocator.blocks.removeAll()
-        try markDirtyLocked()
+        try markDirty()
 
         try file.write([UInt8](repeating: 0, count: Int(l1Clusters * clusterSize)), at: header.l1TableOffset)
         map.l1 = [UInt64](repeating: 0, count: map.l1.count)
         try file.write([UInt8](repeating: 0, count: Int((2 + l1Clusters) * clusterSize)), at: clusterSize)
 
-        try writeL1TableLocationLocked(offset: 3 * clusterSize, entries: UInt32(map.l1.count))
+        try writeL1TableLocation(offset: 3 * clusterSize, entries: UInt32(map.l1.count))
         try writeRefcountTableLocation(offset: clusterSize, clusters: 1)
         var table = [UInt64](repeating: 0, count: Int(clusterSize / 8))
         var entry = [UInt8](repeating: 0, count: 8)
@@ -81,7 +80,7 @@ extension Qcow2Writer {
         allocator.freeClusterIndex = 0
         let first = try allocator.allocateClusters(3 * clusterSize + UInt64(map.l1.count) * 8)
         guard first == 0 else { throw Qcow2Error.corruptMetadata("First cluster in emptied image is in use") }
-        try markCleanLocked()
+        try markClean()
         try file.truncate(to: (3 + l1Clusters) * clusterSize)
     }
 }

@@ -25,9 +25,14 @@
 // MetadataCache (the write-back caches and their ordering), MetadataOverlap.
 // Dirty images are repaired on open by the check (Sources/Qcow2/Check).
 //
-// Locking: everything below is guarded by the cluster map's metadata lock
-// (QEMU's s->lock). Methods whose names end in "Locked" expect it held;
-// guest data I/O always happens with it released.
+// Locking: a `Qcow2Writer` is the write path's state, owned by the image's
+// metadata lock (QEMU's s->lock; `MetadataCore`), so its methods run with the
+// lock held by construction. The entry points (`Qcow2Image` extensions in
+// these files: guest writes, zero writes, discards, flush, grow, close) take
+// the lock through `Qcow2Image.withWriter` for metadata work and release it
+// for guest data I/O. Methods that wait for allocations in flight, wake
+// waiters or release the lock for I/O take the held lock
+// (`lock: borrowing HeldMetadataLock`), which only `withLock` hands out.
 
 #if canImport(Glibc)
 import Glibc
@@ -38,10 +43,9 @@ import Musl
 final class Qcow2Writer {
     unowned let image: Qcow2Image
     let file: BlockFile
-    let map: ClusterMap
+    /// The active L1 table and the L2 cache (the same as `MetadataCore.tables`).
+    let map: ClusterTables
     let allocator: RefcountAllocator
-    let codec: ClusterCodec
-    var lock: MetadataLock { map.lock }
 
     // Geometry.
     let version: UInt32
@@ -58,15 +62,12 @@ final class Qcow2Writer {
     /// grows with `Qcow2Image.grow`.
     var imageSize: UInt64
 
-    // Guarded by the lock.
     /// The header as it is now (dirty and corrupt bits, table locations).
     var header: Qcow2Header
     var extensions: [HeaderExtension]
     var backingFileName: String?
     /// Refcount updates may lag behind (compat lazy_refcounts, version 3).
     let useLazyRefcounts: Bool
-    /// The image has persistent dirty bitmaps: guest writes are refused.
-    let hasPersistentBitmaps: Bool
     /// Allocations made but not yet entered into their L2 tables.
     var inFlight: [ClusterAllocation] = []
     /// Set once corruption was found: no more writes.
@@ -75,12 +76,11 @@ final class Qcow2Writer {
     var snapshots: SnapshotTable
     var isClosed = false
 
-    init(image: Qcow2Image, header: Qcow2Header, extensions: [HeaderExtension], backingFileName: String?,
-         refcountCacheCapacity: Int? = nil) throws {
+    init(image: Qcow2Image, tables: ClusterTables, header: Qcow2Header, extensions: [HeaderExtension],
+         backingFileName: String?, refcountCacheCapacity: Int? = nil) throws {
         self.image = image
         file = image.file
-        map = image.clusterMap
-        codec = image.codec
+        map = tables
         self.header = header
         self.extensions = extensions
         self.backingFileName = backingFileName
@@ -95,9 +95,6 @@ final class Qcow2Writer {
         subclusterBits = UInt64(header.subclusterSize.trailingZeroBitCount)
         imageSize = header.size & ~511
         useLazyRefcounts = header.version >= 3 && header.hasLazyRefcounts
-        // Bitmaps in use would have to be kept up to date with every guest
-        // write (DirtyBit.swift): such images open, but refuse guest writes.
-        hasPersistentBitmaps = header.autoclearFeatures.contains(.bitmaps) && extensions.contains(where: Self.isBitmapsExtension)
 
         // The refcount table was validated with the header (at most 8 MiB).
         let tableEntries = Int(UInt64(header.refcountTableClusters) * header.clusterSize / 8)
@@ -119,10 +116,10 @@ final class Qcow2Writer {
         allocator.l2Tables = map.l2Tables
         map.l2Tables.syncsOnFlush = true
         map.l2Tables.checkBeforeWrite = { [unowned self] offset, length in
-            try self.checkOverlapLocked(offset: offset, length: UInt64(length), ignoring: [.activeL2])
+            try self.checkOverlap(offset: offset, length: UInt64(length), ignoring: [.activeL2])
         }
         allocator.blocks.checkBeforeWrite = { [unowned self] offset, length in
-            try self.checkOverlapLocked(offset: offset, length: UInt64(length), ignoring: [.refcountBlock])
+            try self.checkOverlap(offset: offset, length: UInt64(length), ignoring: [.refcountBlock])
         }
         allocator.tableReplaced = { [unowned self] offset, clusters in
             try self.writeRefcountTableLocation(offset: offset, clusters: clusters)
@@ -131,9 +128,14 @@ final class Qcow2Writer {
         rebuildOverlapIndex()
     }
 
-    private static func isBitmapsExtension(_ ext: HeaderExtension) -> Bool {
-        if case .bitmaps = ext { return true }
-        return false
+    /// Whether guest writes are refused: the image has persistent dirty
+    /// bitmaps, which would have to be kept up to date with every guest
+    /// write (DirtyBit.swift); such images open, but refuse guest writes.
+    static func hasPersistentBitmaps(header: Qcow2Header, extensions: [HeaderExtension]) -> Bool {
+        header.autoclearFeatures.contains(.bitmaps) && extensions.contains {
+            if case .bitmaps = $0 { return true }
+            return false
+        }
     }
 
     // MARK: Geometry helpers (QEMU's inline functions of qcow2.h)
@@ -200,9 +202,25 @@ final class Qcow2Writer {
     }
 
     /// Changes L1 entry `index` in memory (the caller writes it out).
-    func setL1EntryLocked(_ index: Int, _ value: UInt64) {
+    func setL1Entry(_ index: Int, _ value: UInt64) {
         overlap.removeL2Table(map.l1[index] & Qcow2EntryMask.offset)
         map.l1[index] = value
         overlap.addL2Table(value & Qcow2EntryMask.offset)
+    }
+}
+
+extension Qcow2Image {
+    /// Runs `body` with the metadata lock held, on the write path's state and
+    /// the held lock. Throws `readOnly` for an image not open for writing.
+    func withWriter<T>(_ body: (Qcow2Writer, borrowing HeldMetadataLock) throws -> T) throws -> T {
+        try clusterMap.lock.withLock { core, lock in
+            guard let writer = core.writer else { throw Qcow2Error.readOnly }
+            return try body(writer, lock)
+        }
+    }
+
+    /// The guest size the write path works with (`Qcow2Writer.imageSize`).
+    func writerImageSize() throws -> UInt64 {
+        try withWriter { writer, _ in writer.imageSize }
     }
 }

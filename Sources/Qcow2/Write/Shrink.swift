@@ -23,19 +23,19 @@ import Musl
 #endif
 
 extension Qcow2Writer {
-    func shrinkLocked(to newSize: UInt64) throws {
+    func shrink(to newSize: UInt64) throws {
         let oldSize = imageSize
         precondition(newSize < oldSize)
         let cropStart = roundUp(newSize, clusterSize)
         if cropStart < oldSize {
             try failing("Failed to discard cropped clusters") {
-                try discardClustersLocked(offset: cropStart, length: oldSize - cropStart, type: .always, fullDiscard: true)
+                try discardClusters(offset: cropStart, length: oldSize - cropStart, type: .always, fullDiscard: true)
             }
         }
         try failing("Failed to reduce the number of L2 tables") {
-            try shrinkL1TableLocked(toEntries: Int(divideRoundingUp(newSize, clusterSize << l2Bits)))
+            try shrinkL1Table(toEntries: Int(divideRoundingUp(newSize, clusterSize << l2Bits)))
         }
-        try failing("Failed to discard unused refblocks") { try shrinkRefcountTableLocked() }
+        try failing("Failed to discard unused refblocks") { try allocator.dropUnusedRefcountBlocks() }
 
         let fileSize = try failing("Failed to inquire current file length") { try file.size() }
         let lastCluster = try failing("Failed to find the last cluster") { try allocator.lastUsedCluster(fileSize: fileSize) }
@@ -48,13 +48,13 @@ extension Qcow2Writer {
                     .errorReport, "warning: Failed to truncate the tail of the image: \(Qcow2Error.reason(of: error))"))
             }
         }
-        try failing("Failed to update the image size") { try writeSizeLocked(newSize) }
+        try failing("Failed to update the image size") { try writeSize(newSize) }
         imageSize = newSize
     }
 
     /// qcow2_shrink_l1_table: the entries from `count` on are zeroed on disk
     /// before the tables they name are freed, last entry first.
-    private func shrinkL1TableLocked(toEntries count: Int) throws {
+    private func shrinkL1Table(toEntries count: Int) throws {
         let oldCount = map.l1.count
         guard count < oldCount else { return }
         do {
@@ -64,20 +64,14 @@ extension Qcow2Writer {
         } catch {
             // The table on disk may be half zeroed: forget the entries rather
             // than keep using tables it may no longer name.
-            for i in count..<oldCount { setL1EntryLocked(i, 0) }
+            for i in count..<oldCount { setL1Entry(i, 0) }
             throw error
         }
         for i in stride(from: oldCount - 1, through: count, by: -1) {
             let table = map.l1[i] & Qcow2EntryMask.offset
             guard table != 0 else { continue }
-            freeClustersLocked(offset: table, length: clusterSize, type: .always)
-            setL1EntryLocked(i, 0)
+            freeClusters(offset: table, length: clusterSize, type: .always)
+            setL1Entry(i, 0)
         }
-    }
-
-    /// qcow2_shrink_reftable, through the allocator (which owns the table);
-    /// the overlap index follows the table.
-    private func shrinkRefcountTableLocked() throws {
-        try allocator.dropUnusedRefcountBlocks()
     }
 }

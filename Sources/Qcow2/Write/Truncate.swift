@@ -24,7 +24,7 @@ extension Qcow2Image {
     /// freed, the file cut). Throws `Qcow2Error.writeFailed` with QEMU's
     /// message ("Failed to grow the L1 table: File too large", ...).
     package func truncate(to newSize: UInt64, preallocation: Preallocation) throws {
-        guard let writer else { throw Qcow2Error.readOnly }
+        guard isWritable else { throw Qcow2Error.readOnly }
         let oldSize = size
         // falloc and full preallocation give the new part fresh clusters
         // of zeroes, which is all the zero write asks for.
@@ -33,22 +33,22 @@ extension Qcow2Image {
         guard newSize % 512 == 0 else {
             throw Qcow2Error.writeFailed(errno: EINVAL, reason: "The new size must be a multiple of 512")
         }
-        try writer.lock.withLock {
-            try writer.checkUsableLocked()
-            try writer.checkResizableLocked()
+        try withWriter { writer, lock in
+            try writer.checkUsable()
+            try writer.checkResizable()
             try checkResizable()
             if newSize < oldSize {
                 guard preallocation == .off else {
                     throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Preallocation can't be used for shrinking an image")
                 }
-                try writer.shrinkLocked(to: newSize)
+                try writer.shrink(to: newSize)
             } else {
                 let entries = divideRoundingUp(newSize, writer.clusterSize << writer.l2Bits)
                 try writer.failing("Failed to grow the L1 table") {
-                    try writer.growL1TableLocked(minEntries: entries, exact: true)
+                    try writer.growL1Table(minEntries: entries, exact: true)
                 }
-                try writer.guardedLocked {
-                    try writer.growLocked(to: newSize, preallocation: preallocation, zeroingNewPart: zeroingNewPart)
+                try writer.guarded {
+                    try writer.grow(to: newSize, preallocation: preallocation, zeroingNewPart: zeroingNewPart, lock: lock)
                 }
             }
         }
@@ -58,11 +58,11 @@ extension Qcow2Image {
 
 extension Qcow2Writer {
     /// The zeroing of a grow over a longer backing file (the lock held).
-    func zeroGrownPartLocked(from oldSize: UInt64, to newSize: UInt64) throws {
+    func zeroGrownPart(from oldSize: UInt64, to newSize: UInt64, lock: borrowing HeldMetadataLock) throws {
         let zeroStart = roundUp(oldSize, subclusterSize)
         if newSize > zeroStart {
             do {
-                try guardedLocked { try zeroizeLocked(offset: zeroStart, length: newSize - zeroStart, mayUnmap: false) }
+                try guarded { try zeroize(offset: zeroStart, length: newSize - zeroStart, mayUnmap: false) }
             } catch is ZeroFlagsUnsupported {
                 throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Failed to zero out new clusters: \(errnoDescription(ENOTSUP))")
             } catch {
@@ -71,10 +71,14 @@ extension Qcow2Writer {
             }
         }
         if zeroStart > oldSize {
-            let zeroes = [UInt8](repeating: 0, count: Int(min(zeroStart, newSize) - oldSize))
+            let count = Int(min(zeroStart, newSize) - oldSize)
             // A guest write past the old end, without the lock, as QEMU's.
+            let image = image
             try failing("Failed to write explicit zeros for the head") {
-                try lock.withoutLock { try zeroes.withUnsafeBytes { try write($0, at: oldSize) } }
+                try lock.withoutLock {
+                    let zeroes = [UInt8](repeating: 0, count: count)
+                    try zeroes.withUnsafeBytes { try image.writeGuestData($0, at: oldSize) }
+                }
             }
         }
     }
@@ -84,7 +88,7 @@ extension Qcow2Writer {
     /// metadata found on the way marks the image corrupt first.
     func failing<T>(_ step: String, _ body: () throws -> T) throws -> T {
         do {
-            return try guardedLocked(body)
+            return try guarded(body)
         } catch {
             throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
                                          reason: "\(step): \(Qcow2Error.reason(of: error))")

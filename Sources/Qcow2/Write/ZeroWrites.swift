@@ -23,13 +23,14 @@ import Musl
 /// A piece of a zero write that needs real zeroes (QEMU's -ENOTSUP).
 struct ZeroFlagsUnsupported: Error {}
 
-extension Qcow2Writer {
+extension Qcow2Image {
     /// QEMU's MAX_BOUNCE_BUFFER: zeroes written for real go in chunks of this.
     static let maxZeroBuffer: UInt64 = 32768 * 512
 
-    func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
+    /// Zeroes guest data (the range checked by the caller).
+    func writeGuestZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
         try checkGuestWritesAllowed()
-        let alignment = subclusterSize
+        let alignment = clusterMap.geometry.subclusterSize
         var head = offset % alignment
         let tail = (offset + length) % alignment
         let maxPiece = UInt64(Int32.max) & ~(alignment - 1)
@@ -53,7 +54,7 @@ extension Qcow2Writer {
                 let zeroes = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(piece), alignment: 16)
                 defer { zeroes.deallocate() }
                 zeroes.initializeMemory(as: UInt8.self, repeating: 0)
-                try write(UnsafeRawBufferPointer(zeroes), at: position)
+                try writeGuestData(UnsafeRawBufferPointer(zeroes), at: position)
             }
             position += piece
             remaining -= piece
@@ -63,9 +64,10 @@ extension Qcow2Writer {
     /// qcow2_co_pwrite_zeroes for one piece (within one subcluster when it
     /// is not aligned).
     private func zeroPiece(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
+        let subclusterSize = clusterMap.geometry.subclusterSize
         let head = offset & (subclusterSize - 1)
-        var tail = roundUp(offset + length, subclusterSize) - (offset + length)
-        if offset + length == imageSize { tail = 0 }
+        var tail = ((offset + length + subclusterSize - 1) & ~(subclusterSize - 1)) - (offset + length)
+        if try offset + length == writerImageSize() { tail = 0 }
         var start = offset
         var bytes = length
         if head != 0 || tail != 0 {
@@ -76,17 +78,17 @@ extension Qcow2Writer {
             start = offset - head
             bytes = subclusterSize
         }
-        try lock.withLock {
-            try guardedLocked {
+        try withWriter { writer, _ in
+            try writer.guarded {
                 if head != 0 || tail != 0 {
                     // A write may have come in since the check.
-                    let type = try map.lookupLocked(at: start, length: subclusterSize).type
+                    let type = try writer.map.lookup(at: start, length: subclusterSize).type
                     switch type {
                     case .unallocatedPlain, .unallocatedAllocated, .zeroPlain, .zeroAllocated: break
                     default: throw ZeroFlagsUnsupported()
                     }
                 }
-                try zeroizeLocked(offset: start, length: bytes, mayUnmap: mayUnmap)
+                try writer.zeroize(offset: start, length: bytes, mayUnmap: mayUnmap)
             }
         }
     }
@@ -94,25 +96,28 @@ extension Qcow2Writer {
     /// QEMU's is_zero: the range (clamped to the image) reads as zeroes by
     /// block status, through the backing chain.
     func chainReadsAsZero(_ offset: UInt64, _ length: UInt64) throws -> Bool {
+        let imageSize = try writerImageSize()
         guard offset < imageSize else { return true }
         var position = offset
         var remaining = min(length, imageSize - offset)
         while remaining > 0 {
-            let status = try image.chainBlockStatus(at: position, length: remaining).status
+            let status = try chainBlockStatus(at: position, length: remaining).status
             guard status.isZero, status.length > 0 else { return false }
             position += min(status.length, remaining)
             remaining -= min(status.length, remaining)
         }
         return true
     }
+}
 
+extension Qcow2Writer {
     /// qcow2_subcluster_zeroize: [offset, offset + length) is subcluster
     /// aligned (or ends at the image's end).
-    func zeroizeLocked(offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
+    func zeroize(offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
         if version < 3 {
             // No zero flag: discarding is only safe when nothing shows through.
             guard image.backing == nil else { throw ZeroFlagsUnsupported() }
-            try discardClustersLocked(offset: offset, length: length, type: .request, fullDiscard: false)
+            try discardClusters(offset: offset, length: length, type: .request, fullDiscard: false)
             return
         }
         var start = offset
@@ -129,24 +134,24 @@ extension Qcow2Writer {
             allocator.processDiscards(succeeded: succeeded)
         }
         if head > 0 {
-            try zeroSubclustersLocked(at: start - head, count: Int(sizeToSubclusters(head)))
+            try zeroSubclusters(at: start - head, count: Int(sizeToSubclusters(head)))
         }
         var clusters = sizeToClusters(end > start ? end - start : 0)
         while clusters > 0 {
-            let cleared = try zeroClustersInTableLocked(at: start, count: clusters, mayUnmap: mayUnmap)
+            let cleared = try zeroClustersInTable(at: start, count: clusters, mayUnmap: mayUnmap)
             clusters -= cleared
             start += cleared * clusterSize
         }
         if tail > 0 {
-            try zeroSubclustersLocked(at: end, count: Int(sizeToSubclusters(tail)))
+            try zeroSubclusters(at: end, count: Int(sizeToSubclusters(tail)))
         }
         succeeded = true
     }
 
     /// zero_in_l2_slice: sets the zero flag (or all zero bits) of up to
     /// `count` clusters within one L2 table; returns how many it covered.
-    private func zeroClustersInTableLocked(at offset: UInt64, count: UInt64, mayUnmap: Bool) throws -> UInt64 {
-        let (table, index) = try clusterTableLocked(for: offset)
+    private func zeroClustersInTable(at offset: UInt64, count: UInt64, mayUnmap: Bool) throws -> UInt64 {
+        let (table, index) = try clusterTable(for: offset)
         let n = min(count, l2Entries - UInt64(index))
         for i in 0..<Int(n) {
             let oldEntry = table.entry(index + i)
@@ -172,17 +177,17 @@ extension Qcow2Writer {
             table.isDirty = true
             table.setEntry(index + i, newEntry)
             if extendedL2 { table.setBitmap(index + i, newBitmap) }
-            if unmap { freeAnyClusterLocked(entry: oldEntry, type: .request) }
+            if unmap { freeAnyCluster(entry: oldEntry, type: .request) }
         }
         return n
     }
 
     /// zero_l2_subclusters: sets the zero bits of `count` subclusters (not
     /// a whole cluster) from the one at `offset`.
-    private func zeroSubclustersLocked(at offset: UInt64, count: Int) throws {
+    private func zeroSubclusters(at offset: UInt64, count: Int) throws {
         let first = subclusterIndex(offset)
         precondition(count > 0 && count < Int(subclustersPerCluster) && first + count <= Int(subclustersPerCluster))
-        let (table, index) = try clusterTableLocked(for: offset)
+        let (table, index) = try clusterTable(for: offset)
         switch clusterType(table.entry(index)) {
         case .compressed:
             // A compressed cluster cannot be zeroed in part.
