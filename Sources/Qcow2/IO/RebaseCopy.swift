@@ -14,7 +14,8 @@
 // to whole clusters, which are written compressed with what the image reads
 // there now.
 // A crash at any point changes nothing the guest sees: the old backing
-// still backs the image, and what was written equals what it reads.
+// still backs the image, and what was written equals what it reads; the
+// copy is flushed before the caller rewrites the header.
 
 #if canImport(Glibc)
 import Glibc
@@ -114,6 +115,16 @@ package enum RebaseCopy {
         // Compressed data may end inside a sector: the file is rounded up,
         // as qemu-img ends its compressed output.
         if compressedCluster != nil { try image.writeCompressed(UnsafeRawBufferPointer(start: nil, count: 0), at: 0) }
+        // What was copied is on disk before the header names the new backing:
+        // L2 entries still in the cache when a crash follows the header
+        // change would leave those ranges to the new backing (qemu-img 7.2
+        // has this window; the file ends the same either way).
+        do {
+            try image.flush()
+        } catch {
+            throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
+                                         reason: "Error while writing to COW image: \(Qcow2Error.reason(of: error))")
+        }
     }
 
     /// The clusters around [offset, offset + length), read as the image
