@@ -46,10 +46,10 @@ struct Check: ParsableCommand {
         case "all": mode = .all
         case let other?:
             throw CommandFailure("Unknown option value for -r (expecting 'leaks' or 'all'): \(other)\n"
-                                 + "Try 'qcowkit --help' for more information")
+                                 + "Try '\(ProgramName.current) --help' for more information")
         }
         guard filenames.count == 1, let filename = filenames.first else {
-            throw CommandFailure("Expecting one image file name\nTry 'qcowkit --help' for more information")
+            throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
         }
         let style: CheckReport.Style
         switch output {
@@ -81,7 +81,7 @@ enum CheckCommand {
             if try (format ?? ImageFormat.probe(file)) == .raw {
                 try? file.close()
                 if format == nil && writable {
-                    Terminal.printError(RawProbeWarning.text(path: path))
+                    Terminal.printError(ProbedRawWarning.text(path: path))
                 }
                 throw CommandFailure("This image format does not support checks", status: 63)
             }
@@ -101,16 +101,27 @@ enum CheckCommand {
         }
     }
 
-    /// Checks (and repairs), prints the outcome, and returns the exit status.
+    /// Checks (and repairs), prints the outcome, closes the image as QEMU
+    /// does, and returns the exit status.
     static func run(_ checker: Qcow2Checker, filename: String, repair: CheckRepair,
                     style: CheckReport.Style, quiet: Bool) -> Int32 {
+        let status = checkAndReport(checker, filename: filename, repair: repair, style: style, quiet: quiet)
+        // qemu-img closes the image last (qcow2_inactivate): a refcount block
+        // it cannot write back then is reported (by finishRepairs) after
+        // everything else, and the exit status stays the check's.
+        try? checker.finishRepairs()
+        return status
+    }
+
+    private static func checkAndReport(_ checker: Qcow2Checker, filename: String, repair: CheckRepair,
+                                       style: CheckReport.Style, quiet: Bool) -> Int32 {
         let diagnostics = DiagnosticsPrinter()
         defer { diagnostics.flush() }
         if checker.bitmapsAreStale {
             // QEMU's warning on open; its second line has no line break.
-            diagnostics.write("qcowkit: warning: a program lacking bitmap support modified this file, so all bitmaps "
-                              + "are now considered inconsistent\nSome clusters may be leaked, run 'qcowkit check -r' "
-                              + "on the image file to fix.")
+            diagnostics.write(ProgramName.prefixed("warning: a program lacking bitmap support modified this file, so all bitmaps "
+                              + "are now considered inconsistent\nSome clusters may be leaked, run '\(ProgramName.current) check -r' "
+                              + "on the image file to fix."))
         }
         var result: CheckResult
         do {
@@ -128,12 +139,10 @@ enum CheckCommand {
                 second.corruptionsFixed = result.corruptionsFixed
                 result = second
             }
-            try checker.finishRepairs()
         } catch {
-            try? checker.finishRepairs()
             diagnostics.flush()
             let reason = "\(error)"
-            Terminal.printError("qcowkit: Check failed: \(reason)")
+            Terminal.printError(ProgramName.prefixed("Check failed: \(reason)"))
             return 1
         }
         diagnostics.flush()
@@ -142,7 +151,7 @@ enum CheckCommand {
             Terminal.print(style == .human ? report.human : report.json, terminator: "")
         }
         if result.checkErrors != 0 {
-            Terminal.printError("qcowkit: Check failed")
+            Terminal.printError(ProgramName.prefixed("Check failed"))
             return 1
         }
         if result.corruptions != 0 { return 2 }
@@ -157,7 +166,7 @@ final class DiagnosticsPrinter {
     private var buffer: [UInt8] = []
 
     lazy var print: CheckDiagnostics = { [unowned self] message in
-        if message.isErrorReport { self.buffer.append(contentsOf: "qcowkit: ".utf8) }
+        if message.isErrorReport { self.buffer.append(contentsOf: (ProgramName.current + ": ").utf8) }
         self.buffer.append(contentsOf: message.bytes)
         self.buffer.append(10)
         if self.buffer.count >= 1 << 16 { self.flush() }

@@ -44,7 +44,7 @@ struct Commit: ParsableCommand {
             case UInt8(ascii: "q"): quiet = true
             case UInt8(ascii: "r"):
                 rate = Int64(try ImageSizeArgument.parse(argument ?? "", name: "rate limit") {
-                    Terminal.printError("qcowkit: warning: " + $0)
+                    Terminal.printError(ProgramName.prefixed("warning: " + $0))
                 })
             default: break
             }

@@ -112,7 +112,7 @@ struct Convert: ParsableCommand {
 
     /// -S, -r and -m, with qemu-img's messages.
     private func parseNumbers(into settings: inout ConvertSettings) throws {
-        let warn: (String) -> Void = { Terminal.printError("qcowkit: warning: " + $0) }
+        let warn: (String) -> Void = { Terminal.printError(ProgramName.prefixed("warning: " + $0)) }
         if let sparseSize {
             let size = try ImageSizeArgument.parse(sparseSize, name: "buffer size for sparse output", warn: warn)
             let sector = UInt64(ConvertSettings.sectorSize)
@@ -178,7 +178,7 @@ struct Convert: ParsableCommand {
         settings.targetHasBacking = backing != nil
         if settings.targetIsZero && settings.targetHasBacking {
             // qemu-img stops here but exits 0 (and completes its progress line).
-            Terminal.printError("qcowkit: Cannot use --target-is-zero when the destination image has a backing file")
+            Terminal.printError(ProgramName.prefixed("Cannot use --target-is-zero when the destination image has a backing file"))
             return
         }
         if images.count > 1 && backing != nil {
@@ -238,7 +238,7 @@ struct Convert: ParsableCommand {
         }
         let reporter = ConvertReporter(
             progress: { progress.print($0) },
-            warning: { [quiet] in if !quiet { Terminal.printError("qcowkit: warning: " + $0) } })
+            warning: { [quiet] in if !quiet { Terminal.printError(ProgramName.prefixed("warning: " + $0)) } })
         do {
             try ConvertTarget.finish(target) {
                 try ConvertCopy(sources: sources, target: target, settings: settings, reporter: reporter).run()

@@ -55,7 +55,7 @@ struct Create: ParsableCommand {
         guard let filename else { throw usageError("Expecting image file name") }
         var imageSize: UInt64?
         if arguments.count > 1 {
-            imageSize = try ImageSizeArgument.parse(arguments[1]) { Terminal.printError("qcowkit: warning: " + $0) }
+            imageSize = try ImageSizeArgument.parse(arguments[1]) { Terminal.printError(ProgramName.prefixed("warning: " + $0)) }
         }
         if arguments.count > 2 { throw usageError("Unexpected argument: \(arguments[2])") }
 
@@ -71,7 +71,7 @@ struct Create: ParsableCommand {
     }
 
     private func usageError(_ message: String) -> CommandFailure {
-        CommandFailure(message + "\nTry 'qcowkit --help' for more information")
+        CommandFailure(message + "\nTry '\(ProgramName.current) --help' for more information")
     }
 
     /// bdrv_img_create: everything after the command line is read.
@@ -120,7 +120,7 @@ struct Create: ParsableCommand {
             guard backingFmt != nil else {
                 // qemu-img ends this hint without a newline; so do we.
                 Terminal.flushStandardOutput()
-                fputs("qcowkit: \(filename): Backing file specified without backing format\n"
+                fputs(ProgramName.prefixed("\(filename): Backing file specified without backing format") + "\n"
                       + "Detected format of \(detected).", stderr)
                 throw CommandFailure("")
             }

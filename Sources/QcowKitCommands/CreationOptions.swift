@@ -141,7 +141,7 @@ struct CreationOptionSet {
     }
 
     static func warnHexSuffix(_ text: String) {
-        Terminal.printError("qcowkit: warning: Using a multiplier suffix on hex numbers is deprecated: \(text)")
+        Terminal.printError(ProgramName.prefixed("warning: Using a multiplier suffix on hex numbers is deprecated: \(text)"))
     }
 
     /// QEMU parses some option texts a second time while creating the image,

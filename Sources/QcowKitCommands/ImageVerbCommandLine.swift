@@ -44,7 +44,7 @@ struct ImageVerbGetopt {
                 Terminal.print("See `qcowkit --help` and qemu-img(1) for the verbs and their options.")
                 throw ExitCode.success
             case Self.objectOption:
-                throw CommandFailure("--object is not supported by qcowkit")
+                throw CommandFailure(QemuImgFront.objectRefusal)
             case Self.imageOptsOption:
                 throw CommandFailure("--image-opts is not supported by qcowkit")
             default:
@@ -57,7 +57,7 @@ struct ImageVerbGetopt {
 
     /// qemu-img's error_exit: the message, then where to find help.
     static func usageError(_ message: String) -> CommandFailure {
-        CommandFailure(message + "\nTry 'qcowkit --help' for more information")
+        CommandFailure(message + "\nTry '\(ProgramName.current) --help' for more information")
     }
 }
 
@@ -96,18 +96,8 @@ enum ImageVerbs {
         }
         if format == nil, let raw = image as? RawImage {
             raw.isProbed = true
-            Terminal.printError(RawProbeWarning.text(path: path))
+            Terminal.printError(ProbedRawWarning.text(path: path))
         }
         return image
-    }
-}
-
-/// What QEMU prints when it opens a probed raw image for writing.
-enum RawProbeWarning {
-    static func text(path: String) -> String {
-        "WARNING: Image format was not specified for '\(path)' and probing guessed raw.\n"
-            + "         Automatically detecting the format is dangerous for raw images, "
-            + "write operations on block 0 will be restricted.\n"
-            + "         Specify the 'raw' format explicitly to remove the restrictions."
     }
 }

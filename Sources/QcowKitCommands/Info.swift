@@ -49,7 +49,7 @@ struct Info: ParsableCommand {
         default: throw CommandFailure("--output must be used with human or json as argument.")
         }
         guard files.count == 1, let file = files.first else {
-            throw CommandFailure("Expecting one image file name\nTry 'qcowkit --help' for more information")
+            throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
         }
         let report: ImageInfoReport
         do {
@@ -57,7 +57,7 @@ struct Info: ParsableCommand {
         } catch let error as Qcow2Error {
             throw CommandFailure(error.description)
         }
-        let warnings = report.warnings.map { $0.message(program: "qcowkit") }.joined()
+        let warnings = report.warnings.map { $0.message(program: ProgramName.current) }.joined()
         if json {
             let value: JSONValue = backingChain
                 ? .array(report.images.map(\.qapiJSON))

@@ -238,28 +238,8 @@ struct TextBuffer {
 }
 
 extension MapPrinter {
-    /// A size as qemu-img's options take it: a number, possibly with a fraction,
-    /// and an optional binary suffix (B, K, M, G, T, P, E; case-insensitive).
+    /// --start-offset and --max-length, read as qemu-img reads them (cvtnum).
     static func parseSize(_ text: String, what: String) throws -> UInt64 {
-        let failure = CommandFailure("Invalid \(what) specified. You may use k, M, G, T, P or E suffixes for\n"
-                                     + "qcowkit: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.")
-        var digits = Substring(text)
-        var shift: UInt64 = 0
-        if let last = digits.last, !last.isNumber && last != "." {
-            guard let index = "bkmgtpe".firstIndex(of: Character(last.lowercased())) else { throw failure }
-            shift = UInt64("bkmgtpe".distance(from: "bkmgtpe".startIndex, to: index)) * 10
-            digits = digits.dropLast()
-        }
-        let parts = digits.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let wholePart = parts.first, !wholePart.isEmpty, wholePart.allSatisfy(\.isASCII),
-              let whole = UInt64(wholePart) else { throw failure }
-        var value = whole.multipliedReportingOverflow(by: UInt64(1) << shift)
-        if parts.count == 2 {
-            guard shift > 0, !parts[1].isEmpty, let fraction = Double("0." + parts[1]) else { throw failure }
-            let extra = value.partialValue.addingReportingOverflow(UInt64(fraction * Double(UInt64(1) << shift)))
-            value = (extra.partialValue, value.overflow || extra.overflow)
-        }
-        guard !value.overflow, value.partialValue <= UInt64(Int64.max) else { throw failure }
-        return value.partialValue
+        try NumberArgument.parse(what, text)
     }
 }

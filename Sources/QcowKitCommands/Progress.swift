@@ -32,10 +32,12 @@ final class QemuProgress: Sendable {
         guard enabled else { return }
         state.withLock { s in
             let current = max == 0 ? delta : s.current + delta / 100 * Float(max)
+            // The value moves on even when it is not drawn (compare's small
+            // steps add up to the next line).
+            s.current = current
             guard current > s.lastPrint + minSkip || current < s.lastPrint - minSkip
                 || current == 0 || current == 100 else { return }
             s.lastPrint = current
-            s.current = current
             var text = [CChar](repeating: 0, count: 64)
             _ = withVaList([Double(current)]) { vsnprintf(&text, text.count, "    (%3.2f/100%%)\r", $0) }
             fputs(text, stdout)

@@ -17,28 +17,11 @@ public struct QcowKit: ParsableCommand {
 
     public init() {}
 
-    /// Runs the command line and exits with qemu-img's conventions: messages on
-    /// stderr prefixed with the program name, exit status 1 on failure.
-    public static func runMain(_ arguments: [String]? = nil) -> Never {
-        // What the codec reports and goes on after starts with our name,
-        // where qemu-img's and qemu-io's error_report lines start with theirs.
-        Qcow2Diagnostics.programName = "qcowkit"
-        do {
-            var command = try parseAsRoot(arguments)
-            try command.run()
-            Terminal.flushStandardOutput()
-            exit(withError: nil)
-        } catch let failure as CommandFailure {
-            Terminal.flushStandardOutput()
-            if !failure.message.isEmpty { Terminal.printError("qcowkit: " + failure.message) }
-            Terminal.exit(failure.status)
-        } catch let error as ExitCode {
-            Terminal.flushStandardOutput()
-            Terminal.exit(error.rawValue)
-        } catch {
-            Terminal.flushStandardOutput()
-            exit(withError: error)
-        }
+    /// Runs the command line (`argv`, the program name first) and exits with
+    /// qemu-img's conventions: messages on stderr prefixed with the name the
+    /// program was invoked as, exit status 1 on failure (QemuImgFront).
+    public static func runMain(_ argv: [String] = CommandLine.arguments) -> Never {
+        QemuImgFront.run(argv)
     }
 }
 

@@ -71,8 +71,8 @@ struct Resize: ParsableCommand {
         if newSize < current && !shrink {
             throw CommandFailure(
                 "Use the --shrink option to perform a shrink operation.\n"
-                + "qcowkit: warning: Shrinking an image will delete all data beyond the shrunken image's end. "
-                + "Before performing such an operation, make sure there is no important data there.")
+                + ProgramName.prefixed("warning: Shrinking an image will delete all data beyond the shrunken image's end. "
+                + "Before performing such an operation, make sure there is no important data there."))
         }
         do {
             switch image {
@@ -93,7 +93,7 @@ struct Resize: ParsableCommand {
         switch QemuSize.parse(text) {
         case let .success(size):
             if size.isHexWithSuffix {
-                Terminal.printError("qcowkit: warning: Using a multiplier suffix on hex numbers is deprecated: \(text)")
+                Terminal.printError(ProgramName.prefixed("warning: Using a multiplier suffix on hex numbers is deprecated: \(text)"))
             }
             return size.value
         case .failure(.outOfRange):

@@ -59,6 +59,23 @@ struct CheckBase: Sendable, CustomTestStringConvertible {
         try dir.io("base.qcow2", ["write -P 1 0 2M"])
     }
 
+    /// 4 KiB clusters and 10 MiB of data: two refcount blocks, the second
+    /// one at refcount table index 1.
+    static let twoRefcountBlocks = CheckBase(name: "4 KiB clusters, two refcount blocks") { dir in
+        try dir.img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "base.qcow2", "32M")
+        try dir.io("base.qcow2", ["write -P 1 0 10M"])
+    }
+
+    /// One snapshot (a 255-byte name: its table entry fills most of a
+    /// 512-byte cluster) and a refcount table whose one cluster covers
+    /// every cluster but none past the end of the file: the next cluster
+    /// allocated needs a new refcount block, and the table must grow.
+    static let fullRefcountTable = CheckBase(name: "one snapshot, refcount table full") { dir in
+        try dir.img("create", "-q", "-f", "qcow2", "-o", "cluster_size=512,refcount_bits=64", "base.qcow2", "4M")
+        try dir.io("base.qcow2", ["write -P 1 0 2029056"])
+        try dir.img("snapshot", "-c", String(repeating: "a", count: 255), "base.qcow2")
+    }
+
     /// Lazy refcounts, and qemu-io aborted after writing: dirty, stale refcounts.
     static let crashedLazyRefcounts = CheckBase(name: "lazy refcounts, crashed") { dir in
         try dir.img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "base.qcow2", "64M")
@@ -136,6 +153,10 @@ enum CheckDamages {
         CheckDamage("refcount block not aligned") {
             try $0.setU64($0.refcountTableOffset, $0.u64($0.refcountTableOffset) + 0x1000)
         },
+        // QEMU names the table index "%#x": "0" above, "0x1" here.
+        CheckDamage("refcount block 1 not aligned", .twoRefcountBlocks) {
+            try $0.setU64($0.refcountTableOffset + 8, $0.u64($0.refcountTableOffset + 8) + 0x200)
+        },
         CheckDamage("refcount block past the end of the file") { try $0.setU64($0.refcountTableOffset, 0x100_0000) },
         CheckDamage("refcount block also a data cluster") {
             try $0.setL2(0, 1, copied | $0.u64($0.refcountTableOffset))
@@ -163,6 +184,11 @@ enum CheckDamages {
             try $0.setU32($0.snapshotEntryOffsets()[0] + 36, 2000)
         },
         CheckDamage("snapshot: table not aligned", .snapshots) { try $0.setU64(64, $0.snapshotsOffset + 8) },
+        // -r all writes the table again: its new clusters need a refcount
+        // block past the refcount table, which grows (and the header with it).
+        CheckDamage("snapshot: entry incomplete, refcount table full", .fullRefcountTable) {
+            try $0.setU32($0.snapshotEntryOffsets()[0] + 36, 8)
+        },
     ]
 
     static let flags: [CheckDamage] = [

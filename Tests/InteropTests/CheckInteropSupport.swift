@@ -3,6 +3,7 @@
 // metadata on purpose, and the comparison of both tools on copies of one
 // image (output, exit status and, after repairs, the bytes).
 import Foundation
+import Qcow2
 import Testing
 import TestSupport
 
@@ -165,12 +166,14 @@ final class CheckImageEditor {
 }
 
 /// Both tools on copies of one image: their outputs and exit statuses, and
-/// the repaired files.
+/// the repaired files (bytes, and where they hold data).
 struct CheckComparison {
     var qemu: CheckRun
     var ours: CheckRun
     var qemuBytes: Data
     var ourBytes: Data
+    var qemuExtents: [Range<UInt64>]
+    var ourExtents: [Range<UInt64>]
 
     /// qemu-img's output as qcowkit prints it: its own program name.
     static func renamed(_ text: String) -> String {
@@ -184,7 +187,24 @@ struct CheckComparison {
         let ours = try CheckProcess.qcowkit(["check"] + arguments + ["k.img"], in: dir.url)
         return CheckComparison(
             qemu: CheckRun(status: qemu.status, output: renamed(qemu.output), errorOutput: renamed(qemu.errorOutput)),
-            ours: ours, qemuBytes: try dir.bytes("q.img"), ourBytes: try dir.bytes("k.img"))
+            ours: ours, qemuBytes: try dir.bytes("q.img"), ourBytes: try dir.bytes("k.img"),
+            qemuExtents: try dataExtents(dir.path("q.img")), ourExtents: try dataExtents(dir.path("k.img")))
+    }
+
+    /// Where the file holds data (SEEK_DATA / SEEK_HOLE): what `du` counts,
+    /// and where a repair punched holes into clusters it freed.
+    static func dataExtents(_ path: String) throws -> [Range<UInt64>] {
+        let file = try BlockFile(path: path, writable: false)
+        defer { try? file.close() }
+        let size = try file.size()
+        var extents: [Range<UInt64>] = []
+        var offset: UInt64 = 0
+        while offset < size, let start = file.nextData(from: offset), start < size {
+            let end = max(start + 1, file.nextHole(from: start) ?? size)
+            extents.append(start..<end)
+            offset = end
+        }
+        return extents
     }
 
     /// Expects everything identical.
@@ -193,5 +213,7 @@ struct CheckComparison {
         #expect(ours.output == qemu.output, "\(label): standard output", sourceLocation: sourceLocation)
         #expect(ours.errorOutput == qemu.errorOutput, "\(label): standard error", sourceLocation: sourceLocation)
         #expect(ourBytes == qemuBytes, "\(label): image bytes after the check", sourceLocation: sourceLocation)
+        #expect(ourExtents == qemuExtents, "\(label): data extents (holes punched) after the check",
+                sourceLocation: sourceLocation)
     }
 }

@@ -36,6 +36,39 @@ struct CheckInteropTests {
         }
     }
 
+    /// QEMU's check frees with discards passed through, at once (nothing
+    /// defers them during a check): the file gets a hole where the leaked
+    /// cluster was, in both.
+    @Test("-r leaks punches the freed cluster out of the file at once")
+    func freedClusterIsPunched() throws {
+        let dir = try CheckScratch()
+        try CheckDamages.refcounts[0].make(dir)   // leaked data cluster
+        let base = try CheckImageEditor(dir.path("base.qcow2"))
+        let leaked = try base.l2(0, 1) & CheckImageEditor.offsetMask
+        let cluster = leaked..<(leaked + base.clusterSize)
+        #expect(try CheckComparison.dataExtents(dir.path("damaged.qcow2")).contains { $0.overlaps(cluster) })
+
+        let comparison = try CheckComparison.run("damaged.qcow2", in: dir, arguments: ["-r", "leaks"])
+        comparison.expectIdentical("-r leaks")
+        #expect(comparison.ours.status == 0)
+        #expect(!comparison.ourExtents.contains { $0.overlaps(cluster) })
+    }
+
+    /// The snapshot table's new clusters need a refcount block the full
+    /// refcount table has no room for: the allocator grows the table and
+    /// the header follows it, as QEMU's does.
+    @Test("-r all: a snapshot table rewrite that grows the refcount table")
+    func snapshotTableRepairGrowsRefcountTable() throws {
+        let dir = try CheckScratch()
+        let damage = try #require(CheckDamages.snapshots.first { $0.base.name == CheckBase.fullRefcountTable.name })
+        try damage.make(dir)
+        let before = try CheckImageEditor(dir.path("damaged.qcow2")).refcountTableOffset
+        let comparison = try CheckComparison.run("damaged.qcow2", in: dir, arguments: ["-r", "all"])
+        comparison.expectIdentical("-r all")
+        #expect(comparison.ours.status == 0)
+        #expect(try CheckImageEditor(dir.path("k.img")).refcountTableOffset != before)
+    }
+
     @Test("JSON reports of damaged images and their repairs")
     func json() throws {
         let dir = try CheckScratch()

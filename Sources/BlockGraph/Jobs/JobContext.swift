@@ -66,8 +66,7 @@ final class JobContext: JobRunContext, Sendable {
         }
         guard let resumeTo = pausedAs else { return }
         mailbox.scheduleDrain()
-        let cancelled = job.lock.withLock { state, lock in
-            while state.pauseCount > 0 && !state.forceCancel { lock.wait() }
+        let cancelled = job.lock.withLock(when: { $0.pauseCount == 0 || $0.forceCancel }) { state, lock in
             state.parked = false
             state.busy = true
             mailbox.enqueue { [job] manager in manager.transition(job, to: resumeTo) }
@@ -86,20 +85,20 @@ final class JobContext: JobRunContext, Sendable {
             return true
         }
         if announced { mailbox.scheduleDrain() }
-        try job.lock.withLock { state, lock in
+        let sleep = try job.lock.withLock { (state) -> (deadline: UInt64, kicks: UInt64)? in
             if state.forceCancel { state.busy = true; throw JobCancelled() }
-            guard state.pauseCount == 0, nanoseconds > 0 else { state.busy = true; return }
-            let start = monotonicNanoseconds()
-            let (sum, overflow) = start.addingReportingOverflow(nanoseconds)
-            let deadline = overflow ? UInt64.max : sum
-            let kicks = state.kicks
+            guard state.pauseCount == 0, nanoseconds > 0 else { state.busy = true; return nil }
+            let (sum, overflow) = monotonicNanoseconds().addingReportingOverflow(nanoseconds)
             state.busy = false
             state.sleeping = true
-            defer { state.sleeping = false }
-            while !state.forceCancel && state.kicks == kicks && monotonicNanoseconds() < deadline {
-                lock.wait(until: deadline)
+            return (overflow ? UInt64.max - 1 : sum, state.kicks)
+        }
+        if let sleep {
+            // Woken early by a cancel or a kick (a speed change, a pause).
+            job.lock.withLock(when: { $0.forceCancel || $0.kicks != sleep.kicks }, until: sleep.deadline) { state, _ in
+                state.sleeping = false
+                state.busy = true
             }
-            state.busy = true
         }
         try pausePoint()
     }

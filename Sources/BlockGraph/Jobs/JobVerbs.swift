@@ -102,9 +102,7 @@ extension JobManager {
     public func cancelAllAndWait() {
         while let job = jobList.first {
             cancelJob(job, force: true)
-            job.lock.withLock { state, lock in
-                while state.started && !state.workerFinished { lock.wait() }
-            }
+            job.lock.withLock(when: { !$0.started || $0.workerFinished }) { _, _ in }
             mailbox.drain()
         }
     }
@@ -172,9 +170,7 @@ extension JobManager {
     /// its wake-up to `done`, no I/O) and run what it handed over.
     func settle(_ job: Job, until done: (Job.State) -> Bool) {
         let deadline = monotonicNanoseconds() &+ 1_000_000_000
-        job.lock.withLock { state, lock in
-            while !done(state) && monotonicNanoseconds() < deadline { lock.wait(until: deadline) }
-        }
+        job.lock.withLock(when: done, until: deadline) { _, _ in }
         mailbox.drain()
     }
 }

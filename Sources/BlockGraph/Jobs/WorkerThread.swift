@@ -8,7 +8,7 @@ private final class ThreadBody {
 }
 
 /// Starts a detached thread running `body`; false if the system refused.
-func spawnWorkerThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+package func spawnWorkerThread(_ body: @escaping @Sendable () -> Void) -> Bool {
     let box = Unmanaged.passRetained(ThreadBody(body))
     var attributes = pthread_attr_t()
     pthread_attr_init(&attributes)

@@ -94,15 +94,7 @@ extension RefcountCheck {
         } catch let failure as CheckFailure {
             throw RebuildFailure(message: "ERROR setting reftable", errno: failure.errno)
         }
-        image.installRefcountTable(table, at: tableOffset)
-    }
-}
-
-extension Qcow2Checker {
-    /// Switches to a refcount table just written and named in the header.
-    func installRefcountTable(_ table: [UInt64], at offset: UInt64) {
-        refcountTable = table
-        refcountTableOffset = offset
+        image.allocator.adoptTable(offset: tableOffset, entries: table)
     }
 }
 

@@ -17,12 +17,12 @@ public final class Qcow2Checker {
     /// only entries' COPIED flags, never where the L2 tables are, so the
     /// overlap index stays valid.
     var l1Table: [UInt64]
+    /// The one reader and writer of refcounts (OnDiskRefcounts.swift): the
+    /// refcount table in use, its block cache and QEMU's allocator.
+    let allocator: RefcountAllocator
     /// The refcount table in use (s->refcount_table) and where it lives.
-    var refcountTable: [UInt64] { didSet { overlapIndex = nil } }
-    var refcountTableOffset: UInt64 { didSet { overlapIndex = nil } }
-    /// Refcount blocks as read from disk (QEMU's refcount block cache, at
-    /// its default size: four clusters), the write path's cache type.
-    let refblockCache: MetadataCache<CachedCluster>
+    var refcountTable: [UInt64] { allocator.table }
+    var refcountTableOffset: UInt64 { allocator.tableOffset }
 
     /// The snapshot table as the check read it (empty until then).
     var snapshotTable = SnapshotTable() { didSet { overlapIndex = nil } }
@@ -66,10 +66,6 @@ public final class Qcow2Checker {
         self.layout = layout
         header = layout.header
         geometry = try CheckGeometry(header: header)
-        let clusterSize = Int(header.clusterSize)
-        refblockCache = MetadataCache(file: file, clusterSize: clusterSize, capacity: 4) {
-            CachedCluster(offset: $0, count: clusterSize)
-        }
         // QEMU loads the persistent bitmaps on open: a directory it cannot
         // load fails the open, before any check.
         if let bitmaps = layout.bitmaps { _ = try BitmapDirectory.load(bitmaps, file: file, header: header) }
@@ -82,9 +78,9 @@ public final class Qcow2Checker {
         l1Table = (0..<Int(header.l1Size)).map { l1.be(UInt64.self, at: $0 * 8) }
         let tableBytes = Int(UInt64(header.refcountTableClusters) * header.clusterSize)
         let table = try Self.readTable(file, tableBytes, at: header.refcountTableOffset)
-        refcountTable = (0..<(tableBytes / 8)).map { table.be(UInt64.self, at: $0 * 8) }
-        refcountTableOffset = header.refcountTableOffset
-        watchRefcountBlockCache()
+        allocator = Self.makeAllocator(file: file, header: header, geometry: geometry,
+                                       table: (0..<(tableBytes / 8)).map { table.be(UInt64.self, at: $0 * 8) })
+        watchAllocator()
 
         // Opened for repairs, autoclear bits QEMU does not know are cleared
         // (the spec asks that of writers). QEMU then writes its header while
@@ -223,12 +219,23 @@ public final class Qcow2Checker {
 
     /// What closing a writable image does (qcow2_inactivate): caches are
     /// written and the dirty bit goes, unless a fatal corruption made the
-    /// image unusable.
-    /// Throws `Qcow2Error` when a write fails.
+    /// image unusable. A cache that cannot be written is reported as QEMU
+    /// reports it ("Failed to flush the refcount block cache: <strerror>",
+    /// through `Qcow2Diagnostics`) and the image stays dirty.
+    /// Throws `Qcow2Error.checkFailed` with the errno of the first failure.
     public func finishRepairs() throws {
         guard isWritable, !isUnusable else { return }
-        try flushRefcountBlocks()
-        try flush()
-        try clearIncompatibleFeature(.dirty)
+        do {
+            do {
+                try flushRefcountBlocks()
+            } catch let failure as CheckFailure {
+                Qcow2Diagnostics.report(Qcow2Diagnostic(.errorReport, "Failed to flush the refcount block cache: \(failure)"))
+                throw failure
+            }
+            try flush()
+            try clearIncompatibleFeature(.dirty)
+        } catch let failure as CheckFailure {
+            throw Qcow2Error.checkFailed(errno: failure.errno)
+        }
     }
 }

@@ -132,13 +132,13 @@ final class RefcountCheck {
             // "ERROR snapshot <id> (<name>) ...", the names as stored.
             let prefix = Array("ERROR snapshot ".utf8) + snapshot.idBytes + Array(" (".utf8) + snapshot.nameBytes
             if geometry.offsetIntoCluster(snapshot.l1TableOffset) != 0 {
-                diagnostics(CheckMessage(bytes: prefix + Array(") l1_offset=\(hexPrefixed(snapshot.l1TableOffset)): ".utf8)
+                diagnostics(CheckMessage(bytes: prefix + Array(") l1_offset=\(hex(snapshot.l1TableOffset)): ".utf8)
                     + Array("L1 table is not cluster aligned; snapshot table entry corrupted".utf8)))
                 result.corruptions += 1
                 continue
             }
             if UInt64(snapshot.l1Size) > Qcow2Limits.maxL1TableBytes / 8 {
-                diagnostics(CheckMessage(bytes: prefix + Array(") l1_size=\(hexPrefixed(UInt64(snapshot.l1Size))): ".utf8)
+                diagnostics(CheckMessage(bytes: prefix + Array(") l1_size=\(hex(UInt64(snapshot.l1Size))): ".utf8)
                     + Array("L1 table is too large; snapshot table entry corrupted".utf8)))
                 result.corruptions += 1
                 continue

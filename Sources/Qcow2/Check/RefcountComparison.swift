@@ -29,7 +29,7 @@ extension RefcountCheck {
                     result.checkErrors += 1
                     continue
                 }
-                block = image.cachedRefcountBlock(forCluster: cluster).map { (cluster >> blockBits, $0) }
+                block = image.allocator.cachedRefcountBlock(forCluster: UInt64(cluster)).map { (cluster >> blockBits, $0) }
             }
             let counted = references[cluster]
             if recorded > 0 || counted > 0 { highest = cluster }

@@ -25,6 +25,9 @@ extension Qcow2Checker {
         let newOffset = try allocateClusters(size)
 
         do {
+            // bdrv_flush: the new clusters' refcounts are on disk first.
+            try flushRefcountBlocks()
+            try flush()
             try checkBeforeWriting(offset: newOffset, size: size, diagnostics: diagnostics)
             // Only the entries are written: padding between them keeps
             // whatever the clusters held, as in QEMU.
@@ -51,62 +54,18 @@ extension Qcow2Checker {
         }
     }
 
-    /// Allocates clusters for `size` bytes as QEMU's qcow2_alloc_clusters
-    /// does, from the refcounts on disk; the refcount blocks are written
-    /// when it returns.
+    /// Allocates clusters for `size` bytes (qcow2_alloc_clusters, through
+    /// the check's allocator); the caller flushes.
     private func allocateClusters(_ size: UInt64) throws -> UInt64 {
-        try emptyRefcountBlockCache()
-        let allocator = RefcountAllocator(file: file, clusterBits: UInt32(geometry.clusterBits), width: geometry.width,
-                                          tableOffset: refcountTableOffset, table: refcountTable)
-        let offset: UInt64
-        do {
-            offset = try allocator.allocateClusters(size)
-            try allocator.blocks.flush()
-        } catch let failure as CheckFailure {
-            throw failure
-        } catch let Qcow2Error.io(_, code) {
-            throw CheckFailure(errno: code)
-        } catch is FileTooLarge {
-            throw CheckFailure(errno: CheckErrno.tooBig)
-        } catch {
-            throw CheckFailure(errno: CheckErrno.io)
-        }
-        if allocator.tableOffset != refcountTableOffset {
-            // The allocator moved the refcount table: the header follows.
-            let pointer = HeaderFieldUpdate.refcountTableLocation(offset: allocator.tableOffset, clusters: UInt32(truncatingIfNeeded: allocator.tableClusters))
-            try flush()
-            try write(pointer.bytes, at: pointer.offset)
-            try flush()
-        }
-        installRefcountTable(allocator.table, at: allocator.tableOffset)
-        return offset
+        try withRefcounts(diagnostics: reporter) { try $0.allocateClusters(size) }
     }
 
-    /// Frees the clusters of a byte range (qcow2_free_clusters): all or
-    /// nothing; clusters whose refcount drops to zero are discarded once
-    /// every refcount is updated.
+    /// Frees the clusters of a byte range (qcow2_free_clusters, through the
+    /// check's allocator): all or nothing; clusters whose refcount drops to
+    /// zero are discarded once every refcount is updated. (QEMU frees the
+    /// old table as a snapshot free, a new one it could not use as an
+    /// "always" one: both pass through to the file alike.)
     func decreaseRefcounts(offset: UInt64, size: UInt64) throws {
-        guard size > 0 else { return }
-        let first = Int64(geometry.startOfCluster(offset) >> geometry.clusterBits)
-        let last = Int64(geometry.startOfCluster(offset &+ size &- 1) >> geometry.clusterBits)
-        guard first <= last else { return }
-        var done: [Int64] = []
-        var freed: [Int64] = []
-        do {
-            for cluster in first...last {
-                if try changeRefcount(ofCluster: cluster, by: 1, decrease: true, discard: false, diagnostics: reporter) == 0 {
-                    freed.append(cluster)
-                }
-                done.append(cluster)
-            }
-        } catch {
-            for cluster in done.reversed() {
-                _ = try? changeRefcount(ofCluster: cluster, by: 1, decrease: false, discard: false, diagnostics: reporter)
-            }
-            throw error
-        }
-        for cluster in freed {
-            try? file.punchHole(offset: UInt64(cluster) << geometry.clusterBits, length: geometry.clusterSize)
-        }
+        try withRefcounts(diagnostics: reporter) { try $0.freeClusters(offset: offset, length: size, type: .snapshot) }
     }
 }

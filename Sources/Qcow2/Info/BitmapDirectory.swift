@@ -25,7 +25,7 @@ struct BitmapDirectoryEntry: Equatable {
     }
 }
 
-enum BitmapDirectory {
+package enum BitmapDirectory {
     /// QEMU's limits on one entry's fields.
     static let maxTableSize: UInt32 = 0x800_0000
     static let maxPhysicalSize: UInt64 = 0x2000_0000
@@ -39,7 +39,7 @@ enum BitmapDirectory {
     /// The bitmaps of an open image: nil when it has none (or when they are
     /// ignored because a program without bitmap support touched the image,
     /// which `warnings` then says).
-    static func read(image: Qcow2Image, warnings: inout [ImageInfoWarning]) throws -> [BitmapInfo]? {
+    package static func read(image: Qcow2Image, warnings: inout [ImageInfoWarning]) throws -> [BitmapInfo]? {
         guard let payload = image.extensions.lazy.compactMap({ ext -> [UInt8]? in
             if case let .bitmaps(data) = ext { return data }
             return nil

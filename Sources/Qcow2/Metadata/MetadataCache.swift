@@ -94,9 +94,9 @@ final class MetadataCache<Entry: CachedCluster>: WriteBackCache {
 
     weak var dependency: WriteBackCache?
     var needsFileSyncFirst = false
-    /// Whether `flush()` syncs the file (the write path syncs where QEMU
-    /// does; a file that ignores flushes, as a new image's does, makes that
-    /// free; check's snapshot table repair writes without syncs).
+    /// Whether `flush()` syncs the file (the write path and the check sync
+    /// where QEMU does; a file that ignores flushes, as a new image's does,
+    /// makes that free).
     var syncsOnFlush: Bool
     /// Runs before any entry is written (the metadata overlap check).
     var checkBeforeWrite: ((_ offset: UInt64, _ length: Int) throws -> Void)?

@@ -106,6 +106,17 @@ final class RefcountAllocator {
         return RefcountCoding.get(block.readOnlyBytes, index: entry, width: width)
     }
 
+    /// For scans in cluster order (the check's comparison), without I/O: a
+    /// copy of the refcount block covering cluster `index` if it is cached,
+    /// [] when the table names no block (every refcount zero), nil otherwise.
+    func cachedRefcountBlock(forCluster index: UInt64) -> [UInt8]? {
+        let tableIndex = index >> refblockBits
+        guard tableIndex < UInt64(table.count) else { return [] }
+        let blockOffset = table[Int(tableIndex)] & Qcow2EntryMask.refcountTableOffset
+        guard blockOffset != 0 else { return [] }
+        return blocks.cached(blockOffset).map { Array($0.readOnlyBytes) }
+    }
+
     /// The last cluster below `fileSize` with a non-zero refcount
     /// (qcow2_get_last_cluster).
     func lastUsedCluster(fileSize: UInt64) throws -> UInt64 {

@@ -39,6 +39,12 @@ struct IOGetopt {
     private var skipped: [String] = []
     private var finished = false
 
+    /// What the last `.error` was about, as qemu-img reports it with a
+    /// leading ':' in its option string: whether an argument was missing, and
+    /// argv[optind - 1] at that moment (the element holding the option once
+    /// it is used up; the one before it while letters of a cluster remain).
+    private(set) var failure: (missingArgument: Bool, element: String)?
+
     /// `arguments[0]` is the name error messages start with.
     init(_ arguments: [String], shortOptions: String, longOptions: [LongOption] = [],
          program: String? = nil) {
@@ -100,6 +106,7 @@ struct IOGetopt {
     private mutating func shortOption() -> Item {
         let letter = cluster.removeFirst()
         guard letter != UInt8(ascii: ":"), let hasArgument = takesArgument[letter] else {
+            failure = (false, arguments[cluster.isEmpty ? index - 1 : index - 2])
             cluster = []
             return .error("\(program): invalid option -- '\(Self.character(letter))'")
         }
@@ -110,6 +117,7 @@ struct IOGetopt {
             return .option(letter, value)
         }
         guard index < arguments.count else {
+            failure = (true, arguments[index - 1])
             return .error("\(program): option requires an argument -- '\(Self.character(letter))'")
         }
         index += 1
@@ -135,20 +143,26 @@ struct IOGetopt {
                candidates.allSatisfy({ $0.code == first.code && $0.takesArgument == first.takesArgument }) {
                 found = first
             } else if candidates.count > 1 {
+                failure = (false, arguments[index - 1])
                 return .error("\(program): option '--\(text)' is ambiguous; possibilities:"
                               + candidates.map { " '--\($0.name)'" }.joined())
             }
         }
-        guard let option = found else { return .error("\(program): unrecognized option '--\(text)'") }
+        guard let option = found else {
+            failure = (false, arguments[index - 1])
+            return .error("\(program): unrecognized option '--\(text)'")
+        }
         if option.takesArgument {
             if value == nil {
                 guard index < arguments.count else {
+                    failure = (true, arguments[index - 1])
                     return .error("\(program): option '--\(option.name)' requires an argument")
                 }
                 value = arguments[index]
                 index += 1
             }
         } else if value != nil {
+            failure = (false, arguments[index - 1])
             return .error("\(program): option '--\(option.name)' doesn't allow an argument")
         }
         return .option(option.code, value)

@@ -87,7 +87,11 @@ enum IOProgram {
                     console.out(usage)
                     return 0
                 case UInt8(ascii: "V"):
-                    console.out("qcowkit io version \(QcowKit.version)\n")
+                    // Invoked as qemu-io: "qemu-io version 7.2.0 (qcowkit ...)".
+                    let name = ProgramName.current
+                    console.out(Tool(invokedAs: name) == .qemuIO
+                                ? "\(name) version \(QemuImgHelp.qemuVersion) (qcowkit \(QcowKit.version))\n"
+                                : "qcowkit io version \(QcowKit.version)\n")
                     return 0
                 case UInt8(ascii: "c"): commands.append(value)
                 case UInt8(ascii: "f"): options.format = value

@@ -47,7 +47,7 @@ final class IODevice {
 
 final class IOSession {
     /// The name diagnostics start with, where qemu-io prints "qemu-io".
-    static let program = "qcowkit"
+    static var program: String { ProgramName.current }
 
     let console: IOConsole
     private(set) var device: IODevice?
@@ -104,7 +104,7 @@ final class IOSession {
         if format == nil, let raw = image as? RawImage {
             raw.isProbed = true
             if !options.readOnly {
-                console.err(RawProbeWarning.text(path: path))
+                console.err(ProbedRawWarning.text(path: path))
             }
         }
         if let unsupportedOption {

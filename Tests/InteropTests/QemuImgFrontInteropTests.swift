@@ -1,0 +1,90 @@
+// qemu-img's command line against qcowkit invoked as `qemu-img`: standard
+// options, unknown verbs, each verb's bad and missing flags, and errors that
+// name the program as invoked; invoked as `qemu-io`, qcowkit is qemu-io.
+import Foundation
+import Testing
+
+@Suite("qemu-img's front: verbs, flags and the invoked name")
+struct QemuImgFrontInteropTests {
+    @Test("unknown verbs, standard options and bad flags of every verb")
+    func usageErrors() throws {
+        let run = try QemuImgDifferential()
+        try run.makeFixtures()
+        var cases: [[String]] = [
+            [], ["frobnicate"], ["frobnicate", "a", "b"], ["help"], ["-x"], ["--bogus"], ["-T"], ["--trace"],
+            ["-T", "foo"], ["-T", "foo", "info", "missing.qcow2"],
+            ["info"], ["info", "missing.qcow2"], ["check", "missing.qcow2"], ["map", "missing.qcow2"],
+            ["info", "--f", "qcow2", "top.qcow2"], ["map", "--start-offset=9E", "top.qcow2"],
+            ["map", "--max-length=1x", "top.qcow2"],
+        ]
+        for verb in ["create", "info", "check", "map", "convert", "compare", "dd", "bench"] {
+            cases += [[verb, "-Z"], [verb, "--zz"], [verb, "-qZ", "a"], [verb, "--object"]]
+        }
+        cases += [["info", "-f"], ["check", "-r"], ["convert", "-O"], ["create", "-o"], ["map", "--output"],
+                  ["bench", "-c"], ["dd", "-O"], ["compare", "-F"]]
+        let differences = try cases.compactMap { try run.difference($0) }
+        #expect(differences.isEmpty, "\(differences.joined(separator: "\n\n"))")
+    }
+
+    @Test("measure's bad flags: glibc's message and the help, exit 0")
+    func measureHelpOnBadFlag() throws {
+        let run = try QemuImgDifferential()
+        for arguments in [["measure", "-x"], ["measure", "--bogus"], ["measure", "-o"]] {
+            let expected = try run.theirs(arguments)
+            let actual = try run.mine(arguments)
+            #expect(actual.status == expected.status && actual.stderr == expected.stderr, "\(arguments)")
+            #expect(actual.stdout.contains("usage: qemu-img [standard options] command [command options]"))
+        }
+    }
+
+    @Test("help and version: qemu-img's layout, the verbs qcowkit has, its formats")
+    func helpAndVersion() throws {
+        let run = try QemuImgDifferential()
+        for arguments in [["--help"], ["-h"], ["info", "-h"], ["compare", "--help"], ["-h", "frobnicate"]] {
+            let expected = try run.theirs(arguments)
+            let actual = try run.mine(arguments)
+            #expect(actual.status == 0 && expected.status == 0 && actual.stderr.isEmpty)
+            let lines = actual.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.first == "qemu-img version 7.2.0 (qcowkit 0.1.0)")
+            #expect(lines.contains("usage: qemu-img [standard options] command [command options]"))
+            #expect(lines.contains("Supported formats: file qcow2 raw"))
+            // Every verb line is qemu-img's own, word for word.
+            let verbLines = lines.filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") && !$0.hasPrefix("  '") }
+            for line in verbLines {
+                #expect(expected.stdout.contains(line + "\n"), "\(line)")
+            }
+            for verb in ["check", "compare", "convert", "create", "dd", "info", "map", "measure", "bench"] {
+                #expect(verbLines.contains { $0.hasPrefix("  \(verb) ") }, "\(verb)")
+            }
+        }
+        for arguments in [["-V"], ["--version"]] {
+            let actual = try run.mine(arguments)
+            #expect(actual == .init(status: 0, stdout: "qemu-img version 7.2.0 (qcowkit 0.1.0)\n", stderr: ""))
+        }
+    }
+
+    @Test("invoked as qemu-io, qcowkit runs qemu-io's command line and names itself qemu-io")
+    func qemuIO() throws {
+        let run = try QemuImgDifferential()
+        try run.makeFixtures()
+        let cases: [[String]] = [
+            ["-c", "read -P 5 1536k 4k", "top.qcow2"], ["-c", "map", "top.qcow2"], ["-c", "read -P 9 0 512", "top.qcow2"],
+            ["-f", "raw", "-c", "read 0 512", "top.qcow2"], ["missing.qcow2"], ["-c", "frob", "top.qcow2"],
+        ]
+        var differences: [String] = []
+        for arguments in cases {
+            var expected = try run.theirs(arguments, tool: "qemu-io")
+            var actual = try run.mine(arguments, tool: "qemu-io")
+            // Timings in read reports differ run to run.
+            expected.stdout = Self.dropTimings(expected.stdout)
+            actual.stdout = Self.dropTimings(actual.stdout)
+            if expected != actual { differences.append("qemu-io \(arguments)\n\(expected)\n\(actual)") }
+        }
+        #expect(differences.isEmpty, "\(differences.joined(separator: "\n\n"))")
+    }
+
+    static func dropTimings(_ text: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.contains(" ops; ") }.joined(separator: "\n")
+    }
+}
