@@ -70,13 +70,7 @@ enum CheckCommand {
     /// checked: exit status 63.
     static func open(_ path: String, format name: String?, writable: Bool,
                      locking: ImageLocking = .standard) throws -> Qcow2Checker {
-        var format: ImageFormat?
-        if let name {
-            guard let known = ImageFormat(rawValue: name) else {
-                throw CommandFailure("Could not open '\(path)': Unknown driver '\(name)'")
-            }
-            format = known
-        }
+        let format = try ReadCommands.format(name, path: path)
         let file: BlockFile
         do {
             if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }

@@ -48,17 +48,20 @@ struct Map: ParsableCommand {
 
 /// What the verbs that open an image chain (map, convert, snapshot) share.
 enum ReadCommands {
+    /// The format -f names (nil: probe), refused as qemu-img's open refuses it.
+    static func format(_ name: String?, path: String) throws -> ImageFormat? {
+        guard let name else { return nil }
+        guard let known = ImageFormat(rawValue: name) else {
+            throw CommandFailure("Could not open '\(path)': Unknown driver '\(name)'")
+        }
+        return known
+    }
+
     /// Opens an image chain for a command, with qemu-img's messages on
     /// failure, locked for a user that needs `access` (VerbLocking.swift).
     static func openChain(_ path: String, format name: String?, writable: Bool = false,
                           access: BlockAccess = VerbAccess.read, locking: ImageLocking = .standard) throws -> BlockImage {
-        var format: ImageFormat?
-        if let name {
-            guard let known = ImageFormat(rawValue: name) else {
-                throw CommandFailure("Could not open '\(path)': Unknown driver '\(name)'")
-            }
-            format = known
-        }
+        let format = try self.format(name, path: path)
         do {
             return try BackingChain.open(path: path, format: format, writable: writable, at: .top,
                                          user: access, locking: locking)

@@ -76,7 +76,7 @@ final class ActiveCommitDriver: BlockJobDriver {
         while true {
             try context.pausePoint()
             if let chunk = dirty.takeNext(maxBytes: UInt64(CommitCopier.bufferSize)) {
-                guard try context.attempt({ try copier.copy(at: chunk.offset, length: chunk.length) }) else {
+                guard try context.attempt({ try copier.mirror(at: chunk.offset, length: chunk.length) }) else {
                     dirty.mark(offset: chunk.offset, length: chunk.length)
                     continue
                 }
@@ -107,7 +107,7 @@ final class ActiveCommitDriver: BlockJobDriver {
         let copier = CommitCopier(top: top, layers: layersAboveBase, base: base)
         defer { copier.deallocate() }
         while let chunk = dirty.takeNext(maxBytes: UInt64(CommitCopier.bufferSize)) {
-            try copier.copy(at: chunk.offset, length: chunk.length)
+            try copier.mirror(at: chunk.offset, length: chunk.length)
         }
         try copier.flushBase()
         if top.isReadOnly { try graph.reopen(base, readOnly: true) }

@@ -1,6 +1,8 @@
 // The copying both commit jobs do: which ranges the layers above base
 // allocate (QEMU's bdrv_is_allocated_above with include_base), and copying
-// a range from the top of the chain into base through a reusable buffer.
+// a range from the top of the chain into base through a reusable buffer
+// (an active commit, like QEMU's mirror, writes zeroes where top's chain
+// reads as zeroes).
 
 import Qcow2
 
@@ -45,6 +47,29 @@ struct CommitCopier {
         try copy(at: offset, length: length) { try base.write($0, at: offset) }
     }
 
+    /// What a mirror (an active commit) does with a dirty range (QEMU's
+    /// mirror_iteration): a run that reads as zeroes through top's chain,
+    /// with no data behind it, becomes a zero write that may unmap, when it
+    /// covers whole clusters of base; everything else is copied.
+    func mirror(at offset: UInt64, length: UInt64) throws {
+        let cluster = base.qcow2?.header.clusterSize ?? 512
+        let end = offset + length
+        var position = offset
+        while position < end {
+            let status = try BlockJobIOFailure.catching(.read) {
+                try top.image.chainBlockStatus(at: position, length: end - position).status
+            }
+            let run = min(status.length, end - position)
+            let whole = position % cluster == 0 && (run % cluster == 0 || position + run == top.size)
+            if status.isZero && !status.isData && whole {
+                try BlockJobIOFailure.catching(.write) { try base.writeZeroes(at: position, length: run, mayUnmap: true) }
+            } else {
+                try copy(at: position, length: run)
+            }
+            position += run
+        }
+    }
+
     /// `copy` for a stream, whose target is top itself: the caller holds
     /// top's writes (`BlockNode.withWritesHeld`), so the write goes to the
     /// image directly.
@@ -62,19 +87,16 @@ struct CommitCopier {
         try BlockJobIOFailure.catching(.write) { try base.flush() }
     }
 
-    /// Grows base to `size` when it is smaller (commit_run's truncate);
-    /// where base's own backing would show through the new part, that part
-    /// is zeroed, as QEMU's block layer does.
+    /// Grows base to `size` when it is smaller (commit_run's and mirror's
+    /// truncate); where base's own backing would show through the new part,
+    /// the codec zeroes it, as QEMU's block layer does.
     func growBase(to size: UInt64) throws {
-        let oldSize = base.size
-        guard oldSize < size else { return }
-        guard let qcow2 = base.qcow2 else {
-            throw BlockJobIOFailure(.write, BlockGraphError("Cannot grow the \(base.driver) node '\(base.nodeName)'"))
-        }
+        guard base.size < size else { return }
         try BlockJobIOFailure.catching(.write) {
-            try qcow2.grow(to: size)
-            if let below = base.backing, below.size > oldSize {
-                try base.writeZeroes(at: oldSize, length: size - oldSize)
+            switch base.image {
+            case let qcow2 as Qcow2Image: try qcow2.truncate(to: size, preallocation: .off)
+            case let raw as RawImage: try raw.truncate(to: size, preallocation: .off)
+            default: throw BlockGraphError("Cannot grow the \(base.driver) node '\(base.nodeName)'")
             }
         }
     }

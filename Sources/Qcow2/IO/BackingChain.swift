@@ -8,6 +8,12 @@
 // nest as QEMU's do, "Could not open backing file: " once per link; a loop
 // or an over-deep chain is about the whole chain and is reported as it is.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A backing file name as stored in an overlay, and how it is resolved.
 package enum BackingReference {
     /// Resolves `name` as QEMU does: an absolute name as is, a relative name
@@ -192,5 +198,39 @@ package enum BackingChain {
             return try open(path: target, format: format, writable: false, at: next, user: user, locking: locking,
                             withoutIO: withoutIO)
         }, wrap: { error in (error as? Qcow2Error).map(Qcow2Error.inBackingFile) ?? error })
+    }
+}
+
+/// Finding an image of an opened chain by file name (QEMU's
+/// bdrv_find_backing_image), as `commit -b` and `rebase -b` name one: the
+/// name asked for and each overlay's stored backing name are both resolved
+/// against the overlay's file name and compared as real paths, so that any
+/// spelling of the same file matches; protocol names match only as written.
+extension BackingReference {
+    /// Whether `name` names what an overlay at `overlayPath` stores as `stored`.
+    package static func matches(_ name: String, stored: String, overlayPath: String) -> Bool {
+        if isPseudoProtocol(name) || isPseudoProtocol(stored) { return name == stored }
+        guard let wanted = realPath(resolve(name, relativeTo: overlayPath)),
+              let actual = realPath(resolve(stored, relativeTo: overlayPath)) else { return false }
+        return wanted == actual
+    }
+
+    package static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}
+
+extension BackingChain {
+    /// The image below `top` (not `top` itself) that `name` names, if any.
+    package static func find(named name: String, below top: BlockImage) -> BlockImage? {
+        var current = top
+        while let below = current.backing {
+            defer { current = below }
+            let stored = BackingReference.stored((current as? Qcow2Image)?.backingFileName) ?? ""
+            if BackingReference.matches(name, stored: stored, overlayPath: current.filename) { return below }
+        }
+        return nil
     }
 }

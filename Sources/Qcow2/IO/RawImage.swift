@@ -18,7 +18,9 @@ import Musl
 public final class RawImage: WritableBlockImage, Sendable {
     package let file: BlockFile
     /// The file's length rounded up to whole 512-byte sectors.
-    public let size: UInt64
+    public var size: UInt64 { sizeStorage.load(ordering: .relaxed) }
+    /// Changed only by `truncate` (RawTruncate.swift).
+    let sizeStorage: Atomic<UInt64>
     /// Always `.raw`.
     public var format: ImageFormat { .raw }
     /// The path the image was opened with.
@@ -41,7 +43,7 @@ public final class RawImage: WritableBlockImage, Sendable {
 
     package init(file: BlockFile) throws {
         self.file = file
-        size = try file.sectorRoundedSize()
+        sizeStorage = Atomic(try file.sectorRoundedSize())
     }
 
     /// Opens the raw image at `path`, locked as `ImageOpener.open` locks.

@@ -349,6 +349,14 @@ final class RefcountAllocator {
 
     // MARK: Refcount table replacement
 
+    /// Forgets the refcount block of table entry `index`, once the table on
+    /// disk no longer names it (RefcountTableShrink.swift).
+    func forgetRefcountBlock(at index: Int) {
+        table[index] = 0
+        maxTableIndex = RefcountTable(entries: table).lastUsedIndex
+        tableChanged?(nil)
+    }
+
     /// Switches to a refcount table already written (and named by the
     /// header): a rebuilt refcount structure.
     func adoptTable(offset: UInt64, entries: [UInt64]) {

@@ -1,11 +1,14 @@
 // Growing an image's virtual size: QEMU 7.2's qcow2_co_truncate for a size no
 // smaller than the current one, with its preallocation modes. Image creation
 // gives a new, empty image its size through it (as qcow2_co_create does with
-// blk_truncate); a commit job grows a base smaller than its top.
+// blk_truncate); resize and a commit into a shorter base reach it through
+// Truncate.swift.
 //  1. the L1 table grows to map the new size exactly;
 //  2. the preallocation mode's work (GrowPreallocation.swift);
 //  3. with preallocation, the caches are written;
-//  4. the size field is rewritten and synced.
+//  4. over a backing file longer than the old size, the new part is zeroed
+//     (Truncate.swift);
+//  5. the size field is rewritten and synced.
 // New clusters stay unallocated without preallocation.
 
 #if canImport(Glibc)
@@ -32,6 +35,17 @@ extension Qcow2Image {
         guard newSize >= size, newSize % 512 == 0, newSize <= Qcow2Limits.maxVirtualSize else {
             throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Invalid image size \(newSize)")
         }
+        try checkResizable()
+        try withWriter { writer, lock in
+            try writer.checkResizable()
+            if let corruption = writer.corruption { throw Qcow2Error.writeFailed(errno: EIO, reason: corruption) }
+            try writer.grow(to: newSize, preallocation: preallocation, lock: lock)
+        }
+        stored.withLock { $0.header.size = newSize }
+    }
+
+    /// qcow2_truncate_bitmaps_check: bitmaps would have to be resized too.
+    func checkResizable() throws {
         let hasBitmaps = extensions.contains {
             if case .bitmaps = $0 { return true }
             return false
@@ -39,20 +53,22 @@ extension Qcow2Image {
         if hasBitmaps {
             throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Can't resize an image which has bitmaps")
         }
-        try withWriter { writer, lock in
-            if writer.version < 3 && !writer.snapshots.entries.isEmpty {
-                throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Can't resize a v2 image which has snapshots")
-            }
-            if let corruption = writer.corruption { throw Qcow2Error.writeFailed(errno: EIO, reason: corruption) }
-            try writer.grow(to: newSize, preallocation: preallocation, lock: lock)
-        }
-        stored.withLock { $0.header.size = newSize }
     }
 }
 
 extension Qcow2Writer {
-    /// qcow2_co_truncate growing the image from `imageSize` to `newSize`.
-    func grow(to newSize: UInt64, preallocation: Preallocation, lock: borrowing HeldMetadataLock) throws {
+    /// Version 2 images store no disk size with their snapshots.
+    func checkResizable() throws {
+        if version < 3 && !snapshots.entries.isEmpty {
+            throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Can't resize a v2 image which has snapshots")
+        }
+    }
+
+    /// qcow2_co_truncate growing the image from `imageSize` to `newSize`;
+    /// with `zeroingNewPart` the new part is made to read as zeroes over a
+    /// longer backing file first (Truncate.swift).
+    func grow(to newSize: UInt64, preallocation: Preallocation, zeroingNewPart: Bool = false,
+              lock: borrowing HeldMetadataLock) throws {
         let oldSize = imageSize
         precondition(newSize >= oldSize)
         try growL1Table(minEntries: divideRoundingUp(newSize, clusterSize << l2Bits), exact: true)
@@ -63,6 +79,7 @@ extension Qcow2Writer {
         }
         // The new metadata is written before the size says it is there.
         if preallocation != .off { try writeCaches() }
+        if zeroingNewPart { try zeroGrownPart(from: oldSize, to: newSize, lock: lock) }
         try writeSize(newSize)
         imageSize = newSize
     }

@@ -7,8 +7,11 @@
 //   ClusterFreeing      dropping references (failures reported, as QEMU's)
 //   L2TableAllocation   get_cluster_table/l2_allocate and L1 entries
 //   L1Growth            qcow2_grow_l1_table
+//   Truncate            qcow2_co_truncate's checks, either way (resize, commit)
 //   Grow                qcow2_co_truncate growing (resizing, image creation)
 //   GrowPreallocation   its preallocation modes: metadata, falloc, full
+//   Shrink              qcow2_co_truncate shrinking
+//   MakeEmpty           qcow2_make_empty (after a commit)
 //   ZeroWrites          write -z (zero flags and subcluster zero bits)
 //   Discard             discard (and zero writes of compat=0.10 images)
 //   CompressedWrites    write -c

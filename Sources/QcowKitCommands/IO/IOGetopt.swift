@@ -71,6 +71,9 @@ struct IOGetopt {
         skipped + (index < arguments.count ? Array(arguments[index...]) : [])
     }
 
+    /// The word the last option or error came from (glibc's argv[optind - 1]).
+    var lastWord: String { arguments[max(index - 1, 0)] }
+
     /// The next option, or nil when options are done.
     mutating func next() -> Item? {
         if !cluster.isEmpty { return shortOption() }

@@ -1,0 +1,193 @@
+// The copy of a safe rebase (QEMU 7.2's img_rebase): before an image is
+// pointed at another backing file, every range it leaves to its backing and
+// where the old and the new backing read differently gets the old content
+// written into the image, so that the guest sees no change. As qemu-img:
+//  - the image is walked in steps of at most 2 MiB (IO_BUF_SIZE); a range
+//    the image allocates itself is skipped (block status of the image alone);
+//  - when the new backing is in the old chain (the "prefix"), ranges that no
+//    image between the old backing and the prefix allocates are skipped too;
+//  - past a backing file's end it reads as zeroes (no new backing: zeroes);
+//  - the two are compared sector by sector; each differing run is written
+//    as one guest write, or as a zero write (without unmapping) where the
+//    old backing had ended.
+// With -c (beyond 7.2, as QEMU 8.2 offers it) each differing run is widened
+// to whole clusters, which are written compressed with what the image reads
+// there now.
+// A crash at any point changes nothing the guest sees: the old backing
+// still backs the image, and what was written equals what it reads; the
+// copy is flushed before the caller rewrites the header.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+package enum RebaseCopy {
+    /// qemu-img's IO_BUF_SIZE.
+    static let bufferSize: UInt64 = 2 << 20
+    static let sectorSize = 512
+
+    /// Copies into `image` what changes when its backing `oldBacking`
+    /// becomes `newBacking`. `prefix`: the new backing when it is an image
+    /// of the old chain. `progress` gets qemu-img's increments (percent).
+    /// Throws `Qcow2Error.writeFailed` with qemu-img's messages.
+    package static func run(image: WritableBlockImage, oldBacking: BlockImage?, newBacking: BlockImage?,
+                            prefix: BlockImage?, compress: Bool = false, progress: (Double) -> Void) throws {
+        // -c (QEMU 8.2's): data is written as whole compressed clusters;
+        // with extended L2 entries a cluster may be allocated in part, and
+        // is written as qemu-img 7.2 writes it.
+        let header = (image as? Qcow2Image)?.header
+        let compressedCluster = compress && header?.hasExtendedL2 == false ? header?.clusterSize : nil
+        let size = image.size
+        let oldSize = oldBacking?.size ?? 0
+        let newSize = newBacking?.size ?? 0
+        let step = size == 0 ? 0 : 100 / Double(size / min(size, bufferSize))
+        let oldBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(bufferSize), alignment: 4096)
+        let newBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(bufferSize), alignment: 4096)
+        defer {
+            oldBuffer.deallocate()
+            newBuffer.deallocate()
+        }
+        var offset: UInt64 = 0
+        while offset < size {
+            var n = min(bufferSize, size - offset)
+            let status = try metadata { try image.blockStatus(at: offset, length: n) }
+            n = status.length
+            if status.isAllocated {
+                offset += n
+                continue
+            }
+            if let prefix, let oldBacking {
+                let (allocated, run) = try metadata {
+                    try allocatedAbove(oldBacking, down: prefix, at: offset, length: n)
+                }
+                n = run
+                if !allocated {
+                    offset += n
+                    continue
+                }
+            }
+
+            // Past a backing file's end (or without one) it reads as zeroes.
+            func fill(_ buffer: UnsafeMutableRawBufferPointer, from backing: BlockImage?, size: UInt64,
+                      _ which: String) throws -> Bool {
+                guard let backing, offset < size else {
+                    buffer.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(n))
+                    return true
+                }
+                n = min(n, size - offset)
+                do {
+                    try backing.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(n)]), at: offset)
+                } catch {
+                    throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
+                                                 reason: "error while reading from \(which) backing file")
+                }
+                return false
+            }
+            let oldIsZero = try fill(oldBuffer, from: oldBacking, size: oldSize, "old")
+            _ = try fill(newBuffer, from: newBacking, size: newSize, "new")
+
+            var written = 0
+            while written < Int(n) {
+                let (differs, run) = compare(oldBuffer, newBuffer, from: written, to: Int(n))
+                if differs {
+                    do {
+                        if oldIsZero {
+                            try image.writeZeroes(at: offset + UInt64(written), length: UInt64(run), mayUnmap: false)
+                        } else if let compressedCluster {
+                            try writeCompressed(image, at: offset + UInt64(written), length: UInt64(run),
+                                                clusterSize: compressedCluster)
+                        } else {
+                            try image.write(UnsafeRawBufferPointer(rebasing: oldBuffer[written..<(written + run)]),
+                                            at: offset + UInt64(written))
+                        }
+                    } catch {
+                        throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
+                                                     reason: "Error while writing to COW image: \(Qcow2Error.reason(of: error))")
+                    }
+                }
+                written += run
+            }
+            progress(step)
+            offset += n
+        }
+        // Compressed data may end inside a sector: the file is rounded up,
+        // as qemu-img ends its compressed output.
+        if compressedCluster != nil { try image.writeCompressed(UnsafeRawBufferPointer(start: nil, count: 0), at: 0) }
+        // What was copied is on disk before the header names the new backing:
+        // L2 entries still in the cache when a crash follows the header
+        // change would leave those ranges to the new backing (qemu-img 7.2
+        // has this window; the file ends the same either way).
+        do {
+            try image.flush()
+        } catch {
+            throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
+                                         reason: "Error while writing to COW image: \(Qcow2Error.reason(of: error))")
+        }
+    }
+
+    /// The clusters around [offset, offset + length), read as the image
+    /// reads them now (from the old backing: the image leaves them to it),
+    /// written back compressed; clusters already written are skipped.
+    static func writeCompressed(_ image: WritableBlockImage, at offset: UInt64, length: UInt64,
+                                clusterSize: UInt64) throws {
+        var cluster = offset / clusterSize * clusterSize
+        let end = offset + length
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(clusterSize), alignment: 4096)
+        defer { buffer.deallocate() }
+        while cluster < end {
+            let count = min(clusterSize, image.size - cluster)
+            if try !image.blockStatus(at: cluster, length: count).isAllocated {
+                let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(count)])
+                try image.read(into: data, at: cluster)
+                try image.writeCompressed(UnsafeRawBufferPointer(data), at: cluster)
+            }
+            cluster += clusterSize
+        }
+    }
+
+    /// compare_buffers: whether the first sector from `start` differs, and
+    /// how many bytes (whole sectors, or the rest) share that answer.
+    static func compare(_ a: UnsafeMutableRawBufferPointer, _ b: UnsafeMutableRawBufferPointer,
+                        from start: Int, to end: Int) -> (differs: Bool, length: Int) {
+        func differs(_ at: Int) -> Bool {
+            let len = min(end - at, sectorSize)
+            return memcmp(a.baseAddress! + at, b.baseAddress! + at, len) != 0
+        }
+        let first = differs(start)
+        var i = start + min(end - start, sectorSize)
+        while i < end && differs(i) == first { i += min(end - i, sectorSize) }
+        return (first, i - start)
+    }
+
+    /// bdrv_is_allocated_above(top, base) without base: whether an image
+    /// from `top` down to (not including) `base` allocates the run at
+    /// `offset`, and how far that answer holds (at most `length`). Below
+    /// `top`, a layer that ends before `offset` counts as allocating zeroes
+    /// there, as in QEMU; past `top`'s own end QEMU 7.2 makes no progress
+    /// (it loops), where this answers "not allocated" (QEMU 8.2 stops there).
+    static func allocatedAbove(_ top: BlockImage, down base: BlockImage, at offset: UInt64,
+                               length: UInt64) throws -> (Bool, UInt64) {
+        guard offset < top.size else { return (false, length) }
+        var run = length
+        var layer: BlockImage? = top
+        while let current = layer, current !== base {
+            guard offset < current.size else { return (true, run) }
+            let status = try current.blockStatus(at: offset, length: run)
+            if status.isAllocated { return (true, min(run, status.length)) }
+            run = min(run, status.length)
+            layer = current.backing
+        }
+        return (false, run)
+    }
+
+    private static func metadata<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
+                                         reason: "error while reading image metadata: \(Qcow2Error.reason(of: error))")
+        }
+    }
+}

@@ -1,0 +1,207 @@
+// `qcowkit commit`: qemu-img 7.2's img_commit. Like qemu-img, it runs the
+// block layer's active commit job (BlockGraph's ActiveCommitDriver, the job
+// `block-commit` starts over QMP) to completion on a private job manager,
+// with -r as the job's speed: what the layers from the image down to base's
+// overlay allocate is copied into base (the immediate backing file, or -b's
+// image further down), base grown first when it is shorter. Then, unless -d
+// (which -b implies), the image is emptied (qcow2_make_empty).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ArgumentParser
+import BlockGraph
+import Qcow2
+import Synchronization
+
+struct Commit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "commit",
+        abstract: "Commit an image into its backing file: [-q] [-f FMT] [-t CACHE] [-b BASE] [-d] [-r RATE] [-p] FILE.")
+
+    @Argument(parsing: .captureForPassthrough, help: "qemu-img commit's options and the image.")
+    var arguments: [String] = []
+
+    func run() throws {
+        var format: String?
+        var cache = "writeback"
+        var base: String?
+        var drop = false
+        var showProgress = false
+        var quiet = false
+        var rate: Int64 = 0
+        var getopt = ImageVerbGetopt(arguments, shortOptions: ":f:ht:b:dpqr:", longOptions: [])
+        while let (option, argument) = try getopt.next() {
+            switch option {
+            case UInt8(ascii: "f"): format = argument
+            case UInt8(ascii: "t"): cache = argument ?? cache
+            case UInt8(ascii: "b"):
+                base = argument
+                drop = true  // -b implies -d
+            case UInt8(ascii: "d"): drop = true
+            case UInt8(ascii: "p"): showProgress = true
+            case UInt8(ascii: "q"): quiet = true
+            case UInt8(ascii: "r"):
+                rate = Int64(try ImageSizeArgument.parse(argument ?? "", name: "rate limit") {
+                    Terminal.printError(ProgramName.prefixed("warning: " + $0))
+                })
+            default: break
+            }
+        }
+        guard getopt.operands.count == 1 else { throw ImageVerbGetopt.usageError("Expecting one image file name") }
+        let filename = getopt.operands[0]
+        try CacheModeArgument.check(cache)
+
+        // img_open, for its messages; the job opens the chain again below.
+        let image = try ImageVerbs.openWritable(filename, format: format)
+        let progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 1)
+        progress.print(0, max: 100)
+        let baseImage: BlockImage
+        do {
+            defer { try? image.close() }
+            if let base {
+                guard let found = BackingChain.find(named: base, below: image) else {
+                    progress.end()
+                    throw CommandFailure("Did not find '\(base)' in the backing chain of '\(filename)'")
+                }
+                baseImage = found
+            } else {
+                guard let backing = image.backing else {
+                    progress.end()
+                    throw CommandFailure("Image does not have a backing file")
+                }
+                baseImage = backing
+            }
+        }
+        let baseFilename = baseImage.filename
+
+        do {
+            try CommitJob.run(filename: filename, format: format, baseFilename: baseFilename, speed: rate) {
+                progress.print($0, max: 0)
+            }
+            if !drop { try Self.empty(filename, format: format) }
+        } catch let failure as CommandFailure {
+            progress.end()
+            throw failure
+        }
+        progress.end()
+        if !quiet { Terminal.print("Image committed.") }
+    }
+
+    /// blk_make_empty on the committed image, opened alone; a format that
+    /// cannot be emptied (raw) is left as it is, as qemu-img does.
+    private static func empty(_ filename: String, format: String?) throws {
+        let file = try ImageOpener.openFile(path: filename, writable: true)
+        guard try (format.flatMap(ImageFormat.init(rawValue:)) ?? ImageFormat.probe(file)) == .qcow2 else {
+            try? file.close()
+            return
+        }
+        do {
+            let image = try Qcow2Image(file: file)
+            defer { try? image.close() }
+            try image.makeEmpty()
+        } catch {
+            throw CommandFailure("Could not empty \(filename): \(Qcow2Error.reason(of: error))")
+        }
+    }
+}
+
+/// Runs an active commit to completion, as qemu-img's run_block_job does:
+/// the job's worker thread copies while this thread plays the main loop,
+/// completes the job once it is ready, and reports progress (percent).
+enum CommitJob {
+    static func run(filename: String, format: String?, baseFilename: String, speed: Int64,
+                    progress: (Float) -> Void) throws {
+        let graph = BlockGraph()
+        defer { try? graph.closeAll() }
+        let top: BlockNode
+        do {
+            top = try graph.addDrive(BlockdevOptions(driver: format, file: .filename(filename)), id: "commit")
+        } catch {
+            throw CommandFailure("Could not open '\(filename)': \(error)")
+        }
+        var base = top.backing
+        while let node = base, node.filename != baseFilename { base = node.backing }
+        guard let base else { throw CommandFailure("Did not find '\(baseFilename)' in the backing chain of '\(filename)'") }
+
+        let scheduler = PumpedScheduler()
+        let failure = Mutex<String?>(nil)
+        let manager = JobManager(scheduler: scheduler) { event in
+            if case let .blockJobCompleted(data) = event, let error = data.error {
+                failure.withLock { $0 = error }
+            }
+        }
+        do {
+            let driver = try graph.makeCommitDriver(CommitRequest(device: "commit", baseNode: base.nodeName))
+            let job = try manager.startBlockJob(id: "commit", driver: driver, speed: speed)
+            var completed = false
+            while true {
+                scheduler.waitAndRun()
+                let total = job.totalProgress
+                progress(total == 0 ? 0 : Float(job.currentProgress) / Float(total) * 100)
+                let status = job.status
+                if status == .concluded || status == .null { break }
+                if status == .ready && !completed {
+                    try manager.complete(id: "commit")
+                    completed = true
+                }
+            }
+        } catch let failure as CommandFailure {
+            throw failure
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        if let error = failure.withLock({ $0 }) { throw CommandFailure("Block job failed: \(error)") }
+        progress(100)
+    }
+}
+
+/// The main loop of a one-job program: work the job's threads schedule is
+/// queued here and run by the thread that waits for it.
+final class PumpedScheduler: JobScheduler, Sendable {
+    private let queue = Mutex<[@Sendable () -> Void]>([])
+    private let wakeups = Semaphore()
+
+    func scheduleOnMainThread(_ work: @escaping @Sendable () -> Void) {
+        queue.withLock { $0.append(work) }
+        wakeups.signal()
+    }
+
+    /// Waits until work was scheduled (at most 100 ms), then runs what is queued.
+    func waitAndRun() {
+        wakeups.wait(milliseconds: 100)
+        while true {
+            let batch = queue.withLock { queue in
+                defer { queue.removeAll() }
+                return queue
+            }
+            if batch.isEmpty { return }
+            for work in batch { work() }
+        }
+    }
+}
+
+/// A counting semaphore over sem_t, waited on with a timeout.
+final class Semaphore: @unchecked Sendable {
+    // sem_t is safe to use from any thread; the pointer never changes.
+    private let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    init() { sem_init(semaphore, 0, 0) }
+
+    deinit {
+        sem_destroy(semaphore)
+        semaphore.deallocate()
+    }
+
+    func signal() { sem_post(semaphore) }
+
+    func wait(milliseconds: Int) {
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        deadline.tv_nsec += milliseconds * 1_000_000
+        deadline.tv_sec += deadline.tv_nsec / 1_000_000_000
+        deadline.tv_nsec %= 1_000_000_000
+        while sem_timedwait(semaphore, &deadline) != 0 && errno == EINTR {}
+    }
+}
