@@ -41,6 +41,7 @@ enum Bench {
         var cacheName = "writeback"
         var nativeAIO = false
         let operands: [String]
+        var locking = ImageLocking.standard
         let parsed = QemuImgFront.parseOptions(argv) { code, value in
             do {
                 switch code {
@@ -82,7 +83,8 @@ enum Bench {
                     settings.flushInterval = n
                 case 0x92: settings.drainOnFlush = false
                 case QemuImgVerb.imageOpts.code: return QemuImgFront.report("--image-opts is not supported by qcowkit bench")
-                default: break  // -U: accepted (image locks are not taken by this verb yet)
+                case QemuImgVerb.forceShare.code: locking = .forceShared
+                default: break
                 }
             } catch {
                 return QemuImgFront.report("\(error)")
@@ -113,9 +115,9 @@ enum Bench {
                 guard let known = ImageFormat(rawValue: format) else {
                     return QemuImgFront.report("Could not open '\(filename)': Unknown driver '\(format)'")
                 }
-                image = try ImageOpener.open(path: filename, format: known, writable: settings.write)
+                image = try ImageOpener.open(path: filename, format: known, writable: settings.write, locking: locking)
             } else {
-                image = try ImageOpener.open(path: filename, writable: settings.write)
+                image = try ImageOpener.open(path: filename, writable: settings.write, locking: locking)
             }
         } catch {
             return QemuImgFront.report(ImageOpener.failureMessage(path: filename, error: error))

@@ -92,13 +92,13 @@ struct Commit: ParsableCommand {
     /// blk_make_empty on the committed image, opened alone; a format that
     /// cannot be emptied (raw) is left as it is, as qemu-img does.
     private static func empty(_ filename: String, format: String?) throws {
-        let file = try ImageOpener.openFile(path: filename, writable: true)
-        guard try (format.flatMap(ImageFormat.init(rawValue:)) ?? ImageFormat.probe(file)) == .qcow2 else {
-            try? file.close()
+        let opened = try ImageOpener.openWithoutBacking(
+            path: filename, format: format.flatMap(ImageFormat.init(rawValue:)), writable: true)
+        guard let image = opened as? Qcow2Image else {
+            try? opened.close()
             return
         }
         do {
-            let image = try Qcow2Image(file: file)
             defer { try? image.close() }
             try image.makeEmpty()
         } catch {

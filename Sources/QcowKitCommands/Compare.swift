@@ -29,6 +29,7 @@ enum Compare {
     static func main(_ argv: [String]) -> Int32 {
         var options = Options()
         var cache = "writeback"
+        var locking = ImageLocking.standard
         let files: [String]
         let parsed = QemuImgFront.parseOptions(argv, objectStatus: 2) { code, value in
             switch code {
@@ -40,7 +41,8 @@ enum Compare {
             case UInt8(ascii: "s"): options.strict = true
             case QemuImgVerb.imageOpts.code:
                 return QemuImgFront.report("--image-opts is not supported by qcowkit compare", status: 2)
-            default: break  // -U: accepted (image locks are not taken by this verb yet)
+            case QemuImgVerb.forceShare.code: locking = .forceShared
+            default: break
             }
             return nil
         }
@@ -56,11 +58,11 @@ enum Compare {
         guard cacheMode.setCacheMode(cache) else { return QemuImgFront.report("Invalid source cache option: \(cache)", status: 2) }
 
         let first: BlockImage, second: BlockImage
-        do { first = try ReadCommands.openChain(files[0], format: options.formats.0) } catch {
+        do { first = try ReadCommands.openChain(files[0], format: options.formats.0, locking: locking) } catch {
             return QemuImgFront.report("\(error)", status: 2)
         }
         defer { try? first.close() }
-        do { second = try ReadCommands.openChain(files[1], format: options.formats.1) } catch {
+        do { second = try ReadCommands.openChain(files[1], format: options.formats.1, locking: locking) } catch {
             return QemuImgFront.report("\(error)", status: 2)
         }
         defer { try? second.close() }

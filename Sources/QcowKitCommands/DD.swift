@@ -26,12 +26,14 @@ enum DD {
         var format: String?
         var outputFormat = "raw"
         let words: [String]
+        var locking = ImageLocking.standard
         let parsed = QemuImgFront.parseOptions(argv) { code, value in
             switch code {
             case UInt8(ascii: "f"): format = value
             case UInt8(ascii: "O"): outputFormat = value
             case QemuImgVerb.imageOpts.code: return QemuImgFront.report("--image-opts is not supported by qcowkit dd")
-            default: break  // -U: accepted (image locks are not taken by this verb yet)
+            case QemuImgVerb.forceShare.code: locking = .forceShared
+            default: break
             }
             return nil
         }
@@ -61,7 +63,7 @@ enum DD {
             return QemuImgFront.report("Must specify both input and output files")
         }
         let source: BlockImage
-        do { source = try ReadCommands.openChain(input, format: format) } catch { return QemuImgFront.report("\(error)") }
+        do { source = try ReadCommands.openChain(input, format: format, locking: locking) } catch { return QemuImgFront.report("\(error)") }
         defer { try? source.close() }
         do {
             try copy(source, named: input, to: output, format: outputFormat, operands: operands)

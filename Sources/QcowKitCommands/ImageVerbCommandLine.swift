@@ -80,17 +80,9 @@ enum ImageVerbs {
         let format = try ReadCommands.format(name, path: path)
         let image: BlockImage
         do {
-            if withBacking {
-                image = try ImageOpener.open(path: path, format: format, writable: true)
-            } else {
-                let file = try ImageOpener.openFile(path: path, writable: true)
-                do {
-                    image = try (format ?? ImageFormat.probe(file)) == .raw ? RawImage(file: file) : Qcow2Image(file: file)
-                } catch {
-                    try? file.close()
-                    throw error
-                }
-            }
+            image = withBacking
+                ? try ImageOpener.open(path: path, format: format, writable: true)
+                : try ImageOpener.openWithoutBacking(path: path, format: format, writable: true)
         } catch {
             throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
         }

@@ -26,6 +26,7 @@ enum Measure {
         let operands: [String]
         // measure's option string lacks ':': glibc reports a bad flag and
         // qemu-img shows its help (parseOptions does both).
+        var locking = ImageLocking.standard
         let parsed = QemuImgFront.parseOptions(argv) { code, value in
             switch code {
             case UInt8(ascii: "f"): format = value
@@ -47,7 +48,8 @@ enum Measure {
                 } catch {
                     return QemuImgFront.report("\(error)")
                 }
-            default: break  // -U: accepted (image locks are not taken by this verb yet)
+            case QemuImgVerb.forceShare.code: locking = .forceShared
+            default: break
             }
             return nil
         }
@@ -66,7 +68,7 @@ enum Measure {
 
         var source: BlockImage?
         if let filename {
-            do { source = try ReadCommands.openChain(filename, format: format) } catch { return QemuImgFront.report("\(error)") }
+            do { source = try ReadCommands.openChain(filename, format: format, locking: locking) } catch { return QemuImgFront.report("\(error)") }
             if snapshot != nil {
                 try? source?.close()
                 return QemuImgFront.report("Failed to load snapshot: measuring an internal snapshot (-l) is not supported by qcowkit")

@@ -42,6 +42,7 @@ struct Rebase: ParsableCommand {
         var compress = false
         var cache = "writeback"
         var sourceCache = "writeback"
+        var backingLocking = ImageLocking.standard
         var getopt = ImageVerbGetopt(arguments, shortOptions: ":hf:F:b:upt:T:qUc", longOptions: [
             .init(name: "force-share", takesArgument: false, code: UInt8(ascii: "U")),
         ])
@@ -56,7 +57,8 @@ struct Rebase: ParsableCommand {
             case UInt8(ascii: "T"): sourceCache = argument ?? sourceCache
             case UInt8(ascii: "q"): quiet = true
             case UInt8(ascii: "c"): compress = true
-            default: break  // -U: images are opened without locks
+            case UInt8(ascii: "U"): backingLocking = .forceShared  // the backing files only, as qemu-img
+            default: break
             }
         }
         let operands = getopt.operands
@@ -89,7 +91,7 @@ struct Rebase: ParsableCommand {
                     prefix = found
                     newBacking = found
                 } else {
-                    newBacking = try Self.openNewBacking(path, named: backing, format: backingFormat)
+                    newBacking = try Self.openNewBacking(path, named: backing, format: backingFormat, locking: backingLocking)
                 }
             }
             defer { if prefix == nil { try? newBacking?.close() } }
@@ -108,10 +110,11 @@ struct Rebase: ParsableCommand {
     }
 
     /// blk_new_open on the new backing file (read-only, with its own chain).
-    private static func openNewBacking(_ path: String, named name: String, format: String?) throws -> BlockImage {
+    private static func openNewBacking(_ path: String, named name: String, format: String?,
+                                       locking: ImageLocking) throws -> BlockImage {
         do {
             let known = try format.map { try ImageFormat(name: $0) }
-            return try ImageOpener.open(path: path, format: known, writable: false)
+            return try ImageOpener.open(path: path, format: known, writable: false, locking: locking)
         } catch Qcow2Error.backingFormatUnknown(let driver) {
             throw CommandFailure("Could not open new backing file '\(name)': Unknown driver '\(driver)'")
         } catch {

@@ -36,8 +36,7 @@ struct Snapshot: ParsableCommand {
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Quiet: print nothing but errors.")
     var quiet = false
 
-    @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Open the image without locking (always the case).")
-    var forceShare = false
+    @OptionGroup var sharing: ForceShareOption
 
     @Argument(help: "The image file.")
     var files: [String] = []
@@ -60,7 +59,7 @@ struct Snapshot: ParsableCommand {
         guard files.count == 1, let path = files.first else {
             throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
         }
-        let image = try Self.open(path, format: format, writable: action != .list)
+        let image = try Self.open(path, format: format, writable: action != .list, locking: sharing.locking)
         defer { try? image.close() }
         let qcow2 = image as? Qcow2Image
 
@@ -108,8 +107,9 @@ struct Snapshot: ParsableCommand {
     }
 
     /// Opens the image (and its backing chain) as qemu-img's img_open does.
-    static func open(_ path: String, format: String?, writable: Bool) throws -> BlockImage {
-        let image = try ReadCommands.openChain(path, format: format, writable: writable)
+    static func open(_ path: String, format: String?, writable: Bool, locking: ImageLocking) throws -> BlockImage {
+        let image = try ReadCommands.openChain(path, format: format, writable: writable,
+                                               access: writable ? VerbAccess.write : VerbAccess.read, locking: locking)
         if format == nil, writable, let raw = image as? RawImage {
             raw.isProbed = true
             Terminal.printError(ProbedRawWarning.text(path: path))

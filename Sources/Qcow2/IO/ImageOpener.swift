@@ -60,6 +60,24 @@ public enum ImageOpener {
         }
     }
 
+    /// Opens the image at `path` alone, no backing attached (qemu-img's
+    /// BDRV_O_NO_BACKING: rebase -u, the emptying after commit), locked as
+    /// `open` locks a top image; `format` nil probes it.
+    package static func openWithoutBacking(path: String, format: ImageFormat?, writable: Bool,
+                                           locking: ImageLocking = .standard) throws -> BlockImage {
+        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
+        let file = try openFile(path: path, writable: writable, locking: locking.mode)
+        do {
+            let format = try format ?? ImageFormat.probe(file)
+            try file.setAccess(BlockAccess.backend(writable: writable).forFile(
+                of: format, writable: writable, forceShare: locking.forceShare))
+            return format == .raw ? try RawImage(file: file) : try Qcow2Image(file: file)
+        } catch {
+            try? file.close()
+            throw error
+        }
+    }
+
     /// Opens the file of an image; a failure reads like QEMU's file driver's
     /// ("Could not open 'x': No such file or directory"). No locks are taken
     /// until the opener sets the file's access.
