@@ -53,9 +53,25 @@ struct ImageLockingInteropTests {
             // reopen: read-only to read-write and back, the locks moved each time.
             let reopen = ["-c", "reopen -w", "-c", "reopen -r", "-c", "read 0 512", "img.qcow2"]
             probes.append((["qcowkit", "io", "-r"] + flags + reopen, ["qemu-io", "-r"] + flags + reopen))
+            // The verbs that only read the image.
+            for verb in [["compare"] + flags + ["img.qcow2", "img.qcow2"],
+                         ["measure"] + flags + ["-O", "qcow2", "img.qcow2"],
+                         ["dd"] + flags + ["-O", "raw", "if=img.qcow2", "of=out.raw"],
+                         ["bench"] + flags + ["-c", "1", "img.qcow2"],
+                         ["snapshot"] + flags + ["-l", "img.qcow2"]] {
+                probes.append((["qcowkit"] + verb, ["qemu-img"] + verb))
+            }
         }
         return probes
     }()
+    /// Verbs that change the image where a holder lets them: each gets a
+    /// fresh image and holder (qemu-img's run first, then ours on its result).
+    static let changing: [([String], [String])] = [
+        ["snapshot", "-c", "s1", "img.qcow2"], ["snapshot", "-U", "-c", "s1", "img.qcow2"],
+        ["resize", "img.qcow2", "2M"], ["rebase", "-u", "-b", "", "img.qcow2"],
+        ["bench", "-w", "-c", "1", "img.qcow2"], ["bench", "-U", "-w", "-c", "1", "img.qcow2"],
+        ["commit", "img.qcow2"],
+    ].map { (["qcowkit"] + $0, ["qemu-img"] + $0) }
     static let replacing: [([String], [String])] = [
         (["qcowkit", "convert", "-O", "qcow2", "src.qcow2", "img.qcow2"],
          ["qemu-img", "convert", "-O", "qcow2", "src.qcow2", "img.qcow2"]),
@@ -85,7 +101,7 @@ struct ImageLockingInteropTests {
         let holder = Self.qemuHolders[index]
         // The probes that leave the image as it is share one holder; one
         // that may replace it gets a fresh image and holder each.
-        for batch in [Self.probes] + Self.replacing.map({ [$0] }) {
+        for batch in [Self.probes] + (Self.replacing + Self.changing).map({ [$0] }) {
             try image("img.qcow2")
             let held = try LockHolder(holder.command, in: dir, image: "img.qcow2", ready: holder.ready)
             defer { held.stop() }

@@ -133,18 +133,35 @@ package final class BlockFile: Sendable {
     }
 
     deinit {
-        if !isClosed.load(ordering: .relaxed) { try? descriptor.close() }
+        if !isClosed.load(ordering: .relaxed) {
+            releaseLocks()
+            try? descriptor.close()
+        }
     }
 
     package func close() throws {
         // Exactly one caller closes the descriptor, however many race here.
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        releaseLocks()
         do { try descriptor.close() } catch let error as Errno {
             throw Qcow2Error.io(step: "close", errno: error.rawValue)
         }
     }
 
     // MARK: Locks
+
+    /// Drops every lock byte before the descriptor is closed, as QEMU drops
+    /// a node's permissions before closing it. Closing alone is not enough:
+    /// a child process being spawned (by another thread) holds a copy of the
+    /// descriptor until its exec, and with it the open file description and
+    /// its locks, so an open right after the close could still conflict.
+    private func releaseLocks() {
+        guard isLocking else { return }
+        lockState.withLock { state in
+            state.bytes.commit(descriptor.rawValue, .none)
+            state.access = .none
+        }
+    }
 
     /// What this descriptor's user needs and shares now.
     package var access: BlockAccess { lockState.withLock { $0.access } }
