@@ -38,8 +38,8 @@ extension Qcow2Image {
 
     /// Reverts the image to the snapshot with ID `idOrName` or, if no ID
     /// matches, the first one with that name. The snapshot stays.
-    /// Throws `SnapshotError` (`notFound`, `activeDirtyBitmaps`,
-    /// `shrinkNotSupported`), or `Qcow2Error`.
+    /// Throws `SnapshotError` (`notFound`, `activeDirtyBitmaps`), or
+    /// `Qcow2Error`.
     public func applySnapshot(_ idOrName: String) throws {
         guard isWritable else { throw Qcow2Error.readOnly }
         if hasPersistentBitmaps { throw SnapshotError.activeDirtyBitmaps }

@@ -1,5 +1,6 @@
 // Reverting the active state to a snapshot (QEMU 7.2's qcow2_snapshot_goto):
-//  1. a snapshot taken at a larger disk size grows the image first;
+//  1. a snapshot taken at another disk size resizes the image first
+//     (qcow2_co_truncate: grown, or shrunk as `resize --shrink` does);
 //  2. the active L1 table grows (exactly) to hold the snapshot's;
 //  3. every cluster the snapshot's tree references gains a reference (and
 //     its L1 copy loses stale COPIED flags), all flushed;
@@ -33,16 +34,17 @@ extension Qcow2Writer {
 
         let diskSize = snapshot.diskSize ?? imageSize
         if diskSize != imageSize {
-            guard diskSize > imageSize else {
-                throw SnapshotError.shrinkNotSupported(snapshotSize: diskSize, imageSize: imageSize)
-            }
             // qcow2_co_truncate's refusal, reported before the apply fails.
             guard version >= 3 else {
                 let message = "Can't resize a v2 image which has snapshots"
                 image.report(Qcow2Diagnostic(.errorReport, message))
                 throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: message)
             }
-            try grow(to: diskSize, preallocation: .off, lock: lock)
+            if diskSize < imageSize {
+                try shrink(to: diskSize)
+            } else {
+                try grow(to: diskSize, preallocation: .off, lock: lock)
+            }
             image.stored.withLock { $0.header.size = diskSize }
         }
 

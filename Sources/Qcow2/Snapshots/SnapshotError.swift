@@ -20,9 +20,6 @@ public enum SnapshotError: Error, Equatable, CustomStringConvertible {
     /// Applying a snapshot to an image with persistent dirty bitmaps (QEMU
     /// refuses: the bitmaps would no longer match the data).
     case activeDirtyBitmaps
-    /// The snapshot was taken at a larger disk size than the image has now;
-    /// QEMU would shrink the image to apply it, which QcowKit does not do.
-    case shrinkNotSupported(snapshotSize: UInt64, imageSize: UInt64)
     /// A step of a delete failed: QEMU's message for the step and the errno.
     case deleteStep(String, errno: Int32)
 
@@ -31,7 +28,7 @@ public enum SnapshotError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .notFound: return ENOENT
         case .tooManySnapshots: return EFBIG
-        case .notSupported, .shrinkNotSupported: return ENOTSUP
+        case .notSupported: return ENOTSUP
         case .activeDirtyBitmaps: return EBUSY
         case let .deleteStep(_, code): return code
         }
@@ -43,8 +40,6 @@ public enum SnapshotError: Error, Equatable, CustomStringConvertible {
         case .tooManySnapshots: return "Too many snapshots"
         case .notSupported: return "Block driver does not support snapshots"
         case .activeDirtyBitmaps: return "Device has active dirty bitmaps"
-        case let .shrinkNotSupported(snapshotSize, imageSize):
-            return "Loading a snapshot taken at a smaller disk size (\(snapshotSize) < \(imageSize)) is not supported"
         case let .deleteStep(step, code): return "\(step): \(String(cString: strerror(code)))"
         }
     }
