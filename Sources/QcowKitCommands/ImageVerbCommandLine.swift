@@ -77,19 +77,7 @@ enum ImageVerbs {
     /// messages on failure: with its backing chain (read-only), or without
     /// (BDRV_O_NO_BACKING).
     static func openWritable(_ path: String, format name: String?, withBacking: Bool = true) throws -> BlockImage {
-        let format = try ReadCommands.format(name, path: path)
-        let image: BlockImage
-        do {
-            image = withBacking
-                ? try ImageOpener.open(path: path, format: format, writable: true)
-                : try ImageOpener.openWithoutBacking(path: path, format: format, writable: true)
-        } catch {
-            throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
-        }
-        if format == nil, let raw = image as? RawImage {
-            raw.isProbed = true
-            Terminal.printError(ProbedRawWarning.text(path: path))
-        }
-        return image
+        try ReadCommands.openChain(path, format: name, writable: true, access: VerbAccess.write,
+                                   attachingBacking: withBacking)
     }
 }

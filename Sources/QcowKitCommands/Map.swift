@@ -59,15 +59,25 @@ enum ReadCommands {
 
     /// Opens an image chain for a command, with qemu-img's messages on
     /// failure, locked for a user that needs `access` (VerbLocking.swift).
+    /// A writable raw image whose format was probed gets qemu-img's warning
+    /// (and refuses writes to its first sector, `RawImage.isProbed`);
+    /// `attachingBacking` false opens it alone (BDRV_O_NO_BACKING).
     static func openChain(_ path: String, format name: String?, writable: Bool = false,
-                          access: BlockAccess = VerbAccess.read, locking: ImageLocking = .standard) throws -> BlockImage {
+                          access: BlockAccess = VerbAccess.read, locking: ImageLocking = .standard,
+                          attachingBacking: Bool = true) throws -> BlockImage {
         let format = try self.format(name, path: path)
+        let image: BlockImage
         do {
-            return try BackingChain.open(path: path, format: format, writable: writable, at: .top,
-                                         user: access, locking: locking)
+            image = try BackingChain.open(path: path, format: format, writable: writable, at: .top,
+                                          user: access, locking: locking, attachingBacking: attachingBacking)
         } catch {
             throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
         }
+        if format == nil, writable, let raw = image as? RawImage {
+            raw.isProbed = true
+            Terminal.printError(ProbedRawWarning.text(path: path))
+        }
+        return image
     }
 }
 

@@ -59,7 +59,10 @@ struct Snapshot: ParsableCommand {
         guard files.count == 1, let path = files.first else {
             throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
         }
-        let image = try Self.open(path, format: format, writable: action != .list, locking: sharing.locking)
+        let writable = action != .list
+        let image = try ReadCommands.openChain(path, format: format, writable: writable,
+                                               access: writable ? VerbAccess.write : VerbAccess.read,
+                                               locking: sharing.locking)
         defer { try? image.close() }
         let qcow2 = image as? Qcow2Image
 
@@ -104,16 +107,5 @@ struct Snapshot: ParsableCommand {
                 throw CommandFailure("Could not delete snapshot '\(name)': \(error)")
             }
         }
-    }
-
-    /// Opens the image (and its backing chain) as qemu-img's img_open does.
-    static func open(_ path: String, format: String?, writable: Bool, locking: ImageLocking) throws -> BlockImage {
-        let image = try ReadCommands.openChain(path, format: format, writable: writable,
-                                               access: writable ? VerbAccess.write : VerbAccess.read, locking: locking)
-        if format == nil, writable, let raw = image as? RawImage {
-            raw.isProbed = true
-            Terminal.printError(ProbedRawWarning.text(path: path))
-        }
-        return image
     }
 }

@@ -145,19 +145,23 @@ package enum BackingChain {
     /// shares; each file is locked for what its format needs for that
     /// (`BlockAccess.forFile`), each backing for what its overlay needs of it
     /// (`forBacking`), as soon as its format is known and before it is read.
+    /// `attachingBacking` false opens the image alone (qemu-img's
+    /// BDRV_O_NO_BACKING).
     package static func open(path: String, format: ImageFormat?, writable: Bool,
                             at position: BackingChainPosition,
                             user: BlockAccess, locking: ImageLocking = .standard,
-                            withoutIO: Bool = false) throws -> BlockImage {
+                            withoutIO: Bool = false, attachingBacking: Bool = true) throws -> BlockImage {
         if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
         let file = try ImageOpener.openFile(path: path, writable: writable, locking: locking.mode)
-        return try open(file: file, format: format, at: position, user: user, locking: locking, withoutIO: withoutIO)
+        return try open(file: file, format: format, at: position, user: user, locking: locking, withoutIO: withoutIO,
+                        attachingBacking: attachingBacking)
     }
 
     /// `open` over a file already open (a reopened one keeps the access it
     /// was given); the file is closed if the image cannot be opened.
     package static func open(file: BlockFile, format: ImageFormat?, at position: BackingChainPosition,
-                            user: BlockAccess, locking: ImageLocking, withoutIO: Bool = false) throws -> BlockImage {
+                            user: BlockAccess, locking: ImageLocking, withoutIO: Bool = false,
+                            attachingBacking: Bool = true) throws -> BlockImage {
         let path = file.path, writable = file.isWritable
         var opened = false
         defer { if !opened { try? file.close() } }
@@ -173,9 +177,11 @@ package enum BackingChain {
             image = try RawImage(file: file)
         case .qcow2:
             let qcow2 = try Qcow2Image(file: file)
-            qcow2.backing = try openBacking(
-                BackingLink(name: qcow2.backingFileName, format: qcow2.backingFormat, overlayPath: path),
-                below: position, overlay: identity, user: user.forBacking, locking: locking, withoutIO: withoutIO)
+            if attachingBacking {
+                qcow2.backing = try openBacking(
+                    BackingLink(name: qcow2.backingFileName, format: qcow2.backingFormat, overlayPath: path),
+                    below: position, overlay: identity, user: user.forBacking, locking: locking, withoutIO: withoutIO)
+            }
             image = qcow2
         }
         opened = true

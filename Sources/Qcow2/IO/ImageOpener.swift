@@ -65,17 +65,8 @@ public enum ImageOpener {
     /// `open` locks a top image; `format` nil probes it.
     package static func openWithoutBacking(path: String, format: ImageFormat?, writable: Bool,
                                            locking: ImageLocking = .standard) throws -> BlockImage {
-        if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
-        let file = try openFile(path: path, writable: writable, locking: locking.mode)
-        do {
-            let format = try format ?? ImageFormat.probe(file)
-            try file.setAccess(BlockAccess.backend(writable: writable).forFile(
-                of: format, writable: writable, forceShare: locking.forceShare))
-            return format == .raw ? try RawImage(file: file) : try Qcow2Image(file: file)
-        } catch {
-            try? file.close()
-            throw error
-        }
+        try BackingChain.open(path: path, format: format, writable: writable, at: .top,
+                              user: .backend(writable: writable), locking: locking, attachingBacking: false)
     }
 
     /// Opens the file of an image; a failure reads like QEMU's file driver's
