@@ -99,7 +99,7 @@ extension ConvertCopy {
 
     /// Compresses one cluster's data ahead of its turn; nil for a cluster of
     /// zeroes (not written, as with -S) or after a failure (recorded).
-    private func compress(_ data: UnsafeRawBufferPointer, with compression: ClusterCompression,
+    func compress(_ data: UnsafeRawBufferPointer, with compression: ClusterCompression,
                           at offset: UInt64) -> CompressedCluster? {
         if settings.minSparse > 0 && isAllZero(data) { return nil }
         do { return try compression.compress(data) } catch {
@@ -112,7 +112,7 @@ extension ConvertCopy {
     /// it with -S 0, whole clusters when compressing, compressed ahead in
     /// `cluster`), zero writes for the rest unless the target is zero
     /// already, nothing where the target's backing shows through.
-    private func write(_ data: UnsafeRawBufferPointer, sector: Int64, count: Int64, status: RangeStatus,
+    func write(_ data: UnsafeRawBufferPointer, sector: Int64, count: Int64, status: RangeStatus,
                        cluster: CompressedCluster?) throws {
         guard status != .backingFile else { return }
         var sector = sector, left = count, position = 0
@@ -176,7 +176,7 @@ extension ConvertCopy {
 
     // MARK: Turns, failures, rate
 
-    private var hasFailed: Bool { shared.withLock { $0.failure != nil } }
+    var hasFailed: Bool { shared.withLock { $0.failure != nil } }
 
     /// Records the first failure and wakes every worker waiting for a turn.
     func fail(_ error: Qcow2Error) {
@@ -185,6 +185,8 @@ extension ConvertCopy {
             for waiter in s.waiting.values { waiter.signal() }
             s.waiting.removeAll()
         }
+        // Compressing workers waiting for a slot find the failure.
+        for _ in 0..<ConvertSettings.maxParallel * Self.slotsPerWorker { freeSlotSignal.signal() }
     }
 
     /// Blocks until everything before `sector` is written (or a worker failed).
