@@ -2,8 +2,16 @@
 
 /// Compresses one cluster and decompresses one cluster's worth of data.
 package protocol ClusterCodec: Sendable {
+    /// The header's compression type this codec reads and writes.
+    var compressionType: CompressionType { get }
     /// A compressor for one thread to use cluster after cluster.
     func makeCompressor() throws -> ClusterCompressor
+    /// A decompressor for one thread to use cluster after cluster.
+    func makeDecompressor() throws -> ClusterDecompressor
+}
+
+/// A codec's decompression state, kept by one thread across clusters.
+package protocol ClusterDecompressor: AnyObject {
     /// Fills `output` exactly from `input`, which may carry trailing padding
     /// (compressed data is stored in whole sectors). Throws
     /// `Qcow2Error.decompressionFailed` when the data is corrupt, ends before
@@ -29,6 +37,11 @@ extension ClusterCodec {
         let compressor = try makeCompressor()
         // The bytes live in the compressor's buffer: copied out before it goes.
         return try withExtendedLifetime(compressor) { try compressor.compress(input, limit: limit).map { Array($0) } }
+    }
+
+    /// Decompresses with a decompressor of its own (see `ClusterDecompressor`).
+    package func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
+        try makeDecompressor().decompress(input, into: output)
     }
 
     /// Convenience over arrays.

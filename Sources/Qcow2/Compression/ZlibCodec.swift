@@ -12,27 +12,9 @@ package struct ZlibCodec: ClusterCodec {
 
     package func makeCompressor() throws -> ClusterCompressor { try ZlibCompressor() }
 
-    package func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
-        guard let inputCount = uInt(exactly: input.count), let outputCount = uInt(exactly: output.count) else {
-            throw Qcow2Error.decompressionFailed("zlib: buffer too large")
-        }
-        var stream = z_stream()
-        guard qk_inflateInit2(&stream, Self.windowBits) == Z_OK else {
-            throw Qcow2Error.decompressionFailed("zlib: inflateInit2 failed")
-        }
-        defer { inflateEnd(&stream) }
-        stream.next_in = UnsafeMutablePointer(mutating: input.bindMemory(to: Bytef.self).baseAddress)
-        stream.avail_in = inputCount
-        stream.next_out = output.bindMemory(to: Bytef.self).baseAddress
-        stream.avail_out = outputCount
-        let rc = inflate(&stream, Z_FINISH)
-        // As QEMU: the output must be full; Z_BUF_ERROR is fine then, because
-        // the input's length is known only to the sector, so inflate may stop
-        // before consuming the padding.
-        guard (rc == Z_STREAM_END || rc == Z_BUF_ERROR) && stream.avail_out == 0 else {
-            throw Qcow2Error.decompressionFailed("zlib: inflate returned \(rc) with \(stream.avail_out) bytes missing")
-        }
-    }
+    package var compressionType: CompressionType { .zlib }
+
+    package func makeDecompressor() throws -> ClusterDecompressor { try ZlibDecompressor() }
 }
 
 /// One deflate stream, reset for each cluster. zlib keeps a pointer to the
@@ -75,6 +57,43 @@ final class ZlibCompressor: ClusterCompressor {
             return nil
         default:
             throw Qcow2Error.compressionFailed("zlib: deflate returned \(result)")
+        }
+    }
+}
+
+/// One inflate stream, reset for each cluster (at a fixed address, as zlib
+/// requires).
+final class ZlibDecompressor: ClusterDecompressor {
+    private let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+
+    init() throws {
+        stream.initialize(to: z_stream())
+        guard qk_inflateInit2(stream, ZlibCodec.windowBits) == Z_OK else {
+            stream.deallocate()
+            throw Qcow2Error.decompressionFailed("zlib: inflateInit2 failed")
+        }
+    }
+
+    deinit {
+        inflateEnd(stream)
+        stream.deallocate()
+    }
+
+    func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
+        guard let inputCount = uInt(exactly: input.count), let outputCount = uInt(exactly: output.count) else {
+            throw Qcow2Error.decompressionFailed("zlib: buffer too large")
+        }
+        guard inflateReset(stream) == Z_OK else { throw Qcow2Error.decompressionFailed("zlib: inflateReset failed") }
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.bindMemory(to: Bytef.self).baseAddress)
+        stream.pointee.avail_in = inputCount
+        stream.pointee.next_out = output.bindMemory(to: Bytef.self).baseAddress
+        stream.pointee.avail_out = outputCount
+        let rc = inflate(stream, Z_FINISH)
+        // As QEMU: the output must be full; Z_BUF_ERROR is fine then, because
+        // the input's length is known only to the sector, so inflate may stop
+        // before consuming the padding.
+        guard (rc == Z_STREAM_END || rc == Z_BUF_ERROR) && stream.pointee.avail_out == 0 else {
+            throw Qcow2Error.decompressionFailed("zlib: inflate returned \(rc) with \(stream.pointee.avail_out) bytes missing")
         }
     }
 }

@@ -9,29 +9,9 @@ package struct ZstdCodec: ClusterCodec {
 
     package func makeCompressor() throws -> ClusterCompressor { try ZstdCompressor() }
 
-    package func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
-        guard let dctx = ZSTD_createDCtx() else { throw Qcow2Error.decompressionFailed("zstd: cannot create context") }
-        defer { ZSTD_freeDCtx(dctx) }
-        var outBuffer = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
-        var inBuffer = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
-        var lastResult = 0
-        while outBuffer.pos < outBuffer.size {
-            let previousIn = inBuffer.pos, previousOut = outBuffer.pos
-            lastResult = ZSTD_decompressStream(dctx, &outBuffer, &inBuffer)
-            if ZSTD_isError(lastResult) != 0 {
-                throw Qcow2Error.decompressionFailed("zstd: " + String(cString: ZSTD_getErrorName(lastResult)))
-            }
-            // No progress at all: the compressed data ends before the cluster does.
-            if inBuffer.pos == previousIn && outBuffer.pos == previousOut {
-                throw Qcow2Error.decompressionFailed("zstd: compressed data ends \(outBuffer.size - outBuffer.pos) bytes early")
-            }
-        }
-        // The frame must be complete once the cluster is: more data means the
-        // cluster would be larger than a cluster.
-        if lastResult > 0 {
-            throw Qcow2Error.decompressionFailed("zstd: compressed data holds more than \(output.count) bytes")
-        }
-    }
+    package var compressionType: CompressionType { .zstd }
+
+    package func makeDecompressor() throws -> ClusterDecompressor { try ZstdDecompressor() }
 }
 
 /// One compression context, its session reset for each cluster (parameters
@@ -65,6 +45,42 @@ final class ZstdCompressor: ClusterCompressor {
             if remaining == 0 { return UnsafeRawBufferPointer(rebasing: out[..<outBuffer.pos]) }
             // What is left to flush cannot fit: compressing does not pay.
             if remaining > outBuffer.size - outBuffer.pos { return nil }
+        }
+    }
+}
+
+/// One decompression context, its session reset for each cluster.
+final class ZstdDecompressor: ClusterDecompressor {
+    private let dctx: OpaquePointer
+
+    init() throws {
+        guard let dctx = ZSTD_createDCtx() else { throw Qcow2Error.decompressionFailed("zstd: cannot create context") }
+        self.dctx = dctx
+    }
+
+    deinit { ZSTD_freeDCtx(dctx) }
+
+    func decompress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws {
+        let reset = ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only)
+        if ZSTD_isError(reset) != 0 { throw Qcow2Error.decompressionFailed("zstd: " + String(cString: ZSTD_getErrorName(reset))) }
+        var outBuffer = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
+        var inBuffer = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
+        var lastResult = 0
+        while outBuffer.pos < outBuffer.size {
+            let previousIn = inBuffer.pos, previousOut = outBuffer.pos
+            lastResult = ZSTD_decompressStream(dctx, &outBuffer, &inBuffer)
+            if ZSTD_isError(lastResult) != 0 {
+                throw Qcow2Error.decompressionFailed("zstd: " + String(cString: ZSTD_getErrorName(lastResult)))
+            }
+            // No progress at all: the compressed data ends before the cluster does.
+            if inBuffer.pos == previousIn && outBuffer.pos == previousOut {
+                throw Qcow2Error.decompressionFailed("zstd: compressed data ends \(outBuffer.size - outBuffer.pos) bytes early")
+            }
+        }
+        // The frame must be complete once the cluster is: more data means the
+        // cluster would be larger than a cluster.
+        if lastResult > 0 {
+            throw Qcow2Error.decompressionFailed("zstd: compressed data holds more than \(output.count) bytes")
         }
     }
 }
