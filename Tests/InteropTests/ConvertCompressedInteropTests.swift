@@ -62,17 +62,6 @@ private func mixedRaw(_ dir: ScratchDirectory) throws -> String {
     return path
 }
 
-/// A qcow2 overlay on a qcow2 base, each with data, zeroes and a
-/// compressed cluster; flattened by the convert.
-private func chain(_ dir: ScratchDirectory) throws -> String {
-    let base = dir.file("base.qcow2"), top = dir.file("top.qcow2")
-    try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", base, "5M")
-    try QemuOracle.qemuIO(base, ["write -P 0x55 0 1M", "write -P 0x66 2M 12k", "write -c -P 0x77 3M 64k"])
-    try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", top)
-    try QemuOracle.qemuIO(top, ["write -P 0x88 512k 1M", "write -z 2M 4k", "write -P 0x99 4M 3k"])
-    return top
-}
-
 let compressedConvertCases: [CompressedConvertCase] = [
     .init(clusterSize: "512", compression: "zlib", input: .mixedRaw),
     .init(clusterSize: "4k", compression: "zstd", input: .mixedRaw),
@@ -91,7 +80,7 @@ struct ConvertCompressedInteropTests {
     @Test("byte-identical to qemu-img convert -c (in order)", arguments: compressedConvertCases)
     func sameBytes(_ c: CompressedConvertCase) throws {
         let dir = try ScratchDirectory()
-        let (source, format) = c.input == .chain ? (try chain(dir), "qcow2") : (try mixedRaw(dir), "raw")
+        let (source, format) = c.input == .chain ? (try qcow2Chain(dir), "qcow2") : (try mixedRaw(dir), "raw")
         let flags = ["-f", format, "-O", "qcow2", "-c", "-o", "cluster_size=\(c.clusterSize),compression_type=\(c.compression)"]
             + c.extraFlags
         let theirs = dir.file("theirs.qcow2"), ours = dir.file("ours.qcow2")

@@ -24,6 +24,22 @@ struct HotPathAllocationTests {
         return best
     }
 
+    /// A 4 MiB image in `dir` open for writing: cluster 0 data, cluster 1
+    /// compressed (both bytes of 0x5a), the rest unallocated.
+    private func makeImage(_ dir: TestDirectory, _ compression: CompressionType) throws -> Qcow2Image {
+        let path = dir.file("a.qcow2")
+        var options = Qcow2CreateOptions(size: 4 << 20)
+        options.compressionType = compression
+        try Qcow2Creator.create(path: path, options: options)
+        let image = try Qcow2Image.open(path: path, writable: true)
+        let cluster = [UInt8](repeating: 0x5a, count: 65536)
+        try cluster.withUnsafeBytes {
+            try image.write($0, at: 0)
+            try image.writeCompressed($0, at: 65536)
+        }
+        return image
+    }
+
     @Test("the counter sees allocations")
     func counterWorks() {
         let count = allocations {
@@ -36,17 +52,8 @@ struct HotPathAllocationTests {
     @Test("4 KiB reads and rewrites", arguments: [CompressionType.zlib, .zstd])
     func readsAndRewrites(_ compression: CompressionType) throws {
         let dir = try TestDirectory()
-        let path = dir.file("a.qcow2")
-        var options = Qcow2CreateOptions(size: 4 << 20)
-        options.compressionType = compression
-        try Qcow2Creator.create(path: path, options: options)
-        let image = try Qcow2Image.open(path: path, writable: true)
+        let image = try makeImage(dir, compression)
         defer { try? image.close() }
-        let cluster = [UInt8](repeating: 0x5a, count: 65536)
-        try cluster.withUnsafeBytes {
-            try image.write($0, at: 0)
-            try image.writeCompressed($0, at: 65536)
-        }
         try image.writeZeroes(at: 2 * 65536, length: 65536, mayUnmap: false)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
         defer { buffer.deallocate() }
@@ -58,26 +65,14 @@ struct HotPathAllocationTests {
         #expect(try allocations { try image.read(into: buffer, at: 3 * 65536) } == 0, "unallocated cluster")
         #expect(try allocations { try image.read(into: buffer, at: 65536 + 8192) } == 0, "compressed cluster")
         #expect(try allocations { try image.write(UnsafeRawBufferPointer(buffer), at: 8192) } == 0, "rewrite")
-        #expect(Array(UnsafeRawBufferPointer(buffer)) == Array(cluster[..<4096]))
+        #expect(UnsafeRawBufferPointer(buffer).allSatisfy { $0 == 0x5a })
     }
 
     @Test("reads of a read-only image", arguments: [CompressionType.zlib, .zstd])
     func readOnly(_ compression: CompressionType) throws {
         let dir = try TestDirectory()
-        let path = dir.file("a.qcow2")
-        var options = Qcow2CreateOptions(size: 4 << 20)
-        options.compressionType = compression
-        try Qcow2Creator.create(path: path, options: options)
-        do {
-            let image = try Qcow2Image.open(path: path, writable: true)
-            let cluster = [UInt8](repeating: 0x5a, count: 65536)
-            try cluster.withUnsafeBytes {
-                try image.write($0, at: 0)
-                try image.writeCompressed($0, at: 65536)
-            }
-            try image.close()
-        }
-        let image = try Qcow2Image.open(path: path)
+        try makeImage(dir, compression).close()
+        let image = try Qcow2Image.open(path: dir.file("a.qcow2"))
         defer { try? image.close() }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
         defer { buffer.deallocate() }
