@@ -6,7 +6,7 @@
 // deposits it; whichever worker deposits the request next in guest order
 // writes it and every deposited request after it. No worker waits for
 // another's turn (a wake-up per cluster costs a time slice on a busy
-// machine); memory is bounded by the slots, at most two per worker.
+// machine); memory is bounded by the slots (see `slotMemory`).
 
 import Dispatch
 
@@ -42,8 +42,12 @@ extension ConvertCopy {
         }
     }
 
-    /// Slots per worker at most: one being filled, one deposited.
-    static let slotsPerWorker = 2
+    /// Slots per worker at most.
+    static let slotsPerWorker = 4
+    /// Bytes of slots (data and compressed room) allowed for more than one
+    /// per worker and core (with 64 KiB clusters, 4 MiB suffice for four per
+    /// worker; with 2 MiB clusters it allows none beyond those).
+    static let slotMemory = 32 << 20
 
     /// Works the requests in `first` (handed out already, each with a slot),
     /// then further ones until the disk is done or a worker failed.

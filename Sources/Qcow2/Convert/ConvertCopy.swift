@@ -134,13 +134,16 @@ package final class ConvertCopy: Sendable {
     }
 
     /// In-order compression (CompressedPipeline.swift): each first request
-    /// gets a slot; the others are free for the requests that follow. A slot
-    /// more than the workers per core keeps every core compressing while the
-    /// request next in order is still being read.
+    /// gets a slot; the others are free for the requests that follow. Slots
+    /// beyond the workers let the others compress ahead while the worker with
+    /// the request next in order is held up (preempted on a busy machine, or
+    /// reading): up to `slotsPerWorker` per worker within `slotMemory`, and
+    /// at least one more per core.
     private func runCompressing(workers: Int, firstRequests: [Request]) {
         let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        let slotCount = workers + min(workers, cores) * (Self.slotsPerWorker - 1)
         let dataBytes = settings.bufferSectors * ConvertSettings.sectorSize
+        let slotCount = max(workers + min(workers, cores),
+                            min(workers * Self.slotsPerWorker, Self.slotMemory / (2 * dataBytes)))
         let memory = SlotMemory(base: .allocate(byteCount: slotCount * 2 * dataBytes, alignment: 4096),
                                 dataBytes: dataBytes, compressedBytes: dataBytes)
         defer { memory.base.deallocate() }
