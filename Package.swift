@@ -60,10 +60,14 @@ let package = Package(
         // What every test suite shares: finding qemu-img, qemu-io and the built qcowkit
         // (a missing one fails the suite, saying what to install or build).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Tests only: counts a thread's heap allocations (malloc defined in the
+        // test executable, forwarding to glibc's), for the zero-allocation hot paths.
+        .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         .testTarget(
             name: "Qcow2Tests",
             dependencies: [
-                "Qcow2", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
+                "Qcow2", "TestSupport", "AllocationCounter",
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ]),
         .testTarget(name: "BlockGraphTests", dependencies: ["BlockGraph", "Qcow2", "TestSupport"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON", "TestSupport"]),

@@ -45,6 +45,19 @@ extension Qcow2Image: WritableBlockImage {
         try writeGuestCompressed(buffer, at: offset)
     }
 
+    /// Writes one cluster compressed ahead of time by `ClusterCompression`
+    /// (on any thread): allocation and the L2 update happen here, so clusters
+    /// written in guest order lie in the file as qemu-img lays them out,
+    /// whichever thread compressed them. Throws `Qcow2Error` as
+    /// `writeCompressed` does.
+    package func writeCompressed(_ cluster: CompressedCluster, at offset: UInt64) throws {
+        try checkWritable()
+        try checkRange(offset, cluster.data.count)
+        try checkGuestWritesAllowed()
+        try checkCompressedRange(offset, cluster.data.count)
+        try writeCompressedCluster(cluster, at: offset)
+    }
+
     /// Writes back cached metadata in QEMU's order and syncs the file.
     /// Throws `Qcow2Error` as `write` does.
     public func flush() throws {
