@@ -48,9 +48,12 @@ public final class Qcow2Image: Sendable {
     /// Whether the image looks metadata-preallocated; decided on the first
     /// block-status query, since it costs a pass over the refcounts.
     let metadataPreallocated = Mutex<Bool?>(nil)
-    /// Guest writes are refused: the image has persistent dirty bitmaps
-    /// (decided on open, see `Qcow2Writer.hasPersistentBitmaps`).
-    let hasPersistentBitmaps: Bool
+    /// Whether the write path holds dirty bitmaps (kept by
+    /// `Qcow2Writer.dirtyBitmaps`), so that guest writes need to mark them
+    /// without taking the lock when there are none.
+    let tracksDirtyBitmaps = Atomic<Bool>(false)
+    /// The image has dirty bitmaps in memory (snapshots cannot be applied).
+    var hasPersistentBitmaps: Bool { tracksDirtyBitmaps.load(ordering: .relaxed) }
     private let diagnosticSinkStorage = Mutex<Qcow2Diagnostics.Sink?>(nil)
 
     /// Where this image reports problems it carries on after (see
@@ -103,8 +106,6 @@ public final class Qcow2Image: Sendable {
         stored = Mutex((layout.header, layout.extensions, layout.backingFileName))
         clusterMap = try ClusterMap(file: file, header: layout.header, cacheCapacity: cacheCapacities?.l2Tables)
         codec = ClusterCodecs.codec(for: layout.header.compressionType)
-        hasPersistentBitmaps = file.isWritable
-            && Qcow2Writer.hasPersistentBitmaps(header: layout.header, extensions: layout.extensions)
         if file.isWritable {
             try clusterMap.lock.withLock { core in
                 let writer = try Qcow2Writer(
