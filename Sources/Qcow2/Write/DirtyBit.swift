@@ -37,6 +37,11 @@ extension Qcow2Writer {
     func prepareForWriting() throws {
         let unknownAutoclear = header.autoclearFeatures.subtracting(AutoclearFeatures.known)
         header.autoclearFeatures.subtract(unknownAutoclear)
+        if foundStaleBitmaps {
+            // QEMU's warning on open (the hint line has no line break there).
+            let text = ImageInfoWarning.bitmapsInconsistent(versionTwo: version < 3).message(program: "")
+            image.report(Qcow2Diagnostic(.errorReport, String(text.dropFirst(2))))
+        }
         let headerUpdated = try loadBitmaps()
         if (!unknownAutoclear.isEmpty || foundStaleBitmaps) && !headerUpdated {
             try writeHeaderCluster()
