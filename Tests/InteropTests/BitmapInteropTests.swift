@@ -120,4 +120,57 @@ struct BitmapInteropTests {
             .bitmap("-b", source, "--remove", name: "b0"),
         ]))
     }
+
+    /// convert --bitmaps [--skip-broken-bitmaps]: qemu-img convert and
+    /// qcowkit convert on the same sources; the outputs, messages and bits
+    /// must agree.
+    @Test("convert --bitmaps", arguments: [
+        ["--bitmaps", "-O", "qcow2", "SOURCE", "OUT"],
+        ["--bitmaps", "-O", "qcow2", "-o", "cluster_size=4k,extended_l2=off", "SOURCE", "OUT"],
+        ["--bitmaps", "-O", "qcow2", "-o", "cluster_size=16k,extended_l2=on", "SOURCE", "OUT"],
+        ["--bitmaps", "-O", "qcow2", "INUSE", "OUT"],
+        ["--bitmaps", "--skip-broken-bitmaps", "-O", "qcow2", "INUSE", "OUT"],
+        ["--skip-broken-bitmaps", "-O", "qcow2", "SOURCE", "OUT"],
+        ["--bitmaps", "-O", "qcow2", "SOURCE", "SOURCE", "OUT"],
+        ["--bitmaps", "-O", "raw", "SOURCE", "OUT"],
+        ["--bitmaps", "-O", "qcow2", "-o", "compat=0.10", "SOURCE", "OUT"],
+    ])
+    func convert(_ arguments: [String]) throws {
+        let root = NSTemporaryDirectory() + "qcowkit-bitmap-convert-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let source = root + "/source.qcow2", inUse = root + "/inuse.qcow2"
+        try QemuOracle.run(["qemu-img", "create", "-q", "-f", "qcow2", source, "10M"])
+        try QemuOracle.run(["qemu-img", "bitmap", "--add", source, "b0"])
+        try QemuOracle.run(["qemu-img", "bitmap", "--add", "-g", "512", "--disable", source, "b1"])
+        try QemuOracle.run(["qemu-img", "bitmap", "--add", "-g", "1M", source, "b2"])
+        try QemuOracle.run(["qemu-io", "-c", "write -P 7 0 100k", "-c", "write -z 1M 64k", "-c", "discard 2M 64k", source])
+        try QemuOracle.run(["qemu-img", "bitmap", "--enable", "--merge", "b0", source, "b1"])
+        try QemuOracle.run(["qemu-io", "-c", "write 5M 3k", source])
+        try FileManager.default.copyItem(atPath: source, toPath: inUse)
+        _ = try QemuOracle.run(["qemu-io", "-c", "write 8M 64k", "-c", "sigraise 9", inUse], check: false)
+
+        func run(_ qemu: Bool) throws -> (ProcessResult, String) {
+            let out = root + (qemu ? "/theirs.out" : "/ours.out")
+            let resolved = arguments.map { $0 == "SOURCE" ? source : $0 == "INUSE" ? inUse : $0 == "OUT" ? out : $0 }
+            let result = try QemuOracle.run((qemu ? ["qemu-img"] : ["qcowkit"]) + ["convert"] + resolved, check: false)
+            return (result, out)
+        }
+        let (expected, theirs) = try run(true)
+        let (actual, ours) = try run(false)
+        #expect(actual.status == expected.status)
+        #expect(BitmapOracle.normalized(actual.errorOutput, image: ours) == BitmapOracle.normalized(expected.errorOutput, image: theirs))
+        let fm = FileManager.default
+        #expect(fm.fileExists(atPath: ours) == fm.fileExists(atPath: theirs))
+        guard fm.fileExists(atPath: theirs), fm.fileExists(atPath: ours) else { return }
+        let identical = try Data(contentsOf: URL(fileURLWithPath: ours)) == Data(contentsOf: URL(fileURLWithPath: theirs))
+        #expect(identical, "outputs differ")
+        guard arguments.contains("qcow2"), expected.status == 0 else { return }
+        let info = try QemuOracle.run(["qemu-img", "info", "--output=json", theirs])
+        let ourInfo = try QemuOracle.run(["qemu-img", "info", "--output=json", ours])
+        #expect(try BitmapOracle.formatSpecific(ourInfo.output) == BitmapOracle.formatSpecific(info.output))
+        for bitmap in try BitmapOracle.consistentBitmaps(info.output) {
+            #expect(try BitmapOracle.dirtyMap(ours, bitmap) == BitmapOracle.dirtyMap(theirs, bitmap), "bits of \(bitmap)")
+        }
+    }
 }
