@@ -1,8 +1,8 @@
 // The differential harness of persistent dirty bitmaps: a case starts from
 // an image made by qemu-img (and set up by QEMU's tools), copied twice; the
 // same steps then run on both copies, QEMU 7.2's tools on one (qemu-io,
-// qemu-img bitmap, qemu-img resize) and qcowkit on the other (io, bitmap,
-// resize). Each step's exit status and standard error must agree (program
+// qemu-img bitmap, resize, check) and qcowkit on the other (io, bitmap,
+// resize, check). Each step's exit status and standard error must agree (program
 // name and QEMU's random node names aside); at the end both images must be
 // byte-identical, `qemu-img info` must show the same bitmaps and flags,
 // `qemu-img check` must pass ours (unless the case leaks on purpose), and
@@ -14,7 +14,7 @@ import Testing
 import TestSupport
 
 struct BitmapStep: Sendable {
-    enum Tool: Sendable { case io, bitmap, resize }
+    enum Tool: Sendable { case io, bitmap, resize, check }
     var tool: Tool
     var arguments: [String]
 
@@ -28,6 +28,9 @@ struct BitmapStep: Sendable {
     }
     static func resize(_ options: String...) -> BitmapStep {
         BitmapStep(tool: .resize, arguments: options)
+    }
+    static func check(_ options: String...) -> BitmapStep {
+        BitmapStep(tool: .check, arguments: options)
     }
 }
 
@@ -94,6 +97,7 @@ enum BitmapOracle {
         case .io: return (qemu ? ["qemu-io"] : ["qcowkit", "io"]) + ["-f", "qcow2"] + arguments + [image]
         case .bitmap: return (qemu ? ["qemu-img"] : ["qcowkit"]) + ["bitmap"] + arguments
         case .resize: return (qemu ? ["qemu-img"] : ["qcowkit"]) + ["resize", image] + arguments
+        case .check: return (qemu ? ["qemu-img"] : ["qcowkit"]) + ["check"] + arguments + [image]
         }
     }
 

@@ -22,6 +22,8 @@ struct BitmapInteropTests {
             .bitmap("--remove", name: "b0"),
             .bitmap("--add", "--add", name: "b2"),
             .io("write 9M 512"),
+            .check("-r", "all"),
+            .check("-r", "leaks"),
         ]),
         BitmapCase(name: "16 KiB clusters with extended L2, 1 KiB and 2 MiB granularity",
                    createOptions: "cluster_size=16k,extended_l2=on", size: "50M", steps: [
@@ -70,6 +72,7 @@ struct BitmapInteropTests {
             .resize("20M"),
             .bitmap("--remove", name: "b0"),
             .io("write 2M 64k"),
+            .check("-r", "leaks"),
             .bitmap("--remove", name: "b1"),
             .resize("20M"),
             .io("write 19M 64k"),
