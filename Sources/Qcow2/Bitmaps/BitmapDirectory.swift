@@ -2,7 +2,8 @@
 // directory"), checked entry by entry as QEMU's bitmap_list_load does, with
 // QEMU's messages, so that an image QEMU refuses is refused here too. Info
 // shows the names, granularities and flags; the check counts the clusters of
-// each bitmap's table. The codec carries bitmaps unchanged.
+// each bitmap's table; the write path loads (BitmapLoad) and writes
+// (BitmapStore, `encode`) it.
 //
 // Directory entry: bitmap_table_offset (8), bitmap_table_size (4), flags (4),
 // type (1), granularity_bits (1), name_size (2), extra_data_size (4), extra

@@ -88,6 +88,16 @@ package struct DirtyBitmap: Sendable, Equatable {
         for pageIndex in pages.keys.sorted() {
             let page = pages[pageIndex]!
             for (w, word) in page.enumerated() where word != 0 {
+                let wordStart = pageIndex * Self.bitsPerPage + UInt64(w) * 64
+                if word == ~0 {
+                    // A full word extends or starts a run at once.
+                    if let lastRun = runs.last, lastRun.last + 1 == wordStart {
+                        runs[runs.count - 1].last = wordStart + 63
+                    } else {
+                        runs.append((wordStart, wordStart + 63))
+                    }
+                    continue
+                }
                 var bits = word
                 while bits != 0 {
                     let b = UInt64(bits.trailingZeroBitCount)
