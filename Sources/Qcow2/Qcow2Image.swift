@@ -97,7 +97,9 @@ public final class Qcow2Image: Sendable {
         var refcountBlocks: Int
     }
 
-    init(file: BlockFile, cacheCapacities: CacheCapacities?) throws {
+    /// `warnsOfStaleBitmaps`: false where the caller printed QEMU's warning
+    /// about a stale bitmaps extension already (the check).
+    init(file: BlockFile, cacheCapacities: CacheCapacities?, warnsOfStaleBitmaps: Bool = true) throws {
         self.file = file
         let fileSize = try file.size()
         let (header, firstCluster) = try Qcow2Header.readFirstCluster(of: file, fileSize: fileSize)
@@ -112,7 +114,7 @@ public final class Qcow2Image: Sendable {
                     image: self, tables: core.tables, header: layout.header, extensions: layout.extensions,
                     backingFileName: layout.backingFileName, refcountCacheCapacity: cacheCapacities?.refcountBlocks)
                 core.writer = writer
-                try writer.prepareForWriting()
+                try writer.prepareForWriting(warnsOfStaleBitmaps: warnsOfStaleBitmaps)
             }
         }
     }

@@ -58,7 +58,7 @@ enum BitmapOracle {
         if !testCase.createOptions.isEmpty { create += ["-o", testCase.createOptions] }
         try QemuOracle.run(create + [theirs, testCase.size], in: dir)
         for command in testCase.setup {
-            _ = try QemuOracle.run(command.map { $0 == "IMAGE" ? theirs : $0 }, in: dir, check: false)
+            _ = try QemuOracle.run(command.map { $0.replacingOccurrences(of: "IMAGE", with: theirs) }, in: dir, check: false)
         }
         try fm.copyItem(atPath: theirs, toPath: ours)
 
@@ -111,6 +111,8 @@ enum BitmapOracle {
                 l = "PROGRAM: " + l.dropFirst(program.count)
             }
             l = l.replacingOccurrences(of: image, with: "IMAGE")
+            // qcowkit check names itself in the stale-bitmaps hint.
+            l = l.replacingOccurrences(of: "run 'qcowkit check -r'", with: "run 'qemu-img check -r'")
             if let range = l.range(of: "#block[0-9]+", options: .regularExpression) { l.replaceSubrange(range, with: "#block") }
             lines.append(l)
         }

@@ -86,6 +86,15 @@ struct BitmapInteropTests {
             .resize("--shrink", "5M"),
             .resize("+1536"),
         ]),
+        BitmapCase(name: "a stale bitmaps extension (autoclear bit cleared) dropped by check -r",
+                   createOptions: "", size: "4M",
+                   setup: [["qemu-img", "bitmap", "--add", "IMAGE", "b0"], ["qemu-io", "-c", "write 0 64k", "IMAGE"],
+                           ["sh", "-c", "printf '\\000\\000\\000\\000\\000\\000\\000\\000' | dd of=IMAGE bs=1 seek=88 conv=notrunc 2>/dev/null"]],
+                   steps: [
+            .check("-r", "all"),
+            .io("write 1M 64k"),
+            .bitmap("--add", name: "n"),
+        ]),
         BitmapCase(name: "the last bitmap removed drops the extension", createOptions: "", size: "4M", steps: [
             .bitmap("--add", name: "only"),
             .io("write 0 64k"),

@@ -34,10 +34,10 @@ extension Qcow2Writer {
     }
 
     /// What opening an image for writing does before the first write.
-    func prepareForWriting() throws {
+    func prepareForWriting(warnsOfStaleBitmaps: Bool = true) throws {
         let unknownAutoclear = header.autoclearFeatures.subtracting(AutoclearFeatures.known)
         header.autoclearFeatures.subtract(unknownAutoclear)
-        if foundStaleBitmaps {
+        if foundStaleBitmaps && warnsOfStaleBitmaps {
             // QEMU's warning on open (the hint line has no line break there).
             let text = ImageInfoWarning.bitmapsInconsistent(versionTwo: version < 3).message(program: "")
             image.report(Qcow2Diagnostic(.errorReport, String(text.dropFirst(2))))
