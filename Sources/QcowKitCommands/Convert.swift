@@ -64,6 +64,12 @@ struct Convert: ParsableCommand {
     @Option(name: [.customShort("l"), .customLong("snapshot")], help: "Convert an internal snapshot (not supported yet).")
     var snapshot: String?
 
+    @Flag(name: .customLong("bitmaps"), help: "Copy the source's persistent dirty bitmaps to the qcow2 target.")
+    var bitmaps = false
+
+    @Flag(name: .customLong("skip-broken-bitmaps"), help: "With --bitmaps: leave out bitmaps marked in use, with a warning.")
+    var skipBrokenBitmaps = false
+
     @Flag(name: .customLong("salvage"), help: "Convert what can be read: unreadable sectors become zeroes, with a warning each.")
     var salvage = false
 
@@ -89,6 +95,7 @@ struct Convert: ParsableCommand {
         if copyOffload && salvage { throw CommandFailure("Cannot use copy offloading in salvaging mode") }
         if noCreate && !options.isEmpty { throw CommandFailure("-o has no effect when skipping image creation") }
         if targetIsZero && !noCreate { throw CommandFailure("--target-is-zero requires use of -n flag") }
+        if skipBrokenBitmaps && !bitmaps { throw CommandFailure("Use of --skip-broken-bitmaps requires --bitmaps") }
         let list = options.isEmpty ? nil : options.joined(separator: ",")
         if let list, CreationOptionSet.wantsHelp(list) {
             let format = outputFormat ?? "raw"
@@ -158,6 +165,10 @@ struct Convert: ParsableCommand {
         if snapshot != nil {
             if images.count > 1 { throw CommandFailure("No support for concatenating multiple snapshot") }
             throw CommandFailure("Failed to load snapshot: reading internal snapshots is not supported by qcowkit")
+        }
+        if bitmaps {
+            if images.count > 1 { throw CommandFailure("Copying bitmaps only possible with single source") }
+            try convertBitmapsStep { try ConvertBitmaps.check(source: images[0], skipBroken: skipBrokenBitmaps) }
         }
         let sources = ConvertSources(images)
 
@@ -236,6 +247,14 @@ struct Convert: ParsableCommand {
             try? target.close()
             throw CommandFailure("output file is smaller than input file")
         }
+        if bitmaps {
+            do {
+                try convertBitmapsStep { try ConvertBitmaps.checkTarget(target) }
+            } catch {
+                try? target.close()
+                throw error
+            }
+        }
         do {
             try ConvertTarget.prepare(&settings, for: target, isNew: !noCreate, cache: cache)
         } catch {
@@ -248,11 +267,27 @@ struct Convert: ParsableCommand {
         do {
             try ConvertTarget.finish(target) {
                 try ConvertCopy(sources: sources, target: target, settings: settings, reporter: reporter).run()
+                if bitmaps {
+                    try convertBitmapsStep {
+                        try ConvertBitmaps.copy(from: images[0], to: target, skipBroken: skipBrokenBitmaps) {
+                            Terminal.printError(ProgramName.prefixed("warning: " + $0))
+                        }
+                    }
+                }
             }
         } catch let Qcow2Error.export(failure) {
             throw CommandFailure("\(failure)")
         } catch {
             throw CommandFailure("\(error)")
+        }
+    }
+
+    /// A --bitmaps step; its failure is qemu-img's message.
+    private func convertBitmapsStep(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let failure as ConvertBitmaps.Failure {
+            throw CommandFailure(failure.description)
         }
     }
 

@@ -16,6 +16,7 @@ extension Qcow2Image: WritableBlockImage {
         try checkWritable()
         try checkRange(offset, buffer.count)
         guard !buffer.isEmpty else { return }
+        defer { markBitmapsDirty(offset: offset, length: UInt64(buffer.count)) }
         try writeGuestData(buffer, at: offset)
     }
 
@@ -25,6 +26,7 @@ extension Qcow2Image: WritableBlockImage {
         try checkWritable()
         try checkByteRange(offset, length)
         guard length > 0 else { return }
+        defer { markBitmapsDirty(offset: offset, length: length) }
         try writeGuestZeroes(at: offset, length: length, mayUnmap: mayUnmap)
     }
 
@@ -34,6 +36,7 @@ extension Qcow2Image: WritableBlockImage {
         try checkWritable()
         try checkByteRange(offset, length)
         guard length > 0 else { return }
+        defer { markBitmapsDirty(offset: offset, length: length) }
         try discardGuestData(at: offset, length: length)
     }
 
@@ -42,6 +45,7 @@ extension Qcow2Image: WritableBlockImage {
     public func writeCompressed(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try checkWritable()
         try checkRange(offset, buffer.count)
+        defer { markBitmapsDirty(offset: offset, length: UInt64(buffer.count)) }
         try writeGuestCompressed(buffer, at: offset)
     }
 

@@ -77,6 +77,18 @@ final class Qcow2Writer {
     var overlap: MetadataOverlap
     var snapshots: SnapshotTable
     var isClosed = false
+    /// The dirty bitmaps in memory, newest first (QEMU's bs->dirty_bitmaps);
+    /// loaded on open, stored on close (Sources/Qcow2/Bitmaps).
+    var dirtyBitmaps: [DirtyBitmap] = [] {
+        didSet { image.tracksDirtyBitmaps.store(!dirtyBitmaps.isEmpty, ordering: .relaxed) }
+    }
+    /// The bitmaps extension as the header has it (QEMU's nb_bitmaps,
+    /// bitmap_directory_offset and _size); nil for none. Kept apart from
+    /// `extensions`: `writeHeaderCluster` adds it back in QEMU's place.
+    var bitmapsExtension: BitmapsExtension?
+    /// A bitmaps extension without its autoclear bit was found: the header
+    /// is rewritten without it on open, as QEMU does.
+    let foundStaleBitmaps: Bool
 
     init(image: Qcow2Image, tables: ClusterTables, header: Qcow2Header, extensions: [HeaderExtension],
          backingFileName: String?, refcountCacheCapacity: Int? = nil) throws {
@@ -84,7 +96,14 @@ final class Qcow2Writer {
         file = image.file
         map = tables
         self.header = header
-        self.extensions = extensions
+        self.extensions = extensions.filter {
+            if case .bitmaps = $0 { return false }
+            return true
+        }
+        var bitmaps: BitmapsExtension?
+        for case let .bitmaps(data) in extensions { bitmaps = try? BitmapsExtension(data: data) }
+        foundStaleBitmaps = bitmaps != nil && !header.autoclearFeatures.contains(.bitmaps)
+        bitmapsExtension = foundStaleBitmaps ? nil : bitmaps
         self.backingFileName = backingFileName
         version = header.version
         clusterBits = UInt64(header.clusterBits)
@@ -130,16 +149,6 @@ final class Qcow2Writer {
         rebuildOverlapIndex()
     }
 
-    /// Whether guest writes are refused: the image has persistent dirty
-    /// bitmaps, which would have to be kept up to date with every guest
-    /// write (DirtyBit.swift); such images open, but refuse guest writes.
-    static func hasPersistentBitmaps(header: Qcow2Header, extensions: [HeaderExtension]) -> Bool {
-        header.autoclearFeatures.contains(.bitmaps) && extensions.contains {
-            if case .bitmaps = $0 { return true }
-            return false
-        }
-    }
-
     // MARK: Geometry helpers (QEMU's inline functions of qcow2.h)
 
     @inline(__always) func offsetInCluster(_ offset: UInt64) -> UInt64 { offset & (clusterSize - 1) }
@@ -173,19 +182,22 @@ final class Qcow2Writer {
     // MARK: Overlap index upkeep
 
     func rebuildOverlapIndex() {
-        var bitmapDirectory: MetadataOverlap.Area?
-        if header.autoclearFeatures.contains(.bitmaps) {
-            for case let .bitmaps(data) in extensions {
-                if let bitmaps = try? BitmapsExtension(data: data) {
-                    bitmapDirectory = (bitmaps.directoryOffset, bitmaps.directorySize)
-                }
-            }
-        }
         overlap = MetadataOverlap(
             clusterBits: clusterBits, activeL1: (header.l1TableOffset, UInt64(map.l1.count) * 8),
             l2Tables: map.l1.lazy.map { $0 & Qcow2EntryMask.offset },
             refcountTable: (allocator.tableOffset, UInt64(allocator.table.count) * 8),
-            refcountBlocks: refcountBlockOffsets(), snapshots: snapshots, bitmapDirectory: bitmapDirectory)
+            refcountBlocks: refcountBlockOffsets(), snapshots: snapshots, bitmapDirectory: nil)
+        updateBitmapDirectoryOverlap()
+    }
+
+    /// The directory is metadata while the autoclear bit vouches for it
+    /// (QEMU's QCOW2_OL_BITMAP_DIRECTORY check).
+    func updateBitmapDirectoryOverlap() {
+        if header.autoclearFeatures.contains(.bitmaps), let bitmapsExtension {
+            overlap.bitmapDirectory = (bitmapsExtension.directoryOffset, bitmapsExtension.directorySize)
+        } else {
+            overlap.bitmapDirectory = (0, 0)
+        }
     }
 
     private func refcountBlockOffsets() -> [UInt64] {
