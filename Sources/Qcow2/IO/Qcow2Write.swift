@@ -57,8 +57,8 @@ extension Qcow2Image: WritableBlockImage {
     package func writeCompressed(_ cluster: CompressedCluster, at offset: UInt64) throws {
         try checkWritable()
         try checkRange(offset, cluster.data.count)
-        try checkGuestWritesAllowed()
         try checkCompressedRange(offset, cluster.data.count)
+        defer { markBitmapsDirty(offset: offset, length: UInt64(cluster.data.count)) }
         try writeCompressedCluster(cluster, at: offset)
     }
 
