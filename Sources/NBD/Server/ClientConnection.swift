@@ -152,6 +152,7 @@ final class Transmission: Sendable {
             if plan.disconnect {
                 // Answered, then dropped: the unread payload is still on the wire.
                 send(Self.errorReply(request, .invalid, plan.refusal!, structured: structured))
+                stream.shutdown()
                 report("Disconnect client, due to: Request handling failed in intermediate state")
                 return
             }
