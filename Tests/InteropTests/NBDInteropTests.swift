@@ -185,3 +185,39 @@ struct NBDRequestInteropTests {
         #expect(ours.contains("other connection still served ok"))
     }
 }
+
+@Suite("qcowkit as qemu-nbd: command-line errors as qemu-nbd 7.2's")
+struct NBDCommandLineInteropTests {
+    @Test("Bad command lines get qemu-nbd's messages and exit status")
+    func badCommandLines() throws {
+        let scratch = try ScratchDirectory()
+        let dir = scratch.path
+        try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", dir + "/img.qcow2", "1M")
+        // qcowkit invoked as qemu-nbd is qemu-nbd: the same program name in every message.
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/bin/qemu-nbd", withDestinationPath: try TestTools.qcowkit())
+        let sock = dir + "/s.sock"
+        let cases: [[String]] = [
+            [], ["a", "b"], ["-k", "rel.sock", "img.qcow2"], ["-e", "x", "img.qcow2"], ["-e", "-1", "img.qcow2"],
+            ["--cache=foo", "img.qcow2"], ["--discard=foo", "img.qcow2"], ["--detect-zeroes=foo", "img.qcow2"],
+            ["--detect-zeroes=unmap", "img.qcow2"], ["-n", "--cache=none", "img.qcow2"], ["--aio=foo", "img.qcow2"],
+            ["--discard=unmap", "--discard=unmap", "img.qcow2"], ["-x"], ["--bogus", "img.qcow2"], ["-Z", "img.qcow2"],
+            ["--tls-authz=a", "img.qcow2"], ["--tls-creds=a", "img.qcow2"], ["--tls-creds=a", "-k", sock, "img.qcow2"],
+            ["--tls-hostname=h", "img.qcow2"], ["-k", dir + "/none/x.sock", "img.qcow2"], ["-k", sock, "none.qcow2"],
+            ["-k", sock, "-f", "foo", "img.qcow2"], ["-k", sock, "-B", "bm", "img.qcow2"],
+            ["--image-opts", "-f", "qcow2", "img.qcow2"], ["-L", "img.qcow2"], ["-L", "-x", "e"], ["-L", "--fork"],
+            ["-x", String(repeating: "n", count: 4097), "img.qcow2"],
+            ["-D", String(repeating: "d", count: 4097), "img.qcow2"],
+            ["-d", dir + "/nbd-none"],
+        ]
+        for arguments in cases {
+            var outcomes: [String] = []
+            for program in ["qemu-nbd", dir + "/bin/qemu-nbd"] {
+                try? FileManager.default.removeItem(atPath: sock)
+                let run = try QemuOracle.run([program] + arguments, in: URL(fileURLWithPath: dir), check: false)
+                outcomes.append("status \(run.status)\n\(run.output)\(run.errorOutput)")
+            }
+            #expect(outcomes[0] == outcomes[1], "qemu-nbd \(arguments.joined(separator: " "))")
+        }
+    }
+}

@@ -95,7 +95,6 @@ enum NBDProgram {
             if options.tlsHostname != nil { throw CommandFailure("--tls-hostname is not permitted without --tls-creds") }
             return
         }
-        if options.socketPath != nil { throw CommandFailure("TLS is only supported with IPv4/IPv6") }
         if options.device != nil { throw CommandFailure("TLS is not supported with a host device") }
         if options.tlsAuthz != nil && options.list { throw CommandFailure("TLS authorization is incompatible with export list") }
         if options.tlsHostname != nil && !options.list { throw CommandFailure("TLS hostname is only supported with export list") }
