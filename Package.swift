@@ -57,8 +57,8 @@ let package = Package(
         // QEMU's ImageInfo as QAPI JSON, for the CLI's `info` and QMP's queries.
         .target(name: "ImageInfoJSON", dependencies: ["Qcow2", "QemuJSON"]),
         // The NBD server: negotiation, transmission, exports over images or graph nodes.
-        .target(name: "NBD", dependencies: ["Qcow2", "BlockGraph"]),
-        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib"]),
+        .target(name: "NBD", dependencies: ["Qcow2", "BlockGraph", "TLS"]),
+        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib", "TLS", "NBD"]),
         .target(
             name: "QcowKitCommands",
             dependencies: [
@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "TLSTests", dependencies: ["TLS", "TestSupport"]),
         .testTarget(name: "BlockGraphTests", dependencies: ["BlockGraph", "Qcow2", "TestSupport"]),
         .testTarget(name: "NBDTests", dependencies: ["NBD", "Qcow2", "TestSupport"]),
-        .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON", "TestSupport"]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON", "TestSupport", "TLS"]),
         .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QemuJSON", "TestSupport"]),
         // Interop suite: real qemu-img / qemu-io make the fixtures and are the oracle.
         .testTarget(name: "InteropTests", dependencies: ["Qcow2", "QcowKitCommands", "TestSupport"]),

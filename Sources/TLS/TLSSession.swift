@@ -26,6 +26,9 @@ public final class TLSSession: @unchecked Sendable {
     private let readLock = Mutex<Void>(())
     private let writeLock = Mutex<Void>(())
     private let handshakeDone = Atomic<Bool>(false)
+    /// A blocking descriptor's EAGAIN is its timeout running out; a
+    /// non-blocking one's means "poll, then try again".
+    private let isNonBlocking: Bool
     /// The distinguished name of the peer's certificate, once verified.
     public private(set) var peerName: String?
 
@@ -36,6 +39,7 @@ public final class TLSSession: @unchecked Sendable {
         self.credentials = credentials
         self.fd = fd
         self.hostname = hostname
+        isNonBlocking = fcntl(fd, F_GETFL) & O_NONBLOCK != 0
         let isServer = credentials.endpoint == .server
         var handle: gnutls_session_t?
         // No SIGPIPE for a peer that hung up: an error return instead.
@@ -84,7 +88,7 @@ public final class TLSSession: @unchecked Sendable {
             let status = gnutls_handshake(session)
             if status == 0 { break }
             if gnutls_error_is_fatal(status) == 0 {
-                if status == GNUTLS_E_AGAIN { try waitForSocket() }
+                if status == GNUTLS_E_AGAIN { try waitForSocket(during: "handshake") }
                 continue
             }
             throw TLSError("TLS handshake failed: \(errorText(status))")
@@ -105,7 +109,7 @@ public final class TLSSession: @unchecked Sendable {
                 let status = Int32(count)
                 switch status {
                 case GNUTLS_E_PREMATURE_TERMINATION: return 0
-                case GNUTLS_E_AGAIN: try waitForSocket(events: Int16(POLLIN))
+                case GNUTLS_E_AGAIN: try waitForSocket(during: "read", events: Int16(POLLIN))
                 case GNUTLS_E_INTERRUPTED: continue
                 default:
                     if gnutls_error_is_fatal(status) == 0 { continue }
@@ -115,24 +119,37 @@ public final class TLSSession: @unchecked Sendable {
         }
     }
 
-    /// Encrypts and sends all of `bytes`.
-    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+    /// Encrypts and sends all of `bytes`. With `more`, the bytes wait (up to
+    /// a record's worth) for the next write, so that the parts of one message
+    /// go out in one record (gnutls_record_cork).
+    public func write(_ bytes: UnsafeRawBufferPointer, more: Bool = false) throws {
         try writeLock.withLock { _ in
+            if more { gnutls_record_cork(session) }
             var offset = 0
             while offset < bytes.count {
                 let count = gnutls_record_send(session, bytes.baseAddress! + offset, bytes.count - offset)
                 if count > 0 {
                     offset += count
-                    continue
-                }
-                // After EAGAIN or EINTR GnuTLS wants the same call repeated.
-                let status = Int32(count)
-                switch status {
-                case GNUTLS_E_AGAIN: try waitForSocket(events: Int16(POLLOUT))
-                case GNUTLS_E_INTERRUPTED: continue
-                default: throw TLSError("Cannot write to TLS channel: \(errorText(status))")
+                } else {
+                    // After EAGAIN or EINTR GnuTLS wants the same call repeated.
+                    try retry(Int32(count), during: "write")
                 }
             }
+            guard !more else { return }
+            while true {
+                let status = gnutls_record_uncork(session, UInt32(GNUTLS_RECORD_WAIT))
+                if status >= 0 { return }
+                try retry(Int32(status), during: "write")
+            }
+        }
+    }
+
+    /// Waits out a non-fatal send status, or throws for a fatal one.
+    private func retry(_ status: Int32, during step: String) throws {
+        switch status {
+        case GNUTLS_E_AGAIN: try waitForSocket(during: step, events: Int16(POLLOUT))
+        case GNUTLS_E_INTERRUPTED: return
+        default: throw TLSError("Cannot write to TLS channel: \(errorText(status))")
         }
     }
 
@@ -163,8 +180,10 @@ public final class TLSSession: @unchecked Sendable {
         return String(cString: name)
     }
 
-    /// For a descriptor in non-blocking mode: waits until GnuTLS can go on.
-    private func waitForSocket(events: Int16? = nil) throws {
+    /// GnuTLS's EAGAIN: on a non-blocking descriptor, waits until it can go
+    /// on; on a blocking one, the socket's timeout ran out.
+    private func waitForSocket(during step: String, events: Int16? = nil) throws {
+        guard isNonBlocking else { throw TLSError("TLS \(step) timed out", isTimeout: true) }
         let wanted = events ?? (gnutls_record_get_direction(session) == 0 ? Int16(POLLIN) : Int16(POLLOUT))
         var entry = pollfd(fd: fd, events: wanted, revents: 0)
         while poll(&entry, 1, -1) < 0 {
