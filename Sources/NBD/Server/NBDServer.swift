@@ -55,12 +55,16 @@ public final class NBDServer: Sendable {
 
     /// Listens on `address` and serves clients that connect there; returns
     /// the addresses bound (an inet port 0 gets the one the system chose).
-    /// Throws `NBDServerError` (the system's reason) when it cannot listen.
+    /// With `accepting` false, clients wait in the listen backlog until
+    /// `startAccepting()` (qemu-nbd binds before it opens its image, and
+    /// serves once the export exists). Throws `NBDServerError` (the
+    /// system's reason) when it cannot listen.
     @discardableResult
-    public func listen(on address: NBDListenAddress) throws -> [NBDListenAddress] {
+    public func listen(on address: NBDListenAddress, accepting: Bool = true) throws -> [NBDListenAddress] {
         let sockets = try ListeningSocket.open(address)
         let accepted = state.withLock { state -> Bool in
             guard state.running else { return false }
+            if !accepting { state.paused = true }
             state.listeners.append(contentsOf: sockets)
             state.threads += sockets.count
             return true
@@ -75,6 +79,14 @@ public final class NBDServer: Sendable {
             }
         }
         return sockets.map(\.address)
+    }
+
+    /// Accepts clients on every listener (after `listen(on:accepting: false)`).
+    public func startAccepting() {
+        state.withLock { state, waiter in
+            state.paused = false
+            waiter.broadcast()
+        }
     }
 
     /// Stops listening and drops every client; returns once every thread of
@@ -156,7 +168,7 @@ public final class NBDServer: Sendable {
         defer { threadEnded() }
         while true {
             let limit = configuration.maxConnections
-            let running = state.withLock(when: { !$0.running || limit <= 0 || $0.clients.count < limit }) { state, _ in
+            let running = state.withLock(when: { !$0.running || (!$0.paused && (limit <= 0 || $0.clients.count < limit)) }) { state, _ in
                 state.running
             }
             guard running else { return }
@@ -233,6 +245,8 @@ final class ExportEntry: Sendable {
 
 struct ServerState {
     var running = true
+    /// Listeners do not accept yet (`startAccepting`).
+    var paused = false
     var exports: [ExportEntry] = []
     /// Removed but still served to clients connected before.
     var removedExports: [ExportEntry] = []

@@ -76,6 +76,7 @@ struct NBDImage {
         guard fd >= 0 else { throw Qcow2Error.io(step: "mkstemp", errno: errno) }
         Glibc.close(fd)
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        unlink(path)  // the name is ours; the creator makes the file anew
         var options = Qcow2CreateOptions(size: image.size)
         options.backingFile = absolute(image.filename)
         options.backingFormat = format.rawValue

@@ -62,7 +62,7 @@ enum NBDProgram {
         configuration.log = { Terminal.printError(ProgramName.prefixed($0)) }
         let server = NBDServer(configuration: configuration)
         do {
-            try server.listen(on: address)
+            try server.listen(on: address, accepting: false)
         } catch {
             throw CommandFailure("\(error)")
         }
@@ -78,6 +78,7 @@ enum NBDProgram {
         try server.addExport(NBDExport(name: options.exportName, description: options.description, backend: backend,
                                        allocationDepth: options.allocationDepth,
                                        multiConnection: options.shared != 1))
+        server.startAccepting()
         if let pidFile = options.pidFile { try NBDDaemon.writePIDFile(pidFile) }
         guard chdir("/") == 0 else {
             throw CommandFailure("Could not chdir to root directory: \(String(cString: strerror(errno)))")
