@@ -47,29 +47,6 @@ private final class ServerProcess {
     }
 }
 
-/// A client's exit status and output.
-private struct ClientRun: Equatable, CustomStringConvertible {
-    var status: Int32
-    var output: String
-    var description: String { "exit \(status): \(output)" }
-}
-
-private func runClient(_ command: [String], environment: [String: String] = [:]) throws -> ClientRun {
-    let (executable, arguments) = try TestTools.resolve(command)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return ClientRun(status: process.terminationStatus, output: text)
-}
-
 @Suite(.serialized) struct TLSInteropTests {
     enum Server: String, CaseIterable { case qemu, qcowkit }
 

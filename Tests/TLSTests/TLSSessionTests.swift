@@ -3,6 +3,7 @@
 // pair: X.509 with and without client certificates, PSK, and the refusals.
 import Foundation
 import Testing
+import TestSupport
 @testable import TLS
 
 @Suite struct TLSSessionTests {

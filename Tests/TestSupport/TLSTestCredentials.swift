@@ -4,16 +4,14 @@
 // tls-creds objects read. Made once per test run.
 import Foundation
 import Synchronization
-import TestSupport
-@testable import TLS
 
-struct TLSTestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct TLSTestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Runs a program to the end: its exit status and standard error.
-func runTool(_ command: [String], in directory: String) throws -> (status: Int32, stderr: String) {
+public func runTool(_ command: [String], in directory: String) throws -> (status: Int32, stderr: String) {
     let (executable, arguments) = try TestTools.resolve(command)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
@@ -29,26 +27,26 @@ func runTool(_ command: [String], in directory: String) throws -> (status: Int32
     return (process.terminationStatus, text)
 }
 
-struct TLSFixtures: Sendable {
-    let root: String
+public struct TLSFixtures: Sendable {
+    public let root: String
     /// ca-cert.pem (CA A), server-cert.pem and server-key.pem.
-    var serverDir: String { root + "/server" }
+    public var serverDir: String { root + "/server" }
     /// ca-cert.pem (CA A), client-cert.pem and client-key.pem (CN=client).
-    var clientDir: String { root + "/client" }
+    public var clientDir: String { root + "/client" }
     /// ca-cert.pem (CA A) only: a client that presents no certificate.
-    var anonymousClientDir: String { root + "/anonymous" }
+    public var anonymousClientDir: String { root + "/anonymous" }
     /// ca-cert.pem (CA A), a client certificate signed by CA B.
-    var rogueClientDir: String { root + "/rogue" }
+    public var rogueClientDir: String { root + "/rogue" }
     /// ca-cert.pem (CA B) only: a client that cannot verify the server.
-    var otherCAClientDir: String { root + "/other-ca" }
+    public var otherCAClientDir: String { root + "/other-ca" }
     /// keys.psk with alice's key (a server's directory and alice's client's).
-    var pskDir: String { root + "/psk" }
+    public var pskDir: String { root + "/psk" }
     /// keys.psk with another key for alice.
-    var wrongPSKDir: String { root + "/psk-wrong" }
+    public var wrongPSKDir: String { root + "/psk-wrong" }
 
     static let shared: Result<TLSFixtures, TLSTestFailure> = Result { try make() }.mapError { TLSTestFailure("\($0)") }
 
-    static func get() throws -> TLSFixtures { try shared.get() }
+    public static func get() throws -> TLSFixtures { try shared.get() }
 
     private static func make() throws -> TLSFixtures {
         for tool in ["certtool", "psktool"] { _ = try TestTools.program(tool, package: "gnutls-bin") }
@@ -109,11 +107,11 @@ struct TLSFixtures: Sendable {
 
 /// Runs `body` on a thread of its own (TLS handshakes block until the
 /// other end answers, so the two ends of a test cannot share a thread).
-final class ThreadResult<T: Sendable>: Sendable {
+public final class ThreadResult<T: Sendable>: Sendable {
     private let result = Mutex<Result<T, any Error>?>(nil)
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ body: @escaping @Sendable () throws -> T) {
+    public init(_ body: @escaping @Sendable () throws -> T) {
         Thread { [self] in
             let outcome = Result { try body() }
             result.withLock { $0 = outcome }
@@ -121,7 +119,7 @@ final class ThreadResult<T: Sendable>: Sendable {
         }.start()
     }
 
-    func get() throws -> T {
+    public func get() throws -> T {
         done.wait()
         return try result.withLock { $0! }.get()
     }
