@@ -142,4 +142,55 @@ import TestSupport
         #expect(compared == ClientRun(status: 0, output: "Images are identical.\n"))
         for path in tops.values { try? FileManager.default.removeItem(atPath: path) }
     }
+
+    /// A writable export on the top of an active commit: writes through it
+    /// while the job runs reach the base (mirrored), and once the job
+    /// completes the export serves the base, as in QEMU.
+    @Test func exportDuringActiveCommitAsQEMU() throws {
+        var seen: [ComparedService.Kind: [String]] = [:]
+        var bases: [ComparedService.Kind: String] = [:]
+        for kind in ComparedService.Kind.allCases {
+            let scratch = try HostileScratch("nbdcommit-\(kind)")
+            try prepare(scratch)
+            let socket = scratch.file("nbd.sock")
+            let service = try ComparedService(
+                kind,
+                blockdevs: ["driver=qcow2,file.driver=file,file.filename=\(scratch.file("base.qcow2")),node-name=b0",
+                            "driver=qcow2,file.driver=file,file.filename=\(scratch.file("top.qcow2")),node-name=n0,backing=b0"],
+                extraArguments: ["--nbd-server", "addr.type=unix,addr.path=\(socket)",
+                                 "--export", "nbd,id=e0,node-name=n0,name=exp,writable=on"],
+                socketPath: scratch.file("qmp.sock"))
+            defer { service.stop() }
+            let client = try service.connect()
+            var log: [String] = []
+            func until(_ event: String) throws {
+                while true {
+                    let message = try client.next()
+                    if message["event"] == .string(event) { return }
+                }
+            }
+            func io(_ commands: String...) throws {
+                let run = try runClient(["qemu-io", "-f", "raw", "nbd+unix:///exp?socket=\(socket)"] + commands.flatMap { ["-c", $0] })
+                log.append("exit \(run.status): " + run.output.split(separator: "\n").filter { !$0.contains("ops/sec") }.joined(separator: "\n"))
+            }
+            log.append("\(try client.execute(#"{"execute":"block-commit","arguments":{"device":"n0","job-id":"j"}}"#))")
+            try until("BLOCK_JOB_READY")
+            try io("write -P 0x55 256k 64k", "read -P 0x22 512k 64k")
+            log.append("\(try client.execute(#"{"execute":"block-job-complete","arguments":{"device":"j"}}"#))")
+            try until("BLOCK_JOB_COMPLETED")
+            log.append("\(try client.execute(#"{"execute":"query-block-exports"}"#))")
+            try io("read -P 0x55 256k 64k", "write -P 0x66 768k 64k")
+            service.stop()
+            let copy = NSTemporaryDirectory() + "qcowkit-nbdcommit-\(kind)-\(getpid()).raw"
+            try? FileManager.default.removeItem(atPath: copy)
+            try scratch.run("qemu-img", "convert", "-O", "raw", scratch.file("base.qcow2"), copy)
+            try scratch.run("qemu-io", "-f", "raw", "-c", "read -P 0x55 256k 64k", "-c", "read -P 0x66 768k 64k", copy)
+            seen[kind] = log
+            bases[kind] = copy
+        }
+        #expect(seen[.qcowkit] == seen[.qemu])
+        let compared = try runClient(["qemu-img", "compare", "-f", "raw", "-F", "raw", bases[.qemu]!, bases[.qcowkit]!])
+        #expect(compared == ClientRun(status: 0, output: "Images are identical.\n"))
+        for path in bases.values { try? FileManager.default.removeItem(atPath: path) }
+    }
 }

@@ -7,17 +7,27 @@
 // active commit sees them.
 
 import Qcow2
+import Synchronization
 
-/// One export's hold on its node.
-public final class NodeExportUse {
-    public let node: BlockNode
+/// One export's hold on its node. A job that replaces the node (a completed
+/// commit puts the base in the top's place) moves the export with it, as
+/// QEMU moves the export's block backend.
+// @unchecked: `current` is behind its Mutex (the export's requests read it
+// from server threads); `previousUser` is touched on the graph's thread only.
+public final class NodeExportUse: @unchecked Sendable {
+    private let current: Mutex<BlockNode>
     let access: BlockAccess
     fileprivate var previousUser = BlockAccess.none
 
     init(node: BlockNode, access: BlockAccess) {
-        self.node = node
+        self.current = Mutex(node)
         self.access = access
     }
+
+    /// The node the export serves now.
+    public var node: BlockNode { current.withLock { $0 } }
+
+    fileprivate func move(to node: BlockNode) { current.withLock { $0 = node } }
 }
 
 extension BlockGraph {
@@ -54,6 +64,16 @@ extension BlockGraph {
     }
 
     func isExported(_ node: BlockNode) -> Bool { exportUses.contains { $0.node === node } }
+
+    /// bdrv_replace_node for exports: those on `old` serve `new` from now
+    /// on, which is locked for what they need.
+    func moveExports(from old: BlockNode, to new: BlockNode) {
+        for use in exportUses where use.node === old {
+            use.move(to: new)
+            new.user = new.user.combined(with: use.access)
+            try? refreshFileAccess(new)
+        }
+    }
 }
 
 extension BlockNode {

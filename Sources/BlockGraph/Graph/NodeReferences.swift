@@ -87,5 +87,6 @@ extension BlockGraph {
             }
         }
         for index in drives.indices where drives[index].node === old { drives[index].node = new }
+        moveExports(from: old, to: new)
     }
 }

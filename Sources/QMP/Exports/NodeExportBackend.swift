@@ -6,13 +6,16 @@ import NBD
 import Qcow2
 
 final class NodeExportBackend: NBDExportBackend {
-    let node: BlockNode
+    let use: NodeExportUse
     let isReadOnly: Bool
     /// Every write is flushed before it is acknowledged (writethrough=on).
     let writeThrough: Bool
 
-    init(node: BlockNode, writable: Bool, writeThrough: Bool) {
-        self.node = node
+    /// The node served now (a completed commit moves the export to the base).
+    var node: BlockNode { use.node }
+
+    init(use: NodeExportUse, writable: Bool, writeThrough: Bool) {
+        self.use = use
         self.isReadOnly = !writable
         self.writeThrough = writeThrough
     }

@@ -17,7 +17,6 @@ final class ServiceNBDServer {
 
     struct Export {
         var id: String
-        var nodeName: String
         /// The NBD export name.
         var name: String
         var use: NodeExportUse
@@ -164,7 +163,7 @@ extension QMPService {
         }
         if let bitmap = options.bitmaps.first { throw QMPError.generic("Bitmap '\(bitmap)' is not found") }
         let use = try graph.useForExport(node, writable: options.writable)
-        let backend = NodeExportBackend(node: node, writable: options.writable, writeThrough: options.writethrough)
+        let backend = NodeExportBackend(use: use, writable: options.writable, writeThrough: options.writethrough)
         // QEMU 7.2 advertises multi-conn on read-only exports of a server
         // that takes more than one client.
         let multiConnection = !options.writable && served.server.configuration.maxConnections != 1
@@ -176,7 +175,7 @@ extension QMPService {
             graph.release(use)
             throw QMPError.generic(error.description)
         }
-        served.add(.init(id: options.id, nodeName: node.nodeName, name: name, use: use))
+        served.add(.init(id: options.id, name: name, use: use))
     }
 
     /// block-export-del: `safe` refuses while clients are connected, `hard`
@@ -203,7 +202,7 @@ extension QMPService {
 
     var blockExportsJSON: [JSONValue] {
         (nbdServer?.exports ?? []).reversed().map { export in
-            .object([("node-name", .string(export.nodeName)), ("shutting-down", .bool(export.shuttingDown)),
+            .object([("node-name", .string(export.use.node.nodeName)), ("shutting-down", .bool(export.shuttingDown)),
                      ("type", .string("nbd")), ("id", .string(export.id))])
         }
     }
