@@ -129,3 +129,95 @@ struct NBDInteropTests {
         #expect(outcomes[0] == outcomes[1])
     }
 }
+
+@Suite("qcowkit nbd = qemu-nbd 7.2, request by request", .serialized)
+struct NBDRequestInteropTests {
+    let scratch: ScratchDirectory
+    var dir: String { scratch.path }
+
+    init() throws {
+        scratch = try ScratchDirectory()
+        for (name, compat) in [("base", "1.1"), ("old", "0.10")] {
+            try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", "-o", "compat=\(compat)", dir + "/\(name).qcow2", "16M")
+            try QemuOracle.qemuIO(dir + "/\(name).qcow2", ["write -P 1 0 1M", "write -z 2M 1M", "write -P 3 5M 64k"])
+        }
+        try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", dir + "/top.qcow2")
+        try QemuOracle.qemuIO(dir + "/top.qcow2", ["write -P 2 512k 1M", "write -z 5M 4k", "write -P 4 7M 100k"])
+        try QemuOracle.qemuImg("create", "-q", "-f", "raw", dir + "/disk.raw", "8M")
+        try QemuOracle.qemuIO(dir + "/disk.raw", ["write -P 9 1M 64k", "write -P 8 3M 4k"], format: "raw")
+    }
+
+    /// The probe's printout against a server started with `arguments` on a
+    /// fresh copy of the fixtures.
+    func probe(qemu: Bool, _ arguments: [String]) throws -> String {
+        let copy = dir + (qemu ? "/qemu" : "/ours")
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+        for name in ["base.qcow2", "old.qcow2", "top.qcow2", "disk.raw"] {
+            try FileManager.default.copyItem(atPath: dir + "/" + name, toPath: copy + "/" + name)
+        }
+        // Two clients at once: the probe opens a second connection.
+        let shared = arguments.contains("-e") ? [] : ["-e", "2"]
+        let server = try NBDServerProcess(qemu: qemu, socket: copy + "/s.sock", arguments: ["-t"] + shared + arguments,
+                                          in: copy)
+        defer { server.stop() }
+        return try NBDClients.script(NBDRequestScript.source, [server.uri], in: dir)
+    }
+
+    @Test("Reads, writes, zeroes, trims, caches, flushes, block status and bad requests answer as qemu-nbd's",
+          arguments: [
+              ["-f", "qcow2", "-A", "--discard=unmap", "top.qcow2"],
+              ["-f", "qcow2", "top.qcow2"],
+              ["-f", "qcow2", "-A", "old.qcow2"],
+              ["-f", "raw", "--discard=unmap", "-A", "disk.raw"],
+              ["-f", "qcow2", "-r", "-A", "-e", "3", "top.qcow2"],
+              ["-f", "qcow2", "--detect-zeroes=on", "--cache=writethrough", "top.qcow2"],
+          ])
+    func requestsEqualQemu(_ arguments: [String]) throws {
+        let ours = try probe(qemu: false, arguments)
+        let theirs = try probe(qemu: true, arguments)
+        let oursLines = ours.split(separator: "\n"), theirLines = theirs.split(separator: "\n")
+        for (index, line) in theirLines.enumerated() where index >= oursLines.count || oursLines[index] != line {
+            Issue.record("first difference at line \(index + 1):\n qemu-nbd: \(line)\n qcowkit:  \(index < oursLines.count ? oursLines[index] : "(missing)")")
+            break
+        }
+        #expect(oursLines.count == theirLines.count)
+        #expect(ours.contains("other connection still served ok"))
+    }
+}
+
+@Suite("qcowkit as qemu-nbd: command-line errors as qemu-nbd 7.2's")
+struct NBDCommandLineInteropTests {
+    @Test("Bad command lines get qemu-nbd's messages and exit status")
+    func badCommandLines() throws {
+        let scratch = try ScratchDirectory()
+        let dir = scratch.path
+        try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", dir + "/img.qcow2", "1M")
+        // qcowkit invoked as qemu-nbd is qemu-nbd: the same program name in every message.
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/bin/qemu-nbd", withDestinationPath: try TestTools.qcowkit())
+        let sock = dir + "/s.sock"
+        let cases: [[String]] = [
+            [], ["a", "b"], ["-k", "rel.sock", "img.qcow2"], ["-e", "x", "img.qcow2"], ["-e", "-1", "img.qcow2"],
+            ["--cache=foo", "img.qcow2"], ["--discard=foo", "img.qcow2"], ["--detect-zeroes=foo", "img.qcow2"],
+            ["--detect-zeroes=unmap", "img.qcow2"], ["-n", "--cache=none", "img.qcow2"], ["--aio=foo", "img.qcow2"],
+            ["--discard=unmap", "--discard=unmap", "img.qcow2"], ["-x"], ["--bogus", "img.qcow2"], ["-Z", "img.qcow2"],
+            ["--tls-authz=a", "img.qcow2"], ["--tls-creds=a", "img.qcow2"], ["--tls-creds=a", "-k", sock, "img.qcow2"],
+            ["--tls-hostname=h", "img.qcow2"], ["-k", dir + "/none/x.sock", "img.qcow2"], ["-k", sock, "none.qcow2"],
+            ["-k", sock, "-f", "foo", "img.qcow2"], ["-k", sock, "-B", "bm", "img.qcow2"],
+            ["--image-opts", "-f", "qcow2", "img.qcow2"], ["-L", "img.qcow2"], ["-L", "-x", "e"], ["-L", "--fork"],
+            ["-x", String(repeating: "n", count: 4097), "img.qcow2"],
+            ["-D", String(repeating: "d", count: 4097), "img.qcow2"],
+            ["-d", dir + "/nbd-none"],
+        ]
+        for arguments in cases {
+            var outcomes: [String] = []
+            for program in ["qemu-nbd", dir + "/bin/qemu-nbd"] {
+                try? FileManager.default.removeItem(atPath: sock)
+                let run = try QemuOracle.run([program] + arguments, in: URL(fileURLWithPath: dir), check: false)
+                outcomes.append("status \(run.status)\n\(run.output)\(run.errorOutput)")
+            }
+            #expect(outcomes[0] == outcomes[1], "qemu-nbd \(arguments.joined(separator: " "))")
+        }
+    }
+}

@@ -32,7 +32,7 @@ struct NBDImage {
             image = try ReadCommands.openChain(path, format: options.format, writable: writable,
                                                access: VerbAccess.nbdExport(writable: writable))
         } catch let failure as CommandFailure {
-            throw CommandFailure("Failed to blk_new_open '\(path)': \(failure.message)")
+            throw CommandFailure("Failed to blk_new_open '\(path)': \(reason(failure, path))")
         }
         if let snapshot = options.loadSnapshot {
             try? image.close()
@@ -56,9 +56,16 @@ struct NBDImage {
                                                access: VerbAccess.nbdExport(writable: !options.readOnly))
         } catch let failure as CommandFailure {
             unlink(overlay)
-            throw CommandFailure("Failed to blk_new_open '\(path)': \(failure.message)")
+            throw CommandFailure("Failed to blk_new_open '\(path)': \(reason(failure, overlay))")
         }
         return NBDImage(image: image, temporaryOverlay: overlay)
+    }
+
+    /// The open failure without qemu-img's "Could not open 'PATH': " in
+    /// front (qemu-nbd puts its own words there).
+    private static func reason(_ failure: CommandFailure, _ path: String) -> String {
+        let prefix = "Could not open '\(path)': "
+        return failure.message.hasPrefix(prefix) ? String(failure.message.dropFirst(prefix.count)) : failure.message
     }
 
     func close() {
