@@ -37,6 +37,10 @@ let package = Package(
             name: "CGLib", path: "CSystemLibs/CGLib", pkgConfig: "glib-2.0",
             providers: [.apt(["libglib2.0-dev"])]),
 
+        .systemLibrary(
+            name: "CGnuTLS", path: "CSystemLibs/CGnuTLS", pkgConfig: "gnutls",
+            providers: [.apt(["libgnutls28-dev"])]),
+
         .systemLibrary(name: "CSystemShims", path: "CSystemLibs/CSystemShims"),
 
         .target(
@@ -47,12 +51,14 @@ let package = Package(
             ],
             exclude: ["README.md"]),
         .target(name: "QemuJSON"),
+        // TLS for the NBD server: QEMU's tls-creds-x509/-psk objects and sessions over GnuTLS.
+        .target(name: "TLS", dependencies: ["CGnuTLS"]),
         .target(name: "BlockGraph", dependencies: ["Qcow2"]),
         // QEMU's ImageInfo as QAPI JSON, for the CLI's `info` and QMP's queries.
         .target(name: "ImageInfoJSON", dependencies: ["Qcow2", "QemuJSON"]),
         // The NBD server: negotiation, transmission, exports over images or graph nodes.
-        .target(name: "NBD", dependencies: ["Qcow2", "BlockGraph"]),
-        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib"]),
+        .target(name: "NBD", dependencies: ["Qcow2", "BlockGraph", "TLS"]),
+        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib", "TLS", "NBD"]),
         .target(
             name: "QcowKitCommands",
             dependencies: [
@@ -69,9 +75,10 @@ let package = Package(
             dependencies: [
                 "Qcow2", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
             ]),
+        .testTarget(name: "TLSTests", dependencies: ["TLS", "TestSupport"]),
         .testTarget(name: "BlockGraphTests", dependencies: ["BlockGraph", "Qcow2", "TestSupport"]),
         .testTarget(name: "NBDTests", dependencies: ["NBD", "Qcow2", "TestSupport"]),
-        .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON", "TestSupport"]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON", "TestSupport", "TLS"]),
         .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QemuJSON", "TestSupport"]),
         // Interop suite: real qemu-img / qemu-io make the fixtures and are the oracle.
         .testTarget(name: "InteropTests", dependencies: ["Qcow2", "QcowKitCommands", "TestSupport"]),

@@ -4,6 +4,7 @@
 // export, the pid file, then serving until the last client that reached
 // transmission leaves (unless -t) or a signal arrives.
 import NBD
+import QMP
 import Qcow2
 
 #if canImport(Glibc)
@@ -32,7 +33,12 @@ enum NBDProgram {
     }
 
     private static func run(_ options: NBDOptions) throws -> Int32 {
-        try checkTLS(options)
+        // qemu-nbd creates each --object as it reads the option.
+        let objects = UserObjects()
+        for object in options.objects {
+            do { try objects.add(commandLine: object) } catch let error as QMPError { throw CommandFailure(error.desc) }
+        }
+        let tls = try checkTLS(options, objects: objects)
         if options.selinuxLabel != nil { throw CommandFailure("SELinux support not enabled in this binary") }
         if options.list {
             throw CommandFailure("-L/--list: listing another server's exports is not supported by qcowkit")
@@ -48,6 +54,7 @@ enum NBDProgram {
         var configuration = NBDServerConfiguration()
         configuration.maxConnections = options.shared
         configuration.handshakeTimeout = 10
+        configuration.tls = tls
         let persistent = options.persistent
         configuration.onClientClosed = { negotiated in
             if negotiated && !persistent { signals.clientLeft() }
@@ -88,21 +95,25 @@ enum NBDProgram {
         return UInt16(truncatingIfNeeded: number)
     }
 
-    /// qemu-nbd's TLS checks; the credentials themselves come with the TLS layer.
-    private static func checkTLS(_ options: NBDOptions) throws {
+    /// qemu-nbd's TLS checks, then the server's credentials (--tls-creds).
+    private static func checkTLS(_ options: NBDOptions, objects: UserObjects) throws -> (any NBDTLSProvider)? {
         guard let id = options.tlsCreds else {
             if options.tlsAuthz != nil { throw CommandFailure("--tls-authz is not permitted without --tls-creds") }
             if options.tlsHostname != nil { throw CommandFailure("--tls-hostname is not permitted without --tls-creds") }
-            return
+            return nil
         }
         if options.device != nil { throw CommandFailure("TLS is not supported with a host device") }
         if options.tlsAuthz != nil && options.list { throw CommandFailure("TLS authorization is incompatible with export list") }
         if options.tlsHostname != nil && !options.list { throw CommandFailure("TLS hostname is only supported with export list") }
-        let known = options.objects.contains { object in
-            object.split(separator: ",").contains { $0 == "id=\(id)" }
+        if let authz = options.tlsAuthz {
+            throw CommandFailure("--tls-authz \(authz): authorization objects are not supported by qcowkit")
         }
-        guard known else { throw CommandFailure("Failed to get TLS creds: No TLS credentials with id '\(id)'") }
-        throw CommandFailure("Failed to get TLS creds: TLS credentials are not supported by this qcowkit yet")
+        do {
+            let credentials = try objects.tlsCredentials(id: id, endpoint: options.list ? .client : .server)
+            return try TLSCredentialsProvider(credentials)
+        } catch let error as QMPError {
+            throw CommandFailure("Failed to get TLS creds: \(error.desc)")
+        }
     }
 
     /// -c and -d: the kernel's NBD client is not driven by qcowkit. A
