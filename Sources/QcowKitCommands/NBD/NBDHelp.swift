@@ -15,7 +15,7 @@ enum NBDHelp {
           -p, --port=PORT           port to listen on (default `10809')
           -b, --bind=IFACE          interface to bind to (default `0.0.0.0')
           -k, --socket=PATH         path to the unix socket
-                                    (default '/var/lock/\(name)-DEVICE')
+                                    (default '/var/lock/qemu-nbd-DEVICE')
           -e, --shared=NUM          device can be shared by NUM clients (default '1')
           -t, --persistent          don't exit on the last connection
           -v, --verbose             display extra debugging information
@@ -71,8 +71,8 @@ enum NBDHelp {
     }
 
     static func version(_ name: String) -> String {
-        if Tool(invokedAs: name) == .qcowkit {
-            return "\(name) nbd version \(QcowKit.version) (qemu-nbd 7.2 compatible)"
+        if Tool(invokedAs: ProgramName.current) == .qcowkit {
+            return "\(ProgramName.current) nbd version \(QcowKit.version) (qemu-nbd 7.2 compatible)"
         }
         return "\(name) \(QemuImgHelp.qemuVersion) (qcowkit \(QcowKit.version))"
     }

@@ -69,8 +69,9 @@ struct NBDOptions {
 
     static func parse(_ arguments: [String]) -> Parsed {
         var options = NBDOptions()
-        let program = ProgramName.current
-        var getopt = IOGetopt([program] + arguments, shortOptions: shortOptions, longOptions: longOptions)
+        // `qcowkit nbd` names itself so; as qemu-nbd the program is its name.
+        let program = Tool(invokedAs: ProgramName.current) == .qcowkit ? "\(ProgramName.current) nbd" : ProgramName.current
+        var getopt = IOGetopt([ProgramName.current] + arguments, shortOptions: shortOptions, longOptions: longOptions)
         var seenCache = false, seenDiscard = false, seenAIO = false
         func fail(_ message: String) -> Parsed {
             Terminal.printError(ProgramName.prefixed(message))
