@@ -198,7 +198,7 @@ struct NBDCommandLineInteropTests {
         try FileManager.default.createSymbolicLink(atPath: dir + "/bin/qemu-nbd", withDestinationPath: try TestTools.qcowkit())
         let sock = dir + "/s.sock"
         let cases: [[String]] = [
-            [], ["a", "b"], ["-k", "rel.sock", "img.qcow2"], ["-e", "x", "img.qcow2"], ["-e", "-1", "img.qcow2"],
+            [], ["--help"], ["a", "b"], ["-k", "rel.sock", "img.qcow2"], ["-e", "x", "img.qcow2"], ["-e", "-1", "img.qcow2"],
             ["--cache=foo", "img.qcow2"], ["--discard=foo", "img.qcow2"], ["--detect-zeroes=foo", "img.qcow2"],
             ["--detect-zeroes=unmap", "img.qcow2"], ["-n", "--cache=none", "img.qcow2"], ["--aio=foo", "img.qcow2"],
             ["--discard=unmap", "--discard=unmap", "img.qcow2"], ["-x"], ["--bogus", "img.qcow2"], ["-Z", "img.qcow2"],
