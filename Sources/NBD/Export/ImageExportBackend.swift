@@ -132,15 +132,11 @@ public final class ImageExportBackend: NBDExportBackend {
     }
 
     public func allocation(at offset: UInt64, length: UInt64) throws -> NBDAllocationExtent {
-        let chain = try mapErrors { try image.chainBlockStatus(at: offset, length: length) }
-        return NBDAllocationExtent(length: chain.status.length, isHole: !chain.status.isData,
-                                   isZero: chain.status.isZero)
+        NBDAllocationExtent(try mapErrors { try image.chainBlockStatus(at: offset, length: length) })
     }
 
     public func allocationDepth(at offset: UInt64, length: UInt64) throws -> NBDDepthExtent {
-        let chain = try mapErrors { try image.chainBlockStatus(at: offset, length: length) }
-        let allocated = chain.status.isAllocated || chain.status.isData
-        return NBDDepthExtent(length: chain.status.length, depth: allocated ? UInt32(chain.depth + 1) : 0)
+        NBDDepthExtent(try mapErrors { try image.chainBlockStatus(at: offset, length: length) })
     }
 
     // MARK: Helpers
@@ -169,15 +165,5 @@ public final class ImageExportBackend: NBDExportBackend {
         buffer.allSatisfy { $0 == 0 }
     }
 
-    /// Runs `body`, turning the codec's errors into the NBD error QEMU's
-    /// server answers with for the errno QEMU's driver fails with.
-    private func mapErrors<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as NBDExportError {
-            throw error
-        } catch {
-            throw NBDExportError(NBDErrorCode(errno: Qcow2Error.errnoValue(of: error)), "\(error)")
-        }
-    }
+    private func mapErrors<T>(_ body: () throws -> T) throws -> T { try NBDExportError.mapping(body) }
 }
