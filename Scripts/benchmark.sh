@@ -3,12 +3,12 @@
 # the median time of each and ours/theirs (below 1.0: we are faster). Not a
 # test: the figures go into closing notes.
 #
-#   Scripts/benchmark.sh [RUNS]        (default 3 runs per case; needs qemu-utils)
+#   Scripts/benchmark.sh [RUNS]        (default 3 runs per case; needs qemu-utils, libnbd-bin, fio)
 #   BENCH_DIR=/some/dir Scripts/benchmark.sh   (where the images go; default /var/tmp)
 #   BENCH_TIMES=file Scripts/benchmark.sh      (also keep every timing: case, tool, ns)
 #   QCOWKIT=path Scripts/benchmark.sh          (time that binary instead of building one)
 #   BENCH_CASES='regex' Scripts/benchmark.sh   (only the groups matching: convert, map,
-#       info, create, io, compress, commit, bench, large, memory; default all)
+#       info, create, io, compress, commit, bench, large, memory, nbd; default all)
 #
 # Fairness: both tools get the same inputs in the same directory; each run
 # times them back to back, alternating which goes first; `sync` runs before
@@ -263,6 +263,27 @@ memory_rows() {
     done
 }
 wants() { [[ $1 =~ ${BENCH_CASES:-.} ]]; }
+# NBD: each tool serves the 2 GiB qcow2 read-only (-e 8: nbdcopy and fio
+# may open several connections), then nbdcopy copies it out (to null: and
+# to a file) and fio reads 4 KiB blocks at random, 64 in flight.
+nbd_serve() { # tool socket   (sets nbd_pid)
+    local command=(qemu-nbd); [[ $1 == qcowkit ]] && command=("$qk" nbd)
+    "${command[@]}" -t -r -e 8 -f qcow2 -k "$2" "$work/src.qcow2" & nbd_pid=$!
+    until nbdinfo --size "nbd+unix:///?socket=$2" >/dev/null 2>&1; do sleep 0.05; done
+}
+nbd_step() {
+    local socket=$work/$1.sock output=$work/$1.nbdcopy.raw
+    nbd_serve "$1" "$socket"
+    time_one "nbdcopy to null: (2 GiB qcow2)" "$1" nbdcopy "nbd+unix:///?socket=$socket" null:
+    rm -f "$output"
+    time_one "nbdcopy to a file (2 GiB qcow2)" "$1" nbdcopy "nbd+unix:///?socket=$socket" "$output"
+    sums[nbdcopy.$1]=$(data_sum "$output")
+    rm -f "$output"
+    time_one "fio 4k randread qd64 over NBD (100 MiB)" "$1" fio --name=randread --ioengine=nbd \
+        --uri="nbd+unix:///?socket=$socket" --rw=randread --bs=4k --iodepth=64 --io_size=100M --size=2G \
+        --output-format=terse
+    kill "$nbd_pid"; wait "$nbd_pid" || true
+}
 
 settle() { # lets writeback and the discards of deleted images finish before the next timing
     sync; sleep 3
@@ -307,6 +328,11 @@ for r in $(seq "$runs"); do
     if wants commit; then settle; commit_case "$r"; fi
     if wants bench; then bench_case "$r" writeback; bench_case "$r" none; fi
     if wants large; then pair "$r" large_step; fi
+    if wants nbd; then
+        settle
+        pair "$r" nbd_step
+        [[ ${sums[nbdcopy.qemu]} == "${sums[nbdcopy.qcowkit]}" ]] || echo "warning: nbdcopy: outputs differ" >&2
+    fi
     settle
 done
 

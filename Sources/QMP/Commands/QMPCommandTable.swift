@@ -3,10 +3,17 @@
 extension QMPService {
     static func commandTable() -> [QMPCommand] {
         [
+            ExportCommands.objectDel,
+            ExportCommands.objectAdd,
             ControlCommands.quit,
             ControlCommands.queryCommands,
             ControlCommands.queryVersion,
             ControlCommands.capabilitiesAfterNegotiation,
+            ExportCommands.queryBlockExports,
+            ExportCommands.blockExportDel,
+            ExportCommands.blockExportAdd,
+            ExportCommands.nbdServerStop,
+            ExportCommands.nbdServerStart,
             JobCommands.queryJobs,
             JobCommands.finalize,
             JobCommands.dismiss,

@@ -39,9 +39,7 @@ enum QemuImgFront {
             let status = IOProgram.run(arguments, console: .standard(), readLine: IOProgram.readStandardInput)
             Terminal.exit(status)
         case .qemuNBD:
-            // No NBD server in QcowKit yet: refused by name rather than misread.
-            Terminal.printError(ProgramName.prefixed("NBD exports are not supported by qcowkit"))
-            Terminal.exit(1)
+            Terminal.exit(NBDProgram.main(arguments))
         case .qemuImg, .qcowkit:
             Terminal.exit(imgMain(arguments, tool: tool))
         }
@@ -75,6 +73,7 @@ enum QemuImgFront {
         guard let verb = operands.first else { return 0 }
         let verbArguments = Array(operands.dropFirst())
         if tool == .qcowkit && verb == "help" { return help(tool: tool) }
+        if tool == .qcowkit && verb == "nbd" { return NBDProgram.main(verbArguments) }
         if let native = nativeVerb(verb) { return native([verb] + verbArguments) }
         let isSubcommand = QcowKit.configuration.subcommands.contains { $0.configuration.commandName == verb }
         guard isSubcommand, tool == .qcowkit || !qcowkitOnlyVerbs.contains(verb) else {
