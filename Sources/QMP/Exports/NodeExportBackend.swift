@@ -3,7 +3,6 @@
 // tracking, a stream's write gate) sees export writes as it sees any other.
 import BlockGraph
 import NBD
-import Qcow2
 
 final class NodeExportBackend: NBDExportBackend {
     let use: NodeExportUse
@@ -52,23 +51,13 @@ final class NodeExportBackend: NBDExportBackend {
     func cache(at offset: UInt64, length: UInt64) throws {}
 
     func allocation(at offset: UInt64, length: UInt64) throws -> NBDAllocationExtent {
-        let chain = try mapErrors { try node.chainBlockStatus(at: offset, length: length) }
-        return NBDAllocationExtent(length: chain.status.length, isHole: !chain.status.isData, isZero: chain.status.isZero)
+        NBDAllocationExtent(chain: try mapErrors { try node.chainBlockStatus(at: offset, length: length) }.status)
     }
 
     func allocationDepth(at offset: UInt64, length: UInt64) throws -> NBDDepthExtent {
         let chain = try mapErrors { try node.chainBlockStatus(at: offset, length: length) }
-        let allocated = chain.status.isAllocated || chain.status.isData
-        return NBDDepthExtent(length: chain.status.length, depth: allocated ? UInt32(chain.depth + 1) : 0)
+        return NBDDepthExtent(chain: chain.status, depth: chain.depth)
     }
 
-    private func mapErrors<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as NBDExportError {
-            throw error
-        } catch {
-            throw NBDExportError(NBDErrorCode(errno: Qcow2Error.errnoValue(of: error)), "\(error)")
-        }
-    }
+    private func mapErrors<T>(_ body: () throws -> T) throws -> T { try NBDExportError.mapping(body) }
 }
