@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 @testable import NBD
+import TestSupport
 import Synchronization
 
 @Suite("NBD server: hostile clients, limits, exports")
@@ -169,5 +170,31 @@ struct NBDRequestPlanTests {
         #expect(list.contexts.map(\.id) == [0, 1])
         let plain = NBDExport(name: "", backend: MemoryBackend(size: 512))
         #expect(MetaContextSelection.all(of: plain).contexts.map(\.name) == ["base:allocation"])
+    }
+}
+
+@Suite("NBD server on loopback TCP")
+struct NBDInetTests {
+    @Test("Listening on 127.0.0.1 port 0: the chosen port is returned and nbdinfo reads the export there")
+    func loopback() throws {
+        let server = NBDServer()
+        defer { server.stop() }
+        try server.addExport(NBDExport(name: "tcp", backend: MemoryBackend(size: 3 << 20)))
+        let bound = try server.listen(on: .inet(host: "127.0.0.1", port: 0))
+        guard case let .inet(host, port)? = bound.first else {
+            Issue.record("no inet address bound: \(bound)")
+            return
+        }
+        #expect(host == "127.0.0.1" && port != 0)
+        let nbdinfo = try TestTools.program("nbdinfo", package: "libnbd-bin")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: nbdinfo)
+        process.arguments = ["--size", "nbd://127.0.0.1:\(port)/tcp"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(text == "\(3 << 20)\n")
     }
 }

@@ -11,8 +11,8 @@ public struct NBDExport: Sendable {
     public var backend: any NBDExportBackend
     /// Serve the qemu:allocation-depth meta context (qemu-nbd -A).
     public var allocationDepth: Bool
-    /// Advertise NBD_FLAG_CAN_MULTI_CONN (QEMU 7.2: a read-only export of a
-    /// server that takes more than one client at a time).
+    /// Advertise NBD_FLAG_CAN_MULTI_CONN. QEMU 7.2 does for every export of
+    /// a server whose max-connections is not 1 (qemu-nbd: -e other than 1).
     public var multiConnection: Bool
 
     public init(name: String, description: String? = nil, backend: any NBDExportBackend,

@@ -156,9 +156,8 @@ public final class NBDServer: Sendable {
     /// Clients in transmission on the export `name`.
     public func clientCount(exportNamed name: String) -> Int {
         state.withLock { state in
-            state.clients.values.filter { $0.servedExport?.export.name == name && $0.servedExport.map { entry in
-                state.exports.contains { $0 === entry }
-            } ?? false }.count
+            guard let entry = state.export(named: name) else { return 0 }
+            return state.clients.values.filter { $0.servedExport === entry }.count
         }
     }
 
