@@ -153,12 +153,6 @@ public final class TLSSession: @unchecked Sendable {
         }
     }
 
-    /// Whether GnuTLS holds decrypted bytes not yet read: a caller that polls
-    /// the descriptor before reading must read these first.
-    public var hasBufferedInput: Bool {
-        readLock.withLock { _ in gnutls_record_check_pending(session) > 0 }
-    }
-
     /// Sends close_notify (our side is done writing); errors do not matter
     /// to a connection being closed.
     public func bye() {
@@ -172,12 +166,6 @@ public final class TLSSession: @unchecked Sendable {
     /// The key size of the negotiated cipher in bytes (for logs and tests).
     public var cipherKeySize: Int {
         gnutls_cipher_get_key_size(gnutls_cipher_get(session))
-    }
-
-    /// The negotiated protocol's name, such as "TLS1.3".
-    public var protocolName: String {
-        guard let name = gnutls_protocol_get_name(gnutls_protocol_get_version(session)) else { return "" }
-        return String(cString: name)
     }
 
     /// GnuTLS's EAGAIN: on a non-blocking descriptor, waits until it can go

@@ -68,4 +68,35 @@ import TestSupport
             #expect(ourMessage(testCase.options) == expected, "\(testCase.object)")
         }
     }
+
+    /// `--object` itself: keyval and JSON spellings, QAPI's member checks,
+    /// as `qcowkit nbd` and qemu-nbd 7.2 report them (program names aside).
+    @Test func objectOptionAsQemuNBD() throws {
+        let fixtures = try TLSFixtures.get()
+        let dir = fixtures.serverDir, psk = fixtures.pskDir
+        let objects = [
+            "tls-creds-x509,id=t,dir=\(dir),endpoint=server,verify-peer=maybe",
+            "tls-creds-x509,id=t,dir=\(dir),endpoint=serve",
+            "tls-creds-x509,id=t,dir=\(dir),endpoint=server,bogus=1",
+            "tls-creds-x509,dir=\(dir),endpoint=server",
+            "foo,id=x", "id=x",
+            "tls-creds-x509,id=t,dir=\(dir),endpoint=server,dir.x=1",
+            #"{"qom-type":"tls-creds-psk","id":"p","dir":"\#(psk)","endpoint":"server"}"#,
+            #"{"qom-type":"tls-creds-psk","id":"p","dir":"\#(psk)","endpoint":"server","verify-peer":"on"}"#,
+            "tls-creds-psk,id=p,dir=\(psk),endpoint=server,username=x",
+            "tls-creds-x509,id=t,dir=\(dir),endpoint=server,sanity-check=off,priority=NORMAL",
+        ]
+        func message(_ command: [String]) throws -> String {
+            let run = try runTool(command, in: fixtures.root)
+            return "exit \(run.status)" + run.stderr.split(separator: "\n").map { String($0.drop { $0 != ":" }) }.joined(separator: "\n")
+        }
+        for object in objects {
+            let expected = try message(["qemu-nbd", "--object", object, "/nonexistent/image"])
+            let ours = try message(["qcowkit", "nbd", "--object", object, "/nonexistent/image"])
+            #expect(ours == expected, "\(object)")
+        }
+        // Object types qcowkit does not have are refused by name (QEMU would create them).
+        #expect(try message(["qcowkit", "nbd", "--object", "secret,id=s,data=x", "/nonexistent/image"])
+            == "exit 1: object type 'secret' is not supported by qcowkit")
+    }
 }

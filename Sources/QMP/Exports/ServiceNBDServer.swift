@@ -164,9 +164,9 @@ extension QMPService {
         if let bitmap = options.bitmaps.first { throw QMPError.generic("Bitmap '\(bitmap)' is not found") }
         let use = try graph.useForExport(node, writable: options.writable)
         let backend = NodeExportBackend(use: use, writable: options.writable, writeThrough: options.writethrough)
-        // QEMU 7.2 advertises multi-conn on read-only exports of a server
-        // that takes more than one client.
-        let multiConnection = !options.writable && served.server.configuration.maxConnections != 1
+        // QEMU 7.2 advertises multi-conn on every export of a server that
+        // takes more than one client (compared with nbdinfo --json).
+        let multiConnection = served.server.configuration.maxConnections != 1
         do {
             try served.server.addExport(NBDExport(name: name, description: options.description, backend: backend,
                                                   allocationDepth: options.allocationDepth,
