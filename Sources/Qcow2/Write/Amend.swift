@@ -50,7 +50,7 @@ extension Qcow2Image {
         guard isWritable else { throw Qcow2Error.readOnly }
         // Persistent bitmaps would be dropped by the header rewrites.
         try checkGuestWritesAllowed()
-        var tracker = AmendProgress(report: progress)
+        var tracker = AmendProgress(sink: progress)
         let oldVersion = try withWriter { writer, _ in writer.version }
         let newVersion = request.version ?? oldVersion
 
@@ -248,7 +248,7 @@ extension Qcow2Writer {
 private struct AmendProgress {
     enum Operation { case none, upgrading, changingRefcountWidth, downgrading }
 
-    let report: (UInt64, UInt64) -> Void
+    let sink: (UInt64, UInt64) -> Void
     var totalOperations = 0
     var operation = Operation.none
     private var lastOperation = Operation.none
@@ -256,7 +256,7 @@ private struct AmendProgress {
     private var offsetCompleted: Int64 = 0
     private var lastWorkSize: Int64 = 0
 
-    init(report: @escaping (UInt64, UInt64) -> Void) { self.report = report }
+    init(sink: @escaping (UInt64, UInt64) -> Void) { self.sink = sink }
 
     mutating func report(_ done: UInt64, _ workSize: UInt64) {
         if operation != lastOperation {
@@ -272,6 +272,6 @@ private struct AmendProgress {
         lastWorkSize = Int64(workSize)
         let current = offsetCompleted + Int64(workSize)
         let projected = current * (total - operationsCompleted - 1) / (operationsCompleted + 1)
-        report(UInt64(offsetCompleted + Int64(done)), UInt64(current + projected))
+        sink(UInt64(offsetCompleted + Int64(done)), UInt64(current + projected))
     }
 }
