@@ -21,6 +21,9 @@
 //   Corruption          the overlap check and the corrupt bit
 //   SnapshotRefcountUpdate  a whole tree's refcounts and COPIED flags (snapshots)
 //   SnapshotTableWrite  the writer's side of replacing the snapshot table
+//   Amend               qcow2_amend_options: upgrade, downgrade, lazy refcounts
+//   RefcountWidthChange qcow2_change_refcount_order (amend refcount_bits)
+//   ZeroClusterExpansion  qcow2_expand_zero_clusters (before a downgrade)
 // Image creation (Sources/Qcow2/Create) opens its bootstrap image with this
 // write path and grows it, as QEMU creates images. From Sources/Qcow2/Metadata:
 // RefcountAllocator, ByteAllocation and DiscardQueue (QEMU's allocator),
