@@ -104,27 +104,11 @@ extension Qcow2Image {
 extension Qcow2Writer {
     /// qcow2_update_header, with amend's message on failure.
     func updateHeader() throws {
-        do {
-            try writeHeaderCluster()
-        } catch {
-            throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
-                                         reason: "Failed to update the image header: \(Qcow2Error.reason(of: error))")
-        }
+        try failing("Failed to update the image header") { try writeHeaderCluster() }
     }
 
-    /// qcow2_upgrade: version 2 to 3.
-    func upgrade(to newVersion: UInt32, progress: (UInt64, UInt64) -> Void) throws {
-        progress(0, 2)
-        // Version 3 snapshots carry the 64-bit VM state size and the disk size.
-        if snapshots.entries.contains(where: { $0.extraDataSize < 16 }) {
-            do {
-                try writeSnapshotTable(snapshots)
-            } catch {
-                throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
-                                             reason: "Failed to update the snapshot table: \(Qcow2Error.reason(of: error))")
-            }
-        }
-        progress(1, 2)
+    /// The version changed in the header, or left as it was if that fails.
+    private func setVersion(_ newVersion: UInt32) throws {
         let oldVersion = version
         version = newVersion
         header.version = newVersion
@@ -135,6 +119,17 @@ extension Qcow2Writer {
             header.version = oldVersion
             throw error
         }
+    }
+
+    /// qcow2_upgrade: version 2 to 3.
+    func upgrade(to newVersion: UInt32, progress: (UInt64, UInt64) -> Void) throws {
+        progress(0, 2)
+        // Version 3 snapshots carry the 64-bit VM state size and the disk size.
+        if snapshots.entries.contains(where: { $0.extraDataSize < 16 }) {
+            try failing("Failed to update the snapshot table") { try writeSnapshotTable(snapshots) }
+        }
+        progress(1, 2)
+        try setVersion(newVersion)
         progress(2, 2)
     }
 
@@ -155,12 +150,7 @@ extension Qcow2Writer {
             }
             useLazyRefcounts = true
         } else {
-            do {
-                try markClean()
-            } catch {
-                throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
-                                             reason: "Failed to make the image clean: \(Qcow2Error.reason(of: error))")
-            }
+            try failing("Failed to make the image clean") { try markClean() }
             header.compatibleFeatures.remove(.lazyRefcounts)
             do {
                 try updateHeader()
@@ -181,14 +171,7 @@ extension Qcow2Writer {
         where snapshot.vmStateSize > UInt64(UInt32.max) || (snapshot.diskSize ?? imageSize) != imageSize {
             throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Internal snapshots prevent downgrade of image")
         }
-        if header.isDirty {
-            do {
-                try markClean()
-            } catch {
-                throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
-                                             reason: "Failed to make the image clean: \(Qcow2Error.reason(of: error))")
-            }
-        }
+        if header.isDirty { try failing("Failed to make the image clean") { try markClean() } }
         let remaining = header.incompatibleFeatures.subtracting(.compressionType)
         if !remaining.isEmpty {
             throw Qcow2Error.writeFailed(
@@ -197,12 +180,7 @@ extension Qcow2Writer {
         }
         header.compatibleFeatures = []
         header.autoclearFeatures = []
-        do {
-            try guarded { try expandZeroClusters(progress: progress) }
-        } catch {
-            throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
-                                         reason: "Failed to turn zero into data clusters: \(Qcow2Error.reason(of: error))")
-        }
+        try failing("Failed to turn zero into data clusters") { try expandZeroClusters(progress: progress) }
         if header.incompatibleFeatures.contains(.compressionType) {
             let compressed: Bool
             do {
@@ -218,16 +196,7 @@ extension Qcow2Writer {
             header.incompatibleFeatures.remove(.compressionType)
             header.compressionType = .zlib
         }
-        let oldVersion = version
-        version = newVersion
-        header.version = newVersion
-        do {
-            try updateHeader()
-        } catch {
-            version = oldVersion
-            header.version = oldVersion
-            throw error
-        }
+        try setVersion(newVersion)
     }
 
     /// qcow2_has_compressed_clusters: whether the active tables map any

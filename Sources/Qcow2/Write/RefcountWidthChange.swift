@@ -75,12 +75,11 @@ extension Qcow2Writer {
         let old = replaceAllocator(with: newAllocator)
         header.refcountOrder = newWidth.order
         do {
-            try writeHeaderCluster()
+            try failing("Failed to update the qcow2 header") { try writeHeaderCluster() }
         } catch {
             header.refcountOrder = oldOrder
             _ = replaceAllocator(with: old)
-            throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
-                                         reason: "Failed to update the qcow2 header: \(Qcow2Error.reason(of: error))")
+            throw error
         }
         header.refcountTableOffset = newTableOffset
         header.refcountTableClusters = UInt32(UInt64(walk.table.count) * 8 / clusterSize)
