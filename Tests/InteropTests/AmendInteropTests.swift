@@ -34,6 +34,22 @@ enum AmendInteropCatalog {
     /// An image qemu-io left dirty (lazy refcounts, killed).
     static let dirty = [S.qcow2("img", "64M", "lazy_refcounts=on"),
                         ["sh", "-c", "qemu-io -f qcow2 -c 'write -P 1 0 1M' -c 'sigraise 9' img 2>/dev/null; true"]]
+    /// Rewrites an image's snapshot table without extra data, as QEMU
+    /// before 4.2 wrote version 2 tables (argument: the image).
+    static let stripSnapshotExtraData = """
+        import struct, sys
+        f = open(sys.argv[1], 'r+b'); h = f.read(72)
+        count, offset = struct.unpack('>IQ', h[60:72])
+        f.seek(offset); out = b''
+        for _ in range(count):
+            l1o, l1s, ids, ns, ds, dn, vmc, vms, eds = struct.unpack('>QIHHIIQII', f.read(40))
+            f.read(eds); ident = f.read(ids); name = f.read(ns); f.read((-(40 + eds + ids + ns)) % 8)
+            entry = struct.pack('>QIHHIIQII', l1o, l1s, ids, ns, ds, dn, vmc, vms, 0) + ident + name
+            out += entry + b'\\0' * ((-len(entry)) % 8)
+        f.seek(offset); f.write(out)
+        """
+    static let v2OldSnapshots = v2 + [["qemu-img", "snapshot", "-c", "s1", "img"], ["qemu-img", "snapshot", "-c", "two", "img"],
+                                      ["python3", "-c", stripSnapshotExtraData, "img"]]
     /// 512-byte clusters and 8 MiB of data: new refcount structures of
     /// many blocks and tables of several clusters.
     static let small = [S.qcow2("img", "64M", "cluster_size=512"),
@@ -90,6 +106,10 @@ enum AmendInteropCatalog {
         amend("upgrade", v2, "-o", "compat=1.1", "img"),
         amend("upgrade (v3)", v2, "-o", "compat=v3", "img"),
         amend("upgrade with a snapshot", v2Snapshot, "-o", "compat=1.1", "img"),
+        amend("upgrade: snapshots without extra data get a new table", v2OldSnapshots, "-o", "compat=1.1", "img"),
+        amend("downgrade: zero clusters in an L2 table shared with a snapshot",
+              Array(chain.dropLast()) + [S.io("img", "write -z 0 1M", "write -P 1 2M 1M"), ["qemu-img", "snapshot", "-c", "s1", "img"]],
+              "-o", "compat=0.10", "img"),
         amend("upgrade, refcount_bits=4, lazy refcounts",
               [S.qcow2("img", "64M", "compat=0.10,cluster_size=4k"), S.io("img", "write -P 1 0 1M")],
               "-o", "compat=1.1,refcount_bits=4,lazy_refcounts=on", "img"),
