@@ -51,6 +51,8 @@ extension Qcow2Image {
         // Persistent bitmaps would be dropped by the header rewrites.
         try checkGuestWritesAllowed()
         var tracker = AmendProgress(sink: progress)
+        // Whatever step fails, the image's copy of the header follows.
+        defer { syncStoredHeader() }
         let oldVersion = try withWriter { writer, _ in writer.version }
         let newVersion = request.version ?? oldVersion
 
@@ -81,7 +83,6 @@ extension Qcow2Image {
                 try writer.setLazyRefcounts(lazy, version: newVersion)
             }
         }
-        syncStoredHeader()
         if let size = request.size, size != 0 {
             try truncate(to: size, preallocation: .off)
         }
@@ -90,13 +91,13 @@ extension Qcow2Image {
                 tracker.operation = .downgrading
                 try writer.downgrade(to: newVersion) { tracker.report($0, $1) }
             }
-            syncStoredHeader()
         }
     }
 
     /// The image's copy of the header follows the writer's.
     private func syncStoredHeader() {
-        guard let header = try? withWriter({ writer, _ in writer.header }) else { return }
+        guard var header = try? withWriter({ writer, _ in writer.header }) else { return }
+        header.size = size
         stored.withLock { $0.header = header }
     }
 }
@@ -235,8 +236,8 @@ private struct AmendProgress {
             }
             lastOperation = operation
         }
-        // The downgrade's expansion may report with no operation counted
-        // (QEMU counts version changes, so never here).
+        // An operation reporting is always counted (QEMU asserts it); the
+        // guard only keeps the division safe.
         let total = Int64(max(totalOperations, 1))
         lastWorkSize = Int64(workSize)
         let current = offsetCompleted + Int64(workSize)
