@@ -42,7 +42,7 @@ enum Bench {
         var nativeAIO = false
         let operands: [String]
         var locking = ImageLocking.standard
-        let parsed = QemuImgFront.parseOptions(argv) { code, value in
+        let parsed = VerbGetopt.parse(argv) { code, value in
             do {
                 switch code {
                 case UInt8(ascii: "c"):

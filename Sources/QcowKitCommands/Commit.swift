@@ -15,15 +15,9 @@ import BlockGraph
 import Qcow2
 import Synchronization
 
-struct Commit: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "commit",
-        abstract: "Commit an image into its backing file: [-q] [-f FMT] [-t CACHE] [-b BASE] [-d] [-r RATE] [-p] FILE.")
-
-    @Argument(parsing: .captureForPassthrough, help: "qemu-img commit's options and the image.")
-    var arguments: [String] = []
-
-    func run() throws {
+enum Commit {
+    /// `arguments` follow the verb: options and the image.
+    static func run(_ arguments: [String]) throws {
         var format: String?
         var cache = "writeback"
         var base: String?
@@ -31,11 +25,12 @@ struct Commit: ParsableCommand {
         var showProgress = false
         var quiet = false
         var rate: Int64 = 0
-        var getopt = ImageVerbGetopt(arguments, shortOptions: ":f:ht:b:dpqr:", longOptions: [])
+        var getopt = VerbGetopt("commit", arguments)
         while let (option, argument) = try getopt.next() {
             switch option {
             case UInt8(ascii: "f"): format = argument
-            case UInt8(ascii: "t"): cache = argument ?? cache
+            case UInt8(ascii: "t"): cache = argument
+            case QemuImgVerb.imageOpts.code: throw VerbGetopt.imageOptsRefusal
             case UInt8(ascii: "b"):
                 base = argument
                 drop = true  // -b implies -d
@@ -43,13 +38,13 @@ struct Commit: ParsableCommand {
             case UInt8(ascii: "p"): showProgress = true
             case UInt8(ascii: "q"): quiet = true
             case UInt8(ascii: "r"):
-                rate = Int64(try ImageSizeArgument.parse(argument ?? "", name: "rate limit") {
+                rate = Int64(try ImageSizeArgument.parse(argument, name: "rate limit") {
                     Terminal.printError(ProgramName.prefixed("warning: " + $0))
                 })
             default: break
             }
         }
-        guard getopt.operands.count == 1 else { throw ImageVerbGetopt.usageError("Expecting one image file name") }
+        guard getopt.operands.count == 1 else { throw VerbGetopt.usageError("Expecting one image file name") }
         let filename = getopt.operands[0]
         try CacheModeArgument.check(cache)
 

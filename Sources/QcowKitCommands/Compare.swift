@@ -31,7 +31,7 @@ enum Compare {
         var cache = "writeback"
         var locking = ImageLocking.standard
         let files: [String]
-        let parsed = QemuImgFront.parseOptions(argv, objectStatus: 2) { code, value in
+        let parsed = VerbGetopt.parse(argv) { code, value in
             switch code {
             case UInt8(ascii: "f"): options.formats.0 = value
             case UInt8(ascii: "F"): options.formats.1 = value

@@ -27,7 +27,7 @@ enum DD {
         var outputFormat = "raw"
         let words: [String]
         var locking = ImageLocking.standard
-        let parsed = QemuImgFront.parseOptions(argv) { code, value in
+        let parsed = VerbGetopt.parse(argv) { code, value in
             switch code {
             case UInt8(ascii: "f"): format = value
             case UInt8(ascii: "O"): outputFormat = value

@@ -23,10 +23,10 @@ struct Map: ParsableCommand {
 
     @OptionGroup var sharing: ForceShareOption
 
-    @Option(name: .customLong("start-offset"), help: "First byte to map.")
+    @Option(name: [.customShort("s"), .customLong("start-offset")], help: "First byte to map.")
     var startOffset: String?
 
-    @Option(name: .customLong("max-length"), help: "Map at most this many bytes.")
+    @Option(name: [.customShort("l"), .customLong("max-length")], help: "Map at most this many bytes.")
     var maxLength: String?
 
     @Argument(help: "The image file.")

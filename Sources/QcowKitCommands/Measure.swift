@@ -25,9 +25,9 @@ enum Measure {
         var imageOpts = false
         let operands: [String]
         // measure's option string lacks ':': glibc reports a bad flag and
-        // qemu-img shows its help (parseOptions does both).
+        // qemu-img shows its help (VerbGetopt does both).
         var locking = ImageLocking.standard
-        let parsed = QemuImgFront.parseOptions(argv) { code, value in
+        let parsed = VerbGetopt.parse(argv) { code, value in
             switch code {
             case UInt8(ascii: "f"): format = value
             case UInt8(ascii: "O"): outputFormat = value
