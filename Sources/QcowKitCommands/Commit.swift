@@ -25,12 +25,13 @@ enum Commit {
         var showProgress = false
         var quiet = false
         var rate: Int64 = 0
+        var imageOpts = false
         var getopt = VerbGetopt("commit", arguments)
         while let (option, argument) = try getopt.next() {
             switch option {
             case UInt8(ascii: "f"): format = argument
             case UInt8(ascii: "t"): cache = argument
-            case QemuImgVerb.imageOpts.code: throw VerbGetopt.imageOptsRefusal
+            case QemuImgVerb.imageOpts.code: imageOpts = true
             case UInt8(ascii: "b"):
                 base = argument
                 drop = true  // -b implies -d
@@ -45,11 +46,13 @@ enum Commit {
             }
         }
         guard getopt.operands.count == 1 else { throw VerbGetopt.usageError("Expecting one image file name") }
-        let filename = getopt.operands[0]
+        let operand = try ImageArgument(getopt.operands[0], format: format, imageOpts: imageOpts)
+        let filename = operand.path
+        format = operand.format
         try CacheModeArgument.check(cache)
 
         // img_open, for its messages; the job opens the chain again below.
-        let image = try ImageVerbs.openWritable(filename, format: format)
+        let image = try ImageVerbs.openWritable(operand)
         let progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 1)
         progress.print(0, max: 100)
         let baseImage: BlockImage
@@ -58,7 +61,7 @@ enum Commit {
             if let base {
                 guard let found = BackingChain.find(named: base, below: image) else {
                     progress.end()
-                    throw CommandFailure("Did not find '\(base)' in the backing chain of '\(filename)'")
+                    throw CommandFailure("Did not find '\(base)' in the backing chain of '\(operand.text)'")
                 }
                 baseImage = found
             } else {

@@ -18,8 +18,7 @@ enum ImageVerbs {
     /// Opens `path` for writing, as qemu-img's img_open does, with its
     /// messages on failure: with its backing chain (read-only), or without
     /// (BDRV_O_NO_BACKING).
-    static func openWritable(_ path: String, format name: String?, withBacking: Bool = true) throws -> BlockImage {
-        try ReadCommands.openChain(path, format: name, writable: true, access: VerbAccess.write,
-                                   attachingBacking: withBacking)
+    static func openWritable(_ argument: ImageArgument, withBacking: Bool = true) throws -> BlockImage {
+        try ReadCommands.openChain(argument, writable: true, access: VerbAccess.write, attachingBacking: withBacking)
     }
 }

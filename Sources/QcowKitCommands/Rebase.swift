@@ -37,6 +37,7 @@ enum Rebase {
         var cache = "writeback"
         var sourceCache = "writeback"
         var backingLocking = ImageLocking.standard
+        var imageOpts = false
         var getopt = VerbGetopt("rebase", arguments)
         while let (option, argument) = try getopt.next() {
             switch option {
@@ -47,7 +48,7 @@ enum Rebase {
             case UInt8(ascii: "p"): showProgress = true
             case UInt8(ascii: "t"): cache = argument
             case UInt8(ascii: "T"): sourceCache = argument
-            case QemuImgVerb.imageOpts.code: throw VerbGetopt.imageOptsRefusal
+            case QemuImgVerb.imageOpts.code: imageOpts = true
             case UInt8(ascii: "q"): quiet = true
             case UInt8(ascii: "c"): compress = true
             case UInt8(ascii: "U"): backingLocking = .forceShared  // the backing files only, as qemu-img
@@ -68,7 +69,8 @@ enum Rebase {
         try CacheModeArgument.check(sourceCache, what: "source")
 
         if compress && unsafe { throw CommandFailure("Compression is not supported in unsafe mode") }
-        let image = try ImageVerbs.openWritable(filename, format: format, withBacking: !unsafe)
+        let image = try ImageVerbs.openWritable(ImageArgument(filename, format: format, imageOpts: imageOpts),
+                                             withBacking: !unsafe)
         defer { try? image.close() }
         if compress && !(image is Qcow2Image) { throw CommandFailure("Compression not supported for this file format") }
         if let backingFormat, !Self.qemuFormats.contains(backingFormat) {

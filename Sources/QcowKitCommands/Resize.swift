@@ -5,6 +5,7 @@
 // (grow with preallocation, or shrink), raw by setting the file's length.
 import ArgumentParser
 import Qcow2
+import QMP
 
 enum Resize {
     /// `arguments` follow the verb: options, the image and the size.
@@ -17,12 +18,13 @@ enum Resize {
         var quiet = false
         var shrink = false
         var preallocation = Preallocation.off
+        var imageOpts = false
         var getopt = VerbGetopt("resize", words)
         while let (option, argument) = try getopt.next() {
             switch option {
             case UInt8(ascii: "f"): format = argument
             case UInt8(ascii: "q"): quiet = true
-            case QemuImgVerb.imageOpts.code: throw VerbGetopt.imageOptsRefusal
+            case QemuImgVerb.imageOpts.code: imageOpts = true
             case 0x91: shrink = true  // --shrink
             case 0x90:  // --preallocation
                 guard let mode = Preallocation(rawValue: argument) else {
@@ -46,7 +48,7 @@ enum Resize {
         }
         let amount = try Self.parseSize(sizeText)
 
-        let image = try ImageVerbs.openWritable(filename, format: format)
+        let image = try ImageVerbs.openWritable(ImageArgument(filename, format: format, imageOpts: imageOpts))
         defer { try? image.close() }
         let current = image.size
         // int64 arithmetic on an unsigned size, as C does it.

@@ -146,9 +146,6 @@ enum QemuImgFront {
         return status
     }
 
-    /// What verbs answer --object with: QcowKit has no secrets or other objects.
-    static let objectRefusal = "--object is not supported by qcowkit (no secrets or other objects)"
-
     /// error_exit: the message, qemu-img's pointer to --help, status 1.
     @discardableResult
     static func errorExit(_ message: String) -> Int32 {

@@ -18,6 +18,8 @@ import ArgumentParser
 struct VerbGetopt {
     let verb: QemuImgVerb
     private var getopt: IOGetopt
+    /// The --object objects made so far.
+    private var objects = QemuObjects()
 
     /// `arguments` start after the verb's name.
     init(_ verb: String, _ arguments: [String]) {
@@ -42,8 +44,15 @@ struct VerbGetopt {
             throw ExitCode(QemuImgFront.optionError(getopt.failure))
         case .option(UInt8(ascii: "h"), _):
             throw ExitCode(QemuImgFront.help())
-        case .option(QemuImgVerb.object.code, _):
-            throw ExitCode(QemuImgFront.report(QemuImgFront.objectRefusal, status: verb.failureStatus))
+        case let .option(QemuImgVerb.object.code, value):
+            let outcome: QemuObjects.Outcome
+            do throws(ObjectFailure) {
+                outcome = try objects.add(value ?? "")
+            } catch {
+                throw ExitCode(QemuImgFront.report(error.description, status: verb.failureStatus))
+            }
+            if outcome == .helpShown { throw ExitCode.success }
+            return try next()
         case let .option(code, value):
             return (code, value ?? "")
         }
@@ -56,9 +65,6 @@ struct VerbGetopt {
     static func usageError(_ message: String) -> CommandFailure {
         CommandFailure(message + "\nTry '\(ProgramName.current) --help' for more information")
     }
-
-    /// What the verbs that do not take --image-opts yet answer it with.
-    static let imageOptsRefusal = CommandFailure("--image-opts is not supported by qcowkit")
 
     enum Parsed {
         case operands([String])
