@@ -1,4 +1,5 @@
-// `qcowkit amend`: qemu-img 7.2's img_amend. The -o lists are joined and
+// `qcowkit amend`: qemu-img 7.2's img_amend (a native verb of the front,
+// parsed by VerbGetopt with amend's row). The -o lists are joined and
 // parsed against qcow2's amend options (QemuOpts, as create's are); an
 // option only `create` knows is refused with qemu-img's hint. The options
 // set are then checked in the order QEMU declares them, and the codec's
@@ -7,39 +8,30 @@
 import ArgumentParser
 import Qcow2
 
-struct Amend: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "amend",
-        abstract: "Change an image's format options: [-p] [-q] [-f FMT] [-t CACHE] [--force] -o OPTIONS FILE.")
-
-    @Argument(parsing: .captureForPassthrough, help: "qemu-img amend's options and the image.")
-    var arguments: [String] = []
-
-    private static let forceOption: UInt8 = 0x90
-
-    func run() throws {
+enum Amend {
+    /// `arguments` follow the verb: options and the image.
+    static func run(_ arguments: [String]) throws {
         var options: String?
         var format: String?
         var cache = "writeback"
         var showProgress = false
         var quiet = false
-        var getopt = ImageVerbGetopt(arguments, shortOptions: ":ho:f:t:pq", longOptions: [
-            .init(name: "force", takesArgument: false, code: Self.forceOption),
-        ])
+        var imageOpts = false
+        var getopt = VerbGetopt("amend", arguments)
         while let (option, argument) = try getopt.next() {
             switch option {
             case UInt8(ascii: "o"):
-                let list = argument ?? ""
-                guard CreationOptionSet.isValidList(list) else { throw CommandFailure("Invalid option list: \(list)") }
-                options = options.map { $0 + "," + list } ?? list
+                guard CreationOptionSet.isValidList(argument) else { throw CommandFailure("Invalid option list: \(argument)") }
+                options = options.map { $0 + "," + argument } ?? argument
             case UInt8(ascii: "f"): format = argument
-            case UInt8(ascii: "t"): cache = argument ?? cache
+            case UInt8(ascii: "t"): cache = argument
             case UInt8(ascii: "p"): showProgress = true
             case UInt8(ascii: "q"): quiet = true
+            case QemuImgVerb.imageOpts.code: imageOpts = true
             default: break  // --force: only encryption changes use it
             }
         }
-        guard let options else { throw ImageVerbGetopt.usageError("Must specify options (-o)") }
+        guard let options else { throw VerbGetopt.usageError("Must specify options (-o)") }
         let progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 1)
         defer { progress.end() }
 
@@ -50,7 +42,7 @@ struct Amend: ParsableCommand {
         guard operands.count == 1 else { throw CommandFailure("Expecting one image file name") }
         try CacheModeArgument.check(cache)
 
-        let image = try ImageVerbs.openWritable(operands[0], format: format)
+        let image = try ImageVerbs.openWritable(ImageArgument(operands[0], format: format, imageOpts: imageOpts))
         defer { try? image.close() }
         let formatName = image.format.rawValue
         if CreationOptionSet.wantsHelp(options) { return try Self.printHelp(format: formatName) }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import QMP
 
 // qemu-img's -o option lists (QEMU 7.2's QemuOpts): "key=value,key=value",
 // a ",," inside a value standing for one comma, a bare "key" meaning key=on
