@@ -140,6 +140,7 @@ enum AmendInteropCatalog {
         amend("-p -q", plain, "-p", "-q", "-o", "refcount_bits=8", "img"),
         amend("--force, -t", plain, "--force", "-t", "none", "-o", "lazy_refcounts=on", "img"),
         amend("-o twice", plain, "-o", "compat=0.10", "-o", "compat=1.1", "img"),
+        amend("--image-opts", plain, "--image-opts", "-o", "refcount_bits=8", "driver=qcow2,file.filename=img"),
     ]
 
     static let refusals: [ImageVerbCase] = ["cluster_size=4k", "extended_l2=on", "preallocation=off",
