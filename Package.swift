@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "BlockGraphTests", dependencies: ["BlockGraph", "Qcow2", "TestSupport"]),
         .testTarget(name: "NBDTests", dependencies: ["NBD", "Qcow2", "TestSupport"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON", "TestSupport", "TLS"]),
-        .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QemuJSON", "TestSupport"]),
+        .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QMP", "QemuJSON", "TestSupport"]),
         // Interop suite: real qemu-img / qemu-io make the fixtures and are the oracle.
         .testTarget(name: "InteropTests", dependencies: ["Qcow2", "QcowKitCommands", "TestSupport"]),
         // Acceptance: Scripts/iotest-191.sh run with qcowkit and with QEMU, compared with the

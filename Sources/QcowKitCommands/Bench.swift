@@ -42,7 +42,8 @@ enum Bench {
         var nativeAIO = false
         let operands: [String]
         var locking = ImageLocking.standard
-        let parsed = QemuImgFront.parseOptions(argv) { code, value in
+        var imageOpts = false
+        let parsed = VerbGetopt.parse(argv) { code, value in
             do {
                 switch code {
                 case UInt8(ascii: "c"):
@@ -82,7 +83,7 @@ enum Bench {
                     }
                     settings.flushInterval = n
                 case 0x92: settings.drainOnFlush = false
-                case QemuImgVerb.imageOpts.code: return QemuImgFront.report("--image-opts is not supported by qcowkit bench")
+                case QemuImgVerb.imageOpts.code: imageOpts = true
                 case QemuImgVerb.forceShare.code: locking = .forceShared
                 default: break
                 }
@@ -110,14 +111,23 @@ enum Bench {
                         + "which was not specified.")
         }
         let image: BlockImage
+        let argument: ImageArgument
         do {
-            if let format {
+            argument = try ImageArgument(filename, format: format, imageOpts: imageOpts)
+            for warning in argument.warnings { Terminal.printError(ProgramName.prefixed(warning)) }
+            try argument.checkOpen(writable: settings.write, attachingBacking: true)
+        } catch {
+            return QemuImgFront.report("\(error)")
+        }
+        do {
+            if let format = argument.format {
                 guard let known = ImageFormat(rawValue: format) else {
                     return QemuImgFront.report("Could not open '\(filename)': Unknown driver '\(format)'")
                 }
-                image = try ImageOpener.open(path: filename, format: known, writable: settings.write, locking: locking)
+                image = try ImageOpener.open(path: argument.path, format: known, writable: settings.write,
+                                             locking: argument.locking(locking))
             } else {
-                image = try ImageOpener.open(path: filename, writable: settings.write, locking: locking)
+                image = try ImageOpener.open(path: argument.path, writable: settings.write, locking: argument.locking(locking))
             }
         } catch {
             return QemuImgFront.report(ImageOpener.failureMessage(path: filename, error: error))

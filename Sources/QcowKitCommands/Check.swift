@@ -34,6 +34,11 @@ struct Check: ParsableCommand {
     @Option(name: .customShort("T"), help: "Source cache mode (accepted and ignored).")
     var cache: String?
 
+    @Flag(name: .customLong("image-opts"), help: "FILE is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
+    var imageOpts = false
+
+    @OptionGroup var objectOptions: ObjectOptions
+
     @Argument(help: "The image file.")
     var filenames: [String] = []
 
@@ -57,9 +62,10 @@ struct Check: ParsableCommand {
         default: throw CommandFailure("--output must be used with human or json as argument.")
         }
 
-        let checker = try CheckCommand.open(filename, format: format, writable: !mode.isEmpty, locking: sharing.locking)
+        let argument = try ImageArgument(filename, format: format, imageOpts: imageOpts)
+        let checker = try CheckCommand.open(argument, writable: !mode.isEmpty, locking: sharing.locking)
         defer { try? checker.close() }
-        let status = CheckCommand.run(checker, filename: filename, repair: mode, style: style, quiet: quiet)
+        let status = CheckCommand.run(checker, filename: argument.text, repair: mode, style: style, quiet: quiet)
         if status != 0 { throw CommandFailure("", status: status) }
     }
 }
@@ -68,15 +74,19 @@ enum CheckCommand {
     /// Opens the image as qemu-img check does (backing chain included, so
     /// that a missing backing file fails the same way). Raw images cannot be
     /// checked: exit status 63.
-    static func open(_ path: String, format name: String?, writable: Bool,
-                     locking: ImageLocking = .standard) throws -> Qcow2Checker {
-        let format = try ReadCommands.format(name, path: path)
+    static func open(_ argument: ImageArgument, writable: Bool,
+                     locking requested: ImageLocking = .standard) throws -> Qcow2Checker {
+        let path = argument.path, text = argument.text
+        for warning in argument.warnings { Terminal.printError(ProgramName.prefixed(warning)) }
+        let format = try ReadCommands.format(argument.format, path: text)
+        try argument.checkOpen(writable: writable, attachingBacking: true)
+        let locking = argument.locking(requested)
         let file: BlockFile
         do {
             if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
             file = try ImageOpener.openFile(path: path, writable: writable, locking: locking.mode)
         } catch {
-            throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
+            throw CommandFailure(ImageOpener.failureMessage(path: text, error: error))
         }
         let user = writable ? VerbAccess.write : VerbAccess.read
         do {
@@ -94,15 +104,17 @@ enum CheckCommand {
             // The chain is opened (and closed again) for its errors: the
             // checked image is its top.
             let link = BackingLink(name: checker.backingFileName, format: checker.backingFormat, overlayPath: path)
-            let backing = try BackingChain.openBacking(link, below: .top, overlay: identity,
-                                                       user: user.forBacking, locking: locking)
-            try? backing?.close()
+            if argument.opensBacking {
+                let backing = try BackingChain.openBacking(link, below: .top, overlay: identity,
+                                                           user: user.forBacking, locking: locking)
+                try? backing?.close()
+            }
             return checker
         } catch let failure as CommandFailure {
             throw failure
         } catch {
             try? file.close()
-            throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
+            throw CommandFailure(ImageOpener.failureMessage(path: text, error: error))
         }
     }
 

@@ -15,15 +15,9 @@ import BlockGraph
 import Qcow2
 import Synchronization
 
-struct Commit: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "commit",
-        abstract: "Commit an image into its backing file: [-q] [-f FMT] [-t CACHE] [-b BASE] [-d] [-r RATE] [-p] FILE.")
-
-    @Argument(parsing: .captureForPassthrough, help: "qemu-img commit's options and the image.")
-    var arguments: [String] = []
-
-    func run() throws {
+enum Commit {
+    /// `arguments` follow the verb: options and the image.
+    static func run(_ arguments: [String]) throws {
         var format: String?
         var cache = "writeback"
         var base: String?
@@ -31,11 +25,13 @@ struct Commit: ParsableCommand {
         var showProgress = false
         var quiet = false
         var rate: Int64 = 0
-        var getopt = ImageVerbGetopt(arguments, shortOptions: ":f:ht:b:dpqr:", longOptions: [])
+        var imageOpts = false
+        var getopt = VerbGetopt("commit", arguments)
         while let (option, argument) = try getopt.next() {
             switch option {
             case UInt8(ascii: "f"): format = argument
-            case UInt8(ascii: "t"): cache = argument ?? cache
+            case UInt8(ascii: "t"): cache = argument
+            case QemuImgVerb.imageOpts.code: imageOpts = true
             case UInt8(ascii: "b"):
                 base = argument
                 drop = true  // -b implies -d
@@ -43,18 +39,20 @@ struct Commit: ParsableCommand {
             case UInt8(ascii: "p"): showProgress = true
             case UInt8(ascii: "q"): quiet = true
             case UInt8(ascii: "r"):
-                rate = Int64(try ImageSizeArgument.parse(argument ?? "", name: "rate limit") {
+                rate = Int64(try ImageSizeArgument.parse(argument, name: "rate limit") {
                     Terminal.printError(ProgramName.prefixed("warning: " + $0))
                 })
             default: break
             }
         }
-        guard getopt.operands.count == 1 else { throw ImageVerbGetopt.usageError("Expecting one image file name") }
-        let filename = getopt.operands[0]
+        guard getopt.operands.count == 1 else { throw VerbGetopt.usageError("Expecting one image file name") }
+        let operand = try ImageArgument(getopt.operands[0], format: format, imageOpts: imageOpts)
+        let filename = operand.path
+        format = operand.format
         try CacheModeArgument.check(cache)
 
         // img_open, for its messages; the job opens the chain again below.
-        let image = try ImageVerbs.openWritable(filename, format: format)
+        let image = try ImageVerbs.openWritable(operand)
         let progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 1)
         progress.print(0, max: 100)
         let baseImage: BlockImage
@@ -63,7 +61,7 @@ struct Commit: ParsableCommand {
             if let base {
                 guard let found = BackingChain.find(named: base, below: image) else {
                     progress.end()
-                    throw CommandFailure("Did not find '\(base)' in the backing chain of '\(filename)'")
+                    throw CommandFailure("Did not find '\(base)' in the backing chain of '\(operand.text)'")
                 }
                 baseImage = found
             } else {

@@ -30,8 +30,9 @@ enum Compare {
         var options = Options()
         var cache = "writeback"
         var locking = ImageLocking.standard
+        var imageOpts = false
         let files: [String]
-        let parsed = QemuImgFront.parseOptions(argv, objectStatus: 2) { code, value in
+        let parsed = VerbGetopt.parse(argv) { code, value in
             switch code {
             case UInt8(ascii: "f"): options.formats.0 = value
             case UInt8(ascii: "F"): options.formats.1 = value
@@ -39,8 +40,7 @@ enum Compare {
             case UInt8(ascii: "p"): options.progress = true
             case UInt8(ascii: "q"): options.quiet = true
             case UInt8(ascii: "s"): options.strict = true
-            case QemuImgVerb.imageOpts.code:
-                return QemuImgFront.report("--image-opts is not supported by qcowkit compare", status: 2)
+            case QemuImgVerb.imageOpts.code: imageOpts = true
             case QemuImgVerb.forceShare.code: locking = .forceShared
             default: break
             }
@@ -58,11 +58,11 @@ enum Compare {
         guard cacheMode.setCacheMode(cache) else { return QemuImgFront.report("Invalid source cache option: \(cache)", status: 2) }
 
         let first: BlockImage, second: BlockImage
-        do { first = try ReadCommands.openChain(files[0], format: options.formats.0, locking: locking) } catch {
+        do { first = try ReadCommands.openChain(ImageArgument(files[0], format: options.formats.0, imageOpts: imageOpts), locking: locking) } catch {
             return QemuImgFront.report("\(error)", status: 2)
         }
         defer { try? first.close() }
-        do { second = try ReadCommands.openChain(files[1], format: options.formats.1, locking: locking) } catch {
+        do { second = try ReadCommands.openChain(ImageArgument(files[1], format: options.formats.1, imageOpts: imageOpts), locking: locking) } catch {
             return QemuImgFront.report("\(error)", status: 2)
         }
         defer { try? second.close() }

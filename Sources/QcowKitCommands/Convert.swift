@@ -70,6 +70,12 @@ struct Convert: ParsableCommand {
     @Flag(name: .customLong("skip-broken-bitmaps"), help: "With --bitmaps: leave out bitmaps marked in use, with a warning.")
     var skipBrokenBitmaps = false
 
+    @Flag(name: .customLong("image-opts"), help: "Each source is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
+    var imageOpts = false
+
+    @Flag(name: .customLong("target-image-opts"), help: "The target (with -n) is QEMU's block options.")
+    var targetImageOpts = false
+
     @Flag(name: .customLong("salvage"), help: "Convert what can be read: unreadable sectors become zeroes, with a warning each.")
     var salvage = false
 
@@ -80,6 +86,8 @@ struct Convert: ParsableCommand {
 
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Quiet: print nothing but errors.")
     var quiet = false
+
+    @OptionGroup var objectOptions: ObjectOptions
 
     @Argument(help: "The source images, then the target.")
     var files: [String] = []
@@ -96,6 +104,7 @@ struct Convert: ParsableCommand {
         if noCreate && !options.isEmpty { throw CommandFailure("-o has no effect when skipping image creation") }
         if targetIsZero && !noCreate { throw CommandFailure("--target-is-zero requires use of -n flag") }
         if skipBrokenBitmaps && !bitmaps { throw CommandFailure("Use of --skip-broken-bitmaps requires --bitmaps") }
+        if targetImageOpts && !noCreate { throw CommandFailure("--target-image-opts requires use of -n flag") }
         let list = options.isEmpty ? nil : options.joined(separator: ",")
         if let list, CreationOptionSet.wantsHelp(list) {
             let format = outputFormat ?? "raw"
@@ -159,7 +168,8 @@ struct Convert: ParsableCommand {
         var images: [BlockImage] = []
         defer { for image in images { try? image.close() } }
         for path in files.dropLast() {
-            images.append(try ReadCommands.openChain(path, format: format, access: VerbAccess.convertSource,
+            images.append(try ReadCommands.openChain(ImageArgument(path, format: format, imageOpts: imageOpts),
+                                                     access: VerbAccess.convertSource,
                                                      locking: sharing.locking))
         }
         if snapshot != nil {
@@ -234,12 +244,17 @@ struct Convert: ParsableCommand {
             }
         }
         guard let cache = CacheMode(qemuName: targetCache) else { throw CommandFailure("Invalid cache option: \(targetCache)") }
-        guard let targetFormat = ImageFormat(rawValue: outputFormat) else {
-            throw CommandFailure("Could not open '\(targetPath)': Unknown driver '\(outputFormat)'")
+        // --target-image-opts: the options name the file and its format (-O
+        // is then not used); a target without a driver is taken as -O's.
+        let targetArgument = try ImageArgument(targetPath, format: nil, imageOpts: targetImageOpts)
+        try targetArgument.checkOpen(writable: true, attachingBacking: true)
+        let targetFormatName = targetArgument.format ?? outputFormat
+        guard let targetFormat = ImageFormat(rawValue: targetFormatName) else {
+            throw CommandFailure("Could not open '\(targetPath)': Unknown driver '\(targetFormatName)'")
         }
         let target: WritableBlockImage
         do {
-            target = try ConvertTarget.open(path: targetPath, format: targetFormat, cache: cache)
+            target = try ConvertTarget.open(path: targetArgument.path, format: targetFormat, cache: cache)
         } catch {
             throw CommandFailure(ImageOpener.failureMessage(path: targetPath, error: error))
         }

@@ -35,6 +35,8 @@ struct Create: ParsableCommand {
     @Flag(name: .customShort("u"), help: "Do not open the backing file (a size is then needed).")
     var unsafeBacking = false
 
+    @OptionGroup var objectOptions: ObjectOptions
+
     @Argument(help: "FILE [SIZE]: the image and its size (k, M, G, T, P, E suffixes).")
     var arguments: [String] = []
 

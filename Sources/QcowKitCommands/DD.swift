@@ -27,11 +27,12 @@ enum DD {
         var outputFormat = "raw"
         let words: [String]
         var locking = ImageLocking.standard
-        let parsed = QemuImgFront.parseOptions(argv) { code, value in
+        var imageOpts = false
+        let parsed = VerbGetopt.parse(argv) { code, value in
             switch code {
             case UInt8(ascii: "f"): format = value
             case UInt8(ascii: "O"): outputFormat = value
-            case QemuImgVerb.imageOpts.code: return QemuImgFront.report("--image-opts is not supported by qcowkit dd")
+            case QemuImgVerb.imageOpts.code: imageOpts = true
             case QemuImgVerb.forceShare.code: locking = .forceShared
             default: break
             }
@@ -63,7 +64,7 @@ enum DD {
             return QemuImgFront.report("Must specify both input and output files")
         }
         let source: BlockImage
-        do { source = try ReadCommands.openChain(input, format: format, locking: locking) } catch { return QemuImgFront.report("\(error)") }
+        do { source = try ReadCommands.openChain(ImageArgument(input, format: format, imageOpts: imageOpts), locking: locking) } catch { return QemuImgFront.report("\(error)") }
         defer { try? source.close() }
         do {
             try copy(source, named: input, to: output, format: outputFormat, operands: operands)

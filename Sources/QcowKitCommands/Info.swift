@@ -31,6 +31,11 @@ struct Info: ParsableCommand {
 
     @OptionGroup var sharing: ForceShareOption
 
+    @Flag(name: .customLong("image-opts"), help: "FILE is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
+    var imageOpts = false
+
+    @OptionGroup var objectOptions: ObjectOptions
+
     @Argument(help: "The image file.")
     var files: [String] = []
 
@@ -50,12 +55,24 @@ struct Info: ParsableCommand {
         guard files.count == 1, let file = files.first else {
             throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
         }
+        let argument = try ImageArgument(file, format: format, imageOpts: imageOpts)
+        // qemu-img info opens the image alone (BDRV_O_NO_BACKING), and
+        // walks the chain itself with --backing-chain.
+        try argument.checkOpen(writable: false, attachingBacking: false)
+        if argument.format != nil { _ = try ReadCommands.format(argument.format, path: argument.text) }
         let report: ImageInfoReport
         do {
-            report = try ImageInfoReader.read(path: file, format: format, backingChain: backingChain,
-                                              locking: sharing.locking)
+            report = try ImageInfoReader.read(path: argument.path, format: argument.format,
+                                              backingChain: backingChain && argument.opensBacking,
+                                              locking: argument.locking(sharing.locking))
         } catch let error as Qcow2Error {
-            throw CommandFailure(error.description)
+            // The operand as given names the image in QEMU's message.
+            let opening = "Could not open '\(argument.path)'"
+            var message = error.description
+            if argument.text != argument.path, message.hasPrefix(opening) {
+                message = "Could not open '\(argument.text)'" + message.dropFirst(opening.count)
+            }
+            throw CommandFailure(message)
         }
         let warnings = report.warnings.map { $0.message(program: ProgramName.current) }.joined()
         if json {

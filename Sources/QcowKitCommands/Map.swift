@@ -23,11 +23,16 @@ struct Map: ParsableCommand {
 
     @OptionGroup var sharing: ForceShareOption
 
-    @Option(name: .customLong("start-offset"), help: "First byte to map.")
+    @Option(name: [.customShort("s"), .customLong("start-offset")], help: "First byte to map.")
     var startOffset: String?
 
-    @Option(name: .customLong("max-length"), help: "Map at most this many bytes.")
+    @Option(name: [.customShort("l"), .customLong("max-length")], help: "Map at most this many bytes.")
     var maxLength: String?
+
+    @Flag(name: .customLong("image-opts"), help: "FILE is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
+    var imageOpts = false
+
+    @OptionGroup var objectOptions: ObjectOptions
 
     @Argument(help: "The image file.")
     var filename: String
@@ -38,7 +43,8 @@ struct Map: ParsableCommand {
         }
         let start = try startOffset.map { try MapPrinter.parseSize($0, what: "start offset") } ?? 0
         let limit = try maxLength.map { try MapPrinter.parseSize($0, what: "max length") }
-        let image = try ReadCommands.openChain(filename, format: format, locking: sharing.locking)
+        let image = try ReadCommands.openChain(ImageArgument(filename, format: format, imageOpts: imageOpts),
+                                               locking: sharing.locking)
         defer { try? image.close() }
         try MapPrinter.print(image: image, style: style, start: start, maxLength: limit) { bytes in
             if let base = bytes.baseAddress { fwrite(base, 1, bytes.count, stdout) }
@@ -65,17 +71,30 @@ enum ReadCommands {
     static func openChain(_ path: String, format name: String?, writable: Bool = false,
                           access: BlockAccess = VerbAccess.read, locking: ImageLocking = .standard,
                           attachingBacking: Bool = true) throws -> BlockImage {
-        let format = try self.format(name, path: path)
+        try openChain(ImageArgument(path, format: name), writable: writable, access: access, locking: locking,
+                      attachingBacking: attachingBacking)
+    }
+
+    /// The same for an operand that may carry QEMU's block options
+    /// (--image-opts, json:{...}): the file, format, backing, read-only and
+    /// locking they give decide the open; messages name the operand as given.
+    static func openChain(_ argument: ImageArgument, writable: Bool = false,
+                          access: BlockAccess = VerbAccess.read, locking: ImageLocking = .standard,
+                          attachingBacking: Bool = true) throws -> BlockImage {
+        for warning in argument.warnings { Terminal.printError(ProgramName.prefixed(warning)) }
+        let format = try self.format(argument.format, path: argument.text)
+        try argument.checkOpen(writable: writable, attachingBacking: attachingBacking)
         let image: BlockImage
         do {
-            image = try BackingChain.open(path: path, format: format, writable: writable, at: .top,
-                                          user: access, locking: locking, attachingBacking: attachingBacking)
+            image = try BackingChain.open(path: argument.path, format: format, writable: writable, at: .top,
+                                          user: access, locking: argument.locking(locking),
+                                          attachingBacking: attachingBacking && argument.opensBacking)
         } catch {
-            throw CommandFailure(ImageOpener.failureMessage(path: path, error: error))
+            throw CommandFailure(ImageOpener.failureMessage(path: argument.text, error: error))
         }
         if format == nil, writable, let raw = image as? RawImage {
             raw.isProbed = true
-            Terminal.printError(ProbedRawWarning.text(path: path))
+            Terminal.printError(ProbedRawWarning.text(path: argument.path))
         }
         return image
     }

@@ -25,9 +25,9 @@ enum Measure {
         var imageOpts = false
         let operands: [String]
         // measure's option string lacks ':': glibc reports a bad flag and
-        // qemu-img shows its help (parseOptions does both).
+        // qemu-img shows its help (VerbGetopt does both).
         var locking = ImageLocking.standard
-        let parsed = QemuImgFront.parseOptions(argv) { code, value in
+        let parsed = VerbGetopt.parse(argv) { code, value in
             switch code {
             case UInt8(ascii: "f"): format = value
             case UInt8(ascii: "O"): outputFormat = value
@@ -64,11 +64,10 @@ enum Measure {
         }
         if filename != nil && size != nil { return QemuImgFront.report("--size N cannot be used together with a filename.") }
         if filename == nil && size == nil { return QemuImgFront.report("Either --size N or one filename must be specified.") }
-        if imageOpts { return QemuImgFront.report("--image-opts is not supported by qcowkit measure") }
 
         var source: BlockImage?
         if let filename {
-            do { source = try ReadCommands.openChain(filename, format: format, locking: locking) } catch { return QemuImgFront.report("\(error)") }
+            do { source = try ReadCommands.openChain(ImageArgument(filename, format: format, imageOpts: imageOpts), locking: locking) } catch { return QemuImgFront.report("\(error)") }
             if snapshot != nil {
                 try? source?.close()
                 return QemuImgFront.report("Failed to load snapshot: measuring an internal snapshot (-l) is not supported by qcowkit")

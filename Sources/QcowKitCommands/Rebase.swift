@@ -14,14 +14,7 @@ import Musl
 import ArgumentParser
 import Qcow2
 
-struct Rebase: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "rebase",
-        abstract: "Change the backing file of an image: [-q] [-f FMT] [-t CACHE] [-T SRC_CACHE] [-p] [-u] [-U] [-c] -b BACKING [-F FMT] FILE.")
-
-    @Argument(parsing: .captureForPassthrough, help: "qemu-img rebase's options and the image.")
-    var arguments: [String] = []
-
+enum Rebase {
     /// The format names QEMU 7.2's qemu-img knows (bdrv_find_format): a
     /// header may name any of them, though only qcow2 and raw open here.
     static let qemuFormats: Set<String> = [
@@ -32,7 +25,8 @@ struct Rebase: ParsableCommand {
         "vvfat",
     ]
 
-    func run() throws {
+    /// `arguments` follow the verb: options and the image.
+    static func run(_ arguments: [String]) throws {
         var format: String?
         var backingFormat: String?
         var backing: String?
@@ -43,9 +37,8 @@ struct Rebase: ParsableCommand {
         var cache = "writeback"
         var sourceCache = "writeback"
         var backingLocking = ImageLocking.standard
-        var getopt = ImageVerbGetopt(arguments, shortOptions: ":hf:F:b:upt:T:qUc", longOptions: [
-            .init(name: "force-share", takesArgument: false, code: UInt8(ascii: "U")),
-        ])
+        var imageOpts = false
+        var getopt = VerbGetopt("rebase", arguments)
         while let (option, argument) = try getopt.next() {
             switch option {
             case UInt8(ascii: "f"): format = argument
@@ -53,8 +46,9 @@ struct Rebase: ParsableCommand {
             case UInt8(ascii: "b"): backing = argument
             case UInt8(ascii: "u"): unsafe = true
             case UInt8(ascii: "p"): showProgress = true
-            case UInt8(ascii: "t"): cache = argument ?? cache
-            case UInt8(ascii: "T"): sourceCache = argument ?? sourceCache
+            case UInt8(ascii: "t"): cache = argument
+            case UInt8(ascii: "T"): sourceCache = argument
+            case QemuImgVerb.imageOpts.code: imageOpts = true
             case UInt8(ascii: "q"): quiet = true
             case UInt8(ascii: "c"): compress = true
             case UInt8(ascii: "U"): backingLocking = .forceShared  // the backing files only, as qemu-img
@@ -62,9 +56,9 @@ struct Rebase: ParsableCommand {
             }
         }
         let operands = getopt.operands
-        guard operands.count == 1 else { throw ImageVerbGetopt.usageError("Expecting one image file name") }
+        guard operands.count == 1 else { throw VerbGetopt.usageError("Expecting one image file name") }
         if !unsafe && backing == nil {
-            throw ImageVerbGetopt.usageError("Must specify backing file (-b) or use unsafe mode (-u)")
+            throw VerbGetopt.usageError("Must specify backing file (-b) or use unsafe mode (-u)")
         }
         let filename = operands[0]
 
@@ -75,7 +69,8 @@ struct Rebase: ParsableCommand {
         try CacheModeArgument.check(sourceCache, what: "source")
 
         if compress && unsafe { throw CommandFailure("Compression is not supported in unsafe mode") }
-        let image = try ImageVerbs.openWritable(filename, format: format, withBacking: !unsafe)
+        let image = try ImageVerbs.openWritable(ImageArgument(filename, format: format, imageOpts: imageOpts),
+                                             withBacking: !unsafe)
         defer { try? image.close() }
         if compress && !(image is Qcow2Image) { throw CommandFailure("Compression not supported for this file format") }
         if let backingFormat, !Self.qemuFormats.contains(backingFormat) {

@@ -5,46 +5,37 @@
 // (grow with preallocation, or shrink), raw by setting the file's length.
 import ArgumentParser
 import Qcow2
+import QMP
 
-struct Resize: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "resize",
-        abstract: "Change the virtual size of a disk image: [--shrink] [--preallocation=MODE] [-q] [-f FMT] FILE [+|-]SIZE.")
-
-    @Argument(parsing: .captureForPassthrough, help: "qemu-img resize's options, the image and the size.")
-    var arguments: [String] = []
-
-    private static let preallocationOption: UInt8 = 0x90
-    private static let shrinkOption: UInt8 = 0x91
-
-    func run() throws {
+enum Resize {
+    /// `arguments` follow the verb: options, the image and the size.
+    static func run(_ arguments: [String]) throws {
         var words = arguments
-        guard words.count >= 2 else { throw ImageVerbGetopt.usageError("Not enough arguments") }
+        guard words.count >= 2 else { throw VerbGetopt.usageError("Not enough arguments") }
         var sizeText = words.removeLast()
 
         var format: String?
         var quiet = false
         var shrink = false
         var preallocation = Preallocation.off
-        var getopt = ImageVerbGetopt(words, shortOptions: ":f:hq", longOptions: [
-            .init(name: "preallocation", takesArgument: true, code: Self.preallocationOption),
-            .init(name: "shrink", takesArgument: false, code: Self.shrinkOption),
-        ])
+        var imageOpts = false
+        var getopt = VerbGetopt("resize", words)
         while let (option, argument) = try getopt.next() {
             switch option {
             case UInt8(ascii: "f"): format = argument
             case UInt8(ascii: "q"): quiet = true
-            case Self.shrinkOption: shrink = true
-            case Self.preallocationOption:
-                guard let mode = argument.flatMap(Preallocation.init(rawValue:)) else {
-                    throw CommandFailure("Invalid preallocation mode '\(argument ?? "")'")
+            case QemuImgVerb.imageOpts.code: imageOpts = true
+            case 0x91: shrink = true  // --shrink
+            case 0x90:  // --preallocation
+                guard let mode = Preallocation(rawValue: argument) else {
+                    throw CommandFailure("Invalid preallocation mode '\(argument)'")
                 }
                 preallocation = mode
             default: break
             }
         }
         let operands = getopt.operands
-        guard operands.count == 1 else { throw ImageVerbGetopt.usageError("Expecting image file name and size") }
+        guard operands.count == 1 else { throw VerbGetopt.usageError("Expecting image file name and size") }
         let filename = operands[0]
 
         var sign: Int64 = 0
@@ -57,7 +48,7 @@ struct Resize: ParsableCommand {
         }
         let amount = try Self.parseSize(sizeText)
 
-        let image = try ImageVerbs.openWritable(filename, format: format)
+        let image = try ImageVerbs.openWritable(ImageArgument(filename, format: format, imageOpts: imageOpts))
         defer { try? image.close() }
         let current = image.size
         // int64 arithmetic on an unsigned size, as C does it.

@@ -38,6 +38,11 @@ struct Snapshot: ParsableCommand {
 
     @OptionGroup var sharing: ForceShareOption
 
+    @Flag(name: .customLong("image-opts"), help: "FILE is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
+    var imageOpts = false
+
+    @OptionGroup var objectOptions: ObjectOptions
+
     @Argument(help: "The image file.")
     var files: [String] = []
 
@@ -60,7 +65,7 @@ struct Snapshot: ParsableCommand {
             throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
         }
         let writable = action != .list
-        let image = try ReadCommands.openChain(path, format: format, writable: writable,
+        let image = try ReadCommands.openChain(ImageArgument(path, format: format, imageOpts: imageOpts), writable: writable,
                                                access: writable ? VerbAccess.write : VerbAccess.read,
                                                locking: sharing.locking)
         defer { try? image.close() }

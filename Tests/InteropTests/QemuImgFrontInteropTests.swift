@@ -15,9 +15,9 @@ struct QemuImgFrontInteropTests {
             ["-T", "foo"], ["-T", "foo", "info", "missing.qcow2"],
             ["info"], ["info", "missing.qcow2"], ["check", "missing.qcow2"], ["map", "missing.qcow2"],
             ["info", "--f", "qcow2", "top.qcow2"], ["map", "--start-offset=9E", "top.qcow2"],
-            ["map", "--max-length=1x", "top.qcow2"],
+            ["map", "--max-length=1x", "top.qcow2"], ["map", "-s", "64k", "-l", "1M", "top.qcow2"],
         ]
-        for verb in ["create", "info", "check", "map", "convert", "compare", "dd", "bench"] {
+        for verb in ["create", "info", "check", "map", "convert", "compare", "dd", "bench", "resize", "rebase", "commit", "snapshot"] {
             cases += [[verb, "-Z"], [verb, "--zz"], [verb, "-qZ", "a"], [verb, "--object"]]
         }
         cases += [["info", "-f"], ["check", "-r"], ["convert", "-O"], ["create", "-o"], ["map", "--output"],

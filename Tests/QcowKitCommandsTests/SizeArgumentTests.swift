@@ -1,5 +1,6 @@
 import Testing
 @testable import QcowKitCommands
+import QMP
 
 /// Expected values are what qemu-img 7.2 prints as size= for the same text.
 @Suite struct SizeArgumentTests {

@@ -53,74 +53,10 @@ public struct DriveOptions: Equatable, Sendable {
             keys["file.filename"] = keys["file.filename"] ?? path
             file = nil
         }
-        options = try Self.node(keys, context: "")
+        options = try FlatBlockOptions.node(keys.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         if let file {
             guard options.file == nil else { throw QMPServiceError("Parameters 'file.*' used inconsistently") }
             options.file = .filename(file)
-        }
-    }
-
-    /// One node's options from its keys (those of a backing node come in
-    /// with their "backing." prefix taken off; `context` prefixes messages).
-    private static func node(_ keys: [String: String], context: String, isProtocol: Bool = false) throws -> BlockdevOptions {
-        var options = BlockdevOptions()
-        var backingKeys: [String: String] = [:]
-        var fileKeys: [String: String] = [:]
-        options.driver = keys["driver"]
-        for (key, value) in keys.sorted(by: { $0.key < $1.key }) {
-            switch key {
-            case "driver":
-                guard ["qcow2", "raw", "file"].contains(value) else {
-                    throw QMPServiceError(context + "Unknown driver '\(value)'")
-                }
-            case "node-name": options.nodeName = value
-            case "filename" where isProtocol: options.filename = value
-            case "read-only": options.readOnly = try parseBool(key, value, context: context)
-            case "force-share": options.forceShare = try parseBool(key, value, context: context)
-            case "locking" where isProtocol:
-                guard let mode = FileLockingMode(rawValue: value) else {
-                    throw QMPServiceError(context + "Parameter 'locking' does not accept value '\(value)'")
-                }
-                options.locking = mode
-            case "backing":
-                options.backing = value.isEmpty || value == "null" ? .none : .node(value)
-            case "file":
-                // A nested node's `file=` names a node, as in keyval.
-                options.file = .node(value)
-            default:
-                if key.hasPrefix("backing.") {
-                    backingKeys[String(key.dropFirst("backing.".count))] = value
-                } else if key.hasPrefix("file.") {
-                    fileKeys[String(key.dropFirst("file.".count))] = value
-                } else {
-                    let format = options.driver.map { "Block format '\($0)' does" } ?? "The block driver does"
-                    throw QMPServiceError(context + "\(format) not support the option '\(key)'")
-                }
-            }
-        }
-        if !fileKeys.isEmpty {
-            guard options.file == nil else { throw QMPServiceError(context + "Parameters 'file.*' used inconsistently") }
-            var protocolOptions = try node(fileKeys, context: context, isProtocol: true)
-            if protocolOptions.driver == nil { protocolOptions.driver = "file" }
-            guard protocolOptions.driver == "file" else {
-                throw QMPServiceError(context + "Driver '\(protocolOptions.driver ?? "")' is not supported as a protocol")
-            }
-            options.file = .options(protocolOptions)
-        }
-        if !backingKeys.isEmpty {
-            guard case .fromImage = options.backing else {
-                throw QMPServiceError(context + "Parameters 'backing.*' used inconsistently")
-            }
-            options.backing = .fromImage(try node(backingKeys, context: context + "Could not open backing file: "))
-        }
-        return options
-    }
-
-    private static func parseBool(_ key: String, _ value: String, context: String) throws -> Bool {
-        switch value {
-        case "on", "yes", "true", "y": return true
-        case "off", "no", "false", "n": return false
-        default: throw QMPServiceError(context + "Parameter '\(key)' expects 'on' or 'off'")
         }
     }
 }

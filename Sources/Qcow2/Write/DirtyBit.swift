@@ -59,7 +59,11 @@ extension Qcow2Writer {
         let checker = try Qcow2Checker(file: file)
         let result: CheckResult
         do {
-            result = try checker.check(repair: .all) { _ in }
+            // QEMU's open prints the repair's lines as qemu-img check does.
+            let image = image
+            result = try checker.check(repair: .all) { message in
+                image.report(Qcow2Diagnostic(message.isErrorReport ? .errorReport : .plain, message.text))
+            }
         } catch let failure as CheckFailure {
             adoptFatalCorruption(of: checker)
             throw Qcow2Error.writeFailed(errno: failure.errno, reason: "Could not repair dirty image")

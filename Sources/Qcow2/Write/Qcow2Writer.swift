@@ -21,6 +21,9 @@
 //   Corruption          the overlap check and the corrupt bit
 //   SnapshotRefcountUpdate  a whole tree's refcounts and COPIED flags (snapshots)
 //   SnapshotTableWrite  the writer's side of replacing the snapshot table
+//   Amend               qcow2_amend_options: upgrade, downgrade, lazy refcounts
+//   RefcountWidthChange qcow2_change_refcount_order (amend refcount_bits)
+//   ZeroClusterExpansion  qcow2_expand_zero_clusters (before a downgrade)
 // Image creation (Sources/Qcow2/Create) opens its bootstrap image with this
 // write path and grows it, as QEMU creates images. From Sources/Qcow2/Metadata:
 // RefcountAllocator, ByteAllocation and DiscardQueue (QEMU's allocator),
@@ -47,10 +50,11 @@ final class Qcow2Writer {
     let file: BlockFile
     /// The active L1 table and the L2 cache (the same as `MetadataCore.tables`).
     let map: ClusterTables
-    let allocator: RefcountAllocator
+    /// Replaced only when the refcount width changes (RefcountWidthChange.swift).
+    private(set) var allocator: RefcountAllocator
 
-    // Geometry.
-    let version: UInt32
+    // Geometry (the version changes only by amend: Amend.swift).
+    var version: UInt32
     let clusterBits: UInt64
     let clusterSize: UInt64
     /// log2 of the entries in an L2 table, and their number (QEMU's l2_size).
@@ -69,7 +73,7 @@ final class Qcow2Writer {
     var extensions: [HeaderExtension]
     var backingFileName: String?
     /// Refcount updates may lag behind (compat lazy_refcounts, version 3).
-    let useLazyRefcounts: Bool
+    var useLazyRefcounts: Bool
     /// Allocations made but not yet entered into their L2 tables.
     var inFlight: [ClusterAllocation] = []
     /// Set once corruption was found: no more writes.
@@ -132,13 +136,20 @@ final class Qcow2Writer {
         snapshots = try SnapshotTable.read(file: file, offset: header.snapshotsOffset, count: header.snapshotCount)
         overlap = MetadataOverlap(clusterBits: UInt64(header.clusterBits))
 
-        allocator.syncsWrites = true
-        allocator.blocks.syncsOnFlush = true
-        allocator.l2Tables = map.l2Tables
         map.l2Tables.syncsOnFlush = true
         map.l2Tables.checkBeforeWrite = { [unowned self] offset, length in
             try self.checkOverlap(offset: offset, length: UInt64(length), ignoring: [.activeL2])
         }
+        attach(allocator)
+        rebuildOverlapIndex()
+    }
+
+    /// Connects an allocator to this write path: its syncs, the overlap
+    /// check of its blocks, the header fields naming its table.
+    private func attach(_ allocator: RefcountAllocator) {
+        allocator.syncsWrites = true
+        allocator.blocks.syncsOnFlush = true
+        allocator.l2Tables = map.l2Tables
         allocator.blocks.checkBeforeWrite = { [unowned self] offset, length in
             try self.checkOverlap(offset: offset, length: UInt64(length), ignoring: [.refcountBlock])
         }
@@ -146,7 +157,20 @@ final class Qcow2Writer {
             try self.writeRefcountTableLocation(offset: offset, clusters: clusters)
         }
         allocator.tableChanged = { [unowned self] index in self.refcountTableChanged(index) }
+    }
+
+    /// Makes `newAllocator` (a refcount structure of another width, already
+    /// on disk) the one in use; returns the old one. The caller names it in
+    /// the header.
+    func replaceAllocator(with newAllocator: RefcountAllocator) -> RefcountAllocator {
+        let old = allocator
+        newAllocator.freeClusterIndex = old.freeClusterIndex
+        newAllocator.freeByteOffset = old.freeByteOffset
+        newAllocator.freeByteClusterWasFreed = old.freeByteClusterWasFreed
+        attach(newAllocator)
+        allocator = newAllocator
         rebuildOverlapIndex()
+        return old
     }
 
     // MARK: Geometry helpers (QEMU's inline functions of qcow2.h)

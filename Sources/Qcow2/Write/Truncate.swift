@@ -85,7 +85,7 @@ extension Qcow2Writer {
         }
     }
 
-    /// Runs a step of a resize (lock held); its failure reads
+    /// Runs a step of a resize or an amend (lock held); its failure reads
     /// "`step`: <strerror>" as QEMU's error_setg_errno words it. Corrupt
     /// metadata found on the way marks the image corrupt first.
     func failing<T>(_ step: String, _ body: () throws -> T) throws -> T {

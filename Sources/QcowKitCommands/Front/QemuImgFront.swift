@@ -22,6 +22,10 @@ enum QemuImgFront {
         case "measure": return Measure.main
         case "dd": return DD.main
         case "bench": return Bench.main
+        case "resize": return { argv in finish { try Resize.run(Array(argv.dropFirst())) } }
+        case "rebase": return { argv in finish { try Rebase.run(Array(argv.dropFirst())) } }
+        case "commit": return { argv in finish { try Commit.run(Array(argv.dropFirst())) } }
+        case "amend": return { argv in finish { try Amend.run(Array(argv.dropFirst())) } }
         default: return nil
         }
     }
@@ -80,13 +84,12 @@ enum QemuImgFront {
             return errorExit("Command not found: \(verb)")
         }
         if let spec = QemuImgVerb.named(verb) {
-            switch checkOptions(spec, verbArguments) {
-            case .valid: break
-            case .help: return help()
-            case let .invalid(report):
-                // A flag qemu-img 7.2 does not know may be a later QEMU's
-                // spelling that the verb takes (convert's --parallel, ...).
-                guard (try? QcowKit.parseAsRoot([verb] + verbArguments)) != nil else { return report() }
+            // ArgumentParser parses these verbs' options again: qemu-img's
+            // answers to bad flags and -h come first, from the verb's table.
+            do throws(ExitCode) {
+                try VerbGetopt.check(spec, verbArguments)
+            } catch {
+                return error.rawValue
             }
         }
         return runParsed([verb] + verbArguments)
@@ -94,9 +97,17 @@ enum QemuImgFront {
 
     /// Runs an ArgumentParser verb, with qemu-img's conventions for failures.
     private static func runParsed(_ arguments: [String]) -> Int32 {
-        do {
+        finish {
             var command = try QcowKit.parseAsRoot(arguments)
             try command.run()
+        }
+    }
+
+    /// Runs a verb's body and returns its exit status: 0, or the failure's
+    /// (a CommandFailure's message reported as error_report reports it).
+    static func finish(_ body: () throws -> Void) -> Int32 {
+        do {
+            try body()
             return 0
         } catch let failure as CommandFailure {
             Terminal.flushStandardOutput()
@@ -118,77 +129,6 @@ enum QemuImgFront {
         }
     }
 
-    enum OptionCheck {
-        case valid
-        case help
-        /// Reports the bad flag as qemu-img does and returns the exit status.
-        case invalid(() -> Int32)
-    }
-
-    /// Walks `arguments` with the verb's qemu-img option string, up to the
-    /// first bad flag or -h.
-    static func checkOptions(_ verb: QemuImgVerb, _ arguments: [String]) -> OptionCheck {
-        var arguments = arguments
-        if verb.name == "resize" {
-            // qemu-img takes the size off the end before getopt sees it, so
-            // that "-1G" is a size and not an option.
-            guard arguments.count >= 2 else { return .invalid { errorExit("Not enough arguments") } }
-            arguments.removeLast()
-        }
-        var getopt = IOGetopt([verb.name] + arguments, shortOptions: verb.shortOptions, longOptions: verb.longOptions)
-        while let item = getopt.next() {
-            switch item {
-            case let .error(message):
-                if verb.getoptPrintsErrors {
-                    return .invalid {
-                        Terminal.printError(message)
-                        return help()
-                    }
-                }
-                let failure = getopt.failure
-                return .invalid { optionError(failure) }
-            case .option(UInt8(ascii: "h"), _):
-                return .help
-            default:
-                continue
-            }
-        }
-        return .valid
-    }
-
-    enum ParsedOptions {
-        case operands([String])
-        case exit(Int32)
-    }
-
-    /// Walks a native verb's options (`argv` starts with the verb) with
-    /// qemu-img's option string for it: a bad flag ends the command as
-    /// qemu-img ends it, -h prints the help and --object is refused (with
-    /// `objectStatus`); `handle` gets every other option with its argument
-    /// ("" if none) and returns an exit status to stop early.
-    static func parseOptions(_ argv: [String], objectStatus: Int32 = 1,
-                             _ handle: (UInt8, String) -> Int32?) -> ParsedOptions {
-        guard let verb = argv.first.flatMap(QemuImgVerb.named) else { return .exit(1) }
-        var getopt = IOGetopt(argv, shortOptions: verb.shortOptions, longOptions: verb.longOptions)
-        while let item = getopt.next() {
-            switch item {
-            case let .error(message):
-                if verb.getoptPrintsErrors {
-                    Terminal.printError(message)
-                    return .exit(help())
-                }
-                return .exit(optionError(getopt.failure))
-            case .option(UInt8(ascii: "h"), _):
-                return .exit(help())
-            case .option(QemuImgVerb.object.code, _):
-                return .exit(report(objectRefusal, status: objectStatus))
-            case let .option(code, value):
-                if let status = handle(code, value ?? "") { return .exit(status) }
-            }
-        }
-        return .operands(getopt.operands)
-    }
-
     /// A getopt failure in qemu-img's words (missing_argument, unrecognized_option).
     static func optionError(_ failure: (missingArgument: Bool, element: String)?) -> Int32 {
         guard let failure else { return errorExit("unrecognized option") }
@@ -205,9 +145,6 @@ enum QemuImgFront {
         Terminal.printError(ProgramName.prefixed(message))
         return status
     }
-
-    /// What verbs answer --object with: QcowKit has no secrets or other objects.
-    static let objectRefusal = "--object is not supported by qcowkit (no secrets or other objects)"
 
     /// error_exit: the message, qemu-img's pointer to --help, status 1.
     @discardableResult

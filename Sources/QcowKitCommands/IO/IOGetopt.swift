@@ -17,6 +17,9 @@ struct IOGetopt {
         var takesArgument: Bool
         /// The short option it stands for (or a private code above 0x7f).
         var code: UInt8
+        /// Matched only when spelled out: a later QEMU's spelling must not
+        /// make an abbreviation that 7.2 accepts ambiguous.
+        var exactOnly = false
     }
 
     enum Item: Equatable {
@@ -137,7 +140,7 @@ struct IOGetopt {
         if let exact = longOptions.first(where: { $0.name == name }) {
             found = exact
         } else {
-            let candidates = longOptions.filter { $0.name.hasPrefix(name) }
+            let candidates = longOptions.filter { !$0.exactOnly && $0.name.hasPrefix(name) }
             // Prefixes of options that mean the same thing are not ambiguous.
             if let first = candidates.first,
                candidates.allSatisfy({ $0.code == first.code && $0.takesArgument == first.takesArgument }) {
