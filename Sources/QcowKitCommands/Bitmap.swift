@@ -4,8 +4,7 @@
 // first failure ends the command ("Operation add on bitmap b0 failed: ..."),
 // and what the earlier actions did is still stored when the image closes,
 // as in qemu-img. --merge takes its source from the image itself or from
-// -b SOURCE_FILE (opened read-only, -F its format). --object and
-// --image-opts are refused by name.
+// -b SOURCE_FILE (opened read-only, -F its format).
 import ArgumentParser
 import Qcow2
 
@@ -39,26 +38,21 @@ struct Bitmap: ParsableCommand {
         var sourceFile: String?
         var granularity: UInt64 = 0
         var actions: [Action] = []
-        var getopt = ImageVerbGetopt(arguments, shortOptions: ":b:f:F:g:h", longOptions: [
-            .init(name: "add", takesArgument: false, code: 0x90),
-            .init(name: "remove", takesArgument: false, code: 0x91),
-            .init(name: "clear", takesArgument: false, code: 0x92),
-            .init(name: "enable", takesArgument: false, code: 0x93),
-            .init(name: "disable", takesArgument: false, code: 0x94),
-            .init(name: "merge", takesArgument: true, code: 0x95),
-        ])
+        var imageOpts = false
+        var getopt = VerbGetopt("bitmap", arguments)
         while let (option, argument) = try getopt.next() {
             switch option {
             case UInt8(ascii: "b"): sourceFile = argument
             case UInt8(ascii: "f"): format = argument
             case UInt8(ascii: "F"): sourceFormat = argument
-            case UInt8(ascii: "g"): granularity = try NumberArgument.parse("granularity", argument ?? "")
+            case UInt8(ascii: "g"): granularity = try NumberArgument.parse("granularity", argument)
+            case QemuImgVerb.imageOpts.code: imageOpts = true
             case 0x90: actions.append(.add)
             case 0x91: actions.append(.remove)
             case 0x92: actions.append(.clear)
             case 0x93: actions.append(.enable)
             case 0x94: actions.append(.disable)
-            case 0x95: actions.append(.merge(argument ?? ""))
+            case 0x95: actions.append(.merge(argument))
             default: break
             }
         }
@@ -74,7 +68,8 @@ struct Bitmap: ParsableCommand {
         guard operands.count == 2 else { throw CommandFailure("Expecting filename and bitmap name") }
         let name = operands[1]
 
-        let image = try ImageVerbs.openWritable(operands[0], format: format, withBacking: false)
+        let image = try ImageVerbs.openWritable(ImageArgument(operands[0], format: format, imageOpts: imageOpts),
+                                                withBacking: false)
         defer { try? image.close() }
         let source = try sourceFile.map {
             try ReadCommands.openChain($0, format: sourceFormat, access: VerbAccess.read, attachingBacking: false)
