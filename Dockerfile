@@ -9,7 +9,7 @@
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-       libglib2.0-dev zlib1g-dev libzstd-dev pkg-config \
+       libglib2.0-dev zlib1g-dev libzstd-dev libgnutls28-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies (swift-argument-parser, swift-system) are git packages on
@@ -30,7 +30,7 @@ RUN swift build -c release --product qcowkit --static-swift-stdlib \
 FROM debian:bookworm-slim
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-       libglib2.0-0 zlib1g libzstd1 libstdc++6 \
+       libglib2.0-0 zlib1g libzstd1 libgnutls30 libstdc++6 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/qcowkit /usr/local/bin/qcowkit
 WORKDIR /data
