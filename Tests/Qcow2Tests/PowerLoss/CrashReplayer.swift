@@ -1,0 +1,94 @@
+// The replaying half of the power-loss tests: crash states built from a
+// recorded run. After a power failure only what a sync made durable is
+// certain; the operations since the last sync may each have reached the
+// disk or not, in any order. So for every flush boundary (the base counts as
+// one) the states are: the file as of that sync plus
+//   (a) none of the operations since,
+//   (b) each one of them alone,
+//   (c) seeded random subsets of them, applied in random orders,
+// at most `Budget` of (b) and (c) per boundary. Operations are whole (no
+// write is torn inside itself).
+@testable import Qcow2
+
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}
+
+struct CrashState {
+    /// The index of the last sync applied (-1: the base).
+    let boundary: Int
+    /// Where the failure cut the log: the next sync's index (or the log's end).
+    let cut: Int
+    /// Which operations since the sync were applied, in the order applied.
+    let applied: [Int]
+    let kind: String
+    let file: [UInt8]
+
+    var label: String { "boundary \(boundary) cut \(cut) \(kind) ops \(applied)" }
+}
+
+struct CrashReplayer {
+    struct Budget {
+        /// Single-operation states per boundary (all when there are fewer).
+        var singles: Int
+        /// Random subset states per boundary.
+        var subsets: Int
+        /// Boundaries visited (a seeded sample when there are more; the
+        /// first and the last always).
+        var boundaries: Int = .max
+    }
+
+    let base: [UInt8]
+    let operations: [BlockFileOperation]
+
+    /// Every boundary's states, boundary by boundary, handed to `visit`.
+    func forEachState(seed: UInt64, budget: Budget, _ visit: (CrashState) throws -> Void) rethrows {
+        var rng = SplitMix64(state: seed)
+        let syncs = operations.indices.filter { operations[$0].isFlush }
+        var visited = Set([-1] + syncs)
+        if visited.count > budget.boundaries {
+            visited = Set([-1, syncs.last ?? -1] + syncs.shuffled(using: &rng).prefix(max(0, budget.boundaries - 2)))
+        }
+        var durable = base
+        var boundary = -1
+        while boundary < operations.count {
+            let start = boundary + 1
+            let cut = operations[start...].firstIndex { $0.isFlush } ?? operations.count
+            defer {
+                // On to the next boundary: everything up to and including its sync.
+                for index in start..<min(cut + 1, operations.count) { operations[index].apply(to: &durable) }
+                boundary = cut
+            }
+            guard visited.contains(boundary) else { continue }
+            let pending = Array(start..<cut)
+            try visit(CrashState(boundary: boundary, cut: cut, applied: [], kind: "none", file: durable))
+            var singles = pending
+            if singles.count > budget.singles {
+                singles.shuffle(using: &rng)
+                singles = Array(singles.prefix(budget.singles)).sorted()
+            }
+            for index in singles {
+                var file = durable
+                operations[index].apply(to: &file)
+                try visit(CrashState(boundary: boundary, cut: cut, applied: [index], kind: "single", file: file))
+            }
+            if pending.count > 1 {
+                for _ in 0..<budget.subsets {
+                    var chosen = pending.filter { _ in Bool.random(using: &rng) }
+                    chosen.shuffle(using: &rng)
+                    guard chosen.count > 1 else { continue }
+                    var file = durable
+                    for index in chosen { operations[index].apply(to: &file) }
+                    try visit(CrashState(boundary: boundary, cut: cut, applied: chosen, kind: "subset", file: file))
+                }
+            }
+        }
+    }
+}
