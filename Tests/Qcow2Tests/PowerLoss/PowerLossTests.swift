@@ -62,6 +62,7 @@ struct PowerLossTests {
                 + "\(counts.states) crash states checked (\(counts.dirtyRepaired) dirty ones repaired on open, "
                 + "\(counts.qemuChecked) also by qemu-img), \(counts.failures.count) failing, \(ContinuousClock.now - started)")
             for failure in counts.failures.prefix(5) { Issue.record("\(workload.name) seed \(seed): \(failure)") }
+            if case .repairOnOpen = workload.kind { #expect(counts.dirtyRepaired > 0, "the dirty base was repaired") }
         }
     }
 

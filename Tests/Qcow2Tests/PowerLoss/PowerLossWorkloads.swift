@@ -17,6 +17,9 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         case snapshots
         /// Growing (the L1 table grows), writing past the old end, shrinking.
         case resize
+        /// The repair on open of a dirty image (lazy refcounts, refcounts
+        /// never written), then mixed requests.
+        case repairOnOpen(requests: Int)
         /// Fixed requests kept as a regression test.
         case requests([Request])
     }
@@ -50,6 +53,8 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         PowerLossWorkload(name: "subclusters (extended L2) over a backing", kind: .mixed(requests: 40, compressed: true),
                           size: 2 << 20, clusterSize: 16384, extendedL2: true, backing: true),
         PowerLossWorkload(name: "lazy refcounts", kind: .mixed(requests: 40, compressed: true), lazyRefcounts: true),
+        PowerLossWorkload(name: "repair on open of a dirty image, then requests", kind: .repairOnOpen(requests: 12),
+                          lazyRefcounts: true),
         PowerLossWorkload(name: "growth: L2 tables, refcount blocks and table (64-bit refcounts)", kind: .growth(writes: 40),
                           size: 3 << 20, refcountBits: 64),
         PowerLossWorkload(name: "snapshots", kind: .snapshots),
@@ -85,6 +90,16 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         options.backingFormat = backingPath == nil ? nil : "raw"
         let path = dir.file("image.qcow2")
         try Qcow2Creator.create(path: path, options: options)
+        if case .repairOnOpen = kind {
+            // Allocating writes made durable with the refcounts left in
+            // the cache: the file as a failure would leave it, dirty.
+            let image = try WriteFixture.openWritable(path)
+            for i in 0..<24 { try WriteFixture.write(image, WriteFixture.pattern(UInt8(i), count: 1536), at: UInt64(i) * 40960) }
+            try image.flush()
+            let dirty = try Data(contentsOf: URL(fileURLWithPath: path))
+            try image.close()
+            try dirty.write(to: URL(fileURLWithPath: path))
+        }
         return (path, backingPath)
     }
 
@@ -95,6 +110,8 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         switch kind {
         case let .mixed(requests, compressed):
             try mixed(run, requests: requests, compressed: compressed, rng: &rng)
+        case let .repairOnOpen(requests):
+            try mixed(run, requests: requests, compressed: true, rng: &rng)
         case let .growth(writes):
             for i in 0..<writes {
                 try run.write(UInt64(i) * 65536 % size, 65536, seed: UInt8(truncatingIfNeeded: i))
