@@ -291,7 +291,7 @@ package final class BlockFile: Sendable {
         _ = try ioRange(offset, Int(clamping: length), "copy")
         _ = try ioRange(targetOffset, Int(clamping: length), "copy")
         var inOffset = Int64(offset), outOffset = Int64(targetOffset), left = Int64(length)
-        while left > 0 {
+        copying: while left > 0 {
             let copied = retryingInterrupts {
                 qk_copy_file_range(source.descriptor.rawValue, &inOffset, descriptor.rawValue, &outOffset, UInt(left))
             }
@@ -301,7 +301,7 @@ package final class BlockFile: Sendable {
                 // The source ends here (its sector-rounded tail): zeroes.
                 let zeroes = [UInt8](repeating: 0, count: Int(left))
                 try write(zeroes, at: UInt64(outOffset))
-                return
+                break copying
             case let .success(n): left -= n
             }
         }
