@@ -10,17 +10,6 @@
 // write is torn inside itself).
 @testable import Qcow2
 
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
-
 struct CrashState {
     /// The index of the last sync applied (-1: the base).
     let boundary: Int
@@ -50,7 +39,7 @@ struct CrashReplayer {
 
     /// Every boundary's states, boundary by boundary, handed to `visit`.
     func forEachState(seed: UInt64, budget: Budget, _ visit: (CrashState) throws -> Void) rethrows {
-        var rng = SplitMix64(state: seed)
+        var rng = SeededRandom(seed: seed)
         let syncs = operations.indices.filter { operations[$0].isFlush }
         var visited = Set([-1] + syncs)
         if visited.count > budget.boundaries {

@@ -106,7 +106,7 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
     /// Runs the workload on the image at `path` (already created), recorded.
     func run(path: String, backing: String?, seed: UInt64) throws -> RecordedRun {
         let run = try RecordedRun(path: path, backing: backing)
-        var rng = SplitMix64(state: seed)
+        var rng = SeededRandom(seed: seed)
         switch kind {
         case let .mixed(requests, compressed):
             try mixed(run, requests: requests, compressed: compressed, rng: &rng)
@@ -132,15 +132,21 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         return run
     }
 
-    private func randomRange(_ rng: inout SplitMix64, maxSectors: Int, within limit: UInt64? = nil) -> (UInt64, Int) {
+    private func randomRange(_ rng: inout SeededRandom, maxSectors: Int, within limit: UInt64? = nil) -> (UInt64, Int) {
         let sectors = Int.random(in: 1...maxSectors, using: &rng)
         let offset = UInt64.random(in: 0...((limit ?? size) / 512 - UInt64(sectors)), using: &rng) * 512
         return (offset, sectors * 512)
     }
 
-    private func mixed(_ run: RecordedRun, requests: Int, compressed: Bool, rng: inout SplitMix64) throws {
+    private func mixed(_ run: RecordedRun, requests: Int, compressed: Bool, rng: inout SeededRandom) throws {
         let clusters = size / clusterSize
         let maxSectors = Int(clusterSize / 512) * 3
+        // Clusters a request may have allocated: compressed writes go only
+        // elsewhere (QEMU refuses to compress into an allocated cluster).
+        var touched = Set<UInt64>()
+        func touch(_ offset: UInt64, _ count: Int) {
+            for cluster in (offset / clusterSize)...((offset + UInt64(count) - 1) / clusterSize) { touched.insert(cluster) }
+        }
         var sinceFlush = 0
         for i in 0..<requests {
             let roll = Int.random(in: 0..<100, using: &rng)
@@ -148,19 +154,23 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
             if roll < 50 {
                 let (offset, count) = randomRange(&rng, maxSectors: maxSectors)
                 try run.write(offset, count, seed: seed)
+                touch(offset, count)
             } else if roll < 62 {
                 let (offset, count) = randomRange(&rng, maxSectors: maxSectors)
                 try run.zero(offset, UInt64(count), unmap: Bool.random(using: &rng))
+                touch(offset, count)
             } else if roll < 74 {
                 let (offset, count) = randomRange(&rng, maxSectors: maxSectors)
                 try run.discard(offset, UInt64(count))
-            } else if roll < 86, compressed {
-                let cluster = UInt64.random(in: 0..<clusters, using: &rng)
-                try run.writeCompressed(cluster * clusterSize, Int(clusterSize), seed: seed)
             } else {
-                // A whole-cluster write: an allocation with no copy on write.
                 let cluster = UInt64.random(in: 0..<clusters, using: &rng)
-                try run.write(cluster * clusterSize, Int(clusterSize), seed: seed)
+                if roll < 86, compressed, !touched.contains(cluster) {
+                    try run.writeCompressed(cluster * clusterSize, Int(clusterSize), seed: seed)
+                } else {
+                    // A whole-cluster write: an allocation with no copy on write.
+                    try run.write(cluster * clusterSize, Int(clusterSize), seed: seed)
+                }
+                touched.insert(cluster)
             }
             sinceFlush += 1
             if sinceFlush >= Int.random(in: 2...6, using: &rng) {
@@ -171,14 +181,14 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
     }
 
     private func scatter(_ run: RecordedRun, _ count: Int, seed: UInt8, within limit: UInt64? = nil,
-                         rng: inout SplitMix64) throws {
+                         rng: inout SeededRandom) throws {
         for i in 0..<count {
             let (offset, length) = randomRange(&rng, maxSectors: 8, within: limit)
             try run.write(offset, length, seed: seed &+ UInt8(i))
         }
     }
 
-    private func snapshots(_ run: RecordedRun, rng: inout SplitMix64) throws {
+    private func snapshots(_ run: RecordedRun, rng: inout SeededRandom) throws {
         try scatter(run, 6, seed: 1, rng: &rng)
         try run.createSnapshot("one")
         try scatter(run, 6, seed: 20, rng: &rng)
@@ -195,7 +205,7 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         try run.flush()
     }
 
-    private func resize(_ run: RecordedRun, rng: inout SplitMix64) throws {
+    private func resize(_ run: RecordedRun, rng: inout SeededRandom) throws {
         try scatter(run, 6, seed: 1, rng: &rng)
         try run.flush()
         // 1 MiB to 8 MiB: the L1 table (64 entries per 512 B cluster, each
