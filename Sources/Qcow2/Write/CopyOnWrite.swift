@@ -145,7 +145,8 @@ extension Qcow2Writer {
             // before its L2 entry. With lazy refcounts nothing else would,
             // and an entry that reached the disk alone could point past
             // the end of the file, which the repair on open cannot mend
-            // (QEMU 7.2 has no such sync; found by the power-loss tests).
+            // (QEMU syncs here only after a copy on write; found by the
+            // power-loss tests).
             map.l2Tables.needsFileSyncFirst = true
         }
 

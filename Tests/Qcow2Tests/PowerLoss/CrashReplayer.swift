@@ -6,8 +6,8 @@
 //   (a) none of the operations since,
 //   (b) each one of them alone,
 //   (c) seeded random subsets of them, applied in random orders,
-// at most `Budget` of (b) and (c) per boundary. Operations are whole (no
-// write is torn inside itself).
+// at most `Budget` of (b) and (c) per boundary; and (d), if asked, states
+// with one write torn at sector granularity (disks promise no more).
 @testable import Qcow2
 
 struct CrashState {
@@ -29,6 +29,10 @@ struct CrashReplayer {
         var singles: Int
         /// Random subset states per boundary.
         var subsets: Int
+        /// States per boundary with one write torn: some of its 512-byte
+        /// sectors written, the others not (with a random subset of the
+        /// other operations).
+        var torn: Int = 0
         /// Boundaries visited (a seeded sample when there are more; the
         /// first and the last always).
         var boundaries: Int = .max
@@ -76,6 +80,30 @@ struct CrashReplayer {
                     var file = durable
                     for index in chosen { operations[index].apply(to: &file) }
                     try visit(CrashState(boundary: boundary, cut: cut, applied: chosen, kind: "subset", file: file))
+                }
+            }
+            let tearable = pending.filter {
+                if case let .write(offset, bytes) = operations[$0] { return bytes.count > 512 && offset % 512 == 0 }
+                return false
+            }
+            if !tearable.isEmpty {
+                for _ in 0..<budget.torn {
+                    let victim = tearable.randomElement(using: &rng)!
+                    guard case let .write(offset, bytes) = operations[victim] else { continue }
+                    var chosen = pending.filter { $0 != victim && Bool.random(using: &rng) }
+                    chosen.shuffle(using: &rng)
+                    var file = durable
+                    for index in chosen { operations[index].apply(to: &file) }
+                    let sectors = (bytes.count + 511) / 512
+                    var kept: [Int] = []
+                    for sector in 0..<sectors where Bool.random(using: &rng) {
+                        kept.append(sector)
+                        let range = (sector * 512)..<min(sector * 512 + 512, bytes.count)
+                        BlockFileOperation.write(offset: offset + UInt64(range.lowerBound), bytes: Array(bytes[range])).apply(to: &file)
+                    }
+                    guard !kept.isEmpty, kept.count < sectors else { continue }
+                    try visit(CrashState(boundary: boundary, cut: cut, applied: chosen,
+                                         kind: "torn op \(victim) sectors \(kept)", file: file))
                 }
             }
         }

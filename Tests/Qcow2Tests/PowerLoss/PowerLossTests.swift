@@ -5,6 +5,7 @@
 //   POWERLOSS_SEEDS=N        seeds per workload (default 1)
 //   POWERLOSS_SINGLES=N      single-operation states per boundary (default 4)
 //   POWERLOSS_SUBSETS=N      random subset states per boundary (default 2)
+//   POWERLOSS_TORN=N         states per boundary with one write torn in sectors (default 1)
 //   POWERLOSS_BOUNDARIES=N   flush boundaries per run, sampled (default 40)
 //   POWERLOSS_QEMU_EVERY=N   qemu-img check and read every Nth state (default 60)
 // Each workload prints how many states it built and checked.
@@ -23,7 +24,7 @@ struct PowerLossSettings {
         return PowerLossSettings(
             seeds: max(1, value("POWERLOSS_SEEDS", 1)),
             budget: CrashReplayer.Budget(singles: value("POWERLOSS_SINGLES", 4), subsets: value("POWERLOSS_SUBSETS", 2),
-                                         boundaries: max(2, value("POWERLOSS_BOUNDARIES", 40))),
+                                         torn: value("POWERLOSS_TORN", 1), boundaries: max(2, value("POWERLOSS_BOUNDARIES", 40))),
             qemuEvery: max(1, value("POWERLOSS_QEMU_EVERY", 60)))
     }()
 }
