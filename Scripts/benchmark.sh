@@ -8,7 +8,7 @@
 #   BENCH_TIMES=file Scripts/benchmark.sh      (also keep every timing: case, tool, ns)
 #   QCOWKIT=path Scripts/benchmark.sh          (time that binary instead of building one)
 #   BENCH_CASES='regex' Scripts/benchmark.sh   (only the groups matching: convert, map,
-#       info, create, io, compress, commit, bench, large, memory, nbd; default all)
+#       info, create, io, compress, commit, bench, large, memory, nbd, flush; default all)
 #
 # Fairness: both tools get the same inputs in the same directory; each run
 # times them back to back, alternating which goes first; `sync` runs before
@@ -336,6 +336,48 @@ for r in $(seq "$runs"); do
     settle
 done
 
+# What flushes cost (issue 16): the same allocating writes in qemu-io's
+# default cache mode (writethrough: a flush after every write) and with
+# `-t writeback` (flushes only where asked: none here but the one at exit),
+# qcowkit io against qemu-io in the same mode. Self-contained: its own
+# command scripts, images and cases.
+flush_cost_cases() { # runs
+    python3 - "$work" <<'PY'
+import random, sys
+work = sys.argv[1]
+with open(f"{work}/fc-seq.cmds", "w") as f:
+    for i in range(2048):                       # 128 MiB of sequential 64 KiB writes
+        f.write(f"write -q -P 0x{(i % 255) + 1:02x} {i * 65536} 64k\n")
+rng = random.Random(16)
+with open(f"{work}/fc-rand.cmds", "w") as f:
+    for _ in range(4000):                       # 4000 random 4 KiB writes in 1 GiB
+        f.write(f"write -q -P 0x5a {rng.randrange(0, (1 << 30) // 4096) * 4096} 4k\n")
+PY
+    local r cache cmds name
+    for r in $(seq "$1"); do
+        for cache in writethrough writeback; do
+            for cmds in seq rand; do
+                [[ $cmds == seq ]] && name="io -t $cache: 128 MiB sequential 64 KiB writes" \
+                    || name="io -t $cache: 4000 random 4 KiB writes"
+                fc_name=$name fc_cmds=$work/fc-$cmds.cmds fc_cache=$cache
+                pair "$r" flush_cost_step
+                qemu-img compare -q "$work/fc-qemu.qcow2" "$work/fc-qcowkit.qcow2" || echo "warning: $name: results differ" >&2
+                rm -f "$work/fc-qemu.qcow2" "$work/fc-qcowkit.qcow2"
+                settle
+            done
+        done
+    done
+}
+flush_cost_step() { # tool   (uses $fc_name $fc_cmds $fc_cache)
+    local image=$work/fc-$1.qcow2
+    rm -f "$image"; qemu-img create -q -f qcow2 "$image" 1G
+    if [[ $1 == qemu ]]; then
+        time_one "$fc_name" qemu sh -c "qemu-io -t $fc_cache -f qcow2 '$image' < '$fc_cmds'"
+    else
+        time_one "$fc_name" qcowkit sh -c "'$qk' io -t $fc_cache -f qcow2 '$image' < '$fc_cmds'"
+    fi
+}
+wants flush && flush_cost_cases "$runs"
 
 [[ -n ${BENCH_TIMES:-} ]] && cp "$times_file" "$BENCH_TIMES"
 # Medians per case and tool; the ratio is of the medians, and the per-run

@@ -48,14 +48,23 @@ package final class BlockFile: Sendable {
     /// What the user of this descriptor needs and shares, and the lock bytes
     /// that say so.
     private let lockState = Mutex<(access: BlockAccess, bytes: FileLockBytes)>((.none, FileLockBytes()))
+    /// Told of every change to the file (power-loss tests; nil otherwise).
+    private let observer: (any BlockFileObserver)?
 
     /// Opens `path` read-only or read-write, taking no locks yet. Errors read
     /// like QEMU's ("Could not open 'x': No such file or directory" is
     /// composed by callers).
-    package init(path: String, writable: Bool, locking: FileLockingMode = .auto) throws {
+    package convenience init(path: String, writable: Bool, locking: FileLockingMode = .auto) throws {
+        try self.init(path: path, writable: writable, locking: locking, observer: nil)
+    }
+
+    /// Opens `path` as above, telling `observer` of every change made
+    /// through this descriptor (BlockFileObserver.swift; for tests).
+    package init(path: String, writable: Bool, locking: FileLockingMode, observer: (any BlockFileObserver)?) throws {
         self.path = path
         self.isWritable = writable
         self.isLocking = Self.locks(locking)
+        self.observer = observer
         do {
             descriptor = try FileDescriptor.open(
                 FilePath(path), writable ? .readWrite : .readOnly, options: [.closeOnExec])
@@ -87,6 +96,7 @@ package final class BlockFile: Sendable {
         self.isWritable = writable
         self.isLocking = isLocking
         self.descriptor = descriptor
+        observer = nil
     }
 
     private func refuseDirectory() throws {
@@ -202,7 +212,7 @@ package final class BlockFile: Sendable {
             }
         }
         do {
-            let file = try BlockFile(path: path, writable: writable, locking: isLocking ? .on : .off)
+            let file = try BlockFile(path: path, writable: writable, locking: isLocking ? .on : .off, observer: observer)
             // Checked above, so taking these cannot conflict.
             try file.lockState.withLock { state in
                 if isLocking {
@@ -267,6 +277,7 @@ package final class BlockFile: Sendable {
                 throw Qcow2Error.io(step: "write at offset \(offset)", errno: error.rawValue)
             }
         }
+        observer?.blockFile(path, did: .write(offset: offset, bytes: Array(buffer)))
     }
 
     package func write(_ bytes: [UInt8], at offset: UInt64) throws {
@@ -280,7 +291,7 @@ package final class BlockFile: Sendable {
         _ = try ioRange(offset, Int(clamping: length), "copy")
         _ = try ioRange(targetOffset, Int(clamping: length), "copy")
         var inOffset = Int64(offset), outOffset = Int64(targetOffset), left = Int64(length)
-        while left > 0 {
+        copying: while left > 0 {
             let copied = retryingInterrupts {
                 qk_copy_file_range(source.descriptor.rawValue, &inOffset, descriptor.rawValue, &outOffset, UInt(left))
             }
@@ -290,9 +301,13 @@ package final class BlockFile: Sendable {
                 // The source ends here (its sector-rounded tail): zeroes.
                 let zeroes = [UInt8](repeating: 0, count: Int(left))
                 try write(zeroes, at: UInt64(outOffset))
-                return
+                break copying
             case let .success(n): left -= n
             }
+        }
+        if let observer {
+            let copied = try readExactly(Int(length), at: targetOffset, step: "observed copy")
+            observer.blockFile(path, did: .write(offset: targetOffset, bytes: copied))
         }
     }
 
@@ -313,6 +328,7 @@ package final class BlockFile: Sendable {
         if case let .failure(error) = retryingInterrupts({ fdatasync(descriptor.rawValue) }) {
             throw Qcow2Error.io(step: "flush", errno: error.rawValue)
         }
+        observer?.blockFile(path, did: .flush)
     }
 
     /// fsync(2), data and metadata, whatever `ignoresFlushes` says: how
@@ -321,6 +337,7 @@ package final class BlockFile: Sendable {
         if case let .failure(error) = retryingInterrupts({ fsync(descriptor.rawValue) }) {
             throw Qcow2Error.io(step: "sync", errno: error.rawValue)
         }
+        observer?.blockFile(path, did: .flush)
     }
 
     // MARK: Length and identity
@@ -355,6 +372,7 @@ package final class BlockFile: Sendable {
         if case let .failure(error) = retryingInterrupts({ ftruncate(descriptor.rawValue, off_t(length)) }) {
             throw Qcow2Error.io(step: "truncate", errno: error.rawValue)
         }
+        observer?.blockFile(path, did: .truncate(length: length))
     }
 
     // MARK: Allocation (fallocate)
@@ -371,6 +389,7 @@ package final class BlockFile: Sendable {
             return 0
         }
         if code != 0 { throw Qcow2Error.io(step: Self.rangeStep("fallocate", offset, length), errno: code) }
+        observer?.blockFile(path, did: .fallocate(mode: .allocate, offset: offset, length: length))
     }
 
     /// Deallocates a range, which then reads as zeroes (fallocate punch hole).
@@ -384,9 +403,11 @@ package final class BlockFile: Sendable {
     /// to do next by it (QEMU's fallback orders). A range that does not fit
     /// a file offset gets the kernel's answer without reaching it.
     func fallocate(_ mode: FallocateMode, offset: UInt64, length: UInt64) -> Int32 {
-        rangeCheckedErrno(offset, length) {
+        let code = rangeCheckedErrno(offset, length) {
             qk_fallocate(descriptor.rawValue, mode.rawValue, Int64(offset), Int64(length))
         }
+        if code == 0 { observer?.blockFile(path, did: .fallocate(mode: mode, offset: offset, length: length)) }
+        return code
     }
 
     // MARK: Sparse layout (lseek)

@@ -4,20 +4,21 @@
 import CSystemShims
 
 /// What fallocate(2) does to a range of a file.
-struct FallocateMode: OptionSet, Sendable {
-    let rawValue: Int32
+package struct FallocateMode: OptionSet, Sendable {
+    package let rawValue: Int32
+    package init(rawValue: Int32) { self.rawValue = rawValue }
 
     /// Mode 0: allocate blocks, reading as before; past the end of the
     /// file they read as zeroes and extend it.
-    static let allocate: FallocateMode = []
+    package static let allocate: FallocateMode = []
     /// FALLOC_FL_KEEP_SIZE: the file's length stays as it is.
-    static let keepSize = FallocateMode(rawValue: FALLOC_FL_KEEP_SIZE)
+    package static let keepSize = FallocateMode(rawValue: FALLOC_FL_KEEP_SIZE)
     /// FALLOC_FL_PUNCH_HOLE: deallocate; the range reads as zeroes. The
     /// kernel accepts it only together with `keepSize`.
-    static let punchHole = FallocateMode(rawValue: FALLOC_FL_PUNCH_HOLE)
+    package static let punchHole = FallocateMode(rawValue: FALLOC_FL_PUNCH_HOLE)
     /// FALLOC_FL_ZERO_RANGE: the range reads as zeroes and stays allocated.
-    static let zeroRange = FallocateMode(rawValue: FALLOC_FL_ZERO_RANGE)
+    package static let zeroRange = FallocateMode(rawValue: FALLOC_FL_ZERO_RANGE)
 
     /// How a discard or an unmapping zero write deallocates.
-    static let deallocate: FallocateMode = [.punchHole, .keepSize]
+    package static let deallocate: FallocateMode = [.punchHole, .keepSize]
 }

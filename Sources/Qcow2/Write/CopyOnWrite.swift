@@ -136,7 +136,19 @@ extension Qcow2Writer {
         try copyOnWrite(allocation, lock: lock)
 
         if useLazyRefcounts { try markDirty() }
-        if needsAccurateRefcounts { try map.l2Tables.setDependency(on: allocator.blocks) }
+        if needsAccurateRefcounts {
+            try map.l2Tables.setDependency(on: allocator.blocks)
+        } else {
+            // Data before pointers, without refcounts: the refcount flush
+            // that the dependency above brings is what makes a new
+            // cluster's data (and the file length it extends) durable
+            // before its L2 entry. With lazy refcounts nothing else would,
+            // and an entry that reached the disk alone could point past
+            // the end of the file, which the repair on open cannot mend
+            // (QEMU syncs here only after a copy on write; found by the
+            // power-loss tests).
+            map.l2Tables.needsFileSyncFirst = true
+        }
 
         let (table, index) = try clusterTable(for: allocation.guestOffset)
         table.isDirty = true

@@ -12,7 +12,9 @@
 //    refcount table entry, a new refcount table or L1 table before the
 //    header names it (RefcountAllocator.swift, L1Growth.swift);
 //  - data before pointers: copied-on-write data is synced before any L2
-//    table is written again (CopyOnWrite.swift);
+//    table is written again (CopyOnWrite.swift); so is a new cluster's data
+//    with lazy refcounts, where no refcount flush comes between (with
+//    accurate refcounts the refcount dependency's sync covers it);
 //  - nothing overwrites metadata: every metadata write and every guest data
 //    write to a host cluster is checked first (Corruption.swift);
 //  - with lazy refcounts the image is marked dirty before the first L2
