@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // QcowKit: a qcow2 toolkit in Swift. Layers run one way:
 //   qcowkit (CLI) -> QcowKitCommands -> QMP (service, GLib main loop) -> BlockGraph (nodes, jobs)
+//                                    -> NBD (server: exports over images and nodes) -> BlockGraph, Qcow2
 //                                    -> Qcow2 (codec) -> CZlib/CZstd (C libraries)
 //   QemuJSON (QEMU's JSON dialect and printer) sits beside them, for the CLI and QMP.
 import PackageDescription
@@ -14,6 +15,7 @@ let package = Package(
         .library(name: "QemuJSON", targets: ["QemuJSON"]),
         .library(name: "BlockGraph", targets: ["BlockGraph"]),
         .library(name: "QMP", targets: ["QMP"]),
+        .library(name: "NBD", targets: ["NBD"]),
         .executable(name: "qcowkit", targets: ["qcowkit"]),
     ],
     dependencies: [
@@ -35,6 +37,10 @@ let package = Package(
             name: "CGLib", path: "CSystemLibs/CGLib", pkgConfig: "glib-2.0",
             providers: [.apt(["libglib2.0-dev"])]),
 
+        .systemLibrary(
+            name: "CGnuTLS", path: "CSystemLibs/CGnuTLS", pkgConfig: "gnutls",
+            providers: [.apt(["libgnutls28-dev"])]),
+
         .systemLibrary(name: "CSystemShims", path: "CSystemLibs/CSystemShims"),
 
         .target(
@@ -45,14 +51,18 @@ let package = Package(
             ],
             exclude: ["README.md"]),
         .target(name: "QemuJSON"),
+        // TLS for the NBD server: QEMU's tls-creds-x509/-psk objects and sessions over GnuTLS.
+        .target(name: "TLS", dependencies: ["CGnuTLS"]),
         .target(name: "BlockGraph", dependencies: ["Qcow2"]),
         // QEMU's ImageInfo as QAPI JSON, for the CLI's `info` and QMP's queries.
         .target(name: "ImageInfoJSON", dependencies: ["Qcow2", "QemuJSON"]),
-        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib"]),
+        // The NBD server: negotiation, transmission, exports over images or graph nodes.
+        .target(name: "NBD", dependencies: ["Qcow2", "BlockGraph", "TLS"]),
+        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib", "TLS", "NBD"]),
         .target(
             name: "QcowKitCommands",
             dependencies: [
-                "Qcow2", "QemuJSON", "ImageInfoJSON", "BlockGraph", "QMP",
+                "Qcow2", "QemuJSON", "ImageInfoJSON", "BlockGraph", "QMP", "NBD",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "qcowkit", dependencies: ["QcowKitCommands"]),
@@ -60,13 +70,19 @@ let package = Package(
         // What every test suite shares: finding qemu-img, qemu-io and the built qcowkit
         // (a missing one fails the suite, saying what to install or build).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Tests only: counts a thread's heap allocations (malloc defined in the
+        // test executable, forwarding to glibc's), for the zero-allocation hot paths.
+        .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         .testTarget(
             name: "Qcow2Tests",
             dependencies: [
-                "Qcow2", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
+                "Qcow2", "TestSupport", "AllocationCounter",
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ]),
+        .testTarget(name: "TLSTests", dependencies: ["TLS", "TestSupport"]),
         .testTarget(name: "BlockGraphTests", dependencies: ["BlockGraph", "Qcow2", "TestSupport"]),
-        .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON", "TestSupport"]),
+        .testTarget(name: "NBDTests", dependencies: ["NBD", "Qcow2", "TestSupport"]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "BlockGraph", "QemuJSON", "TestSupport", "TLS"]),
         .testTarget(name: "QcowKitCommandsTests", dependencies: ["QcowKitCommands", "QMP", "QemuJSON", "TestSupport"]),
         // Interop suite: real qemu-img / qemu-io make the fixtures and are the oracle.
         .testTarget(name: "InteropTests", dependencies: ["Qcow2", "QcowKitCommands", "TestSupport"]),

@@ -28,6 +28,7 @@ let library: [Target.Dependency] = [
     .product(name: "QcowKitCommands", package: "QcowKit"),
     .product(name: "QemuJSON", package: "QcowKit"),
     .product(name: "QMP", package: "QcowKit"),
+    .product(name: "NBD", package: "QcowKit"),
 ]
 
 let fuzzTargets: [Target] = targetFiles.map { file in

@@ -3,9 +3,12 @@
 # the median time of each and ours/theirs (below 1.0: we are faster). Not a
 # test: the figures go into closing notes.
 #
-#   Scripts/benchmark.sh [RUNS]        (default 3 runs per case; needs qemu-utils)
+#   Scripts/benchmark.sh [RUNS]        (default 3 runs per case; needs qemu-utils, libnbd-bin, fio)
 #   BENCH_DIR=/some/dir Scripts/benchmark.sh   (where the images go; default /var/tmp)
 #   BENCH_TIMES=file Scripts/benchmark.sh      (also keep every timing: case, tool, ns)
+#   QCOWKIT=path Scripts/benchmark.sh          (time that binary instead of building one)
+#   BENCH_CASES='regex' Scripts/benchmark.sh   (only the groups matching: convert, map,
+#       info, create, io, compress, commit, bench, large, memory, nbd; default all)
 #
 # Fairness: both tools get the same inputs in the same directory; each run
 # times them back to back, alternating which goes first; `sync` runs before
@@ -23,8 +26,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 batch=21
-swift build -c release --product qcowkit --static-swift-stdlib >/dev/null
-qk=$(swift build -c release --static-swift-stdlib --show-bin-path)/qcowkit
+if [[ -n ${QCOWKIT:-} ]]; then
+    qk=$QCOWKIT     # a qcowkit built already, as below
+else
+    swift build -c release --product qcowkit --static-swift-stdlib >/dev/null
+    qk=$(swift build -c release --static-swift-stdlib --show-bin-path)/qcowkit
+fi
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/qcowkit-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -39,6 +46,21 @@ rng = random.Random(1234)
 with open(f"{work}/rand.cmds", "w") as f:
     for _ in range(100_000):                    # 100k random 4 KiB writes in 4 GiB
         f.write(f"write -q -P 0x5a {rng.randrange(0, (4 << 30) // 4096) * 4096} 4k\n")
+PY
+# A 512 MiB raw source for compressed converts: a quarter random data, a
+# quarter text, a quarter written zeroes, a quarter holes.
+python3 - "$work/mixed.raw" <<'PY'
+import os, random, sys
+size = 512 << 20; q = size // 4; rng = random.Random(7)
+with open(sys.argv[1], "wb") as f:
+    f.truncate(size)
+    f.write(rng.randbytes(q))
+    lines, n, i = [], 0, 0
+    while n < q:
+        line = f"line {i}: the quick brown fox jumps over {i * 7919 % 1000} lazy dogs {rng.random()}\n".encode()
+        lines.append(line); n += len(line); i += 1
+    f.write(b"".join(lines)[:q])
+    f.write(bytes(q))
 PY
 # A 2 GiB raw source with holes: 64 MiB of data every 256 MiB, plus scattered 4k blocks.
 truncate -s 2G "$work/src.raw"
@@ -156,26 +178,164 @@ create_step() {
     rm -f "$output"
 }
 
+# Compressed converts: qcowkit's output must be qemu-img's default (in-order)
+# output byte for byte; the -W rows time qemu-img with out-of-order writes
+# (its fastest, with output that depends on thread timing) against the same
+# in-order qcowkit run.
+declare -A compressed_sum
+compress_step() { # tool   (uses $compress_type $compress_qemu_flags $compress_name)
+    local output=$work/$1.compressed.qcow2 command=(qemu-img convert $compress_qemu_flags)
+    [[ $1 == qcowkit ]] && command=("$qk" convert)
+    rm -f "$output"
+    time_one "$compress_name" "$1" "${command[@]}" -c -f raw -O qcow2 -o compression_type=$compress_type \
+        "$work/mixed.raw" "$output"
+    compressed_sum[$1]=$(md5sum <"$output")
+    rm -f "$output"
+}
+compress_case() { # run type qemu-flags
+    compress_type=$2 compress_qemu_flags=$3
+    compress_name="convert -c $2 (512 MiB mixed)${3:+ vs qemu $3}"
+    pair "$1" compress_step
+    if [[ -z $3 && ${compressed_sum[qemu]} != "${compressed_sum[qcowkit]}" ]]; then
+        echo "warning: $compress_name: not byte-identical to qemu-img's" >&2
+    fi
+}
+# Commit of 1 GiB of an overlay into its 2 GiB base, flushes included; each
+# tool gets fresh copies (untimed), and the bases must then read the same.
+commit_step() {
+    local tool=(qemu-img); [[ $1 == qcowkit ]] && tool=("$qk")
+    cp --sparse=always "$work/commit-base.qcow2" "$work/$1.base.qcow2"
+    cp --sparse=always "$work/commit-top.qcow2" "$work/$1.top.qcow2"
+    qemu-img rebase -u -b "$work/$1.base.qcow2" -F qcow2 "$work/$1.top.qcow2"
+    time_one "commit 1 GiB into 2 GiB base" "$1" "${tool[@]}" commit -q "$work/$1.top.qcow2"
+}
+commit_case() { # run
+    pair "$1" commit_step
+    qemu-img compare -q "$work/qemu.base.qcow2" "$work/qcowkit.base.qcow2" || echo "warning: commit: bases differ" >&2
+    qemu-img check -q "$work/qcowkit.base.qcow2" || echo "warning: commit: base not clean" >&2
+    rm -f "$work"/{qemu,qcowkit}.{base,top}.qcow2
+}
+# bench: 4 KiB reads at queue depth 64 (the time for the same requests, so
+# the ratio is the inverse of the IOPS ratio). With -t none the reference is
+# fio (libaio, O_DIRECT) on the same raw file instead of qemu-img.
+bench_step() { # tool   (uses $bench_cache)
+    if [[ $1 == qemu && $bench_cache == none ]]; then
+        time_one "bench qd64 4k reads -t none vs fio" qemu fio --name=r --filename="$work/bench.raw" --rw=randread \
+            --bs=4k --iodepth=64 --ioengine=libaio --direct=1 --number_ios=$bench_count --size=1G --norandommap \
+            --randrepeat=1 --output=/dev/null
+    elif [[ $1 == qemu ]]; then
+        time_one "bench qd64 4k reads -t $bench_cache" qemu qemu-img bench -q -f raw -c $bench_count -d 64 \
+            -t $bench_cache "$work/bench.raw"
+    else
+        local name="bench qd64 4k reads -t $bench_cache"; [[ $bench_cache == none ]] && name+=" vs fio"
+        time_one "$name" qcowkit "$qk" bench -q -f raw -c $bench_count -d 64 -t $bench_cache "$work/bench.raw"
+    fi
+}
+bench_case() { # run cache
+    bench_cache=$2 bench_count=200000
+    pair "$1" bench_step
+}
+# The 1 TiB image with metadata preallocation (16 M clusters): check and map.
+large_step() {
+    local tool=(qemu-img); [[ $1 == qcowkit ]] && tool=("$qk")
+    time_one "check (1 TiB, metadata prealloc)" "$1" "${tool[@]}" check "$work/large.qcow2"
+    time_one "map (1 TiB, metadata prealloc)" "$1" "${tool[@]}" map --output=json "$work/large.qcow2"
+}
+# Peak memory (max RSS, KiB) of each tool on the same work, measured once.
+mem_file=$work/memory
+peak_memory() { # case tool command...
+    local name=$1 tool=$2; shift 2
+    /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>&1 || true
+    printf '%s\t%s\t%s\n' "$name" "$tool" "$(tail -1 "$work/rss")" >>"$mem_file"
+}
+memory_rows() {
+    local t cmd
+    for t in qemu qcowkit; do
+        cmd=(qemu-img); [[ $t == qcowkit ]] && cmd=("$qk")
+        peak_memory "info" $t "${cmd[@]}" info "$work/src.qcow2"
+        peak_memory "check" $t "${cmd[@]}" check "$work/src.qcow2"
+        peak_memory "map" $t "${cmd[@]}" map --output=json "$work/src.qcow2"
+        peak_memory "convert -O qcow2" $t "${cmd[@]}" convert -f raw -O qcow2 "$work/src.raw" "$work/mem.qcow2"
+        rm -f "$work/mem.qcow2"
+        peak_memory "convert -c zlib" $t "${cmd[@]}" convert -c -f raw -O qcow2 "$work/mixed.raw" "$work/mem.qcow2"
+        rm -f "$work/mem.qcow2"
+        [[ -e $work/large.qcow2 ]] && peak_memory "check (1 TiB)" $t "${cmd[@]}" check "$work/large.qcow2"
+    done
+}
+wants() { [[ $1 =~ ${BENCH_CASES:-.} ]]; }
+# NBD: each tool serves the 2 GiB qcow2 read-only (-e 8: nbdcopy and fio
+# may open several connections), then nbdcopy copies it out (to null: and
+# to a file) and fio reads 4 KiB blocks at random, 64 in flight.
+nbd_serve() { # tool socket   (sets nbd_pid)
+    local command=(qemu-nbd); [[ $1 == qcowkit ]] && command=("$qk" nbd)
+    "${command[@]}" -t -r -e 8 -f qcow2 -k "$2" "$work/src.qcow2" & nbd_pid=$!
+    until nbdinfo --size "nbd+unix:///?socket=$2" >/dev/null 2>&1; do sleep 0.05; done
+}
+nbd_step() {
+    local socket=$work/$1.sock output=$work/$1.nbdcopy.raw
+    nbd_serve "$1" "$socket"
+    time_one "nbdcopy to null: (2 GiB qcow2)" "$1" nbdcopy "nbd+unix:///?socket=$socket" null:
+    rm -f "$output"
+    time_one "nbdcopy to a file (2 GiB qcow2)" "$1" nbdcopy "nbd+unix:///?socket=$socket" "$output"
+    sums[nbdcopy.$1]=$(data_sum "$output")
+    rm -f "$output"
+    time_one "fio 4k randread qd64 over NBD (100 MiB)" "$1" fio --name=randread --ioengine=nbd \
+        --uri="nbd+unix:///?socket=$socket" --rw=randread --bs=4k --iodepth=64 --io_size=100M --size=2G \
+        --output-format=terse
+    kill "$nbd_pid"; wait "$nbd_pid" || true
+}
+
 settle() { # lets writeback and the discards of deleted images finish before the next timing
     sync; sleep 3
 }
+if wants commit; then
+    # A 2 GiB base with data every other 64 MiB, and an overlay with 1 GiB written.
+    qemu-img create -q -f qcow2 "$work/commit-base.qcow2" 2G
+    qemu-io -c "write -P 0x11 0 1G" "$work/commit-base.qcow2" >/dev/null
+    qemu-img create -q -f qcow2 -b "$work/commit-base.qcow2" -F qcow2 "$work/commit-top.qcow2"
+    qemu-io -c "write -P 0x22 512M 1G" "$work/commit-top.qcow2" >/dev/null
+fi
+if wants bench; then truncate -s 1G "$work/bench.raw"; dd if=/dev/urandom of="$work/bench.raw" bs=1M count=1024 conv=notrunc status=none; fi
+if wants large; then qemu-img create -q -f qcow2 -o preallocation=metadata "$work/large.qcow2" 1T; fi
 settle
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq "$runs"); do
-    pair "$r" convert_qcow2_step
-    same_output "convert -O qcow2 (2 GiB raw with holes)"
-    pair "$r" convert_raw_step
-    same_output "convert -O raw (2 GiB qcow2)"
-    pair "$r" map_step
-    pair "$r" info_step
-    pair "$r" create_step
-    [[ ${sums[create.qemu]} == "${sums[create.qcowkit]}" ]] || echo "warning: create: outputs differ" >&2
-    settle
-    io_case "$r" "io: 1 GiB sequential 64 KiB writes" "$work/seq.cmds" 1G
-    settle
-    io_case "$r" "io: 100k random 4 KiB writes" "$work/rand.cmds" 4G
+    if wants convert; then
+        pair "$r" convert_qcow2_step
+        same_output "convert -O qcow2 (2 GiB raw with holes)"
+        pair "$r" convert_raw_step
+        same_output "convert -O raw (2 GiB qcow2)"
+    fi
+    wants map && pair "$r" map_step
+    wants info && pair "$r" info_step
+    if wants create; then
+        pair "$r" create_step
+        [[ ${sums[create.qemu]} == "${sums[create.qcowkit]}" ]] || echo "warning: create: outputs differ" >&2
+    fi
+    if wants io; then
+        settle
+        io_case "$r" "io: 1 GiB sequential 64 KiB writes" "$work/seq.cmds" 1G
+        settle
+        io_case "$r" "io: 100k random 4 KiB writes" "$work/rand.cmds" 4G
+    fi
+    if wants compress; then
+        settle
+        compress_case "$r" zlib ""
+        compress_case "$r" zlib -W
+        compress_case "$r" zstd ""
+        compress_case "$r" zstd -W
+    fi
+    if wants commit; then settle; commit_case "$r"; fi
+    if wants bench; then bench_case "$r" writeback; bench_case "$r" none; fi
+    if wants large; then pair "$r" large_step; fi
+    if wants nbd; then
+        settle
+        pair "$r" nbd_step
+        [[ ${sums[nbdcopy.qemu]} == "${sums[nbdcopy.qcowkit]}" ]] || echo "warning: nbdcopy: outputs differ" >&2
+    fi
     settle
 done
+
 
 [[ -n ${BENCH_TIMES:-} ]] && cp "$times_file" "$BENCH_TIMES"
 # Medians per case and tool; the ratio is of the medians, and the per-run
@@ -197,3 +357,9 @@ for name in "${cases[@]}"; do
             printf "%-42s %10.4f %10.4f %7.2f   %s\n", n, mq / 1e9, mk / 1e9, mk / mq, per
         }' "$times_file"
 done
+if wants memory; then
+    memory_rows
+    printf '\n%-42s %10s %10s %7s\n' "peak memory (max RSS)" "qemu (KiB)" "ours (KiB)" ratio
+    awk -F'\t' '$2 == "qemu" { q[$1] = $3; order[++n] = $1 } $2 == "qcowkit" { k[$1] = $3 }
+        END { for (i = 1; i <= n; i++) printf "%-42s %10d %10d %7.2f\n", order[i], q[order[i]], k[order[i]], k[order[i]] / q[order[i]] }' "$mem_file"
+fi

@@ -51,6 +51,7 @@ options() {
     case "$target" in
         json) echo "-max_len=4096 -dict=$fuzz/json.dict" ;;
         qmp) echo "-max_len=4096 -dict=$fuzz/qmp.dict" ;;
+        nbd) echo "-max_len=4096 -dict=$fuzz/nbd.dict" ;;
         header) echo "-max_len=8192 -dict=$fuzz/qcow2.dict" ;;
         *) echo "-max_len=262144 -dict=$fuzz/qcow2.dict" ;;
     esac
@@ -63,7 +64,7 @@ ci_seconds() {
     case "$1" in
         json|header) echo 5 ;;
         open-read|check|write) echo 13 ;;
-        qmp) echo 10 ;;
+        qmp|nbd) echo 10 ;;
         *) echo 8 ;;
     esac
 }

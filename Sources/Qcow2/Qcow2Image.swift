@@ -48,9 +48,12 @@ public final class Qcow2Image: Sendable {
     /// Whether the image looks metadata-preallocated; decided on the first
     /// block-status query, since it costs a pass over the refcounts.
     let metadataPreallocated = Mutex<Bool?>(nil)
-    /// Guest writes are refused: the image has persistent dirty bitmaps
-    /// (decided on open, see `Qcow2Writer.hasPersistentBitmaps`).
-    let hasPersistentBitmaps: Bool
+    /// Whether the write path holds dirty bitmaps (kept by
+    /// `Qcow2Writer.dirtyBitmaps`), so that guest writes need to mark them
+    /// without taking the lock when there are none.
+    let tracksDirtyBitmaps = Atomic<Bool>(false)
+    /// The image has dirty bitmaps in memory (snapshots cannot be applied).
+    var hasPersistentBitmaps: Bool { tracksDirtyBitmaps.load(ordering: .relaxed) }
     private let diagnosticSinkStorage = Mutex<Qcow2Diagnostics.Sink?>(nil)
 
     /// Where this image reports problems it carries on after (see
@@ -94,7 +97,9 @@ public final class Qcow2Image: Sendable {
         var refcountBlocks: Int
     }
 
-    init(file: BlockFile, cacheCapacities: CacheCapacities?) throws {
+    /// `warnsOfStaleBitmaps`: false where the caller printed QEMU's warning
+    /// about a stale bitmaps extension already (the check).
+    init(file: BlockFile, cacheCapacities: CacheCapacities?, warnsOfStaleBitmaps: Bool = true) throws {
         self.file = file
         let fileSize = try file.size()
         let (header, firstCluster) = try Qcow2Header.readFirstCluster(of: file, fileSize: fileSize)
@@ -103,15 +108,13 @@ public final class Qcow2Image: Sendable {
         stored = Mutex((layout.header, layout.extensions, layout.backingFileName))
         clusterMap = try ClusterMap(file: file, header: layout.header, cacheCapacity: cacheCapacities?.l2Tables)
         codec = ClusterCodecs.codec(for: layout.header.compressionType)
-        hasPersistentBitmaps = file.isWritable
-            && Qcow2Writer.hasPersistentBitmaps(header: layout.header, extensions: layout.extensions)
         if file.isWritable {
             try clusterMap.lock.withLock { core in
                 let writer = try Qcow2Writer(
                     image: self, tables: core.tables, header: layout.header, extensions: layout.extensions,
                     backingFileName: layout.backingFileName, refcountCacheCapacity: cacheCapacities?.refcountBlocks)
                 core.writer = writer
-                try writer.prepareForWriting()
+                try writer.prepareForWriting(warnsOfStaleBitmaps: warnsOfStaleBitmaps)
             }
         }
     }

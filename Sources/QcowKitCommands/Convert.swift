@@ -64,6 +64,12 @@ struct Convert: ParsableCommand {
     @Option(name: [.customShort("l"), .customLong("snapshot")], help: "Convert an internal snapshot: ID or name, or snapshot.id=ID,snapshot.name=NAME.")
     var snapshot: String?
 
+    @Flag(name: .customLong("bitmaps"), help: "Copy the source's persistent dirty bitmaps to the qcow2 target.")
+    var bitmaps = false
+
+    @Flag(name: .customLong("skip-broken-bitmaps"), help: "With --bitmaps: leave out bitmaps marked in use, with a warning.")
+    var skipBrokenBitmaps = false
+
     @Flag(name: .customLong("image-opts"), help: "Each source is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
     var imageOpts = false
 
@@ -98,6 +104,7 @@ struct Convert: ParsableCommand {
         if copyOffload && salvage { throw CommandFailure("Cannot use copy offloading in salvaging mode") }
         if noCreate && !options.isEmpty { throw CommandFailure("-o has no effect when skipping image creation") }
         if targetIsZero && !noCreate { throw CommandFailure("--target-is-zero requires use of -n flag") }
+        if skipBrokenBitmaps && !bitmaps { throw CommandFailure("Use of --skip-broken-bitmaps requires --bitmaps") }
         if targetImageOpts && !noCreate { throw CommandFailure("--target-image-opts requires use of -n flag") }
         let list = options.isEmpty ? nil : options.joined(separator: ",")
         if let list, CreationOptionSet.wantsHelp(list) {
@@ -171,6 +178,10 @@ struct Convert: ParsableCommand {
                 throw CommandFailure("No support for concatenating multiple snapshot")
             }
             try snapshot.load(into: first)
+        }
+        if bitmaps {
+            if images.count > 1 { throw CommandFailure("Copying bitmaps only possible with single source") }
+            try convertBitmapsStep { try ConvertBitmaps.check(source: images[0], skipBroken: skipBrokenBitmaps) }
         }
         let sources = ConvertSources(images)
 
@@ -254,6 +265,14 @@ struct Convert: ParsableCommand {
             try? target.close()
             throw CommandFailure("output file is smaller than input file")
         }
+        if bitmaps {
+            do {
+                try convertBitmapsStep { try ConvertBitmaps.checkTarget(target) }
+            } catch {
+                try? target.close()
+                throw error
+            }
+        }
         do {
             try ConvertTarget.prepare(&settings, for: target, isNew: !noCreate, cache: cache)
         } catch {
@@ -266,11 +285,27 @@ struct Convert: ParsableCommand {
         do {
             try ConvertTarget.finish(target) {
                 try ConvertCopy(sources: sources, target: target, settings: settings, reporter: reporter).run()
+                if bitmaps {
+                    try convertBitmapsStep {
+                        try ConvertBitmaps.copy(from: images[0], to: target, skipBroken: skipBrokenBitmaps) {
+                            Terminal.printError(ProgramName.prefixed("warning: " + $0))
+                        }
+                    }
+                }
             }
         } catch let Qcow2Error.export(failure) {
             throw CommandFailure("\(failure)")
         } catch {
             throw CommandFailure("\(error)")
+        }
+    }
+
+    /// A --bitmaps step; its failure is qemu-img's message.
+    private func convertBitmapsStep(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let failure as ConvertBitmaps.Failure {
+            throw CommandFailure(failure.description)
         }
     }
 

@@ -292,17 +292,7 @@ struct CreationOptionSet {
     /// protocol's), as qemu-img lists them. Options qcowkit does not
     /// implement are left out.
     static func help(format: String, withFileName: Bool) -> String {
-        func lines(_ list: [CreationOptionDescriptor]) -> String {
-            var seen = Set<String>()
-            return list.filter { !$0.isUnsupported && seen.insert($0.name).inserted }
-                .sorted { $0.name < $1.name }
-                .map { d -> String in
-                    var line = "  \(d.name)=<\(d.typeName)>"
-                    if line.utf8.count < 24 { line += String(repeating: " ", count: 24 - line.utf8.count) }
-                    return line + " - " + d.help
-                }
-                .joined(separator: "\n") + "\n"
-        }
+        let lines = helpLines
         let note = "\nThe protocol level may support further options.\nSpecify the target filename to include those options.\n"
         let protocolOptions = [CreationOptionCatalog.extentSizeHint, CreationOptionCatalog.nocow,
                                CreationOptionCatalog.raw[2], CreationOptionCatalog.size]
@@ -316,5 +306,19 @@ struct CreationOptionSet {
                 ? "Supported options:\n" + lines(protocolOptions)
                 : "Supported raw options:\n" + lines([CreationOptionCatalog.size]) + note
         }
+    }
+
+    /// One line per option (qemu_opts_print_help): sorted by name, each
+    /// name only once, options qcowkit does not implement left out.
+    static func helpLines(_ list: [CreationOptionDescriptor]) -> String {
+        var seen = Set<String>()
+        return list.filter { !$0.isUnsupported && seen.insert($0.name).inserted }
+            .sorted { $0.name < $1.name }
+            .map { d -> String in
+                var line = "  \(d.name)=<\(d.typeName)>"
+                if line.utf8.count < 24 { line += String(repeating: " ", count: 24 - line.utf8.count) }
+                return line + " - " + d.help
+            }
+            .joined(separator: "\n") + "\n"
     }
 }

@@ -47,6 +47,11 @@ struct Serve: ParsableCommand {
           -blockdev '{"driver": "qcow2", ...}'     the same as JSON
           -drive file=PATH[,driver=qcow2][,node-name=N][,id=ID][,backing.node-name=N][,backing.backing=NODE]
 
+        TLS credentials and NBD exports (qemu-storage-daemon's):
+          -object tls-creds-x509,id=ID,dir=DIR,endpoint=server[,verify-peer=on|off] | tls-creds-psk,id=ID,dir=DIR,endpoint=server
+          --nbd-server addr.type=unix,addr.path=PATH | addr.type=inet,addr.host=H,addr.port=P [,tls-creds=ID][,max-connections=N]
+          --export [type=]nbd,id=ID,node-name=NODE[,name=NAME][,description=D][,writable=on][,writethrough=on][,allocation-depth=on]
+
         Monitors (QMP only; every connection to a socket is a client of its own):
           -qmp stdio | -qmp unix:PATH,server=on[,wait=off]      -qmp-pretty (the same, pretty-printed)
           -chardev stdio,id=ID | -chardev socket,id=ID,path=PATH,server=on[,wait=off]

@@ -34,4 +34,10 @@ enum VerbAccess {
     /// convert's source: consistent reads, and nobody may write or resize
     /// it meanwhile (a raw source too).
     static let convertSource = BlockAccess(perm: .consistentRead, shared: [.consistentRead, .writeUnchanged])
+    /// qemu-nbd's image: its block backend and the export's, which lets
+    /// nobody resize the image while it is served.
+    static func nbdExport(writable: Bool) -> BlockAccess {
+        BlockAccess(perm: writable ? [.consistentRead, .write] : .consistentRead,
+                    shared: BlockPermissions.all.subtracting(.resize))
+    }
 }

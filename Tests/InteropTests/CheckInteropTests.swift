@@ -94,8 +94,8 @@ struct CheckInteropTests {
     }
 
     /// What a repair leaves must check clean with qemu-img itself, also
-    /// where QEMU's repair writes bytes ours does not (persistent bitmaps,
-    /// which QEMU stores again when it closes an image it opened read-write).
+    /// with persistent bitmaps, which the repair stores again on close as
+    /// QEMU does (compared byte for byte in BitmapInteropTests).
     @Test("repaired images pass qemu-img check")
     func repairedPassQemu() throws {
         let dir = try CheckScratch()

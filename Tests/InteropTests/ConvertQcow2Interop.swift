@@ -21,7 +21,9 @@ private func rawWithHoles(_ dir: ScratchDirectory) throws -> String {
     return path
 }
 
-private func qcow2Chain(_ dir: ScratchDirectory) throws -> String {
+/// A qcow2 overlay on a qcow2 base (4 KiB clusters), each with data,
+/// zeroes and a compressed cluster (also ConvertCompressedInteropTests').
+func qcow2Chain(_ dir: ScratchDirectory) throws -> String {
     let base = dir.file("base.qcow2"), top = dir.file("top.qcow2")
     try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", base, "6M")
     try QemuOracle.qemuIO(base, ["write -P 0x55 0 1M", "write -P 0x66 2M 12k", "write -c -P 0x77 4M 64k"])

@@ -1,6 +1,7 @@
 // The image-changing verbs killed with SIGKILL at seeded random points (issue
 // 10's crash safety): `qcowkit resize` (grow with preallocation, shrink),
-// `qcowkit commit` and `qcowkit rebase` run on fresh copies of a chain and
+// `qcowkit commit`, `qcowkit rebase` and `qcowkit amend` (refcount width,
+// downgrade) run on fresh copies of a chain and
 // are killed after a delay drawn between zero and a little more than an
 // uninterrupted run took. After each kill:
 //  - `qemu-img check` finds no corruption (leaks allowed); an image left
@@ -8,7 +9,7 @@
 //    `qemu-img check -r all`, as QEMU's next writable open would;
 //  - the guest sees the image as before or after the verb: resize keeps
 //    every byte below the smaller of the two sizes and has one of the two
-//    sizes; commit and rebase never change what the top of the chain
+//    sizes; commit, rebase and amend never change what the top of the chain
 //    reads (`qemu-img compare` with an untouched copy), at any point.
 import Foundation
 import Testing
@@ -73,6 +74,18 @@ struct CrashKillVerbTests {
             setup: [S.qcow2("base", "64M"), S.io("base", "write -P 1 0 40M"),
                     S.qcow2("img", "64M", "cluster_size=512", backing: "base"), S.io("img", "write -P 4 6M 3000")],
             arguments: ["rebase", "-b", "", "img"], kind: .chainView, others: ["base"], seed: 9107),
+        CrashKillVerbWorkload(
+            name: "amend refcount_bits=64, 512-byte clusters",
+            setup: [S.qcow2("img", "64M", "cluster_size=512"), S.io("img", "write -P 1 0 8M", "write -z 1M 1M"),
+                    ["qemu-img", "snapshot", "-c", "s1", "img"], S.io("img", "write -P 2 2M 1M")],
+            arguments: ["amend", "-o", "refcount_bits=64", "img"], kind: .chainView, seed: 9108),
+        CrashKillVerbWorkload(
+            name: "amend compat=0.10 over a backing file: zero clusters expanded",
+            setup: [S.qcow2("base", "64M"), S.io("base", "write -P 7 0 32M"),
+                    S.qcow2("img", "64M", "cluster_size=4k", backing: "base"),
+                    S.io("img", "write -z 0 16M", "write -P 1 20M 1M"), ["qemu-img", "snapshot", "-c", "s1", "img"],
+                    S.io("img", "write -z 24M 4M")],
+            arguments: ["amend", "-o", "compat=0.10", "img"], kind: .chainView, others: ["base"], seed: 9109),
     ]
 
     @Test("qemu-img check and the guest view after each kill", arguments: workloads)

@@ -39,6 +39,7 @@ enum CreateOracle {
             var l = String(line)
             if l.hasPrefix("qemu-img: ") { l = "qcowkit: " + l.dropFirst("qemu-img: ".count) }
             return l.replacingOccurrences(of: "Try 'qemu-img --help'", with: "Try 'qcowkit --help'")
+                .replacingOccurrences(of: "You can use 'qemu-img rebase'", with: "You can use 'qcowkit rebase'")
         }.joined(separator: "\n")
     }
 

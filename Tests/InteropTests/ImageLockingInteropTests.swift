@@ -70,7 +70,7 @@ struct ImageLockingInteropTests {
         ["snapshot", "-c", "s1", "img.qcow2"], ["snapshot", "-U", "-c", "s1", "img.qcow2"],
         ["resize", "img.qcow2", "2M"], ["rebase", "-u", "-b", "", "img.qcow2"],
         ["bench", "-w", "-c", "1", "img.qcow2"], ["bench", "-U", "-w", "-c", "1", "img.qcow2"],
-        ["commit", "img.qcow2"],
+        ["commit", "img.qcow2"], ["amend", "-o", "lazy_refcounts=on", "img.qcow2"],
     ].map { (["qcowkit"] + $0, ["qemu-img"] + $0) }
     static let replacing: [([String], [String])] = [
         (["qcowkit", "convert", "-O", "qcow2", "src.qcow2", "img.qcow2"],

@@ -25,12 +25,14 @@ final class ComparedService: @unchecked Sendable {
     private var service: QMPService?
     private let exited = DispatchSemaphore(value: 0)
 
-    /// `blockdevs`: --blockdev arguments, in order.
-    init(_ kind: Kind, blockdevs: [String] = [], socketPath: String) throws {
+    /// `blockdevs`: --blockdev arguments, in order; `extraArguments` follow
+    /// them (--object, --nbd-server, --export).
+    init(_ kind: Kind, blockdevs: [String] = [], extraArguments: [String] = [], socketPath: String) throws {
         self.kind = kind
         self.socketPath = socketPath
         var arguments: [String] = []
         for blockdev in blockdevs { arguments += ["--blockdev", blockdev] }
+        arguments += extraArguments
         arguments += ["--chardev", "socket,id=qmp0,path=\(socketPath),server=on,wait=off", "--monitor", "qmp0"]
         switch kind {
         case .qemu:

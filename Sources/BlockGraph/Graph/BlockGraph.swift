@@ -17,6 +17,8 @@ public final class BlockGraph {
     var drives: [(id: String?, node: BlockNode)] = []
     /// What live jobs hold (JobClaims.swift).
     var claims: [JobClaim] = []
+    /// What block exports hold (NodeExports.swift).
+    var exportUses: [NodeExportUse] = []
     var generatedNameCounter: UInt64 = 0
     var nextSerial: UInt64 = 0
 

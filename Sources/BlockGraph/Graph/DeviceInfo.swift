@@ -56,6 +56,8 @@ public struct BlockDeviceInfo: Equatable, Sendable {
     public var writeThreshold: UInt64 = 0
     public var cache = BlockDeviceCacheInfo()
     public var image: BlockImageInfo
+    /// The node's dirty bitmaps, newest first (`dirty-bitmaps`, absent when none).
+    public var dirtyBitmaps: [DirtyBitmapInfo] = []
 
     public init(file: String, nodeName: String, readOnly: Bool, driver: String, backingFile: String?,
                 backingFileDepth: Int, image: BlockImageInfo) {
@@ -79,9 +81,11 @@ extension BlockGraph {
             image = BlockImageInfo(info: try imageInfo(layer), backingImage: image)
         }
         guard let image else { throw BlockGraphError("Node '\(node.nodeName)' has no image") }
-        return BlockDeviceInfo(file: node.filename, nodeName: node.nodeName, readOnly: node.isReadOnly,
-                               driver: node.driver, backingFile: image.info.backingFilename,
-                               backingFileDepth: chain.count - 1, image: image)
+        var info = BlockDeviceInfo(file: node.filename, nodeName: node.nodeName, readOnly: node.isReadOnly,
+                                   driver: node.driver, backingFile: image.info.backingFilename,
+                                   backingFileDepth: chain.count - 1, image: image)
+        info.dirtyBitmaps = dirtyBitmaps(of: node)
+        return info
     }
 
     /// One node's ImageInfo (no backing-image; no format-specific block,

@@ -29,6 +29,7 @@ extension BlockGraph {
             + (monitorOwned.contains { $0 === node } ? 1 : 0)
             + drives.filter { $0.node === node }.count
             + claims.filter { $0.holds(node) }.count
+            + exportUses.filter { $0.node === node }.count
     }
 
     /// Closes and removes `node` if nothing refers to it any more, then
@@ -62,7 +63,7 @@ extension BlockGraph {
         guard let node = node(named: nodeName) else {
             throw BlockGraphError("Failed to find node with node-name='\(nodeName)'")
         }
-        if drives.contains(where: { $0.node === node }) || claims.contains(where: { $0.usesAsBackend(node) }) {
+        if drives.contains(where: { $0.node === node }) || claims.contains(where: { $0.usesAsBackend(node) }) || isExported(node) {
             throw BlockGraphError("Node \(nodeName) is in use")
         }
         try checkNotBusy(node)
@@ -86,5 +87,6 @@ extension BlockGraph {
             }
         }
         for index in drives.indices where drives[index].node === old { drives[index].node = new }
+        moveExports(from: old, to: new)
     }
 }

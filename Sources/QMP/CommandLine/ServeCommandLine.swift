@@ -4,6 +4,9 @@
 //   -qmp stdio|unix:PATH[,server=on][,wait=off]   -qmp-pretty (the same)
 //   -chardev/--chardev stdio,id=ID | socket,id=ID,path=PATH,server=on[,wait=off]
 //   -mon [chardev=]ID,mode=control[,pretty=on]   --monitor [chardev=]ID[,pretty=on]
+//   -object/--object KEYVAL|JSON (TLS credentials)
+//   --nbd-server addr.type=unix,addr.path=P|addr.type=inet,addr.host=H,addr.port=N[,tls-creds=ID][,max-connections=N]
+//   --export [type=]nbd,id=ID,node-name=NODE[,name=N][,writable=on][,description=D][,allocation-depth=on]
 //   VM-only options, accepted and ignored: -nodefaults -nographic -display X
 //   -serial X -machine X / -M X -accel X
 // Errors name the option as given ("-blockdev ARG: message"), as QEMU does.
@@ -32,6 +35,11 @@ public struct ServeConfiguration: Sendable {
     /// In command-line order, each with its option as given (for messages).
     public var blockDevices: [(origin: String, device: BlockDevice)] = []
     public var monitors: [Monitor] = []
+    /// --object, created first (as parsed, in QEMU).
+    public var objects: [(origin: String, options: UserObjectOptions)] = []
+    /// --nbd-server (after the block devices) and --export (after it).
+    var nbdServers: [(origin: String, options: NBDServerStartOptions)] = []
+    var exports: [(origin: String, options: BlockExportOptions)] = []
     public var wantsHelp = false
 
     public init() {}
@@ -39,7 +47,7 @@ public struct ServeConfiguration: Sendable {
 
 public enum ServeCommandLine {
     private static let withArgument: Set<String> = [
-        "blockdev", "drive", "qmp", "qmp-pretty", "chardev", "mon", "monitor",
+        "blockdev", "drive", "qmp", "qmp-pretty", "chardev", "mon", "monitor", "object", "nbd-server", "export",
         "display", "serial", "machine", "M", "accel",
     ]
     private static let ignoredFlags: Set<String> = ["nodefaults", "nographic"]
@@ -96,6 +104,18 @@ public enum ServeCommandLine {
                 let drive = try failing { try DriveOptions(QemuOpts(value), index: driveCount) }
                 driveCount += 1
                 configuration.blockDevices.append((origin, .drive(drive)))
+            case "object":
+                configuration.objects.append((origin, try failing { try UserObjectOptionsInput.parse(commandLine: value) }))
+            case "nbd-server":
+                configuration.nbdServers.append((origin, try failing {
+                    var input = try keyvalInput(value, impliedKey: nil)
+                    return try NBDServerInput.start(&input, flatAddress: true)
+                }))
+            case "export":
+                configuration.exports.append((origin, try failing {
+                    var input = try keyvalInput(value, impliedKey: "type")
+                    return try NBDServerInput.export(&input)
+                }))
             case "qmp", "qmp-pretty":
                 let endpoint = try failing { try compatEndpoint(value) }
                 configuration.monitors.append(.init(origin: origin, endpoint: endpoint, pretty: name == "qmp-pretty"))
@@ -147,6 +167,14 @@ public enum ServeCommandLine {
             input = QAPIInput(members, mode: .keyval)
         }
         return try BlockdevOptionsInput.decode(&input)
+    }
+
+    /// A keyval option's tree as QAPI input.
+    static func keyvalInput(_ text: String, impliedKey: String?) throws -> QAPIInput {
+        guard case let .object(members) = try Keyval.parse(text, impliedKey: impliedKey) else {
+            throw QMPServiceError("Invalid parameter ''")
+        }
+        return QAPIInput(members, mode: .keyval)
     }
 
     /// -qmp's character device (qemu_chr_parse_compat): "stdio" or

@@ -30,6 +30,7 @@ extension BlockDeviceInfo {
             ])),
             ("write_threshold", .uint(writeThreshold)),
         ]
+        if !dirtyBitmaps.isEmpty { o.append(("dirty-bitmaps", .array(dirtyBitmaps.map(\.qapiJSON)))) }
         return .object(o)
     }
 }
@@ -37,4 +38,20 @@ extension BlockDeviceInfo {
 extension BlockImageInfo {
     /// ImageInfo with the backing chain nested as `backing-image`.
     var qapiJSON: JSONValue { info.qapiJSON(backingImage: backingImage?.qapiJSON) }
+}
+
+extension DirtyBitmapInfo {
+    /// BlockDirtyInfo in schema order (`inconsistent` only when set).
+    var qapiJSON: JSONValue {
+        var o: [(String, JSONValue)] = [
+            ("name", .string(name)),
+            ("recording", .bool(recording)),
+            ("persistent", .bool(persistent)),
+            ("busy", .bool(false)),
+            ("granularity", .uint(granularity)),
+            ("count", .uint(count)),
+        ]
+        if inconsistent { o.append(("inconsistent", .bool(true))) }
+        return .object(o)
+    }
 }

@@ -28,6 +28,10 @@ public final class QMPService: QMPDispatcher {
         let (name, data) = event.qmpEvent
         self?.emit(name, data: data)
     }
+    /// --object and object-add's objects (TLS credentials).
+    public let objects = UserObjects()
+    /// The NBD server, once started (Exports/ServiceNBDServer.swift).
+    var nbdServer: ServiceNBDServer?
     private(set) var isShuttingDown = false
     private(set) var shutdownReason: ShutdownReason?
 
@@ -168,6 +172,8 @@ public final class QMPService: QMPDispatcher {
     /// Undoes a setup that failed: listeners closed (socket files removed),
     /// images closed, nothing served.
     func abandon() {
+        nbdServer?.server.stop()
+        nbdServer = nil
         for listener in listeners { listener.close() }
         listeners = []
         for connection in connections.values { connection.close() }
@@ -181,6 +187,9 @@ public final class QMPService: QMPDispatcher {
         signalSources = []
         for listener in listeners { listener.close() }
         listeners = []
+        // Clients go before the images close (QEMU's blk_exp_close_all).
+        nbdServer?.server.stop()
+        nbdServer = nil
         settleBlockLayer()
         // One second in all for the last words, however many clients lag,
         // and half a second for clients to hang up first.

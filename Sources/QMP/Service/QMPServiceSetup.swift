@@ -6,6 +6,9 @@ import BlockGraph
 extension QMPService {
     public func configure(_ configuration: ServeConfiguration) throws {
         do {
+            for (origin, object) in configuration.objects {
+                do { try objects.add(object) } catch { throw QMPServiceError("\(origin): \(QMPError(reporting: error).desc)") }
+            }
             for (origin, device) in configuration.blockDevices {
                 do {
                     switch device {
@@ -15,6 +18,12 @@ extension QMPService {
                 } catch {
                     throw QMPServiceError("\(origin): \(QMPError(reporting: error).desc)")
                 }
+            }
+            for (origin, options) in configuration.nbdServers {
+                do { try startNBDServer(options) } catch { throw QMPServiceError("\(origin): \(QMPError(reporting: error).desc)") }
+            }
+            for (origin, options) in configuration.exports {
+                do { try addBlockExport(options) } catch { throw QMPServiceError("\(origin): \(QMPError(reporting: error).desc)") }
             }
             for monitor in configuration.monitors {
                 do {

@@ -4,14 +4,6 @@
 // fails the check with EINVAL, as in QEMU.
 
 extension RefcountCheck {
-    /// A bitmap table entry: reserved bits, the cluster's offset, and the
-    /// "all ones" flag (valid only without an offset).
-    private enum TableEntry {
-        static let reserved: UInt64 = 0xff00_0000_0000_01fe
-        static let offset: UInt64 = 0x00ff_ffff_ffff_fe00
-        static let allOnes: UInt64 = 1
-    }
-
     func countBitmapReferences() throws {
         // Bitmaps count only while the autoclear bit vouches for them.
         guard let bitmaps = image.layout.bitmaps, bitmaps.bitmapCount > 0 else { return }
@@ -26,26 +18,16 @@ extension RefcountCheck {
             var offsets: [UInt64] = []
             for i in 0..<Int(table.tableSize) {
                 let entry = bytes.be(UInt64.self, at: i * 8)
-                guard isValidTableEntry(entry) else {
+                guard BitmapTableEntry.isValid(entry, clusterSize: geometry.clusterSize) else {
                     result.corruptions += 1
                     throw CheckFailure(errno: CheckErrno.invalid)
                 }
-                offsets.append(entry & TableEntry.offset)
+                offsets.append(entry & BitmapTableEntry.offsetMask)
             }
             for offset in offsets where offset != 0 {
                 try countReference(offset: offset, size: geometry.clusterSize)
             }
         }
-    }
-
-    private func isValidTableEntry(_ entry: UInt64) -> Bool {
-        if entry & TableEntry.reserved != 0 { return false }
-        let offset = entry & TableEntry.offset
-        if offset != 0 {
-            if entry & TableEntry.allOnes != 0 { return false }
-            if geometry.offsetIntoCluster(offset) != 0 { return false }
-        }
-        return true
     }
 
     /// The bitmaps' directory entries, or nil for a directory QEMU refuses

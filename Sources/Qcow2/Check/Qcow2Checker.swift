@@ -240,5 +240,18 @@ public final class Qcow2Checker {
         } catch let failure as CheckFailure {
             throw Qcow2Error.checkFailed(errno: failure.errno)
         }
+        try storeBitmapsAgain()
+    }
+
+    /// qemu-img check -r opens the image read-write, so QEMU loads its
+    /// bitmaps (marking them in use) and stores them again in new clusters
+    /// when it closes it, or drops a stale bitmaps extension; done here
+    /// through the write path once the repair is on disk, which leaves the
+    /// same file.
+    private func storeBitmapsAgain() throws {
+        guard layout.bitmaps != nil || layout.bitmapsAreStale,
+              !header.incompatibleFeatures.contains(.corrupt) else { return }
+        let image = try Qcow2Image(file: file, cacheCapacities: nil, warnsOfStaleBitmaps: false)
+        try image.closeKeepingFile()
     }
 }

@@ -42,6 +42,12 @@ package final class ConvertCopy: Sendable {
         var failure: Qcow2Error?
         /// When the rate limit lets the next write start (monotonic ns).
         var nextWriteTime: UInt64 = 0
+        /// In-order compression (CompressedPipeline.swift): slots not in use,
+        /// requests waiting for their turn by first sector, and whether a
+        /// worker is writing them.
+        var freeSlots: [Int] = []
+        var deposits: [Int64: Deposit] = [:]
+        var draining = false
     }
 
     static let sector = Int64(ConvertSettings.sectorSize)
@@ -53,6 +59,9 @@ package final class ConvertCopy: Sendable {
     let settings: ConvertSettings
     let reporter: ConvertReporter
     let shared = Mutex(Shared())
+    /// Signalled once per free slot (in-order compression). Starts at zero,
+    /// as Dispatch requires of a semaphore that may end with fewer signals.
+    let freeSlotSignal = DispatchSemaphore(value: 0)
     /// Copy offloading in force; dropped for good after a failed attempt.
     let offloading: Atomic<Bool>
 
@@ -92,18 +101,11 @@ package final class ConvertCopy: Sendable {
         // (so a failure there still shows the same progress).
         var firstRequests: [Request] = []
         while firstRequests.count < workers, let request = nextRequest() { firstRequests.append(request) }
-        var threads: [WorkerThread] = []
-        var mine = Array(firstRequests.prefix(1))
-        for (index, first) in firstRequests.enumerated().dropFirst() {
-            guard let thread = WorkerThread({ self.worker(first: [first]) }) else {
-                // No more threads to be had: this thread works the rest, in order.
-                mine += firstRequests[index...]
-                break
-            }
-            threads.append(thread)
+        if settings.compressed && settings.inOrder {
+            runCompressing(workers: workers, firstRequests: firstRequests)
+        } else {
+            runWorkers(firstRequests) { self.worker(first: $0) }
         }
-        worker(first: mine)
-        for thread in threads { thread.join() }
         if let failure = shared.withLock({ $0.failure }) { throw failure }
         if settings.compressed {
             // qemu-img ends a compressed stream with an empty compressed
@@ -112,6 +114,46 @@ package final class ConvertCopy: Sendable {
                 throw RawExport.Failure.write(offset: 0, error: error)
             }
         }
+    }
+
+    /// Runs `work` on a thread of its own for each of `firsts` (a worker's
+    /// first request), the first on this thread; where no more threads are
+    /// to be had, this thread works the remaining first requests, in order.
+    private func runWorkers<First: Sendable>(_ firsts: [First], _ work: @escaping @Sendable ([First]) -> Void) {
+        var threads: [WorkerThread] = []
+        var mine = Array(firsts.prefix(1))
+        for (index, first) in firsts.enumerated().dropFirst() {
+            guard let thread = WorkerThread({ work([first]) }) else {
+                mine += firsts[index...]
+                break
+            }
+            threads.append(thread)
+        }
+        work(mine)
+        for thread in threads { thread.join() }
+    }
+
+    /// In-order compression (CompressedPipeline.swift): each first request
+    /// gets a slot; the others are free for the requests that follow. Slots
+    /// beyond the workers let the others compress ahead while the worker with
+    /// the request next in order is held up (preempted on a busy machine, or
+    /// reading): up to `slotsPerWorker` per worker within `slotMemory`, and
+    /// at least one more per core.
+    private func runCompressing(workers: Int, firstRequests: [Request]) {
+        let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let dataBytes = settings.bufferSectors * ConvertSettings.sectorSize
+        let slotCount = max(workers + min(workers, cores),
+                            min(workers * Self.slotsPerWorker, Self.slotMemory / (2 * dataBytes)))
+        let memory = SlotMemory(base: .allocate(byteCount: slotCount * 2 * dataBytes, alignment: 4096),
+                                dataBytes: dataBytes, compressedBytes: dataBytes)
+        defer { memory.base.deallocate() }
+        shared.withLock { s in
+            s.freeSlots = Array(firstRequests.count..<slotCount)
+            s.deposits.reserveCapacity(slotCount)
+        }
+        for _ in firstRequests.count..<slotCount { freeSlotSignal.signal() }
+        let firsts = firstRequests.enumerated().map { ($1, $0) }
+        runWorkers(firsts) { self.compressingWorker(first: $0, memory: memory) }
     }
 
     /// The length in sectors of the request starting at `sector`, updating

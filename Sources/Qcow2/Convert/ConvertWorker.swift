@@ -1,6 +1,9 @@
 // One worker of a convert (convert_co_do_copy): takes the next request,
 // reads it, waits for its turn when writes go in guest order, writes it
-// (data, zero writes, or nothing), and hands the turn on.
+// (data, zero writes, or nothing), and hands the turn on. A compressing
+// worker compresses its cluster before it waits, so clusters are compressed
+// on every worker at once while allocation and writes stay in guest order
+// (qemu-img compresses inside its in-order write, one cluster at a time).
 
 #if canImport(Glibc)
 import Glibc
@@ -17,6 +20,12 @@ extension ConvertCopy {
             byteCount: settings.bufferSectors * ConvertSettings.sectorSize, alignment: 4096)
         defer { buffer.deallocate() }
         let turn = DispatchSemaphore(value: 0)
+        var compression: ClusterCompression?
+        if settings.compressed, let qcow2 = target as? Qcow2Image {
+            do { compression = try qcow2.makeClusterCompression() } catch {
+                fail(.export(.write(offset: 0, reason: Qcow2Error.reason(of: error))))
+            }
+        }
         var pending = first[...]
         var next = pending.popFirst() ?? nextRequest()
         while let (sector, count, handedOut) = next {
@@ -27,6 +36,7 @@ extension ConvertCopy {
             // Only data requests use the buffer; zero and backing ones may be longer.
             let data = UnsafeMutableRawBufferPointer(rebasing: buffer[..<min(bytes, buffer.count)])
             var offloaded = false
+            var cluster: CompressedCluster?
             while true {
                 offloaded = status == .data && offloading.load(ordering: .relaxed)
                 if status == .data && !offloaded {
@@ -40,6 +50,9 @@ extension ConvertCopy {
                     status = .data
                     data.initializeMemory(as: UInt8.self, repeating: 0)
                 }
+                if let compression, status == .data, !hasFailed {
+                    cluster = compress(UnsafeRawBufferPointer(data), with: compression, at: offset)
+                }
                 if settings.inOrder { waitForTurn(sector, turn) }
                 guard !hasFailed else { break }
                 if offloaded {
@@ -49,7 +62,7 @@ extension ConvertCopy {
                     continue
                 }
                 do {
-                    try write(UnsafeRawBufferPointer(data), sector: sector, count: count, status: status)
+                    try write(UnsafeRawBufferPointer(data), sector: sector, count: count, status: status, cluster: cluster)
                 } catch {
                     fail(.export(.write(offset: offset, reason: Qcow2Error.reason(of: error))))
                 }
@@ -84,11 +97,23 @@ extension ConvertCopy {
         }
     }
 
+    /// Compresses one cluster's data ahead of its turn; nil for a cluster of
+    /// zeroes (not written, as with -S) or after a failure (recorded).
+    func compress(_ data: UnsafeRawBufferPointer, with compression: ClusterCompression,
+                          at offset: UInt64) -> CompressedCluster? {
+        if settings.minSparse > 0 && isAllZero(data) { return nil }
+        do { return try compression.compress(data) } catch {
+            fail(.export(.write(offset: offset, reason: Qcow2Error.reason(of: error))))
+            return nil
+        }
+    }
+
     /// Writes one request (convert_co_write): data that is not zero (all of
-    /// it with -S 0, whole clusters when compressing), zero writes for the
-    /// rest unless the target is zero already, nothing where the target's
-    /// backing shows through.
-    private func write(_ data: UnsafeRawBufferPointer, sector: Int64, count: Int64, status: RangeStatus) throws {
+    /// it with -S 0, whole clusters when compressing, compressed ahead in
+    /// `cluster`), zero writes for the rest unless the target is zero
+    /// already, nothing where the target's backing shows through.
+    func write(_ data: UnsafeRawBufferPointer, sector: Int64, count: Int64, status: RangeStatus,
+                       cluster: CompressedCluster?) throws {
         guard status != .backingFile else { return }
         var sector = sector, left = count, position = 0
         while left > 0 {
@@ -104,15 +129,15 @@ extension ConvertCopy {
                     isData = found.isData
                     n = Int64(found.count)
                 } else {
-                    isData = !isAllZero(UnsafeRawBufferPointer(rebasing: run[..<Int(n * Self.sector)]))
+                    isData = cluster != nil
                 }
             }
             let offset = UInt64(sector) * UInt64(Self.sector), bytes = Int(n * Self.sector)
             if isData {
                 throttle(bytes)
                 let part = UnsafeRawBufferPointer(rebasing: data[position..<(position + bytes)])
-                if settings.compressed {
-                    try target.writeCompressed(part, at: offset)
+                if let cluster, let qcow2 = target as? Qcow2Image {
+                    try qcow2.writeCompressed(cluster, at: offset)
                 } else {
                     try target.write(part, at: offset)
                 }
@@ -151,7 +176,7 @@ extension ConvertCopy {
 
     // MARK: Turns, failures, rate
 
-    private var hasFailed: Bool { shared.withLock { $0.failure != nil } }
+    var hasFailed: Bool { shared.withLock { $0.failure != nil } }
 
     /// Records the first failure and wakes every worker waiting for a turn.
     func fail(_ error: Qcow2Error) {
@@ -160,6 +185,8 @@ extension ConvertCopy {
             for waiter in s.waiting.values { waiter.signal() }
             s.waiting.removeAll()
         }
+        // Compressing workers waiting for a slot find the failure.
+        for _ in 0..<ConvertSettings.maxParallel * Self.slotsPerWorker { freeSlotSignal.signal() }
     }
 
     /// Blocks until everything before `sector` is written (or a worker failed).

@@ -1,7 +1,7 @@
 // The bitmaps header extension (docs/interop/qcow2.txt, "Bitmaps extension"):
-// where the persistent dirty bitmaps' directory is. QcowKit carries bitmaps
-// without interpreting them, but checks the extension as QEMU does on open so
-// that the same images are refused.
+// where the persistent dirty bitmaps' directory is, checked as QEMU checks it
+// on open so that the same images are refused (the bitmaps themselves:
+// Sources/Qcow2/Bitmaps).
 
 package struct BitmapsExtension: Equatable, Sendable {
     package var bitmapCount: UInt32

@@ -28,8 +28,6 @@ extension Qcow2Image: BlockImage {
     /// Reads guest data without the range check: copy-on-write reads whole
     /// clusters, which may run past the image's end (reading zeroes there).
     func readGuest(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
-        var scratch = DecompressionScratch()
-        defer { scratch.release() }
         var done = 0
         while done < buffer.count {
             let position = offset + UInt64(done)
@@ -46,7 +44,7 @@ extension Qcow2Image: BlockImage {
                 try readFromBacking(into: part, at: position)
             case .compressed:
                 guard let descriptor = extent.compressed else { throw Qcow2Error.corruptMetadata("compressed entry without descriptor") }
-                try readCompressed(descriptor, from: Int(position & (clusterMap.clusterSize - 1)), into: part, scratch: &scratch)
+                try readCompressed(descriptor, from: Int(position & (clusterMap.clusterSize - 1)), into: part)
             case .invalid:
                 throw Qcow2Error.corruptMetadata("invalid cluster entry at guest offset \(position)")
             }
@@ -72,52 +70,97 @@ extension Qcow2Image: BlockImage {
     /// `offsetInCluster` on. A whole-cluster read decompresses in place.
     private func readCompressed(
         _ descriptor: CompressedClusterDescriptor, from offsetInCluster: Int,
-        into part: UnsafeMutableRawBufferPointer, scratch: inout DecompressionScratch
+        into part: UnsafeMutableRawBufferPointer
     ) throws {
+        let workspace = DecompressionWorkspace.current
         let clusterSize = Int(clusterMap.clusterSize)
         // Valid compressed data never exceeds a cluster plus the partial
         // sector it starts in; a larger sector count is not read.
         let inputLength = Int(min(descriptor.byteLength, clusterMap.clusterSize + 512))
-        let input = scratch.input(clusterSize: clusterSize)
+        let input = workspace.input(clusterSize: clusterSize)
         let compressed = UnsafeMutableRawBufferPointer(rebasing: input[..<inputLength])
         try file.read(into: compressed, at: descriptor.hostOffset)
         if offsetInCluster == 0 && part.count == clusterSize {
-            try codec.decompress(UnsafeRawBufferPointer(compressed), into: part)
+            try workspace.decompressor(codec).decompress(UnsafeRawBufferPointer(compressed), into: part)
         } else {
-            let cluster = scratch.output(clusterSize: clusterSize)
-            try codec.decompress(UnsafeRawBufferPointer(compressed), into: cluster)
+            let cluster = workspace.output(clusterSize: clusterSize)
+            try workspace.decompressor(codec).decompress(UnsafeRawBufferPointer(compressed), into: cluster)
             part.copyMemory(from: UnsafeRawBufferPointer(rebasing: cluster[offsetInCluster..<(offsetInCluster + part.count)]))
         }
     }
 }
 
-/// Buffers for compressed clusters, allocated on first use and kept for the
-/// rest of one read request.
-struct DecompressionScratch {
-    private var inputBuffer: UnsafeMutableRawBufferPointer?
-    private var outputBuffer: UnsafeMutableRawBufferPointer?
+/// One thread's buffers and decompressors for compressed clusters, made on
+/// the thread's first compressed read and kept for its life (a pthread key
+/// owns them), so that later reads of compressed clusters allocate nothing.
+/// They grow to the largest cluster size the thread has read.
+final class DecompressionWorkspace {
+    private var inputBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var outputBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var zlib: ClusterDecompressor?
+    private var zstd: ClusterDecompressor?
 
-    mutating func input(clusterSize: Int) -> UnsafeMutableRawBufferPointer {
-        if let inputBuffer { return inputBuffer }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: clusterSize + 512, alignment: 16)
-        inputBuffer = buffer
-        return buffer
+    /// The calling thread's workspace.
+    static var current: DecompressionWorkspace {
+        if let pointer = pthread_getspecific(decompressionWorkspaceKey) {
+            return Unmanaged<DecompressionWorkspace>.fromOpaque(pointer).takeUnretainedValue()
+        }
+        let workspace = DecompressionWorkspace()
+        pthread_setspecific(decompressionWorkspaceKey, Unmanaged.passRetained(workspace).toOpaque())
+        return workspace
     }
 
-    mutating func output(clusterSize: Int) -> UnsafeMutableRawBufferPointer {
-        if let outputBuffer { return outputBuffer }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: clusterSize, alignment: 16)
-        outputBuffer = buffer
-        return buffer
+    deinit {
+        inputBuffer.deallocate()
+        outputBuffer.deallocate()
     }
 
-    mutating func release() {
-        inputBuffer?.deallocate()
-        outputBuffer?.deallocate()
-        inputBuffer = nil
-        outputBuffer = nil
+    /// Room for a cluster's compressed bytes (at most a cluster and the
+    /// partial sector it starts in).
+    func input(clusterSize: Int) -> UnsafeMutableRawBufferPointer {
+        Self.reserve(&inputBuffer, clusterSize + 512)
+    }
+
+    /// Room for one decompressed cluster.
+    func output(clusterSize: Int) -> UnsafeMutableRawBufferPointer {
+        Self.reserve(&outputBuffer, clusterSize)
+    }
+
+    /// The thread's decompressor for `codec`'s compression type.
+    func decompressor(_ codec: ClusterCodec) throws -> ClusterDecompressor {
+        switch codec.compressionType {
+        case .zlib:
+            if let zlib { return zlib }
+            let made = try codec.makeDecompressor()
+            zlib = made
+            return made
+        case .zstd:
+            if let zstd { return zstd }
+            let made = try codec.makeDecompressor()
+            zstd = made
+            return made
+        }
+    }
+
+    private static func reserve(_ buffer: inout UnsafeMutableRawBufferPointer, _ count: Int) -> UnsafeMutableRawBufferPointer {
+        if buffer.count < count {
+            buffer.deallocate()
+            buffer = .allocate(byteCount: count, alignment: 16)
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: buffer[..<count])
     }
 }
+
+/// The key of each thread's `DecompressionWorkspace`, released when the thread ends.
+private let decompressionWorkspaceKey: pthread_key_t = {
+    var key = pthread_key_t()
+    let created = pthread_key_create(&key) { pointer in
+        guard let pointer else { return }
+        Unmanaged<DecompressionWorkspace>.fromOpaque(pointer).release()
+    }
+    precondition(created == 0, "pthread_key_create failed")
+    return key
+}()
 
 @inline(__always)
 func fillWithZeroes(_ buffer: UnsafeMutableRawBufferPointer) {

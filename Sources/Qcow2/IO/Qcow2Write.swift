@@ -16,6 +16,7 @@ extension Qcow2Image: WritableBlockImage {
         try checkWritable()
         try checkRange(offset, buffer.count)
         guard !buffer.isEmpty else { return }
+        defer { markBitmapsDirty(offset: offset, length: UInt64(buffer.count)) }
         try writeGuestData(buffer, at: offset)
     }
 
@@ -25,6 +26,7 @@ extension Qcow2Image: WritableBlockImage {
         try checkWritable()
         try checkByteRange(offset, length)
         guard length > 0 else { return }
+        defer { markBitmapsDirty(offset: offset, length: length) }
         try writeGuestZeroes(at: offset, length: length, mayUnmap: mayUnmap)
     }
 
@@ -34,6 +36,7 @@ extension Qcow2Image: WritableBlockImage {
         try checkWritable()
         try checkByteRange(offset, length)
         guard length > 0 else { return }
+        defer { markBitmapsDirty(offset: offset, length: length) }
         try discardGuestData(at: offset, length: length)
     }
 
@@ -42,7 +45,21 @@ extension Qcow2Image: WritableBlockImage {
     public func writeCompressed(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try checkWritable()
         try checkRange(offset, buffer.count)
+        defer { markBitmapsDirty(offset: offset, length: UInt64(buffer.count)) }
         try writeGuestCompressed(buffer, at: offset)
+    }
+
+    /// Writes one cluster compressed ahead of time by `ClusterCompression`
+    /// (on any thread): allocation and the L2 update happen here, so clusters
+    /// written in guest order lie in the file as qemu-img lays them out,
+    /// whichever thread compressed them. Throws `Qcow2Error` as
+    /// `writeCompressed` does.
+    package func writeCompressed(_ cluster: CompressedCluster, at offset: UInt64) throws {
+        try checkWritable()
+        try checkRange(offset, cluster.data.count)
+        try checkCompressedRange(offset, cluster.data.count)
+        defer { markBitmapsDirty(offset: offset, length: UInt64(cluster.data.count)) }
+        try writeCompressedCluster(cluster, at: offset)
     }
 
     /// Writes back cached metadata in QEMU's order and syncs the file.

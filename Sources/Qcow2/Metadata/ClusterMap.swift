@@ -253,15 +253,16 @@ extension MapGeometry {
     }
 
     private func checkEntry(_ entry: UInt64, type: SubclusterType, table: L2Table, index: Int) throws {
-        let place = "(L2 offset: \(hex(table.offset)), L2 index: \(hex(index)))"
+        // Built only for an error: the hot path allocates nothing.
+        func place() -> String { "(L2 offset: \(hex(table.offset)), L2 index: \(hex(index)))" }
         if type == .invalid {
-            throw Qcow2Error.corruptMetadata("Invalid cluster entry found \(place)")
+            throw Qcow2Error.corruptMetadata("Invalid cluster entry found \(place())")
         }
         if hasReservedBits(entry) {
-            throw Qcow2Error.corruptMetadata("L2 entry \(hex(entry)) has reserved bits set \(place)")
+            throw Qcow2Error.corruptMetadata("L2 entry \(hex(entry)) has reserved bits set \(place())")
         }
         if version < 3 && (type == .zeroPlain || type == .zeroAllocated) {
-            throw Qcow2Error.corruptMetadata("Zero cluster entry found in pre-v3 image \(place)")
+            throw Qcow2Error.corruptMetadata("Zero cluster entry found in pre-v3 image \(place())")
         }
     }
 

@@ -111,7 +111,13 @@ struct MetadataOverlap {
             let first = start >> clusterBits
             let count = length >> clusterBits
             if count <= UInt64(set.count) {
-                for cluster in first..<(first + count) where set[cluster] != nil { return true }
+                // A plain loop: iterating a Range<UInt64> goes through unspecialised
+                // generic code in debug builds, which allocates per step.
+                var cluster = first
+                while cluster < first + count {
+                    if set[cluster] != nil { return true }
+                    cluster += 1
+                }
                 return false
             }
             return set.keys.contains { $0 >= first && $0 - first < count }

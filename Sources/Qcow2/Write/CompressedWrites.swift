@@ -16,7 +16,6 @@ import Musl
 extension Qcow2Image {
     /// Writes guest data compressed (the range checked by the caller).
     func writeGuestCompressed(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        try checkGuestWritesAllowed()
         if buffer.isEmpty {
             // QEMU's way of ending a compressed stream: the file grows to a
             // whole number of sectors.
@@ -28,34 +27,45 @@ extension Qcow2Image {
             }
             return
         }
-        let clusterSize = clusterMap.clusterSize
-        guard offset & (clusterSize - 1) == 0 else {
-            throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Compressed writes must start at a cluster boundary")
-        }
-        let end = offset + UInt64(buffer.count)
-        let imageSize = try writerImageSize()
-        guard UInt64(buffer.count) & (clusterSize - 1) == 0 || end == imageSize else {
-            throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Compressed writes must cover whole clusters or end at the image's end")
-        }
+        try checkCompressedRange(offset, buffer.count)
+        let compression = try makeClusterCompression()
+        let clusterSize = Int(clusterMap.clusterSize)
         var done = 0
         while done < buffer.count {
-            let chunk = min(buffer.count - done, Int(clusterSize))
-            try writeCompressedCluster(UnsafeRawBufferPointer(rebasing: buffer[done..<(done + chunk)]), at: offset + UInt64(done))
+            let chunk = min(buffer.count - done, clusterSize)
+            let cluster = try compression.compress(UnsafeRawBufferPointer(rebasing: buffer[done..<(done + chunk)]))
+            try writeCompressedCluster(cluster, at: offset + UInt64(done))
             done += chunk
         }
     }
 
-    /// qcow2_co_pwritev_compressed_task: one cluster (or the image's last,
-    /// partial one, compressed as if padded with zeroes).
-    private func writeCompressedCluster(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws {
+    /// A compressor for one thread's clusters of this image (see
+    /// `writeCompressed(_:at:)`).
+    package func makeClusterCompression() throws -> ClusterCompression {
+        try ClusterCompression(codec: codec, clusterSize: Int(clusterMap.clusterSize))
+    }
+
+    /// A compressed write covers whole clusters from a cluster boundary, or
+    /// ends at the image's end.
+    func checkCompressedRange(_ offset: UInt64, _ count: Int) throws {
         let clusterSize = clusterMap.clusterSize
-        let cluster = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(clusterSize), alignment: 16)
-        defer { cluster.deallocate() }
-        cluster.initializeMemory(as: UInt8.self, repeating: 0)
-        cluster.copyMemory(from: data)
-        guard let compressed = try codec.compress(UnsafeRawBufferPointer(cluster), limit: Int(clusterSize)) else {
+        guard offset & (clusterSize - 1) == 0 else {
+            throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Compressed writes must start at a cluster boundary")
+        }
+        let end = offset + UInt64(count)
+        let imageSize = try writerImageSize()
+        guard UInt64(count) & (clusterSize - 1) == 0 || end == imageSize else {
+            throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Compressed writes must cover whole clusters or end at the image's end")
+        }
+    }
+
+    /// qcow2_co_pwritev_compressed_task after the compression: one cluster
+    /// (or the image's last, partial one).
+    func writeCompressedCluster(_ cluster: CompressedCluster, at offset: UInt64) throws {
+        let clusterSize = clusterMap.clusterSize
+        guard let compressed = cluster.compressed else {
             // Does not compress: a normal write.
-            try writeGuestData(data, at: offset)
+            try writeGuestData(cluster.data, at: offset)
             return
         }
         let length = UInt64(compressed.count)
@@ -115,5 +125,40 @@ extension Qcow2Writer {
             throw Qcow2Error.writeFailed(
                 errno: EIO, reason: "Cannot compress into guest offset \(hex(offset)): the cluster is allocated")
         }
+    }
+}
+
+/// One cluster of guest data and its compressed bytes (nil when it does not
+/// compress), valid until its `ClusterCompression` compresses the next.
+package struct CompressedCluster {
+    package let data: UnsafeRawBufferPointer
+    package let compressed: UnsafeRawBufferPointer?
+}
+
+/// What one thread needs to compress clusters of an image: the codec's
+/// compressor and a cluster buffer for a short last cluster, which is
+/// compressed as if padded with zeroes. Not shared between threads.
+package final class ClusterCompression {
+    private let compressor: ClusterCompressor
+    private let clusterSize: Int
+    private var padded = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    init(codec: ClusterCodec, clusterSize: Int) throws {
+        compressor = try codec.makeCompressor()
+        self.clusterSize = clusterSize
+    }
+
+    deinit { padded.deallocate() }
+
+    /// Compresses `data`: a whole cluster, or the image's last partial one.
+    package func compress(_ data: UnsafeRawBufferPointer) throws -> CompressedCluster {
+        var input = data
+        if data.count < clusterSize {
+            if padded.baseAddress == nil { padded = .allocate(byteCount: clusterSize, alignment: 16) }
+            padded.copyMemory(from: data)
+            UnsafeMutableRawBufferPointer(rebasing: padded[data.count...]).initializeMemory(as: UInt8.self, repeating: 0)
+            input = UnsafeRawBufferPointer(padded)
+        }
+        return CompressedCluster(data: data, compressed: try compressor.compress(input, limit: clusterSize))
     }
 }

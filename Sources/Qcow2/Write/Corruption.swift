@@ -58,13 +58,3 @@ extension Qcow2Writer {
         }
     }
 }
-
-extension Qcow2Image {
-    /// Guest writes are refused on images with persistent dirty bitmaps,
-    /// which QcowKit carries but does not update.
-    func checkGuestWritesAllowed() throws {
-        if hasPersistentBitmaps {
-            throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when writing)")
-        }
-    }
-}

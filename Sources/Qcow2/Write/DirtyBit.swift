@@ -9,10 +9,10 @@
 // errors and leaks (qcow2_co_check_locked), as QEMU's open does: by the
 // check itself (Sources/Qcow2/Check), on this file, before anything is cached.
 //
-// Opening for writing also drops autoclear bits unknown to QEMU, as QEMU
-// does. Images with persistent bitmaps in use are refused: QEMU keeps them
-// up to date as it writes, which is not done here, and invalidating them
-// would leave their clusters leaked.
+// Opening for writing also drops autoclear bits unknown to QEMU and a
+// stale bitmaps extension, and loads the persistent dirty bitmaps (marking
+// them in use on disk: Bitmaps/BitmapLoad.swift), as QEMU does, in its
+// order: all of it before the repair of a dirty image.
 
 extension Qcow2Writer {
     /// qcow2_mark_dirty.
@@ -34,10 +34,16 @@ extension Qcow2Writer {
     }
 
     /// What opening an image for writing does before the first write.
-    func prepareForWriting() throws {
+    func prepareForWriting(warnsOfStaleBitmaps: Bool = true) throws {
         let unknownAutoclear = header.autoclearFeatures.subtracting(AutoclearFeatures.known)
-        if !unknownAutoclear.isEmpty {
-            header.autoclearFeatures.subtract(unknownAutoclear)
+        header.autoclearFeatures.subtract(unknownAutoclear)
+        if foundStaleBitmaps && warnsOfStaleBitmaps {
+            // QEMU's warning on open (the hint line has no line break there).
+            let text = ImageInfoWarning.bitmapsInconsistent(versionTwo: version < 3).message(program: "")
+            image.report(Qcow2Diagnostic(.errorReport, String(text.dropFirst(2))))
+        }
+        let headerUpdated = try loadBitmaps()
+        if (!unknownAutoclear.isEmpty || foundStaleBitmaps) && !headerUpdated {
             try writeHeaderCluster()
         }
         if header.isDirty {
@@ -53,7 +59,11 @@ extension Qcow2Writer {
         let checker = try Qcow2Checker(file: file)
         let result: CheckResult
         do {
-            result = try checker.check(repair: .all) { _ in }
+            // QEMU's open prints the repair's lines as qemu-img check does.
+            let image = image
+            result = try checker.check(repair: .all) { message in
+                image.report(Qcow2Diagnostic(message.isErrorReport ? .errorReport : .plain, message.text))
+            }
         } catch let failure as CheckFailure {
             adoptFatalCorruption(of: checker)
             throw Qcow2Error.writeFailed(errno: failure.errno, reason: "Could not repair dirty image")

@@ -44,6 +44,17 @@ extension Qcow2Writer {
             try writeCaches()
             try file.flush()
         } catch {}
+        // qcow2_inactivate: bitmaps first; losing them is reported, the
+        // caches are still written, but the image is not marked clean.
+        var bitmapsLost = false
+        do {
+            try storeBitmaps()
+        } catch {
+            bitmapsLost = true
+            let reason = (error as? BitmapError)?.message ?? Qcow2Error.reason(of: error)
+            image.report(Qcow2Diagnostic(
+                .errorReport, "Lost persistent bitmaps during inactivation of node '\(BitmapConstraints.anonymousNodeName)': \(reason)"))
+        }
         var failure: Error?
         let caches: [(any WriteBackCache, String)] = [(map.l2Tables, "L2 table"), (allocator.blocks, "refcount block")]
         for (cache, name) in caches {
@@ -57,7 +68,7 @@ extension Qcow2Writer {
         }
         if let failure { throw failure }
         // qcow2_inactivate ignores qcow2_mark_clean's result.
-        try? markClean()
+        if !bitmapsLost { try? markClean() }
     }
 }
 

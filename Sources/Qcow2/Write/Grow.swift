@@ -35,24 +35,14 @@ extension Qcow2Image {
         guard newSize >= size, newSize % 512 == 0, newSize <= Qcow2Limits.maxVirtualSize else {
             throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Invalid image size \(newSize)")
         }
-        try checkResizable()
         try withWriter { writer, lock in
+            try writer.checkBitmapsResizable()
             try writer.checkResizable()
             if let corruption = writer.corruption { throw Qcow2Error.writeFailed(errno: EIO, reason: corruption) }
             try writer.grow(to: newSize, preallocation: preallocation, lock: lock)
+            writer.resizeBitmaps(to: newSize)
         }
         stored.withLock { $0.header.size = newSize }
-    }
-
-    /// qcow2_truncate_bitmaps_check: bitmaps would have to be resized too.
-    func checkResizable() throws {
-        let hasBitmaps = extensions.contains {
-            if case .bitmaps = $0 { return true }
-            return false
-        }
-        if hasBitmaps {
-            throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: "Can't resize an image which has bitmaps")
-        }
     }
 }
 

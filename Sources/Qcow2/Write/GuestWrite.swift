@@ -22,11 +22,36 @@ extension Qcow2Image {
         var allocations: [ClusterAllocation]
     }
 
+    /// The parts mapped so far: the first held inline, so that a request of
+    /// one part (a rewrite, most writes) allocates nothing for the list.
+    private struct MappedParts: Sequence {
+        private var first: MappedPart?
+        private var more: [MappedPart] = []
+
+        var isEmpty: Bool { first == nil }
+
+        mutating func append(_ part: MappedPart) {
+            if first == nil { first = part } else { more.append(part) }
+        }
+
+        func makeIterator() -> Iterator { Iterator(parts: self) }
+
+        struct Iterator: IteratorProtocol {
+            let parts: MappedParts
+            var index = -1
+
+            mutating func next() -> MappedPart? {
+                defer { index += 1 }
+                if index < 0 { return parts.first }
+                return index < parts.more.count ? parts.more[index] : nil
+            }
+        }
+    }
+
     /// Writes guest data (the range checked by the caller).
     func writeGuestData(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        try checkGuestWritesAllowed()
         var done = 0
-        var parts: [MappedPart] = []
+        var parts = MappedParts()
         do {
             while done < buffer.count {
                 let position = offset + UInt64(done)
@@ -50,7 +75,7 @@ extension Qcow2Image {
                 switch mapping {
                 case .mustWait:
                     try complete(parts, buffer: buffer)
-                    parts = []
+                    parts = MappedParts()
                 case let .mapped(host, bytes, allocations):
                     guard bytes > 0 else { throw Qcow2Error.corruptMetadata("no progress mapping guest offset \(hex(position))") }
                     parts.append(MappedPart(guestOffset: position, hostOffset: host, bufferOffset: done,
@@ -73,7 +98,7 @@ extension Qcow2Image {
     }
 
     /// Writes each part's data, then links its allocations.
-    private func complete(_ parts: [MappedPart], buffer: UnsafeRawBufferPointer) throws {
+    private func complete(_ parts: MappedParts, buffer: UnsafeRawBufferPointer) throws {
         for part in parts {
             let data = UnsafeRawBufferPointer(rebasing: buffer[part.bufferOffset..<(part.bufferOffset + part.length)])
             try zeroUnallocatedCopyRegions(part.allocations)

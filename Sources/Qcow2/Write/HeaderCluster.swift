@@ -3,8 +3,9 @@
 // table for version 3 images with clusters over 4 KiB, which QEMU leaves out
 // of small clusters to keep room for a backing file name, and any unknown
 // extensions carried over), the end marker, and right after it the backing
-// file name, zero padded. Stale bitmaps extensions are dropped, as QEMU drops
-// them. The one encoder of header clusters: creation writes its final header
+// file name, zero padded. A bitmaps extension given is written after the
+// feature table (the write path leaves out a stale one, as QEMU drops it).
+// The one encoder of header clusters: creation writes its final header
 // through the write path's header update.
 
 #if canImport(Glibc)
@@ -28,6 +29,7 @@ enum HeaderCluster {
         if h.version >= 3 && h.clusterSize > featureTableMinimumClusterSize {
             records.append(.featureNameTable(FeatureName.qemuTable))
         }
+        for case let .bitmaps(data) in extensions { records.append(.bitmaps(data)) }
         for case let .unknown(type, data) in extensions { records.append(.unknown(type: type, data: data)) }
         let extensionBytes = HeaderExtension.encodeAll(records)
 

@@ -20,7 +20,9 @@ extension Qcow2Writer {
         h.l1Size = UInt32(map.l1.count)
         h.refcountTableOffset = allocator.tableOffset
         h.refcountTableClusters = UInt32(allocator.tableClusters)
-        let cluster = try HeaderCluster.encode(header: h, extensions: extensions, backingFileName: backingFileName)
+        var records = extensions
+        if let bitmapsExtension { records.append(.bitmaps(bitmapsExtension.encode())) }
+        let cluster = try HeaderCluster.encode(header: h, extensions: records, backingFileName: backingFileName)
         try file.write(cluster, at: 0)
     }
 

@@ -21,6 +21,9 @@
 //   Corruption          the overlap check and the corrupt bit
 //   SnapshotRefcountUpdate  a whole tree's refcounts and COPIED flags (snapshots)
 //   SnapshotTableWrite  the writer's side of replacing the snapshot table
+//   Amend               qcow2_amend_options: upgrade, downgrade, lazy refcounts
+//   RefcountWidthChange qcow2_change_refcount_order (amend refcount_bits)
+//   ZeroClusterExpansion  qcow2_expand_zero_clusters (before a downgrade)
 // Image creation (Sources/Qcow2/Create) opens its bootstrap image with this
 // write path and grows it, as QEMU creates images. From Sources/Qcow2/Metadata:
 // RefcountAllocator, ByteAllocation and DiscardQueue (QEMU's allocator),
@@ -47,10 +50,11 @@ final class Qcow2Writer {
     let file: BlockFile
     /// The active L1 table and the L2 cache (the same as `MetadataCore.tables`).
     let map: ClusterTables
-    let allocator: RefcountAllocator
+    /// Replaced only when the refcount width changes (RefcountWidthChange.swift).
+    private(set) var allocator: RefcountAllocator
 
-    // Geometry.
-    let version: UInt32
+    // Geometry (the version changes only by amend: Amend.swift).
+    var version: UInt32
     let clusterBits: UInt64
     let clusterSize: UInt64
     /// log2 of the entries in an L2 table, and their number (QEMU's l2_size).
@@ -69,7 +73,7 @@ final class Qcow2Writer {
     var extensions: [HeaderExtension]
     var backingFileName: String?
     /// Refcount updates may lag behind (compat lazy_refcounts, version 3).
-    let useLazyRefcounts: Bool
+    var useLazyRefcounts: Bool
     /// Allocations made but not yet entered into their L2 tables.
     var inFlight: [ClusterAllocation] = []
     /// Set once corruption was found: no more writes.
@@ -77,6 +81,18 @@ final class Qcow2Writer {
     var overlap: MetadataOverlap
     var snapshots: SnapshotTable
     var isClosed = false
+    /// The dirty bitmaps in memory, newest first (QEMU's bs->dirty_bitmaps);
+    /// loaded on open, stored on close (Sources/Qcow2/Bitmaps).
+    var dirtyBitmaps: [DirtyBitmap] = [] {
+        didSet { image.tracksDirtyBitmaps.store(!dirtyBitmaps.isEmpty, ordering: .relaxed) }
+    }
+    /// The bitmaps extension as the header has it (QEMU's nb_bitmaps,
+    /// bitmap_directory_offset and _size); nil for none. Kept apart from
+    /// `extensions`: `writeHeaderCluster` adds it back in QEMU's place.
+    var bitmapsExtension: BitmapsExtension?
+    /// A bitmaps extension without its autoclear bit was found: the header
+    /// is rewritten without it on open, as QEMU does.
+    let foundStaleBitmaps: Bool
 
     init(image: Qcow2Image, tables: ClusterTables, header: Qcow2Header, extensions: [HeaderExtension],
          backingFileName: String?, refcountCacheCapacity: Int? = nil) throws {
@@ -84,7 +100,14 @@ final class Qcow2Writer {
         file = image.file
         map = tables
         self.header = header
-        self.extensions = extensions
+        self.extensions = extensions.filter {
+            if case .bitmaps = $0 { return false }
+            return true
+        }
+        var bitmaps: BitmapsExtension?
+        for case let .bitmaps(data) in extensions { bitmaps = try? BitmapsExtension(data: data) }
+        foundStaleBitmaps = bitmaps != nil && !header.autoclearFeatures.contains(.bitmaps)
+        bitmapsExtension = foundStaleBitmaps ? nil : bitmaps
         self.backingFileName = backingFileName
         version = header.version
         clusterBits = UInt64(header.clusterBits)
@@ -113,13 +136,20 @@ final class Qcow2Writer {
         snapshots = try SnapshotTable.read(file: file, offset: header.snapshotsOffset, count: header.snapshotCount)
         overlap = MetadataOverlap(clusterBits: UInt64(header.clusterBits))
 
-        allocator.syncsWrites = true
-        allocator.blocks.syncsOnFlush = true
-        allocator.l2Tables = map.l2Tables
         map.l2Tables.syncsOnFlush = true
         map.l2Tables.checkBeforeWrite = { [unowned self] offset, length in
             try self.checkOverlap(offset: offset, length: UInt64(length), ignoring: [.activeL2])
         }
+        attach(allocator)
+        rebuildOverlapIndex()
+    }
+
+    /// Connects an allocator to this write path: its syncs, the overlap
+    /// check of its blocks, the header fields naming its table.
+    private func attach(_ allocator: RefcountAllocator) {
+        allocator.syncsWrites = true
+        allocator.blocks.syncsOnFlush = true
+        allocator.l2Tables = map.l2Tables
         allocator.blocks.checkBeforeWrite = { [unowned self] offset, length in
             try self.checkOverlap(offset: offset, length: UInt64(length), ignoring: [.refcountBlock])
         }
@@ -127,17 +157,20 @@ final class Qcow2Writer {
             try self.writeRefcountTableLocation(offset: offset, clusters: clusters)
         }
         allocator.tableChanged = { [unowned self] index in self.refcountTableChanged(index) }
-        rebuildOverlapIndex()
     }
 
-    /// Whether guest writes are refused: the image has persistent dirty
-    /// bitmaps, which would have to be kept up to date with every guest
-    /// write (DirtyBit.swift); such images open, but refuse guest writes.
-    static func hasPersistentBitmaps(header: Qcow2Header, extensions: [HeaderExtension]) -> Bool {
-        header.autoclearFeatures.contains(.bitmaps) && extensions.contains {
-            if case .bitmaps = $0 { return true }
-            return false
-        }
+    /// Makes `newAllocator` (a refcount structure of another width, already
+    /// on disk) the one in use; returns the old one. The caller names it in
+    /// the header.
+    func replaceAllocator(with newAllocator: RefcountAllocator) -> RefcountAllocator {
+        let old = allocator
+        newAllocator.freeClusterIndex = old.freeClusterIndex
+        newAllocator.freeByteOffset = old.freeByteOffset
+        newAllocator.freeByteClusterWasFreed = old.freeByteClusterWasFreed
+        attach(newAllocator)
+        allocator = newAllocator
+        rebuildOverlapIndex()
+        return old
     }
 
     // MARK: Geometry helpers (QEMU's inline functions of qcow2.h)
@@ -173,19 +206,22 @@ final class Qcow2Writer {
     // MARK: Overlap index upkeep
 
     func rebuildOverlapIndex() {
-        var bitmapDirectory: MetadataOverlap.Area?
-        if header.autoclearFeatures.contains(.bitmaps) {
-            for case let .bitmaps(data) in extensions {
-                if let bitmaps = try? BitmapsExtension(data: data) {
-                    bitmapDirectory = (bitmaps.directoryOffset, bitmaps.directorySize)
-                }
-            }
-        }
         overlap = MetadataOverlap(
             clusterBits: clusterBits, activeL1: (header.l1TableOffset, UInt64(map.l1.count) * 8),
             l2Tables: map.l1.lazy.map { $0 & Qcow2EntryMask.offset },
             refcountTable: (allocator.tableOffset, UInt64(allocator.table.count) * 8),
-            refcountBlocks: refcountBlockOffsets(), snapshots: snapshots, bitmapDirectory: bitmapDirectory)
+            refcountBlocks: refcountBlockOffsets(), snapshots: snapshots, bitmapDirectory: nil)
+        updateBitmapDirectoryOverlap()
+    }
+
+    /// The directory is metadata while the autoclear bit vouches for it
+    /// (QEMU's QCOW2_OL_BITMAP_DIRECTORY check).
+    func updateBitmapDirectoryOverlap() {
+        if header.autoclearFeatures.contains(.bitmaps), let bitmapsExtension {
+            overlap.bitmapDirectory = (bitmapsExtension.directoryOffset, bitmapsExtension.directorySize)
+        } else {
+            overlap.bitmapDirectory = (0, 0)
+        }
     }
 
     private func refcountBlockOffsets() -> [UInt64] {

@@ -6,7 +6,8 @@
 //     part to read as zeroes (BDRV_REQ_ZERO_WRITE), which version 2 images
 //     cannot do (refused only once the L1 table has grown, as in QEMU);
 //  2. the size must be whole sectors; v2 images with snapshots and images
-//     with bitmaps cannot be resized;
+//     with inconsistent bitmaps cannot be resized (the others follow the
+//     new size in memory, and are stored so on close);
 //  3. shrinking (Shrink.swift) or growing (Grow.swift); the zeroing of step 1
 //     comes after a grow's preallocation and before the size is written:
 //     zero flags from the first subcluster boundary on, then real zeroes
@@ -36,7 +37,7 @@ extension Qcow2Image {
         try withWriter { writer, lock in
             try writer.checkUsable()
             try writer.checkResizable()
-            try checkResizable()
+            try writer.checkBitmapsResizable()
             if newSize < oldSize {
                 guard preallocation == .off else {
                     throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Preallocation can't be used for shrinking an image")
@@ -51,6 +52,7 @@ extension Qcow2Image {
                     try writer.grow(to: newSize, preallocation: preallocation, zeroingNewPart: zeroingNewPart, lock: lock)
                 }
             }
+            writer.resizeBitmaps(to: newSize)
         }
         stored.withLock { $0.header.size = newSize }
     }
@@ -83,7 +85,7 @@ extension Qcow2Writer {
         }
     }
 
-    /// Runs a step of a resize (lock held); its failure reads
+    /// Runs a step of a resize or an amend (lock held); its failure reads
     /// "`step`: <strerror>" as QEMU's error_setg_errno words it. Corrupt
     /// metadata found on the way marks the image corrupt first.
     func failing<T>(_ step: String, _ body: () throws -> T) throws -> T {

@@ -29,7 +29,6 @@ extension Qcow2Image {
 
     /// Zeroes guest data (the range checked by the caller).
     func writeGuestZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {
-        try checkGuestWritesAllowed()
         let alignment = clusterMap.geometry.subclusterSize
         var head = offset % alignment
         let tail = (offset + length) % alignment

@@ -25,6 +25,7 @@ enum QemuImgFront {
         case "resize": return { argv in finish { try Resize.run(Array(argv.dropFirst())) } }
         case "rebase": return { argv in finish { try Rebase.run(Array(argv.dropFirst())) } }
         case "commit": return { argv in finish { try Commit.run(Array(argv.dropFirst())) } }
+        case "amend": return { argv in finish { try Amend.run(Array(argv.dropFirst())) } }
         default: return nil
         }
     }
@@ -42,9 +43,7 @@ enum QemuImgFront {
             let status = IOProgram.run(arguments, console: .standard(), readLine: IOProgram.readStandardInput)
             Terminal.exit(status)
         case .qemuNBD:
-            // No NBD server in QcowKit yet: refused by name rather than misread.
-            Terminal.printError(ProgramName.prefixed("NBD exports are not supported by qcowkit"))
-            Terminal.exit(1)
+            Terminal.exit(NBDProgram.main(arguments))
         case .qemuImg, .qcowkit:
             Terminal.exit(imgMain(arguments, tool: tool))
         }
@@ -78,6 +77,7 @@ enum QemuImgFront {
         guard let verb = operands.first else { return 0 }
         let verbArguments = Array(operands.dropFirst())
         if tool == .qcowkit && verb == "help" { return help(tool: tool) }
+        if tool == .qcowkit && verb == "nbd" { return NBDProgram.main(verbArguments) }
         if let native = nativeVerb(verb) { return native([verb] + verbArguments) }
         let isSubcommand = QcowKit.configuration.subcommands.contains { $0.configuration.commandName == verb }
         guard isSubcommand, tool == .qcowkit || !qcowkitOnlyVerbs.contains(verb) else {

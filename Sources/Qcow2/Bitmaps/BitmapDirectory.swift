@@ -2,20 +2,24 @@
 // directory"), checked entry by entry as QEMU's bitmap_list_load does, with
 // QEMU's messages, so that an image QEMU refuses is refused here too. Info
 // shows the names, granularities and flags; the check counts the clusters of
-// each bitmap's table. The codec carries bitmaps unchanged.
+// each bitmap's table; the write path loads (BitmapLoad) and writes
+// (BitmapStore, `encode`) it.
 //
 // Directory entry: bitmap_table_offset (8), bitmap_table_size (4), flags (4),
 // type (1), granularity_bits (1), name_size (2), extra_data_size (4), extra
 // data, name, padding to 8 bytes.
 
 /// One directory entry that passed QEMU's checks (check_dir_entry).
-struct BitmapDirectoryEntry: Equatable {
+struct BitmapDirectoryEntry: Equatable, Sendable {
     var tableOffset: UInt64
     /// Entries in the bitmap table.
     var tableSize: UInt32
     var flags: UInt32
     var granularityBits: UInt8
     var name: String
+
+    var isInUse: Bool { flags & BitmapDirectory.flagInUse != 0 }
+    var isAuto: Bool { flags & BitmapDirectory.flagAuto != 0 }
 
     var info: BitmapInfo {
         var infoFlags: [BitmapInfo.Flag] = []
@@ -64,6 +68,11 @@ package enum BitmapDirectory {
     /// Reads and checks the directory a validated extension names (what
     /// opening an image does in QEMU: bitmap_list_load).
     static func load(_ ext: BitmapsExtension, file: BlockFile, header: Qcow2Header) throws -> [BitmapDirectoryEntry] {
+        try load(ext, file: file, clusterSize: header.clusterSize, virtualSize: header.size & ~511)
+    }
+
+    static func load(_ ext: BitmapsExtension, file: BlockFile, clusterSize: UInt64,
+                     virtualSize: UInt64) throws -> [BitmapDirectoryEntry] {
         guard ext.directorySize > 0 else { throw Qcow2Error.invalidBitmaps("Requested bitmap directory size is zero") }
         let fileSize = try file.size()
         guard ext.directoryOffset <= fileSize, ext.directorySize <= fileSize - ext.directoryOffset else {
@@ -71,8 +80,32 @@ package enum BitmapDirectory {
         }
         let directory = try file.readExactly(Int(ext.directorySize), at: ext.directoryOffset,
                                              step: "reading bitmap directory")
-        return try entries(directory, count: ext.bitmapCount, clusterSize: header.clusterSize,
-                           virtualSize: header.size & ~511)
+        return try entries(directory, count: ext.bitmapCount, clusterSize: clusterSize, virtualSize: virtualSize)
+    }
+
+    /// The bytes of one entry with a name of `nameLength` bytes, padded to 8
+    /// (calc_dir_entry_size).
+    static func entrySize(nameLength: Int) -> UInt64 {
+        (UInt64(entryHeaderSize) + UInt64(nameLength) + 7) & ~7
+    }
+
+    /// The directory as QEMU writes it (bitmap_list_store): each entry, its
+    /// name, zero padding; no extra data.
+    static func encode(_ entries: [BitmapDirectoryEntry]) -> [UInt8] {
+        var dir: [UInt8] = []
+        for entry in entries {
+            let name = Array(entry.name.utf8)
+            var bytes = [UInt8](repeating: 0, count: Int(entrySize(nameLength: name.count)))
+            bytes.setBE(entry.tableOffset, at: 0)
+            bytes.setBE(entry.tableSize, at: 8)
+            bytes.setBE(entry.flags, at: 12)
+            bytes[16] = dirtyTrackingType
+            bytes[17] = entry.granularityBits
+            bytes.setBE(UInt16(name.count), at: 18)
+            bytes.replaceSubrange(entryHeaderSize..<entryHeaderSize + name.count, with: name)
+            dir += bytes
+        }
+        return dir
     }
 
     /// The directory's bitmaps as info shows them.

@@ -1,0 +1,129 @@
+// `qcowkit nbd` / qemu-nbd: serves one image over NBD as qemu-nbd 7.2 does.
+// The order of qemu-nbd's main: options, the checks that need no image,
+// --fork, listening, opening the image (with -s's temporary overlay), the
+// export, the pid file, then serving until the last client that reached
+// transmission leaves (unless -t) or a signal arrives.
+import NBD
+import QMP
+import Qcow2
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+enum NBDProgram {
+    /// Runs qemu-nbd's command line (`arguments` after the program name);
+    /// returns the exit status.
+    static func main(_ arguments: [String]) -> Int32 {
+        switch NBDOptions.parse(arguments) {
+        case let .exit(status): return status
+        case let .run(options):
+            do {
+                return try run(options)
+            } catch let failure as CommandFailure {
+                if !failure.message.isEmpty { Terminal.printError(ProgramName.prefixed(failure.message)) }
+                return failure.status
+            } catch {
+                Terminal.printError(ProgramName.prefixed("\(error)"))
+                return 1
+            }
+        }
+    }
+
+    private static func run(_ options: NBDOptions) throws -> Int32 {
+        // qemu-nbd creates each --object as it reads the option.
+        let objects = UserObjects()
+        for object in options.objects {
+            do { try objects.add(commandLine: object) } catch let error as QMPError { throw CommandFailure(error.desc) }
+        }
+        let tls = try checkTLS(options, objects: objects)
+        if options.selinuxLabel != nil { throw CommandFailure("SELinux support not enabled in this binary") }
+        if options.list {
+            throw CommandFailure("-L/--list: listing another server's exports is not supported by qcowkit")
+        }
+        if options.disconnect { return try refuseDevice(options.file ?? "", opening: "Cannot open") }
+        if options.offset != 0 { throw CommandFailure("-o/--offset is not supported by qcowkit") }
+        if options.imageOpts && options.format != nil { throw CommandFailure("--image-opts and -f are mutually exclusive") }
+
+        let daemon = options.fork ? try NBDDaemon.fork() : nil
+        let signals = TerminationSignals()
+        let address: NBDListenAddress = options.socketPath.map { .unix(path: $0) }
+            ?? .inet(host: options.bind ?? "0.0.0.0", port: try port(options.port ?? "10809"))
+        var configuration = NBDServerConfiguration()
+        configuration.maxConnections = options.shared
+        configuration.handshakeTimeout = 10
+        configuration.tls = tls
+        let persistent = options.persistent
+        configuration.onClientClosed = { negotiated in
+            if negotiated && !persistent { signals.clientLeft() }
+        }
+        configuration.log = { Terminal.printError(ProgramName.prefixed($0)) }
+        let server = NBDServer(configuration: configuration)
+        do {
+            try server.listen(on: address, accepting: false)
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        let opened = try NBDImage.open(options)
+        defer { opened.close() }
+        if let device = options.device {
+            server.stop()
+            return try refuseDevice(device, opening: "Failed to open")
+        }
+        let backend = ImageExportBackend(image: opened.image, readOnly: options.readOnly,
+                                         discardUnmap: options.discardUnmap, detectZeroes: options.detectZeroes,
+                                         writeThrough: options.writeThrough)
+        try server.addExport(NBDExport(name: options.exportName, description: options.description, backend: backend,
+                                       allocationDepth: options.allocationDepth,
+                                       multiConnection: options.shared != 1))
+        server.startAccepting()
+        if let pidFile = options.pidFile { try NBDDaemon.writePIDFile(pidFile) }
+        guard chdir("/") == 0 else {
+            throw CommandFailure("Could not chdir to root directory: \(String(cString: strerror(errno)))")
+        }
+        daemon?.detach()
+        signals.waitForTermination()
+        server.stop()
+        return 0
+    }
+
+    /// The tcp port, as a service name or number getaddrinfo takes.
+    private static func port(_ text: String) throws -> UInt16 {
+        guard let number = UInt32(text) else { throw CommandFailure("address resolution failed for \(text)") }
+        return UInt16(truncatingIfNeeded: number)
+    }
+
+    /// qemu-nbd's TLS checks, then the server's credentials (--tls-creds).
+    private static func checkTLS(_ options: NBDOptions, objects: UserObjects) throws -> (any NBDTLSProvider)? {
+        guard let id = options.tlsCreds else {
+            if options.tlsAuthz != nil { throw CommandFailure("--tls-authz is not permitted without --tls-creds") }
+            if options.tlsHostname != nil { throw CommandFailure("--tls-hostname is not permitted without --tls-creds") }
+            return nil
+        }
+        if options.device != nil { throw CommandFailure("TLS is not supported with a host device") }
+        if options.tlsAuthz != nil && options.list { throw CommandFailure("TLS authorization is incompatible with export list") }
+        if options.tlsHostname != nil && !options.list { throw CommandFailure("TLS hostname is only supported with export list") }
+        if let authz = options.tlsAuthz {
+            throw CommandFailure("--tls-authz \(authz): authorization objects are not supported by qcowkit")
+        }
+        do {
+            let credentials = try objects.tlsCredentials(id: id, endpoint: options.list ? .client : .server)
+            return try TLSCredentialsProvider(credentials)
+        } catch let error as QMPError {
+            throw CommandFailure("Failed to get TLS creds: \(error.desc)")
+        }
+    }
+
+    /// -c and -d: the kernel's NBD client is not driven by qcowkit. A
+    /// missing device gets qemu-nbd's message for it.
+    private static func refuseDevice(_ device: String, opening: String) throws -> Int32 {
+        let fd = open(device, O_RDWR)
+        guard fd >= 0 else {
+            throw CommandFailure("\(opening) \(device): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        throw CommandFailure("\(device): connecting the kernel's NBD client is not supported by qcowkit")
+    }
+}
