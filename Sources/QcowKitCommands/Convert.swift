@@ -61,7 +61,7 @@ struct Convert: ParsableCommand {
     @Flag(name: [.customShort("C"), .customLong("copy-range-offloading")], help: "Copy data in the kernel (copy_file_range) where both sides are raw files.")
     var copyOffload = false
 
-    @Option(name: [.customShort("l"), .customLong("snapshot")], help: "Convert an internal snapshot (not supported yet).")
+    @Option(name: [.customShort("l"), .customLong("snapshot")], help: "Convert an internal snapshot: ID or name, or snapshot.id=ID,snapshot.name=NAME.")
     var snapshot: String?
 
     @Flag(name: .customLong("bitmaps"), help: "Copy the source's persistent dirty bitmaps to the qcow2 target.")
@@ -93,6 +93,7 @@ struct Convert: ParsableCommand {
     var files: [String] = []
 
     func run() throws {
+        let snapshot = try self.snapshot.map(SnapshotParameter.init)
         var settings = ConvertSettings()
         try parseNumbers(into: &settings)
         for list in options where !CreationOptionSet.isValidList(list) {
@@ -121,7 +122,7 @@ struct Convert: ParsableCommand {
         let progress = QemuProgress(enabled: progress && !quiet, minSkip: 1)
         progress.print(0, max: 100)
         defer { progress.end() }
-        try convert(settings, progress: progress)
+        try convert(settings, progress: progress, snapshot: snapshot)
         progress.print(100)
     }
 
@@ -161,7 +162,7 @@ struct Convert: ParsableCommand {
     }
 
     /// Opens the sources, makes or opens the target and copies.
-    private func convert(_ settings: ConvertSettings, progress: QemuProgress) throws {
+    private func convert(_ settings: ConvertSettings, progress: QemuProgress, snapshot: SnapshotParameter?) throws {
         var settings = settings
         let targetPath = files[files.count - 1]
         let outputFormat = outputFormat ?? "raw"
@@ -172,9 +173,11 @@ struct Convert: ParsableCommand {
                                                      access: VerbAccess.convertSource,
                                                      locking: sharing.locking))
         }
-        if snapshot != nil {
-            if images.count > 1 { throw CommandFailure("No support for concatenating multiple snapshot") }
-            throw CommandFailure("Failed to load snapshot: reading internal snapshots is not supported by qcowkit")
+        if let snapshot, let first = images.first {
+            if case .byIDOrName = snapshot, images.count > 1 {
+                throw CommandFailure("No support for concatenating multiple snapshot")
+            }
+            try snapshot.load(into: first)
         }
         if bitmaps {
             if images.count > 1 { throw CommandFailure("Copying bitmaps only possible with single source") }

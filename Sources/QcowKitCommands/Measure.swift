@@ -20,7 +20,7 @@ enum Measure {
         var format: String?
         var outputFormat = "raw"
         var options: [String] = []
-        var snapshot: String?
+        var snapshot: SnapshotParameter?
         var size: UInt64?
         var imageOpts = false
         let operands: [String]
@@ -34,7 +34,8 @@ enum Measure {
             case UInt8(ascii: "o"):
                 guard CreationOptionSet.isValidList(value) else { return QemuImgFront.report("Invalid option list: \(value)") }
                 options.append(value)
-            case UInt8(ascii: "l"): snapshot = value
+            case UInt8(ascii: "l"):
+                do { snapshot = try SnapshotParameter(value) } catch { return QemuImgFront.report("\(error)") }
             case QemuImgVerb.imageOpts.code: imageOpts = true
             case QemuImgVerb.output.code:
                 switch value {
@@ -68,9 +69,11 @@ enum Measure {
         var source: BlockImage?
         if let filename {
             do { source = try ReadCommands.openChain(ImageArgument(filename, format: format, imageOpts: imageOpts), locking: locking) } catch { return QemuImgFront.report("\(error)") }
-            if snapshot != nil {
-                try? source?.close()
-                return QemuImgFront.report("Failed to load snapshot: measuring an internal snapshot (-l) is not supported by qcowkit")
+            if let snapshot, let opened = source {
+                do { try snapshot.load(into: opened) } catch {
+                    try? opened.close()
+                    return QemuImgFront.report("\(error)")
+                }
             }
         }
         defer { try? source?.close() }

@@ -13,6 +13,9 @@ public struct UserObjectOptions: Equatable, Sendable {
 
     public var id: String
     public var kind: Kind
+
+    /// QEMU 7.2's `qom-type` values (qemu-img's --object checks them too).
+    public static var qemuTypes: [String] { UserObjectOptionsInput.qemuTypes }
 }
 
 enum UserObjectOptionsInput {

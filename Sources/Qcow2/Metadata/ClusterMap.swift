@@ -109,20 +109,25 @@ final class ClusterTables {
     /// The L2 table cache.
     let l2Tables: MetadataCache<L2Table>
 
+    /// An L1 table (the active one, or a snapshot's), host-endian.
+    static func readL1(_ file: BlockFile, offset: UInt64, count: UInt32) throws -> [UInt64] {
+        let l1Bytes = Int(count) * 8
+        var l1 = [UInt64](repeating: 0, count: Int(count))
+        if l1Bytes > 0 {
+            let got = try l1.withUnsafeMutableBytes { try file.read(into: $0, at: offset) }
+            guard got == l1Bytes else {
+                throw Qcow2Error.shortRead(step: "reading the L1 table", offset: offset, expected: l1Bytes)
+            }
+            for i in l1.indices { l1[i] = UInt64(bigEndian: l1[i]) }
+        }
+        return l1
+    }
+
     init(geometry: MapGeometry, header: Qcow2Header, writable: Bool, cacheCapacity: Int?) throws {
         self.geometry = geometry
         let file = geometry.file
         // Placement and size were validated with the header (at most 32 MiB).
-        let l1Bytes = Int(header.l1Size) * 8
-        var l1 = [UInt64](repeating: 0, count: Int(header.l1Size))
-        if l1Bytes > 0 {
-            let got = try l1.withUnsafeMutableBytes { try file.read(into: $0, at: header.l1TableOffset) }
-            guard got == l1Bytes else {
-                throw Qcow2Error.shortRead(step: "reading the L1 table", offset: header.l1TableOffset, expected: l1Bytes)
-            }
-            for i in l1.indices { l1[i] = UInt64(bigEndian: l1[i]) }
-        }
-        self.l1 = l1
+        l1 = try Self.readL1(file, offset: header.l1TableOffset, count: header.l1Size)
         let capacity = cacheCapacity ?? L2Cache.defaultCapacity(
             virtualSize: header.size, clusterSize: header.clusterSize, l2EntrySize: header.l2EntrySize)
         let size = Int(header.clusterSize)

@@ -23,19 +23,10 @@ struct QemuObjects {
         "tls-creds-psk", "tls-creds-x509",
     ]
 
-    /// QAPI's ObjectType in 7.2 (qapi/qom.json): a type there that qemu-img
-    /// cannot create is an "invalid object type"; one not there is not a
-    /// qom-type at all.
-    static let objectTypes: Set<String> = [
-        "authz-list", "authz-listfile", "authz-pam", "authz-simple", "can-bus", "can-host-socketcan",
-        "colo-compare", "cryptodev-backend", "cryptodev-backend-builtin", "cryptodev-vhost-user", "dbus-vmstate",
-        "filter-buffer", "filter-dump", "filter-mirror", "filter-redirector", "filter-replay", "filter-rewriter",
-        "input-barrier", "input-linux", "iothread", "main-loop", "memory-backend-epc", "memory-backend-file",
-        "memory-backend-memfd", "memory-backend-ram", "pef-guest", "pr-manager-helper", "qtest", "rng-builtin",
-        "rng-egd", "rng-random", "secret", "secret_keyring", "sev-guest", "thread-context", "s390-pv-guest",
-        "throttle-group", "tls-creds-anon", "tls-creds-psk", "tls-creds-x509", "tls-cipher-suites",
-        "x-remote-object", "x-vfio-user-server",
-    ]
+    /// QAPI's ObjectType in 7.2 (qapi/qom.json, the list object-add reads
+    /// with): a type there that qemu-img cannot create is an "invalid object
+    /// type"; one not there is not a qom-type at all.
+    static let objectTypes = Set(UserObjectOptions.qemuTypes)
 
     /// `secret`'s members in the schema's order (SecretCommonProperties, then
     /// SecretProperties), for `secret,help`.

@@ -37,6 +37,11 @@ enum IOControlCommands {
         IOCommand(name: "remove_break", minArguments: 1, maxArguments: 1, arguments: "tag",
                   oneline: "remove a breakpoint by tag",
                   run: { session, words in noBlkdebug(session, "Could not remove breakpoint \(words[1])") }),
+        // qemu-io waits for ever when no blkdebug node holds the tag; there is
+        // none here, so the wait is refused instead of hanging.
+        IOCommand(name: "wait_break", minArguments: 1, maxArguments: 1, arguments: "tag",
+                  oneline: "waits for the suspension of a request",
+                  run: { session, words in noBlkdebug(session, "Could not wait for breakpoint \(words[1])") }),
         IOCommand(name: "resume", minArguments: 1, maxArguments: 1, arguments: "tag",
                   oneline: "resumes the request tagged as tag",
                   run: { session, _ in noBlkdebug(session, "Could not resume request") }),

@@ -28,6 +28,9 @@ enum IOWriteCommands {
                   arguments: "[-Cq] off len",
                   oneline: "discards a number of bytes at a specified offset", help: IOHelpTexts.discard,
                   writes: true, polls: true, run: discard),
+        IOCommand(name: "truncate", altname: "t", minArguments: 1, maxArguments: 3,
+                  arguments: "[-m prealloc_mode] off",
+                  oneline: "truncates the current file at the given offset", writes: true, polls: true, run: truncate),
         IOCommand(name: "flush", altname: "f", minArguments: 0, maxArguments: 0,
                   oneline: "flush all in-core file state to disk", polls: true, run: flush),
         IOCommand(name: "aio_flush", minArguments: 0, maxArguments: 0,
@@ -235,6 +238,37 @@ enum IOWriteCommands {
             return false
         }
         if !quiet { session.report("discard", elapsed: elapsed, offset: offset, count: count, machine: machine) }
+        return true
+    }
+
+    /// blk_truncate to the first operand (exact=false, as qemu-io 7.2 asks):
+    /// grows or shrinks the image, with -m's preallocation when growing.
+    private static func truncate(_ session: IOSession, _ words: [String]) -> Bool {
+        guard let command = IOCommands.find(words[0]) else { return false }
+        var preallocation = Preallocation.off
+        var badMode: String?
+        let parsed = command.parseOptions(words, in: session, [
+            .value("m") { mode in
+                if let known = Preallocation(rawValue: mode) { preallocation = known } else { badMode = mode }
+            },
+        ])
+        if let badMode {
+            session.console.err("\(IOSession.program): Invalid preallocation mode '\(badMode)'")
+            return false
+        }
+        guard case let .operands(operands) = parsed else { return parsed.result }
+        guard let first = operands.first else { return command.usage(session) }
+        guard let size = session.number(first), let device = session.device else { return false }
+        do {
+            switch device.image {
+            case let qcow2 as Qcow2Image: try qcow2.truncate(to: UInt64(size), preallocation: preallocation)
+            case let raw as RawImage: try raw.truncate(to: UInt64(size), preallocation: preallocation)
+            default: throw Qcow2Error.readOnly
+            }
+        } catch {
+            session.console.err("\(IOSession.program): \(error)")
+            return false
+        }
         return true
     }
 
