@@ -97,8 +97,7 @@ struct NBDBitmapInteropTests {
         try FileManager.default.copyItem(atPath: dir + "/bm.qcow2", toPath: dir + "/inuse.qcow2")
         _ = try QemuOracle.run([try TestTools.qemuIO(), "-c", "sigraise 9", dir + "/inuse.qcow2"], check: false)
         try QemuOracle.qemuImg("create", "-q", "-f", "raw", dir + "/r.raw", "1M")
-        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: dir + "/bin/qemu-nbd", withDestinationPath: try TestTools.qcowkit())
+        let programs = try QemuNBDCommandLines(in: dir)
         let sock = dir + "/e.sock"
         let cases: [[String]] = [
             ["-r", "-B", "nope", "bm.qcow2"], ["-B", "b1", "-B", "b2", "-B", "nope", "bm.qcow2"],
@@ -108,14 +107,7 @@ struct NBDBitmapInteropTests {
             ["-r", "-f", "raw", "-B", "b1", "r.raw"],
         ]
         for arguments in cases {
-            var outcomes: [String] = []
-            for program in ["qemu-nbd", dir + "/bin/qemu-nbd"] {
-                try? FileManager.default.removeItem(atPath: sock)
-                // A server that wrongly starts is stopped, and the outcomes differ.
-                let run = try QemuOracle.run(["timeout", "-s", "KILL", "60", program, "-k", sock] + arguments,
-                                             in: URL(fileURLWithPath: dir), check: false)
-                outcomes.append("status \(run.status)\n\(run.output)\(run.errorOutput)")
-            }
+            let outcomes = try programs.outcomes(["-k", sock] + arguments, socket: sock)
             #expect(outcomes[0] == outcomes[1], "qemu-nbd \(arguments.joined(separator: " "))")
             #expect(outcomes[0].hasPrefix("status 1\n"))
         }
