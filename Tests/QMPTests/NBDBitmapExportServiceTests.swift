@@ -2,7 +2,7 @@
 // replies for missing and enabled-on-read-only bitmaps, and what nbdinfo
 // sees of exports serving qemu:dirty-bitmap:NAME contexts (a disabled one
 // read-only, an enabled one writable, dirtied by a write through it); a
-// bitmap one export serves is busy for another.
+// bitmap one export serves is busy for another and for the bitmap commands.
 import Foundation
 import Testing
 import QemuJSON
@@ -16,6 +16,7 @@ import TestSupport
             let image = scratch.file("bm.qcow2")
             try scratch.run("qemu-img", "create", "-q", "-f", "qcow2", image, "8M")
             try scratch.run("qemu-img", "bitmap", "--add", image, "b1")
+            try scratch.run("qemu-img", "bitmap", "--add", image, "b0")
             try scratch.run("qemu-img", "bitmap", "--add", "-g", "128k", "--disable", image, "bdis")
             try scratch.run("qemu-io", "-c", "write -P 1 100k 10k", "-c", "write -P 2 2M 300k", image)
             let socket = scratch.file("nbd.sock")
@@ -32,6 +33,10 @@ import TestSupport
                 #"{"execute":"block-export-add","arguments":{"type":"nbd","id":"e0","node-name":"n0","name":"ro","bitmaps":["bdis"]}}"#,
                 #"{"execute":"block-export-add","arguments":{"type":"nbd","id":"e1","node-name":"n0","name":"rw","writable":true,"bitmaps":["b1","bdis"]}}"#,
                 #"{"execute":"block-export-add","arguments":{"type":"nbd","id":"e1","node-name":"n0","name":"rw","writable":true,"bitmaps":["b1"]}}"#,
+                #"{"execute":"block-dirty-bitmap-remove","arguments":{"node":"n0","name":"b1"}}"#,
+                #"{"execute":"block-dirty-bitmap-clear","arguments":{"node":"n0","name":"bdis"}}"#,
+                #"{"execute":"block-dirty-bitmap-enable","arguments":{"node":"n0","name":"bdis"}}"#,
+                #"{"execute":"block-dirty-bitmap-merge","arguments":{"node":"n0","target":"b0","bitmaps":["b1"]}}"#,
             ] {
                 var events: [JSONValue] = []
                 log.append("\(try client.execute(command, events: &events))")

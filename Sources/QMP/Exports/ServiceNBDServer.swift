@@ -36,9 +36,9 @@ final class ServiceNBDServer {
 
     func export(id: String) -> Export? { exports.first { $0.id == id } }
 
-    /// Whether an export serves this bitmap already.
-    func isBusy(_ bitmap: NBDExportBitmap) -> Bool {
-        exports.contains { $0.bitmaps.contains { $0.owner == bitmap.owner && $0.name == bitmap.name } }
+    /// Whether an export serves bitmap `name` of the image `owner`.
+    func isBusy(owner: ObjectIdentifier, name: String) -> Bool {
+        exports.contains { $0.bitmaps.contains { $0.owner == owner && $0.name == name } }
     }
 
     func add(_ export: Export) { exports.append(export) }
@@ -179,9 +179,9 @@ extension QMPService {
             graph.release(use)
             throw QMPError.generic((error as? NBDServerError)?.description ?? Qcow2Error.reason(of: error))
         }
-        if let busy = bitmaps.first(where: served.isBusy) {
+        if let busy = bitmaps.first(where: { served.isBusy(owner: $0.owner, name: $0.name) }) {
             graph.release(use)
-            throw QMPError.generic("Bitmap '\(busy.name)' is currently in use by another operation and cannot be used")
+            throw QMPError.generic(Self.busyBitmap(busy.name))
         }
         let backend = NodeExportBackend(use: use, writable: options.writable, writeThrough: options.writethrough)
         // QEMU 7.2 advertises multi-conn on every export of a server that
@@ -196,6 +196,19 @@ extension QMPService {
             throw QMPError.generic(error.description)
         }
         served.add(.init(id: options.id, name: name, use: use, bitmaps: bitmaps))
+    }
+
+    /// bdrv_dirty_bitmap_check's busy test, for the block-dirty-bitmap-*
+    /// commands: a bitmap an export serves is left alone.
+    func refuseExportedBitmap(node: String, name: String) throws {
+        guard let served = nbdServer, let found = try? graph.lookup(device: node) else { return }
+        if served.isBusy(owner: ObjectIdentifier(found.bitmapLookupImage), name: name) {
+            throw QMPError.generic(Self.busyBitmap(name))
+        }
+    }
+
+    static func busyBitmap(_ name: String) -> String {
+        "Bitmap '\(name)' is currently in use by another operation and cannot be used"
     }
 
     /// block-export-del: `safe` refuses while clients are connected, `hard`
