@@ -35,6 +35,10 @@ struct ImageOptsInteropTests {
             ["info", "--image-opts", top + ",cache-clean-interval=x"], ["info", "--image-opts", Self.qcow2 + "missing.qcow2"],
             ["info", "--image-opts", "-f", "qcow2", top], ["info", "--output=json", "--image-opts", top],
             ["info", "--backing-chain", "--image-opts", top],
+            // No driver: the probed format decides its own options; bare keys are deprecated.
+            ["info", "--image-opts", "file.filename=top.qcow2,l2-cache-size=1M"], ["info", "--image-opts", "file.filename=top.qcow2,foo=1"],
+            ["info", "--image-opts", "file.filename=top.qcow2,l2-cache-size=x"], ["info", "--image-opts", top + ",foo"],
+            ["info", "--image-opts", top + ",nolazy-refcounts"], ["info", "--image-opts", "filename=top.qcow2"],
             ["info", json], ["info", "-f", "raw", json],
             ["info", #"json:{"driver":"qcow2","file.filename":"top.qcow2","l2-cache-size":65536,"lazy-refcounts":true}"#],
             ["info", #"json:{"driver":"qcow2","file":{"filename":"top.qcow2"}"#], ["info", "json:[1]"],

@@ -7,6 +7,7 @@ import Glibc
 import Musl
 #endif
 import Qcow2
+import QMP
 
 enum IOControlCommands {
     static let all: [IOCommand] = [
@@ -83,14 +84,14 @@ enum IOControlCommands {
                     session.console.out("--image-opts and 'open -o' are mutually exclusive\n")
                     return .finish(false)
                 }
-                for warning in options.add(optionString: value) { session.warn(warning) }
+                options.optionStrings.append(value)
                 return .proceed
             },
             .set("U") { options.forceShare = true },
         ])
         guard case var .operands(operands) = parsed else { return parsed.result }
         if session.imageOptionsMode && operands.count == 1 {
-            for warning in options.add(optionString: operands[0]) { session.warn(warning) }
+            options.optionStrings.append(operands[0])
             operands = []
         }
         guard operands.count <= 1 else { return command.usage(session) }
@@ -120,7 +121,7 @@ enum IOControlCommands {
         ])
         guard case let .operands(operands) = parsed else { return parsed.result }
         guard operands.isEmpty else { return command.usage(session) }
-        for (key, value, _) in optionStrings.flatMap(IOOpenOptions.split(optionString:)) {
+        for (key, value) in optionStrings.flatMap({ QemuOpts($0).entries }) {
             let message: String?
             switch key {
             case "read-only":

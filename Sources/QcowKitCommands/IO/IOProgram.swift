@@ -3,6 +3,8 @@
 // -c commands run in order, or without -c commands lines are read from
 // standard input after a "qemu-io> " prompt until end of input or `quit`.
 // The exit status is 1 if any command failed, as with qemu-io.
+import QMP
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -124,7 +126,7 @@ enum IOProgram {
         }
         if let file = operands.first {
             if session.imageOptionsMode {
-                for warning in options.add(optionString: file) { session.warn(warning) }
+                options.optionStrings.append(file)
                 guard session.open(nil, options: options) else { return 1 }
             } else {
                 guard session.open(file, options: options) else { return 1 }
@@ -158,9 +160,8 @@ enum IOProgram {
     /// The event names (not glob patterns) a -T argument enables:
     /// "[enable=]PATTERN" among comma-separated options.
     static func traceEvents(_ argument: String) -> [String] {
-        IOOpenOptions.split(optionString: argument).compactMap { key, value, bare in
-            let pattern = bare ? key : (key == "enable" ? value : nil)
-            guard let pattern, !pattern.isEmpty, !pattern.contains(where: { "*?".contains($0) }) else { return nil }
+        QemuOpts(argument, impliedName: "enable").entries.compactMap { name, pattern in
+            guard name == "enable", !pattern.isEmpty, !pattern.contains(where: { "*?".contains($0) }) else { return nil }
             return pattern
         }
     }
