@@ -158,6 +158,10 @@ struct IOInteropRawTests {
         ["--image-opts", "-c", "length", "driver=raw,file.filename=disk.raw,noforce-share,discard=bogus"],
         ["--image-opts", "-c", "length", "driver=raw,file.filename=disk.raw,file.foo=1,foo=2"],
         ["--image-opts", "-c", "length", "driver=raw,file.filename=disk.raw,offset=x"],
+        // --object: the one registry qemu-img verbs use, objects made as the options are read.
+        ["--object", "foo,id=x", "-c", "length", "disk.raw"], ["-c", "length", "-f", "raw", "--object", "iothread,id=x", "disk.raw"],
+        ["--object", "secret,id=s,data=x", "-f", "raw", "-c", "length", "disk.raw"], ["--object", "secret,id=s", "disk.raw"],
+        ["--object", "help"], ["--object", "secret,help"], ["--object", "tls-creds-x509,id=t,dir=/nonexistent,endpoint=client", "disk.raw"],
     ])
     func commandLine(_ arguments: [String]) throws {
         let twins = try fixtures()

@@ -72,6 +72,6 @@ struct ObjectFailure: Error, CustomStringConvertible {
 /// --object for the verbs ArgumentParser parses: VerbGetopt has made and
 /// checked the objects before, so here the values are only taken.
 struct ObjectOptions: ParsableArguments {
-    @Option(name: .customLong("object"), help: "A QOM object (qom-type=secret,id=ID,data=...|file=PATH); other types are refused.")
+    @Option(name: .customLong("object"), help: "A QOM object: secret,id=ID,data=...|file=PATH, tls-creds-x509|tls-creds-psk,id=ID,dir=DIR,...; other types are refused.")
     var objects: [String] = []
 }

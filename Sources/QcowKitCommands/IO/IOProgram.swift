@@ -39,7 +39,7 @@ enum IOProgram {
         Usage: qcowkit io [OPTIONS]... [-c STRING]... [file]
         QcowKit disk exerciser: qemu-io's commands on qcow2 and raw images
 
-          --object OBJECTDEF   accepted for compatibility and ignored
+          --object OBJECTDEF   define an object (secret, tls-creds-x509, ...)
           --image-opts         treat file as option string
           -c, --cmd STRING     execute command with its arguments
                                from the given string
@@ -70,6 +70,7 @@ enum IOProgram {
         defer { console.flush() }
         var commands: [String] = []
         var options = IOOpenOptions()
+        let objects = QemuObjects()
         var getopt = IOGetopt([IOSession.program] + arguments, shortOptions: "hVc:d:f:rsnCmki:t:T:U",
                               longOptions: longOptions)
         func fail(_ message: String) -> Int32 {
@@ -109,10 +110,17 @@ enum IOProgram {
                 case UInt8(ascii: "U"): options.forceShare = true
                 case UInt8(ascii: "C"): options.copyOnRead = true
                 case imageOptsOption: session.imageOptionsMode = true
+                case objectOption:
+                    // Made at once, as qemu-io makes them, by qemu-img's reader.
+                    do {
+                        if try objects.add(value) == .helpShown { return 0 }
+                    } catch {
+                        return fail(error.description)
+                    }
                 case UInt8(ascii: "T"):
                     // QcowKit has no trace events: a named one does not exist.
                     for event in traceEvents(value) { session.warn("trace event '\(event)' does not exist") }
-                default: break   // -m, -k, --object: nothing QcowKit does differs
+                default: break   // -m, -k: nothing QcowKit does differs
                 }
             }
         }
