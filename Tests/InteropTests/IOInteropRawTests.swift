@@ -120,6 +120,7 @@ struct IOInteropRawTests {
              "open nonexist", "open -f raw x", "open", "open a b", "open -o driver=qcow2",
              "open -o driver=raw,file.filename=disk.raw", "info"],
             ["reopen -r", "write 0 1", "reopen -w", "write 0 1", "reopen -c none", "write -z 0 1"],
+            ["reopen -o foo", "reopen -o noread-only", "reopen -o cache.no-flush", "reopen -o foo -r -w", "write 0 1"],
             ["close", "open -o foo=bar disk.raw", "open -o read-only=x disk.raw", "open -o driver=raw,file.driver=foo disk.raw",
              "open -o driver=raw,cache.direct=x disk.raw", "open -r -t none -d ignore -i threads -k -C -U disk.raw", "info"],
             ["close", "open -o filename=x disk.raw", "open -o driver=raw,file.locking=x disk.raw",
