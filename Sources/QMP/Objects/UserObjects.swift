@@ -75,8 +75,11 @@ public final class UserObjects: @unchecked Sendable {
     /// TLS credentials by id for the given endpoint, in the words of
     /// nbd_get_tls_creds / nbd-server-start.
     public func tlsCredentials(id: String, endpoint: TLSEndpoint) throws -> TLSCredentials {
-        guard let credentials = objects.first(where: { $0.id == id })?.credentials ?? nil else {
+        guard let object = objects.first(where: { $0.id == id }) else {
             throw QMPError.generic("No TLS credentials with id '\(id)'")
+        }
+        guard let credentials = object.credentials else {
+            throw QMPError.generic("Object with id '\(id)' is not TLS credentials")
         }
         do { try credentials.check(endpoint: endpoint) } catch let error as TLSError {
             throw QMPError.generic(error.message)
