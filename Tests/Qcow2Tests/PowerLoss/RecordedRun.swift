@@ -80,6 +80,17 @@ final class RecordedRun {
         try after("resize \(size)")
     }
 
+    func amend(_ request: Qcow2AmendRequest, label: String) throws {
+        try image.amend(request) { _, _ in }
+        try after("amend \(label)")
+    }
+
+    /// A dirty bitmap command (add, clear, merge, remove) on the image.
+    func bitmaps(_ label: String, _ command: (Qcow2Image) throws -> Void) throws {
+        try command(image)
+        try after("bitmap \(label)")
+    }
+
     /// Closes the image (caches written, dirty bit cleared) and returns the log.
     func close() throws -> [BlockFileOperation] {
         try image.close()
