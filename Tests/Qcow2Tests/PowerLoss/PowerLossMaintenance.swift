@@ -22,14 +22,19 @@ extension PowerLossWorkload {
         PowerLossWorkload(name: "amend refcount_bits 16 -> 64, data and a snapshot",
                           kind: .amend(Amendment(refcountBits: 64, snapshot: true)), qemuEvery: 8),
         PowerLossWorkload(name: "amend refcount_bits 16 -> 1, data", kind: .amend(Amendment(refcountBits: 1)), qemuEvery: 8),
-        PowerLossWorkload(name: "amend compat 1.1 -> 0.10, zero clusters over a backing and a snapshot",
-                          kind: .amend(Amendment(version: 2, zeroClusters: true, snapshot: true)), backing: true,
-                          qemuEvery: 8),
+        downgrade,
         PowerLossWorkload(name: "amend compat 0.10 -> 1.1, a snapshot",
                           kind: .amend(Amendment(version: 3, snapshot: true)), version: 2, qemuEvery: 8),
         PowerLossWorkload(name: "bitmaps: enabled bitmaps, add, clear, merge, remove, store on close", kind: .bitmaps,
                           qemuEvery: 8),
     ]
+
+    /// Found a version 2 header reaching the disk before a snapshot's L2
+    /// table rewritten without its zero flags (no sync between): fixed in
+    /// ZeroClusterExpansion.swift; pinned by PowerLossTests.downgradeRegression.
+    static let downgrade = PowerLossWorkload(
+        name: "amend compat 1.1 -> 0.10, zero clusters over a backing and a snapshot",
+        kind: .amend(Amendment(version: 2, zeroClusters: true, snapshot: true)), backing: true, qemuEvery: 8)
 
     var hasBitmaps: Bool {
         if case .bitmaps = kind { return true }
@@ -43,17 +48,22 @@ extension PowerLossWorkload {
             let image = try WriteFixture.openWritable(path)
             let stride = size / 24 / 512 * 512
             for i in 0..<16 { try WriteFixture.write(image, WriteFixture.pattern(UInt8(i), count: 1536), at: UInt64(i) * stride) }
+            if amendment.zeroClusters {
+                // Preallocated zero clusters (over data) and plain ones over
+                // the backing, before the snapshot: its L2 tables hold them.
+                for i in 0..<4 { try image.writeZeroes(at: UInt64(i) * stride + 512, length: 1024, mayUnmap: false) }
+                for i in 0..<4 { try image.writeZeroes(at: UInt64(i) * stride + stride / 1024 * 512, length: 2048, mayUnmap: false) }
+            }
             if amendment.snapshot {
                 _ = try image.createSnapshot(name: "prepared", date: (1, 0))
-                // Some shared clusters copied, some left shared.
+                // Some shared clusters copied, some left shared; the L2
+                // tables written to are copied, leaving the snapshot's own.
                 for i in 0..<4 { try WriteFixture.write(image, WriteFixture.pattern(UInt8(40 + i), count: 512), at: UInt64(i) * 2 * stride) }
             }
             if amendment.zeroClusters {
-                // Preallocated zero clusters (over data), plain ones over
-                // the backing, and unmapped ones.
-                for i in 0..<4 { try image.writeZeroes(at: UInt64(i) * stride + 512, length: 1024, mayUnmap: false) }
-                for i in 0..<4 { try image.writeZeroes(at: UInt64(i) * stride + stride / 1024 * 512, length: 2048, mayUnmap: false) }
+                // Unmapped zero clusters, and zero clusters only the active table has.
                 try image.writeZeroes(at: 5 * stride, length: 1536, mayUnmap: true)
+                try image.writeZeroes(at: 7 * stride + 1024, length: 1024, mayUnmap: false)
             }
             try image.close()
         case .bitmaps:

@@ -75,6 +75,15 @@ struct PowerLossTests {
         }
     }
 
+    /// Every single-operation state of the downgrade (the snapshot's L2
+    /// table and the version 2 header pending together among them).
+    @Test func downgradeRegression() throws {
+        let counts = try replayAndCheck(.downgrade, seed: 1, budget: CrashReplayer.Budget(singles: .max, subsets: 4),
+                                        qemuEvery: 16)
+        #expect(counts.states > 60)
+        for failure in counts.failures { Issue.record("\(failure)") }
+    }
+
     /// Every state of a small run (every 4th checked by qemu-img too).
     @Test func lazyAllocationRegression() throws {
         let counts = try replayAndCheck(.lazyAllocationRegression, seed: 1,
