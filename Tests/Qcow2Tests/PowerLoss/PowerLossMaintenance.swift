@@ -1,5 +1,7 @@
 // The power-loss workloads of image maintenance: amend (refcount width,
-// compat downgrade with zero clusters, upgrade) and persistent dirty bitmaps.
+// compat downgrade with zero clusters, upgrade), persistent dirty bitmaps,
+// and a safe rebase (whose guest view must not change, whichever backing
+// the header names).
 // The image is prepared unrecorded (data, zero clusters, snapshots, stored
 // bitmaps), then the maintenance and a few requests after it are recorded.
 // What "consistent" means for each, beyond the common checks, is in
@@ -25,6 +27,8 @@ extension PowerLossWorkload {
         downgrade,
         PowerLossWorkload(name: "amend compat 0.10 -> 1.1, a snapshot",
                           kind: .amend(Amendment(version: 3, snapshot: true)), version: 2, qemuEvery: 8),
+        PowerLossWorkload(name: "rebase (safe) onto another backing, 512 B clusters", kind: .rebase, backing: true,
+                          qemuEvery: 8),
         PowerLossWorkload(name: "bitmaps: enabled bitmaps, add, clear, merge, remove, store on close", kind: .bitmaps,
                           qemuEvery: 8),
     ]
@@ -75,9 +79,32 @@ extension PowerLossWorkload {
             try image.addDirtyBitmap("c", granularity: 1024, persistent: true, disabled: true, node: "image")
             for i in 0..<3 { try WriteFixture.write(image, WriteFixture.pattern(UInt8(i), count: 1024), at: UInt64(i) * 90112 + 45056) }
             try image.close()
+        case .rebase:
+            // The new backing: as the old one for 512 KiB, then 128 KiB
+            // that differ, then its end (the old backing's tail becomes
+            // zero writes); the image allocates some clusters itself.
+            let old = WriteFixture.pattern(0xb0, count: Int(size))
+            try Data(old.prefix(512 << 10) + WriteFixture.pattern(0xc0, count: 128 << 10))
+                .write(to: URL(fileURLWithPath: Self.newBacking(path)))
+            let image = try WriteFixture.openWritable(path)
+            for i in 0..<8 { try WriteFixture.write(image, WriteFixture.pattern(UInt8(i), count: 1024), at: UInt64(i) * 131072 + 4096) }
+            try image.close()
         default:
             break
         }
+    }
+
+    /// Where the rebase workload's new backing is, beside the image.
+    static func newBacking(_ image: String) -> String {
+        URL(fileURLWithPath: image).deletingLastPathComponent().appendingPathComponent("new-backing.raw").path
+    }
+
+    func rebase(_ run: RecordedRun, rng: inout SeededRandom) throws {
+        try scatter(run, 3, seed: 1, rng: &rng)
+        try run.flush()
+        try run.rebase(onto: Self.newBacking(run.path))
+        try scatter(run, 3, seed: 30, rng: &rng)
+        try run.flush()
     }
 
     func amend(_ run: RecordedRun, _ amendment: Amendment, rng: inout SeededRandom) throws {

@@ -29,6 +29,10 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         /// clear, merge, remove, and the store on close
         /// (PowerLossMaintenance.swift).
         case bitmaps
+        /// A safe rebase onto another backing (qemu-img rebase without -u):
+        /// the copy, then the header naming the new backing
+        /// (PowerLossMaintenance.swift).
+        case rebase
     }
 
     enum Request: Sendable {
@@ -135,6 +139,8 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
             try amend(run, amendment, rng: &rng)
         case .bitmaps:
             try bitmaps(run, rng: &rng)
+        case .rebase:
+            try rebase(run, rng: &rng)
         case let .requests(requests):
             for (i, request) in requests.enumerated() {
                 switch request {
