@@ -48,7 +48,7 @@ enum CrashStateCheck {
                                 expectation: StateExpectation?, counts: inout Counts) -> String? {
         do {
             try Data(state.file).write(to: URL(fileURLWithPath: path))
-            if let expectation, let failure = try expectation.failure(path: path, state: state.file, counts: &counts) {
+            if let expectation, let failure = try expectation.failure(path: path, state: state.file, qemu: qemu, counts: &counts) {
                 return failure
             }
             let header = try Qcow2Header.decode(Array(state.file.prefix(4096)))

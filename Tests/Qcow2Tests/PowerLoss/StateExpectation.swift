@@ -12,7 +12,10 @@
 //    enabled, every guest sector that reads differently from that point is
 //    dirty in it: never silently wrong. A state whose bitmaps are all ignored (the
 //    autoclear bit clear around an in-place directory update) is allowed.
+//    On the qemu-img sample, `qemu-img info` must list the same bitmaps
+//    with the same in-use flags and granularities.
 import Foundation
+import TestSupport
 @testable import Qcow2
 
 struct StateExpectation {
@@ -57,7 +60,7 @@ struct StateExpectation {
         [bitmap.granularity] + bitmap.dirtyRanges().flatMap { [$0.offset, $0.length] }
     }
 
-    func failure(path: String, state: [UInt8], counts: inout CrashStateCheck.Counts) throws -> String? {
+    func failure(path: String, state: [UInt8], qemu: Bool, counts: inout CrashStateCheck.Counts) throws -> String? {
         let header = try Qcow2Header.decode(Array(state.prefix(4096)))
         if !versions.isEmpty {
             guard versions.contains(header.version), refcountOrders.contains(header.refcountOrder) else {
@@ -65,14 +68,19 @@ struct StateExpectation {
             }
             if header.version == 2, let entry = zeroFlaggedEntry(state, header) { return "amend: version 2 with zero flag L2 entry \(entry)" }
         }
-        if !restPoints.isEmpty { return try bitmapFailure(path: path, counts: &counts) }
+        if !restPoints.isEmpty { return try bitmapFailure(path: path, qemu: qemu, counts: &counts) }
         return nil
     }
 
-    private func bitmapFailure(path: String, counts: inout CrashStateCheck.Counts) throws -> String? {
+    private func bitmapFailure(path: String, qemu: Bool, counts: inout CrashStateCheck.Counts) throws -> String? {
         let image = try Qcow2Image.open(path: path, locking: .off)
         defer { try? image.close() }
         let bitmaps = try image.dirtyBitmaps()
+        if qemu {
+            let ours = bitmaps.map { "\($0.name) \($0.granularity)\($0.isInconsistent ? " in-use" : "")" }.sorted()
+            let theirs = try Self.qemuBitmaps(path)
+            guard ours == theirs else { return "qemu-img info lists bitmaps \(theirs), we read \(ours)" }
+        }
         if bitmaps.isEmpty { counts.bitmapsIgnored += 1 }
         var view: GuestView?
         for bitmap in bitmaps {
@@ -103,6 +111,22 @@ struct StateExpectation {
             counts.bitmapsConsistent += 1
         }
         return nil
+    }
+
+    /// The bitmaps `qemu-img info` lists: "name granularity[ in-use]".
+    private static func qemuBitmaps(_ path: String) throws -> [String] {
+        let info = try run(try TestTools.qemuImg(), ["info", "--output=json", "-f", "qcow2", path])
+        guard info.status == 0,
+              let json = try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any] else {
+            throw BitmapError("qemu-img info exit \(info.status): \(info.stderr)")
+        }
+        let data = (json["format-specific"] as? [String: Any])?["data"] as? [String: Any]
+        let list = data?["bitmaps"] as? [[String: Any]] ?? []
+        return list.map { bitmap in
+            let flags = bitmap["flags"] as? [String] ?? []
+            return "\(bitmap["name"] as? String ?? "?") \(bitmap["granularity"] as? Int ?? 0)"
+                + (flags.contains("in-use") ? " in-use" : "")
+        }.sorted()
     }
 
     /// The first L2 entry (active or a snapshot's) with the zero flag, as
