@@ -114,7 +114,13 @@ public final class Qcow2Image: Sendable {
                     image: self, tables: core.tables, header: layout.header, extensions: layout.extensions,
                     backingFileName: layout.backingFileName, refcountCacheCapacity: cacheCapacities?.refcountBlocks)
                 core.writer = writer
-                try writer.prepareForWriting(warnsOfStaleBitmaps: warnsOfStaleBitmaps)
+                do {
+                    try writer.prepareForWriting(warnsOfStaleBitmaps: warnsOfStaleBitmaps)
+                } catch {
+                    // A failed open writes nothing back (deinit finds no writer).
+                    core.writer = nil
+                    throw error
+                }
             }
         }
     }

@@ -92,4 +92,24 @@ struct FuzzRegressionsCheck {
         #expect(overlap.overlap(offset: count << 9, size: 1) == .refcountBlock)
         #expect(overlap.overlap(offset: (count + 1) << 9, size: 1) == nil)
     }
+
+    /// write: an image whose bitmap directory is broken fails to open for
+    /// writing after its writer was attached; the image's deinit then closed
+    /// that writer, which reached the image through a checked `unowned`
+    /// reference and trapped. A failed open now writes nothing back and
+    /// fails as qemu-io's does. The input is the fuzz corpus's own file.
+    @Test("write: a writable open that fails on the bitmap directory leaves the file untouched")
+    func failedWritableOpenWritesNothing() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Fuzz/Corpus/write/crash-failed-writable-open-closes-writer")
+        let input = try Data(contentsOf: corpus).dropFirst(2)  // the workload's seed
+        let scratch = try HostileScratch()
+        let path = try scratch.write("image.qcow2", [UInt8](input))
+        #expect {
+            _ = try Qcow2Image.open(path: path, writable: true)
+        } throws: { error in
+            "\(error)" == "Broken bitmap directory"
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == input)
+    }
 }

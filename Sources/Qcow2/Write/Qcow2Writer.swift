@@ -46,7 +46,11 @@ import Musl
 #endif
 
 final class Qcow2Writer {
-    unowned let image: Qcow2Image
+    /// The image owns its writer (through its metadata lock) and the writer
+    /// never outlives it. Unchecked because the image's deinit closes the
+    /// writer (an image dropped without close()), and a checked `unowned`
+    /// traps on any use of an object being deinitialized.
+    unowned(unsafe) let image: Qcow2Image
     let file: BlockFile
     /// The active L1 table and the L2 cache (the same as `MetadataCore.tables`).
     let map: ClusterTables
