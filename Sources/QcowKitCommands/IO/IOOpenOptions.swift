@@ -4,6 +4,8 @@
 // that make sense for QcowKit's drivers are taken; others are refused by
 // name rather than silently ignored.
 
+import Qcow2
+
 struct IOOpenOptions {
     /// The driver named with -f or driver=; probed when nil.
     var format: String?
@@ -16,6 +18,8 @@ struct IOOpenOptions {
     var writethrough = true
     /// cache=unsafe: flushes do nothing.
     var ignoreFlushes = false
+    /// cache=none/directsync (cache.direct=on): files opened O_DIRECT.
+    var direct = false
     /// discard=unmap is qemu-io's default; discard=ignore drops discards.
     var unmap = true
     /// The file name given as an image option (file.filename=...).
@@ -24,13 +28,18 @@ struct IOOpenOptions {
     /// Applies a cache mode name (qemu's -t / cache=); false if unknown.
     mutating func setCacheMode(_ mode: String) -> Bool {
         switch mode {
-        case "none", "off", "writeback": writethrough = false; ignoreFlushes = false
-        case "directsync", "writethrough": writethrough = true; ignoreFlushes = false
-        case "unsafe": writethrough = false; ignoreFlushes = true
+        case "none", "off": writethrough = false; ignoreFlushes = false; direct = true
+        case "writeback": writethrough = false; ignoreFlushes = false; direct = false
+        case "directsync": writethrough = true; ignoreFlushes = false; direct = true
+        case "writethrough": writethrough = true; ignoreFlushes = false; direct = false
+        case "unsafe": writethrough = false; ignoreFlushes = true; direct = false
         default: return false
         }
         return true
     }
+
+    /// How the image's files are opened: locks, and O_DIRECT.
+    var locking: ImageLocking { ImageLocking(forceShare: forceShare, direct: direct) }
 
     /// Applies a discard mode name (qemu's -d / discard=); false if unknown.
     mutating func setDiscardMode(_ mode: String) -> Bool {
@@ -80,6 +89,7 @@ struct IOOpenOptions {
                 case "read-only": if flag && !readOnly { return ("Block node is read-only", nil) }
                 case "force-share": forceShare = flag
                 case "cache.no-flush": ignoreFlushes = flag
+                case "cache.direct": direct = flag
                 default: break
                 }
             case "discard":

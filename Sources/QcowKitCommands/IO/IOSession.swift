@@ -98,7 +98,7 @@ final class IOSession {
         let image: BlockImage
         do {
             image = try ImageOpener.open(path: path, format: format, writable: !options.readOnly,
-                                         locking: options.forceShare ? .forceShared : .standard)
+                                         locking: options.locking)
         } catch {
             return fail("\(error)")
         }
@@ -122,7 +122,7 @@ final class IOSession {
     /// does (bdrv_reopen_prepare).
     func reopen(with options: IOOpenOptions) -> String? {
         guard let old = device else { return nil }
-        guard options.readOnly != old.readOnly else {
+        guard options.readOnly != old.readOnly || options.direct != old.options.direct else {
             old.options = options
             return nil
         }
@@ -136,7 +136,7 @@ final class IOSession {
         do {
             image = try ImageOpener.reopen(old.image, writable: !options.readOnly,
                                            user: options.readOnly ? VerbAccess.read : VerbAccess.write,
-                                           locking: old.options.forceShare ? .forceShared : .standard)
+                                           locking: ImageLocking(forceShare: old.options.forceShare, direct: options.direct))
         } catch {
             return "\(error)"
         }
