@@ -22,12 +22,9 @@ struct DirectIOInteropTests {
         ]
         var differences: [String] = []
         for (index, item) in cases.enumerated() {
-            let (theirs, mine) = ("theirs\(index).\(item.ext)", "mine\(index).\(item.ext)")
-            let expected = try run.theirs(["convert"] + item.options + [item.source, theirs])
-            var actual = try run.mine(["convert"] + item.options + [item.source, mine])
-            actual.stderr = actual.stderr.replacingOccurrences(of: mine, with: theirs)
-            if expected != actual { differences.append("\(item): \(expected) vs \(actual)") }
-            if !run.sameBytes(theirs, mine) { differences.append("\(item): the outputs differ") }
+            differences += try Self.compare(run, tool: "qemu-img", label: "\(item)", files: "convert\(index).\(item.ext)") {
+                ["convert"] + item.options + [item.source, $0]
+            }
         }
         #expect(differences.isEmpty, "\(differences.joined(separator: "\n"))")
     }
@@ -42,18 +39,8 @@ struct DirectIOInteropTests {
         var differences: [String] = []
         for (index, (image, flag)) in [("flat.qcow2", ["-t", "none"]), ("odd.raw", ["-n"]), ("odd.qcow2", ["-t", "directsync"])].enumerated() {
             let ext = image.hasSuffix(".raw") ? "raw" : "qcow2"
-            let (theirs, mine) = ("io\(index)-theirs.\(ext)", "io\(index)-mine.\(ext)")
-            try FileManager.default.copyItem(atPath: run.file(image), toPath: run.file(theirs))
-            try FileManager.default.copyItem(atPath: run.file(image), toPath: run.file(mine))
-            let arguments = flag + ["-f", ext] + commands.flatMap { ["-c", $0] }
-            var expected = try run.theirs(arguments + [theirs], tool: "qemu-io")
-            var actual = try run.mine(arguments + [mine], tool: "qemu-io")
-            // The rate lines ("1000 bytes, 1 ops; 00.00 sec (...)") hold times.
-            expected.stdout = Self.withoutRates(expected.stdout)
-            actual.stdout = Self.withoutRates(actual.stdout)
-            actual.stderr = actual.stderr.replacingOccurrences(of: mine, with: theirs)
-            if expected != actual { differences.append("\(image) \(flag): \(expected) vs \(actual)") }
-            if !run.sameBytes(theirs, mine) { differences.append("\(image) \(flag): the images differ") }
+            differences += try Self.compare(run, tool: "qemu-io", label: "\(image) \(flag)", files: "io\(index).\(ext)",
+                                            copying: image) { flag + ["-f", ext] + commands.flatMap { ["-c", $0] } + [$0] }
         }
         #expect(differences.isEmpty, "\(differences.joined(separator: "\n"))")
     }
@@ -74,6 +61,28 @@ struct DirectIOInteropTests {
                                               tool: "qemu-io"))
         let found = differences.compactMap { $0 }
         #expect(found.isEmpty, "\(found.joined(separator: "\n"))")
+    }
+
+    /// Runs QEMU's `tool` and qcowkit's with `arguments(file)`, each on its
+    /// own file (a copy of `copying`, or made by the run); the differences
+    /// in outcome (qemu-io's rate lines aside: they hold times) or in the
+    /// resulting file.
+    private static func compare(_ run: QemuImgDifferential, tool: String, label: String, files name: String,
+                                copying source: String? = nil, _ arguments: (String) -> [String]) throws -> [String] {
+        let (theirs, mine) = ("theirs-\(name)", "mine-\(name)")
+        if let source {
+            try FileManager.default.copyItem(atPath: run.file(source), toPath: run.file(theirs))
+            try FileManager.default.copyItem(atPath: run.file(source), toPath: run.file(mine))
+        }
+        var expected = try run.theirs(arguments(theirs), tool: tool)
+        var actual = try run.mine(arguments(mine), tool: tool)
+        expected.stdout = withoutRates(expected.stdout)
+        actual.stdout = withoutRates(actual.stdout)
+        actual.stderr = actual.stderr.replacingOccurrences(of: mine, with: theirs)
+        var differences: [String] = []
+        if expected != actual { differences.append("\(label): \(expected) vs \(actual)") }
+        if !run.sameBytes(theirs, mine) { differences.append("\(label): the resulting files differ") }
+        return differences
     }
 
     private static func withoutRates(_ text: String) -> String {
