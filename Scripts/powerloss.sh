@@ -7,6 +7,8 @@
 #   POWERLOSS_SINGLES=N POWERLOSS_SUBSETS=N POWERLOSS_TORN=N POWERLOSS_BOUNDARIES=N POWERLOSS_QEMU_EVERY=N Scripts/powerloss.sh
 #     (defaults here: every flush boundary, every single-operation state, 16 random subsets per
 #     boundary, 8 with a torn write, qemu-img on every 10th state)
+#   POWERLOSS_ONLY=TEXT Scripts/powerloss.sh   only the workloads whose name contains TEXT
+#     (e.g. "amend", "bitmaps": the maintenance workloads, PowerLossMaintenance.swift)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POWERLOSS_SEEDS=${1:-${POWERLOSS_SEEDS:-8}}

@@ -132,6 +132,9 @@ enum Bench {
             return QemuImgFront.report(ImageOpener.failureMessage(path: filename, error: error))
         }
         defer { try? image.close() }
+        if argument.format == nil {
+            do { try argument.checkProbed(image.format) } catch { return QemuImgFront.report("\(error)") }
+        }
         if format == nil, let raw = image as? RawImage {
             raw.isProbed = true
             if settings.write { Terminal.printError(ProbedRawWarning.text(path: filename)) }

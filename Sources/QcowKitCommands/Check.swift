@@ -91,6 +91,9 @@ enum CheckCommand {
         let user = writable ? VerbAccess.write : VerbAccess.read
         do {
             let chosen = try format ?? ImageFormat.probe(file)
+            if format == nil {
+                do { try argument.checkProbed(chosen) } catch { try? file.close(); throw error }
+            }
             try file.setAccess(user.forFile(of: chosen, writable: writable, forceShare: locking.forceShare))
             if chosen == .raw {
                 try? file.close()

@@ -93,7 +93,7 @@ struct Convert: ParsableCommand {
     var files: [String] = []
 
     func run() throws {
-        let snapshot = try self.snapshot.map(SnapshotParameter.init)
+        let snapshot = try self.snapshot.map { try SnapshotParameter($0) }
         var settings = ConvertSettings()
         try parseNumbers(into: &settings)
         for list in options where !CreationOptionSet.isValidList(list) {

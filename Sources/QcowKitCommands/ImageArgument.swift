@@ -7,6 +7,8 @@
 // the errors are QEMU's; what the options say that QcowKit can act on is the
 // file, the format, the backing file (none, or the header's), read-only and
 // the locking, and the chain opener (ReadCommands.openChain) acts on it.
+// qemu-io's --image-opts and `open -o` come in here too (its QemuOpts have no
+// implied key; its messages do not name the operand).
 import BlockGraph
 import Qcow2
 import QMP
@@ -23,8 +25,18 @@ struct ImageArgument {
     var readOnly = false
     var forceShare = false
     var fileLocking: FileLockingMode?
+    /// discard= and cache.no-flush=, which only qemu-io acts on.
+    var discard: String?
+    var noFlush: Bool?
+    /// cache.direct: O_DIRECT (nil: as the verb's cache mode says).
+    var cacheDirect: Bool?
     /// Warnings QEMU prints while reading the options.
     var warnings: [String] = []
+    /// Options a probed format decides (FlatBlockOptions.probedNode):
+    /// checked by `checkProbed` once the image is open.
+    var undecided: [(String, FlatBlockOptions.Value)] = []
+    /// What errors start with: qemu-img names the operand, qemu-io does not.
+    private var context: String
 
     /// A plain file name (or a json: one), with -f's format.
     init(_ text: String, format: String?) throws {
@@ -35,10 +47,10 @@ struct ImageArgument {
         self.text = text
         self.path = text
         self.format = format
+        context = "Could not open '\(text)': "
         if imageOpts {
             if format != nil { throw CommandFailure("--image-opts and --format are mutually exclusive") }
-            let opts = QemuOpts(text, impliedName: "file")
-            try read(opts.entries.map { ($0.name, $0.value) })
+            try read(Self.options([text], impliedName: "file", warn: Self.printWarning))
         } else if text.hasPrefix("json:") {
             var pairs: [(String, FlatBlockOptions.Value)]
             do { pairs = try FlatBlockOptions.parseJSONFilename(text) } catch { throw failure(error) }
@@ -47,28 +59,64 @@ struct ImageArgument {
         }
     }
 
-    private func failure(_ error: Error) -> CommandFailure {
-        CommandFailure("Could not open '\(text)': \(error)")
+    /// qemu-io's image: the option strings of --image-opts' operand and
+    /// `open -o` (QemuOpts without an implied key), beside them the file
+    /// name `open` was given, and -f's format. Messages are the bare reasons
+    /// (qemu-io prefixes "can't open").
+    init(ioOptions optionStrings: [String], filename: String?, format: String?, warn: (String) -> Void) throws {
+        text = filename ?? ""
+        path = text
+        self.format = format
+        context = ""
+        var pairs = Self.options(optionStrings, impliedName: nil, warn: warn)
+        if let filename {
+            // The name becomes the file child's, whose other options may come with it.
+            if pairs.contains(where: { $0.0 == "file" }) {
+                throw failure(QMPServiceError("Cannot reference an existing block device with additional options or a new filename"))
+            }
+            if pairs.contains(where: { $0.0 == "file.filename" }) {
+                throw failure(QMPServiceError("Can't specify 'file' and 'filename' options at the same time"))
+            }
+            pairs.append(("file.filename", filename))
+        }
+        if let format { pairs.append(("driver", format)) }
+        try read(pairs)
     }
 
-    private mutating func read(_ given: [(String, FlatBlockOptions.Value)]) throws {
-        var pairs = given
+    /// The pairs of QemuOpts option strings; their deprecation warnings go
+    /// out as they are parsed, before any error in what they say.
+    private static func options(_ strings: [String], impliedName: String?,
+                                warn: (String) -> Void) -> [(String, FlatBlockOptions.Value)] {
+        strings.flatMap { string in
+            let opts = QemuOpts(string, impliedName: impliedName)
+            opts.warnings.forEach(warn)
+            return opts.entries.map { ($0.name, $0.value) }
+        }
+    }
+
+    private static func printWarning(_ message: String) {
+        Terminal.printError(ProgramName.prefixed("warning: " + message))
+    }
+
+    private func failure(_ error: Error) -> CommandFailure {
+        CommandFailure(context + "\(error)")
+    }
+
+    private mutating func read(_ pairs: [(String, FlatBlockOptions.Value)]) throws {
         let hasFile = pairs.contains { $0.0 == "file" || $0.0.hasPrefix("file.") }
         let driver = pairs.last { $0.0 == "driver" }?.1 ?? nil
         if !hasFile {
-            // A filename and no driver: the protocol is found from the name.
-            guard driver == nil, let index = pairs.lastIndex(where: { $0.0 == "filename" }) else {
-                if driver == "file" { throw CommandFailure("Could not open '\(text)': the 'file' driver as an image's format is not supported by qcowkit") }
-                throw failure(QMPServiceError("A block device must be specified for \"file\""))
-            }
-            pairs[index].0 = "file.filename"
+            // A format node needs its file child (a bare `filename` is not one).
+            if driver == "file" { throw failure(QMPServiceError("the 'file' driver as an image's format is not supported by qcowkit")) }
+            throw failure(QMPServiceError(driver == nil ? "Must specify either driver or file"
+                                                        : "A block device must be specified for \"file\""))
         }
         let backing = pairs.last { $0.0 == "backing" }
         if let backing, backing.1 == "" {
             warnings.append("warning: Use of \"backing\": \"\" is deprecated; use \"backing\": null instead")
         }
         let options: BlockdevOptions
-        do { options = try FlatBlockOptions.node(pairs) } catch { throw failure(error) }
+        do { (options, undecided) = try FlatBlockOptions.probedNode(pairs) } catch { throw failure(error) }
         switch options.file {
         case let .node(name)?, let .filename(name)?:
             throw failure(QMPServiceError("Cannot find device='\(name)' nor node-name='\(name)'"))
@@ -82,6 +130,9 @@ struct ImageArgument {
             break
         }
         format = options.driver
+        discard = pairs.last { $0.0 == "discard" }?.1 ?? nil
+        noFlush = (pairs.last { $0.0 == "cache.no-flush" }?.1 ?? nil).map { ["on", "yes", "true", "y"].contains($0) }
+        cacheDirect = (pairs.last { $0.0 == "cache.direct" }?.1 ?? nil).map { ["on", "yes", "true", "y"].contains($0) }
         readOnly = options.readOnly ?? false
         forceShare = options.forceShare ?? false
         switch options.backing {
@@ -92,10 +143,15 @@ struct ImageArgument {
             backingNode = name
         case let .fromImage(nested):
             if nested != nil {
-                throw CommandFailure("Could not open '\(text)': backing.* options are not supported by qcowkit")
+                throw failure(QMPServiceError("backing.* options are not supported by qcowkit"))
             }
         }
         if let value = backing?.1, value == "null" { backingNode = "null"; opensBacking = true }
+    }
+
+    /// The undecided options checked against the format the open probed.
+    func checkProbed(_ format: ImageFormat) throws {
+        do { try FlatBlockOptions.checkProbed(undecided, driver: format.rawValue) } catch { throw failure(error) }
     }
 
     /// The locking a verb asked for, as these options change it.
@@ -103,6 +159,7 @@ struct ImageArgument {
         var locking = requested
         if forceShare { locking.forceShare = true }
         if let fileLocking { locking.mode = fileLocking }
+        if let cacheDirect { locking.direct = cacheDirect }
         return locking
     }
 

@@ -74,6 +74,9 @@ struct Info: ParsableCommand {
             }
             throw CommandFailure(message)
         }
+        if argument.format == nil, let probed = ImageFormat(rawValue: report.images[0].format) {
+            try argument.checkProbed(probed)
+        }
         let warnings = report.warnings.map { $0.message(program: ProgramName.current) }.joined()
         if json {
             let value: JSONValue = backingChain

@@ -96,6 +96,9 @@ enum ReadCommands {
             raw.isProbed = true
             Terminal.printError(ProbedRawWarning.text(path: argument.path))
         }
+        if format == nil {
+            do { try argument.checkProbed(image.format) } catch { try? image.close(); throw error }
+        }
         return image
     }
 }

@@ -12,8 +12,8 @@ enum SnapshotParameter: Equatable {
     case byIDOrName(String)
 
     /// Reads -l's argument; throws qemu-img's two messages for a bad
-    /// snapshot.* list.
-    init(_ text: String) throws {
+    /// snapshot.* list (qemu-nbd quotes the parameter `so').
+    init(_ text: String, opening quote: String = "'") throws {
         guard text.hasPrefix("snapshot.") else {
             self = .byIDOrName(text)
             return
@@ -21,7 +21,7 @@ enum SnapshotParameter: Equatable {
         let opts = QemuOpts(text)
         for (name, _) in opts.entries where name != "snapshot.id" && name != "snapshot.name" {
             throw CommandFailure("Invalid parameter '\(name)'\n"
-                                 + ProgramName.prefixed("Failed in parsing snapshot param '\(text)'"))
+                                 + ProgramName.prefixed("Failed in parsing snapshot param \(quote)\(text)'"))
         }
         for element in text.split(separator: ",") where !element.contains("=") {
             Terminal.printError(ProgramName.prefixed(

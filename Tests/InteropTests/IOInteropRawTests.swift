@@ -120,8 +120,11 @@ struct IOInteropRawTests {
              "open nonexist", "open -f raw x", "open", "open a b", "open -o driver=qcow2",
              "open -o driver=raw,file.filename=disk.raw", "info"],
             ["reopen -r", "write 0 1", "reopen -w", "write 0 1", "reopen -c none", "write -z 0 1"],
+            ["reopen -o foo", "reopen -o noread-only", "reopen -o cache.no-flush", "reopen -o foo -r -w", "write 0 1"],
             ["close", "open -o foo=bar disk.raw", "open -o read-only=x disk.raw", "open -o driver=raw,file.driver=foo disk.raw",
              "open -o driver=raw,cache.direct=x disk.raw", "open -r -t none -d ignore -i threads -k -C -U disk.raw", "info"],
+            ["close", "open -o filename=x disk.raw", "open -o driver=raw,file.locking=x disk.raw",
+             "open -o foo", "open -o nofoo disk.raw", "open -o file.aio=x disk.raw", "open -o file=x disk.raw", "length"],
         ] {
             try twins.syncCopies()
             let arguments = commands.flatMap { ["-c", $0] } + ["disk.raw"]
@@ -143,6 +146,23 @@ struct IOInteropRawTests {
         ["-c", "length", "nonexist"], ["--format=raw", "--cmd=length", "disk.raw"], ["-f", "bogus", "-c", "length", "disk.raw"],
         ["-f", "qcow2", "-c", "length", "disk.raw"], ["-T", "foo", "-c", "length", "disk.raw"],
         ["-k", "-m", "-C", "-n", "-c", "length", "disk.raw"],
+        // --image-opts through the verbs' block-options reader: qemu-io's QemuOpts has no implied key.
+        ["--image-opts", "-c", "length", "nofoo,driver=raw,file.filename=disk.raw"],
+        ["--image-opts", "-c", "length", "filename=disk.raw"], ["--image-opts", "-c", "length", "driver=raw,filename=disk.raw"],
+        ["--image-opts", "-c", "length", "file.filename=disk.raw,foo=bar"],
+        ["--image-opts", "-c", "length", "file.filename=nonexist,foo=bar"],
+        ["--image-opts", "-c", "length", "file.filename=disk.raw,read-only=x"],
+        ["--image-opts", "-c", "length", "driver=raw,file.filename=disk.raw,file.locking=x"],
+        ["--image-opts", "-c", "length", "driver=raw,file.filename=disk.raw,force-share=on"],
+        ["--image-opts", "-c", "length", "driver=raw,file.filename=disk.raw,read-only=on"],
+        ["--image-opts", "-r", "-c", "length", "driver=raw,file.filename=disk.raw,force-share=on,read-only=on"],
+        ["--image-opts", "-c", "length", "driver=raw,file.filename=disk.raw,noforce-share,discard=bogus"],
+        ["--image-opts", "-c", "length", "driver=raw,file.filename=disk.raw,file.foo=1,foo=2"],
+        ["--image-opts", "-c", "length", "driver=raw,file.filename=disk.raw,offset=x"],
+        // --object: the one registry qemu-img verbs use, objects made as the options are read.
+        ["--object", "foo,id=x", "-c", "length", "disk.raw"], ["-c", "length", "-f", "raw", "--object", "iothread,id=x", "disk.raw"],
+        ["--object", "secret,id=s,data=x", "-f", "raw", "-c", "length", "disk.raw"], ["--object", "secret,id=s", "disk.raw"],
+        ["--object", "help"], ["--object", "secret,help"], ["--object", "tls-creds-x509,id=t,dir=/nonexistent,endpoint=client", "disk.raw"],
     ])
     func commandLine(_ arguments: [String]) throws {
         let twins = try fixtures()

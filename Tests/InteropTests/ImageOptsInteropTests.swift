@@ -35,6 +35,10 @@ struct ImageOptsInteropTests {
             ["info", "--image-opts", top + ",cache-clean-interval=x"], ["info", "--image-opts", Self.qcow2 + "missing.qcow2"],
             ["info", "--image-opts", "-f", "qcow2", top], ["info", "--output=json", "--image-opts", top],
             ["info", "--backing-chain", "--image-opts", top],
+            // No driver: the probed format decides its own options; bare keys are deprecated.
+            ["info", "--image-opts", "file.filename=top.qcow2,l2-cache-size=1M"], ["info", "--image-opts", "file.filename=top.qcow2,foo=1"],
+            ["info", "--image-opts", "file.filename=top.qcow2,l2-cache-size=x"], ["info", "--image-opts", top + ",foo"],
+            ["info", "--image-opts", top + ",nolazy-refcounts"], ["info", "--image-opts", "filename=top.qcow2"],
             ["info", json], ["info", "-f", "raw", json],
             ["info", #"json:{"driver":"qcow2","file.filename":"top.qcow2","l2-cache-size":65536,"lazy-refcounts":true}"#],
             ["info", #"json:{"driver":"qcow2","file":{"filename":"top.qcow2"}"#], ["info", "json:[1]"],
@@ -103,6 +107,12 @@ struct ImageOptsInteropTests {
             cases.append(["info", "--object", object, "top.qcow2"])
         }
         cases.append(["info", "--object", "secret,id=s0,data=a", "--object", "secret,id=s0,data=b", "top.qcow2"])
+        // One registry with serve and qcowkit nbd: TLS credentials load (or fail) as in qemu-img, JSON form too.
+        for object in ["tls-creds-x509,id=t0,dir=/nonexistent,endpoint=server", "tls-creds-x509,id=t0,dir=/nonexistent,bogus=1",
+                       "tls-creds-psk,id=p0,dir=/nonexistent", "tls-creds-x509,id=t0,endpoint=x",
+                       #"{"qom-type":"secret","id":"s0","data":"x"}"#, #"{"qom-type":"secret","id":"s0"}"#] {
+            cases.append(["info", "--object", object, "top.qcow2"])
+        }
         let secret = "secret,id=s,data=x"
         cases += [["compare", "--object", "foo,id=x", "top.qcow2", "top.qcow2"], ["compare", "--object", secret, "top.qcow2", "top.qcow2"],
                   ["check", "--object", secret, "flat.qcow2"], ["map", "--object", secret, "top.qcow2"],

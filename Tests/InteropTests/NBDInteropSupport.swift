@@ -149,3 +149,28 @@ enum NBDClients {
         try QemuOracle.run(["nbdcopy"] + arguments)
     }
 }
+
+/// qemu-nbd 7.2 and qcowkit installed as qemu-nbd (the same program name in
+/// every message), run on the same command lines in one directory.
+struct QemuNBDCommandLines {
+    let directory: String
+
+    init(in directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: directory + "/bin/qemu-nbd",
+                                                   withDestinationPath: try TestTools.qcowkit())
+    }
+
+    /// Exit status and output of qemu-nbd, then of qcowkit, for `arguments`;
+    /// `socket` is removed before each run. A server that wrongly starts is
+    /// killed after 60 s, and its outcome differs.
+    func outcomes(_ arguments: [String], socket: String) throws -> [String] {
+        try ["qemu-nbd", directory + "/bin/qemu-nbd"].map { program in
+            try? FileManager.default.removeItem(atPath: socket)
+            let run = try QemuOracle.run(["timeout", "-s", "KILL", "60", program] + arguments,
+                                         in: URL(fileURLWithPath: directory), check: false)
+            return "status \(run.status)\n\(run.output)\(run.errorOutput)"
+        }
+    }
+}

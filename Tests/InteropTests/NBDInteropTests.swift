@@ -193,9 +193,7 @@ struct NBDCommandLineInteropTests {
         let scratch = try ScratchDirectory()
         let dir = scratch.path
         try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", dir + "/img.qcow2", "1M")
-        // qcowkit invoked as qemu-nbd is qemu-nbd: the same program name in every message.
-        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: dir + "/bin/qemu-nbd", withDestinationPath: try TestTools.qcowkit())
+        let programs = try QemuNBDCommandLines(in: dir)
         let sock = dir + "/s.sock"
         let cases: [[String]] = [
             [], ["--help"], ["a", "b"], ["-k", "rel.sock", "img.qcow2"], ["-e", "x", "img.qcow2"], ["-e", "-1", "img.qcow2"],
@@ -211,12 +209,7 @@ struct NBDCommandLineInteropTests {
             ["-d", dir + "/nbd-none"],
         ]
         for arguments in cases {
-            var outcomes: [String] = []
-            for program in ["qemu-nbd", dir + "/bin/qemu-nbd"] {
-                try? FileManager.default.removeItem(atPath: sock)
-                let run = try QemuOracle.run([program] + arguments, in: URL(fileURLWithPath: dir), check: false)
-                outcomes.append("status \(run.status)\n\(run.output)\(run.errorOutput)")
-            }
+            let outcomes = try programs.outcomes(arguments, socket: sock)
             #expect(outcomes[0] == outcomes[1], "qemu-nbd \(arguments.joined(separator: " "))")
         }
     }

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 @testable import NBD
+import Qcow2
 import TestSupport
 import Synchronization
 
@@ -165,11 +166,31 @@ struct NBDRequestPlanTests {
         #expect(set.count == 0)
         var list = MetaContextSelection()
         list.add(query: "qemu:", of: export, listing: true)
-        #expect(list.contexts.map(\.name) == ["qemu:allocation-depth"])
+        #expect(list.contexts(of: export).map(\.name) == ["qemu:allocation-depth"])
         list.add(query: "base:allocation", of: export, listing: true)
-        #expect(list.contexts.map(\.id) == [0, 1])
+        #expect(list.contexts(of: export).map(\.id) == [0, 1])
         let plain = NBDExport(name: "", backend: MemoryBackend(size: 512))
-        #expect(MetaContextSelection.all(of: plain).contexts.map(\.name) == ["base:allocation"])
+        #expect(MetaContextSelection.all(of: plain).contexts(of: plain).map(\.name) == ["base:allocation"])
+    }
+
+    @Test("qemu:dirty-bitmap: queries select the export's bitmaps by name, all of them only when listing")
+    func bitmapMetaContexts() {
+        let bitmaps = ["a", "b"].map { name in
+            NBDExportBitmap(name: name, owner: ObjectIdentifier(MemoryBackend.self)) {
+                DirtyBitmap(name: name, granularity: 65536, size: 512)
+            }
+        }
+        let export = NBDExport(name: "", backend: MemoryBackend(size: 512), bitmaps: bitmaps)
+        var set = MetaContextSelection()
+        for query in ["qemu:dirty-bitmap:", "qemu:", "qemu:dirty-bitmap:b", "qemu:dirty-bitmap:c"] {
+            set.add(query: query, of: export, listing: false)
+        }
+        #expect(set.contexts(of: export).map(\.name) == ["qemu:dirty-bitmap:b"])
+        #expect(set.contexts(of: export).map(\.id) == [3])
+        var list = MetaContextSelection()
+        list.add(query: "qemu:dirty-bitmap:", of: export, listing: true)
+        #expect(list.contexts(of: export).map(\.id) == [2, 3])
+        #expect(MetaContextSelection.all(of: export).count == 3)
     }
 }
 

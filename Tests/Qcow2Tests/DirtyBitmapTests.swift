@@ -18,6 +18,22 @@ import Testing
         #expect(bitmap.isEmpty)
     }
 
+    @Test("runs: dirty and clean stretches across pages, from unaligned offsets, capped, clean past the size")
+    func runs() {
+        var bitmap = DirtyBitmap(name: "b", granularity: 512, size: 512 * 100_000 + 100)
+        bitmap.setBits(10, through: 40_000)
+        bitmap.setBits(99_999, through: 100_000)
+        #expect(bitmap.run(at: 0, end: 1 << 40) == (5120, false))
+        #expect(bitmap.run(at: 5200, end: 1 << 40) == (40_001 * 512 - 5200, true))
+        #expect(bitmap.run(at: 5200, end: 6000) == (800, true))
+        #expect(bitmap.run(at: 5200, end: 1 << 40, maxDirty: 1000) == (1000, true))
+        #expect(bitmap.run(at: 40_001 * 512, end: 1 << 40) == ((99_999 - 40_001) * 512, false))
+        #expect(bitmap.run(at: 99_999 * 512, end: 1 << 40) == (612, true))
+        #expect(bitmap.run(at: 512 * 100_000 + 100, end: 1 << 20 + 512 * 100_000) == (1 << 20 - 100, false))
+        #expect(bitmap.firstBit(true, from: 40_001, before: 200_000) == 99_999)
+        #expect(bitmap.firstBit(false, from: 10, before: 30_000) == 30_000)
+    }
+
     @Test("serialized least significant bit first, in whole 64-bit words; pages far apart stay sparse")
     func serialization() {
         var bitmap = DirtyBitmap(name: "b", granularity: 512, size: 1 << 40)

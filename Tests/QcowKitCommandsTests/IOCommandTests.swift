@@ -219,4 +219,14 @@ struct IOCommandTests {
         #expect(run.status == 1)
         #expect(try scratch.bytes()[0] == 0xcd)
     }
+
+    @Test("block options go through the verbs' reader: raw's offset and size are refused, discard=ignore taken")
+    func blockOptions() throws {
+        let scratch = try Scratch()
+        _ = io(["-f", "raw", "-c", "write 0 64k", scratch.image])
+        let refused = io(["--image-opts", "-c", "length", "driver=raw,file.filename=\(scratch.image),size=512"])
+        #expect(refused.status == 1 && refused.error == "qcowkit: can't open: Option 'size' is not supported by qcowkit\n")
+        let opened = io(commands(["open -o driver=raw,discard=ignore \(scratch.image)", "discard 0 64k", "read -q -P 0xcd 0 64k"]))
+        #expect(opened.status == 0 && opened.error.isEmpty)
+    }
 }

@@ -85,6 +85,8 @@ import TestSupport
             #"{"qom-type":"tls-creds-psk","id":"p","dir":"\#(psk)","endpoint":"server","verify-peer":"on"}"#,
             "tls-creds-psk,id=p,dir=\(psk),endpoint=server,username=x",
             "tls-creds-x509,id=t,dir=\(dir),endpoint=server,sanity-check=off,priority=NORMAL",
+            // Secrets: checked as QEMU creates them, then unused.
+            "secret,id=s,data=x", "secret,id=s", "secret,id=s,file=/nonexistent", "secret,id=s,data=x,format=bad",
         ]
         func message(_ command: [String]) throws -> String {
             let run = try runTool(command, in: fixtures.root)
@@ -96,7 +98,31 @@ import TestSupport
             #expect(ours == expected, "\(object)")
         }
         // Object types qcowkit does not have are refused by name (QEMU would create them).
-        #expect(try message(["qcowkit", "nbd", "--object", "secret,id=s,data=x", "/nonexistent/image"])
-            == "exit 1: object type 'secret' is not supported by qcowkit")
+        #expect(try message(["qcowkit", "nbd", "--object", "tls-creds-anon,id=a", "/nonexistent/image"])
+            == "exit 1: object type 'tls-creds-anon' is not supported by qcowkit")
+    }
+
+    /// qemu-img verbs take --object through the same registry: credentials
+    /// load (or fail) as with qemu-img 7.2, whose later open error shows an
+    /// object was made.
+    @Test func objectOptionAsQemuImg() throws {
+        let fixtures = try TLSFixtures.get()
+        let objects = [
+            "tls-creds-x509,id=t,dir=\(fixtures.serverDir),endpoint=server",
+            "tls-creds-x509,id=t,dir=\(fixtures.clientDir),endpoint=client",
+            "tls-creds-x509,id=t,dir=\(fixtures.serverDir)/missing,endpoint=server",
+            "tls-creds-psk,id=p,dir=\(fixtures.pskDir),endpoint=server",
+            "tls-creds-x509,id=t,dir=\(fixtures.serverDir),endpoint=server,verify-peer=maybe",
+            #"{"qom-type":"secret","id":"s","data":"x"}"#, "iothread,id=i",
+        ]
+        func message(_ command: [String]) throws -> String {
+            let run = try runTool(command, in: fixtures.root)
+            return "exit \(run.status)" + run.stderr.split(separator: "\n").map { String($0.drop { $0 != ":" }) }.joined(separator: "\n")
+        }
+        for object in objects {
+            let expected = try message(["qemu-img", "info", "--object", object, "/nonexistent/image"])
+            let ours = try message(["qcowkit", "info", "--object", object, "/nonexistent/image"])
+            #expect(ours == expected, "\(object)")
+        }
     }
 }

@@ -124,3 +124,9 @@ extension BlockGraph {
 public enum DirtyBitmapChange: Sendable {
     case remove, clear, enable, disable
 }
+
+extension BlockNode {
+    /// The image an NBD export of this node looks its bitmaps up from (with
+    /// its backing chain below, as nbd_export_create walks it).
+    public var bitmapLookupImage: BlockImage { image }
+}

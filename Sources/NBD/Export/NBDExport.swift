@@ -14,14 +14,17 @@ public struct NBDExport: Sendable {
     /// Advertise NBD_FLAG_CAN_MULTI_CONN. QEMU 7.2 does for every export of
     /// a server whose max-connections is not 1 (qemu-nbd: -e other than 1).
     public var multiConnection: Bool
+    /// Served as qemu:dirty-bitmap:NAME contexts, in this order.
+    public var bitmaps: [NBDExportBitmap]
 
     public init(name: String, description: String? = nil, backend: any NBDExportBackend,
-                allocationDepth: Bool = false, multiConnection: Bool = false) {
+                allocationDepth: Bool = false, multiConnection: Bool = false, bitmaps: [NBDExportBitmap] = []) {
         self.name = name
         self.description = description
         self.backend = backend
         self.allocationDepth = allocationDepth
         self.multiConnection = multiConnection
+        self.bitmaps = bitmaps
     }
 
     /// The transmission flags QEMU's server gives the export; clients that

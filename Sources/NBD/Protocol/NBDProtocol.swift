@@ -107,12 +107,15 @@ public enum NBDProtocol {
     /// base:allocation extent flags.
     public static let stateHole: UInt32 = 1 << 0
     public static let stateZero: UInt32 = 1 << 1
+    /// qemu:dirty-bitmap extent flag.
+    public static let stateDirty: UInt32 = 1 << 0
 
     /// Meta-context names QEMU serves and the ids it gives them.
     public static let baseAllocation = "base:allocation"
     public static let allocationDepth = "qemu:allocation-depth"
     public static let baseAllocationID: UInt32 = 0
     public static let allocationDepthID: UInt32 = 1
-    /// Dirty bitmaps would take ids from here on (kept last, as QEMU does).
+    public static let dirtyBitmapPrefix = "qemu:dirty-bitmap:"
+    /// The export's dirty bitmaps take ids from here on, in its order.
     public static let dirtyBitmapFirstID: UInt32 = 2
 }

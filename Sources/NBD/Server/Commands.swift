@@ -119,7 +119,7 @@ extension Transmission {
         guard request.length > 0 else {
             return send(Self.errorReply(request, .invalid, "need non-zero length", structured: structuredReplies))
         }
-        let contexts = metaContexts.contexts
+        let contexts = metaContexts.contexts(of: exportForHandling)
         guard !contexts.isEmpty else {
             return send(Self.errorReply(request, .invalid, "CMD_BLOCK_STATUS not negotiated",
                                         structured: structuredReplies))
@@ -142,13 +142,19 @@ extension Transmission {
     private func extents(_ context: UInt32, _ offset: UInt64, _ length: UInt64,
                          one: Bool) throws -> [(length: UInt32, flags: UInt32)] {
         let backend = exportForHandling.backend
+        // A bitmap is read once for the whole request, as QEMU holds its lock.
+        let bitmap = context >= NBDProtocol.dirtyBitmapFirstID
+            ? exportForHandling.bitmaps[Int(context - NBDProtocol.dirtyBitmapFirstID)] : nil
+        let bits = try bitmap?.current()
         let limit = one ? 1 : NBDProtocol.maxBlockStatusExtents
         var list: [(length: UInt32, flags: UInt32)] = []
         var position = offset
         let end = offset + length
         while position < end {
             let run: UInt64, flags: UInt32
-            if context == NBDProtocol.baseAllocationID {
+            if let bitmap, let bits {
+                (run, flags) = bitmap.extent(of: bits, at: position, length: end - position)
+            } else if context == NBDProtocol.baseAllocationID {
                 let extent = try backend.allocation(at: position, length: end - position)
                 (run, flags) = (extent.length, extent.flags)
             } else {

@@ -268,7 +268,7 @@ final class Negotiation {
             try rejectLength()
             return
         }
-        for context in selection.contexts {
+        for context in selection.contexts(of: entry.export) {
             var payload = WireWriter(capacity: 4 + context.name.utf8.count)
             payload.append(listing ? 0 : context.id)
             payload.append(bytes: context.name.utf8)

@@ -23,6 +23,9 @@ public enum FlatBlockOptions {
         case bool, size, number, string
         /// QEMU's message for a value outside `values`.
         case choice([String], message: @Sendable (String, String) -> String)
+        /// An option whose effect QcowKit lacks: its value is checked as
+        /// QEMU checks it, then it is refused by name (never ignored).
+        indirect case refused(Kind)
     }
 
     private static func qapiEnum(_ values: [String]) -> Kind {
@@ -58,7 +61,7 @@ public enum FlatBlockOptions {
             for check in overlapChecks { options["overlap-check." + check] = .bool }
             return options
         }(),
-        "raw": ["offset": .size, "size": .size],
+        "raw": ["offset": .refused(.size), "size": .refused(.size)],
         "file": [
             "filename": .string, "aio": qapiEnum(["threads", "native", "io_uring"]), "aio-max-batch": .number,
             "locking": qapiEnum(FileLockingMode.allCases.map(\.rawValue)), "drop-cache": .bool,
@@ -105,6 +108,33 @@ public enum FlatBlockOptions {
     /// prefix taken off; `context` prefixes messages). The last value given
     /// for a key wins.
     public static func node(_ pairs: [(String, Value)], context: String = "", isProtocol: Bool = false) throws -> BlockdevOptions {
+        try node(pairs, context: context, isProtocol: isProtocol, probing: false).options
+    }
+
+    /// A format node whose driver is probed when its file opens (no
+    /// `driver` given, as qemu-img's and qemu-io's image operands): which of
+    /// its options are the format's is known only then, so the keys nobody
+    /// took come back `undecided`, for `checkProbed` once the format is known.
+    public static func probedNode(_ pairs: [(String, Value)]) throws -> (options: BlockdevOptions, undecided: [(String, Value)]) {
+        try node(pairs, context: "", isProtocol: false, probing: true)
+    }
+
+    /// The undecided options of a probed node, checked against the probed
+    /// format's table as bdrv_open checks them after probing.
+    public static func checkProbed(_ undecided: [(String, Value)], driver: String) throws {
+        let table = drivers[driver] ?? [:]
+        var remaining: [(String, Value)] = []
+        for (key, value) in undecided {
+            guard let kind = table[key] else { remaining.append((key, value)); continue }
+            if let text = value { try check(key, text, kind, context: "") }
+        }
+        if let key = QDictOrder.ordered(remaining).first?.0 {
+            throw QMPServiceError("Block format '\(driver)' does not support the option '\(key)'")
+        }
+    }
+
+    private static func node(_ pairs: [(String, Value)], context: String, isProtocol: Bool,
+                             probing: Bool) throws -> (options: BlockdevOptions, undecided: [(String, Value)]) {
         var keys: [String: Value] = [:]
         var order: [String] = []
         for (key, value) in pairs {
@@ -136,7 +166,7 @@ public enum FlatBlockOptions {
             guard fileKeys.isEmpty else { throw QMPServiceError(context + "Parameters 'file.*' used inconsistently") }
             options.file = .node(name)
         } else if !fileKeys.isEmpty {
-            var protocolOptions = try node(fileKeys, context: context, isProtocol: true)
+            var protocolOptions = try node(fileKeys, context: context, isProtocol: true, probing: false).options
             if protocolOptions.driver == nil { protocolOptions.driver = "file" }
             guard protocolOptions.driver == "file" else {
                 throw QMPServiceError(context + "Driver '\(protocolOptions.driver ?? "")' is not supported as a protocol")
@@ -174,14 +204,17 @@ public enum FlatBlockOptions {
             guard backingKeys.isEmpty else { throw QMPServiceError(context + "Parameters 'backing.*' used inconsistently") }
             options.backing = backing.map { $0.isEmpty || $0 == "null" ? .none : .node($0) } ?? .none
         } else if !backingKeys.isEmpty {
-            options.backing = .fromImage(try node(backingKeys, context: context + "Could not open backing file: "))
+            options.backing = .fromImage(try node(backingKeys, context: context + "Could not open backing file: ", isProtocol: false, probing: false).options)
+        }
+        if probing && driver == nil {
+            return (options, remaining.map { ($0.key, $0.value) })
         }
         if let key = QDictOrder.ordered(Array(remaining)).first?.0 {
             let node = isProtocol ? "Block protocol '\(driver ?? "file")' doesn't"
                 : options.driver.map { "Block format '\($0)' does not" } ?? "The block driver does not"
             throw QMPServiceError(context + "\(node) support the option '\(key)'")
         }
-        return options
+        return (options, [])
     }
 
     private static func bool(_ text: String) -> Bool { ["on", "yes", "true", "y"].contains(text) }
@@ -207,6 +240,9 @@ public enum FlatBlockOptions {
             }
         case let .choice(values, message):
             guard values.contains(text) else { throw QMPServiceError(context + message(key, text)) }
+        case let .refused(kind):
+            try check(key, text, kind, context: context)
+            throw QMPServiceError(context + "Option '\(key)' is not supported by qcowkit")
         }
     }
 

@@ -5,6 +5,9 @@
 // one name); the last value for a name wins when it is looked up.
 public struct QemuOpts: Equatable, Sendable {
     public private(set) var entries: [(name: String, value: String)] = []
+    /// QEMU's deprecation warnings for the bare "name" / "noname" forms, in
+    /// the order given (warn_report's text, without the program prefix).
+    public private(set) var warnings: [String] = []
 
     public static func == (a: QemuOpts, b: QemuOpts) -> Bool {
         a.entries.map { [$0.name, $0.value] } == b.entries.map { [$0.name, $0.value] }
@@ -36,6 +39,7 @@ public struct QemuOpts: Equatable, Sendable {
                     name = flag
                     value = "on"
                 }
+                warnings.append("short-form boolean option '\(flag)' deprecated\nPlease use \(name)=\(value) instead")
                 position += length
                 if position < text.count { position += 1 }
             }

@@ -30,6 +30,7 @@ enum BitmapCommands {
             let node = try input.string("node")
             let name = try input.string("name")
             try input.finish()
+            try context.service.refuseExportedBitmap(node: node, name: name)
             try context.service.graph.changeDirtyBitmap(node: node, name: name, change)
             return .object([])
         }
@@ -57,6 +58,8 @@ enum BitmapCommands {
             }
         }
         try input.finish()
+        for source in sources { try context.service.refuseExportedBitmap(node: source.node ?? node, name: source.name) }
+        try context.service.refuseExportedBitmap(node: node, name: target)
         try context.service.graph.mergeDirtyBitmaps(node: node, target: target, sources: sources)
         return .object([])
     }

@@ -7,6 +7,7 @@
 // the loop.
 import BlockGraph
 import NBD
+import Qcow2
 import QemuJSON
 import Synchronization
 import TLS
@@ -20,6 +21,8 @@ final class ServiceNBDServer {
         /// The NBD export name.
         var name: String
         var use: NodeExportUse
+        /// Busy while the export exists (QEMU's bdrv_dirty_bitmap_set_busy).
+        var bitmaps: [NBDExportBitmap] = []
         var shuttingDown = false
     }
 
@@ -32,6 +35,11 @@ final class ServiceNBDServer {
     }
 
     func export(id: String) -> Export? { exports.first { $0.id == id } }
+
+    /// Whether an export serves bitmap `name` of the image `owner`.
+    func isBusy(owner: ObjectIdentifier, name: String) -> Bool {
+        exports.contains { $0.bitmaps.contains { $0.owner == owner && $0.name == name } }
+    }
 
     func add(_ export: Export) { exports.append(export) }
 
@@ -161,8 +169,20 @@ extension QMPService {
         if served.server.exports.contains(where: { $0.name == name }) {
             throw QMPError.generic("NBD server already has export named '\(name)'")
         }
-        if let bitmap = options.bitmaps.first { throw QMPError.generic("Bitmap '\(bitmap)' is not found") }
         let use = try graph.useForExport(node, writable: options.writable)
+        let bitmaps: [NBDExportBitmap]
+        do {
+            bitmaps = try options.bitmaps.map {
+                try NBDExportBitmap.lookup($0, from: node.bitmapLookupImage, readOnlyExport: !options.writable)
+            }
+        } catch {
+            graph.release(use)
+            throw QMPError.generic((error as? NBDServerError)?.description ?? Qcow2Error.reason(of: error))
+        }
+        if let busy = bitmaps.first(where: { served.isBusy(owner: $0.owner, name: $0.name) }) {
+            graph.release(use)
+            throw QMPError.generic(Self.busyBitmap(busy.name))
+        }
         let backend = NodeExportBackend(use: use, writable: options.writable, writeThrough: options.writethrough)
         // QEMU 7.2 advertises multi-conn on every export of a server that
         // takes more than one client (compared with nbdinfo --json).
@@ -170,12 +190,25 @@ extension QMPService {
         do {
             try served.server.addExport(NBDExport(name: name, description: options.description, backend: backend,
                                                   allocationDepth: options.allocationDepth,
-                                                  multiConnection: multiConnection))
+                                                  multiConnection: multiConnection, bitmaps: bitmaps))
         } catch let error as NBDServerError {
             graph.release(use)
             throw QMPError.generic(error.description)
         }
-        served.add(.init(id: options.id, name: name, use: use))
+        served.add(.init(id: options.id, name: name, use: use, bitmaps: bitmaps))
+    }
+
+    /// bdrv_dirty_bitmap_check's busy test, for the block-dirty-bitmap-*
+    /// commands: a bitmap an export serves is left alone.
+    func refuseExportedBitmap(node: String, name: String) throws {
+        guard let served = nbdServer, let found = try? graph.lookup(device: node) else { return }
+        if served.isBusy(owner: ObjectIdentifier(found.bitmapLookupImage), name: name) {
+            throw QMPError.generic(Self.busyBitmap(name))
+        }
+    }
+
+    static func busyBitmap(_ name: String) -> String {
+        "Bitmap '\(name)' is currently in use by another operation and cannot be used"
     }
 
     /// block-export-del: `safe` refuses while clients are connected, `hard`

@@ -1,14 +1,17 @@
 // QAPI's ObjectOptions (qapi/qom.json) for the object types QcowKit has, read
 // from object-add's arguments or --object's keyval text: a union on
 // `qom-type` with `id`, then the type's members in the schema's order
-// (TlsCredsProperties, then the X.509 or PSK ones), so the first problem
-// reported is QEMU's.
+// (TlsCredsProperties, then the X.509 or PSK ones; SecretCommonProperties,
+// then SecretProperties), so the first problem reported is QEMU's.
 import QemuJSON
 import TLS
 
 public struct UserObjectOptions: Equatable, Sendable {
     public enum Kind: Equatable, Sendable {
         case tlsCredentials(TLSCredentialsOptions)
+        /// A `secret`: QcowKit has no encryption, so it is checked (and its
+        /// file read) as QEMU creates one, then unused.
+        case secret(data: String?, file: String?)
     }
 
     public var id: String
@@ -16,6 +19,14 @@ public struct UserObjectOptions: Equatable, Sendable {
 
     /// QEMU 7.2's `qom-type` values (qemu-img's --object checks them too).
     public static var qemuTypes: [String] { UserObjectOptionsInput.qemuTypes }
+
+    /// --object's argument: JSON if it starts with '{', else keyval with
+    /// `qom-type` implied. `creatable` narrows the types to those a program
+    /// can make (qemu-img's list): another schema type is then an "invalid
+    /// object type".
+    public static func parse(commandLine text: String, creatable: [String]? = nil) throws -> UserObjectOptions {
+        try UserObjectOptionsInput.parse(commandLine: text, creatable: creatable)
+    }
 }
 
 enum UserObjectOptionsInput {
@@ -32,13 +43,15 @@ enum UserObjectOptionsInput {
         "x-remote-object", "x-vfio-user-server",
     ]
 
-    static func decode(_ input: inout QAPIInput) throws -> UserObjectOptions {
-        guard let type = try input.optionalEnum("qom-type", qemuTypes) else { throw input.missing("qom-type") }
+    static func decode(_ input: inout QAPIInput, creatable: [String]? = nil) throws -> UserObjectOptions {
+        guard let type = try input.optionalEnum("qom-type", qemuTypes + (creatable ?? [])) else { throw input.missing("qom-type") }
         let id = try input.string("id")
+        if let creatable, !creatable.contains(type) { throw QMPError.generic("invalid object type: \(type)") }
         let kind: TLSCredentialsOptions.Kind
         switch type {
         case "tls-creds-x509": kind = .x509
         case "tls-creds-psk": kind = .psk
+        case "secret": return UserObjectOptions(id: id, kind: try decodeSecret(&input))
         default: throw QMPError.generic("object type '\(type)' is not supported by qcowkit")
         }
         var options = TLSCredentialsOptions(kind: kind)
@@ -63,9 +76,21 @@ enum UserObjectOptionsInput {
         return UserObjectOptions(id: id, kind: .tlsCredentials(options))
     }
 
+    /// SecretCommonProperties then SecretProperties.
+    private static func decodeSecret(_ input: inout QAPIInput) throws -> UserObjectOptions.Kind {
+        _ = try input.optionalBool("loaded")
+        _ = try input.optionalEnum("format", ["raw", "base64"])
+        _ = try input.optionalString("keyid")
+        _ = try input.optionalString("iv")
+        let data = try input.optionalString("data")
+        let file = try input.optionalString("file")
+        try input.finish()
+        return .secret(data: data, file: file)
+    }
+
     /// --object's argument: JSON if it starts with '{', else keyval with
     /// `qom-type` implied (user_creatable_process_cmdline).
-    static func parse(commandLine text: String) throws -> UserObjectOptions {
+    static func parse(commandLine text: String, creatable: [String]? = nil) throws -> UserObjectOptions {
         var input: QAPIInput
         if text.hasPrefix("{") {
             switch JSONValue.parse(text) {
@@ -83,6 +108,6 @@ enum UserObjectOptionsInput {
                 throw QMPError.generic(error.message)
             }
         }
-        return try decode(&input)
+        return try decode(&input, creatable: creatable)
     }
 }

@@ -182,6 +182,45 @@ package struct DirtyBitmap: Sendable, Equatable {
         return false
     }
 
+    /// The first bit from `first` (below `end`) that is set (`set`) or
+    /// clear (`!set`); `end` if there is none. Clean pages are skipped whole.
+    package func firstBit(_ set: Bool, from first: UInt64, before end: UInt64) -> UInt64 {
+        var index = first
+        while index < end {
+            let pageIndex = index / Self.bitsPerPage
+            let pageStart = pageIndex * Self.bitsPerPage
+            guard let page = pages[pageIndex] else {
+                if !set { return index }
+                index = pageStart + Self.bitsPerPage
+                continue
+            }
+            var w = Int((index - pageStart) / 64)
+            var word = (set ? page[w] : ~page[w]) & (~0 << ((index - pageStart) % 64))
+            while word == 0 && w + 1 < Self.wordsPerPage {
+                w += 1
+                word = set ? page[w] : ~page[w]
+            }
+            if word != 0 { return min(end, pageStart + UInt64(w) * 64 + UInt64(word.trailingZeroBitCount)) }
+            index = pageStart + Self.bitsPerPage
+        }
+        return end
+    }
+
+    /// The run of guest bytes from `offset` (below `end`) whose chunks are
+    /// all dirty or all clean, and which of the two; dirty runs end at most
+    /// `maxDirty` bytes on (hbitmap_next_dirty_area's limit). Past `size`
+    /// everything is clean.
+    package func run(at offset: UInt64, end: UInt64, maxDirty: UInt64 = .max) -> (length: UInt64, dirty: Bool) {
+        let limit = min(end, size)
+        guard offset < limit else { return (end - offset, false) }
+        let index = offset / granularity
+        let dirty = bit(index)
+        let next = firstBit(!dirty, from: index + 1, before: bitCount)
+        let runEnd = next >= bitCount ? limit : min(limit, next * granularity)
+        let length = runEnd - offset
+        return (dirty ? min(length, maxDirty) : length, dirty)
+    }
+
     /// `byteCount` serialized bytes starting at bit `first` (a multiple of 64).
     func serialize(fromBit first: UInt64, byteCount: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: byteCount)

@@ -19,7 +19,7 @@ struct VerbGetopt {
     let verb: QemuImgVerb
     private var getopt: IOGetopt
     /// The --object objects made so far.
-    private var objects = QemuObjects()
+    private let objects = QemuObjects()
 
     /// `arguments` start after the verb's name.
     init(_ verb: String, _ arguments: [String]) {

@@ -7,6 +7,7 @@ import Glibc
 import Musl
 #endif
 import Qcow2
+import QMP
 
 enum IOControlCommands {
     static let all: [IOCommand] = [
@@ -83,14 +84,14 @@ enum IOControlCommands {
                     session.console.out("--image-opts and 'open -o' are mutually exclusive\n")
                     return .finish(false)
                 }
-                for warning in options.add(optionString: value) { session.warn(warning) }
+                options.optionStrings.append(value)
                 return .proceed
             },
             .set("U") { options.forceShare = true },
         ])
         guard case var .operands(operands) = parsed else { return parsed.result }
         if session.imageOptionsMode && operands.count == 1 {
-            for warning in options.add(optionString: operands[0]) { session.warn(warning) }
+            options.optionStrings.append(operands[0])
             operands = []
         }
         guard operands.count <= 1 else { return command.usage(session) }
@@ -101,7 +102,7 @@ enum IOControlCommands {
         guard let command = IOCommands.find(words[0]), let device = session.device else { return false }
         var options = device.options
         var readWriteGiven = false, cacheGiven = false
-        var optionStrings: [String] = []
+        var reopenOptions: [(name: String, value: String)] = []
         let readWrite = { (readOnly: Bool) -> IOOption.Outcome in
             if readWriteGiven {
                 session.console.err("\(IOSession.program): Only one -r/-w option may be given")
@@ -114,13 +115,18 @@ enum IOControlCommands {
         let parsed = command.parseOptions(words, in: session, [
             // A refused mode ends the command, so cacheGiven need not wait for the answer.
             .choice("c", "cache", in: session) { cacheGiven = true; return options.setCacheMode($0) },
-            .value("o") { optionStrings.append($0) },
+            .value("o") {
+                // Read (and warned about) as the options are parsed.
+                let opts = QemuOpts($0)
+                opts.warnings.forEach(session.warn)
+                reopenOptions += opts.entries
+            },
             .check("r") { readWrite(true) },
             .check("w") { readWrite(false) },
         ])
         guard case let .operands(operands) = parsed else { return parsed.result }
         guard operands.isEmpty else { return command.usage(session) }
-        for (key, value, _) in optionStrings.flatMap(IOOpenOptions.split(optionString:)) {
+        for (key, value) in reopenOptions {
             let message: String?
             switch key {
             case "read-only":

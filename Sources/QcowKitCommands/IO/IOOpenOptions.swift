@@ -1,8 +1,7 @@
 // How qemu-io opens an image: the flags from its command line or the `open`
 // command (read-only, cache and discard modes, force-share) and the
-// key=value image options of --image-opts and `open -o`. Only the options
-// that make sense for QcowKit's drivers are taken; others are refused by
-// name rather than silently ignored.
+// key=value block options of --image-opts and `open -o`, which are read as
+// every verb reads them (ImageArgument, FlatBlockOptions).
 
 import Qcow2
 
@@ -22,9 +21,6 @@ struct IOOpenOptions {
     var direct = false
     /// discard=unmap is qemu-io's default; discard=ignore drops discards.
     var unmap = true
-    /// The file name given as an image option (file.filename=...).
-    var filename: String?
-
     /// Applies a cache mode name (qemu's -t / cache=); false if unknown.
     mutating func setCacheMode(_ mode: String) -> Bool {
         switch mode {
@@ -57,86 +53,17 @@ struct IOOpenOptions {
         ["threads", "native", "io_uring"].contains(mode)
     }
 
-    /// Image options in QEMU's "key=value,key=value" syntax, in the order
-    /// given; they are interpreted when the image is opened, where QEMU
-    /// reports problems with them.
-    var imageOptions: [(String, String)] = []
+    /// The option strings of --image-opts' operand and `open -o`, in the
+    /// order given; the block layer's one reader (ImageArgument, through
+    /// FlatBlockOptions) reads them when the image is opened.
+    var optionStrings: [String] = []
 
-    /// Adds the options of `text`; returns QEMU's deprecation warnings for
-    /// bare keys (which mean key=on).
-    mutating func add(optionString text: String) -> [String] {
-        let pairs = Self.split(optionString: text)
-        imageOptions += pairs.map { ($0.key, $0.value) }
-        return pairs.filter(\.bare).map {
-            "short-form boolean option '\($0.key)' deprecated\nPlease use \($0.key)=on instead"
-        }
-    }
-
-    /// Takes the image options into the fields they set. Returns QEMU's
-    /// message for a malformed value, and the first option QcowKit's drivers
-    /// do not support (reported once the format is known).
-    mutating func interpretImageOptions() -> (error: String?, unsupported: String?) {
-        var unsupported: String?
-        for (key, value) in imageOptions {
-            switch key {
-            case "driver": format = value
-            case "file", "file.filename", "filename": filename = value
-            case "file.driver":
-                guard value == "file" else { return ("Unknown driver '\(value)'", nil) }
-            case "read-only", "force-share", "cache.direct", "cache.no-flush":
-                guard let flag = Self.boolean(value) else { return ("Parameter '\(key)' expects 'on' or 'off'", nil) }
-                switch key {
-                case "read-only": if flag && !readOnly { return ("Block node is read-only", nil) }
-                case "force-share": forceShare = flag
-                case "cache.no-flush": ignoreFlushes = flag
-                case "cache.direct": direct = flag
-                default: break
-                }
-            case "discard":
-                guard setDiscardMode(value) else { return ("Invalid discard option: \(value)", nil) }
-            default:
-                if unsupported == nil { unsupported = key }
-            }
-        }
-        return (nil, unsupported)
-    }
-
-    static func split(optionString text: String) -> [(key: String, value: String, bare: Bool)] {
-        var pairs: [(key: String, value: String, bare: Bool)] = []
-        var parts: [String] = []
-        var current = ""
-        var i = text.startIndex
-        while i < text.endIndex {
-            let next = text.index(after: i)
-            if text[i] == "," {
-                if next < text.endIndex && text[next] == "," {
-                    current.append(",")
-                    i = text.index(after: next)
-                    continue
-                }
-                parts.append(current)
-                current = ""
-            } else {
-                current.append(text[i])
-            }
-            i = next
-        }
-        parts.append(current)
-        for part in parts where !part.isEmpty {
-            if let equals = part.firstIndex(of: "=") {
-                pairs.append((String(part[..<equals]), String(part[part.index(after: equals)...]), false))
-            } else {
-                pairs.append((part, "on", true))
-            }
-        }
-        return pairs
-    }
-
-    private static func boolean(_ value: String) -> Bool? {
-        switch value {
-        case "on", "yes", "true": return true
-        case "off", "no", "false": return false
-        default: return nil
-        }
+    /// What the block options said that qemu-io's own flags also set.
+    mutating func take(_ argument: ImageArgument) {
+        format = argument.format
+        forceShare = forceShare || argument.forceShare
+        if let discard = argument.discard { _ = setDiscardMode(discard) }
+        if let noFlush = argument.noFlush { ignoreFlushes = noFlush }
+        if let cacheDirect = argument.cacheDirect { direct = cacheDirect }
     }
 }

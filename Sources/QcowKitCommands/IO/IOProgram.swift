@@ -3,6 +3,8 @@
 // -c commands run in order, or without -c commands lines are read from
 // standard input after a "qemu-io> " prompt until end of input or `quit`.
 // The exit status is 1 if any command failed, as with qemu-io.
+import QMP
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -37,7 +39,7 @@ enum IOProgram {
         Usage: qcowkit io [OPTIONS]... [-c STRING]... [file]
         QcowKit disk exerciser: qemu-io's commands on qcow2 and raw images
 
-          --object OBJECTDEF   accepted for compatibility and ignored
+          --object OBJECTDEF   define an object (secret, tls-creds-x509, ...)
           --image-opts         treat file as option string
           -c, --cmd STRING     execute command with its arguments
                                from the given string
@@ -68,6 +70,7 @@ enum IOProgram {
         defer { console.flush() }
         var commands: [String] = []
         var options = IOOpenOptions()
+        let objects = QemuObjects()
         var getopt = IOGetopt([IOSession.program] + arguments, shortOptions: "hVc:d:f:rsnCmki:t:T:U",
                               longOptions: longOptions)
         func fail(_ message: String) -> Int32 {
@@ -107,10 +110,17 @@ enum IOProgram {
                 case UInt8(ascii: "U"): options.forceShare = true
                 case UInt8(ascii: "C"): options.copyOnRead = true
                 case imageOptsOption: session.imageOptionsMode = true
+                case objectOption:
+                    // Made at once, as qemu-io makes them, by qemu-img's reader.
+                    do {
+                        if try objects.add(value) == .helpShown { return 0 }
+                    } catch {
+                        return fail(error.description)
+                    }
                 case UInt8(ascii: "T"):
                     // QcowKit has no trace events: a named one does not exist.
                     for event in traceEvents(value) { session.warn("trace event '\(event)' does not exist") }
-                default: break   // -m, -k, --object: nothing QcowKit does differs
+                default: break   // -m, -k: nothing QcowKit does differs
                 }
             }
         }
@@ -124,7 +134,7 @@ enum IOProgram {
         }
         if let file = operands.first {
             if session.imageOptionsMode {
-                for warning in options.add(optionString: file) { session.warn(warning) }
+                options.optionStrings.append(file)
                 guard session.open(nil, options: options) else { return 1 }
             } else {
                 guard session.open(file, options: options) else { return 1 }
@@ -158,9 +168,8 @@ enum IOProgram {
     /// The event names (not glob patterns) a -T argument enables:
     /// "[enable=]PATTERN" among comma-separated options.
     static func traceEvents(_ argument: String) -> [String] {
-        IOOpenOptions.split(optionString: argument).compactMap { key, value, bare in
-            let pattern = bare ? key : (key == "enable" ? value : nil)
-            guard let pattern, !pattern.isEmpty, !pattern.contains(where: { "*?".contains($0) }) else { return nil }
+        QemuOpts(argument, impliedName: "enable").entries.compactMap { name, pattern in
+            guard name == "enable", !pattern.isEmpty, !pattern.contains(where: { "*?".contains($0) }) else { return nil }
             return pattern
         }
     }

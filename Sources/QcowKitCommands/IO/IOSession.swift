@@ -77,28 +77,28 @@ final class IOSession {
             return false
         }
         var options = given
-        let (optionError, unsupportedOption) = options.interpretImageOptions()
-        if let optionError { return fail(optionError) }
-        guard let path = name ?? options.filename else {
-            return fail(options.format == nil ? "Must specify either driver or file"
-                                              : "A block device must be specified for \"file\"")
+        let argument: ImageArgument
+        do {
+            argument = try ImageArgument(ioOptions: given.optionStrings, filename: name, format: given.format, warn: warn)
+        } catch {
+            return fail("\(error)")
         }
+        options.take(argument)
         if options.forceShare && !options.readOnly {
             return fail("force-share=on can only be used with read-only images")
         }
+        do { try argument.checkOpen(writable: !options.readOnly, attachingBacking: true) } catch { return fail("\(error)") }
         if options.copyOnRead && options.readOnly {
             return fail("Can't use copy-on-read on read-only device")
         }
-        var format: ImageFormat?
-        if let driver = options.format {
-            guard let known = ImageFormat(rawValue: driver) else { return fail("Unknown driver '\(driver)'") }
-            format = known
-        }
-        if path.isEmpty { return fail("The 'file' block driver requires a file name") }
+        let format = argument.format.flatMap(ImageFormat.init(rawValue:))
+        let path = argument.path
+        let locking = argument.locking(options.locking)
         let image: BlockImage
         do {
-            image = try ImageOpener.open(path: path, format: format, writable: !options.readOnly,
-                                         locking: options.locking)
+            image = argument.opensBacking
+                ? try ImageOpener.open(path: path, format: format, writable: !options.readOnly, locking: locking)
+                : try ImageOpener.openWithoutBacking(path: path, format: format, writable: !options.readOnly, locking: locking)
         } catch {
             return fail("\(error)")
         }
@@ -108,9 +108,13 @@ final class IOSession {
                 console.err(ProbedRawWarning.text(path: path))
             }
         }
-        if let unsupportedOption {
-            try? image.close()  // nothing was written yet
-            return fail("Block format '\(image.format.rawValue)' does not support the option '\(unsupportedOption)'")
+        if format == nil {
+            do {
+                try argument.checkProbed(image.format)
+            } catch {
+                try? image.close()  // nothing was written yet
+                return fail("\(error)")
+            }
         }
         device = IODevice(image: image, path: path, options: options)
         return true

@@ -1,7 +1,8 @@
 // The image qemu-nbd serves: opened with its backing chain and locked as
 // qemu-nbd locks it (its block backend, plus the export's, which lets
 // nobody resize the image while it is served); with -s, a temporary qcow2
-// overlay on top takes the writes and is deleted at exit (BDRV_O_SNAPSHOT).
+// overlay on top takes the writes and is deleted at exit (BDRV_O_SNAPSHOT);
+// with -l, reads see an internal snapshot (bdrv_snapshot_load_tmp).
 import NBD
 import Qcow2
 
@@ -36,12 +37,11 @@ struct NBDImage {
             throw CommandFailure("Failed to blk_new_open '\(path)': \(reason(failure, path))")
         }
         if let snapshot = options.loadSnapshot {
-            try? image.close()
-            throw CommandFailure("Failed to load snapshot: loading internal snapshot '\(snapshot)' is not supported by qcowkit yet")
-        }
-        if let bitmap = options.bitmaps.first {
-            try? image.close()
-            throw CommandFailure("Bitmap '\(bitmap)' is not found")
+            // -l implies -r: the image is open read-only, as loading needs.
+            do { try snapshot.load(into: image) } catch {
+                try? image.close()
+                throw error
+            }
         }
         guard options.snapshot else { return NBDImage(image: image, temporaryOverlay: nil) }
         let overlay: String

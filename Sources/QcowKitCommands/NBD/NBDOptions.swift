@@ -9,7 +9,7 @@ struct NBDOptions {
     var format: String?
     var readOnly = false
     var snapshot = false
-    var loadSnapshot: String?
+    var loadSnapshot: SnapshotParameter?
     var exportName = ""
     var description: String?
     var socketPath: String?
@@ -122,7 +122,7 @@ struct NBDOptions {
                 guard let offset = parseUnsigned(value) else { return fail("Invalid offset '\(value)'") }
                 options.offset = offset
             case UInt8(ascii: "l"):
-                options.loadSnapshot = value
+                do { options.loadSnapshot = try SnapshotParameter(value, opening: "`") } catch { return fail("\(error)") }
                 options.readOnly = true
             case UInt8(ascii: "r"): options.readOnly = true
             case UInt8(ascii: "A"): options.allocationDepth = true

@@ -72,12 +72,19 @@ enum NBDProgram {
             server.stop()
             return try refuseDevice(device, opening: "Failed to open")
         }
+        let bitmaps = try options.bitmaps.map { name in
+            do {
+                return try NBDExportBitmap.lookup(name, from: opened.image, readOnlyExport: options.readOnly)
+            } catch let error as NBDServerError {
+                throw CommandFailure(error.description)
+            }
+        }
         let backend = ImageExportBackend(image: opened.image, readOnly: options.readOnly,
                                          discardUnmap: options.discardUnmap, detectZeroes: options.detectZeroes,
                                          writeThrough: options.writeThrough)
         try server.addExport(NBDExport(name: options.exportName, description: options.description, backend: backend,
                                        allocationDepth: options.allocationDepth,
-                                       multiConnection: options.shared != 1))
+                                       multiConnection: options.shared != 1, bitmaps: bitmaps))
         server.startAccepting()
         if let pidFile = options.pidFile { try NBDDaemon.writePIDFile(pidFile) }
         guard chdir("/") == 0 else {

@@ -23,22 +23,34 @@ enum CrashStateCheck {
         var states = 0
         var dirtyRepaired = 0
         var qemuChecked = 0
+        /// Bitmap workloads: bitmaps found in-use (inconsistent), found
+        /// consistent, and states whose bitmaps were all ignored (the
+        /// autoclear bit clear).
+        var bitmapsInUse = 0
+        var bitmapsConsistent = 0
+        var bitmapsIgnored = 0
         var failures: [String] = []
     }
 
     /// Checks `state`, adding to `counts`; the state file is left at `path`.
+    /// `expectation` is the workload's own check of the state as it stands
+    /// (before any repair): nil, or why it fails.
     static func check(_ state: CrashState, path: String, history: GuestHistory, qemu: Bool,
-                      counts: inout Counts) {
+                      expectation: StateExpectation? = nil, counts: inout Counts) {
         counts.states += 1
-        if let failure = failure(state, path: path, history: history, qemu: qemu, counts: &counts) {
+        if let failure = failure(state, path: path, history: history, qemu: qemu, expectation: expectation,
+                                 counts: &counts) {
             counts.failures.append("\(state.label): \(failure)")
         }
     }
 
     private static func failure(_ state: CrashState, path: String, history: GuestHistory, qemu: Bool,
-                                counts: inout Counts) -> String? {
+                                expectation: StateExpectation?, counts: inout Counts) -> String? {
         do {
             try Data(state.file).write(to: URL(fileURLWithPath: path))
+            if let expectation, let failure = try expectation.failure(path: path, state: state.file, qemu: qemu, counts: &counts) {
+                return failure
+            }
             let header = try Qcow2Header.decode(Array(state.file.prefix(4096)))
             if header.incompatibleFeatures.contains(.corrupt) { return "the corrupt bit is set" }
             if header.incompatibleFeatures.contains(.dirty) {

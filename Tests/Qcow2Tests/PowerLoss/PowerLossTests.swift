@@ -7,7 +7,9 @@
 //   POWERLOSS_SUBSETS=N      random subset states per boundary (default 2)
 //   POWERLOSS_TORN=N         states per boundary with one write torn in sectors (default 1)
 //   POWERLOSS_BOUNDARIES=N   flush boundaries per run, sampled (default 40)
-//   POWERLOSS_QEMU_EVERY=N   qemu-img check and read every Nth state (default 60)
+//   POWERLOSS_QEMU_EVERY=N   qemu-img check and read every Nth state (default 60; some
+//                            short workloads ask for more)
+//   POWERLOSS_ONLY=TEXT      only the workloads whose name contains TEXT
 // Each workload prints how many states it built and checked.
 import Foundation
 import Testing
@@ -37,6 +39,8 @@ func replayAndCheck(_ workload: PowerLossWorkload, seed: UInt64, budget: CrashRe
     let run = try workload.run(path: path, backing: backing, seed: seed)
     let operations = try run.close()
     let replayer = CrashReplayer(base: run.base, operations: operations)
+    let expectation = try StateExpectation(workload, base: run.base, history: run.history,
+                                           closed: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))))
     var counts = CrashStateCheck.Counts()
     var index = 0
     let statePath = dir.file("state.qcow2")
@@ -44,7 +48,7 @@ func replayAndCheck(_ workload: PowerLossWorkload, seed: UInt64, budget: CrashRe
         if let only, !only(state) { return }
         index += 1
         CrashStateCheck.check(state, path: statePath, history: run.history, qemu: index % qemuEvery == 1 || qemuEvery == 1,
-                              counts: &counts)
+                              expectation: expectation, counts: &counts)
     }
     counts.operations = operations.count
     counts.flushes = operations.filter(\.isFlush).count
@@ -56,15 +60,28 @@ struct PowerLossTests {
     @Test(arguments: PowerLossWorkload.all)
     func crashStates(_ workload: PowerLossWorkload) throws {
         let settings = PowerLossSettings.current
+        if let only = ProcessInfo.processInfo.environment["POWERLOSS_ONLY"], !workload.name.contains(only) { return }
         for seed in 1...UInt64(settings.seeds) {
             let started = ContinuousClock.now
-            let counts = try replayAndCheck(workload, seed: seed, budget: settings.budget, qemuEvery: settings.qemuEvery)
+            let counts = try replayAndCheck(workload, seed: seed, budget: settings.budget,
+                                            qemuEvery: min(settings.qemuEvery, workload.qemuEvery ?? .max))
             print("powerloss: \(workload.name), seed \(seed): \(counts.operations) file operations, \(counts.flushes) syncs, "
                 + "\(counts.states) crash states checked (\(counts.dirtyRepaired) dirty ones repaired on open, "
-                + "\(counts.qemuChecked) also by qemu-img), \(counts.failures.count) failing, \(ContinuousClock.now - started)")
+                + "\(counts.qemuChecked) also by qemu-img), \(counts.failures.count) failing, \(ContinuousClock.now - started)"
+                + (workload.hasBitmaps ? "; bitmaps: \(counts.bitmapsConsistent) consistent, \(counts.bitmapsInUse) in-use, "
+                    + "\(counts.bitmapsIgnored) states with all ignored" : ""))
             for failure in counts.failures.prefix(5) { Issue.record("\(workload.name) seed \(seed): \(failure)") }
             if case .repairOnOpen = workload.kind { #expect(counts.dirtyRepaired > 0, "the dirty base was repaired") }
         }
+    }
+
+    /// Every single-operation state of the downgrade (the snapshot's L2
+    /// table and the version 2 header pending together among them).
+    @Test func downgradeRegression() throws {
+        let counts = try replayAndCheck(.downgrade, seed: 1, budget: CrashReplayer.Budget(singles: .max, subsets: 4),
+                                        qemuEvery: 16)
+        #expect(counts.states > 60)
+        for failure in counts.failures { Issue.record("\(failure)") }
     }
 
     /// Every state of a small run (every 4th checked by qemu-img too).

@@ -22,6 +22,17 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         case repairOnOpen(requests: Int)
         /// Fixed requests kept as a regression test.
         case requests([Request])
+        /// qemu-img amend of an image prepared with data, then a few
+        /// requests through the amended image (PowerLossMaintenance.swift).
+        case amend(Amendment)
+        /// Persistent dirty bitmaps: requests with enabled bitmaps, add,
+        /// clear, merge, remove, and the store on close
+        /// (PowerLossMaintenance.swift).
+        case bitmaps
+        /// A safe rebase onto another backing (qemu-img rebase without -u):
+        /// the copy, then the header naming the new backing
+        /// (PowerLossMaintenance.swift).
+        case rebase
     }
 
     enum Request: Sendable {
@@ -38,6 +49,8 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
     var lazyRefcounts = false
     /// Over a raw backing file of `size` bytes of pattern.
     var backing = false
+    /// qemu-img checks at least every Nth state (short maintenance runs).
+    var qemuEvery: Int?
 
     var description: String { name }
 
@@ -59,7 +72,7 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
                           size: 3 << 20, refcountBits: 64),
         PowerLossWorkload(name: "snapshots", kind: .snapshots),
         PowerLossWorkload(name: "resize: L1 growth and shrink", kind: .resize),
-    ]
+    ] + maintenance
 
     /// Found by the lazy refcounts workload: with lazy refcounts no
     /// refcount flush comes between a new cluster's data and the L2 entry
@@ -90,6 +103,7 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         options.backingFormat = backingPath == nil ? nil : "raw"
         let path = dir.file("image.qcow2")
         try Qcow2Creator.create(path: path, options: options)
+        try prepare(path)
         if case .repairOnOpen = kind {
             // Allocating writes made durable with the refcounts left in
             // the cache: the file as a failure would leave it, dirty.
@@ -121,6 +135,12 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
             try snapshots(run, rng: &rng)
         case .resize:
             try resize(run, rng: &rng)
+        case let .amend(amendment):
+            try amend(run, amendment, rng: &rng)
+        case .bitmaps:
+            try bitmaps(run, rng: &rng)
+        case .rebase:
+            try rebase(run, rng: &rng)
         case let .requests(requests):
             for (i, request) in requests.enumerated() {
                 switch request {
@@ -180,7 +200,7 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         }
     }
 
-    private func scatter(_ run: RecordedRun, _ count: Int, seed: UInt8, within limit: UInt64? = nil,
+    func scatter(_ run: RecordedRun, _ count: Int, seed: UInt8, within limit: UInt64? = nil,
                          rng: inout SeededRandom) throws {
         for i in 0..<count {
             let (offset, length) = randomRange(&rng, maxSectors: 8, within: limit)

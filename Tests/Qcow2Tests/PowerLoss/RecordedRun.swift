@@ -80,6 +80,27 @@ final class RecordedRun {
         try after("resize \(size)")
     }
 
+    func amend(_ request: Qcow2AmendRequest, label: String) throws {
+        try image.amend(request) { _, _ in }
+        try after("amend \(label)")
+    }
+
+    /// A dirty bitmap command (add, clear, merge, remove) on the image.
+    func bitmaps(_ label: String, _ command: (Qcow2Image) throws -> Void) throws {
+        try command(image)
+        try after("bitmap \(label)")
+    }
+
+    /// qemu-img rebase (safe mode) onto the raw image at `path`: the copy
+    /// of what would change (flushed), then the header names it.
+    func rebase(onto path: String) throws {
+        let newBacking = try ImageOpener.open(path: path, format: .raw, locking: .off)
+        try RebaseCopy.run(image: image, oldBacking: image.backing, newBacking: newBacking, prefix: nil) { _ in }
+        try image.changeBackingFile(name: path, format: "raw")
+        image.attachBacking(newBacking)
+        try after("rebase onto \(path)")
+    }
+
     /// Closes the image (caches written, dirty bit cleared) and returns the log.
     func close() throws -> [BlockFileOperation] {
         try image.close()
