@@ -1,7 +1,7 @@
 #ifndef QCOWKIT_CSYSTEMSHIMS_H
 #define QCOWKIT_CSYSTEMSHIMS_H
 /* Linux calls and constants that Glibc's Swift module hides behind _GNU_SOURCE.
- * Only IO/ (BlockFile.swift, FallocateMode.swift, FileLockBytes.swift) uses them. */
+ * Only IO/ (BlockFile.swift, FallocateMode.swift, FileLockBytes.swift, FileDirectIO.swift) uses them. */
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/falloc.h> /* FALLOC_FL_KEEP_SIZE, _PUNCH_HOLE, _ZERO_RANGE */
@@ -39,6 +39,10 @@ static inline int qk_ofd_held_elsewhere(int fd, long long start) {
     if (rc == -1) return -errno;
     return fl.l_type != F_UNLCK;
 }
+
+/* O_DIRECT (glibc names it only under _GNU_SOURCE; __O_DIRECT is the
+ * architecture's value): cache=none/directsync opens (FileDirectIO.swift). */
+static inline int qk_o_direct(void) { return __O_DIRECT; }
 
 /* copy_file_range(2): copy offloading for qemu-img convert -C. */
 static inline long long qk_copy_file_range(int in, long long *in_offset, int out, long long *out_offset,

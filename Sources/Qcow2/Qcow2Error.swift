@@ -12,6 +12,11 @@ public enum Qcow2Error: Error, Equatable, Sendable {
     case openFailed(path: String, errno: Int32)
     /// The file opened but is a directory (read-only opens of one succeed).
     case notRegularFile(path: String)
+    /// cache=none/directsync on a file system that refuses O_DIRECT (the
+    /// file opens without it): QEMU's wording.
+    case directIOUnsupported(path: String)
+    /// No O_DIRECT read of 1 to 4096 bytes worked (QEMU's alignment probe).
+    case directIOAlignmentUnknown
     case shortRead(step: String, offset: UInt64, expected: Int)
     case fileTooSmall(step: String)
     /// Another process (or another open of the file) holds a permission
@@ -115,6 +120,8 @@ extension Qcow2Error: CustomStringConvertible {
         switch self {
         case let .io(step, errno): return "\(step): \(errnoDescription(errno))"
         case let .openFailed(path, errno): return "Could not open '\(path)': \(errnoDescription(errno))"
+        case let .directIOUnsupported(path): return "Could not open '\(path)': filesystem does not support O_DIRECT"
+        case .directIOAlignmentUnknown: return "Could not find working O_DIRECT alignment"
         case let .notRegularFile(path): return "'file' driver requires '\(path)' to be a regular file"
         case let .shortRead(step, offset, expected):
             return "\(step): unexpected end of file reading \(expected) bytes at offset \(offset)"

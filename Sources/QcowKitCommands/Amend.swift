@@ -40,9 +40,10 @@ enum Amend {
             return try Self.printHelp(format: format)
         }
         guard operands.count == 1 else { throw CommandFailure("Expecting one image file name") }
-        try CacheModeArgument.check(cache)
+        let cacheMode = try CacheModeArgument.check(cache)
 
-        let image = try ImageVerbs.openWritable(ImageArgument(operands[0], format: format, imageOpts: imageOpts))
+        let image = try ImageVerbs.openWritable(ImageArgument(operands[0], format: format, imageOpts: imageOpts),
+                                                cache: cacheMode)
         defer { try? image.close() }
         let formatName = image.format.rawValue
         if CreationOptionSet.wantsHelp(options) { return try Self.printHelp(format: formatName) }

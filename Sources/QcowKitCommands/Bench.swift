@@ -38,7 +38,6 @@ enum Bench {
         var settings = Settings()
         var format: String?
         var cache = IOOpenOptions()
-        var cacheName = "writeback"
         var nativeAIO = false
         let operands: [String]
         var locking = ImageLocking.standard
@@ -70,7 +69,6 @@ enum Bench {
                     settings.step = try NumberArgument.parse("step_size", value, range: 0...UInt64(Int32.max))
                 case UInt8(ascii: "t"):
                     guard cache.setCacheMode(value) else { return QemuImgFront.report("Invalid cache mode") }
-                    cacheName = value
                 case UInt8(ascii: "w"): settings.write = true
                 case 0x91:
                     guard let n = NumberArgument.unsignedLong(value), n <= 0xff else {
@@ -106,7 +104,8 @@ enum Bench {
             return QemuImgFront.report("Flush interval can't be smaller than depth")
         }
         settings.writethrough = cache.writethrough && !cache.ignoreFlushes
-        if nativeAIO && cacheName != "none" && cacheName != "directsync" {
+        locking.direct = cache.direct
+        if nativeAIO && !cache.direct {
             return QemuImgFront.report("Could not open '\(filename)': aio=native was specified, but it requires cache.direct=on, "
                         + "which was not specified.")
         }

@@ -49,10 +49,10 @@ enum Commit {
         let operand = try ImageArgument(getopt.operands[0], format: format, imageOpts: imageOpts)
         let filename = operand.path
         format = operand.format
-        try CacheModeArgument.check(cache)
+        let cacheMode = try CacheModeArgument.check(cache)
 
         // img_open, for its messages; the job opens the chain again below.
-        let image = try ImageVerbs.openWritable(operand)
+        let image = try ImageVerbs.openWritable(operand, cache: cacheMode)
         let progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 1)
         progress.print(0, max: 100)
         let baseImage: BlockImage
@@ -75,7 +75,8 @@ enum Commit {
         let baseFilename = baseImage.filename
 
         do {
-            try CommitJob.run(filename: filename, format: format, baseFilename: baseFilename, speed: rate) {
+            try CommitJob.run(filename: filename, format: format, baseFilename: baseFilename, speed: rate,
+                              direct: cacheMode.wantsDirectIO) {
                 progress.print($0, max: 0)
             }
             if !drop { try Self.empty(filename, format: format) }
@@ -109,13 +110,15 @@ enum Commit {
 /// the job's worker thread copies while this thread plays the main loop,
 /// completes the job once it is ready, and reports progress (percent).
 enum CommitJob {
-    static func run(filename: String, format: String?, baseFilename: String, speed: Int64,
+    static func run(filename: String, format: String?, baseFilename: String, speed: Int64, direct: Bool,
                     progress: (Float) -> Void) throws {
         let graph = BlockGraph()
         defer { try? graph.closeAll() }
         let top: BlockNode
         do {
-            top = try graph.addDrive(BlockdevOptions(driver: format, file: .filename(filename)), id: "commit")
+            var drive = BlockdevOptions(driver: format, file: .filename(filename))
+            drive.cacheDirect = direct
+            top = try graph.addDrive(drive, id: "commit")
         } catch {
             throw CommandFailure("Could not open '\(filename)': \(error)")
         }

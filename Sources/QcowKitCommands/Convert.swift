@@ -168,10 +168,12 @@ struct Convert: ParsableCommand {
         let outputFormat = outputFormat ?? "raw"
         var images: [BlockImage] = []
         defer { for image in images { try? image.close() } }
+        var sourceLocking = sharing.locking
+        sourceLocking.direct = CacheMode(qemuName: sourceCache)?.wantsDirectIO ?? false
         for path in files.dropLast() {
             images.append(try ReadCommands.openChain(ImageArgument(path, format: format, imageOpts: imageOpts),
                                                      access: VerbAccess.convertSource,
-                                                     locking: sharing.locking))
+                                                     locking: sourceLocking))
         }
         if let snapshot, let first = images.first {
             if case .byIDOrName = snapshot, images.count > 1 {

@@ -28,6 +28,8 @@ struct ImageArgument {
     /// discard= and cache.no-flush=, which only qemu-io acts on.
     var discard: String?
     var noFlush: Bool?
+    /// cache.direct: O_DIRECT (nil: as the verb's cache mode says).
+    var cacheDirect: Bool?
     /// Warnings QEMU prints while reading the options.
     var warnings: [String] = []
     /// Options a probed format decides (FlatBlockOptions.probedNode):
@@ -130,6 +132,7 @@ struct ImageArgument {
         format = options.driver
         discard = pairs.last { $0.0 == "discard" }?.1 ?? nil
         noFlush = (pairs.last { $0.0 == "cache.no-flush" }?.1 ?? nil).map { ["on", "yes", "true", "y"].contains($0) }
+        cacheDirect = (pairs.last { $0.0 == "cache.direct" }?.1 ?? nil).map { ["on", "yes", "true", "y"].contains($0) }
         readOnly = options.readOnly ?? false
         forceShare = options.forceShare ?? false
         switch options.backing {
@@ -156,6 +159,7 @@ struct ImageArgument {
         var locking = requested
         if forceShare { locking.forceShare = true }
         if let fileLocking { locking.mode = fileLocking }
+        if let cacheDirect { locking.direct = cacheDirect }
         return locking
     }
 

@@ -4,13 +4,16 @@
 import Qcow2
 
 /// The -t / -T check of the image-changing verbs (Qcow2's CacheMode).
-/// The mode changes how QEMU buffers I/O, never what ends up in the image;
-/// these verbs sync where QEMU's qcow2 driver syncs, whatever the mode.
+/// The mode changes how QEMU buffers I/O (O_DIRECT for none/directsync),
+/// never what ends up in the image; these verbs sync where QEMU's qcow2
+/// driver syncs, whatever the mode.
 enum CacheModeArgument {
-    static func check(_ mode: String, what: String = "cache") throws {
-        guard CacheMode(qemuName: mode) != nil else {
+    @discardableResult
+    static func check(_ mode: String, what: String = "cache") throws -> CacheMode {
+        guard let known = CacheMode(qemuName: mode) else {
             throw CommandFailure(what == "cache" ? "Invalid cache option: \(mode)" : "Invalid \(what) cache option: \(mode)")
         }
+        return known
     }
 }
 
@@ -18,7 +21,10 @@ enum ImageVerbs {
     /// Opens `path` for writing, as qemu-img's img_open does, with its
     /// messages on failure: with its backing chain (read-only), or without
     /// (BDRV_O_NO_BACKING).
-    static func openWritable(_ argument: ImageArgument, withBacking: Bool = true) throws -> BlockImage {
-        try ReadCommands.openChain(argument, writable: true, access: VerbAccess.write, attachingBacking: withBacking)
+    /// `cache` none/directsync opens its files O_DIRECT.
+    static func openWritable(_ argument: ImageArgument, withBacking: Bool = true,
+                             cache: CacheMode = .writeback) throws -> BlockImage {
+        try ReadCommands.openChain(argument, writable: true, access: VerbAccess.write,
+                                   locking: ImageLocking(direct: cache.wantsDirectIO), attachingBacking: withBacking)
     }
 }

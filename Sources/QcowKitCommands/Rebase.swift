@@ -65,12 +65,13 @@ enum Rebase {
         let progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 2)
         progress.print(0, max: 100)
         defer { progress.end() }
-        try CacheModeArgument.check(cache)
-        try CacheModeArgument.check(sourceCache, what: "source")
+        let cacheMode = try CacheModeArgument.check(cache)
+        let sourceCacheMode = try CacheModeArgument.check(sourceCache, what: "source")
+        backingLocking.direct = sourceCacheMode.wantsDirectIO
 
         if compress && unsafe { throw CommandFailure("Compression is not supported in unsafe mode") }
         let image = try ImageVerbs.openWritable(ImageArgument(filename, format: format, imageOpts: imageOpts),
-                                             withBacking: !unsafe)
+                                             withBacking: !unsafe, cache: cacheMode)
         defer { try? image.close() }
         if compress && !(image is Qcow2Image) { throw CommandFailure("Compression not supported for this file format") }
         if let backingFormat, !Self.qemuFormats.contains(backingFormat) {

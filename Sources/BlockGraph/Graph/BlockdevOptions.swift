@@ -48,6 +48,9 @@ public struct BlockdevOptions: Equatable, Sendable {
     public var forceShare: Bool?
     /// driver=file: `locking` (on, off, auto); nil is auto.
     public var locking: FileLockingMode?
+    /// `cache.direct`: files opened O_DIRECT; nil inherits the parent's
+    /// (off at the top), as QEMU's children and backings inherit it.
+    public var cacheDirect: Bool?
 
     public init(driver: String? = nil, nodeName: String? = nil, readOnly: Bool? = nil, filename: String? = nil,
                 file: BlockdevRef? = nil, backing: BackingChoice = .fromImage(nil)) {

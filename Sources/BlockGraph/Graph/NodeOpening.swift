@@ -59,7 +59,9 @@ extension BlockGraph {
     /// users that need `user` of it; force-share is inherited from the parent.
     private func open(_ options: BlockdevOptions, defaultReadOnly: Bool,
                       at position: BackingChainPosition, user: BlockAccess,
-                      inheritedForceShare: Bool = false) throws -> BlockNode {
+                      inheritedForceShare: Bool = false, inheritedDirect: Bool = false) throws -> BlockNode {
+        var options = options
+        if options.cacheDirect == nil { options.cacheDirect = inheritedDirect }
         let readOnly = options.readOnly ?? defaultReadOnly
         let forceShare = options.forceShare ?? inheritedForceShare
         if forceShare && !readOnly { throw BlockGraphError("force-share=on can only be used with read-only images") }
@@ -85,9 +87,12 @@ extension BlockGraph {
                 throw BlockGraphError("Driver '\(protocolOptions.driver ?? "")' is not supported as a protocol")
             }
             if protocolOptions.forceShare == nil { protocolOptions.forceShare = forceShare }
+            if protocolOptions.cacheDirect == nil { protocolOptions.cacheDirect = options.cacheDirect }
             fileNode = try openFileNode(protocolOptions, readOnly: protocolOptions.readOnly ?? readOnly, at: position)
         case let .filename(path)?:
-            fileNode = try openFileNode(.file(path), readOnly: readOnly, at: position)
+            var protocolOptions = BlockdevOptions.file(path)
+            protocolOptions.cacheDirect = options.cacheDirect
+            fileNode = try openFileNode(protocolOptions, readOnly: readOnly, at: position)
         case nil:
             throw BlockGraphError("A block device must be specified for \"file\"")
         }
@@ -147,7 +152,8 @@ extension BlockGraph {
         if options.forceShare == true && !readOnly {
             throw BlockGraphError("force-share=on can only be used with read-only images")
         }
-        let blockFile = try ImageOpener.openFile(path: path, writable: !readOnly, locking: options.locking ?? .auto)
+        let blockFile = try ImageOpener.openFile(path: path, writable: !readOnly, locking: options.locking ?? .auto,
+                                                  direct: options.cacheDirect ?? false)
         var registered = false
         defer { if !registered { try? blockFile.close() } }
         try position.check(try blockFile.identity(), path: path)
@@ -185,7 +191,8 @@ extension BlockGraph {
                 if options.file == nil, let link { options.file = .filename(try link.target()) }
                 if options.driver == nil, let format = qcow2.backingFormat, !format.isEmpty { options.driver = format }
                 return try open(options, defaultReadOnly: true, at: try position.backing(of: identity),
-                                user: node.user.forBacking, inheritedForceShare: node.forceShare)
+                                user: node.user.forBacking, inheritedForceShare: node.forceShare,
+                                inheritedDirect: node.file?.blockFile?.isDirect ?? false)
             }, wrap: nest)
             try attach(backing, under: node, at: position)
         }

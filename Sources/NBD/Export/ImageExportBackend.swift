@@ -42,7 +42,8 @@ public final class ImageExportBackend: NBDExportBackend {
 
     public var size: UInt64 { image.size }
     public var isReadOnly: Bool { writable == nil }
-    /// Files are opened without O_DIRECT: any byte is addressable.
+    /// Any byte is addressable: under O_DIRECT the file layer bounces
+    /// unaligned requests (qemu-nbd -n advertises 1 as well).
     public var requestAlignment: UInt32 { 1 }
     public var maxTransfer: UInt32 { NBDProtocol.maxBufferSize }
 

@@ -10,8 +10,8 @@ package enum CacheMode: String, CaseIterable, Sendable {
     var ignoresFlushes: Bool { self == .unsafe }
     /// Every write is flushed before the next (writethrough semantics).
     var flushesEachWrite: Bool { self == .writethrough || self == .directsync }
-    /// Whether QEMU bypasses the host page cache (O_DIRECT). QcowKit's file
-    /// layer does buffered I/O only, so this is accepted but not honoured.
+    /// Whether the files bypass the host page cache (O_DIRECT), as QEMU's
+    /// cache.direct=on.
     package var wantsDirectIO: Bool { self == .none || self == .directsync }
 
     /// The mode named `name` as QEMU spells it ("off" is not one).
@@ -22,7 +22,8 @@ package enum ConvertTarget {
     /// Opens the target `path` as `format` for writing, with its backing
     /// chain (partial writes copy from it). Throws `Qcow2Error` as opening does.
     package static func open(path: String, format: ImageFormat?, cache: CacheMode) throws -> WritableBlockImage {
-        let image = try ImageOpener.open(path: path, format: format, writable: true)
+        let image = try ImageOpener.open(path: path, format: format, writable: true,
+                                         locking: ImageLocking(direct: cache.wantsDirectIO))
         guard let writable = image as? WritableBlockImage else {
             try? image.close()
             throw Qcow2Error.readOnly

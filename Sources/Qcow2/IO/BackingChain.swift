@@ -152,7 +152,7 @@ package enum BackingChain {
                             user: BlockAccess, locking: ImageLocking = .standard,
                             withoutIO: Bool = false, attachingBacking: Bool = true) throws -> BlockImage {
         if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
-        let file = try ImageOpener.openFile(path: path, writable: writable, locking: locking.mode)
+        let file = try ImageOpener.openFile(path: path, writable: writable, locking: locking.mode, direct: locking.direct)
         return try open(file: file, format: format, at: position, user: user, locking: locking, withoutIO: withoutIO,
                         attachingBacking: attachingBacking)
     }

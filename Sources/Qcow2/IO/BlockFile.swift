@@ -50,28 +50,59 @@ package final class BlockFile: Sendable {
     private let lockState = Mutex<(access: BlockAccess, bytes: FileLockBytes)>((.none, FileLockBytes()))
     /// Told of every change to the file (power-loss tests; nil otherwise).
     private let observer: (any BlockFileObserver)?
+    /// Set when the file is open with O_DIRECT (cache=none/directsync):
+    /// its alignment and bounce buffers (FileDirectIO.swift).
+    let directIO: DirectIO?
+    /// Whether the file bypasses the host page cache (O_DIRECT).
+    package var isDirect: Bool { directIO != nil }
 
     /// Opens `path` read-only or read-write, taking no locks yet. Errors read
     /// like QEMU's ("Could not open 'x': No such file or directory" is
     /// composed by callers).
-    package convenience init(path: String, writable: Bool, locking: FileLockingMode = .auto) throws {
-        try self.init(path: path, writable: writable, locking: locking, observer: nil)
+    /// With `direct` the file is opened O_DIRECT (QEMU's cache.direct=on);
+    /// a file system that refuses it is `directIOUnsupported`.
+    package convenience init(path: String, writable: Bool, locking: FileLockingMode = .auto, direct: Bool = false) throws {
+        try self.init(path: path, writable: writable, locking: locking, observer: nil, direct: direct)
     }
 
     /// Opens `path` as above, telling `observer` of every change made
     /// through this descriptor (BlockFileObserver.swift; for tests).
-    package init(path: String, writable: Bool, locking: FileLockingMode, observer: (any BlockFileObserver)?) throws {
+    package init(path: String, writable: Bool, locking: FileLockingMode, observer: (any BlockFileObserver)?,
+                 direct: Bool = false) throws {
         self.path = path
         self.isWritable = writable
         self.isLocking = Self.locks(locking)
         self.observer = observer
+        let mode: FileDescriptor.AccessMode = writable ? .readWrite : .readOnly
+        let options: FileDescriptor.OpenOptions = direct ? [.closeOnExec, .init(rawValue: qk_o_direct())] : [.closeOnExec]
+        let opened: FileDescriptor
         do {
-            descriptor = try FileDescriptor.open(
-                FilePath(path), writable ? .readWrite : .readOnly, options: [.closeOnExec])
+            opened = try FileDescriptor.open(FilePath(path), mode, options: options)
         } catch let error as Errno {
+            // As QEMU: if only O_DIRECT is refused, say so.
+            if direct, error == .invalidArgument,
+               let plain = try? FileDescriptor.open(FilePath(path), mode, options: [.closeOnExec]) {
+                try? plain.close()
+                throw Qcow2Error.directIOUnsupported(path: path)
+            }
             throw Qcow2Error.io(step: "open", errno: error.rawValue)
         }
+        do {
+            directIO = direct ? try Self.probeDirectIO(opened) : nil
+        } catch {
+            try? opened.close()
+            throw error
+        }
+        descriptor = opened
         try refuseDirectory()
+    }
+
+    /// The alignment O_DIRECT needs on `descriptor`, by test reads at
+    /// offset 0 (FileDirectIO.swift says which).
+    private static func probeDirectIO(_ descriptor: FileDescriptor) throws -> DirectIO {
+        try DirectIO.probe { buffer, count in
+            pread(descriptor.rawValue, buffer, count, 0) >= 0 || errno != EINVAL
+        }
     }
 
     /// Whether `mode` takes locks here. QEMU falls back to process-wide
@@ -97,6 +128,7 @@ package final class BlockFile: Sendable {
         self.isLocking = isLocking
         self.descriptor = descriptor
         observer = nil
+        directIO = nil
     }
 
     private func refuseDirectory() throws {
@@ -200,7 +232,8 @@ package final class BlockFile: Sendable {
     /// afterwards (dropping its locks), or, if it keeps it, gives its old
     /// access back with `setAccess`. Throws `Qcow2Error.lockConflict` or the
     /// open's failure; this descriptor's locks are as before then.
-    package func reopened(writable: Bool, access new: BlockAccess) throws -> BlockFile {
+    /// `direct` nil keeps this descriptor's O_DIRECT setting.
+    package func reopened(writable: Bool, access new: BlockAccess, direct: Bool? = nil) throws -> BlockFile {
         let old = access
         if isLocking {
             try lockState.withLock { state in
@@ -212,7 +245,8 @@ package final class BlockFile: Sendable {
             }
         }
         do {
-            let file = try BlockFile(path: path, writable: writable, locking: isLocking ? .on : .off, observer: observer)
+            let file = try BlockFile(path: path, writable: writable, locking: isLocking ? .on : .off, observer: observer,
+                                     direct: direct ?? isDirect)
             // Checked above, so taking these cannot conflict.
             try file.lockState.withLock { state in
                 if isLocking {
@@ -237,6 +271,21 @@ package final class BlockFile: Sendable {
     @discardableResult
     package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
         let start = try ioRange(offset, buffer.count, "read")
+        if let directIO, !directIO.fits(buffer.baseAddress, count: buffer.count, offset: offset) {
+            return try directIO.read(into: buffer, at: offset) { piece, at in
+                try transfer(into: piece, at: Int64(at), step: offset)
+            }
+        }
+        let done = try transfer(into: buffer, at: start, step: offset)
+        if done < buffer.count {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[done...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
+        return done
+    }
+
+    /// pread until `buffer` is full or the file ends (with O_DIRECT, a short
+    /// read is the end: the rest would not be aligned). Returns the count.
+    private func transfer(into buffer: UnsafeMutableRawBufferPointer, at start: Int64, step offset: UInt64) throws -> Int {
         var done = 0
         while done < buffer.count {
             let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
@@ -248,9 +297,7 @@ package final class BlockFile: Sendable {
             }
             if n == 0 { break }
             done += n
-        }
-        if done < buffer.count {
-            UnsafeMutableRawBufferPointer(rebasing: buffer[done...]).initializeMemory(as: UInt8.self, repeating: 0)
+            if directIO != nil && done < buffer.count { break }
         }
         return done
     }
@@ -268,6 +315,20 @@ package final class BlockFile: Sendable {
     /// Writes all of `buffer` at `offset`.
     package func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         let start = try ioRange(offset, buffer.count, "write")
+        if let directIO, !directIO.fits(buffer.baseAddress, count: buffer.count, offset: offset) {
+            try directIO.write(buffer, at: offset, read: { piece, at in
+                try transfer(into: piece, at: Int64(at), step: offset)
+            }, write: { piece, at in
+                try transfer(piece, at: Int64(at), step: offset)
+            })
+        } else {
+            try transfer(buffer, at: start, step: offset)
+        }
+        observer?.blockFile(path, did: .write(offset: offset, bytes: Array(buffer)))
+    }
+
+    /// pwrite until all of `buffer` is written.
+    private func transfer(_ buffer: UnsafeRawBufferPointer, at start: Int64, step offset: UInt64) throws {
         var done = 0
         while done < buffer.count {
             let chunk = UnsafeRawBufferPointer(rebasing: buffer[done...])
@@ -277,7 +338,6 @@ package final class BlockFile: Sendable {
                 throw Qcow2Error.io(step: "write at offset \(offset)", errno: error.rawValue)
             }
         }
-        observer?.blockFile(path, did: .write(offset: offset, bytes: Array(buffer)))
     }
 
     package func write(_ bytes: [UInt8], at offset: UInt64) throws {

@@ -104,9 +104,15 @@ public enum FileLockingMode: String, Sendable, CaseIterable {
 public struct ImageLocking: Sendable, Equatable {
     public var mode: FileLockingMode
     public var forceShare: Bool
-    public init(mode: FileLockingMode = .auto, forceShare: Bool = false) {
+    /// cache.direct=on (-t none / directsync): every file of the chain is
+    /// opened O_DIRECT, as QEMU's backing files inherit the cache mode. It
+    /// rides here because this is what every open of a chain's files is
+    /// handed.
+    public var direct: Bool
+    public init(mode: FileLockingMode = .auto, forceShare: Bool = false, direct: Bool = false) {
         self.mode = mode
         self.forceShare = forceShare
+        self.direct = direct
     }
 
     /// Locks taken and honoured (the default).

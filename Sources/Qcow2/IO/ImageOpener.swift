@@ -33,7 +33,7 @@ public enum ImageOpener {
         }
         let old = file.access
         let access = user.forFile(of: image.format, writable: writable, forceShare: locking.forceShare)
-        let newFile = try file.reopened(writable: writable, access: access)
+        let newFile = try file.reopened(writable: writable, access: access, direct: locking.direct)
         do {
             return try BackingChain.open(file: newFile, format: image.format, at: .top, user: user, locking: locking)
         } catch {
@@ -49,7 +49,7 @@ public enum ImageOpener {
     package static func openLocked<T>(path: String, format: ImageFormat, writable: Bool, locking: ImageLocking,
                                       _ make: (BlockFile) throws -> T) throws -> T {
         if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
-        let file = try BlockFile(path: path, writable: writable, locking: locking.mode)
+        let file = try BlockFile(path: path, writable: writable, locking: locking.mode, direct: locking.direct)
         do {
             try file.setAccess(BlockAccess.backend(writable: writable).forFile(
                 of: format, writable: writable, forceShare: locking.forceShare))
@@ -72,9 +72,10 @@ public enum ImageOpener {
     /// Opens the file of an image; a failure reads like QEMU's file driver's
     /// ("Could not open 'x': No such file or directory"). No locks are taken
     /// until the opener sets the file's access.
-    package static func openFile(path: String, writable: Bool, locking: FileLockingMode = .auto) throws -> BlockFile {
+    package static func openFile(path: String, writable: Bool, locking: FileLockingMode = .auto,
+                                 direct: Bool = false) throws -> BlockFile {
         do {
-            return try BlockFile(path: path, writable: writable, locking: locking)
+            return try BlockFile(path: path, writable: writable, locking: locking, direct: direct)
         } catch let Qcow2Error.io(_, code) {
             throw Qcow2Error.openFailed(path: path, errno: code)
         }

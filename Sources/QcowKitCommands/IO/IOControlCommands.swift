@@ -72,7 +72,7 @@ enum IOControlCommands {
                 session.console.err("\(IOSession.program): snapshot mode (-s) is not supported")
                 return .finish(false)
             },
-            .set("n") { options.writethrough = false; options.ignoreFlushes = false },
+            .set("n") { _ = options.setCacheMode("none") },
             .set("C") { options.copyOnRead = true },
             .set("k") {},   // native AIO changes nothing observable here
             .set("r") { options.readOnly = true },
@@ -135,6 +135,7 @@ enum IOControlCommands {
             case "cache.direct", "cache.no-flush":
                 message = cacheGiven ? "Cannot set both -c and the cache options" : nil
                 if message == nil && key == "cache.no-flush" { options.ignoreFlushes = value == "on" }
+                if message == nil && key == "cache.direct" { options.direct = value == "on" }
             default:
                 message = "Cannot change the option '\(key)'"
             }

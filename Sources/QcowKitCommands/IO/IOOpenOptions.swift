@@ -3,6 +3,8 @@
 // key=value block options of --image-opts and `open -o`, which are read as
 // every verb reads them (ImageArgument, FlatBlockOptions).
 
+import Qcow2
+
 struct IOOpenOptions {
     /// The driver named with -f or driver=; probed when nil.
     var format: String?
@@ -15,18 +17,25 @@ struct IOOpenOptions {
     var writethrough = true
     /// cache=unsafe: flushes do nothing.
     var ignoreFlushes = false
+    /// cache=none/directsync (cache.direct=on): files opened O_DIRECT.
+    var direct = false
     /// discard=unmap is qemu-io's default; discard=ignore drops discards.
     var unmap = true
     /// Applies a cache mode name (qemu's -t / cache=); false if unknown.
     mutating func setCacheMode(_ mode: String) -> Bool {
         switch mode {
-        case "none", "off", "writeback": writethrough = false; ignoreFlushes = false
-        case "directsync", "writethrough": writethrough = true; ignoreFlushes = false
-        case "unsafe": writethrough = false; ignoreFlushes = true
+        case "none", "off": writethrough = false; ignoreFlushes = false; direct = true
+        case "writeback": writethrough = false; ignoreFlushes = false; direct = false
+        case "directsync": writethrough = true; ignoreFlushes = false; direct = true
+        case "writethrough": writethrough = true; ignoreFlushes = false; direct = false
+        case "unsafe": writethrough = false; ignoreFlushes = true; direct = false
         default: return false
         }
         return true
     }
+
+    /// How the image's files are opened: locks, and O_DIRECT.
+    var locking: ImageLocking { ImageLocking(forceShare: forceShare, direct: direct) }
 
     /// Applies a discard mode name (qemu's -d / discard=); false if unknown.
     mutating func setDiscardMode(_ mode: String) -> Bool {
@@ -55,5 +64,6 @@ struct IOOpenOptions {
         forceShare = forceShare || argument.forceShare
         if let discard = argument.discard { _ = setDiscardMode(discard) }
         if let noFlush = argument.noFlush { ignoreFlushes = noFlush }
+        if let cacheDirect = argument.cacheDirect { direct = cacheDirect }
     }
 }

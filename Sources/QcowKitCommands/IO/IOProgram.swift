@@ -100,7 +100,7 @@ enum IOProgram {
                 case UInt8(ascii: "f"): options.format = value
                 case UInt8(ascii: "r"): options.readOnly = true
                 case UInt8(ascii: "s"): return fail("snapshot mode (-s) is not supported")
-                case UInt8(ascii: "n"): options.writethrough = false; options.ignoreFlushes = false
+                case UInt8(ascii: "n"): _ = options.setCacheMode("none")
                 case UInt8(ascii: "t"):
                     guard options.setCacheMode(value) else { return fail("Invalid cache option: \(value)") }
                 case UInt8(ascii: "d"):

@@ -93,7 +93,7 @@ final class IOSession {
         }
         let format = argument.format.flatMap(ImageFormat.init(rawValue:))
         let path = argument.path
-        let locking = argument.locking(options.forceShare ? .forceShared : .standard)
+        let locking = argument.locking(options.locking)
         let image: BlockImage
         do {
             image = argument.opensBacking
@@ -126,7 +126,7 @@ final class IOSession {
     /// does (bdrv_reopen_prepare).
     func reopen(with options: IOOpenOptions) -> String? {
         guard let old = device else { return nil }
-        guard options.readOnly != old.readOnly else {
+        guard options.readOnly != old.readOnly || options.direct != old.options.direct else {
             old.options = options
             return nil
         }
@@ -140,7 +140,7 @@ final class IOSession {
         do {
             image = try ImageOpener.reopen(old.image, writable: !options.readOnly,
                                            user: options.readOnly ? VerbAccess.read : VerbAccess.write,
-                                           locking: old.options.forceShare ? .forceShared : .standard)
+                                           locking: ImageLocking(forceShare: old.options.forceShare, direct: options.direct))
         } catch {
             return "\(error)"
         }

@@ -31,7 +31,8 @@ struct NBDImage {
         var image: BlockImage
         do {
             image = try ReadCommands.openChain(path, format: options.format, writable: writable,
-                                               access: VerbAccess.nbdExport(writable: writable))
+                                               access: VerbAccess.nbdExport(writable: writable),
+                                               locking: ImageLocking(direct: options.direct))
         } catch let failure as CommandFailure {
             throw CommandFailure("Failed to blk_new_open '\(path)': \(reason(failure, path))")
         }
@@ -53,7 +54,8 @@ struct NBDImage {
         try? image.close()
         do {
             image = try ReadCommands.openChain(overlay, format: "qcow2", writable: !options.readOnly,
-                                               access: VerbAccess.nbdExport(writable: !options.readOnly))
+                                               access: VerbAccess.nbdExport(writable: !options.readOnly),
+                                               locking: ImageLocking(direct: options.direct))
         } catch let failure as CommandFailure {
             unlink(overlay)
             throw CommandFailure("Failed to blk_new_open '\(path)': \(reason(failure, overlay))")

@@ -22,6 +22,8 @@ struct NBDOptions {
     var bitmaps: [String] = []
     var cacheMode: String?
     var writeThrough = false
+    /// cache=none/directsync (-n): files opened O_DIRECT.
+    var direct = false
     var discardUnmap = false
     var detectZeroes = NBDDetectZeroes.off
     var imageOpts = false
@@ -89,9 +91,11 @@ struct NBDOptions {
                 if seenCache { return fail("-n and --cache can only be specified once") }
                 seenCache = true
                 let mode = code == Long.cache ? value : "none"
-                guard let writeThrough = cacheWriteThrough(mode) else { return fail("Invalid cache mode `\(mode)'") }
+                var cache = IOOpenOptions()
+                guard cache.setCacheMode(mode) else { return fail("Invalid cache mode `\(mode)'") }
                 options.cacheMode = mode
-                options.writeThrough = writeThrough
+                options.writeThrough = cache.writethrough
+                options.direct = cache.direct
             case Long.aio:
                 if seenAIO { return fail("--aio can only be specified once") }
                 seenAIO = true
@@ -186,15 +190,6 @@ struct NBDOptions {
     private var hasPerDeviceSettings: Bool {
         !exportName.isEmpty || description != nil || offset != 0 || device != nil || disconnect || format != nil
             || loadSnapshot != nil || !bitmaps.isEmpty || allocationDepth
-    }
-
-    /// bdrv_parse_cache_mode: whether the mode writes through; nil if unknown.
-    private static func cacheWriteThrough(_ mode: String) -> Bool? {
-        switch mode {
-        case "off", "none", "writeback", "unsafe": return false
-        case "directsync", "writethrough": return true
-        default: return nil
-        }
     }
 
     /// qemu_strtou64 with base 0: decimal, 0x hex or 0 octal, nothing after.
