@@ -29,10 +29,8 @@ public final class SocketTransport: NBDTransport {
                 throw NBDTransportError.endOfStream(partial: done > 0)
             } else if errno == EINTR {
                 continue
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                throw NBDTransportError.timedOut
             } else {
-                throw NBDTransportError.io(errno: errno)
+                throw Self.failure(errno)
             }
         }
     }
@@ -46,12 +44,15 @@ public final class SocketTransport: NBDTransport {
                 done += sent
             } else if errno == EINTR {
                 continue
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                throw NBDTransportError.timedOut
             } else {
-                throw NBDTransportError.io(errno: errno)
+                throw Self.failure(errno)
             }
         }
+    }
+
+    /// EAGAIN is the socket's receive or send timeout running out.
+    private static func failure(_ code: Int32) -> NBDTransportError {
+        code == EAGAIN || code == EWOULDBLOCK ? .timedOut : .io(errno: code)
     }
 
     public func shutdown() {
