@@ -78,45 +78,12 @@ final class ListeningSocket: Sendable {
         }
     }
 
-    /// (The same steps as QMP's UnixSocketListener, with QEMU's messages.)
     private static func openUnix(_ path: String) throws -> ListeningSocket {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard bytes.count <= capacity else {
-            throw NBDServerError("UNIX socket path '\(path)' is too long\nPath must be less than \(capacity) bytes")
-        }
-        guard !bytes.isEmpty, !bytes.contains(0) else { throw NBDServerError("UNIX socket path '\(path)' is invalid") }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw systemError("Failed to create socket") }
-        // The socket file takes the socket inode's mode: set before bind, so
-        // that it is never wider than 0600.
-        _ = fchmod(fd, 0o600)
-        if unlink(path) != 0 && errno != ENOENT {
-            let error = systemError("Failed to unlink socket \(path)")
-            Glibc.close(fd)
-            throw error
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard bound == 0 else {
-            let error = systemError("Failed to bind socket to \(path)")
-            Glibc.close(fd)
-            throw error
-        }
-        _ = chmod(path, 0o600)
-        guard Glibc.listen(fd, 128) == 0 else {
-            let error = systemError("Failed to listen on socket")
-            Glibc.close(fd)
-            _ = unlink(path)
-            throw error
+        let fd: Int32
+        do {
+            fd = try UnixListeningSocket.bind(path: path, backlog: 128)
+        } catch {
+            throw NBDServerError(error.message)
         }
         return ListeningSocket(descriptor: fd, address: .unix(path: path), unlinkPath: path)
     }

@@ -8,6 +8,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import NBD
 
 final class UnixSocketListener {
     let path: String
@@ -21,49 +22,11 @@ final class UnixSocketListener {
     init(path: String, loop: MainLoop) throws {
         self.path = path
         self.loop = loop
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        let bytes = Array(path.utf8)
-        // A path filling sun_path exactly, without a NUL, is valid on Linux
-        // and QEMU accepts it; one byte more is refused with QEMU's words.
-        guard bytes.count <= capacity else {
-            throw QMPServiceError("UNIX socket path '\(path)' is too long\nPath must be less than \(capacity) bytes")
+        do {
+            fd = try UnixListeningSocket.bind(path: path, backlog: 16)
+        } catch {
+            throw QMPServiceError(error.message)
         }
-        guard !bytes.isEmpty, !bytes.contains(0) else {
-            throw QMPServiceError("UNIX socket path '\(path)' is invalid")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in bytes.enumerated() { raw[i] = byte }
-        }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw QMPServiceError("Failed to create socket: \(errnoText())") }
-        // Linux gives the socket file the socket inode's mode (less umask):
-        // setting it before bind leaves no window with a wider mode.
-        _ = fchmod(fd, 0o600)
-        if unlink(path) < 0 && errno != ENOENT {
-            let message = "Failed to unlink socket \(path): \(errnoText())"
-            Glibc.close(fd)
-            throw QMPServiceError(message)
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard bound == 0 else {
-            let message = "Failed to bind socket to \(path): \(errnoText())"
-            Glibc.close(fd)
-            throw QMPServiceError(message)
-        }
-        _ = chmod(path, 0o600)
-        guard listen(fd, 16) == 0 else {
-            let message = "Failed to listen on socket: \(errnoText())"
-            Glibc.close(fd)
-            unlink(path)
-            throw QMPServiceError(message)
-        }
-        self.fd = fd
     }
 
     /// Accepts connections from the loop, handing each to `handler`.
