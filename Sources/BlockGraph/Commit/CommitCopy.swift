@@ -55,7 +55,9 @@ struct CommitCopier {
     /// mirror_iteration): a run that reads as zeroes through top's chain,
     /// with no data behind it, becomes a zero write that may unmap, when it
     /// covers whole clusters of base; everything else is copied.
-    func mirror(at offset: UInt64, length: UInt64) throws {
+    /// `writing` runs each write to base (a caller may take turns there).
+    func mirror(at offset: UInt64, length: UInt64,
+                writing: (() throws -> Void) throws -> Void = { try $0() }) throws {
         let cluster = base.qcow2?.header.clusterSize ?? 512
         let end = offset + length
         var position = offset
@@ -66,9 +68,11 @@ struct CommitCopier {
             let run = min(status.length, end - position)
             let whole = position % cluster == 0 && (run % cluster == 0 || position + run == top.size)
             if status.isZero && !status.isData && whole {
-                try BlockJobIOFailure.catching(.write) { try base.writeZeroes(at: position, length: run, mayUnmap: true) }
+                try writing {
+                    try BlockJobIOFailure.catching(.write) { try base.writeZeroes(at: position, length: run, mayUnmap: true) }
+                }
             } else {
-                try copy(at: position, length: run)
+                try copy(at: position, length: run) { data in try writing { try base.write(data, at: position) } }
             }
             position += run
         }
