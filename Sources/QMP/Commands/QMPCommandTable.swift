@@ -3,6 +3,7 @@
 extension QMPService {
     static func commandTable() -> [QMPCommand] {
         [
+            TransactionCommand.command,
             ExportCommands.objectDel,
             ExportCommands.objectAdd,
             ControlCommands.quit,

@@ -18,6 +18,9 @@ package struct DirtyBitmap: Sendable, Equatable {
     /// Found `in-use` on open: its bits are unknown, so it is neither used
     /// nor stored again (QEMU's inconsistent bitmaps).
     package var isInconsistent: Bool
+    /// Taken by an operation under way (a removal inside a QMP transaction):
+    /// QEMU's busy bitmaps, refused by every other operation.
+    package var isBusy = false
 
     static let wordsPerPage = 512
     static let bitsPerPage = UInt64(wordsPerPage * 64)

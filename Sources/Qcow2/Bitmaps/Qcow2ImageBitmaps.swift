@@ -64,9 +64,8 @@ extension Qcow2Image {
     /// at once.
     package func removeDirtyBitmap(_ name: String) throws {
         try withWriter { writer, _ in
-            guard let index = writer.dirtyBitmaps.firstIndex(where: { $0.name == name }) else {
-                throw BitmapError("Dirty bitmap '\(name)' not found")
-            }
+            let index = try Self.bitmapIndex(name, in: writer)
+            try Self.checkUsable(writer.dirtyBitmaps[index], inconsistent: false)
             if writer.dirtyBitmaps[index].isPersistent { try writer.removePersistentBitmap(name) }
             writer.dirtyBitmaps.remove(at: index)
         }
@@ -82,38 +81,34 @@ extension Qcow2Image {
         try changeDirtyBitmap(name) { $0.isEnabled = enabled }
     }
 
-    /// block-dirty-bitmap-merge of one source (from this image or another,
-    /// looked up by the caller) into `target`.
-    package func mergeDirtyBitmap(into target: String, from source: DirtyBitmap) throws {
+    /// The last step of block-dirty-bitmap-merge: the sources, gathered by
+    /// the caller into one bitmap (`DirtyBitmap.mergeChecked`), into
+    /// `target`. Returns the target as it was.
+    @discardableResult
+    package func mergeDirtyBitmap(into target: String, from source: DirtyBitmap) throws -> DirtyBitmap {
         try withWriter { writer, _ in
-            guard let index = writer.dirtyBitmaps.firstIndex(where: { $0.name == target }) else {
-                throw BitmapError("Dirty bitmap '\(target)' not found")
-            }
-            try Self.checkUsable(writer.dirtyBitmaps[index])
-            try Self.checkUsable(source)
-            let destination = writer.dirtyBitmaps[index]
-            guard destination.size == source.size else {
-                throw BitmapError("Bitmaps are of different sizes (destination size is \(destination.size), "
-                                  + "source size is \(source.size)) and can't be merged")
-            }
-            writer.dirtyBitmaps[index].merge(source)
+            let index = try Self.bitmapIndex(target, in: writer)
+            let backup = writer.dirtyBitmaps[index]
+            try writer.dirtyBitmaps[index].mergeChecked(source)
+            return backup
         }
     }
 
     private func changeDirtyBitmap(_ name: String, _ change: (inout DirtyBitmap) -> Void) throws {
         try withWriter { writer, _ in
-            guard let index = writer.dirtyBitmaps.firstIndex(where: { $0.name == name }) else {
-                throw BitmapError("Dirty bitmap '\(name)' not found")
-            }
+            let index = try Self.bitmapIndex(name, in: writer)
             try Self.checkUsable(writer.dirtyBitmaps[index])
             change(&writer.dirtyBitmaps[index])
         }
     }
 
-    /// bdrv_dirty_bitmap_check's inconsistency test (nothing here is busy
-    /// or read-only).
-    static func checkUsable(_ bitmap: DirtyBitmap) throws {
-        if bitmap.isInconsistent {
+    /// bdrv_dirty_bitmap_check: busy, then inconsistent (nothing here is
+    /// read-only); `inconsistent: false` for the checks that let those pass.
+    package static func checkUsable(_ bitmap: DirtyBitmap, inconsistent: Bool = true) throws {
+        if bitmap.isBusy {
+            throw BitmapError("Bitmap '\(bitmap.name)' is currently in use by another operation and cannot be used")
+        }
+        if inconsistent && bitmap.isInconsistent {
             throw BitmapError("Bitmap '\(bitmap.name)' is inconsistent and cannot be used\n"
                               + "Try block-dirty-bitmap-remove to delete this bitmap from disk")
         }
@@ -128,7 +123,22 @@ extension Qcow2Image {
             for i in writer.dirtyBitmaps.indices where writer.dirtyBitmaps[i].isEnabled {
                 writer.dirtyBitmaps[i].setDirty(offset: offset, length: length)
             }
+            writer.bitmapWriteLog?.append((offset, length))
         }
+    }
+}
+
+extension DirtyBitmap {
+    /// bdrv_merge_dirty_bitmap: both checked (this one, then the source),
+    /// the sizes compared, then the source's bits added.
+    package mutating func mergeChecked(_ source: DirtyBitmap) throws {
+        try Qcow2Image.checkUsable(self)
+        try Qcow2Image.checkUsable(source)
+        guard size == source.size else {
+            throw BitmapError("Bitmaps are of different sizes (destination size is \(size), "
+                              + "source size is \(source.size)) and can't be merged")
+        }
+        merge(source)
     }
 }
 
