@@ -41,6 +41,7 @@ extension QMPService {
             BlockdevCommands.queryNamedBlockNodes,
             BlockCommitCommand.command,
             JobCommands.queryBlockJobs,
+            BlockdevCommands.queryBlock,
         ]
     }
 }
