@@ -1,8 +1,8 @@
 // Dirty bitmaps on the graph's nodes, for QMP's block-dirty-bitmap-*
 // commands and query-named-block-nodes' `dirty-bitmaps`: QEMU 7.2's node
 // lookups and messages (block_dirty_bitmap_lookup, bdrv_lookup_bs), then
-// the codec's bitmap operations (Sources/Qcow2/Bitmaps). Bitmaps live in
-// the qcow2 image of a writable node; elsewhere they are refused by name.
+// the codec's bitmap operations (Sources/Qcow2/Bitmaps). Bitmaps change in
+// the qcow2 image of a writable node; elsewhere changes are refused by name.
 import Qcow2
 
 /// One bitmap as query-named-block-nodes lists it (BlockDirtyInfo).
@@ -80,8 +80,10 @@ extension BlockGraph {
     }
 
     /// The bitmaps of `node`, newest first (empty for nodes without any).
+    /// A read-only node lists those on disk, as QEMU lists the read-only
+    /// bitmaps it loads (in-use ones inconsistent, not recording, no bits).
     public func dirtyBitmaps(of node: BlockNode) -> [DirtyBitmapInfo] {
-        guard let qcow2 = node.qcow2, qcow2.isWritable, let bitmaps = try? qcow2.dirtyBitmaps() else { return [] }
+        guard let qcow2 = node.qcow2, let bitmaps = try? qcow2.dirtyBitmaps() else { return [] }
         return bitmaps.map {
             DirtyBitmapInfo(name: $0.name, recording: $0.isEnabled, persistent: $0.isPersistent,
                             inconsistent: $0.isInconsistent, granularity: $0.granularity,

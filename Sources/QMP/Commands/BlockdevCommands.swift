@@ -23,7 +23,12 @@ enum BlockdevCommands {
         let graph = context.service.graph
         return .array(try graph.namedNodes.map { node in
             var info = try graph.deviceInfo(node)
-            if flat { info.image.backingImage = nil }
+            if flat {
+                // QEMU 7.2 counts the depth while it gathers the chain,
+                // which flat output skips: 0.
+                info.image.backingImage = nil
+                info.backingFileDepth = 0
+            }
             return info.qapiJSON
         })
     }
