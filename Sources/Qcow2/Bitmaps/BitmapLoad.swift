@@ -22,6 +22,10 @@ extension Qcow2Writer {
     func loadBitmaps() throws -> Bool {
         guard let ext = bitmapsExtension else { return false }
         var entries = try BitmapDirectory.load(ext, file: file, clusterSize: clusterSize, virtualSize: imageSize)
+        if let message = BitmapConstraints.memoryViolation(
+            total: BitmapConstraints.memory(of: entries, size: imageSize)) {
+            throw Qcow2Error.invalidBitmaps(message)
+        }
         var needsUpdate = false
         for i in entries.indices {
             let entry = entries[i]

@@ -19,7 +19,11 @@ extension Qcow2Image {
         guard let ext else { return [] }
         var list: [DirtyBitmap] = []
         let size = layout.size & ~511
-        for entry in try BitmapDirectory.load(ext, file: file, header: layout) {
+        let entries = try BitmapDirectory.load(ext, file: file, header: layout)
+        if let message = BitmapConstraints.memoryViolation(total: BitmapConstraints.memory(of: entries, size: size)) {
+            throw BitmapError(message)
+        }
+        for entry in entries {
             var bitmap = DirtyBitmap(name: entry.name, granularity: UInt64(1) << UInt64(entry.granularityBits),
                                      size: size, isEnabled: entry.isAuto && !entry.isInUse,
                                      isInconsistent: entry.isInUse)
@@ -55,6 +59,9 @@ extension Qcow2Image {
             guard name.utf8.count <= Int(BitmapDirectory.maxNameSize) else {
                 throw BitmapError("Bitmap name too long: \(name)")
             }
+            let held = writer.dirtyBitmaps.filter { !$0.isInconsistent }.reduce(0) { $0 + $1.serializedSize }
+            let total = held + BitmapConstraints.memory(granularity: granularity, size: writer.imageSize)
+            if let message = BitmapConstraints.memoryViolation(total: total) { throw BitmapError(message) }
             writer.dirtyBitmaps.insert(DirtyBitmap(name: name, granularity: granularity, size: writer.imageSize,
                                                    isEnabled: !disabled, isPersistent: persistent), at: 0)
         }
