@@ -56,6 +56,8 @@ if mode == "active":
     wait("BLOCK_JOB_READY")
     execute("block-dirty-bitmap-add", {"node": "top", "name": "during", "persistent": True})
     execute("job-complete", {"id": "j"})
+elif mode == "stream":
+    execute("block-stream", {"job-id": "j", "device": "top"})
 else:
     execute("block-commit", {"job-id": "j", "device": "top", "top": d + "/mid.qcow2", "base": d + "/base.qcow2"})
 wait("BLOCK_JOB_COMPLETED")
@@ -83,7 +85,7 @@ p.wait()
         try QemuOracle.run(["qemu-io", "-c", "write -P 3 1M 64k", "-c", "write -P 4 5M 4k", img("top")])
     }
 
-    @Test("after the job and after quit", arguments: ["active", "intermediate"])
+    @Test("after the job and after quit", arguments: ["active", "intermediate", "stream"])
     func commit(_ mode: String) throws {
         let root = NSTemporaryDirectory() + "qcowkit-bitmap-commit-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: root) }
