@@ -1,22 +1,24 @@
-// Bitmaps through block-commit in `qcowkit serve`, against
+// Bitmaps through block-commit and block-stream in `qcowkit serve`, against
 // qemu-storage-daemon 7.2 on copies of one chain base <- mid <- top, each
 // image with a persistent bitmap and data of its own: an active commit
-// (top and mid into base, a bitmap added to top while the job is ready)
-// and a commit of mid into base under top. QEMU 7.2 moves no bitmap
-// between nodes: base's bitmaps record the ranges the job writes into
-// base, the committed nodes keep theirs (stored in their own files when
-// closed), and query-named-block-nodes lists every node's bitmaps,
-// read-only ones included. Compared: every reply and the listing after
-// the job, and after quit top and mid byte for byte, base by guest content,
-// `qemu-img info` bitmaps and each bitmap's bits (qemu-nbd -B, nbdinfo):
-// the active job's mirror writes base's chunks in an order that varies
-// from run to run, so base's cluster layout does.
+// (top and mid into base, a bitmap added to top while the job is ready), a
+// commit of mid into base under top, and a stream of mid and base into top.
+// QEMU 7.2 moves no bitmap between nodes: base's bitmaps record the ranges
+// a commit writes into base, the committed nodes keep theirs (stored in
+// their own files when closed), a stream's copy-on-read writes mark none of
+// top's, and query-named-block-nodes lists every node's bitmaps, read-only
+// ones included. Compared: every reply and the listing after the job, and
+// after quit top and mid byte for byte, base by guest content, `qemu-img
+// info` bitmaps and each bitmap's bits (qemu-nbd -B, nbdinfo): the active
+// job's mirror writes base's chunks in an order that varies from run to
+// run, so base's cluster layout does. Then `qcowkit commit` against
+// `qemu-img commit`.
 import Foundation
 import Testing
 import TestSupport
 
-@Suite("bitmaps through block-commit against qemu-storage-daemon 7.2")
-struct BitmapCommitInteropTests {
+@Suite("bitmaps through commit and stream against QEMU 7.2")
+struct BitmapJobInteropTests {
     /// Drives one service over stdio: waits for the job's events, prints
     /// each reply and the listing with node names and directories masked.
     static let driver = #"""
