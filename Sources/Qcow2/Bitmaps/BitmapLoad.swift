@@ -89,3 +89,23 @@ extension Qcow2Writer {
         }
     }
 }
+
+extension Qcow2Image {
+    /// For a writable open that wrote nothing (a verb checking its operand
+    /// before a job opens the image again): the bitmaps it marked `in-use`
+    /// on open are unmarked in place and dropped from memory, so that its
+    /// close stores nothing and the file is as it was; the later open then
+    /// stores them once, as QEMU's single open does.
+    package func putBackUnchangedBitmaps() throws {
+        try withWriter { writer, _ in
+            let loaded = Set(writer.dirtyBitmaps.filter { $0.isPersistent && !$0.isInconsistent }.map(\.name))
+            guard !loaded.isEmpty else { return }
+            var entries = try writer.currentBitmapDirectory()
+            for i in entries.indices where loaded.contains(entries[i].name) {
+                entries[i].flags &= ~BitmapDirectory.flagInUse
+            }
+            try writer.updateBitmapDirectoryInPlace(entries)
+            writer.dirtyBitmaps = []
+        }
+    }
+}
