@@ -131,6 +131,20 @@ import Testing
         #expect(runs == [[[0, 0], [48, 48]], [[0, 0], [48, 48]]])
     }
 
+    @Test("a transaction's write log past its limit stands for the whole guest on undo")
+    func transactionWriteLogLimit() throws {
+        let dir = try TestDirectory()
+        let image = try WriteFixture.openWritable(try WriteFixture.create(dir, size: 4 << 20))
+        defer { try? image.close() }
+        try image.addDirtyBitmap("a", granularity: 65536, persistent: false, disabled: false, node: "n")
+        image.beginBitmapWriteLog()
+        let cleared = try image.clearDirtyBitmapKeepingBackup("a")
+        for _ in 0...Qcow2Image.bitmapWriteLogLimit { try WriteFixture.write(image, [1], at: 0) }
+        image.restoreDirtyBitmap(cleared)
+        image.endBitmapWriteLog()
+        #expect(try image.dirtyBitmaps().first?.dirtyRuns().map { [$0.first, $0.last] } == [[0, 63]])
+    }
+
     @Test("a removal in a transaction takes the bitmap off the disk and keeps it busy until undone")
     func transactionDetach() throws {
         let dir = try TestDirectory()

@@ -121,6 +121,9 @@ extension Qcow2Image {
         }
     }
 
+    /// Ranges a transaction's write log keeps before it stands for all.
+    static let bitmapWriteLogLimit = 4096
+
     /// Sets the bits of every enabled bitmap over a guest range that was
     /// written, zeroed or discarded (bdrv_set_dirty), whether the request
     /// succeeded or not, as QEMU does.
@@ -130,7 +133,15 @@ extension Qcow2Image {
             for i in writer.dirtyBitmaps.indices where writer.dirtyBitmaps[i].isEnabled {
                 writer.dirtyBitmaps[i].setDirty(offset: offset, length: length)
             }
-            writer.bitmapWriteLog?.append((offset, length))
+            if let count = writer.bitmapWriteLog?.count {
+                // Bounded: past its limit the log says "everything", which an
+                // undo turns into all bits set (too many, never too few).
+                if count < Self.bitmapWriteLogLimit {
+                    writer.bitmapWriteLog?.append((offset, length))
+                } else {
+                    writer.bitmapWriteLog = [(0, .max)]
+                }
+            }
         }
     }
 }
