@@ -81,10 +81,11 @@ struct CommitCopier {
     /// BDRV_REQ_WRITE_UNCHANGED, skips bdrv_set_dirty).
     func copyWithinHeldWrites(at offset: UInt64, length: UInt64) throws {
         try copy(at: offset, length: length) { buffer in
-            if let qcow2 = base.qcow2 {
+            let image = try base.writableImage()
+            if let qcow2 = image as? Qcow2Image {
                 try qcow2.writeUnchanged(buffer, at: offset)
             } else {
-                try base.writableImage().write(buffer, at: offset)
+                try image.write(buffer, at: offset)
             }
         }
     }
