@@ -52,12 +52,18 @@ enum Commit {
         let cacheMode = try CacheModeArgument.check(cache)
 
         // img_open, for its messages; the job opens the chain again below.
+        // Bitmaps this open marked in use are put back as they were, so
+        // that the image's bitmaps are stored once, after the emptying, as
+        // qemu-img's one open stores them.
         let image = try ImageVerbs.openWritable(operand, cache: cacheMode)
         let progress = QemuProgress(enabled: showProgress && !quiet, minSkip: 1)
         progress.print(0, max: 100)
         let baseImage: BlockImage
         do {
-            defer { try? image.close() }
+            defer {
+                try? (image as? Qcow2Image)?.putBackUnchangedBitmaps()
+                try? image.close()
+            }
             if let base {
                 guard let found = BackingChain.find(named: base, below: image) else {
                     progress.end()
@@ -76,10 +82,9 @@ enum Commit {
 
         do {
             try CommitJob.run(filename: filename, format: format, baseFilename: baseFilename, speed: rate,
-                              direct: cacheMode.wantsDirectIO) {
+                              direct: cacheMode.wantsDirectIO, empty: !drop) {
                 progress.print($0, max: 0)
             }
-            if !drop { try Self.empty(filename, format: format) }
         } catch let failure as CommandFailure {
             progress.end()
             throw failure
@@ -87,31 +92,16 @@ enum Commit {
         progress.end()
         if !quiet { Terminal.print("Image committed.") }
     }
-
-    /// blk_make_empty on the committed image, opened alone; a format that
-    /// cannot be emptied (raw) is left as it is, as qemu-img does.
-    private static func empty(_ filename: String, format: String?) throws {
-        let opened = try ImageOpener.openWithoutBacking(
-            path: filename, format: format.flatMap(ImageFormat.init(rawValue:)), writable: true)
-        guard let image = opened as? Qcow2Image else {
-            try? opened.close()
-            return
-        }
-        do {
-            defer { try? image.close() }
-            try image.makeEmpty()
-        } catch {
-            throw CommandFailure("Could not empty \(filename): \(Qcow2Error.reason(of: error))")
-        }
-    }
 }
 
 /// Runs an active commit to completion, as qemu-img's run_block_job does:
 /// the job's worker thread copies while this thread plays the main loop,
 /// completes the job once it is ready, and reports progress (percent).
 enum CommitJob {
+    /// `empty`: then blk_make_empty on the committed image, still open (a
+    /// format that cannot be emptied, raw, is left as it is, as qemu-img does).
     static func run(filename: String, format: String?, baseFilename: String, speed: Int64, direct: Bool,
-                    progress: (Float) -> Void) throws {
+                    empty: Bool, progress: (Float) -> Void) throws {
         let graph = BlockGraph()
         defer { try? graph.closeAll() }
         let top: BlockNode
@@ -119,6 +109,9 @@ enum CommitJob {
             var drive = BlockdevOptions(driver: format, file: .filename(filename))
             drive.cacheDirect = direct
             top = try graph.addDrive(drive, id: "commit")
+            // qemu-img's BlockBackend on the image: it stays open after the
+            // job has replaced it with base, to be emptied.
+            graph.hold(top)
         } catch {
             throw CommandFailure("Could not open '\(filename)': \(error)")
         }
@@ -155,6 +148,13 @@ enum CommitJob {
         }
         if let error = failure.withLock({ $0 }) { throw CommandFailure("Block job failed: \(error)") }
         progress(100)
+        if empty, let qcow2 = top.qcow2 {
+            do {
+                try qcow2.makeEmpty()
+            } catch {
+                throw CommandFailure("Could not empty \(filename): \(Qcow2Error.reason(of: error))")
+            }
+        }
     }
 }
 

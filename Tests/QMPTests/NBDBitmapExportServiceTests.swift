@@ -2,7 +2,8 @@
 // replies for missing and enabled-on-read-only bitmaps, and what nbdinfo
 // sees of exports serving qemu:dirty-bitmap:NAME contexts (a disabled one
 // read-only, an enabled one writable, dirtied by a write through it); a
-// bitmap one export serves is busy for another and for the bitmap commands.
+// bitmap one export serves is busy for another, for the bitmap commands and
+// inside a transaction (which then undoes the actions before it).
 import Foundation
 import Testing
 import QemuJSON
@@ -37,6 +38,10 @@ import TestSupport
                 #"{"execute":"block-dirty-bitmap-clear","arguments":{"node":"n0","name":"bdis"}}"#,
                 #"{"execute":"block-dirty-bitmap-enable","arguments":{"node":"n0","name":"bdis"}}"#,
                 #"{"execute":"block-dirty-bitmap-merge","arguments":{"node":"n0","target":"b0","bitmaps":["b1"]}}"#,
+                #"{"execute":"transaction","arguments":{"actions":[{"type":"block-dirty-bitmap-add","data":{"node":"n0","name":"t"}},{"type":"block-dirty-bitmap-clear","data":{"node":"n0","name":"bdis"}}]}}"#,
+                #"{"execute":"transaction","arguments":{"actions":[{"type":"block-dirty-bitmap-clear","data":{"node":"n0","name":"b0"}},{"type":"block-dirty-bitmap-merge","data":{"node":"n0","target":"b0","bitmaps":["b1"]}}]}}"#,
+                #"{"execute":"transaction","arguments":{"actions":[{"type":"block-dirty-bitmap-add","data":{"node":"n0","name":"t"}},{"type":"block-dirty-bitmap-remove","data":{"node":"n0","name":"b1"}}]}}"#,
+                #"{"execute":"block-dirty-bitmap-add","arguments":{"node":"n0","name":"t"}}"#,
             ] {
                 var events: [JSONValue] = []
                 log.append("\(try client.execute(command, events: &events))")

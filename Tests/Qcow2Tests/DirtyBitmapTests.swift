@@ -107,4 +107,63 @@ import Testing
         #expect(try closed.dirtyBitmaps().isEmpty)
         #expect(!closed.header.autoclearFeatures.contains(.bitmaps))
     }
+
+    @Test("a transaction's undo of a clear and a merge keeps the ranges guest writes marked meanwhile")
+    func transactionRestoreKeepsLoggedWrites() throws {
+        let dir = try TestDirectory()
+        let path = try WriteFixture.create(dir, size: 4 << 20)
+        let image = try WriteFixture.openWritable(path)
+        defer { try? image.close() }
+        try image.addDirtyBitmap("a", granularity: 65536, persistent: false, disabled: false, node: "n")
+        try image.addDirtyBitmap("m", granularity: 65536, persistent: false, disabled: false, node: "n")
+        try WriteFixture.write(image, [1], at: 0)
+        image.beginBitmapWriteLog()
+        let cleared = try image.clearDirtyBitmapKeepingBackup("a")
+        var source = DirtyBitmap(name: "s", granularity: 65536, size: 4 << 20, isPersistent: false)
+        source.setDirty(offset: 1 << 20, length: 1)
+        let merged = try image.mergeDirtyBitmap(into: "m", from: source)
+        // A guest write while the transaction is under way.
+        try WriteFixture.write(image, [2], at: 3 << 20)
+        image.restoreDirtyBitmap(cleared)
+        image.restoreDirtyBitmap(merged)
+        image.endBitmapWriteLog()
+        let runs = try image.dirtyBitmaps().map { $0.dirtyRuns().map { [$0.first, $0.last] } }
+        #expect(runs == [[[0, 0], [48, 48]], [[0, 0], [48, 48]]])
+    }
+
+    @Test("a transaction's write log past its limit stands for the whole guest on undo")
+    func transactionWriteLogLimit() throws {
+        let dir = try TestDirectory()
+        let image = try WriteFixture.openWritable(try WriteFixture.create(dir, size: 4 << 20))
+        defer { try? image.close() }
+        try image.addDirtyBitmap("a", granularity: 65536, persistent: false, disabled: false, node: "n")
+        image.beginBitmapWriteLog()
+        let cleared = try image.clearDirtyBitmapKeepingBackup("a")
+        for _ in 0...Qcow2Image.bitmapWriteLogLimit { try WriteFixture.write(image, [1], at: 0) }
+        image.restoreDirtyBitmap(cleared)
+        image.endBitmapWriteLog()
+        #expect(try image.dirtyBitmaps().first?.dirtyRuns().map { [$0.first, $0.last] } == [[0, 63]])
+    }
+
+    @Test("a removal in a transaction takes the bitmap off the disk and keeps it busy until undone")
+    func transactionDetach() throws {
+        let dir = try TestDirectory()
+        let path = try WriteFixture.create(dir, size: 4 << 20)
+        var image = try WriteFixture.openWritable(path)
+        try image.addDirtyBitmap("p", granularity: nil, persistent: true, disabled: false, node: "n")
+        try image.close()
+        image = try WriteFixture.openWritable(path)
+        #expect(try image.detachDirtyBitmap("p"))
+        let busy = "Bitmap 'p' is currently in use by another operation and cannot be used"
+        #expect(throws: BitmapError(busy)) { try image.clearDirtyBitmap("p") }
+        #expect(throws: BitmapError(busy)) { try image.removeDirtyBitmap("p") }
+        let onDisk = try Qcow2Image.open(path: path, locking: .forceShared).dirtyBitmaps()
+        #expect(onDisk.isEmpty)
+        image.reattachDirtyBitmap("p", persistent: true)
+        try image.clearDirtyBitmap("p")
+        try image.close()
+        let reopened = try Qcow2Image.open(path: path)
+        defer { try? reopened.close() }
+        #expect(try reopened.dirtyBitmaps().map(\.name) == ["p"])
+    }
 }

@@ -80,9 +80,18 @@ struct CommitCopier {
 
     /// `copy` for a stream, whose target is top itself: the caller holds
     /// top's writes (`BlockNode.withWritesHeld`), so the write goes to the
-    /// image directly.
+    /// image directly. What it writes is what top already reads, so a qcow2
+    /// top's bitmaps are left alone (QEMU's copy-on-read write,
+    /// BDRV_REQ_WRITE_UNCHANGED, skips bdrv_set_dirty).
     func copyWithinHeldWrites(at offset: UInt64, length: UInt64) throws {
-        try copy(at: offset, length: length) { try base.writableImage().write($0, at: offset) }
+        try copy(at: offset, length: length) { buffer in
+            let image = try base.writableImage()
+            if let qcow2 = image as? Qcow2Image {
+                try qcow2.writeUnchanged(buffer, at: offset)
+            } else {
+                try image.write(buffer, at: offset)
+            }
+        }
     }
 
     private func copy(at offset: UInt64, length: UInt64, write: (UnsafeRawBufferPointer) throws -> Void) throws {

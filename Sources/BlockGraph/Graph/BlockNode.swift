@@ -98,7 +98,7 @@ public final class BlockNode: Sendable {
     /// The image data access goes through.
     var image: BlockImage { imageStorage.withLock { $0 } }
     /// The qcow2 image of a qcow2 node.
-    var qcow2: Qcow2Image? { image as? Qcow2Image }
+    package var qcow2: Qcow2Image? { image as? Qcow2Image }
 
     /// Swaps what the node holds (reopen).
     func replace(image: BlockImage, blockFile: BlockFile?) {

@@ -40,7 +40,8 @@ public struct BlockDeviceInfo: Equatable, Sendable {
     public var readOnly: Bool
     /// `drv`: "qcow2", "raw" or "file".
     public var driver: String
-    /// The backing file name the image header holds, if any (`backing_file`).
+    /// The file name of the node's backing node, if it has one (QEMU 7.2's
+    /// `backing_file`: not the header's name; absent with `backing: null`).
     public var backingFile: String?
     /// Backing links below the node (`backing_file_depth`).
     public var backingFileDepth: Int
@@ -82,7 +83,7 @@ extension BlockGraph {
         }
         guard let image else { throw BlockGraphError("Node '\(node.nodeName)' has no image") }
         var info = BlockDeviceInfo(file: node.filename, nodeName: node.nodeName, readOnly: node.isReadOnly,
-                                   driver: node.driver, backingFile: image.info.backingFilename,
+                                   driver: node.driver, backingFile: node.backing?.filename,
                                    backingFileDepth: chain.count - 1, image: image)
         info.dirtyBitmaps = dirtyBitmaps(of: node)
         return info

@@ -1,8 +1,8 @@
 // Dirty bitmaps on the graph's nodes, for QMP's block-dirty-bitmap-*
 // commands and query-named-block-nodes' `dirty-bitmaps`: QEMU 7.2's node
 // lookups and messages (block_dirty_bitmap_lookup, bdrv_lookup_bs), then
-// the codec's bitmap operations (Sources/Qcow2/Bitmaps). Bitmaps live in
-// the qcow2 image of a writable node; elsewhere they are refused by name.
+// the codec's bitmap operations (Sources/Qcow2/Bitmaps). Bitmaps change in
+// the qcow2 image of a writable node; elsewhere changes are refused by name.
 import Qcow2
 
 /// One bitmap as query-named-block-nodes lists it (BlockDirtyInfo).
@@ -57,23 +57,33 @@ extension BlockGraph {
 
     /// block-dirty-bitmap-merge: the sources in order into `target`.
     public func mergeDirtyBitmaps(node: String, target: String, sources: [DirtyBitmapSource]) throws {
+        _ = try mergeDirtyBitmapsKeepingBackup(node: node, target: target, sources: sources)
+    }
+
+    /// As block_dirty_bitmap_merge does it: the sources gathered first into
+    /// an anonymous bitmap at the target's granularity, so that a failing
+    /// source leaves the target unchanged; then that one into the target.
+    /// Returns the target's image and the target as it was.
+    func mergeDirtyBitmapsKeepingBackup(node: String, target: String,
+                                        sources: [DirtyBitmapSource]) throws -> (Qcow2Image, DirtyBitmap) {
         let image = try bitmapNode(node, target)
-        try bitmapCall {
+        return try bitmapCall {
+            let destination = try image.dirtyBitmap(named: target)
+            var gathered = DirtyBitmap(name: target, granularity: destination.granularity, size: destination.size,
+                                       isPersistent: false)
             for source in sources {
-                let from: Qcow2Image
-                if let other = source.node {
-                    from = try bitmapNode(other, source.name)
-                } else {
-                    from = image
-                }
-                try image.mergeDirtyBitmap(into: target, from: try from.dirtyBitmap(named: source.name))
+                let from = try source.node.map { try bitmapNode($0, source.name) } ?? image
+                try gathered.mergeChecked(try from.dirtyBitmap(named: source.name))
             }
+            return (image, try image.mergeDirtyBitmap(into: target, from: gathered))
         }
     }
 
     /// The bitmaps of `node`, newest first (empty for nodes without any).
+    /// A read-only node lists those on disk, as QEMU lists the read-only
+    /// bitmaps it loads (in-use ones inconsistent, not recording, no bits).
     public func dirtyBitmaps(of node: BlockNode) -> [DirtyBitmapInfo] {
-        guard let qcow2 = node.qcow2, qcow2.isWritable, let bitmaps = try? qcow2.dirtyBitmaps() else { return [] }
+        guard let qcow2 = node.qcow2, let bitmaps = try? qcow2.dirtyBitmaps() else { return [] }
         return bitmaps.map {
             DirtyBitmapInfo(name: $0.name, recording: $0.isEnabled, persistent: $0.isPersistent,
                             inconsistent: $0.isInconsistent, granularity: $0.granularity,
@@ -82,7 +92,7 @@ extension BlockGraph {
     }
 
     /// block_dirty_bitmap_lookup: the node's image holding bitmap `name`.
-    private func bitmapNode(_ node: String, _ name: String) throws -> Qcow2Image {
+    func bitmapNode(_ node: String, _ name: String) throws -> Qcow2Image {
         guard let found = self.node(named: node) ?? drives.first(where: { $0.id == node })?.node else {
             throw BlockGraphError("Node '\(node)' not found")
         }
@@ -108,7 +118,7 @@ extension BlockGraph {
     }
 
     /// The codec's bitmap errors in QEMU's words, as graph errors.
-    private func bitmapCall<T>(_ body: () throws -> T) throws -> T {
+    func bitmapCall<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let error as BitmapError {

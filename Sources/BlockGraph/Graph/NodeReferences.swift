@@ -36,6 +36,13 @@ extension BlockGraph {
     /// does the same for its children. Close errors are reported, not
     /// thrown: the node is gone either way, as in QEMU.
     @discardableResult
+    /// Keeps `node` open as a monitor's reference does, until `closeAll`
+    /// (qemu-img commit's BlockBackend on the image it commits, which a
+    /// completed job has replaced with its base).
+    public func hold(_ node: BlockNode) {
+        if !monitorOwned.contains(where: { $0 === node }) { monitorOwned.append(node) }
+    }
+
     func releaseIfUnreferenced(_ node: BlockNode) -> [Error] {
         guard nodes.contains(where: { $0 === node }), referenceCount(node) == 0 else { return [] }
         var errors: [Error] = []

@@ -23,8 +23,34 @@ enum BlockdevCommands {
         let graph = context.service.graph
         return .array(try graph.namedNodes.map { node in
             var info = try graph.deviceInfo(node)
-            if flat { info.image.backingImage = nil }
+            if flat {
+                // QEMU 7.2 counts the depth while it gathers the chain,
+                // which flat output skips: 0.
+                info.image.backingImage = nil
+                info.backingFileDepth = 0
+            }
             return info.qapiJSON
+        })
+    }
+
+    /// query-block: QEMU lists the block backends that have a name. Nodes
+    /// added with -blockdev or blockdev-add have none (qemu-storage-daemon
+    /// 7.2 answers []); each -drive is one, shown as qemu-system-x86_64 7.2
+    /// shows an if=none drive with no guest device: removable, not locked,
+    /// type "unknown", the node's BlockDeviceInfo (full backing chain,
+    /// dirty-bitmaps) as `inserted`.
+    static let queryBlock = QMPCommand("query-block") { input, context in
+        try input.finish()
+        let graph = context.service.graph
+        return .array(try graph.driveList.compactMap { drive in
+            guard let id = drive.id else { return nil }
+            return .object([
+                ("device", .string(id)),
+                ("type", .string("unknown")),
+                ("removable", .bool(true)),
+                ("locked", .bool(false)),
+                ("inserted", try graph.deviceInfo(drive.node).qapiJSON),
+            ])
         })
     }
 }

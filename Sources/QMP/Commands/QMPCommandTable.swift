@@ -3,6 +3,7 @@
 extension QMPService {
     static func commandTable() -> [QMPCommand] {
         [
+            TransactionCommand.command,
             ExportCommands.objectDel,
             ExportCommands.objectAdd,
             ControlCommands.quit,
@@ -40,6 +41,7 @@ extension QMPService {
             BlockdevCommands.queryNamedBlockNodes,
             BlockCommitCommand.command,
             JobCommands.queryBlockJobs,
+            BlockdevCommands.queryBlock,
         ]
     }
 }

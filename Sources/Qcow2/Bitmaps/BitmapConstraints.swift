@@ -30,6 +30,29 @@ package enum BitmapConstraints {
         return nil
     }
 
+    /// The memory a bitmap of `granularity` over `size` guest bytes holds
+    /// at most: its bits in whole 64-bit words (DirtyBitmap's pages).
+    static func memory(granularity: UInt64, size: UInt64) -> UInt64 {
+        divideRoundingUp(divideRoundingUp(size, granularity), 64) * 8
+    }
+
+    /// nil when bitmaps needing `total` bytes fit Qcow2Limits.maxBitmapMemory;
+    /// else the message. Checked before any of their bits are allocated.
+    static func memoryViolation(total: UInt64) -> String? {
+        guard total > Qcow2Limits.maxBitmapMemory else { return nil }
+        return "Dirty bitmaps would need \(total) bytes of memory, more than qcowkit's limit of "
+            + "\(Qcow2Limits.maxBitmapMemory) bytes"
+    }
+
+    /// The memory the consistent bitmaps of a directory need on a guest of
+    /// `size` bytes (in-use ones get no bits).
+    static func memory(of entries: [BitmapDirectoryEntry], size: UInt64) -> UInt64 {
+        entries.reduce(0) { total, entry in
+            entry.isInUse ? total
+                : total + memory(granularity: UInt64(1) << UInt64(entry.granularityBits), size: size)
+        }
+    }
+
     /// QEMU's default granularity: the cluster size, within 4 KiB...64 KiB
     /// (bdrv_get_default_bitmap_granularity).
     static func defaultGranularity(clusterSize: UInt64) -> UInt64 {

@@ -22,6 +22,10 @@ extension Qcow2Writer {
     func loadBitmaps() throws -> Bool {
         guard let ext = bitmapsExtension else { return false }
         var entries = try BitmapDirectory.load(ext, file: file, clusterSize: clusterSize, virtualSize: imageSize)
+        if let message = BitmapConstraints.memoryViolation(
+            total: BitmapConstraints.memory(of: entries, size: imageSize)) {
+            throw Qcow2Error.invalidBitmaps(message)
+        }
         var needsUpdate = false
         for i in entries.indices {
             let entry = entries[i]
@@ -82,6 +86,26 @@ extension Qcow2Writer {
         image.stored.withLock {
             $0.extensions = records
             $0.header.autoclearFeatures = autoclear
+        }
+    }
+}
+
+extension Qcow2Image {
+    /// For a writable open that wrote nothing (a verb checking its operand
+    /// before a job opens the image again): the bitmaps it marked `in-use`
+    /// on open are unmarked in place and dropped from memory, so that its
+    /// close stores nothing and the file is as it was; the later open then
+    /// stores them once, as QEMU's single open does.
+    package func putBackUnchangedBitmaps() throws {
+        try withWriter { writer, _ in
+            let loaded = Set(writer.dirtyBitmaps.filter { $0.isPersistent && !$0.isInconsistent }.map(\.name))
+            guard !loaded.isEmpty else { return }
+            var entries = try writer.currentBitmapDirectory()
+            for i in entries.indices where loaded.contains(entries[i].name) {
+                entries[i].flags &= ~BitmapDirectory.flagInUse
+            }
+            try writer.updateBitmapDirectoryInPlace(entries)
+            writer.dirtyBitmaps = []
         }
     }
 }

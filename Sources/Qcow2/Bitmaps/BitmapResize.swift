@@ -10,24 +10,34 @@ import Musl
 #endif
 
 extension Qcow2Writer {
-    func checkBitmapsResizable() throws {
-        guard bitmapsExtension != nil else { return }
-        let entries: [BitmapDirectoryEntry]
-        do {
-            entries = try currentBitmapDirectory()
-        } catch {
-            throw Qcow2Error.writeFailed(errno: EINVAL, reason: Qcow2Error.reason(of: error))
-        }
-        for entry in entries {
-            guard let bitmap = dirtyBitmaps.first(where: { $0.name == entry.name }) else {
-                throw Qcow2Error.writeFailed(
-                    errno: ENOTSUP, reason: "Cannot resize qcow2 with persistent bitmaps that were not loaded into memory")
-            }
+    /// Then, past QEMU's checks, the bitmaps at the new size must fit
+    /// Qcow2Limits.maxBitmapMemory.
+    func checkBitmapsResizable(newSize: UInt64) throws {
+        if bitmapsExtension != nil {
+            let entries: [BitmapDirectoryEntry]
             do {
-                try Qcow2Image.checkUsable(bitmap)
-            } catch let error as BitmapError {
-                throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: error.message)
+                entries = try currentBitmapDirectory()
+            } catch {
+                throw Qcow2Error.writeFailed(errno: EINVAL, reason: Qcow2Error.reason(of: error))
             }
+            for entry in entries {
+                guard let bitmap = dirtyBitmaps.first(where: { $0.name == entry.name }) else {
+                    throw Qcow2Error.writeFailed(
+                        errno: ENOTSUP,
+                        reason: "Cannot resize qcow2 with persistent bitmaps that were not loaded into memory")
+                }
+                do {
+                    try Qcow2Image.checkUsable(bitmap)
+                } catch let error as BitmapError {
+                    throw Qcow2Error.writeFailed(errno: ENOTSUP, reason: error.message)
+                }
+            }
+        }
+        let total = dirtyBitmaps.filter { !$0.isInconsistent }.reduce(0) {
+            $0 + BitmapConstraints.memory(granularity: $1.granularity, size: newSize)
+        }
+        if let message = BitmapConstraints.memoryViolation(total: total) {
+            throw Qcow2Error.writeFailed(errno: ENOMEM, reason: message)
         }
     }
 

@@ -2,8 +2,8 @@
 // bit for each `granularity` bytes of a guest of `size` bytes, set when the
 // guest changes that chunk. Kept as pages of 64-bit words allocated on the
 // first bit set in them, so that a mostly clean bitmap of a large disk costs
-// little; the largest QEMU accepts (512 MiB of bits, `BitmapLimits`) bounds
-// the rest. The on-disk form is the bits in order, least significant bit of
+// little; the largest QEMU accepts (512 MiB of bits) bounds each one, and
+// Qcow2Limits.maxBitmapMemory all of an image's together. The on-disk form is the bits in order, least significant bit of
 // each byte first (QEMU's little-endian serialization).
 
 package struct DirtyBitmap: Sendable, Equatable {
@@ -18,6 +18,9 @@ package struct DirtyBitmap: Sendable, Equatable {
     /// Found `in-use` on open: its bits are unknown, so it is neither used
     /// nor stored again (QEMU's inconsistent bitmaps).
     package var isInconsistent: Bool
+    /// Taken by an operation under way (a removal inside a QMP transaction):
+    /// QEMU's busy bitmaps, refused by every other operation.
+    package var isBusy = false
 
     static let wordsPerPage = 512
     static let bitsPerPage = UInt64(wordsPerPage * 64)

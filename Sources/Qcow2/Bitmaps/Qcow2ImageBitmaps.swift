@@ -19,7 +19,11 @@ extension Qcow2Image {
         guard let ext else { return [] }
         var list: [DirtyBitmap] = []
         let size = layout.size & ~511
-        for entry in try BitmapDirectory.load(ext, file: file, header: layout) {
+        let entries = try BitmapDirectory.load(ext, file: file, header: layout)
+        if let message = BitmapConstraints.memoryViolation(total: BitmapConstraints.memory(of: entries, size: size)) {
+            throw BitmapError(message)
+        }
+        for entry in entries {
             var bitmap = DirtyBitmap(name: entry.name, granularity: UInt64(1) << UInt64(entry.granularityBits),
                                      size: size, isEnabled: entry.isAuto && !entry.isInUse,
                                      isInconsistent: entry.isInUse)
@@ -55,6 +59,9 @@ extension Qcow2Image {
             guard name.utf8.count <= Int(BitmapDirectory.maxNameSize) else {
                 throw BitmapError("Bitmap name too long: \(name)")
             }
+            let held = writer.dirtyBitmaps.filter { !$0.isInconsistent }.reduce(0) { $0 + $1.serializedSize }
+            let total = held + BitmapConstraints.memory(granularity: granularity, size: writer.imageSize)
+            if let message = BitmapConstraints.memoryViolation(total: total) { throw BitmapError(message) }
             writer.dirtyBitmaps.insert(DirtyBitmap(name: name, granularity: granularity, size: writer.imageSize,
                                                    isEnabled: !disabled, isPersistent: persistent), at: 0)
         }
@@ -64,9 +71,8 @@ extension Qcow2Image {
     /// at once.
     package func removeDirtyBitmap(_ name: String) throws {
         try withWriter { writer, _ in
-            guard let index = writer.dirtyBitmaps.firstIndex(where: { $0.name == name }) else {
-                throw BitmapError("Dirty bitmap '\(name)' not found")
-            }
+            let index = try Self.bitmapIndex(name, in: writer)
+            try Self.checkUsable(writer.dirtyBitmaps[index], inconsistent: false)
             if writer.dirtyBitmaps[index].isPersistent { try writer.removePersistentBitmap(name) }
             writer.dirtyBitmaps.remove(at: index)
         }
@@ -82,42 +88,41 @@ extension Qcow2Image {
         try changeDirtyBitmap(name) { $0.isEnabled = enabled }
     }
 
-    /// block-dirty-bitmap-merge of one source (from this image or another,
-    /// looked up by the caller) into `target`.
-    package func mergeDirtyBitmap(into target: String, from source: DirtyBitmap) throws {
+    /// The last step of block-dirty-bitmap-merge: the sources, gathered by
+    /// the caller into one bitmap (`DirtyBitmap.mergeChecked`), into
+    /// `target`. Returns the target as it was.
+    @discardableResult
+    package func mergeDirtyBitmap(into target: String, from source: DirtyBitmap) throws -> DirtyBitmap {
         try withWriter { writer, _ in
-            guard let index = writer.dirtyBitmaps.firstIndex(where: { $0.name == target }) else {
-                throw BitmapError("Dirty bitmap '\(target)' not found")
-            }
-            try Self.checkUsable(writer.dirtyBitmaps[index])
-            try Self.checkUsable(source)
-            let destination = writer.dirtyBitmaps[index]
-            guard destination.size == source.size else {
-                throw BitmapError("Bitmaps are of different sizes (destination size is \(destination.size), "
-                                  + "source size is \(source.size)) and can't be merged")
-            }
-            writer.dirtyBitmaps[index].merge(source)
+            let index = try Self.bitmapIndex(target, in: writer)
+            let backup = writer.dirtyBitmaps[index]
+            try writer.dirtyBitmaps[index].mergeChecked(source)
+            return backup
         }
     }
 
     private func changeDirtyBitmap(_ name: String, _ change: (inout DirtyBitmap) -> Void) throws {
         try withWriter { writer, _ in
-            guard let index = writer.dirtyBitmaps.firstIndex(where: { $0.name == name }) else {
-                throw BitmapError("Dirty bitmap '\(name)' not found")
-            }
+            let index = try Self.bitmapIndex(name, in: writer)
             try Self.checkUsable(writer.dirtyBitmaps[index])
             change(&writer.dirtyBitmaps[index])
         }
     }
 
-    /// bdrv_dirty_bitmap_check's inconsistency test (nothing here is busy
-    /// or read-only).
-    static func checkUsable(_ bitmap: DirtyBitmap) throws {
-        if bitmap.isInconsistent {
+    /// bdrv_dirty_bitmap_check: busy, then inconsistent (nothing here is
+    /// read-only); `inconsistent: false` for the checks that let those pass.
+    package static func checkUsable(_ bitmap: DirtyBitmap, inconsistent: Bool = true) throws {
+        if bitmap.isBusy {
+            throw BitmapError("Bitmap '\(bitmap.name)' is currently in use by another operation and cannot be used")
+        }
+        if inconsistent && bitmap.isInconsistent {
             throw BitmapError("Bitmap '\(bitmap.name)' is inconsistent and cannot be used\n"
                               + "Try block-dirty-bitmap-remove to delete this bitmap from disk")
         }
     }
+
+    /// Ranges a transaction's write log keeps before it stands for all.
+    static let bitmapWriteLogLimit = 4096
 
     /// Sets the bits of every enabled bitmap over a guest range that was
     /// written, zeroed or discarded (bdrv_set_dirty), whether the request
@@ -128,7 +133,30 @@ extension Qcow2Image {
             for i in writer.dirtyBitmaps.indices where writer.dirtyBitmaps[i].isEnabled {
                 writer.dirtyBitmaps[i].setDirty(offset: offset, length: length)
             }
+            if let count = writer.bitmapWriteLog?.count {
+                // Bounded: past its limit the log says "everything", which an
+                // undo turns into all bits set (too many, never too few).
+                if count < Self.bitmapWriteLogLimit {
+                    writer.bitmapWriteLog?.append((offset, length))
+                } else {
+                    writer.bitmapWriteLog = [(0, .max)]
+                }
+            }
         }
+    }
+}
+
+extension DirtyBitmap {
+    /// bdrv_merge_dirty_bitmap: both checked (this one, then the source),
+    /// the sizes compared, then the source's bits added.
+    package mutating func mergeChecked(_ source: DirtyBitmap) throws {
+        try Qcow2Image.checkUsable(self)
+        try Qcow2Image.checkUsable(source)
+        guard size == source.size else {
+            throw BitmapError("Bitmaps are of different sizes (destination size is \(size), "
+                              + "source size is \(source.size)) and can't be merged")
+        }
+        merge(source)
     }
 }
 

@@ -16,9 +16,19 @@ package enum ConvertBitmaps {
         guard let qcow2 = source as? Qcow2Image, supportsBitmaps(qcow2) else {
             throw Failure(description: "Source lacks bitmap support")
         }
-        for bitmap in try qcow2.dirtyBitmaps() where bitmap.isPersistent && bitmap.isInconsistent && !skipBroken {
+        for bitmap in try bitmaps(qcow2) where bitmap.isPersistent && bitmap.isInconsistent && !skipBroken {
             throw Failure(description: "Cannot copy inconsistent bitmap '\(bitmap.name)'\n"
                           + "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it")
+        }
+    }
+
+    /// The source's bitmaps; one that cannot be loaded (the memory cap)
+    /// stops the convert with its message.
+    private static func bitmaps(_ image: Qcow2Image) throws -> [DirtyBitmap] {
+        do {
+            return try image.dirtyBitmaps()
+        } catch let error as BitmapError {
+            throw Failure(description: error.message)
         }
     }
 
@@ -34,7 +44,7 @@ package enum ConvertBitmaps {
     package static func copy(from source: BlockImage, to target: BlockImage, skipBroken: Bool,
                              warning: (String) -> Void) throws {
         guard let from = source as? Qcow2Image, let to = target as? Qcow2Image else { return }
-        for bitmap in try from.dirtyBitmaps() where bitmap.isPersistent {
+        for bitmap in try bitmaps(from) where bitmap.isPersistent {
             if skipBroken && bitmap.isInconsistent {
                 warning("Skipping inconsistent bitmap '\(bitmap.name)'")
                 continue

@@ -48,6 +48,13 @@ package enum Qcow2Limits {
     package static let maxBitmaps: UInt32 = 65535
     /// ...and a bitmap directory of at most 1 KiB per bitmap.
     package static let maxBitmapDirectorySize: UInt64 = 1024 * 65535
+    /// The most memory the consistent bitmaps of one open image may take
+    /// together (each its whole size, one bit per chunk, set or not). QEMU
+    /// bounds each bitmap (512 MiB) and their number (65535) but not the
+    /// sum: a hostile image whose bitmaps all name one table of all-ones
+    /// entries would have it allocate 32 TiB. 2 GiB holds four of QEMU's
+    /// largest bitmaps, or 64 of a 16 TiB disk at the default granularity.
+    package static let maxBitmapMemory: UInt64 = 2 << 30
     /// The bitmaps extension: nb_bitmaps, reserved, directory size and offset.
     package static let bitmapsExtensionLength: UInt32 = 24
 

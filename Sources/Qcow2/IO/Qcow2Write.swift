@@ -20,6 +20,16 @@ extension Qcow2Image: WritableBlockImage {
         try writeGuestData(buffer, at: offset)
     }
 
+    /// `write` of data the image already reads there (a stream's
+    /// copy-on-read): the guest sees no change, so no bitmap is marked
+    /// (QEMU's BDRV_REQ_WRITE_UNCHANGED writes skip bdrv_set_dirty).
+    package func writeUnchanged(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try checkWritable()
+        try checkRange(offset, buffer.count)
+        guard !buffer.isEmpty else { return }
+        try writeGuestData(buffer, at: offset)
+    }
+
     /// Makes the range read as zeroes (zero flags where the image has them;
     /// with `mayUnmap` clusters may be freed). Throws `Qcow2Error` as `write` does.
     public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws {

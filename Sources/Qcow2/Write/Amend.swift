@@ -48,9 +48,6 @@ extension Qcow2Image {
     /// amend status callback, its operations combined as qemu-img sees them.
     package func amend(_ request: Qcow2AmendRequest, progress: @escaping (UInt64, UInt64) -> Void) throws {
         guard isWritable else { throw Qcow2Error.readOnly }
-        // Amending does not carry persistent bitmaps through its rewrites
-        // (QEMU 7.2 does): refused rather than dropping them.
-        if hasPersistentBitmaps { throw Qcow2Error.unsupportedFeature("persistent dirty bitmaps (when amending)") }
         var tracker = AmendProgress(sink: progress)
         // Whatever step fails, the image's copy of the header follows.
         defer { syncStoredHeader() }

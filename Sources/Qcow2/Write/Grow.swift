@@ -36,7 +36,7 @@ extension Qcow2Image {
             throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Invalid image size \(newSize)")
         }
         try withWriter { writer, lock in
-            try writer.checkBitmapsResizable()
+            try writer.checkBitmapsResizable(newSize: newSize)
             try writer.checkResizable()
             if let corruption = writer.corruption { throw Qcow2Error.writeFailed(errno: EIO, reason: corruption) }
             try writer.grow(to: newSize, preallocation: preallocation, lock: lock)

@@ -90,6 +90,9 @@ final class Qcow2Writer {
     var dirtyBitmaps: [DirtyBitmap] = [] {
         didSet { image.tracksDirtyBitmaps.store(!dirtyBitmaps.isEmpty, ordering: .relaxed) }
     }
+    /// Guest ranges marked dirty while a QMP transaction is under way (nil
+    /// otherwise), so that bitmaps it restores on abort keep them.
+    var bitmapWriteLog: [(offset: UInt64, length: UInt64)]?
     /// The bitmaps extension as the header has it (QEMU's nb_bitmaps,
     /// bitmap_directory_offset and _size); nil for none. Kept apart from
     /// `extensions`: `writeHeaderCluster` adds it back in QEMU's place.

@@ -37,7 +37,7 @@ extension Qcow2Image {
         try withWriter { writer, lock in
             try writer.checkUsable()
             try writer.checkResizable()
-            try writer.checkBitmapsResizable()
+            try writer.checkBitmapsResizable(newSize: newSize)
             if newSize < oldSize {
                 guard preallocation == .off else {
                     throw Qcow2Error.writeFailed(errno: EINVAL, reason: "Preallocation can't be used for shrinking an image")
