@@ -15,7 +15,7 @@ import BlockGraph
 import Qcow2
 import Synchronization
 
-enum Commit {
+package enum Commit {
     /// `arguments` follow the verb: options and the image.
     static func run(_ arguments: [String]) throws {
         var format: String?
@@ -75,11 +75,10 @@ enum Commit {
         let baseFilename = baseImage.filename
 
         do {
-            try CommitJob.run(filename: filename, format: format, baseFilename: baseFilename, speed: rate,
-                              direct: cacheMode.wantsDirectIO) {
+            try commit(filename: filename, format: format, baseFilename: baseFilename, drop: drop, speed: rate,
+                       direct: cacheMode.wantsDirectIO) {
                 progress.print($0, max: 0)
             }
-            if !drop { try Self.empty(filename, format: format) }
         } catch let failure as CommandFailure {
             progress.end()
             throw failure
@@ -88,11 +87,23 @@ enum Commit {
         if !quiet { Terminal.print("Image committed.") }
     }
 
+    /// The commit once the command line is read: the job (which makes
+    /// what it copied into base durable before it completes), then, unless
+    /// `drop`, the emptying of the image. `observer` is told of every change
+    /// to the files of both steps (power-loss tests).
+    package static func commit(filename: String, format: String?, baseFilename: String, drop: Bool, speed: Int64,
+                               direct: Bool, observer: (any BlockFileObserver)? = nil,
+                               progress: (Float) -> Void) throws {
+        try CommitJob.run(filename: filename, format: format, baseFilename: baseFilename, speed: speed, direct: direct,
+                          observer: observer, progress: progress)
+        if !drop { try Self.empty(filename, format: format, observer: observer) }
+    }
+
     /// blk_make_empty on the committed image, opened alone; a format that
     /// cannot be emptied (raw) is left as it is, as qemu-img does.
-    private static func empty(_ filename: String, format: String?) throws {
+    private static func empty(_ filename: String, format: String?, observer: (any BlockFileObserver)?) throws {
         let opened = try ImageOpener.openWithoutBacking(
-            path: filename, format: format.flatMap(ImageFormat.init(rawValue:)), writable: true)
+            path: filename, format: format.flatMap(ImageFormat.init(rawValue:)), writable: true, observer: observer)
         guard let image = opened as? Qcow2Image else {
             try? opened.close()
             return
@@ -111,8 +122,9 @@ enum Commit {
 /// completes the job once it is ready, and reports progress (percent).
 enum CommitJob {
     static func run(filename: String, format: String?, baseFilename: String, speed: Int64, direct: Bool,
-                    progress: (Float) -> Void) throws {
+                    observer: (any BlockFileObserver)? = nil, progress: (Float) -> Void) throws {
         let graph = BlockGraph()
+        graph.fileObserver = observer
         defer { try? graph.closeAll() }
         let top: BlockNode
         do {

@@ -38,7 +38,7 @@ func replayAndCheck(_ workload: PowerLossWorkload, seed: UInt64, budget: CrashRe
     let (path, backing) = try workload.makeImage(in: dir)
     let run = try workload.run(path: path, backing: backing, seed: seed)
     let operations = try run.close()
-    let replayer = CrashReplayer(base: run.base, operations: operations)
+    let replayer = CrashReplayer(bases: [RecordedOperation.name(path): run.base], operations: operations)
     let expectation = try StateExpectation(workload, base: run.base, history: run.history,
                                            closed: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))))
     var counts = CrashStateCheck.Counts()

@@ -102,7 +102,7 @@ final class RecordedRun {
     }
 
     /// Closes the image (caches written, dirty bit cleared) and returns the log.
-    func close() throws -> [BlockFileOperation] {
+    func close() throws -> [RecordedOperation] {
         try image.close()
         return recorder.operations
     }
