@@ -76,6 +76,11 @@ struct PowerLossModelTests {
         // After it: the flushed sector must be new; the unflushed one old or new.
         #expect(history.mismatch(GuestView(size: 1024, sectors: [10, 20]), cut: 7) != nil)
         #expect(history.mismatch(GuestView(size: 1024, sectors: [11, 21]), cut: 7) == nil)
+        // A FUA write pins its own sectors only.
+        history.record(GuestView(size: 1024, sectors: [12, 22]), position: 8, durable: false, label: "fua", pinned: 0..<1)
+        #expect(history.mismatch(GuestView(size: 1024, sectors: [12, 20]), cut: 9) == nil)
+        #expect(history.mismatch(GuestView(size: 1024, sectors: [11, 20]), cut: 9) != nil)
+        #expect(history.mismatch(GuestView(size: 1024, sectors: [11, 20]), cut: 7) == nil)
         // Never a third value, nor another size.
         #expect(history.mismatch(GuestView(size: 1024, sectors: [11, 99]), cut: 7) != nil)
         #expect(history.mismatch(GuestView(size: 512, sectors: [11]), cut: 7) != nil)
