@@ -17,6 +17,12 @@ import TestSupport
 @testable import Qcow2
 
 enum CrashStateCheck {
+    /// A workload that could not run as planned.
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     struct Counts {
         var operations = 0
         var flushes = 0

@@ -69,6 +69,19 @@ struct CommitWorkload: Sendable, CustomStringConvertible {
 
     /// Prepares base and top in `dir` (unrecorded), then commits, recorded.
     func run(in dir: ScratchDirectory, seed: UInt64) throws -> Run {
+        let (basePath, topPath) = try prepare(in: dir, seed: seed)
+        let view = try Self.view(topPath)
+        let bases = [RecordedOperation.name(basePath): [UInt8](try Data(contentsOf: URL(fileURLWithPath: basePath))),
+                     RecordedOperation.name(topPath): [UInt8](try Data(contentsOf: URL(fileURLWithPath: topPath)))]
+        let recorder = CrashRecorder()
+        try Commit.commit(filename: topPath, format: "qcow2", baseFilename: basePath, drop: false, speed: 0,
+                          direct: false, observer: recorder) { _ in }
+        return Run(basePath: basePath, topPath: topPath, bases: bases, operations: recorder.operations, view: view)
+    }
+
+    /// Creates base (with data) and top over it (with data, zero clusters
+    /// and holes) in `dir`, unrecorded; returns their paths.
+    func prepare(in dir: ScratchDirectory, seed: UInt64) throws -> (base: String, top: String) {
         var rng = SeededRandom(seed: seed)
         let basePath = dir.file("base.qcow2"), topPath = dir.file("top.qcow2")
         var options = Qcow2CreateOptions(size: baseSize)
@@ -98,14 +111,7 @@ struct CommitWorkload: Sendable, CustomStringConvertible {
             }
         }
         try top.close()
-        let view = try Self.view(topPath)
-
-        let bases = [RecordedOperation.name(basePath): [UInt8](try Data(contentsOf: URL(fileURLWithPath: basePath))),
-                     RecordedOperation.name(topPath): [UInt8](try Data(contentsOf: URL(fileURLWithPath: topPath)))]
-        let recorder = CrashRecorder()
-        try Commit.commit(filename: topPath, format: "qcow2", baseFilename: basePath, drop: false, speed: 0,
-                          direct: false, observer: recorder) { _ in }
-        return Run(basePath: basePath, topPath: topPath, bases: bases, operations: recorder.operations, view: view)
+        return (basePath, topPath)
     }
 
     /// The guest's view of the image at `path` with its backing chain.
