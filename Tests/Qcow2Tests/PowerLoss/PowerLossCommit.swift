@@ -142,14 +142,6 @@ struct CommitWorkload: Sendable, CustomStringConvertible {
         #expect(try Self.mapsNothing(run.topPath), "the commit emptied the top")
         counts.operations = run.operations.count
         counts.flushes = run.operations.filter(\.isFlush).count
-        if ProcessInfo.processInfo.environment["POWERLOSS_TRACE"] != nil {
-            for (i, op) in run.operations.enumerated() {
-                switch op.operation {
-                case let .write(offset, bytes): print("op \(i) \(op.file) write \(offset)+\(bytes.count)")
-                default: print("op \(i) \(op.file) \(op.operation)")
-                }
-            }
-        }
         var index = 0
         CrashReplayer(bases: run.bases, operations: run.operations).forEachState(seed: seed ^ 0x5eed, budget: budget) { state in
             index += 1

@@ -10,7 +10,9 @@
 //   POWERLOSS_QEMU_EVERY=N   qemu-img check and read every Nth state (default 60; some
 //                            short workloads ask for more)
 //   POWERLOSS_ONLY=TEXT      only the workloads whose name contains TEXT
-// Each workload prints how many states it built and checked.
+// Each workload prints how many states it built and checked. The workloads
+// over two files (offline and active commit) check their states themselves:
+// PowerLossCommit.swift, PowerLossActiveCommit.swift.
 import Foundation
 import Testing
 @testable import Qcow2
