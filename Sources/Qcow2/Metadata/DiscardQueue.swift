@@ -77,10 +77,11 @@ extension RefcountAllocator {
         // the new entry reads too (a zero flag, or no backing), except where
         // the backing's data should show (found by the power-loss replay of
         // a commit's emptying by discards: the top read zeroes where base
-        // held the committed data). QEMU 7.2's qcow2_cluster_discard orders
-        // none of this (its discards go to the file with the L2 updates
-        // still in its cache); a sync for every guest discard would cost
-        // too much, and is not needed.
+        // held the committed data). QEMU 7.2 does not order these
+        // (qcow2_cluster_discard passes the discards to the file with the
+        // L2 updates still in its cache; traced, qemu-img commit of a compat
+        // 0.10 top punches before it writes the L2 table). A sync for every
+        // guest discard would cost too much, and is not needed.
         do {
             if durably {
                 try l2Tables?.writeBack()
