@@ -4,6 +4,7 @@
 import Foundation
 @testable import NBD
 import Synchronization
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -73,16 +74,7 @@ final class RawClient {
     let fd: Int32
 
     init(_ path: String) throws {
-        fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard connected == 0 else { throw NBDTransportError.io(errno: errno) }
+        do { fd = try UnixSocketConnect.connect(path: path) } catch { throw NBDTransportError.io(errno: error.errno) }
     }
 
     deinit { close(fd) }

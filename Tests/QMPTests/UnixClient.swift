@@ -1,5 +1,6 @@
 import Foundation
 import QemuJSON
+import TestSupport
 
 /// A QMP client over a unix socket, for tests: messages are read with a
 /// deadline, so a service that stops answering fails the test instead of
@@ -12,20 +13,7 @@ final class UnixClient {
     struct Failure: Error, CustomStringConvertible { var description: String }
 
     init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket: \(errno)") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else {
-            close(fd)
-            throw Failure(description: "connect \(path): errno \(errno)")
-        }
+        do { fd = try UnixSocketConnect.connect(path: path) } catch { throw Failure(description: error.description) }
     }
 
     deinit { close(fd) }

@@ -81,22 +81,7 @@ struct ServeHardeningTests {
         private var buffer: [UInt8] = []
 
         init(path: String) throws {
-            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                for (i, byte) in bytes.enumerated() where i < raw.count { raw[i] = byte }
-            }
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-            guard result == 0 else {
-                close(fd)
-                throw Failure(description: "connect: errno \(errno)")
-            }
+            do { fd = try UnixSocketConnect.connect(path: path) } catch { throw Failure(description: error.description) }
         }
 
         deinit { close(fd) }

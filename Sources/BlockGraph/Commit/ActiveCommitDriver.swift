@@ -73,16 +73,32 @@ final class ActiveCommitDriver: BlockJobDriver {
         var copied: UInt64 = 0
         var ready = false
         context.setProgress(current: 0, total: dirty.dirtyBytes)
+        let copies = MirrorInFlight(top: top, layers: layersAboveBase, base: base)
+        defer { copies.stop() }
         while true {
             try context.pausePoint()
-            if let chunk = dirty.takeNext(maxBytes: UInt64(CommitCopier.bufferSize)) {
-                guard try context.attempt({ try copier.mirror(at: chunk.offset, length: chunk.length) }) else {
+            while copies.inFlightCount < MirrorInFlight.maxInFlight,
+                  let chunk = dirty.takeNext(maxBytes: UInt64(CommitCopier.mirrorChunkSize)) {
+                if copies.overlapsInFlight(chunk) {
                     dirty.mark(offset: chunk.offset, length: chunk.length)
-                    continue
+                    break
                 }
-                copied += chunk.length
-                context.setProgress(current: copied, total: copied + dirty.dirtyBytes)
-                try context.rateLimit(afterCopying: chunk.length)
+                copies.submit(chunk)
+            }
+            let completions = copies.takeCompletions()
+            if !completions.isEmpty || copies.inFlightCount > 0 {
+                for done in completions {
+                    // A failed copy is dirty again; the policy reports it (the
+                    // job fails) or lets it be retried after a pause point.
+                    if let error = done.error {
+                        dirty.mark(offset: done.chunk.offset, length: done.chunk.length)
+                        _ = try context.attempt { throw error }
+                        continue
+                    }
+                    copied += done.chunk.length
+                    context.setProgress(current: copied, total: copied + dirty.dirtyBytes + copies.inFlightBytes)
+                    try context.rateLimit(afterCopying: done.chunk.length)
+                }
                 continue
             }
             if !ready {

@@ -9,6 +9,9 @@ import Qcow2
 struct CommitCopier {
     /// QEMU's COMMIT_BUFFER_SIZE: the most one step reads and writes.
     static let bufferSize = 512 * 1024
+    /// The most one mirror operation copies (QEMU's mirror: its 16 MiB
+    /// buffer shared by at most 16 operations in flight).
+    static let mirrorChunkSize = 1024 * 1024
 
     let top: BlockNode
     /// The layers whose data is committed: top down to base's overlay.
@@ -16,11 +19,12 @@ struct CommitCopier {
     let base: BlockNode
     private let buffer: UnsafeMutableRawBufferPointer
 
-    init(top: BlockNode, layers: [BlockNode], base: BlockNode) {
+    /// `bufferSize`: the most one copy may move (none: no copying).
+    init(top: BlockNode, layers: [BlockNode], base: BlockNode, bufferSize: Int = Self.bufferSize) {
         self.top = top
         self.layers = layers
         self.base = base
-        buffer = .allocate(byteCount: Self.bufferSize, alignment: 4096)
+        buffer = .allocate(byteCount: bufferSize, alignment: 4096)
     }
 
     func deallocate() { buffer.deallocate() }

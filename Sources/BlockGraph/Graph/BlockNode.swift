@@ -74,13 +74,11 @@ public final class BlockNode: Sendable {
     }
     private let links: Mutex<Links>
 
+    /// Shared by the writes through the node, held alone by a stream job
+    /// filling a range from below (WriteGate.swift).
+    private let writeGate = WriteGate()
     /// Called after every write with the range written (active commit's
     /// dirty tracking); keyed so that a job can remove its own.
-    /// Held by every write through the node, and by a stream job while it
-    /// decides a range is unallocated here and fills it from below, so
-    /// that no write lands in between to be overwritten (QEMU serialises
-    /// copy-on-read requests against writes the same way).
-    private let writeGate = Mutex<Void>(())
     private let writeObservers = Mutex<[(id: UInt64, observe: @Sendable (UInt64, UInt64) -> Void)]>([])
     private let nextObserverID = Atomic<UInt64>(1)
 
@@ -125,7 +123,7 @@ public final class BlockNode: Sendable {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        try writeGate.withLock { _ in try writable().write(buffer, at: offset) }
+        try writeGate.write { try writable().write(buffer, at: offset) }
         notifyWrite(offset, UInt64(buffer.count))
     }
 
@@ -134,12 +132,12 @@ public final class BlockNode: Sendable {
     }
 
     public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool = false) throws {
-        try writeGate.withLock { _ in try writable().writeZeroes(at: offset, length: length, mayUnmap: mayUnmap) }
+        try writeGate.write { try writable().writeZeroes(at: offset, length: length, mayUnmap: mayUnmap) }
         notifyWrite(offset, length)
     }
 
     public func discard(at offset: UInt64, length: UInt64) throws {
-        try writeGate.withLock { _ in try writable().discard(at: offset, length: length) }
+        try writeGate.write { try writable().discard(at: offset, length: length) }
         notifyWrite(offset, length)
     }
 
@@ -157,7 +155,7 @@ public final class BlockNode: Sendable {
     /// Runs `body` with the node's writes held off (`body` writes through
     /// `writableImage()`, not through the node).
     func withWritesHeld<T>(_ body: () throws -> T) throws -> T {
-        try writeGate.withLock { _ in try body() }
+        try writeGate.exclusive { try body() }
     }
 
     func writableImage() throws -> WritableBlockImage { try writable() }

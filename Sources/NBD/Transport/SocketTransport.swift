@@ -12,7 +12,10 @@ import Synchronization
 public final class SocketTransport: NBDTransport {
     /// The socket's descriptor.
     public let descriptor: Int32
-    private let closed = Atomic<Bool>(false)
+    /// Whether `close()` ran. `shutdown()` comes from other threads (a server
+    /// dropping its clients) and must never reach the number once closed: by
+    /// then it may be another connection's socket.
+    private let closed = Mutex<Bool>(false)
 
     /// Takes over `descriptor`, a connected stream socket.
     public init(descriptor: Int32) {
@@ -56,12 +59,17 @@ public final class SocketTransport: NBDTransport {
     }
 
     public func shutdown() {
-        _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
+        closed.withLock { closed in
+            if !closed { _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR)) }
+        }
     }
 
     public func close() {
-        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        _ = Glibc.close(descriptor)
+        closed.withLock { closed in
+            guard !closed else { return }
+            closed = true
+            _ = Glibc.close(descriptor)
+        }
     }
 
     /// Limits how long one read or write may block (0: for ever): a client
