@@ -17,7 +17,8 @@
 // after it must read so through base alone, with the pivot counted as a
 // flush. Both images always pass `check -r leaks`. (The top's header still
 // names base; which image the guest uses after a crash is the management's
-// record of the pivot, as with QEMU.)
+// record of the pivot, as with QEMU.) The job copies on threads, so a seed's
+// recording (and its crash states) varies a little from run to run.
 import Foundation
 import Synchronization
 import Testing

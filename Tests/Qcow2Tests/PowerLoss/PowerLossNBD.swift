@@ -9,11 +9,9 @@
 // durable once acknowledged; any other acknowledged write may read old or
 // new, never a third value (GuestHistory's check, with FUA writes pinning
 // their own sectors).
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import NBD
+import TestSupport
 @testable import Qcow2
 
 extension PowerLossWorkload {
@@ -76,19 +74,7 @@ final class PowerLossNBDClient {
     }
 
     init(socket path: String, export name: String) throws {
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        transport = SocketTransport(descriptor: fd)
-        guard connected == 0 else {
-            transport.close()
-            throw Failure(description: "connect \(path): errno \(errno)")
-        }
+        transport = SocketTransport(descriptor: try UnixSocketConnect.connect(path: path))
         let greeting = try receive(18)
         guard Self.uint64(greeting, 0) == NBDProtocol.initialMagic, Self.uint64(greeting, 8) == NBDProtocol.optionMagic else {
             throw Failure(description: "not a newstyle NBD server")
@@ -98,6 +84,9 @@ final class PowerLossNBDClient {
             + Self.bytes(UInt32(name.utf8.count)) + Array(name.utf8))
         _ = try receive(10)  // the export's size and transmission flags
     }
+
+    /// Closes the socket once (a handshake that failed, or after `disconnect`).
+    deinit { transport.close() }
 
     /// Sends one request and waits for its reply; throws unless it succeeded.
     func command(_ type: NBDProtocol.Command, flags: NBDProtocol.CommandFlags = [], offset: UInt64, length: UInt32,
