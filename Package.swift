@@ -76,7 +76,9 @@ let package = Package(
         .testTarget(
             name: "Qcow2Tests",
             dependencies: [
-                "Qcow2", "TestSupport", "AllocationCounter",
+                // QcowKitCommands, BlockGraph and NBD: the power-loss workloads
+                // of `commit`, of an active commit and of writes through an NBD export.
+                "Qcow2", "TestSupport", "AllocationCounter", "QcowKitCommands", "BlockGraph", "NBD",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]),
         .testTarget(name: "TLSTests", dependencies: ["TLS", "TestSupport"]),

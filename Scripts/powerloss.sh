@@ -8,7 +8,9 @@
 #     (defaults here: every flush boundary, every single-operation state, 16 random subsets per
 #     boundary, 8 with a torn write, qemu-img on every 10th state)
 #   POWERLOSS_ONLY=TEXT Scripts/powerloss.sh   only the workloads whose name contains TEXT
-#     (e.g. "amend", "bitmaps": the maintenance workloads, PowerLossMaintenance.swift)
+#     (e.g. "amend", "bitmaps": the maintenance workloads, PowerLossMaintenance.swift;
+#     "commit": qcowkit commit over two files, PowerLossCommit.swift; "NBD": writes through
+#     an NBD export, PowerLossNBD.swift)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POWERLOSS_SEEDS=${1:-${POWERLOSS_SEEDS:-8}}

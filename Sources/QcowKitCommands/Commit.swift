@@ -15,7 +15,7 @@ import BlockGraph
 import Qcow2
 import Synchronization
 
-enum Commit {
+package enum Commit {
     /// `arguments` follow the verb: options and the image.
     static func run(_ arguments: [String]) throws {
         var format: String?
@@ -81,8 +81,8 @@ enum Commit {
         let baseFilename = baseImage.filename
 
         do {
-            try CommitJob.run(filename: filename, format: format, baseFilename: baseFilename, speed: rate,
-                              direct: cacheMode.wantsDirectIO, empty: !drop) {
+            try commit(filename: filename, format: format, baseFilename: baseFilename, drop: drop, speed: rate,
+                       direct: cacheMode.wantsDirectIO) {
                 progress.print($0, max: 0)
             }
         } catch let failure as CommandFailure {
@@ -91,6 +91,17 @@ enum Commit {
         }
         progress.end()
         if !quiet { Terminal.print("Image committed.") }
+    }
+
+    /// The commit once the command line is read: the job (which makes
+    /// what it copied into base durable before it completes), then, unless
+    /// `drop`, the emptying of the image. `observer` is told of every change
+    /// to the files of both steps (power-loss tests).
+    package static func commit(filename: String, format: String?, baseFilename: String, drop: Bool, speed: Int64,
+                               direct: Bool, observer: (any BlockFileObserver)? = nil,
+                               progress: (Float) -> Void) throws {
+        try CommitJob.run(filename: filename, format: format, baseFilename: baseFilename, speed: speed, direct: direct,
+                          empty: !drop, observer: observer, progress: progress)
     }
 }
 
@@ -101,8 +112,9 @@ enum CommitJob {
     /// `empty`: then blk_make_empty on the committed image, still open (a
     /// format that cannot be emptied, raw, is left as it is, as qemu-img does).
     static func run(filename: String, format: String?, baseFilename: String, speed: Int64, direct: Bool,
-                    empty: Bool, progress: (Float) -> Void) throws {
+                    empty: Bool, observer: (any BlockFileObserver)? = nil, progress: (Float) -> Void) throws {
         let graph = BlockGraph()
+        graph.fileObserver = observer
         defer { try? graph.closeAll() }
         let top: BlockNode
         do {

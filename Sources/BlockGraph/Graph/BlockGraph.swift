@@ -21,6 +21,9 @@ public final class BlockGraph {
     var exportUses: [NodeExportUse] = []
     var generatedNameCounter: UInt64 = 0
     var nextSerial: UInt64 = 0
+    /// Told of every change to the files this graph opens from now on
+    /// (power-loss tests, BlockFileObserver.swift); nil otherwise.
+    package var fileObserver: (any BlockFileObserver)?
 
     public init() {}
 

@@ -153,7 +153,7 @@ extension BlockGraph {
             throw BlockGraphError("force-share=on can only be used with read-only images")
         }
         let blockFile = try ImageOpener.openFile(path: path, writable: !readOnly, locking: options.locking ?? .auto,
-                                                  direct: options.cacheDirect ?? false)
+                                                  direct: options.cacheDirect ?? false, observer: fileObserver)
         var registered = false
         defer { if !registered { try? blockFile.close() } }
         try position.check(try blockFile.identity(), path: path)

@@ -32,10 +32,6 @@ extension BlockGraph {
             + exportUses.filter { $0.node === node }.count
     }
 
-    /// Closes and removes `node` if nothing refers to it any more, then
-    /// does the same for its children. Close errors are reported, not
-    /// thrown: the node is gone either way, as in QEMU.
-    @discardableResult
     /// Keeps `node` open as a monitor's reference does, until `closeAll`
     /// (qemu-img commit's BlockBackend on the image it commits, which a
     /// completed job has replaced with its base).
@@ -43,6 +39,10 @@ extension BlockGraph {
         if !monitorOwned.contains(where: { $0 === node }) { monitorOwned.append(node) }
     }
 
+    /// Closes and removes `node` if nothing refers to it any more, then
+    /// does the same for its children. Close errors are reported, not
+    /// thrown: the node is gone either way, as in QEMU.
+    @discardableResult
     func releaseIfUnreferenced(_ node: BlockNode) -> [Error] {
         guard nodes.contains(where: { $0 === node }), referenceCount(node) == 0 else { return [] }
         var errors: [Error] = []

@@ -146,13 +146,16 @@ package enum BackingChain {
     /// (`BlockAccess.forFile`), each backing for what its overlay needs of it
     /// (`forBacking`), as soon as its format is known and before it is read.
     /// `attachingBacking` false opens the image alone (qemu-img's
-    /// BDRV_O_NO_BACKING).
+    /// BDRV_O_NO_BACKING). `observer` is told of the top file's changes
+    /// (power-loss tests).
     package static func open(path: String, format: ImageFormat?, writable: Bool,
                             at position: BackingChainPosition,
                             user: BlockAccess, locking: ImageLocking = .standard,
-                            withoutIO: Bool = false, attachingBacking: Bool = true) throws -> BlockImage {
+                            withoutIO: Bool = false, attachingBacking: Bool = true,
+                            observer: (any BlockFileObserver)? = nil) throws -> BlockImage {
         if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
-        let file = try ImageOpener.openFile(path: path, writable: writable, locking: locking.mode, direct: locking.direct)
+        let file = try ImageOpener.openFile(path: path, writable: writable, locking: locking.mode, direct: locking.direct,
+                                            observer: observer)
         return try open(file: file, format: format, at: position, user: user, locking: locking, withoutIO: withoutIO,
                         attachingBacking: attachingBacking)
     }

@@ -62,20 +62,22 @@ public enum ImageOpener {
 
     /// Opens the image at `path` alone, no backing attached (qemu-img's
     /// BDRV_O_NO_BACKING: rebase -u, the emptying after commit), locked as
-    /// `open` locks a top image; `format` nil probes it.
+    /// `open` locks a top image; `format` nil probes it. `observer`: power-loss tests.
     package static func openWithoutBacking(path: String, format: ImageFormat?, writable: Bool,
-                                           locking: ImageLocking = .standard) throws -> BlockImage {
+                                           locking: ImageLocking = .standard,
+                                           observer: (any BlockFileObserver)? = nil) throws -> BlockImage {
         try BackingChain.open(path: path, format: format, writable: writable, at: .top,
-                              user: .backend(writable: writable), locking: locking, attachingBacking: false)
+                              user: .backend(writable: writable), locking: locking, attachingBacking: false,
+                              observer: observer)
     }
 
     /// Opens the file of an image; a failure reads like QEMU's file driver's
     /// ("Could not open 'x': No such file or directory"). No locks are taken
-    /// until the opener sets the file's access.
+    /// until the opener sets the file's access. `observer`: power-loss tests.
     package static func openFile(path: String, writable: Bool, locking: FileLockingMode = .auto,
-                                 direct: Bool = false) throws -> BlockFile {
+                                 direct: Bool = false, observer: (any BlockFileObserver)? = nil) throws -> BlockFile {
         do {
-            return try BlockFile(path: path, writable: writable, locking: locking, direct: direct)
+            return try BlockFile(path: path, writable: writable, locking: locking, observer: observer, direct: direct)
         } catch let Qcow2Error.io(_, code) {
             throw Qcow2Error.openFailed(path: path, errno: code)
         }

@@ -63,7 +63,7 @@ extension Qcow2Writer {
         var succeeded = false
         defer {
             allocator.discards.isDeferring = false
-            allocator.processDiscards(succeeded: succeeded)
+            allocator.processDiscards(succeeded: succeeded, durably: fullDiscard && backingFileName != nil)
         }
         while clusters > 0 {
             let cleared = try discardInTable(at: start, count: clusters, type: type, fullDiscard: fullDiscard)

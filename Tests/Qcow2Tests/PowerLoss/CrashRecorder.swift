@@ -1,19 +1,36 @@
 // The recording half of the power-loss tests: a `BlockFileObserver` that
-// keeps every change of the image file and every sync, in order, with its
-// data. A run is recorded from a copy of the file taken before the image is
-// opened (the base), so base + log rebuilds the file at any point.
+// keeps every change of the observed files and every sync, in one global
+// order, with its data and which file it was. A run is recorded from copies
+// of the files taken before they are opened (the bases), so bases + log
+// rebuild every file at any point. Files are told apart by name (the last
+// path component: a run's files share a scratch directory), so the same
+// file opened twice (a reopen, a backing opened by path) is one file.
 import Synchronization
 @testable import Qcow2
 
+/// One recorded change (or sync) of the file named `file`.
+struct RecordedOperation {
+    let file: String
+    let operation: BlockFileOperation
+
+    var isFlush: Bool { operation.isFlush }
+
+    /// The name a path is recorded under.
+    static func name(_ path: String) -> String {
+        String(path.split(separator: "/").last ?? Substring(path))
+    }
+}
+
 final class CrashRecorder: BlockFileObserver {
-    private let log = Mutex<[BlockFileOperation]>([])
+    private let log = Mutex<[RecordedOperation]>([])
 
     func blockFile(_ path: String, did operation: BlockFileOperation) {
-        log.withLock { $0.append(operation) }
+        let entry = RecordedOperation(file: RecordedOperation.name(path), operation: operation)
+        log.withLock { $0.append(entry) }
     }
 
     /// Everything recorded so far, in the order it completed.
-    var operations: [BlockFileOperation] { log.withLock { $0 } }
+    var operations: [RecordedOperation] { log.withLock { $0 } }
 
     /// How many operations were recorded so far: a point in the log.
     var position: Int { log.withLock { $0.count } }

@@ -17,6 +17,12 @@ import TestSupport
 @testable import Qcow2
 
 enum CrashStateCheck {
+    /// A workload that could not run as planned.
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     struct Counts {
         var operations = 0
         var flushes = 0
@@ -51,39 +57,55 @@ enum CrashStateCheck {
             if let expectation, let failure = try expectation.failure(path: path, state: state.file, qemu: qemu, counts: &counts) {
                 return failure
             }
-            let header = try Qcow2Header.decode(Array(state.file.prefix(4096)))
-            if header.incompatibleFeatures.contains(.corrupt) { return "the corrupt bit is set" }
-            if header.incompatibleFeatures.contains(.dirty) {
-                let image = try Qcow2Image.open(path: path, writable: true, locking: .off)
-                try image.close()
-                counts.dirtyRepaired += 1
-            }
+            if let failure = try repairIfDirty(path: path, counts: &counts) { return failure }
             // QEMU's copy, checked as it stands.
             if qemu { try Data(contentsOf: URL(fileURLWithPath: path)).write(to: URL(fileURLWithPath: path + ".qemu")) }
-            let checker = try Qcow2Checker.open(path: path, writable: true, locking: .off)
-            var messages: [String] = []
-            let result = try checker.check(repair: .leaks) { messages.append($0.text) }
-            try checker.finishRepairs()
-            try checker.close()
-            let lines = messages.flatMap { $0.split(separator: "\n").map(String.init) }
-            let benign = lines.filter(isBenign).count
-            if result.checkErrors != 0 || result.corruptions > benign {
-                let errors = lines.filter { $0.hasPrefix("ERROR") && !isBenign($0) }
-                return "our check: \(result.corruptions) corruptions (\(benign) benign), \(result.checkErrors) errors: "
-                    + (errors.isEmpty ? lines : errors).prefix(4).joined(separator: " | ")
-            }
+            if let failure = try ourCheckFailure(path: path) { return failure }
             let image = try ImageOpener.open(path: path, format: .qcow2, locking: .off)
             let view = try GuestView(of: image)
             try image.close()
             if let mismatch = history.mismatch(view, cut: state.cut) { return "our reader: \(mismatch)" }
             if qemu {
                 counts.qemuChecked += 1
-                return try qemuFailure(path: path, ours: view)
+                if let failure = try qemuCheckFailure(copy: path + ".qemu") { return failure }
+                return try qemuViewFailure(path: path, ours: view)
             }
             return nil
         } catch {
             return "\(error)"
         }
+    }
+
+    /// The image at `path` with the corrupt bit is a failure; a dirty one
+    /// (lazy refcounts, an emptying) is repaired by opening it for writing,
+    /// as QEMU repairs it on open.
+    static func repairIfDirty(path: String, counts: inout Counts) throws -> String? {
+        let header = try Qcow2Header.decode(Array(try Data(contentsOf: URL(fileURLWithPath: path)).prefix(4096)))
+        if header.incompatibleFeatures.contains(.corrupt) { return "the corrupt bit is set" }
+        if header.incompatibleFeatures.contains(.dirty) {
+            let image = try Qcow2Image.open(path: path, writable: true, locking: .off)
+            try image.close()
+            counts.dirtyRepaired += 1
+        }
+        return nil
+    }
+
+    /// Our check of the image at `path` as `check -r leaks` runs it: nil,
+    /// or the corruptions it found beyond benign ones.
+    static func ourCheckFailure(path: String) throws -> String? {
+        let checker = try Qcow2Checker.open(path: path, writable: true, locking: .off)
+        var messages: [String] = []
+        let result = try checker.check(repair: .leaks) { messages.append($0.text) }
+        try checker.finishRepairs()
+        try checker.close()
+        let lines = messages.flatMap { $0.split(separator: "\n").map(String.init) }
+        let benign = lines.filter(isBenign).count
+        if result.checkErrors != 0 || result.corruptions > benign {
+            let errors = lines.filter { $0.hasPrefix("ERROR") && !isBenign($0) }
+            return "our check: \(result.corruptions) corruptions (\(benign) benign), \(result.checkErrors) errors: "
+                + (errors.isEmpty ? lines : errors).prefix(4).joined(separator: " | ")
+        }
+        return nil
     }
 
     /// A COPIED flag missing where the refcount is 1: what a failure leaves
@@ -95,9 +117,9 @@ enum CrashStateCheck {
         message.hasPrefix("ERROR OFLAG_COPIED") && message.hasSuffix(" refcount=1")
     }
 
-    private static func qemuFailure(path: String, ours: GuestView) throws -> String? {
+    /// `qemu-img check -r leaks` of `copy` (removed after): nil, or why it fails.
+    static func qemuCheckFailure(copy: String) throws -> String? {
         let qemuImg = try TestTools.qemuImg()
-        let copy = path + ".qemu"
         defer { try? FileManager.default.removeItem(atPath: copy) }
         let check = try run(qemuImg, ["check", "-r", "leaks", "-f", "qcow2", copy])
         let errors = check.stdout.split(separator: "\n").filter { $0.hasPrefix("ERROR") }
@@ -105,6 +127,12 @@ enum CrashStateCheck {
         guard check.status == 0 || check.status == 3 || onlyBenign else {
             return "qemu-img check exit \(check.status): \(check.stdout.prefix(400)) \(check.stderr.prefix(200))"
         }
+        return nil
+    }
+
+    /// Whether QEMU reads the image at `path` (with its backing) as `ours`.
+    static func qemuViewFailure(path: String, ours: GuestView) throws -> String? {
+        let qemuImg = try TestTools.qemuImg()
         let raw = path + ".raw"
         defer { try? FileManager.default.removeItem(atPath: raw) }
         let convert = try run(qemuImg, ["convert", "-f", "qcow2", "-O", "raw", path, raw])

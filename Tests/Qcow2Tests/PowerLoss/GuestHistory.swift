@@ -5,7 +5,10 @@
 // the views from the last one a completed guest flush made durable (taken at
 // or before q) to the first one taken after q: what a flush acknowledged is
 // intact, and a sector written since reads as one of its values since, never
-// a third value. Views rather than a model of each request's semantics, so
+// a third value. A write acknowledged with FUA (forced unit access) makes
+// its own sectors durable, not the others: from the view taken after it
+// (at or before q), those sectors read as that view or a later one.
+// Views rather than a model of each request's semantics, so
 // that discard, zero writes, snapshot apply and resize need no model (but
 // for one allowance, a shrink's tail: see `mismatch`).
 @testable import Qcow2
@@ -70,11 +73,13 @@ final class GuestHistory {
         let durable: Bool
         let view: GuestView
         let label: String
+        /// Sectors made durable by this request alone (a FUA write).
+        var pinned: Range<Int>? = nil
     }
     private(set) var entries: [Entry] = []
 
-    func record(_ view: GuestView, position: Int, durable: Bool, label: String) {
-        entries.append(Entry(position: position, durable: durable, view: view, label: label))
+    func record(_ view: GuestView, position: Int, durable: Bool, label: String, pinned: Range<Int>? = nil) {
+        entries.append(Entry(position: position, durable: durable, view: view, label: label, pinned: pinned))
     }
 
     /// The views a state cut at log position `cut` may read as (see above).
@@ -96,14 +101,22 @@ final class GuestHistory {
         // (as QEMU's does): cut during one, the old size may read as zeroes
         // past the new end.
         let shrunkFrom = views.count > 1 ? views.map(\.view.sectors.count).min()! : .max
+        // Where a FUA write made a sector durable since the last flush.
+        func from(_ index: Int) -> Int {
+            views.lastIndex { $0.position <= cut && $0.pinned?.contains(index) == true } ?? views.startIndex
+        }
         var bad: [Int] = []
         for (index, hash) in found.sectors.enumerated()
         where !(index >= shrunkFrom && hash == GuestView.zeroSector)
-            && !views.contains(where: { index < $0.view.sectors.count && $0.view.sectors[index] == hash }) {
+            && !views[from(index)...].contains(where: { index < $0.view.sectors.count && $0.view.sectors[index] == hash }) {
             bad.append(index)
             if bad.count == 8 { break }
         }
         guard let firstBad = bad.first else { return nil }
+        if from(firstBad) != views.startIndex {
+            return "guest sectors \(bad.map(String.init).joined(separator: ","))\(bad.count == 8 ? ",..." : "") read as "
+                + "a value older than the FUA write '\(views[from(firstBad)].label)' acknowledged (or a third value)"
+        }
         let guaranteed = views.first!
         let flushed = views.count == 1 || views.dropFirst().allSatisfy {
             firstBad >= $0.view.sectors.count || $0.view.sectors[firstBad] == guaranteed.view.sectors[firstBad]

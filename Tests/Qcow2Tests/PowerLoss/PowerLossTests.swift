@@ -10,7 +10,9 @@
 //   POWERLOSS_QEMU_EVERY=N   qemu-img check and read every Nth state (default 60; some
 //                            short workloads ask for more)
 //   POWERLOSS_ONLY=TEXT      only the workloads whose name contains TEXT
-// Each workload prints how many states it built and checked.
+// Each workload prints how many states it built and checked. The workloads
+// over two files (offline and active commit) check their states themselves:
+// PowerLossCommit.swift, PowerLossActiveCommit.swift.
 import Foundation
 import Testing
 @testable import Qcow2
@@ -38,7 +40,7 @@ func replayAndCheck(_ workload: PowerLossWorkload, seed: UInt64, budget: CrashRe
     let (path, backing) = try workload.makeImage(in: dir)
     let run = try workload.run(path: path, backing: backing, seed: seed)
     let operations = try run.close()
-    let replayer = CrashReplayer(base: run.base, operations: operations)
+    let replayer = CrashReplayer(bases: [RecordedOperation.name(path): run.base], operations: operations)
     let expectation = try StateExpectation(workload, base: run.base, history: run.history,
                                            closed: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))))
     var counts = CrashStateCheck.Counts()

@@ -33,6 +33,9 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         /// the copy, then the header naming the new backing
         /// (PowerLossMaintenance.swift).
         case rebase
+        /// Guest requests through an NBD export of the image: writes (some
+        /// FUA), zero writes, trims, flushes (PowerLossNBD.swift).
+        case nbd(requests: Int)
     }
 
     enum Request: Sendable {
@@ -72,7 +75,7 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
                           size: 3 << 20, refcountBits: 64),
         PowerLossWorkload(name: "snapshots", kind: .snapshots),
         PowerLossWorkload(name: "resize: L1 growth and shrink", kind: .resize),
-    ] + maintenance
+    ] + maintenance + nbd
 
     /// Found by the lazy refcounts workload: with lazy refcounts no
     /// refcount flush comes between a new cluster's data and the L2 entry
@@ -141,6 +144,8 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
             try bitmaps(run, rng: &rng)
         case .rebase:
             try rebase(run, rng: &rng)
+        case let .nbd(requests):
+            try nbd(run, requests: requests, rng: &rng)
         case let .requests(requests):
             for (i, request) in requests.enumerated() {
                 switch request {
@@ -152,7 +157,7 @@ struct PowerLossWorkload: Sendable, CustomStringConvertible {
         return run
     }
 
-    private func randomRange(_ rng: inout SeededRandom, maxSectors: Int, within limit: UInt64? = nil) -> (UInt64, Int) {
+    func randomRange(_ rng: inout SeededRandom, maxSectors: Int, within limit: UInt64? = nil) -> (UInt64, Int) {
         let sectors = Int.random(in: 1...maxSectors, using: &rng)
         let offset = UInt64.random(in: 0...((limit ?? size) / 512 - UInt64(sectors)), using: &rng) * 512
         return (offset, sectors * 512)

@@ -25,10 +25,18 @@ final class RecordedRun {
         history.record(try GuestView(of: image), position: 0, durable: true, label: "base")
     }
 
-    private func after(_ label: String, durable: Bool = false) throws {
+    private func after(_ label: String, durable: Bool = false, pinned: Range<Int>? = nil) throws {
         requests += 1
         history.record(try GuestView(of: image), position: recorder.position, durable: durable,
-                       label: "#\(requests) \(label)")
+                       label: "#\(requests) \(label)", pinned: pinned)
+    }
+
+    /// A request made some other way (through an NBD export of `image`),
+    /// completed when `body` returns: `durable` for a completed flush,
+    /// `pinned` for the sectors a FUA write made durable.
+    func request(_ label: String, durable: Bool = false, pinned: Range<Int>? = nil, _ body: () throws -> Void) throws {
+        try body()
+        try after(label, durable: durable, pinned: pinned)
     }
 
     func write(_ offset: UInt64, _ count: Int, seed: UInt8) throws {
@@ -102,7 +110,7 @@ final class RecordedRun {
     }
 
     /// Closes the image (caches written, dirty bit cleared) and returns the log.
-    func close() throws -> [BlockFileOperation] {
+    func close() throws -> [RecordedOperation] {
         try image.close()
         return recorder.operations
     }
