@@ -24,9 +24,13 @@ extension RefcountCheck {
             throw error
         }
         try spendBudget(entries: raw.count / 8)
+        var readAhead = TableReadAhead(file: image.file, clusterSize: geometry.clusterSize, count: raw.count / 8) {
+            raw.be(UInt64.self, at: $0 * 8) & CheckMask.l1Offset
+        }
         for i in 0..<(raw.count / 8) {
             let entry = raw.be(UInt64.self, at: i * 8)
             if entry == 0 { continue }
+            readAhead.advance(to: i)
             if entry & CheckMask.l1Reserved != 0 {
                 report("ERROR found L1 entry with reserved bits set: \(hexBare(entry))")
                 result.corruptions += 1

@@ -16,10 +16,15 @@ extension RefcountCheck {
         }
         let label = fix ? "Repairing" : "ERROR"
 
+        let l1Table = image.l1Table
+        var readAhead = TableReadAhead(file: image.file, clusterSize: geometry.clusterSize, count: l1Table.count) {
+            l1Table[$0] & CheckMask.l1Offset
+        }
         for i in 0..<image.l1Table.count {
             let l1Entry = image.l1Table[i]
             let l2Offset = l1Entry & CheckMask.l1Offset
             guard l2Offset != 0 else { continue }
+            readAhead.advance(to: i)
 
             // Refcounts that cannot be read were reported by the comparison.
             guard let refcount = recordedRefcount(ofCluster: Int64(l2Offset >> geometry.clusterBits)) else { continue }

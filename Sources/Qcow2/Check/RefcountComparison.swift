@@ -28,7 +28,12 @@ extension RefcountCheck {
         let blockBits = Int64(geometry.refblockBits)
         let blockMask = Int64(geometry.refblockSize) - 1
         matchingBlocks = MatchingBlocks()
+        let refcountTable = image.refcountTable
+        var readAhead = TableReadAhead(file: image.file, clusterSize: geometry.clusterSize, count: refcountTable.count) {
+            refcountTable[$0] & CheckMask.refcountTableOffset
+        }
         while cluster < references.count {
+            if cluster & blockMask == 0 { readAhead.advance(to: Int(cluster >> blockBits)) }
             if cluster & blockMask == 0, let last = try matchingBlock(at: cluster, highest: &highest) {
                 cluster = last + 1
                 continue
