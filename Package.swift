@@ -37,8 +37,11 @@ let package = Package(
             name: "CGLib", path: "CSystemLibs/CGLib", pkgConfig: "glib-2.0",
             providers: [.apt(["libglib2.0-dev"])]),
 
+        // Headers only: GnuTLS is opened with dlopen when TLS is first used
+        // (Sources/TLS/GnuTLSLibrary.swift), so no pkg-config: its flags
+        // would link it into every process.
         .systemLibrary(
-            name: "CGnuTLS", path: "CSystemLibs/CGnuTLS", pkgConfig: "gnutls",
+            name: "CGnuTLS", path: "CSystemLibs/CGnuTLS",
             providers: [.apt(["libgnutls28-dev"])]),
 
         .systemLibrary(name: "CSystemShims", path: "CSystemLibs/CSystemShims"),

@@ -8,7 +8,7 @@
 #   BENCH_TIMES=file Scripts/benchmark.sh      (also keep every timing: case, tool, ns)
 #   QCOWKIT=path Scripts/benchmark.sh          (time that binary instead of building one)
 #   BENCH_CASES='regex' Scripts/benchmark.sh   (only the groups matching: convert, map,
-#       info, create, io, compress, commit, bench, large, memory, nbd, flush; default all)
+#       info, check, create, io, compress, commit, bench, large, memory, nbd, flush; default all)
 #
 # Fairness: both tools get the same inputs in the same directory; each run
 # times them back to back, alternating which goes first; `sync` runs before
@@ -144,6 +144,10 @@ info_step() {
     local tool=(qemu-img); [[ $1 == qcowkit ]] && tool=("$qk")
     time_batch "info (per call)" "$1" "${tool[@]}" info "$work/src.qcow2"
 }
+check_step() {
+    local tool=(qemu-img); [[ $1 == qcowkit ]] && tool=("$qk")
+    time_batch "check (2 GiB qcow2, per call)" "$1" "${tool[@]}" check "$work/src.qcow2"
+}
 
 # A sparse file's checksum over its length and its data extents only (md5sum
 # would read 64 GiB of holes).
@@ -235,11 +239,13 @@ bench_case() { # run cache
     bench_cache=$2 bench_count=200000
     pair "$1" bench_step
 }
-# The 1 TiB image with metadata preallocation (16 M clusters): check and map.
+# The 1 TiB image with metadata preallocation (16 M clusters): check, map
+# and info.
 large_step() {
     local tool=(qemu-img); [[ $1 == qcowkit ]] && tool=("$qk")
     time_one "check (1 TiB, metadata prealloc)" "$1" "${tool[@]}" check "$work/large.qcow2"
     time_one "map (1 TiB, metadata prealloc)" "$1" "${tool[@]}" map --output=json "$work/large.qcow2"
+    time_batch "info (1 TiB, metadata prealloc, per call)" "$1" "${tool[@]}" info "$work/large.qcow2"
 }
 # Peak memory (max RSS, KiB) of each tool on the same work, measured once.
 mem_file=$work/memory
@@ -259,7 +265,11 @@ memory_rows() {
         rm -f "$work/mem.qcow2"
         peak_memory "convert -c zlib" $t "${cmd[@]}" convert -c -f raw -O qcow2 "$work/mixed.raw" "$work/mem.qcow2"
         rm -f "$work/mem.qcow2"
-        [[ -e $work/large.qcow2 ]] && peak_memory "check (1 TiB)" $t "${cmd[@]}" check "$work/large.qcow2"
+        if [[ -e $work/large.qcow2 ]]; then
+            peak_memory "check (1 TiB)" $t "${cmd[@]}" check "$work/large.qcow2"
+            peak_memory "map (1 TiB)" $t "${cmd[@]}" map --output=json "$work/large.qcow2"
+            peak_memory "info (1 TiB)" $t "${cmd[@]}" info "$work/large.qcow2"
+        fi
     done
 }
 wants() { [[ $1 =~ ${BENCH_CASES:-.} ]]; }
@@ -308,6 +318,7 @@ for r in $(seq "$runs"); do
     fi
     wants map && pair "$r" map_step
     wants info && pair "$r" info_step
+    wants check && pair "$r" check_step
     if wants create; then
         pair "$r" create_step
         [[ ${sums[create.qemu]} == "${sums[create.qcowkit]}" ]] || echo "warning: create: outputs differ" >&2

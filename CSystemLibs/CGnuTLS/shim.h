@@ -1,6 +1,111 @@
 #ifndef QCOWKIT_CGNUTLS_SHIM_H
 #define QCOWKIT_CGNUTLS_SHIM_H
-/* GnuTLS for the TLS target (Sources/TLS): credentials and sessions. */
+/* GnuTLS for the TLS target (Sources/TLS): credentials and sessions.
+ *
+ * The library is not linked: loading it and its eight dependencies (nettle,
+ * hogweed, gmp, p11-kit, libtasn1, libidn2, libunistring, ffi) and running
+ * their constructors cost every qcowkit process about a millisecond, and
+ * only NBD over TLS uses it. GnuTLSLibrary.swift opens it with dlopen on
+ * first use and calls through this table; the header supplies only the
+ * types, constants and each function's type (__typeof__ names a function
+ * without referencing its symbol). */
+#include <dlfcn.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+
+/* Every GnuTLS function Sources/TLS calls. */
+#define QK_GNUTLS_FUNCTIONS(X) \
+    X(gnutls_bye) \
+    X(gnutls_certificate_allocate_credentials) \
+    X(gnutls_certificate_free_credentials) \
+    X(gnutls_certificate_get_peers) \
+    X(gnutls_certificate_server_set_request) \
+    X(gnutls_certificate_set_dh_params) \
+    X(gnutls_certificate_set_known_dh_params) \
+    X(gnutls_certificate_set_x509_crl_file) \
+    X(gnutls_certificate_set_x509_key_file2) \
+    X(gnutls_certificate_set_x509_trust_file) \
+    X(gnutls_certificate_verify_peers2) \
+    X(gnutls_cipher_get) \
+    X(gnutls_cipher_get_key_size) \
+    X(gnutls_credentials_set) \
+    X(gnutls_deinit) \
+    X(gnutls_dh_params_deinit) \
+    X(gnutls_dh_params_import_pkcs3) \
+    X(gnutls_dh_params_init) \
+    X(gnutls_error_is_fatal) \
+    X(gnutls_handshake) \
+    X(gnutls_handshake_set_timeout) \
+    X(gnutls_init) \
+    X(gnutls_priority_set_direct) \
+    X(gnutls_psk_allocate_client_credentials) \
+    X(gnutls_psk_allocate_server_credentials) \
+    X(gnutls_psk_free_client_credentials) \
+    X(gnutls_psk_free_server_credentials) \
+    X(gnutls_psk_set_client_credentials) \
+    X(gnutls_psk_set_server_credentials_file) \
+    X(gnutls_psk_set_server_dh_params) \
+    X(gnutls_psk_set_server_known_dh_params) \
+    X(gnutls_record_cork) \
+    X(gnutls_record_get_direction) \
+    X(gnutls_record_recv) \
+    X(gnutls_record_send) \
+    X(gnutls_record_uncork) \
+    X(gnutls_server_name_set) \
+    X(gnutls_strerror) \
+    X(gnutls_transport_set_int2) \
+    X(gnutls_x509_crt_check_hostname) \
+    X(gnutls_x509_crt_deinit) \
+    X(gnutls_x509_crt_get_activation_time) \
+    X(gnutls_x509_crt_get_basic_constraints) \
+    X(gnutls_x509_crt_get_dn) \
+    X(gnutls_x509_crt_get_expiration_time) \
+    X(gnutls_x509_crt_get_key_purpose_oid) \
+    X(gnutls_x509_crt_get_key_usage) \
+    X(gnutls_x509_crt_import) \
+    X(gnutls_x509_crt_init) \
+    X(gnutls_x509_crt_list_import) \
+    X(gnutls_x509_crt_list_verify)
+
+#pragma clang assume_nonnull begin
+
+/* The resolved functions, one field per function, named as the function. */
+struct qk_gnutls_functions {
+#define QK_GNUTLS_FIELD(name) __typeof__(name) *name;
+    QK_GNUTLS_FUNCTIONS(QK_GNUTLS_FIELD)
+#undef QK_GNUTLS_FIELD
+};
+
+enum qk_gnutls_load_status {
+    QK_GNUTLS_LOADED = 0,
+    QK_GNUTLS_NOT_FOUND = 1,       /* dlopen failed; *failure is dlerror()'s text */
+    QK_GNUTLS_MISSING_SYMBOL = 2,  /* *failure names the function the library lacks */
+};
+
+/* Opens `soname` and fills every field of `functions`. The library stays
+ * loaded for the life of the process (nothing can unload it safely while
+ * credentials or sessions may exist). */
+static inline enum qk_gnutls_load_status qk_gnutls_load(const char *soname, struct qk_gnutls_functions *functions,
+                                                        const char *_Nullable *_Nonnull failure) {
+    void *_Nullable handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) {
+        *failure = dlerror();
+        return QK_GNUTLS_NOT_FOUND;
+    }
+    void *_Nullable symbol;
+#define QK_GNUTLS_RESOLVE(name) \
+    symbol = dlsym(handle, #name); \
+    if (symbol == NULL) { \
+        *failure = #name; \
+        dlclose(handle); \
+        return QK_GNUTLS_MISSING_SYMBOL; \
+    } \
+    functions->name = (__typeof__(name) *)symbol;
+    QK_GNUTLS_FUNCTIONS(QK_GNUTLS_RESOLVE)
+#undef QK_GNUTLS_RESOLVE
+    return QK_GNUTLS_LOADED;
+}
+
+#pragma clang assume_nonnull end
+
 #endif

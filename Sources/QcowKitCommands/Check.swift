@@ -8,52 +8,56 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import ArgumentParser
 import Qcow2
 import QemuJSON
 
-struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "check",
-        abstract: "Check the disk image FILE for consistency, and repair it with -r.")
-
-    @Option(name: .customShort("f"), help: "The image format (qcow2 or raw); probed when omitted.")
+struct Check {
     var format: String?
-
-    @Option(name: .customShort("r"), help: "Repair: 'leaks' (refcounts too high) or 'all' (also corruptions).")
-    var repair: String?
-
-    @Option(name: .customLong("output"), help: "Output format: human or json.")
+    var repair: CheckRepair = []
     var output: String?
-
-    @Flag(name: .customShort("q"), help: "Quiet: print nothing but errors.")
     var quiet = false
-
-    @OptionGroup var sharing: ForceShareOption
-
-    @Option(name: .customShort("T"), help: "Source cache mode (accepted and ignored).")
+    var locking = ImageLocking.standard
+    /// -T: checked as qemu-img checks it; reads are buffered whatever it says.
     var cache: String?
-
-    @Flag(name: .customLong("image-opts"), help: "FILE is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
     var imageOpts = false
-
-    @OptionGroup var objectOptions: ObjectOptions
-
-    @Argument(help: "The image file.")
     var filenames: [String] = []
 
-    func run() throws {
-        let mode: CheckRepair
-        switch repair {
-        case nil: mode = []
-        case "leaks": mode = .leaks
-        case "all": mode = .all
-        case let other?:
-            throw CommandFailure("Unknown option value for -r (expecting 'leaks' or 'all'): \(other)\n"
-                                 + "Try '\(ProgramName.current) --help' for more information")
+    /// qemu-img check's command line after the verb, read as img_check
+    /// reads it (VerbGetopt; -r is checked as it comes). Throws ExitCode when
+    /// it ends the run (help shown, a bad flag reported) or CommandFailure.
+    static func parse(_ arguments: [String]) throws -> Check {
+        var check = Check()
+        var options = VerbGetopt("check", arguments)
+        while let (code, value) = try options.next() {
+            switch code {
+            case UInt8(ascii: "f"): check.format = value
+            case UInt8(ascii: "r"):
+                switch value {
+                case "leaks": check.repair = .leaks
+                case "all": check.repair = .all
+                default:
+                    throw VerbGetopt.usageError("Unknown option value for -r (expecting 'leaks' or 'all'): \(value)")
+                }
+            case QemuImgVerb.output.code: check.output = value
+            case UInt8(ascii: "q"): check.quiet = true
+            case UInt8(ascii: "T"): check.cache = value
+            case QemuImgVerb.forceShare.code: check.locking = .forceShared
+            case QemuImgVerb.imageOpts.code: check.imageOpts = true
+            default: break
+            }
         }
+        check.filenames = options.operands
+        return check
+    }
+
+    /// `argv` starts with the verb's name; returns the exit status.
+    static func main(_ argv: [String]) -> Int32 {
+        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
+    }
+
+    func run() throws {
         guard filenames.count == 1, let filename = filenames.first else {
-            throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
+            throw VerbGetopt.usageError("Expecting one image file name")
         }
         let style: CheckReport.Style
         switch output {
@@ -61,11 +65,12 @@ struct Check: ParsableCommand {
         case "json"?: style = .json
         default: throw CommandFailure("--output must be used with human or json as argument.")
         }
+        if let cache { try CacheModeArgument.check(cache, what: "source") }
 
         let argument = try ImageArgument(filename, format: format, imageOpts: imageOpts)
-        let checker = try CheckCommand.open(argument, writable: !mode.isEmpty, locking: sharing.locking)
+        let checker = try CheckCommand.open(argument, writable: !repair.isEmpty, locking: locking)
         defer { try? checker.close() }
-        let status = CheckCommand.run(checker, filename: argument.text, repair: mode, style: style, quiet: quiet)
+        let status = CheckCommand.run(checker, filename: argument.text, repair: repair, style: style, quiet: quiet)
         if status != 0 { throw CommandFailure("", status: status) }
     }
 }

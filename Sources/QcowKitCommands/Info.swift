@@ -2,7 +2,7 @@
 // With --backing-chain, every image of the chain: JSON as an array, human
 // blocks separated by a blank line. Nothing is printed unless every image of
 // the chain could be read, as qemu-img does.
-import ArgumentParser
+import ArgumentParser  // ExitCode
 import ImageInfoJSON
 import Qcow2
 import QemuJSON
@@ -15,29 +15,38 @@ import Musl
 import Darwin
 #endif
 
-struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "info",
-        abstract: "Show information about a disk image (and its backing chain).")
-
-    @Option(name: [.customShort("f"), .customLong("format")], help: "The image's format (probed if omitted).")
+struct Info {
     var format: String?
-
-    @Option(name: .customLong("output"), help: "Output format: human or json.")
     var output: String?
-
-    @Flag(name: .customLong("backing-chain"), help: "Show every image of the backing chain.")
     var backingChain = false
-
-    @OptionGroup var sharing: ForceShareOption
-
-    @Flag(name: .customLong("image-opts"), help: "FILE is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
+    var locking = ImageLocking.standard
     var imageOpts = false
-
-    @OptionGroup var objectOptions: ObjectOptions
-
-    @Argument(help: "The image file.")
     var files: [String] = []
+
+    /// qemu-img info's command line after the verb, read as img_info reads
+    /// it (VerbGetopt). Throws ExitCode when it ends the run (help shown,
+    /// a bad flag reported).
+    static func parse(_ arguments: [String]) throws(ExitCode) -> Info {
+        var info = Info()
+        var options = VerbGetopt("info", arguments)
+        while let (code, value) = try options.next() {
+            switch code {
+            case UInt8(ascii: "f"): info.format = value
+            case QemuImgVerb.output.code: info.output = value
+            case 0x90: info.backingChain = true
+            case QemuImgVerb.forceShare.code: info.locking = .forceShared
+            case QemuImgVerb.imageOpts.code: info.imageOpts = true
+            default: break
+            }
+        }
+        info.files = options.operands
+        return info
+    }
+
+    /// `argv` starts with the verb's name; returns the exit status.
+    static func main(_ argv: [String]) -> Int32 {
+        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
+    }
 
     /// What the command writes: standard output, and warnings for standard error.
     struct Rendered: Equatable {
@@ -46,14 +55,14 @@ struct Info: ParsableCommand {
     }
 
     func render() throws -> Rendered {
+        guard files.count == 1, let file = files.first else {
+            throw VerbGetopt.usageError("Expecting one image file name")
+        }
         let json: Bool
         switch output ?? "human" {
         case "human": json = false
         case "json": json = true
         default: throw CommandFailure("--output must be used with human or json as argument.")
-        }
-        guard files.count == 1, let file = files.first else {
-            throw CommandFailure("Expecting one image file name\nTry '\(ProgramName.current) --help' for more information")
         }
         let argument = try ImageArgument(file, format: format, imageOpts: imageOpts)
         // qemu-img info opens the image alone (BDRV_O_NO_BACKING), and
@@ -64,7 +73,7 @@ struct Info: ParsableCommand {
         do {
             report = try ImageInfoReader.read(path: argument.path, format: argument.format,
                                               backingChain: backingChain && argument.opensBacking,
-                                              locking: argument.locking(sharing.locking))
+                                              locking: argument.locking(locking))
         } catch let error as Qcow2Error {
             // The operand as given names the image in QEMU's message.
             let opening = "Could not open '\(argument.path)'"

@@ -7,46 +7,55 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import ArgumentParser
 import Qcow2
 
-struct Map: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "map",
-        abstract: "Dump the metadata of image FILE and its backing file chain.")
-
-    @Option(name: .customShort("f"), help: "The image format (qcow2 or raw); probed when omitted.")
+struct Map {
     var format: String?
-
-    @Option(name: .customLong("output"), help: "Output format: human or json.")
-    var output: String = "human"
-
-    @OptionGroup var sharing: ForceShareOption
-
-    @Option(name: [.customShort("s"), .customLong("start-offset")], help: "First byte to map.")
-    var startOffset: String?
-
-    @Option(name: [.customShort("l"), .customLong("max-length")], help: "Map at most this many bytes.")
-    var maxLength: String?
-
-    @Flag(name: .customLong("image-opts"), help: "FILE is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
+    var output: String?
+    var locking = ImageLocking.standard
+    var start: UInt64 = 0
+    var maxLength: UInt64?
     var imageOpts = false
+    var filenames: [String] = []
 
-    @OptionGroup var objectOptions: ObjectOptions
+    /// qemu-img map's command line after the verb, read as img_map reads
+    /// it (VerbGetopt; -s and -l are parsed as they come). Throws ExitCode
+    /// when it ends the run (help shown, a bad flag reported) or
+    /// CommandFailure.
+    static func parse(_ arguments: [String]) throws -> Map {
+        var map = Map()
+        var options = VerbGetopt("map", arguments)
+        while let (code, value) = try options.next() {
+            switch code {
+            case UInt8(ascii: "f"): map.format = value
+            case QemuImgVerb.output.code: map.output = value
+            case QemuImgVerb.forceShare.code: map.locking = .forceShared
+            case UInt8(ascii: "s"): map.start = try MapPrinter.parseSize(value, what: "start offset")
+            case UInt8(ascii: "l"): map.maxLength = try MapPrinter.parseSize(value, what: "max length")
+            case QemuImgVerb.imageOpts.code: map.imageOpts = true
+            default: break
+            }
+        }
+        map.filenames = options.operands
+        return map
+    }
 
-    @Argument(help: "The image file.")
-    var filename: String
+    /// `argv` starts with the verb's name; returns the exit status.
+    static func main(_ argv: [String]) -> Int32 {
+        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
+    }
 
     func run() throws {
-        guard let style = MapPrinter.Style(rawValue: output) else {
+        guard filenames.count == 1, let filename = filenames.first else {
+            throw VerbGetopt.usageError("Expecting one image file name")
+        }
+        guard let style = MapPrinter.Style(rawValue: output ?? "human") else {
             throw CommandFailure("--output must be used with human or json as argument.")
         }
-        let start = try startOffset.map { try MapPrinter.parseSize($0, what: "start offset") } ?? 0
-        let limit = try maxLength.map { try MapPrinter.parseSize($0, what: "max length") }
         let image = try ReadCommands.openChain(ImageArgument(filename, format: format, imageOpts: imageOpts),
-                                               locking: sharing.locking)
+                                               locking: locking)
         defer { try? image.close() }
-        try MapPrinter.print(image: image, style: style, start: start, maxLength: limit) { bytes in
+        try MapPrinter.print(image: image, style: style, start: start, maxLength: maxLength) { bytes in
             if let base = bytes.baseAddress { fwrite(base, 1, bytes.count, stdout) }
         }
     }

@@ -9,8 +9,7 @@ public struct QcowKit: ParsableCommand {
         commandName: "qcowkit",
         abstract: "A qcow2 disk-image toolkit: qemu-img's commands, in Swift.",
         version: QcowKit.version,
-        subcommands: [Create.self, Info.self, Check.self, Map.self, Convert.self, IO.self, Serve.self,
-                      Snapshot.self, Bitmap.self]
+        subcommands: [Create.self, Convert.self, IO.self, Serve.self, Snapshot.self, Bitmap.self]
     )
 
     public static let version = "0.1.0"

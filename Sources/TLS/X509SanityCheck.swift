@@ -11,16 +11,18 @@ import Glibc
 import Musl
 #endif
 
-enum X509SanityCheck {
+struct X509SanityCheck {
+    let gnutls: GnuTLS
+
     /// QEMU reads at most this many CA certificates for the check.
     static let maxCACertificates = 16
 
-    static func check(isServer: Bool, caCertFile: String, certFile: String?) throws {
+    func check(isServer: Bool, caCertFile: String, certFile: String?) throws {
         var cert: gnutls_x509_crt_t?
         var caCerts: [gnutls_x509_crt_t] = []
         defer {
-            if let cert { gnutls_x509_crt_deinit(cert) }
-            caCerts.forEach { gnutls_x509_crt_deinit($0) }
+            if let cert { gnutls.gnutls_x509_crt_deinit(cert) }
+            caCerts.forEach { gnutls.gnutls_x509_crt_deinit($0) }
         }
         if let certFile, access(certFile, R_OK) == 0 {
             cert = try loadCertificate(certFile, isServer: isServer)
@@ -39,7 +41,7 @@ enum X509SanityCheck {
         }
     }
 
-    private static func pemDatum<T>(_ bytes: inout [UInt8], _ body: (inout gnutls_datum_t) -> T) -> T {
+    private func pemDatum<T>(_ bytes: inout [UInt8], _ body: (inout gnutls_datum_t) -> T) -> T {
         // QEMU passes strlen(contents): a NUL ends the text.
         let length = bytes.firstIndex(of: 0) ?? bytes.count
         return bytes.withUnsafeMutableBufferPointer { buffer in
@@ -48,51 +50,51 @@ enum X509SanityCheck {
         }
     }
 
-    private static func loadCertificate(_ file: String, isServer: Bool) throws -> gnutls_x509_crt_t {
+    private func loadCertificate(_ file: String, isServer: Bool) throws -> gnutls_x509_crt_t {
         var cert: gnutls_x509_crt_t?
-        let status = gnutls_x509_crt_init(&cert)
-        guard status >= 0, let cert else { throw TLSError("Unable to initialize certificate: \(errorText(status))") }
+        let status = gnutls.gnutls_x509_crt_init(&cert)
+        guard status >= 0, let cert else { throw TLSError("Unable to initialize certificate: \(gnutls.errorText(status))") }
         do {
             var contents: [UInt8]
             do { contents = try PEMFile.read(file) } catch let error as TLSError {
                 throw TLSError("Cannot load CA cert list \(file): \(error.message)")
             }
-            let imported = pemDatum(&contents) { gnutls_x509_crt_import(cert, &$0, GNUTLS_X509_FMT_PEM) }
+            let imported = pemDatum(&contents) { gnutls.gnutls_x509_crt_import(cert, &$0, GNUTLS_X509_FMT_PEM) }
             guard imported >= 0 else {
-                throw TLSError("Unable to import \(isServer ? "server" : "client") certificate \(file): \(errorText(imported))")
+                throw TLSError("Unable to import \(isServer ? "server" : "client") certificate \(file): \(gnutls.errorText(imported))")
             }
         } catch {
-            gnutls_x509_crt_deinit(cert)
+            gnutls.gnutls_x509_crt_deinit(cert)
             throw error
         }
         return cert
     }
 
-    private static func loadCAList(_ file: String) throws -> [gnutls_x509_crt_t] {
+    private func loadCAList(_ file: String) throws -> [gnutls_x509_crt_t] {
         var contents: [UInt8]
         do { contents = try PEMFile.read(file) } catch let error as TLSError {
             throw TLSError("Cannot load CA cert list \(file): \(error.message)")
         }
-        var slots = [gnutls_x509_crt_t?](repeating: nil, count: maxCACertificates)
-        var count = UInt32(maxCACertificates)
+        var slots = [gnutls_x509_crt_t?](repeating: nil, count: Self.maxCACertificates)
+        var count = UInt32(Self.maxCACertificates)
         let status = pemDatum(&contents) { datum in
-            slots.withUnsafeMutableBufferPointer { gnutls_x509_crt_list_import($0.baseAddress, &count, &datum, GNUTLS_X509_FMT_PEM, 0) }
+            slots.withUnsafeMutableBufferPointer { gnutls.gnutls_x509_crt_list_import($0.baseAddress, &count, &datum, GNUTLS_X509_FMT_PEM, 0) }
         }
         guard status >= 0 else { throw TLSError("Unable to import CA certificate list \(file)") }
         return slots.prefix(Int(count)).compactMap { $0 }
     }
 
-    private static func checkCertificate(_ cert: gnutls_x509_crt_t, file: String, isServer: Bool, isCA: Bool) throws {
+    private func checkCertificate(_ cert: gnutls_x509_crt_t, file: String, isServer: Bool, isCA: Bool) throws {
         let role = isCA ? "CA" : isServer ? "server" : "client"
         let now = time(nil)
-        if gnutls_x509_crt_get_expiration_time(cert) < now {
+        if gnutls.gnutls_x509_crt_get_expiration_time(cert) < now {
             throw TLSError("The \(role) certificate \(file) has expired")
         }
-        if gnutls_x509_crt_get_activation_time(cert) > now {
+        if gnutls.gnutls_x509_crt_get_activation_time(cert) > now {
             throw TLSError("The \(role) certificate \(file) is not yet active")
         }
 
-        let constraints = gnutls_x509_crt_get_basic_constraints(cert, nil, nil, nil)
+        let constraints = gnutls.gnutls_x509_crt_get_basic_constraints(cert, nil, nil, nil)
         if constraints > 0 {
             if !isCA {
                 throw TLSError("The certificate \(file) basic constraints show a CA, but we need one for a \(isServer ? "server" : "client")")
@@ -102,14 +104,14 @@ enum X509SanityCheck {
         } else if constraints == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE {
             if isCA { throw TLSError("The certificate \(file) is missing basic constraints for a CA") }
         } else {
-            throw TLSError("Unable to query certificate \(file) basic constraints: \(errorText(constraints))")
+            throw TLSError("Unable to query certificate \(file) basic constraints: \(gnutls.errorText(constraints))")
         }
 
         var usage: UInt32 = 0, critical: UInt32 = 0
-        let usageStatus = gnutls_x509_crt_get_key_usage(cert, &usage, &critical)
+        let usageStatus = gnutls.gnutls_x509_crt_get_key_usage(cert, &usage, &critical)
         if usageStatus < 0 {
             guard usageStatus == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE else {
-                throw TLSError("Unable to query certificate \(file) key usage: \(errorText(usageStatus))")
+                throw TLSError("Unable to query certificate \(file) key usage: \(gnutls.errorText(usageStatus))")
             }
             usage = isCA ? UInt32(GNUTLS_KEY_KEY_CERT_SIGN) : UInt32(GNUTLS_KEY_DIGITAL_SIGNATURE | GNUTLS_KEY_KEY_ENCIPHERMENT)
         }
@@ -129,25 +131,25 @@ enum X509SanityCheck {
         if !isCA { try checkPurpose(cert, file: file, isServer: isServer) }
     }
 
-    private static func checkPurpose(_ cert: gnutls_x509_crt_t, file: String, isServer: Bool) throws {
+    private func checkPurpose(_ cert: gnutls_x509_crt_t, file: String, isServer: Bool) throws {
         var allowServer = false, allowClient = false, critical = false
         var index: UInt32 = 0
         while true {
             var size = 0
-            var status = gnutls_x509_crt_get_key_purpose_oid(cert, index, nil, &size, nil)
+            var status = gnutls.gnutls_x509_crt_get_key_purpose_oid(cert, index, nil, &size, nil)
             if status == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE {
                 // No purposes at all: any use.
                 if index == 0 { allowServer = true; allowClient = true }
                 break
             }
             guard status == GNUTLS_E_SHORT_MEMORY_BUFFER, size > 0, size < 4096 else {
-                throw TLSError("Unable to query certificate \(file) key purpose: \(errorText(status))")
+                throw TLSError("Unable to query certificate \(file) key purpose: \(gnutls.errorText(status))")
             }
             var buffer = [CChar](repeating: 0, count: size)
             var purposeCritical: UInt32 = 0
-            status = gnutls_x509_crt_get_key_purpose_oid(cert, index, &buffer, &size, &purposeCritical)
+            status = gnutls.gnutls_x509_crt_get_key_purpose_oid(cert, index, &buffer, &size, &purposeCritical)
             guard status >= 0 else {
-                throw TLSError("Unable to query certificate \(file) key purpose: \(errorText(status))")
+                throw TLSError("Unable to query certificate \(file) key purpose: \(gnutls.errorText(status))")
             }
             if purposeCritical != 0 { critical = true }
             let oid = cText(buffer)
@@ -168,17 +170,17 @@ enum X509SanityCheck {
         }
     }
 
-    private static func checkPair(_ cert: gnutls_x509_crt_t, file: String, caCerts: [gnutls_x509_crt_t],
+    private func checkPair(_ cert: gnutls_x509_crt_t, file: String, caCerts: [gnutls_x509_crt_t],
                                   caFile: String, isServer: Bool) throws {
         var status: UInt32 = 0
         var list: [gnutls_x509_crt_t?] = [cert]
         var cas: [gnutls_x509_crt_t?] = caCerts
-        let result = gnutls_x509_crt_list_verify(&list, 1, &cas, UInt32(cas.count), nil, 0, 0, &status)
+        let result = gnutls.gnutls_x509_crt_list_verify(&list, 1, &cas, UInt32(cas.count), nil, 0, 0, &status)
         guard result >= 0 else {
             throw TLSError("Unable to verify \(isServer ? "server" : "client") certificate \(file) against CA certificate \(caFile)")
         }
         if status != 0 {
-            throw TLSError("Our own certificate \(file) failed validation against \(caFile): \(verificationReason(status))")
+            throw TLSError("Our own certificate \(file) failed validation against \(caFile): \(Self.verificationReason(status))")
         }
     }
 

@@ -248,6 +248,12 @@ enum CheckDamages {
             try $0.setL2(0, 1, ($0.l2(0, 1) + 0x200) | 1)
         },
         CheckDamage("2 MiB clusters: refcount zero", .standard("cluster_size=2M")) { try $0.setRefcount(3, 0) },
+        // Findings inside a few of many refcount blocks: the blocks around
+        // them match the counts and are compared whole (RefcountComparison).
+        CheckDamage("many refcount blocks: a leak and a copied flag among matching blocks", .manyRefcountBlocks) {
+            try $0.setRefcount(2000, 2)
+            try $0.setL2(40, 3, $0.l2(40, 3) & ~copied)
+        },
         CheckDamage("compressed across clusters: refcount low", .compressedSpanning) {
             let entry = try $0.l2(0, 1)
             let offset = entry & ((1 << 54) - 1)

@@ -33,9 +33,7 @@ enum InfoTool {
     /// with messages prefixed as the binary prefixes them.
     static func qcowkitInfo(_ arguments: [String]) -> InfoProcessResult {
         do {
-            let command = try QcowKit.parseAsRoot(["info"] + arguments)
-            guard let info = command as? Info else { return InfoProcessResult(status: 2, stdout: "", stderr: "not info") }
-            let rendered = try info.render()
+            let rendered = try Info.parse(arguments).render()
             return InfoProcessResult(status: 0, stdout: rendered.text, stderr: rendered.warnings)
         } catch let failure as CommandFailure {
             return InfoProcessResult(status: failure.status, stdout: "", stderr: "qcowkit: " + failure.message + "\n")

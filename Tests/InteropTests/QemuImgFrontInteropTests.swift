@@ -16,6 +16,15 @@ struct QemuImgFrontInteropTests {
             ["info"], ["info", "missing.qcow2"], ["check", "missing.qcow2"], ["map", "missing.qcow2"],
             ["info", "--f", "qcow2", "top.qcow2"], ["map", "--start-offset=9E", "top.qcow2"],
             ["map", "--max-length=1x", "top.qcow2"], ["map", "-s", "64k", "-l", "1M", "top.qcow2"],
+            // info, check and map read their options as qemu-img's getopt
+            // loops do: abbreviations, sizes parsed as they come, the file
+            // count before the output format, -T checked.
+            ["map"], ["map", "a", "b"], ["map", "-s", "xx"], ["map", "-l", "-5", "top.qcow2"],
+            ["map", "--output=bad"], ["map", "--out=json", "--max-len=64k", "top.qcow2"],
+            ["info", "--output=bad"], ["info", "--out=json", "top.qcow2"], ["info", "top.qcow2", "x"],
+            ["check", "-r", "bad"], ["check", "--output=bad", "top.qcow2", "x"], ["check", "-T", "bogus", "top.qcow2"],
+            ["check", "-T", "bogus", "--output=bad", "top.qcow2"], ["check", "-T", "none", "top.qcow2"],
+            ["check", "--rep=leaks", "-U", "top.qcow2"],
         ]
         for verb in ["create", "info", "check", "map", "convert", "compare", "dd", "bench", "resize", "rebase", "commit", "snapshot"] {
             cases += [[verb, "-Z"], [verb, "--zz"], [verb, "-qZ", "a"], [verb, "--object"]]

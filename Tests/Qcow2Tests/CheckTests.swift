@@ -238,6 +238,37 @@ struct ReferenceCountsTests {
         #expect(RefcountCoding.get(block, index: 0, width: .sixteen) == 7)
     }
 
+    @Test("increment stops at the width's maximum, for every width", arguments: 0...6 as ClosedRange<UInt32>)
+    func increment(order: UInt32) throws {
+        let width = try RefcountWidth(order: order)
+        let counts = try ReferenceCounts(clusters: 100, width: width, clusterSize: 512)
+        counts[41] = width.maxValue - 1
+        #expect(counts.increment(41))
+        #expect(counts[41] == width.maxValue)
+        #expect(!counts.increment(41))
+        #expect(counts[41] == width.maxValue)
+        // Neighbours (the same byte, for narrow widths) are untouched.
+        #expect(counts[40] == 0 && counts[42] == 0)
+        #expect(counts.increment(40) && counts[40] == 1 && counts[41] == width.maxValue)
+    }
+
+    @Test("the last non-zero count of a block, for every width", arguments: 0...6 as ClosedRange<UInt32>)
+    func lastNonZero(order: UInt32) throws {
+        let width = try RefcountWidth(order: order)
+        let perBlock = Int64(512 * 8) >> Int64(order)
+        let counts = try ReferenceCounts(clusters: 3 * perBlock, width: width, clusterSize: 512)
+        #expect(counts.lastNonZero(inBlock: 0) == nil)
+        counts[3] = 1
+        #expect(counts.lastNonZero(inBlock: 0) == 3)
+        counts[perBlock - 2] = 1
+        #expect(counts.lastNonZero(inBlock: 0) == perBlock - 2)
+        counts[perBlock - 1] = 1
+        #expect(counts.lastNonZero(inBlock: 0) == perBlock - 1)
+        #expect(counts.lastNonZero(inBlock: 1) == nil)
+        counts[2 * perBlock + 5] = 1
+        #expect(counts.lastNonZero(inBlock: 2) == 2 * perBlock + 5)
+    }
+
     @Test("impossible sizes fail as QEMU's allocation does, with ENOMEM")
     func tooLarge() throws {
         let counts = try ReferenceCounts(clusters: 1, width: .sixteen, clusterSize: 65536)

@@ -4,8 +4,7 @@ import QemuJSON
 @testable import QcowKitCommands
 
 private func info(_ arguments: [String]) throws -> Info.Rendered {
-    let command = try QcowKit.parseAsRoot(["info"] + arguments)
-    return try #require(command as? Info).render()
+    try Info.parse(arguments).render()
 }
 
 private func failure(_ arguments: [String]) -> String? {

@@ -125,6 +125,8 @@ public enum FlatBlockOptions {
     /// The undecided options of a probed node, checked against the probed
     /// format's table as bdrv_open checks them after probing.
     public static func checkProbed(_ undecided: [(String, Value)], driver: String) throws {
+        // Nothing to check (a plain file name): the table is not built.
+        guard !undecided.isEmpty else { return }
         let table = drivers[driver] ?? [:]
         var remaining: [(String, Value)] = []
         for (key, value) in undecided {

@@ -20,6 +20,7 @@ extension RefcountCheck {
     /// Returns the highest cluster in use.
     func rebuildAndRecount(highestCluster: Int64) throws -> Int64 {
         let before = result
+        matchingBlocks = MatchingBlocks()
         report("Rebuilding refcount structure")
         do {
             try rebuildRefcountStructure()

@@ -24,9 +24,13 @@ extension RefcountCheck {
             throw error
         }
         try spendBudget(entries: raw.count / 8)
+        var readAhead = TableReadAhead(file: image.file, clusterSize: geometry.clusterSize, count: raw.count / 8) {
+            raw.be(UInt64.self, at: $0 * 8) & CheckMask.l1Offset
+        }
         for i in 0..<(raw.count / 8) {
             let entry = raw.be(UInt64.self, at: i * 8)
             if entry == 0 { continue }
+            readAhead.advance(to: i)
             if entry & CheckMask.l1Reserved != 0 {
                 report("ERROR found L1 entry with reserved bits set: \(hexBare(entry))")
                 result.corruptions += 1
@@ -59,14 +63,46 @@ extension RefcountCheck {
         }
         let entries = table.count / geometry.l2EntrySize
         try spendBudget(entries: max(1, entries))
+        try table.withUnsafeBytes { bytes in
+            try checkL2Entries(bytes, entries: entries, l2Offset: l2Offset, fragmentation: fragmentation,
+                               repair: repair, active: active)
+        }
+    }
+
+    private func checkL2Entries(_ table: UnsafeRawBufferPointer, entries: Int, l2Offset: UInt64,
+                                fragmentation: Bool, repair: CheckRepair, active: Bool) throws {
         let extended = geometry.extendedL2
+        let entrySize = geometry.l2EntrySize
+        let clusterBits = geometry.clusterBits
+        let clusterMask = geometry.clusterSize - 1
         var nextContiguousOffset: UInt64 = 0
+        // The file's length, asked again after any repair writes.
+        var fileLength = try image.fileLength()
 
         for i in 0..<entries {
-            let position = i * geometry.l2EntrySize
-            var entry = table.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: position, as: UInt64.self)) }
-            let bitmap = extended ? table.be(UInt64.self, at: position + 8) : 0
+            let position = i * entrySize
+            var entry = UInt64(bigEndian: table.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+            let bitmap = extended ? UInt64(bigEndian: table.loadUnaligned(fromByteOffset: position + 8, as: UInt64.self)) : 0
             if entry == 0 && bitmap == 0 { continue }   // unallocated, nothing to check
+
+            // The usual entry, a data cluster: no reserved bits, aligned,
+            // inside the file and the counts, its count below the maximum. Counted here as
+            // countReference would count it; anything else goes the long way.
+            if !extended, entry & (CheckMask.compressed | CheckMask.zero | CheckMask.l2StandardReserved) == 0 {
+                let offset = entry & CheckMask.l2Offset
+                let cluster = Int64(offset >> clusterBits)
+                if offset != 0, offset & clusterMask == 0, offset < fileLength, cluster < references.count,
+                   references.increment(cluster) {
+                    if fragmentation {
+                        result.fragmentation.allocatedClusters += 1
+                        if nextContiguousOffset != 0 && offset != nextContiguousOffset {
+                            result.fragmentation.fragmentedClusters += 1
+                        }
+                        nextContiguousOffset = offset &+ geometry.clusterSize
+                    }
+                    continue
+                }
+            }
             let type = CheckClusterType(entry: entry, extendedL2: extended)
 
             if type != .compressed && entry & CheckMask.l2StandardReserved != 0 {
@@ -120,7 +156,9 @@ extension RefcountCheck {
                             // Fixed: the entry reads as zeroes and no longer
                             // references the cluster. A failed write is
                             // counted, and the entry still is.
-                            if try zeroEntry(i, of: &table, at: l2Offset, active: active) { continue }
+                            let fixed = try zeroEntry(i, bitmap: bitmap, at: l2Offset, active: active)
+                            fileLength = try image.fileLength()
+                            if fixed { continue }
                         }
                     }
                 }
@@ -148,17 +186,14 @@ extension RefcountCheck {
     /// Makes entry `index` read as zeroes without a host cluster
     /// (fix_l2_entry_by_zero) and writes it. Returns whether it was fixed;
     /// throws when the write would overlap other metadata.
-    private func zeroEntry(_ index: Int, of table: inout [UInt8], at l2Offset: UInt64, active: Bool) throws -> Bool {
+    private func zeroEntry(_ index: Int, bitmap: UInt64, at l2Offset: UInt64, active: Bool) throws -> Bool {
         let entrySize = geometry.l2EntrySize
         let position = index * entrySize
+        var fixed = [UInt8](repeating: 0, count: entrySize)
         if geometry.extendedL2 {
-            var bitmap = table.be(UInt64.self, at: position + 8)
-            bitmap |= bitmap << 32
-            bitmap &= CheckMask.bitmapAllZeroes
-            table.setBE(bitmap, at: position + 8)
-            table.setBE(UInt64(0), at: position)
+            fixed.setBE((bitmap | bitmap << 32) & CheckMask.bitmapAllZeroes, at: 8)
         } else {
-            table.setBE(CheckMask.zero, at: position)
+            fixed.setBE(CheckMask.zero, at: 0)
         }
         let entryOffset = l2Offset &+ UInt64(position)
         do {
@@ -170,7 +205,7 @@ extension RefcountCheck {
             throw error
         }
         do {
-            try image.write(Array(table[position..<(position + entrySize)]), at: entryOffset)
+            try image.write(fixed, at: entryOffset)
             try image.flush()
         } catch let failure as CheckFailure {
             report("ERROR: Failed to overwrite L2 table entry: \(failure)")

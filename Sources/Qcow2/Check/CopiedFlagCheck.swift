@@ -16,14 +16,18 @@ extension RefcountCheck {
         }
         let label = fix ? "Repairing" : "ERROR"
 
+        let l1Table = image.l1Table
+        var readAhead = TableReadAhead(file: image.file, clusterSize: geometry.clusterSize, count: l1Table.count) {
+            l1Table[$0] & CheckMask.l1Offset
+        }
         for i in 0..<image.l1Table.count {
             let l1Entry = image.l1Table[i]
             let l2Offset = l1Entry & CheckMask.l1Offset
             guard l2Offset != 0 else { continue }
+            readAhead.advance(to: i)
 
             // Refcounts that cannot be read were reported by the comparison.
-            guard let refcount = try? image.refcount(ofCluster: Int64(l2Offset >> geometry.clusterBits),
-                                                     diagnostics: diagnostics) else { continue }
+            guard let refcount = recordedRefcount(ofCluster: Int64(l2Offset >> geometry.clusterBits)) else { continue }
             if (refcount == 1) != (l1Entry & CheckMask.copied != 0) {
                 result.corruptions += 1
                 report("\(label) OFLAG_COPIED L2 cluster: l1_index=\(i) l1_entry=\(hexBare(l1Entry)) refcount=\(refcount)")
@@ -54,26 +58,29 @@ extension RefcountCheck {
                 result.checkErrors += 1
                 throw failure
             }
-            var dirty = 0
-            for j in 0..<(table.count / geometry.l2EntrySize) {
-                let position = j * geometry.l2EntrySize
-                let entry = table.be(UInt64.self, at: position)
-                switch CheckClusterType(entry: entry, extendedL2: geometry.extendedL2) {
-                case .normal, .zeroAllocated:
-                    let dataOffset = entry & CheckMask.l2Offset
-                    guard let refcount = try? image.refcount(ofCluster: Int64(dataOffset >> geometry.clusterBits),
-                                                             diagnostics: diagnostics),
-                          (refcount == 1) != (entry & CheckMask.copied != 0) else { continue }
-                    result.corruptions += 1
-                    report("\(label) OFLAG_COPIED data cluster: l2_entry=\(hexBare(entry)) refcount=\(refcount)")
-                    if fix {
-                        table.setBE(refcount == 1 ? entry | CheckMask.copied : entry & ~CheckMask.copied, at: position)
-                        dirty += 1
+            // Entries to rewrite, (position, entry), applied once the scan is done.
+            var fixes: [(Int, UInt64)] = []
+            table.withUnsafeBytes { bytes in
+                for j in 0..<(bytes.count / geometry.l2EntrySize) {
+                    let position = j * geometry.l2EntrySize
+                    let entry = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+                    switch CheckClusterType(entry: entry, extendedL2: geometry.extendedL2) {
+                    case .normal, .zeroAllocated:
+                        let dataOffset = entry & CheckMask.l2Offset
+                        guard let refcount = recordedRefcount(ofCluster: Int64(dataOffset >> geometry.clusterBits)),
+                              (refcount == 1) != (entry & CheckMask.copied != 0) else { continue }
+                        result.corruptions += 1
+                        report("\(label) OFLAG_COPIED data cluster: l2_entry=\(hexBare(entry)) refcount=\(refcount)")
+                        if fix {
+                            fixes.append((position, refcount == 1 ? entry | CheckMask.copied : entry & ~CheckMask.copied))
+                        }
+                    default:
+                        continue
                     }
-                default:
-                    continue
                 }
             }
+            for (position, entry) in fixes { table.setBE(entry, at: position) }
+            let dirty = fixes.count
             guard dirty > 0 else { continue }
             do {
                 try image.checkBeforeWriting(offset: l2Offset, size: geometry.clusterSize, ignoring: [.activeL2],

@@ -14,6 +14,9 @@ final class RefcountCheck {
     var rebuild = false
     /// Bounds the table walking of one count (see `WalkBudget`).
     var budget = WalkBudget(fileLength: 0)
+    /// The refcount blocks the last comparison found equal to the counts
+    /// (RefcountComparison.swift).
+    var matchingBlocks = MatchingBlocks()
 
     init(image: Qcow2Checker, repair: CheckRepair, diagnostics: @escaping CheckDiagnostics) throws {
         self.image = image

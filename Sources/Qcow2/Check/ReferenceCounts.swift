@@ -12,6 +12,8 @@ import Musl
 final class ReferenceCounts {
     let width: RefcountWidth
     let clusterSize: Int
+    /// The largest count an entry holds (width.maxValue, kept at hand).
+    private let maxValue: UInt64
     /// Clusters counted (QEMU's nb_clusters); the storage may hold more.
     private(set) var count: Int64 = 0
     private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
@@ -23,6 +25,7 @@ final class ReferenceCounts {
     init(clusters: Int64, width: RefcountWidth, clusterSize: Int) throws {
         self.width = width
         self.clusterSize = clusterSize
+        maxValue = width.maxValue
         try resize(to: clusters)
     }
 
@@ -81,6 +84,41 @@ final class ReferenceCounts {
             i += 1
         }
         return true
+    }
+
+    /// Counts one more reference to `cluster` (below `count`), unless its
+    /// count is already the width's maximum: false then, and the caller
+    /// reports the overflow.
+    @inline(__always)
+    func increment(_ cluster: Int64) -> Bool {
+        if width.order == 4 {
+            // 16-bit refcounts, the default: one big-endian load and store.
+            let at = Int(cluster) * 2
+            let value = UInt16(bigEndian: storage.loadUnaligned(fromByteOffset: at, as: UInt16.self))
+            guard value != .max else { return false }
+            storage.storeBytes(of: (value + 1).bigEndian, toByteOffset: at, as: UInt16.self)
+            return true
+        }
+        let value = self[cluster]
+        guard value != maxValue else { return false }
+        self[cluster] = value + 1
+        return true
+    }
+
+    /// The last cluster of refcount block `index` (a whole cluster of the
+    /// storage) whose count is not zero; nil if every count is zero.
+    /// Counts past `count` are always zero, so none is ever returned.
+    func lastNonZero(inBlock index: Int64) -> Int64? {
+        let block = refcountBlock(index)
+        var end = block.count
+        // Whole zero words first: a sparse block is skipped 64 bits at a time.
+        while end >= 8, block.loadUnaligned(fromByteOffset: end - 8, as: UInt64.self) == 0 { end -= 8 }
+        while end > 0, block[end - 1] == 0 { end -= 1 }
+        guard end > 0 else { return nil }
+        let perBlock = Int64(clusterSize) * 8 / Int64(width.bits)
+        var cluster = index * perBlock + (Int64(end) * 8 - 1) / Int64(width.bits)
+        while self[cluster] == 0 { cluster -= 1 }   // a sub-byte width: the byte's last non-zero entry
+        return cluster
     }
 }
 

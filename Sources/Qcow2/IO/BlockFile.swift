@@ -391,6 +391,16 @@ package final class BlockFile: Sendable {
         observer?.blockFile(path, did: .flush)
     }
 
+    /// A hint that `length` bytes at `offset` will be read soon
+    /// (posix_fadvise WILLNEED): the kernel starts reading them in, so a walk
+    /// over scattered tables keeps the device busy with several requests
+    /// instead of waiting for each read in turn. Nothing happens for a range
+    /// already cached, or one that is not a valid file range.
+    package func willRead(offset: UInt64, length: UInt64) {
+        guard length > 0, offset <= UInt64(Int64.max) - length else { return }
+        _ = posix_fadvise(descriptor.rawValue, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
+    }
+
     /// fsync(2), data and metadata, whatever `ignoresFlushes` says: how
     /// preallocation=full makes its zeroes durable.
     func sync() throws {

@@ -18,6 +18,9 @@ enum QemuImgFront {
     /// (getopt over the arguments after the verb); they return the exit status.
     static func nativeVerb(_ name: String) -> (([String]) -> Int32)? {
         switch name {
+        case "info": return Info.main
+        case "check": return Check.main
+        case "map": return Map.main
         case "compare": return Compare.main
         case "measure": return Measure.main
         case "dd": return DD.main

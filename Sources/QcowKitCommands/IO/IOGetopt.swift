@@ -32,8 +32,10 @@ struct IOGetopt {
 
     private let arguments: [String]
     private let program: String
-    /// Option letters; a ':' after a letter means it takes an argument.
-    private let takesArgument: [UInt8: Bool]
+    /// Per byte: 0 not an option letter, 1 an option, 2 one taking an
+    /// argument (a ':' after it in the option string). A plain table, as
+    /// every verb's start builds one.
+    private let letters: [UInt8]
     private let longOptions: [LongOption]
     private let permute: Bool
     private var index = 1
@@ -57,15 +59,15 @@ struct IOGetopt {
         var permute = getenv("POSIXLY_CORRECT") == nil
         if spec.first == UInt8(ascii: "+") { permute = false; spec.removeFirst() }
         self.permute = permute
-        var table: [UInt8: Bool] = [:]
+        var table = [UInt8](repeating: 0, count: 256)
         var i = 0
         while i < spec.count {
             let letter = spec[i]
             let hasArgument = i + 1 < spec.count && spec[i + 1] == UInt8(ascii: ":")
-            table[letter] = hasArgument
+            table[Int(letter)] = hasArgument ? 2 : 1
             i += hasArgument ? 2 : 1
         }
-        takesArgument = table
+        letters = table
         self.longOptions = longOptions
     }
 
@@ -108,12 +110,12 @@ struct IOGetopt {
 
     private mutating func shortOption() -> Item {
         let letter = cluster.removeFirst()
-        guard letter != UInt8(ascii: ":"), let hasArgument = takesArgument[letter] else {
+        guard letter != UInt8(ascii: ":"), letters[Int(letter)] != 0 else {
             failure = (false, arguments[cluster.isEmpty ? index - 1 : index - 2])
             cluster = []
             return .error("\(program): invalid option -- '\(Self.character(letter))'")
         }
-        guard hasArgument else { return .option(letter, nil) }
+        guard letters[Int(letter)] == 2 else { return .option(letter, nil) }
         if !cluster.isEmpty {
             let value = String(decoding: cluster, as: UTF8.self)
             cluster = []
