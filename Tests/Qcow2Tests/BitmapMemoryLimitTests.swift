@@ -99,4 +99,22 @@ struct BitmapMemoryLimitTests {
         }
         #expect(image.size == Self.guest)
     }
+
+    @Test("growing to the largest size with thousands of small bitmaps is refused, their sum saturated")
+    func growSumSaturates() throws {
+        let dir = try TestDirectory()
+        let image = try WriteFixture.openWritable(try WriteFixture.create(dir, size: 1 << 20))
+        defer { try? image.close() }
+        // 2^51 bytes each at the new size: 8192 of them make 2^64. Set in
+        // place (8200 adds, each summing those before, take seconds).
+        try image.withWriter { writer, _ in
+            writer.dirtyBitmaps = (0..<8200).map {
+                DirtyBitmap(name: "b\($0)", granularity: 512, size: 1 << 20, isPersistent: false)
+            }
+        }
+        #expect(throws: Qcow2Error.writeFailed(errno: ENOMEM, reason: Self.message(.max))) {
+            try image.truncate(to: Qcow2Limits.maxVirtualSize, preallocation: .off)
+        }
+        #expect(image.size == 1 << 20)
+    }
 }

@@ -145,6 +145,23 @@ import Testing
         #expect(try image.dirtyBitmaps().first?.dirtyRuns().map { [$0.first, $0.last] } == [[0, 63]])
     }
 
+    @Test("a transaction's undo of a disable keeps the ranges guest writes marked while the bitmap was off")
+    func transactionUndoneDisableKeepsLoggedWrites() throws {
+        let dir = try TestDirectory()
+        let image = try WriteFixture.openWritable(try WriteFixture.create(dir, size: 4 << 20))
+        defer { try? image.close() }
+        try image.addDirtyBitmap("a", granularity: 65536, persistent: false, disabled: false, node: "n")
+        image.beginBitmapWriteLog()
+        let was = try image.setDirtyBitmapEnabledKeepingState("a", false)
+        // A guest write while the transaction is under way: "a" is off.
+        try WriteFixture.write(image, [2], at: 3 << 20)
+        image.restoreDirtyBitmapEnabled("a", was)
+        image.endBitmapWriteLog()
+        let bitmap = try image.dirtyBitmaps().first
+        #expect(bitmap?.isEnabled == true)
+        #expect(bitmap?.dirtyRuns().map { [$0.first, $0.last] } == [[48, 48]])
+    }
+
     @Test("a removal in a transaction takes the bitmap off the disk and keeps it busy until undone")
     func transactionDetach() throws {
         let dir = try TestDirectory()

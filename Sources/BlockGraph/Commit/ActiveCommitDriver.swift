@@ -22,6 +22,8 @@ final class ActiveCommitDriver: BlockJobDriver {
     private var switchOver = false
     private var pivoted = false
     private var cleaned = false
+    /// The copies of the running `run` (its thread alone touches this).
+    private var copies: MirrorInFlight?
     /// How long the ready job sleeps between looks at the dirty ranges
     /// (QEMU's BLOCK_JOB_SLICE_TIME); complete and cancel wake it.
     private static let idleNanoseconds: UInt64 = 100_000_000
@@ -74,7 +76,11 @@ final class ActiveCommitDriver: BlockJobDriver {
         var ready = false
         context.setProgress(current: 0, total: dirty.dirtyBytes)
         let copies = MirrorInFlight(top: top, layers: layersAboveBase, base: base)
-        defer { copies.stop() }
+        self.copies = copies
+        defer {
+            copies.stop()
+            self.copies = nil
+        }
         while true {
             try context.pausePoint()
             while copies.inFlightCount < MirrorInFlight.maxInFlight,
@@ -135,6 +141,10 @@ final class ActiveCommitDriver: BlockJobDriver {
         graph.replaceNode(top, with: base)
         pivoted = true
     }
+
+    /// A paused job writes nothing to base: the copies in flight land
+    /// first (QEMU's mirror_pause); their completions are handled on resume.
+    func pause() { copies?.waitForAll() }
 
     func abort() {}
 

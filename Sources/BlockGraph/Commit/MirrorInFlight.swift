@@ -95,6 +95,12 @@ final class MirrorInFlight: Sendable {
         }
     }
 
+    /// Waits until no chunk is in flight (their completions stay to be
+    /// taken): the job is pausing.
+    func waitForAll() {
+        state.withLock(when: { $0.inFlight.isEmpty }) { _, _ in }
+    }
+
     /// Lets the chunks in flight finish, then ends the workers. The job's
     /// thread calls it before it returns in every case: nothing may write
     /// base once the job is over.

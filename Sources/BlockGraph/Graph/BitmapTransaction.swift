@@ -92,6 +92,7 @@ extension BlockGraph {
         case let .enable(node, name), let .disable(node, name):
             let enable = if case .enable = action { true } else { false }
             let image = try bitmapNode(node, name)
+            transaction.log(image)
             let was = try bitmapCall { try image.setDirtyBitmapEnabledKeepingState(name, enable) }
             transaction.onAbort { image.restoreDirtyBitmapEnabled(name, was) }
         case let .merge(node, target, sources):

@@ -68,6 +68,11 @@ public protocol BlockJobDriver: AnyObject {
     /// complete wake it. I/O errors go through `context.errorAction`.
     /// A ready job also ends when `isCancelRequested` (a soft cancel).
     func run(_ context: JobRunContext) throws
+    /// QEMU's JobDriver.pause: at a pause point of a job asked to pause,
+    /// on the run's thread, before the job parks (and shows as paused). A
+    /// driver with I/O in flight on other threads waits for it here, so
+    /// that a paused job writes nothing (mirror_pause).
+    func pause()
     /// After a successful run, before the graph is changed; may still fail
     /// (the job then aborts). Main thread.
     func prepare() throws
@@ -87,6 +92,7 @@ public protocol BlockJobDriver: AnyObject {
 
 extension BlockJobDriver {
     public var initialLength: UInt64 { 0 }
+    public func pause() {}
 }
 
 /// Defaults for contexts other than the job manager's (drivers' test

@@ -48,12 +48,17 @@ final class JobContext: JobRunContext, Sendable {
     }
 
     func pausePoint() throws {
+        // The driver quiesces first (QEMU's job_pause_point calls
+        // driver->pause before it yields); a pause asked for after this
+        // look parks the job at its next pause point instead.
+        let quiesced = job.lock.withLock { $0.pauseCount > 0 && !$0.forceCancel }
+        if quiesced { job.driver.pause() }
         // The status changes are queued under the job's lock, together with
         // `parked`, so a main thread that waits for the worker to park or
         // wake (JobManager.settle) finds them in the mailbox.
         let pausedAs: JobStatus? = try job.lock.withLock { (state, lock) -> JobStatus? in
             if state.forceCancel { throw JobCancelled() }
-            guard state.pauseCount > 0 else { return nil }
+            guard state.pauseCount > 0, quiesced else { return nil }
             let status = state.workerStatus
             state.parked = true
             state.busy = false

@@ -33,8 +33,12 @@ extension Qcow2Writer {
                 }
             }
         }
-        let total = dirtyBitmaps.filter { !$0.isInconsistent }.reduce(0) {
-            $0 + BitmapConstraints.memory(granularity: $1.granularity, size: newSize)
+        // Saturating: thousands of fine bitmaps at a size near 2^63 add up
+        // past UInt64 (8192 of granularity 512 make 2^64 bytes).
+        let total = dirtyBitmaps.filter { !$0.isInconsistent }.reduce(UInt64(0)) { total, bitmap in
+            let (sum, overflow) = total.addingReportingOverflow(
+                BitmapConstraints.memory(granularity: bitmap.granularity, size: newSize))
+            return overflow ? .max : sum
         }
         if let message = BitmapConstraints.memoryViolation(total: total) {
             throw Qcow2Error.writeFailed(errno: ENOMEM, reason: message)

@@ -87,11 +87,17 @@ extension Qcow2Image {
         }
     }
 
-    /// Undoes an enable or disable.
+    /// Undoes an enable or disable. A bitmap recording again gets every
+    /// range logged since the transaction began: a disable undone must not
+    /// lose the writes made while it was off (QEMU drains them away).
     package func restoreDirtyBitmapEnabled(_ name: String, _ enabled: Bool) {
         try? withWriter { writer, _ in
             guard let index = writer.dirtyBitmaps.firstIndex(where: { $0.name == name }) else { return }
             writer.dirtyBitmaps[index].isEnabled = enabled
+            guard enabled else { return }
+            for range in writer.bitmapWriteLog ?? [] {
+                writer.dirtyBitmaps[index].setDirty(offset: range.offset, length: range.length)
+            }
         }
     }
 
