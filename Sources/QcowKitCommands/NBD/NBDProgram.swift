@@ -45,7 +45,6 @@ enum NBDProgram {
         }
         if options.disconnect { return try refuseDevice(options.file ?? "", opening: "Cannot open") }
         if options.offset != 0 { throw CommandFailure("-o/--offset is not supported by qcowkit") }
-        if options.imageOpts && options.format != nil { throw CommandFailure("--image-opts and -f are mutually exclusive") }
 
         let daemon = options.fork ? try NBDDaemon.fork() : nil
         let signals = TerminationSignals()
@@ -53,7 +52,7 @@ enum NBDProgram {
             ?? .inet(host: options.bind ?? "0.0.0.0", port: try port(options.port ?? "10809"))
         var configuration = NBDServerConfiguration()
         configuration.maxConnections = options.shared
-        configuration.handshakeTimeout = 10
+        configuration.handshakeTimeout = 10  // NBD_DEFAULT_HANDSHAKE_MAX_SECS (qemu-nbd 7.2.14 on)
         configuration.tls = tls
         let persistent = options.persistent
         configuration.onClientClosed = { negotiated in
@@ -66,6 +65,7 @@ enum NBDProgram {
         } catch {
             throw CommandFailure("\(error)")
         }
+        if options.imageOpts && options.format != nil { throw CommandFailure("--image-opts and -f are mutually exclusive") }
         let opened = try NBDImage.open(options)
         defer { opened.close() }
         if let device = options.device {
