@@ -38,14 +38,14 @@ final class ClientConnection: Sendable {
             server.clientEnded(self, negotiated: negotiated)
         }
         transport.setNoDelay()
-        let timeout = server.configuration.handshakeTimeout
-        if timeout > 0 { transport.setTimeout(seconds: timeout) }
+        server.deadlines?.arm(self)
         let directory = ExportDirectory(
             lookup: { [server] in server.lookupExport($0) },
             list: { [server] in server.listExports() },
             tls: server.configuration.tls)
         let session: NegotiatedSession
         do {
+            defer { server.deadlines?.disarm(self) }
             session = try Negotiation(socket: transport, directory: directory).run()
         } catch NegotiationEnd.failed(let reason) {
             server.report("option negotiation failed: \(reason)")
@@ -54,7 +54,6 @@ final class ClientConnection: Sendable {
             return
         }
         stream = session.stream
-        if timeout > 0 { transport.setTimeout(seconds: 0) }
         guard server.attach(self, to: session.entry) else { return }
         negotiated = true
         Transmission(session: session, report: { [server] in server.report($0) }).run()

@@ -131,7 +131,8 @@ final class Negotiation {
             do {
                 stream = try directory.tls!.startTLS(over: socket)
             } catch {
-                throw NegotiationEnd.failed("TLS handshake failed: \(error)")
+                // The TLS layer words it (QEMU's qcrypto: "TLS handshake failed: ...").
+                throw NegotiationEnd.failed("\(error)")
             }
             tlsActive = true
         case .exportName:
