@@ -207,7 +207,13 @@ struct NBDCommandLineInteropTests {
             ["-x", String(repeating: "n", count: 4097), "img.qcow2"],
             ["-D", String(repeating: "d", count: 4097), "img.qcow2"],
             ["-d", dir + "/nbd-none"],
+            // No NBD device here: qemu-nbd serves, then its kernel client
+            // fails to open the device (-v only keeps it in the foreground).
+            ["-c", dir + "/nbd-none", "-k", sock, "img.qcow2"], ["-v", "-c", dir + "/nbd-none", "-k", sock, "img.qcow2"],
+            ["-c", dir + "/nbd-none", "-k", sock, "none.qcow2"], ["-c", dir + "/nbd-none", "--tls-creds=a", "img.qcow2"],
+            ["-c", dir + "/nbd-qcowkit-test", "img.qcow2"],
         ]
+        defer { unlink("/var/lock/qemu-nbd-nbd-qcowkit-test") }  // qemu-nbd's default socket for it
         for arguments in cases {
             let outcomes = try programs.outcomes(arguments, socket: sock)
             #expect(outcomes[0] == outcomes[1], "qemu-nbd \(arguments.joined(separator: " "))")

@@ -48,7 +48,11 @@ enum NBDProgram {
 
         let daemon = options.fork ? try NBDDaemon.fork() : nil
         let signals = TerminationSignals()
-        let address: NBDListenAddress = options.socketPath.map { .unix(path: $0) }
+        // -c without -k listens where qemu-nbd does (SOCKET_PATH), not on TCP.
+        let socketPath = options.socketPath ?? options.device.map { device in
+            "/var/lock/qemu-nbd-" + (device.split(separator: "/", omittingEmptySubsequences: false).last ?? "")
+        }
+        let address: NBDListenAddress = socketPath.map { .unix(path: $0) }
             ?? .inet(host: options.bind ?? "0.0.0.0", port: try port(options.port ?? "10809"))
         var configuration = NBDServerConfiguration()
         configuration.maxConnections = options.shared
