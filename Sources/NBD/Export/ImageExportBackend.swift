@@ -84,11 +84,14 @@ public final class ImageExportBackend: NBDExportBackend {
         try mapErrors { try writable.flush() }
     }
 
-    /// QEMU's CACHE is a copy-on-read prefetch: what the top image takes
-    /// from its backing chain in the range (widened to whole clusters) is
-    /// copied up into it; a read-only export cannot, and fails with EPERM
-    /// where there is data to copy. (qemu-nbd 7.2 read-only still writes
-    /// zero clusters into the image there; nothing is written here.)
+    /// QEMU's CACHE is a copy-on-read prefetch (bdrv_co_do_copy_on_readv):
+    /// over the range widened to whole clusters, each run the top image does
+    /// not decide, at most MAX_BOUNCE_BUFFER at a time, is read through the
+    /// chain and written into the top whole: as a zero write if it reads as
+    /// zeroes, else as data (so a run of backing data and zeroes becomes
+    /// data, as in QEMU). A read-only export answers EPERM where data would
+    /// be written and lets zero runs be (qemu-nbd 7.2 zeroes them in its
+    /// metadata cache, answers success, and fails to write that back at exit).
     public func cache(at offset: UInt64, length: UInt64) throws {
         guard length > 0, image.backing != nil else { return }
         let cluster = (image as? Qcow2Image)?.header.clusterSize ?? 512
@@ -96,39 +99,30 @@ public final class ImageExportBackend: NBDExportBackend {
         let end = min(image.size, (offset + length + cluster - 1) / cluster * cluster)
         var position = start
         while position < end {
-            let run = try mapErrors { try image.blockStatus(at: position, length: end - position) }
-            if !run.isAllocated {
-                try copyUp(from: position, to: position + run.length)
-            }
-            position += run.length
+            let status = try mapErrors { try image.blockStatus(at: position, length: min(end - position, Self.maxBounceBuffer)) }
+            let run = min(status.length, Self.maxBounceBuffer, end - position)
+            guard run > 0 else { break }
+            if !status.isAllocated { try copyUp(at: position, length: run) }
+            position += run
         }
     }
 
-    /// Copies the runs below [start, end) that a backing layer decides into the top image.
-    private func copyUp(from start: UInt64, to end: UInt64) throws {
-        var position = start
-        while position < end {
-            let chain = try mapErrors { try image.chainBlockStatus(at: position, length: end - position) }
-            let run = chain.status.length
-            if chain.depth > 0 && (chain.status.isAllocated || chain.status.isData || chain.status.isZero) {
-                // Zeroes need no copy where nothing may be written (QEMU's
-                // zero write finds the range reading as zeroes already).
-                if writable == nil && chain.status.isZero && !chain.status.isData {
-                    position += run
-                    continue
-                }
-                guard let writable else { throw NBDExportError(.perm, "Operation not permitted") }
-                var data = [UInt8](repeating: 0, count: Int(run))
-                try mapErrors {
-                    try data.withUnsafeMutableBytes { try image.read(into: $0, at: position) }
-                    if data.allSatisfy({ $0 == 0 }) {
-                        try writable.writeZeroes(at: position, length: run, mayUnmap: false)
-                    } else {
-                        try data.withUnsafeBytes { try writable.write($0, at: position) }
-                    }
-                }
+    /// QEMU's MAX_BOUNCE_BUFFER (32768 sectors): the most copied up at once.
+    static let maxBounceBuffer: UInt64 = 16 << 20
+
+    /// Copies one run the chain below decides into the top image.
+    private func copyUp(at position: UInt64, length: UInt64) throws {
+        var data = [UInt8](repeating: 0, count: Int(length))
+        try mapErrors { try data.withUnsafeMutableBytes { try image.read(into: $0, at: position) } }
+        let zero = data.allSatisfy { $0 == 0 }
+        if zero && writable == nil { return }
+        guard let writable else { throw NBDExportError(.perm, "Operation not permitted") }
+        try mapErrors {
+            if zero {
+                try writable.writeZeroes(at: position, length: length, mayUnmap: false)
+            } else {
+                try data.withUnsafeBytes { try writable.write($0, at: position) }
             }
-            position += run
         }
     }
 
