@@ -84,46 +84,13 @@ public final class ImageExportBackend: NBDExportBackend {
         try mapErrors { try writable.flush() }
     }
 
-    /// QEMU's CACHE is a copy-on-read prefetch (bdrv_co_do_copy_on_readv):
-    /// over the range widened to whole clusters, each run the top image does
-    /// not decide, at most MAX_BOUNCE_BUFFER at a time, is read through the
-    /// chain and written into the top whole: as a zero write if it reads as
-    /// zeroes, else as data (so a run of backing data and zeroes becomes
-    /// data, as in QEMU). A read-only export answers EPERM where data would
-    /// be written and lets zero runs be (qemu-nbd 7.2 zeroes them in its
-    /// metadata cache, answers success, and fails to write that back at exit).
+    /// QEMU's CACHE: a copy-on-read prefetch into the top image
+    /// (BlockImage.copyOnRead). A read-only export answers EPERM where data
+    /// would be copied and lets zero runs be (qemu-nbd 7.2 -r zeroes them in
+    /// its in-memory metadata, answers success, and fails to write that back
+    /// at exit).
     public func cache(at offset: UInt64, length: UInt64) throws {
-        guard length > 0, image.backing != nil else { return }
-        let cluster = (image as? Qcow2Image)?.header.clusterSize ?? 512
-        let start = offset / cluster * cluster
-        let end = min(image.size, (offset + length + cluster - 1) / cluster * cluster)
-        var position = start
-        while position < end {
-            let status = try mapErrors { try image.blockStatus(at: position, length: min(end - position, Self.maxBounceBuffer)) }
-            let run = min(status.length, Self.maxBounceBuffer, end - position)
-            guard run > 0 else { break }
-            if !status.isAllocated { try copyUp(at: position, length: run) }
-            position += run
-        }
-    }
-
-    /// QEMU's MAX_BOUNCE_BUFFER (32768 sectors): the most copied up at once.
-    static let maxBounceBuffer: UInt64 = 16 << 20
-
-    /// Copies one run the chain below decides into the top image.
-    private func copyUp(at position: UInt64, length: UInt64) throws {
-        var data = [UInt8](repeating: 0, count: Int(length))
-        try mapErrors { try data.withUnsafeMutableBytes { try image.read(into: $0, at: position) } }
-        let zero = data.allSatisfy { $0 == 0 }
-        if zero && writable == nil { return }
-        guard let writable else { throw NBDExportError(.perm, "Operation not permitted") }
-        try mapErrors {
-            if zero {
-                try writable.writeZeroes(at: position, length: length, mayUnmap: false)
-            } else {
-                try data.withUnsafeBytes { try writable.write($0, at: position) }
-            }
-        }
+        try mapErrors { try image.copyOnRead(at: offset, length: length, into: writable) }
     }
 
     public func allocation(at offset: UInt64, length: UInt64) throws -> NBDAllocationExtent {
