@@ -50,6 +50,9 @@ final class ClientConnection: Sendable {
         } catch NegotiationEnd.failed(let reason) {
             server.report("option negotiation failed: \(reason)")
             return
+        } catch NegotiationEnd.greetingFailed(let reason) {
+            server.report(reason)
+            return
         } catch {
             return
         }
@@ -126,7 +129,7 @@ final class Transmission: Sendable {
             } catch NBDTransportError.endOfStream(partial: false) {
                 return
             } catch let error as NBDTransportError {
-                report("Disconnect client, due to: \(Negotiation.describe(error))")
+                report("Disconnect client, due to: \(Negotiation.describe(error, reading: true))")
                 return
             } catch {
                 return
