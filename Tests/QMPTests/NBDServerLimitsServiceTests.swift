@@ -2,9 +2,9 @@
 // has the CVE-2024-7409 fixes of 7.2.14) on its limits: a client that
 // stalls in the handshake is dropped after NBD_DEFAULT_HANDSHAKE_MAX_SECS
 // (10 s) and its slot goes to the next client; max-connections holds further
-// clients back (no greeting) until a slot frees, defaults to 100, and
-// max-connections=1 stops multi-conn being advertised. The same steps run on
-// both services; what the clients see must be the same.
+// clients back (no greeting) until a slot frees, defaults to 100 (the 101st
+// client waits), and max-connections=1 stops multi-conn being advertised.
+// The same steps run on both services; what the clients see must be the same.
 import Foundation
 import Testing
 import TestSupport
@@ -113,6 +113,28 @@ import TestSupport
         first = nil
         _ = try second.read(through: Self.greetingEnd)
         return "second greeted once the first left"
+    }
+
+    /// Without max-connections: 100 clients are greeted, the 101st waits
+    /// until one of them leaves (QEMU's NBD_DEFAULT_MAX_CONNECTIONS). All
+    /// within the 10 s handshake limit, which would free the slots anyway.
+    @Test func defaultLimitIs100AsQEMU() throws {
+        let served = try serve("", label: "default")
+        defer { served.forEach { $0.service.stop() } }
+        let outcomes = try served.map { server -> String in
+            var clients: [RawQMPClient] = []
+            for _ in 0..<100 {
+                let client = try RawQMPClient(path: server.socket)
+                _ = try client.read(through: Self.greetingEnd)
+                clients.append(client)
+            }
+            let last = try RawQMPClient(path: server.socket)
+            if (try? last.read(through: Self.greetingEnd, seconds: 2)) != nil { return "101st greeted at once" }
+            clients.removeFirst()
+            _ = try last.read(through: Self.greetingEnd)
+            return "101st greeted once one of 100 left"
+        }
+        #expect(outcomes == ["101st greeted once one of 100 left", "101st greeted once one of 100 left"])
     }
 
     @Test(arguments: ["", ",max-connections=1", ",max-connections=2", ",max-connections=0"])
