@@ -186,6 +186,25 @@ struct NBDRequestInteropTests {
     }
 }
 
+extension NBDInteropTests {
+    @Test("The listen backlog is qemu-nbd's: SOMAXCONN with -t or -e 0, else -e's number",
+          arguments: [["-t"], ["-e", "3"], [], ["-e", "0"]])
+    func listenBacklog(_ arguments: [String]) throws {
+        let ss = try TestTools.program("ss", package: "iproute2")
+        var backlogs: [String] = []
+        for qemu in [true, false] {
+            let server = try NBDServerProcess(qemu: qemu, socket: dir + "/backlog\(qemu).sock",
+                                              arguments: arguments + ["top.qcow2"], in: dir)
+            defer { server.stop() }
+            // ss -lx: Netid State Recv-Q Send-Q(the backlog) Local ...
+            let line = try QemuOracle.run([ss, "-lx"]).output.split(separator: "\n").first { $0.contains(server.socket) }
+            backlogs.append(line.map { String($0.split(separator: " ", omittingEmptySubsequences: true)[3]) } ?? "none")
+        }
+        #expect(backlogs[0] == backlogs[1])
+        #expect(backlogs[0] != "none")
+    }
+}
+
 extension NBDRequestInteropTests {
     @Test("CACHE copies up as qemu-nbd's copy-on-read does: a run of backing data and zeroes as data, a zero run as zeroes")
     func cacheLeavesTheSameImage() throws {

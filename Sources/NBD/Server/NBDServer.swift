@@ -11,6 +11,10 @@ import BlockGraph
 
 /// How an `NBDServer` runs.
 public struct NBDServerConfiguration: Sendable {
+    /// The listen backlog: connections the system queues before they are
+    /// accepted (qemu-nbd: SOMAXCONN with -t or -e 0, else -e's number;
+    /// QEMU's QMP server: SOMAXCONN). The system caps it at its somaxconn.
+    public var listenBacklog: Int32 = 128
     /// Clients served at once; 0 for no limit. While the limit is reached
     /// no further connection is accepted (they wait in the listen backlog),
     /// as QEMU's max-connections and qemu-nbd's -e do.
@@ -67,7 +71,7 @@ public final class NBDServer: Sendable {
     /// system's reason) when it cannot listen.
     @discardableResult
     public func listen(on address: NBDListenAddress, accepting: Bool = true) throws -> [NBDListenAddress] {
-        let sockets = try ListeningSocket.open(address)
+        let sockets = try ListeningSocket.open(address, backlog: configuration.listenBacklog)
         let (accepted, startWatcher) = state.withLock { state -> (Bool, Bool) in
             guard state.running else { return (false, false) }
             if !accepting { state.paused = true }

@@ -12,6 +12,12 @@ import QemuJSON
 import Synchronization
 import TLS
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 final class ServiceNBDServer {
     let server: NBDServer
     let deletions: SynchronousDeletions
@@ -124,6 +130,7 @@ extension QMPService {
         // NBD_DEFAULT_HANDSHAKE_MAX_SECS, so one that stalls gives its
         // max-connections slot back.
         configuration.handshakeTimeout = 10
+        configuration.listenBacklog = Int32(SOMAXCONN)  // nbd_server_start's, a persistent server's
         let handle = loop.handle
         let deletions = SynchronousDeletions()
         let service = LoopThreadReference(self)

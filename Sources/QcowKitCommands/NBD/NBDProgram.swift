@@ -56,6 +56,9 @@ enum NBDProgram {
             ?? .inet(host: options.bind ?? "0.0.0.0", port: try port(options.port ?? "10809"))
         var configuration = NBDServerConfiguration()
         configuration.maxConnections = options.shared
+        // qemu-nbd's: SOMAXCONN for -t or -e 0, else -e's number (at most SOMAXCONN).
+        let somaxconn = Int(SOMAXCONN)
+        configuration.listenBacklog = Int32(options.persistent || options.shared == 0 ? somaxconn : min(options.shared, somaxconn))
         configuration.handshakeTimeout = 10  // NBD_DEFAULT_HANDSHAKE_MAX_SECS (qemu-nbd 7.2.14 on)
         configuration.tls = tls
         let persistent = options.persistent
