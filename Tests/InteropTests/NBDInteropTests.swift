@@ -243,6 +243,7 @@ struct NBDCommandLineInteropTests {
         try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", dir + "/img.qcow2", "1M")
         let programs = try QemuNBDCommandLines(in: dir)
         let sock = dir + "/s.sock"
+        _ = FileManager.default.createFile(atPath: dir + "/regular", contents: Data(count: 4096))
         let cases: [[String]] = [
             [], ["--help"], ["a", "b"], ["-k", "rel.sock", "img.qcow2"], ["-e", "x", "img.qcow2"], ["-e", "-1", "img.qcow2"],
             ["--cache=foo", "img.qcow2"], ["--discard=foo", "img.qcow2"], ["--detect-zeroes=foo", "img.qcow2"],
@@ -255,11 +256,16 @@ struct NBDCommandLineInteropTests {
             ["-x", String(repeating: "n", count: 4097), "img.qcow2"],
             ["-D", String(repeating: "d", count: 4097), "img.qcow2"],
             ["-d", dir + "/nbd-none"],
-            // No NBD device here: qemu-nbd serves, then its kernel client
-            // fails to open the device (-v only keeps it in the foreground).
+            // No such device: qemu-nbd serves, then its kernel client fails
+            // to open it (-v only keeps it in the foreground).
             ["-c", dir + "/nbd-none", "-k", sock, "img.qcow2"], ["-v", "-c", dir + "/nbd-none", "-k", sock, "img.qcow2"],
             ["-c", dir + "/nbd-none", "-k", sock, "none.qcow2"], ["-c", dir + "/nbd-none", "--tls-creds=a", "img.qcow2"],
             ["-c", dir + "/nbd-qcowkit-test", "img.qcow2"],
+            // Files that are no NBD device: the kernel refuses the first ioctl;
+            // -d's ioctls fail unreported. An export the client cannot find.
+            ["-c", "/dev/null", "-k", sock, "img.qcow2"], ["-v", "-c", "/dev/null", "-k", sock, "img.qcow2"],
+            ["-c", dir + "/regular", "-k", sock, "img.qcow2"], ["-c", "/dev/null", "-x", "e", "-k", sock, "img.qcow2"],
+            ["-d", "/dev/null"], ["-d", dir + "/regular"],
         ]
         defer { unlink("/var/lock/qemu-nbd-nbd-qcowkit-test") }  // qemu-nbd's default socket for it
         for arguments in cases {

@@ -43,10 +43,11 @@ enum NBDProgram {
         if options.list {
             throw CommandFailure("-L/--list: listing another server's exports is not supported by qcowkit")
         }
-        if options.disconnect { return try refuseDevice(options.file ?? "", opening: "Cannot open") }
+        if options.disconnect { return try disconnect(options.file ?? "") }
         if options.offset != 0 { throw CommandFailure("-o/--offset is not supported by qcowkit") }
 
-        let daemon = options.fork ? try NBDDaemon.fork() : nil
+        // -c forks too, unless -v keeps it in the foreground.
+        let daemon = options.fork || (options.device != nil && !options.verbose) ? try NBDDaemon.fork() : nil
         let signals = TerminationSignals()
         // -c without -k listens where qemu-nbd does (SOCKET_PATH), not on TCP.
         let socketPath = options.socketPath ?? options.device.map { device in
@@ -75,10 +76,6 @@ enum NBDProgram {
         if options.imageOpts && options.format != nil { throw CommandFailure("--image-opts and -f are mutually exclusive") }
         let opened = try NBDImage.open(options)
         defer { opened.close() }
-        if let device = options.device {
-            server.stop()
-            return try refuseDevice(device, opening: "Failed to open")
-        }
         let bitmaps = try options.bitmaps.map { name in
             do {
                 return try NBDExportBitmap.lookup(name, from: opened.image, readOnlyExport: options.readOnly)
@@ -92,14 +89,34 @@ enum NBDProgram {
         try server.addExport(NBDExport(name: options.exportName, description: options.description, backend: backend,
                                        allocationDepth: options.allocationDepth,
                                        multiConnection: options.shared != 1, bitmaps: bitmaps))
+        let kernelClient = try options.device.map { device in
+            try KernelClientThread.start(device: device, socket: socketPath ?? "", image: options.file ?? "",
+                                         verbose: options.verbose && !options.fork,
+                                         detach: options.fork ? nil : daemon)
+        }
         server.startAccepting()
         if let pidFile = options.pidFile { try NBDDaemon.writePIDFile(pidFile) }
         guard chdir("/") == 0 else {
             throw CommandFailure("Could not chdir to root directory: \(String(cString: strerror(errno)))")
         }
-        daemon?.detach()
+        if options.fork { daemon?.detach() }
         signals.waitForTermination()
         server.stop()
+        // With -c the status is the kernel client's.
+        guard let kernelClient else { return 0 }
+        return kernelClient.waitForResult() ? 0 : 1
+    }
+
+    /// -d: asks the kernel to disconnect the device (nbd_disconnect; the
+    /// ioctls' failures are not reported, as in qemu-nbd).
+    private static func disconnect(_ device: String) throws -> Int32 {
+        let fd = open(device, O_RDWR)
+        guard fd >= 0 else {
+            throw CommandFailure("Cannot open \(device): \(String(cString: strerror(errno)))")
+        }
+        KernelNBDClient.disconnect(device: fd)
+        close(fd)
+        Terminal.print("\(device) disconnected")
         return 0
     }
 
@@ -128,16 +145,5 @@ enum NBDProgram {
         } catch let error as QMPError {
             throw CommandFailure("Failed to get TLS creds: \(error.desc)")
         }
-    }
-
-    /// -c and -d: the kernel's NBD client is not driven by qcowkit. A
-    /// missing device gets qemu-nbd's message for it.
-    private static func refuseDevice(_ device: String, opening: String) throws -> Int32 {
-        let fd = open(device, O_RDWR)
-        guard fd >= 0 else {
-            throw CommandFailure("\(opening) \(device): \(String(cString: strerror(errno)))")
-        }
-        close(fd)
-        throw CommandFailure("\(device): connecting the kernel's NBD client is not supported by qcowkit")
     }
 }
