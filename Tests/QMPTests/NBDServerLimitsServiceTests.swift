@@ -83,13 +83,17 @@ import TestSupport
     @Test func stalledHandshakeLeavesOthersServedAsQEMU() throws {
         let served = try serve("", label: "others")
         defer { served.forEach { $0.service.stop() } }
+        // Both services at once, so the two 10 s waits overlap.
+        let stalled = try served.map { server -> RawQMPClient in
+            let client = try RawQMPClient(path: server.socket)
+            _ = try client.read(through: Self.greetingEnd)
+            try client.send([0, 0, 0, 3] + Array("IHAVEOPT".utf8))  // flags, half an option header, then nothing
+            return client
+        }
+        let meanwhile = try served.map { "meanwhile: \(finish(try startSize($0.socket)))" }
         var outcomes: [String] = []
-        for server in served {
-            let stalled = try RawQMPClient(path: server.socket)
-            _ = try stalled.read(through: Self.greetingEnd)
-            try stalled.send([0, 0, 0, 3] + Array("IHAVEOPT".utf8))  // flags, half an option header, then nothing
-            outcomes.append("meanwhile: \(finish(try startSize(server.socket)))")
-            outcomes.append("stalled client closed by the server: \(closedByServer(stalled))")
+        for (index, client) in stalled.enumerated() {
+            outcomes += [meanwhile[index], "stalled client closed by the server: \(closedByServer(client))"]
         }
         #expect(outcomes[0...1] == outcomes[2...3], "qemu-storage-daemon, then qcowkit serve")
         #expect(outcomes[0...1] == ["meanwhile: exit 0: 4194304\n", "stalled client closed by the server: true"])

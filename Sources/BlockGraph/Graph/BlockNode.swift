@@ -147,7 +147,9 @@ public final class BlockNode: Sendable {
     /// (dirty bitmaps, jobs) are not told, as QEMU's WRITE_UNCHANGED
     /// copy-on-read writes bypass them.
     public func copyOnRead(at offset: UInt64, length: UInt64) throws {
-        try writeGate.withLock { _ in
+        // Alone, as a stream's fill from below: no write lands between the
+        // status read and the copy (QEMU serialises copy-on-read the same way).
+        try writeGate.exclusive {
             let target = isReadOnly ? nil : (image as? WritableBlockImage).flatMap { $0.isWritable ? $0 : nil }
             try image.copyOnRead(at: offset, length: length, into: target)
         }

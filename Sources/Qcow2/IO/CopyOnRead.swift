@@ -3,8 +3,9 @@
 // to whole clusters, each run the top image does not decide, at most
 // MAX_BOUNCE_BUFFER at a time, is read through the backing chain and
 // written into the top whole: as a zero write when it reads as zeroes
-// (BDRV_REQ_WRITE_UNCHANGED, no unmapping), else as data. So a run of
-// backing data followed by zeroes becomes data, as in QEMU.
+// (no unmapping), else as data, both as BDRV_REQ_WRITE_UNCHANGED writes that
+// mark no dirty bitmap. So a run of backing data followed by zeroes becomes
+// data, as in QEMU.
 
 extension BlockImage {
     /// QEMU's MAX_BOUNCE_BUFFER (32768 sectors): the most copied at once.
@@ -30,10 +31,13 @@ extension BlockImage {
                 try data.withUnsafeMutableBytes { try read(into: $0, at: position) }
                 let zero = data.allSatisfy { $0 == 0 }
                 if let target {
-                    if zero {
-                        try target.writeZeroes(at: position, length: run, mayUnmap: false)
-                    } else {
-                        try data.withUnsafeBytes { try target.write($0, at: position) }
+                    // BDRV_REQ_WRITE_UNCHANGED: the guest sees no change, so
+                    // a qcow2 image's bitmaps are not marked.
+                    switch (target as? Qcow2Image, zero) {
+                    case let (qcow2?, true): try qcow2.writeZeroesUnchanged(at: position, length: run)
+                    case let (qcow2?, false): try data.withUnsafeBytes { try qcow2.writeUnchanged($0, at: position) }
+                    case (nil, true): try target.writeZeroes(at: position, length: run, mayUnmap: false)
+                    case (nil, false): try data.withUnsafeBytes { try target.write($0, at: position) }
                     }
                 } else if !zero {
                     throw Qcow2Error.readOnly
