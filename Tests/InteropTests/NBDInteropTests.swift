@@ -199,6 +199,9 @@ extension NBDInteropTests {
             // ss -lx: Netid State Recv-Q Send-Q(the backlog) Local ...
             let line = try QemuOracle.run([ss, "-lx"]).output.split(separator: "\n").first { $0.contains(server.socket) }
             backlogs.append(line.map { String($0.split(separator: " ", omittingEmptySubsequences: true)[3]) } ?? "none")
+            // Served before it is stopped: qemu-nbd binds before it opens the
+            // image, and a SIGTERM before it serves is lost (it would not exit).
+            _ = try NBDClients.nbdinfo(["--size", server.uri])
         }
         #expect(backlogs[0] == backlogs[1])
         #expect(backlogs[0] != "none")
