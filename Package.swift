@@ -60,7 +60,7 @@ let package = Package(
         // QEMU's ImageInfo as QAPI JSON, for the CLI's `info` and QMP's queries.
         .target(name: "ImageInfoJSON", dependencies: ["Qcow2", "QemuJSON"]),
         // The NBD server: negotiation, transmission, exports over images or graph nodes.
-        .target(name: "NBD", dependencies: ["Qcow2", "BlockGraph", "TLS"]),
+        .target(name: "NBD", dependencies: ["Qcow2", "BlockGraph", "TLS", "CSystemShims"]),
         .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib", "TLS", "NBD"]),
         .target(
             name: "QcowKitCommands",

@@ -1,13 +1,16 @@
 #ifndef QCOWKIT_CSYSTEMSHIMS_H
 #define QCOWKIT_CSYSTEMSHIMS_H
 /* Linux calls and constants that Glibc's Swift module hides behind _GNU_SOURCE.
- * Only IO/ (BlockFile.swift, FallocateMode.swift, FileLockBytes.swift, FileDirectIO.swift) uses them. */
+ * Only IO/ (BlockFile.swift, FallocateMode.swift, FileLockBytes.swift, FileDirectIO.swift) and the
+ * NBD target's KernelNBDClient.swift use them. */
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/falloc.h> /* FALLOC_FL_KEEP_SIZE, _PUNCH_HOLE, _ZERO_RANGE */
 #include <linux/fs.h>     /* SEEK_DATA, SEEK_HOLE */
 #include <fcntl.h>
 #include <errno.h>
+#include <sys/ioctl.h>
+#include <linux/nbd.h>    /* NBD_SET_SOCK, ...: the kernel's NBD client (qemu-nbd -c) */
 
 /* fallocate(2): punch holes and zero ranges in image files. */
 static inline int qk_fallocate(int fd, int mode, long long offset, long long length) {
@@ -49,4 +52,20 @@ static inline long long qk_copy_file_range(int in, long long *in_offset, int out
                                            unsigned long length) {
     return (long long)syscall(SYS_copy_file_range, in, in_offset, out, out_offset, length, 0u);
 }
+
+/* ioctl(2) with one integer argument (C's ioctl is variadic, which Swift
+ * cannot call), and the request numbers the kernel's NBD client takes
+ * (function-like macros, which Swift cannot import). */
+static inline int qk_ioctl(int fd, unsigned long request, unsigned long argument) {
+    return ioctl(fd, request, argument);
+}
+static const unsigned long qk_nbd_set_sock = NBD_SET_SOCK;
+static const unsigned long qk_nbd_set_blksize = NBD_SET_BLKSIZE;
+static const unsigned long qk_nbd_set_size_blocks = NBD_SET_SIZE_BLOCKS;
+static const unsigned long qk_nbd_set_flags = NBD_SET_FLAGS;
+static const unsigned long qk_nbd_do_it = NBD_DO_IT;
+static const unsigned long qk_nbd_clear_que = NBD_CLEAR_QUE;
+static const unsigned long qk_nbd_clear_sock = NBD_CLEAR_SOCK;
+static const unsigned long qk_nbd_disconnect = NBD_DISCONNECT;
+static const unsigned long qk_blkroset = BLKROSET;
 #endif

@@ -186,6 +186,57 @@ struct NBDRequestInteropTests {
     }
 }
 
+extension NBDInteropTests {
+    @Test("The listen backlog is qemu-nbd's: SOMAXCONN with -t or -e 0, else -e's number",
+          arguments: [["-t"], ["-e", "3"], [], ["-e", "0"]])
+    func listenBacklog(_ arguments: [String]) throws {
+        let ss = try TestTools.program("ss", package: "iproute2")
+        var backlogs: [String] = []
+        for qemu in [true, false] {
+            let server = try NBDServerProcess(qemu: qemu, socket: dir + "/backlog\(qemu).sock",
+                                              arguments: arguments + ["top.qcow2"], in: dir)
+            defer { server.stop() }
+            // ss -lx: Netid State Recv-Q Send-Q(the backlog) Local ...
+            let line = try QemuOracle.run([ss, "-lx"]).output.split(separator: "\n").first { $0.contains(server.socket) }
+            backlogs.append(line.map { String($0.split(separator: " ", omittingEmptySubsequences: true)[3]) } ?? "none")
+            // Served before it is stopped: qemu-nbd binds before it opens the
+            // image, and a SIGTERM before it serves is lost (it would not exit).
+            _ = try NBDClients.nbdinfo(["--size", server.uri])
+        }
+        #expect(backlogs[0] == backlogs[1])
+        #expect(backlogs[0] != "none")
+    }
+}
+
+extension NBDRequestInteropTests {
+    @Test("CACHE copies up as qemu-nbd's copy-on-read does: a run of backing data and zeroes as data, a zero run as zeroes")
+    func cacheLeavesTheSameImage() throws {
+        var maps: [String] = []
+        for qemu in [true, false] {
+            let copy = dir + (qemu ? "/cq" : "/ck")
+            try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+            try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", copy + "/b.qcow2", "4M")
+            try QemuOracle.qemuIO(copy + "/b.qcow2", ["write -P 1 0 1M"])
+            try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", copy + "/t.qcow2")
+            try QemuOracle.qemuIO(copy + "/t.qcow2", ["write -P 2 2M 64k"])
+            let server = try NBDServerProcess(qemu: qemu, socket: copy + "/s.sock", arguments: ["-t", "t.qcow2"], in: copy)
+            let reply = try NBDClients.script("""
+                import nbd, sys
+                h = nbd.NBD()
+                h.connect_uri(sys.argv[1])
+                h.cache(4 * 1024 * 1024, 0)
+                print("cached")
+                h.shutdown()
+                """, [server.uri], in: copy)
+            #expect(reply == "cached\n")
+            server.stop()
+            maps.append(try QemuOracle.run(["qemu-img", "map", "--output=json", copy + "/t.qcow2"]).output)
+        }
+        #expect(maps[0] == maps[1])
+        #expect(maps[0].contains(#"{ "start": 0, "length": 2097152, "depth": 0, "present": true, "zero": false, "data": true"#))
+    }
+}
+
 @Suite("qcowkit as qemu-nbd: command-line errors as qemu-nbd 7.2's")
 struct NBDCommandLineInteropTests {
     @Test("Bad command lines get qemu-nbd's messages and exit status")
@@ -195,6 +246,7 @@ struct NBDCommandLineInteropTests {
         try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", dir + "/img.qcow2", "1M")
         let programs = try QemuNBDCommandLines(in: dir)
         let sock = dir + "/s.sock"
+        _ = FileManager.default.createFile(atPath: dir + "/regular", contents: Data(count: 4096))
         let cases: [[String]] = [
             [], ["--help"], ["a", "b"], ["-k", "rel.sock", "img.qcow2"], ["-e", "x", "img.qcow2"], ["-e", "-1", "img.qcow2"],
             ["--cache=foo", "img.qcow2"], ["--discard=foo", "img.qcow2"], ["--detect-zeroes=foo", "img.qcow2"],
@@ -207,7 +259,18 @@ struct NBDCommandLineInteropTests {
             ["-x", String(repeating: "n", count: 4097), "img.qcow2"],
             ["-D", String(repeating: "d", count: 4097), "img.qcow2"],
             ["-d", dir + "/nbd-none"],
+            // No such device: qemu-nbd serves, then its kernel client fails
+            // to open it (-v only keeps it in the foreground).
+            ["-c", dir + "/nbd-none", "-k", sock, "img.qcow2"], ["-v", "-c", dir + "/nbd-none", "-k", sock, "img.qcow2"],
+            ["-c", dir + "/nbd-none", "-k", sock, "none.qcow2"], ["-c", dir + "/nbd-none", "--tls-creds=a", "img.qcow2"],
+            ["-c", dir + "/nbd-qcowkit-test", "img.qcow2"],
+            // Files that are no NBD device: the kernel refuses the first ioctl;
+            // -d's ioctls fail unreported. An export the client cannot find.
+            ["-c", "/dev/null", "-k", sock, "img.qcow2"], ["-v", "-c", "/dev/null", "-k", sock, "img.qcow2"],
+            ["-c", dir + "/regular", "-k", sock, "img.qcow2"], ["-c", "/dev/null", "-x", "e", "-k", sock, "img.qcow2"],
+            ["-d", "/dev/null"], ["-d", dir + "/regular"],
         ]
+        defer { unlink("/var/lock/qemu-nbd-nbd-qcowkit-test") }  // qemu-nbd's default socket for it
         for arguments in cases {
             let outcomes = try programs.outcomes(arguments, socket: sock)
             #expect(outcomes[0] == outcomes[1], "qemu-nbd \(arguments.joined(separator: " "))")

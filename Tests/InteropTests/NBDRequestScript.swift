@@ -62,14 +62,17 @@ show("after zeroes")
 attempt("trim", lambda: h.trim(1024 * 1024, 0))
 attempt("trim fua", lambda: h.trim(65536, 5 * 1024 * 1024, nbd.CMD_FLAG_FUA))
 show("after trims")
-# CACHE copies backing data up into the top image. On a read-only export
-# qemu-nbd 7.2 fails where data would be copied but still writes zero
-# clusters into the image; qcowkit writes nothing there, so the read-only
-# case is left out here (ImageExportBackend.cache).
+# CACHE copies backing data up into the top image, a run the top does not
+# decide at a time, as data unless the whole run reads as zeroes. On a
+# read-only export both answer EPERM where data would be copied; qemu-nbd
+# 7.2 also zeroes the zero runs in its in-memory metadata (block status then
+# shows them in the top; at exit it fails to write that back), which qcowkit
+# does not, so block status is not compared after those (ImageExportBackend.cache).
+attempt("cache", lambda: h.cache(1024 * 1024, 0))
+attempt("cache unaligned", lambda: h.cache(5000, 2 * 1024 * 1024 - 1000))
+attempt("cache beyond data", lambda: h.cache(65536, 9 * 1024 * 1024))
+attempt("cache all", lambda: h.cache(min(size, 32 * 1024 * 1024), 0))
 if not h.is_read_only():
-    attempt("cache", lambda: h.cache(1024 * 1024, 0))
-    attempt("cache unaligned", lambda: h.cache(5000, 2 * 1024 * 1024 - 1000))
-    attempt("cache beyond data", lambda: h.cache(65536, 9 * 1024 * 1024))
     show("after caches")
 attempt("flush", lambda: h.flush())
 for label, call in [
@@ -90,7 +93,8 @@ for label, call in [
     ("flush bad flag", lambda: h.flush(nbd.CMD_FLAG_NO_HOLE)),
 ]:
     attempt(label, call)
-show("end")
+if not h.is_read_only():
+    show("end")
 plain = nbd.NBD()
 plain.set_strict_mode(0)
 plain.connect_uri(uri)

@@ -74,6 +74,25 @@ struct NBDServerTests {
         #expect(stalled.isClosedByServer())
     }
 
+    @Test("The limit is on the whole handshake: a client that trickles a byte at a time is dropped too")
+    func tricklingHandshake() throws {
+        var configuration = NBDServerConfiguration()
+        configuration.handshakeTimeout = 1
+        let server = try TestServer(configuration: configuration, exports: [Self.export()])
+        let client = try RawClient(server.socket)
+        #expect(client.greet())
+        // An unknown option whose 60 payload bytes come one per 100 ms: no
+        // read waits long, the whole option takes 6 s.
+        client.send(be(NBDProtocol.optionMagic) + be(UInt32(0x7777)) + be(UInt32(60)))
+        var dropped = false
+        for _ in 0..<60 where !dropped {
+            usleep(100_000)
+            client.send([0])
+            dropped = client.hasEnded()
+        }
+        #expect(dropped)
+    }
+
     @Test("Bad requests get EINVAL and the connection goes on; an oversized write is answered, then dropped")
     func badRequests() throws {
         let server = try TestServer(exports: [Self.export("ro", readOnly: true)])

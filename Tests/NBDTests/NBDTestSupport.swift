@@ -111,6 +111,13 @@ final class RawClient {
         }
     }
 
+    /// Whether the server has closed the connection by now (never blocks).
+    func hasEnded() -> Bool {
+        var byte: UInt8 = 0
+        let got = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+    }
+
     // MARK: Protocol steps
 
     /// Reads the greeting and answers with `flags`.

@@ -202,3 +202,48 @@ import TestSupport
         for path in bases.values { try? FileManager.default.removeItem(atPath: path) }
     }
 }
+
+extension NBDExportServiceTests {
+    /// NBD_CMD_CACHE through an export of a node with a backing file copies
+    /// up into the node as qemu-storage-daemon 7.2's copy-on-read does,
+    /// read-only export or not (the node itself is writable): the same
+    /// replies and the same image left behind.
+    @Test(arguments: ["on", "off"]) func cacheCopiesUpAsQEMU(_ writable: String) throws {
+        let script = """
+            import nbd, sys
+            h = nbd.NBD()
+            h.connect_uri(sys.argv[1])
+            for offset, length in [(2097152, 65536), (3145728, 65536), (0, 4096), (1040384, 16384), (0, 4194304)]:
+                try:
+                    h.cache(length, offset)
+                    print(offset, length, "ok")
+                except nbd.Error as e:
+                    print(offset, length, "error", e.errnum)
+            h.shutdown()
+            """
+        var seen: [ComparedService.Kind: [String]] = [:]
+        for kind in ComparedService.Kind.allCases {
+            let scratch = try HostileScratch("nbdcache-\(kind)")
+            try scratch.run("qemu-img", "create", "-q", "-f", "qcow2", scratch.file("b.qcow2"), "4M")
+            try scratch.run("qemu-io", "-c", "write -P 1 0 1M", scratch.file("b.qcow2"))
+            try scratch.run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", scratch.file("t.qcow2"))
+            try scratch.run("qemu-io", "-c", "write -P 2 2M 64k", scratch.file("t.qcow2"))
+            let socket = scratch.file("nbd.sock")
+            let service = try ComparedService(
+                kind, blockdevs: ["driver=qcow2,file.driver=file,file.filename=\(scratch.file("t.qcow2")),node-name=n0"],
+                extraArguments: ["--nbd-server", "addr.type=unix,addr.path=\(socket)",
+                                 "--export", "nbd,id=e0,node-name=n0,writable=\(writable)"],
+                socketPath: scratch.file("qmp.sock"))
+            let client = try service.connect()
+            let replies = try runClient(["/usr/bin/python3", "-c", script, "nbd+unix:///n0?socket=\(socket)"])
+            // quit, so QEMU writes its metadata back (stop kills it).
+            _ = try? client.execute(#"{"execute":"quit"}"#)
+            service.stop()
+            let map = try runClient(["qemu-img", "map", "--output=json", scratch.file("t.qcow2")])
+            seen[kind] = [replies.description, map.description]
+        }
+        #expect(seen[.qcowkit] == seen[.qemu])
+        #expect(seen[.qemu]?.first == "exit 0: 2097152 65536 ok\n3145728 65536 ok\n0 4096 ok\n1040384 16384 ok\n0 4194304 ok\n")
+        #expect(seen[.qemu]?.last?.contains(#"{ "start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true"#) == true)
+    }
+}

@@ -11,13 +11,19 @@ import TestSupport
 private final class ServerProcess {
     let process = Process()
 
-    init(_ command: [String], socket: String) throws {
+    /// `errorFile`: where the server's standard error goes (else nowhere).
+    init(_ command: [String], socket: String, errorFile: String? = nil) throws {
         try? FileManager.default.removeItem(atPath: socket)
         let (executable, arguments) = try TestTools.resolve(command)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        if let errorFile {
+            _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: errorFile)
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         // Listening once the socket accepts (qemu-nbd makes its DH parameters first).
         while !Self.accepts(socket) {
@@ -42,7 +48,7 @@ private final class ServerProcess {
     /// SIGKILL: a qemu-nbd that Foundation's Process spawned inherits a
     /// signal mask blocking SIGTERM, so it would never see terminate().
     func stop() {
-        kill(process.processIdentifier, SIGKILL)
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
 }
@@ -86,12 +92,12 @@ private final class ServerProcess {
     }
 
     private func pskOutcomes(_ server: Server, fixtures: TLSFixtures, scratch: String) throws -> [String: ClientRun] {
-        let socket = scratch + "/psk.sock", image = scratch + "/disk.qcow2"
+        let socket = scratch + "/psk.sock", image = scratch + "/disk.qcow2", errors = scratch + "/psk-\(server).err"
         let running = try ServerProcess(serverCommand(server, object: "tls-creds-psk,id=tls0,dir=\(fixtures.pskDir),endpoint=server",
-                                                      socket: socket, image: image), socket: socket)
+                                                      socket: socket, image: image), socket: socket, errorFile: errors)
         defer { running.stop() }
         let uri = "nbds+unix://alice@/?socket=\(socket)"
-        return [
+        var outcomes = [
             "nbdinfo psk": try runClient(["nbdinfo", "--size", "\(uri)&tls-psk-file=\(fixtures.pskDir)/keys.psk"]),
             "nbdinfo wrong key": ClientRun(
                 status: try runClient(["nbdinfo", "--size", "\(uri)&tls-psk-file=\(fixtures.wrongPSKDir)/keys.psk"]).status, output: ""),
@@ -99,6 +105,14 @@ private final class ServerProcess {
                                             "tls-creds-psk,id=tls0,dir=\(fixtures.pskDir),endpoint=client,username=alice",
                                             "--image-opts", "driver=nbd,path=\(socket),tls-creds=tls0"]),
         ]
+        // What the server reported of the failed handshake, its program
+        // name left out (the readiness probe's line depends on timing).
+        running.stop()
+        let log = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+        outcomes["server log"] = ClientRun(status: 0, output: log.split(separator: "\n").filter { $0.contains("TLS") }.map {
+            $0.split(separator: ":", maxSplits: 1).last.map(String.init) ?? ""
+        }.joined(separator: "\n"))
+        return outcomes
     }
 
     private func scratch(_ fixtures: TLSFixtures) throws -> String {
@@ -138,6 +152,7 @@ private final class ServerProcess {
         let ours = try pskOutcomes(.qcowkit, fixtures: fixtures, scratch: scratch)
         #expect(qemu["nbdinfo psk"] == ClientRun(status: 0, output: "4194304\n"))
         #expect(qemu["nbdinfo wrong key"]?.status != 0)
+        #expect(qemu["server log"]?.output.contains(" option negotiation failed: TLS handshake failed: ") == true)
         for (client, run) in qemu.sorted(by: { $0.key < $1.key }) {
             #expect(ours[client] == run, "\(client)")
         }

@@ -141,6 +141,20 @@ public final class BlockNode: Sendable {
         notifyWrite(offset, length)
     }
 
+    /// A copy-on-read prefetch of the range into this node
+    /// (BlockImage.copyOnRead), with the node's writes held off meanwhile.
+    /// The copies do not change what the node reads, so write observers
+    /// (dirty bitmaps, jobs) are not told, as QEMU's WRITE_UNCHANGED
+    /// copy-on-read writes bypass them.
+    public func copyOnRead(at offset: UInt64, length: UInt64) throws {
+        // Alone, as a stream's fill from below: no write lands between the
+        // status read and the copy (QEMU serialises copy-on-read the same way).
+        try writeGate.exclusive {
+            let target = isReadOnly ? nil : (image as? WritableBlockImage).flatMap { $0.isWritable ? $0 : nil }
+            try image.copyOnRead(at: offset, length: length, into: target)
+        }
+    }
+
     /// This node's own block status (not looking through its backing).
     public func blockStatus(at offset: UInt64, length: UInt64) throws -> BlockStatus {
         try image.blockStatus(at: offset, length: length)

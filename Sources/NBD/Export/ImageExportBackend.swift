@@ -84,52 +84,13 @@ public final class ImageExportBackend: NBDExportBackend {
         try mapErrors { try writable.flush() }
     }
 
-    /// QEMU's CACHE is a copy-on-read prefetch: what the top image takes
-    /// from its backing chain in the range (widened to whole clusters) is
-    /// copied up into it; a read-only export cannot, and fails with EPERM
-    /// where there is data to copy. (qemu-nbd 7.2 read-only still writes
-    /// zero clusters into the image there; nothing is written here.)
+    /// QEMU's CACHE: a copy-on-read prefetch into the top image
+    /// (BlockImage.copyOnRead). A read-only export answers EPERM where data
+    /// would be copied and lets zero runs be (qemu-nbd 7.2 -r zeroes them in
+    /// its in-memory metadata, answers success, and fails to write that back
+    /// at exit).
     public func cache(at offset: UInt64, length: UInt64) throws {
-        guard length > 0, image.backing != nil else { return }
-        let cluster = (image as? Qcow2Image)?.header.clusterSize ?? 512
-        let start = offset / cluster * cluster
-        let end = min(image.size, (offset + length + cluster - 1) / cluster * cluster)
-        var position = start
-        while position < end {
-            let run = try mapErrors { try image.blockStatus(at: position, length: end - position) }
-            if !run.isAllocated {
-                try copyUp(from: position, to: position + run.length)
-            }
-            position += run.length
-        }
-    }
-
-    /// Copies the runs below [start, end) that a backing layer decides into the top image.
-    private func copyUp(from start: UInt64, to end: UInt64) throws {
-        var position = start
-        while position < end {
-            let chain = try mapErrors { try image.chainBlockStatus(at: position, length: end - position) }
-            let run = chain.status.length
-            if chain.depth > 0 && (chain.status.isAllocated || chain.status.isData || chain.status.isZero) {
-                // Zeroes need no copy where nothing may be written (QEMU's
-                // zero write finds the range reading as zeroes already).
-                if writable == nil && chain.status.isZero && !chain.status.isData {
-                    position += run
-                    continue
-                }
-                guard let writable else { throw NBDExportError(.perm, "Operation not permitted") }
-                var data = [UInt8](repeating: 0, count: Int(run))
-                try mapErrors {
-                    try data.withUnsafeMutableBytes { try image.read(into: $0, at: position) }
-                    if data.allSatisfy({ $0 == 0 }) {
-                        try writable.writeZeroes(at: position, length: run, mayUnmap: false)
-                    } else {
-                        try data.withUnsafeBytes { try writable.write($0, at: position) }
-                    }
-                }
-            }
-            position += run
-        }
+        try mapErrors { try image.copyOnRead(at: offset, length: length, into: writable) }
     }
 
     public func allocation(at offset: UInt64, length: UInt64) throws -> NBDAllocationExtent {

@@ -38,23 +38,25 @@ final class ClientConnection: Sendable {
             server.clientEnded(self, negotiated: negotiated)
         }
         transport.setNoDelay()
-        let timeout = server.configuration.handshakeTimeout
-        if timeout > 0 { transport.setTimeout(seconds: timeout) }
+        server.deadlines?.arm(self)
         let directory = ExportDirectory(
             lookup: { [server] in server.lookupExport($0) },
             list: { [server] in server.listExports() },
             tls: server.configuration.tls)
         let session: NegotiatedSession
         do {
+            defer { server.deadlines?.disarm(self) }
             session = try Negotiation(socket: transport, directory: directory).run()
         } catch NegotiationEnd.failed(let reason) {
             server.report("option negotiation failed: \(reason)")
+            return
+        } catch NegotiationEnd.greetingFailed(let reason) {
+            server.report(reason)
             return
         } catch {
             return
         }
         stream = session.stream
-        if timeout > 0 { transport.setTimeout(seconds: 0) }
         guard server.attach(self, to: session.entry) else { return }
         negotiated = true
         Transmission(session: session, report: { [server] in server.report($0) }).run()
@@ -127,7 +129,7 @@ final class Transmission: Sendable {
             } catch NBDTransportError.endOfStream(partial: false) {
                 return
             } catch let error as NBDTransportError {
-                report("Disconnect client, due to: \(Negotiation.describe(error))")
+                report("Disconnect client, due to: \(Negotiation.describe(error, reading: true))")
                 return
             } catch {
                 return

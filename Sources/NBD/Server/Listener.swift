@@ -70,25 +70,25 @@ final class ListeningSocket: Sendable {
 
     // MARK: Opening
 
-    static func open(_ address: NBDListenAddress) throws -> [ListeningSocket] {
+    static func open(_ address: NBDListenAddress, backlog: Int32) throws -> [ListeningSocket] {
         switch address {
-        case let .unix(path): return [try openUnix(path)]
-        case let .inet(host, port): return try openInet(host: host, port: port)
+        case let .unix(path): return [try openUnix(path, backlog: backlog)]
+        case let .inet(host, port): return try openInet(host: host, port: port, backlog: backlog)
         case let .descriptor(fd): return [ListeningSocket(descriptor: fd, address: address, unlinkPath: nil)]
         }
     }
 
-    private static func openUnix(_ path: String) throws -> ListeningSocket {
+    private static func openUnix(_ path: String, backlog: Int32) throws -> ListeningSocket {
         let fd: Int32
         do {
-            fd = try UnixListeningSocket.bind(path: path, backlog: 128)
+            fd = try UnixListeningSocket.bind(path: path, backlog: backlog)
         } catch {
             throw NBDServerError(error.message)
         }
         return ListeningSocket(descriptor: fd, address: .unix(path: path), unlinkPath: path)
     }
 
-    private static func openInet(host: String, port: UInt16) throws -> [ListeningSocket] {
+    private static func openInet(host: String, port: UInt16, backlog: Int32) throws -> [ListeningSocket] {
         var hints = addrinfo()
         hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG
         hints.ai_family = AF_UNSPEC
@@ -107,7 +107,7 @@ final class ListeningSocket: Sendable {
             entry = info.pointee.ai_next
             if chosenPort != port { setPort(info.pointee.ai_addr, chosenPort) }
             do {
-                let socket = try bindInet(info.pointee, host: host)
+                let socket = try bindInet(info.pointee, host: host, backlog: backlog)
                 if case let .inet(_, bound) = socket.address { chosenPort = bound }
                 sockets.append(socket)
             } catch let error as NBDServerError {
@@ -118,7 +118,7 @@ final class ListeningSocket: Sendable {
         return sockets
     }
 
-    private static func bindInet(_ info: addrinfo, host: String) throws -> ListeningSocket {
+    private static func bindInet(_ info: addrinfo, host: String, backlog: Int32) throws -> ListeningSocket {
         let fd = socket(info.ai_family, info.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), info.ai_protocol)
         guard fd >= 0 else { throw systemError("Failed to create socket") }
         var one: Int32 = 1
@@ -131,7 +131,7 @@ final class ListeningSocket: Sendable {
             Glibc.close(fd)
             throw error
         }
-        guard Glibc.listen(fd, 128) == 0 else {
+        guard Glibc.listen(fd, backlog) == 0 else {
             let error = systemError("Failed to listen on socket")
             Glibc.close(fd)
             throw error

@@ -11,14 +11,21 @@ import BlockGraph
 
 /// How an `NBDServer` runs.
 public struct NBDServerConfiguration: Sendable {
+    /// The listen backlog: connections the system queues before they are
+    /// accepted (qemu-nbd: SOMAXCONN with -t or -e 0, else -e's number;
+    /// QEMU's QMP server: SOMAXCONN). The system caps it at its somaxconn.
+    public var listenBacklog: Int32 = 128
     /// Clients served at once; 0 for no limit. While the limit is reached
     /// no further connection is accepted (they wait in the listen backlog),
     /// as QEMU's max-connections and qemu-nbd's -e do.
     public var maxConnections: Int = 0
     /// TLS credentials; set, the server requires TLS of every client.
     public var tls: (any NBDTLSProvider)?
-    /// Seconds a client may take over the handshake before it is dropped
-    /// (QEMU 8.2's default: 10); 0 for no limit.
+    /// Seconds a client may take over the whole handshake, from accept to
+    /// transmission, before it is dropped; 0 for no limit. 10 is QEMU's
+    /// NBD_DEFAULT_HANDSHAKE_MAX_SECS, which qemu-nbd and the QMP server
+    /// both use from QEMU 7.2.14 on (the CVE-2024-7409 fixes; Debian's 7.2
+    /// has them; QEMU 7.2.0 had no limit).
     public var handshakeTimeout: Int = 10
     /// Called when a removed export is gone: its last client disconnected
     /// (QMP's BLOCK_EXPORT_DELETED).
@@ -46,9 +53,12 @@ public enum NBDExportRemoveMode: String, Sendable {
 public final class NBDServer: Sendable {
     public let configuration: NBDServerConfiguration
     let state = JobLock(ServerState())
+    /// The handshake limit's watcher; nil without a limit.
+    let deadlines: HandshakeDeadlines?
 
     public init(configuration: NBDServerConfiguration = NBDServerConfiguration()) {
         self.configuration = configuration
+        deadlines = configuration.handshakeTimeout > 0 ? HandshakeDeadlines(seconds: configuration.handshakeTimeout) : nil
     }
 
     // MARK: Listening
@@ -61,17 +71,30 @@ public final class NBDServer: Sendable {
     /// system's reason) when it cannot listen.
     @discardableResult
     public func listen(on address: NBDListenAddress, accepting: Bool = true) throws -> [NBDListenAddress] {
-        let sockets = try ListeningSocket.open(address)
-        let accepted = state.withLock { state -> Bool in
-            guard state.running else { return false }
+        let sockets = try ListeningSocket.open(address, backlog: configuration.listenBacklog)
+        let (accepted, startWatcher) = state.withLock { state -> (Bool, Bool) in
+            guard state.running else { return (false, false) }
             if !accepting { state.paused = true }
             state.listeners.append(contentsOf: sockets)
             state.threads += sockets.count
-            return true
+            let startWatcher = deadlines != nil && !state.watcherStarted
+            if startWatcher {
+                state.watcherStarted = true
+                state.threads += 1
+            }
+            return (true, startWatcher)
         }
         guard accepted else {
             sockets.forEach { $0.close() }
             throw NBDServerError.stopped
+        }
+        if startWatcher, let deadlines {
+            if !spawnWorkerThread({ [self] in
+                deadlines.watch()
+                threadEnded()
+            }) {
+                threadEnded()
+            }
         }
         for socket in sockets {
             if !spawnWorkerThread({ [self] in acceptLoop(socket) }) {
@@ -98,6 +121,7 @@ public final class NBDServer: Sendable {
         }
         listeners.forEach { $0.shutdown() }
         clients.forEach { $0.drop() }
+        deadlines?.stop()
         state.withLock(when: { $0.threads == 0 }) { state, _ in
             state.listeners.removeAll()
             state.exports.removeAll()
@@ -253,6 +277,8 @@ struct ServerState {
     var listeners: [ListeningSocket] = []
     /// Threads started by the server that have not ended yet.
     var threads = 0
+    /// The handshake deadlines' watcher thread has been started.
+    var watcherStarted = false
 
     func export(named name: String) -> ExportEntry? { exports.first { $0.export.name == name } }
 }

@@ -26,6 +26,8 @@ enum NegotiationEnd: Error {
     case aborted
     /// A protocol violation or I/O failure: the connection is dropped.
     case failed(String)
+    /// The greeting could not be written (before option negotiation).
+    case greetingFailed(String)
 }
 
 final class Negotiation {
@@ -53,7 +55,12 @@ final class Negotiation {
         greeting.append(NBDProtocol.initialMagic)
         greeting.append(NBDProtocol.optionMagic)
         greeting.append(NBDProtocol.flagFixedNewstyle | NBDProtocol.flagNoZeroes)
-        try io("write failed") { try stream.write(greeting.bytes) }
+        do {
+            try stream.write(greeting.bytes)
+        } catch let error as NBDTransportError {
+            // Before option negotiation: QEMU reports it without that prefix.
+            throw NegotiationEnd.greetingFailed("write failed: \(Self.describe(error, reading: false))")
+        }
 
         var flags = try io("Failed to read flags") { try readUInt32() }
         let fixedNewstyle = flags & NBDProtocol.clientFlagFixedNewstyle != 0
@@ -131,7 +138,8 @@ final class Negotiation {
             do {
                 stream = try directory.tls!.startTLS(over: socket)
             } catch {
-                throw NegotiationEnd.failed("TLS handshake failed: \(error)")
+                // The TLS layer words it (QEMU's qcrypto: "TLS handshake failed: ...").
+                throw NegotiationEnd.failed("\(error)")
             }
             tlsActive = true
         case .exportName:
@@ -168,7 +176,7 @@ final class Negotiation {
         reply.append(entry.export.exportSize)
         reply.append(flags(of: entry).rawValue)
         if !noZeroes { reply.append(zeroes: NBDProtocol.exportNameReplyPadding) }
-        try io("write failed") { try stream.write(reply.bytes) }
+        try io("write failed", reading: false) { try stream.write(reply.bytes) }
         return session(for: entry)
     }
 
@@ -354,7 +362,7 @@ final class Negotiation {
         reply.append(type.rawValue)
         reply.append(UInt32(payload.count))
         reply.append(bytes: payload)
-        try io("write failed") { try stream.write(reply.bytes) }
+        try io("write failed", reading: false) { try stream.write(reply.bytes) }
     }
 
     private func readUInt32() throws -> UInt32 {
@@ -363,18 +371,20 @@ final class Negotiation {
     }
 
     /// Runs a transport call; a failure ends negotiation with `what`.
-    private func io<T>(_ what: String, _ body: () throws -> T) throws -> T {
+    private func io<T>(_ what: String, reading: Bool = true, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let error as NBDTransportError {
-            throw NegotiationEnd.failed("\(what): \(Self.describe(error))")
+            throw NegotiationEnd.failed("\(what): \(Self.describe(error, reading: reading))")
         }
     }
 
-    static func describe(_ error: NBDTransportError) -> String {
+    /// A transport failure in QEMU's words (its socket channel's).
+    static func describe(_ error: NBDTransportError, reading: Bool) -> String {
         switch error {
         case .endOfStream: return "Unexpected end-of-file before all data were read"
-        case let .io(code): return String(cString: strerror(code))
+        case let .io(code):
+            return "Unable to \(reading ? "read from" : "write to") socket: \(String(cString: strerror(code)))"
         case .timedOut: return "handshake timed out"
         }
     }

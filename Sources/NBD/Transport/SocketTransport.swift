@@ -72,15 +72,6 @@ public final class SocketTransport: NBDTransport {
         }
     }
 
-    /// Limits how long one read or write may block (0: for ever): a client
-    /// that stalls in the handshake is dropped instead of holding its slot.
-    func setTimeout(seconds: Int) {
-        var time = timeval(tv_sec: seconds, tv_usec: 0)
-        let size = socklen_t(MemoryLayout<timeval>.size)
-        _ = setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &time, size)
-        _ = setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &time, size)
-    }
-
     /// Turns off Nagle's algorithm on TCP sockets (replies go out at once;
     /// `more` corks the parts of one reply). Harmless on unix sockets.
     func setNoDelay() {

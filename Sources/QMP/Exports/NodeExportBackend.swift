@@ -49,7 +49,12 @@ final class NodeExportBackend: NBDExportBackend {
         try mapErrors { try node.flush() }
     }
 
-    func cache(at offset: UInt64, length: UInt64) throws {}
+    /// A copy-on-read prefetch into the node, whether or not the export is
+    /// writable (qemu-storage-daemon 7.2 copies up through a read-only
+    /// export of a writable node too).
+    func cache(at offset: UInt64, length: UInt64) throws {
+        try mapErrors { try node.copyOnRead(at: offset, length: length) }
+    }
 
     func allocation(at offset: UInt64, length: UInt64) throws -> NBDAllocationExtent {
         NBDAllocationExtent(deciding: try mapErrors { try node.chainBlockStatus(at: offset, length: length) }.status)

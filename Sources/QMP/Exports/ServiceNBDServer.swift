@@ -12,6 +12,12 @@ import QemuJSON
 import Synchronization
 import TLS
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 final class ServiceNBDServer {
     let server: NBDServer
     let deletions: SynchronousDeletions
@@ -97,7 +103,9 @@ struct NBDServerStartOptions {
     var address: NBDListenAddress
     var tlsCreds: String?
     var tlsAuthz: String?
-    var maxConnections: Int = 0
+    /// QEMU's NBD_DEFAULT_MAX_CONNECTIONS when not given (7.2.14 on, the
+    /// CVE-2024-7409 fixes; 0 is no limit).
+    var maxConnections: Int = 100
 }
 
 /// block-export-add's and --export's arguments (type nbd).
@@ -117,9 +125,12 @@ extension QMPService {
         guard nbdServer == nil else { throw QMPError.generic("NBD server already running") }
         var configuration = NBDServerConfiguration()
         configuration.maxConnections = options.maxConnections
-        // QEMU 7.2's server has no handshake limit; a stalled client holds
-        // only its own thread here.
-        configuration.handshakeTimeout = 0
+        // As qemu-storage-daemon 7.2.22 (blockdev-nbd.c nbd_accept): every
+        // client must finish its handshake within
+        // NBD_DEFAULT_HANDSHAKE_MAX_SECS, so one that stalls gives its
+        // max-connections slot back.
+        configuration.handshakeTimeout = 10
+        configuration.listenBacklog = Int32(SOMAXCONN)  // nbd_server_start's, a persistent server's
         let handle = loop.handle
         let deletions = SynchronousDeletions()
         let service = LoopThreadReference(self)

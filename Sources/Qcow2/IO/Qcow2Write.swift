@@ -40,6 +40,15 @@ extension Qcow2Image: WritableBlockImage {
         try writeGuestZeroes(at: offset, length: length, mayUnmap: mayUnmap)
     }
 
+    /// `writeZeroes` of a range that already reads as zeroes (a
+    /// copy-on-read of zeroes): no bitmap is marked, as for `writeUnchanged`.
+    package func writeZeroesUnchanged(at offset: UInt64, length: UInt64) throws {
+        try checkWritable()
+        try checkByteRange(offset, length)
+        guard length > 0 else { return }
+        try writeGuestZeroes(at: offset, length: length, mayUnmap: false)
+    }
+
     /// Discards the range as QEMU's qcow2 driver does. Throws `Qcow2Error`
     /// as `write` does.
     public func discard(at offset: UInt64, length: UInt64) throws {

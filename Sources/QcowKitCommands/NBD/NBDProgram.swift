@@ -43,17 +43,24 @@ enum NBDProgram {
         if options.list {
             throw CommandFailure("-L/--list: listing another server's exports is not supported by qcowkit")
         }
-        if options.disconnect { return try refuseDevice(options.file ?? "", opening: "Cannot open") }
+        if options.disconnect { return try disconnect(options.file ?? "") }
         if options.offset != 0 { throw CommandFailure("-o/--offset is not supported by qcowkit") }
-        if options.imageOpts && options.format != nil { throw CommandFailure("--image-opts and -f are mutually exclusive") }
 
-        let daemon = options.fork ? try NBDDaemon.fork() : nil
+        // -c forks too, unless -v keeps it in the foreground.
+        let daemon = options.fork || (options.device != nil && !options.verbose) ? try NBDDaemon.fork() : nil
         let signals = TerminationSignals()
-        let address: NBDListenAddress = options.socketPath.map { .unix(path: $0) }
+        // -c without -k listens where qemu-nbd does (SOCKET_PATH), not on TCP.
+        let socketPath = options.socketPath ?? options.device.map { device in
+            "/var/lock/qemu-nbd-" + (device.split(separator: "/", omittingEmptySubsequences: false).last ?? "")
+        }
+        let address: NBDListenAddress = socketPath.map { .unix(path: $0) }
             ?? .inet(host: options.bind ?? "0.0.0.0", port: try port(options.port ?? "10809"))
         var configuration = NBDServerConfiguration()
         configuration.maxConnections = options.shared
-        configuration.handshakeTimeout = 10
+        // qemu-nbd's: SOMAXCONN for -t or -e 0, else -e's number (at most SOMAXCONN).
+        let somaxconn = Int(SOMAXCONN)
+        configuration.listenBacklog = Int32(options.persistent || options.shared == 0 ? somaxconn : min(options.shared, somaxconn))
+        configuration.handshakeTimeout = 10  // NBD_DEFAULT_HANDSHAKE_MAX_SECS (qemu-nbd 7.2.14 on)
         configuration.tls = tls
         let persistent = options.persistent
         configuration.onClientClosed = { negotiated in
@@ -66,12 +73,9 @@ enum NBDProgram {
         } catch {
             throw CommandFailure("\(error)")
         }
+        if options.imageOpts && options.format != nil { throw CommandFailure("--image-opts and -f are mutually exclusive") }
         let opened = try NBDImage.open(options)
         defer { opened.close() }
-        if let device = options.device {
-            server.stop()
-            return try refuseDevice(device, opening: "Failed to open")
-        }
         let bitmaps = try options.bitmaps.map { name in
             do {
                 return try NBDExportBitmap.lookup(name, from: opened.image, readOnlyExport: options.readOnly)
@@ -85,14 +89,34 @@ enum NBDProgram {
         try server.addExport(NBDExport(name: options.exportName, description: options.description, backend: backend,
                                        allocationDepth: options.allocationDepth,
                                        multiConnection: options.shared != 1, bitmaps: bitmaps))
+        let kernelClient = try options.device.map { device in
+            try KernelClientThread.start(device: device, socket: socketPath ?? "", image: options.file ?? "",
+                                         verbose: options.verbose && !options.fork,
+                                         detach: options.fork ? nil : daemon)
+        }
         server.startAccepting()
         if let pidFile = options.pidFile { try NBDDaemon.writePIDFile(pidFile) }
         guard chdir("/") == 0 else {
             throw CommandFailure("Could not chdir to root directory: \(String(cString: strerror(errno)))")
         }
-        daemon?.detach()
+        if options.fork { daemon?.detach() }
         signals.waitForTermination()
         server.stop()
+        // With -c the status is the kernel client's.
+        guard let kernelClient else { return 0 }
+        return kernelClient.waitForResult() ? 0 : 1
+    }
+
+    /// -d: asks the kernel to disconnect the device (nbd_disconnect; the
+    /// ioctls' failures are not reported, as in qemu-nbd).
+    private static func disconnect(_ device: String) throws -> Int32 {
+        let fd = open(device, O_RDWR)
+        guard fd >= 0 else {
+            throw CommandFailure("Cannot open \(device): \(String(cString: strerror(errno)))")
+        }
+        KernelNBDClient.disconnect(device: fd)
+        close(fd)
+        Terminal.print("\(device) disconnected")
         return 0
     }
 
@@ -121,16 +145,5 @@ enum NBDProgram {
         } catch let error as QMPError {
             throw CommandFailure("Failed to get TLS creds: \(error.desc)")
         }
-    }
-
-    /// -c and -d: the kernel's NBD client is not driven by qcowkit. A
-    /// missing device gets qemu-nbd's message for it.
-    private static func refuseDevice(_ device: String, opening: String) throws -> Int32 {
-        let fd = open(device, O_RDWR)
-        guard fd >= 0 else {
-            throw CommandFailure("\(opening) \(device): \(String(cString: strerror(errno)))")
-        }
-        close(fd)
-        throw CommandFailure("\(device): connecting the kernel's NBD client is not supported by qcowkit")
     }
 }
