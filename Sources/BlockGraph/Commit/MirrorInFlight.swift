@@ -10,7 +10,6 @@
 // guest write racing a copy is copied again only after that copy landed.
 
 import Glibc
-import Synchronization
 
 final class MirrorInFlight: Sendable {
     typealias Chunk = (offset: UInt64, length: UInt64)
@@ -33,8 +32,11 @@ final class MirrorInFlight: Sendable {
         var stopping = false
     }
     private let state = JobLock(State())
-    /// Held by the worker writing to base.
-    private let writeTurn = Mutex<Void>(())
+    /// Held by the worker writing to base: a plain pthread mutex, whose
+    /// waiter sleeps. (Synchronization's Mutex is a priority-inheritance
+    /// futex on Linux, and its waiter spins in the kernel for as long as the
+    /// holder runs: a whole buffered write, a core's worth of CPU.)
+    private let writeTurn = JobLock(())
     private let top: BlockNode
     private let layers: [BlockNode]
     private let base: BlockNode
@@ -129,7 +131,7 @@ final class MirrorInFlight: Sendable {
             var completion = Completion(chunk: chunk, error: nil)
             do {
                 try copier.mirror(at: chunk.offset, length: chunk.length) { write in
-                    try writeTurn.withLock { _ in try write() }
+                    try writeTurn.withLock { (_: inout Void) in try write() }
                 }
             } catch {
                 completion.error = error
