@@ -143,7 +143,7 @@ enum CommitJob {
             let job = try manager.startBlockJob(id: "commit", driver: driver, speed: speed)
             var completed = false
             while true {
-                scheduler.waitAndRun()
+                scheduler.waitAndPump(milliseconds: 100)
                 let total = job.totalProgress
                 progress(total == 0 ? 0 : Float(job.currentProgress) / Float(total) * 100)
                 let status = job.status
@@ -167,54 +167,5 @@ enum CommitJob {
                 throw CommandFailure("Could not empty \(filename): \(Qcow2Error.reason(of: error))")
             }
         }
-    }
-}
-
-/// The main loop of a one-job program: work the job's threads schedule is
-/// queued here and run by the thread that waits for it.
-final class PumpedScheduler: JobScheduler, Sendable {
-    private let queue = Mutex<[@Sendable () -> Void]>([])
-    private let wakeups = Semaphore()
-
-    func scheduleOnMainThread(_ work: @escaping @Sendable () -> Void) {
-        queue.withLock { $0.append(work) }
-        wakeups.signal()
-    }
-
-    /// Waits until work was scheduled (at most 100 ms), then runs what is queued.
-    func waitAndRun() {
-        wakeups.wait(milliseconds: 100)
-        while true {
-            let batch = queue.withLock { queue in
-                defer { queue.removeAll() }
-                return queue
-            }
-            if batch.isEmpty { return }
-            for work in batch { work() }
-        }
-    }
-}
-
-/// A counting semaphore over sem_t, waited on with a timeout.
-final class Semaphore: @unchecked Sendable {
-    // sem_t is safe to use from any thread; the pointer never changes.
-    private let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
-
-    init() { sem_init(semaphore, 0, 0) }
-
-    deinit {
-        sem_destroy(semaphore)
-        semaphore.deallocate()
-    }
-
-    func signal() { sem_post(semaphore) }
-
-    func wait(milliseconds: Int) {
-        var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
-        deadline.tv_nsec += milliseconds * 1_000_000
-        deadline.tv_sec += deadline.tv_nsec / 1_000_000_000
-        deadline.tv_nsec %= 1_000_000_000
-        while sem_timedwait(semaphore, &deadline) != 0 && errno == EINTR {}
     }
 }

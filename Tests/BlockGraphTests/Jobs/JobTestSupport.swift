@@ -1,63 +1,8 @@
-// A pumped scheduler (the test thread plays the main loop) and a real
-// driver that copies between two in-memory buffers, for the job tests.
+// A real driver that copies between two in-memory buffers, for the job
+// tests (the test thread plays the main loop with BlockGraph's PumpedScheduler).
 import Glibc
 import Testing
 @testable import BlockGraph
-
-/// Collects scheduled main-thread work; the test thread runs it by pumping.
-final class PumpedScheduler: JobScheduler, @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
-    private var pending: [@Sendable () -> Void] = []
-
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
-    }
-
-    func scheduleOnMainThread(_ work: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(&mutex)
-        pending.append(work)
-        pthread_cond_broadcast(&condition)
-        pthread_mutex_unlock(&mutex)
-    }
-
-    /// Runs what is queued now (and what that queues); returns whether anything ran.
-    @discardableResult
-    func pump() -> Bool {
-        var ran = false
-        while true {
-            pthread_mutex_lock(&mutex)
-            let batch = pending
-            pending.removeAll()
-            pthread_mutex_unlock(&mutex)
-            if batch.isEmpty { return ran }
-            for work in batch { work() }
-            ran = true
-        }
-    }
-
-    /// Pumps until `condition` holds; false after `seconds` without it.
-    @discardableResult
-    func pump(until done: () -> Bool, seconds: Double = 10) -> Bool {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while true {
-            pump()
-            if done() { return true }
-            if ContinuousClock.now >= deadline { return false }
-            pthread_mutex_lock(&mutex)
-            if pending.isEmpty {
-                var now = timespec()
-                clock_gettime(CLOCK_REALTIME, &now)
-                var wake = now
-                wake.tv_nsec += 5_000_000
-                if wake.tv_nsec >= 1_000_000_000 { wake.tv_sec += 1; wake.tv_nsec -= 1_000_000_000 }
-                _ = pthread_cond_timedwait(&condition, &mutex, &wake)
-            }
-            pthread_mutex_unlock(&mutex)
-        }
-    }
-}
 
 /// The error a TestCopyDriver fails with.
 struct TestIOError: Error, CustomStringConvertible {

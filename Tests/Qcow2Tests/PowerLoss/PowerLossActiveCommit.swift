@@ -36,24 +36,6 @@ struct ActiveCommitWorkload: Sendable, CustomStringConvertible {
                              images: CommitWorkload(name: "", requests: 20)),
     ]
 
-    /// The main loop of the job: work the job's threads schedule, run when pumped.
-    final class Scheduler: JobScheduler {
-        private let queue = Mutex<[@Sendable () -> Void]>([])
-
-        func scheduleOnMainThread(_ work: @escaping @Sendable () -> Void) { queue.withLock { $0.append(work) } }
-
-        func runQueued() {
-            while true {
-                let batch = queue.withLock { queue in
-                    defer { queue.removeAll() }
-                    return queue
-                }
-                if batch.isEmpty { return }
-                for work in batch { work() }
-            }
-        }
-    }
-
     struct Run {
         let basePath: String
         let topPath: String
@@ -102,7 +84,7 @@ struct ActiveCommitWorkload: Sendable, CustomStringConvertible {
             }
         }
 
-        let scheduler = Scheduler()
+        let scheduler = PumpedScheduler()
         let failure = Mutex<String?>(nil)
         let manager = JobManager(scheduler: scheduler) { event in
             if case let .blockJobCompleted(data) = event, let error = data.error { failure.withLock { $0 = error } }
@@ -111,7 +93,7 @@ struct ActiveCommitWorkload: Sendable, CustomStringConvertible {
         /// Runs the main loop until `done` (bounded: a hang fails the test, it does not time it).
         func pump(until done: () -> Bool) throws {
             for _ in 0..<200_000 {
-                scheduler.runQueued()
+                scheduler.pump()
                 if done() { return }
                 usleep(500)
             }
