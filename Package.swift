@@ -65,7 +65,7 @@ let package = Package(
         .target(
             name: "QcowKitCommands",
             dependencies: [
-                "Qcow2", "QemuJSON", "ImageInfoJSON", "BlockGraph", "QMP", "NBD",
+                "Qcow2", "QemuJSON", "ImageInfoJSON", "BlockGraph", "QMP", "NBD", "CSystemShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "qcowkit", dependencies: ["QcowKitCommands"]),

@@ -2,7 +2,8 @@
 #define QCOWKIT_CSYSTEMSHIMS_H
 /* Linux calls and constants that Glibc's Swift module hides behind _GNU_SOURCE.
  * Only IO/ (BlockFile.swift, FallocateMode.swift, FileLockBytes.swift, FileDirectIO.swift) and the
- * NBD target's KernelNBDClient.swift use them. */
+ * NBD target's KernelNBDClient.swift use them; QcowKitCommands' MallocArenas.swift
+ * limits malloc's arenas. */
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/falloc.h> /* FALLOC_FL_KEEP_SIZE, _PUNCH_HOLE, _ZERO_RANGE */
@@ -11,6 +12,12 @@
 #include <errno.h>
 #include <sys/ioctl.h>
 #include <linux/nbd.h>    /* NBD_SET_SOCK, ...: the kernel's NBD client (qemu-nbd -c) */
+#include <malloc.h>       /* mallopt, M_ARENA_MAX */
+
+/* mallopt(M_ARENA_MAX, n): at most n malloc arenas (MallocArenas.swift). */
+static inline int qk_limit_malloc_arenas(int n) {
+    return mallopt(M_ARENA_MAX, n);
+}
 
 /* fallocate(2): punch holes and zero ranges in image files. */
 static inline int qk_fallocate(int fd, int mode, long long offset, long long length) {

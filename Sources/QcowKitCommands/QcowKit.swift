@@ -20,6 +20,7 @@ public struct QcowKit: ParsableCommand {
     /// qemu-img's conventions: messages on stderr prefixed with the name the
     /// program was invoked as, exit status 1 on failure (QemuImgFront).
     public static func runMain(_ argv: [String] = CommandLine.arguments) -> Never {
+        MallocArenas.limit()
         QemuImgFront.run(argv)
     }
 }
