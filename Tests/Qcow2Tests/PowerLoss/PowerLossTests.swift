@@ -22,6 +22,21 @@ struct PowerLossSettings {
     var budget: CrashReplayer.Budget
     var qemuEvery: Int
 
+    /// Replays the workload `name` once per seed, unless POWERLOSS_ONLY
+    /// selects others: `check` returns a seed's counts and what its report
+    /// line says about them; the line is printed with the time taken, and
+    /// the first failures are recorded as issues.
+    func forEachSeed(of name: String,
+                     _ check: (_ seed: UInt64) throws -> (counts: CrashStateCheck.Counts, report: String)) rethrows {
+        if let only = ProcessInfo.processInfo.environment["POWERLOSS_ONLY"], !name.contains(only) { return }
+        for seed in 1...UInt64(seeds) {
+            let started = ContinuousClock.now
+            let (counts, report) = try check(seed)
+            print("powerloss: \(name), seed \(seed): \(report), \(counts.failures.count) failing, \(ContinuousClock.now - started)")
+            for failure in counts.failures.prefix(5) { Issue.record("\(name) seed \(seed): \(failure)") }
+        }
+    }
+
     static let current: PowerLossSettings = {
         let env = ProcessInfo.processInfo.environment
         func value(_ name: String, _ fallback: Int) -> Int { env[name].flatMap(Int.init).map { max($0, 0) } ?? fallback }
@@ -62,18 +77,15 @@ struct PowerLossTests {
     @Test(arguments: PowerLossWorkload.all)
     func crashStates(_ workload: PowerLossWorkload) throws {
         let settings = PowerLossSettings.current
-        if let only = ProcessInfo.processInfo.environment["POWERLOSS_ONLY"], !workload.name.contains(only) { return }
-        for seed in 1...UInt64(settings.seeds) {
-            let started = ContinuousClock.now
+        try settings.forEachSeed(of: workload.name) { seed in
             let counts = try replayAndCheck(workload, seed: seed, budget: settings.budget,
                                             qemuEvery: min(settings.qemuEvery, workload.qemuEvery ?? .max))
-            print("powerloss: \(workload.name), seed \(seed): \(counts.operations) file operations, \(counts.flushes) syncs, "
+            if case .repairOnOpen = workload.kind { #expect(counts.dirtyRepaired > 0, "the dirty base was repaired") }
+            return (counts, "\(counts.operations) file operations, \(counts.flushes) syncs, "
                 + "\(counts.states) crash states checked (\(counts.dirtyRepaired) dirty ones repaired on open, "
-                + "\(counts.qemuChecked) also by qemu-img), \(counts.failures.count) failing, \(ContinuousClock.now - started)"
+                + "\(counts.qemuChecked) also by qemu-img)"
                 + (workload.hasBitmaps ? "; bitmaps: \(counts.bitmapsConsistent) consistent, \(counts.bitmapsInUse) in-use, "
                     + "\(counts.bitmapsIgnored) states with all ignored" : ""))
-            for failure in counts.failures.prefix(5) { Issue.record("\(workload.name) seed \(seed): \(failure)") }
-            if case .repairOnOpen = workload.kind { #expect(counts.dirtyRepaired > 0, "the dirty base was repaired") }
         }
     }
 
