@@ -33,9 +33,11 @@ let package = Package(
         .systemLibrary(
             name: "CZstd", path: "CSystemLibs/CZstd", pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]),
+        // Declarations only: GLib is opened with dlopen by the first main loop
+        // (Sources/QMP/Loop/GLibLibrary.swift), as GnuTLS below.
         .systemLibrary(
-            name: "CGLib", path: "CSystemLibs/CGLib", pkgConfig: "glib-2.0",
-            providers: [.apt(["libglib2.0-dev"])]),
+            name: "CGLib", path: "CSystemLibs/CGLib",
+            providers: [.apt(["libglib2.0-0"])]),
 
         // Headers only: GnuTLS is opened with dlopen when TLS is first used
         // (Sources/TLS/GnuTLSLibrary.swift), so no pkg-config: its flags
@@ -55,13 +57,13 @@ let package = Package(
             exclude: ["README.md"]),
         .target(name: "QemuJSON"),
         // TLS for the NBD server: QEMU's tls-creds-x509/-psk objects and sessions over GnuTLS.
-        .target(name: "TLS", dependencies: ["CGnuTLS"]),
+        .target(name: "TLS", dependencies: ["CGnuTLS", "CSystemShims"]),
         .target(name: "BlockGraph", dependencies: ["Qcow2"]),
         // QEMU's ImageInfo as QAPI JSON, for the CLI's `info` and QMP's queries.
         .target(name: "ImageInfoJSON", dependencies: ["Qcow2", "QemuJSON"]),
         // The NBD server: negotiation, transmission, exports over images or graph nodes.
         .target(name: "NBD", dependencies: ["Qcow2", "BlockGraph", "TLS", "CSystemShims"]),
-        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib", "TLS", "NBD"]),
+        .target(name: "QMP", dependencies: ["BlockGraph", "Qcow2", "QemuJSON", "ImageInfoJSON", "CGLib", "CSystemShims", "TLS", "NBD"]),
         .target(
             name: "QcowKitCommands",
             dependencies: [

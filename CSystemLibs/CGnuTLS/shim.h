@@ -6,10 +6,9 @@
  * hogweed, gmp, p11-kit, libtasn1, libidn2, libunistring, ffi) and running
  * their constructors cost every qcowkit process about a millisecond, and
  * only NBD over TLS uses it. GnuTLSLibrary.swift opens it with dlopen on
- * first use and calls through this table; the header supplies only the
- * types, constants and each function's type (__typeof__ names a function
- * without referencing its symbol). */
-#include <dlfcn.h>
+ * first use and calls through the table QK_DL_TABLE declares; the header
+ * supplies only the types, constants and function declarations. */
+#include "../CSystemShims/dl_table.h"
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
@@ -67,45 +66,6 @@
     X(gnutls_x509_crt_list_import) \
     X(gnutls_x509_crt_list_verify)
 
-#pragma clang assume_nonnull begin
-
-/* The resolved functions, one field per function, named as the function. */
-struct qk_gnutls_functions {
-#define QK_GNUTLS_FIELD(name) __typeof__(name) *name;
-    QK_GNUTLS_FUNCTIONS(QK_GNUTLS_FIELD)
-#undef QK_GNUTLS_FIELD
-};
-
-enum qk_gnutls_load_status {
-    QK_GNUTLS_LOADED = 0,
-    QK_GNUTLS_NOT_FOUND = 1,       /* dlopen failed; *failure is dlerror()'s text */
-    QK_GNUTLS_MISSING_SYMBOL = 2,  /* *failure names the function the library lacks */
-};
-
-/* Opens `soname` and fills every field of `functions`. The library stays
- * loaded for the life of the process (nothing can unload it safely while
- * credentials or sessions may exist). */
-static inline enum qk_gnutls_load_status qk_gnutls_load(const char *soname, struct qk_gnutls_functions *functions,
-                                                        const char *_Nullable *_Nonnull failure) {
-    void *_Nullable handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-    if (handle == NULL) {
-        *failure = dlerror();
-        return QK_GNUTLS_NOT_FOUND;
-    }
-    void *_Nullable symbol;
-#define QK_GNUTLS_RESOLVE(name) \
-    symbol = dlsym(handle, #name); \
-    if (symbol == NULL) { \
-        *failure = #name; \
-        dlclose(handle); \
-        return QK_GNUTLS_MISSING_SYMBOL; \
-    } \
-    functions->name = (__typeof__(name) *)symbol;
-    QK_GNUTLS_FUNCTIONS(QK_GNUTLS_RESOLVE)
-#undef QK_GNUTLS_RESOLVE
-    return QK_GNUTLS_LOADED;
-}
-
-#pragma clang assume_nonnull end
+QK_DL_TABLE(qk_gnutls, QK_GNUTLS_FUNCTIONS)
 
 #endif

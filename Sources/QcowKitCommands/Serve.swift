@@ -28,7 +28,12 @@ struct Serve: ParsableCommand {
             Terminal.print(Self.usage, terminator: "")
             return
         }
-        let service = QMPService(version: Self.qmpVersion)
+        let service: QMPService
+        do {
+            service = try QMPService(version: Self.qmpVersion)
+        } catch {
+            throw CommandFailure(error.message)
+        }
         service.handleSignals()
         do {
             try service.configure(configuration)

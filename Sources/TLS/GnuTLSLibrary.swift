@@ -30,10 +30,10 @@ final class GnuTLS: Sendable {
         defer { table.deallocate() }
         var failure: UnsafePointer<CChar>?
         switch qk_gnutls_load(soname, table, &failure) {
-        case QK_GNUTLS_LOADED:
+        case QK_DL_LOADED:
             // Filled field by field by qk_gnutls_load (a trivial C struct).
             return .success(GnuTLS(functions: table.move()))
-        case QK_GNUTLS_MISSING_SYMBOL:
+        case QK_DL_MISSING_SYMBOL:
             let name = failure.map { String(cString: $0) } ?? "?"
             return .failure(TLSError("TLS needs GnuTLS 3 (\(soname)), but the library found lacks \(name)"))
         default:

@@ -57,10 +57,11 @@ import TestSupport
     }
 
     final class ServiceThread: @unchecked Sendable {
-        let service = QMPService(version: QMPVersion(package: "test"))
+        let service: QMPService
         private let done = DispatchSemaphore(value: 0)
 
         init(_ configuration: ServeConfiguration) throws {
+            service = try QMPService(version: QMPVersion(package: "test"))
             try service.configure(configuration)
             Thread { [self] in
                 service.serve()

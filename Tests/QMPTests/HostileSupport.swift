@@ -47,7 +47,7 @@ final class ComparedService: @unchecked Sendable {
             try process.run()
             self.process = process
         case .qcowkit:
-            let service = QMPService(version: QMPVersion(package: "test"))
+            let service = try QMPService(version: QMPVersion(package: "test"))
             try service.configure(try ServeCommandLine.parse(arguments))
             self.service = service
             // Handed to the serving thread, which owns it from here on.

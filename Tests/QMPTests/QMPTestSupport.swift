@@ -7,8 +7,8 @@ final class SessionHarness {
     private(set) var outputs: [[UInt8]] = []
     private var sessions: [QMPSession] = []
 
-    init() {
-        service = QMPService(version: QMPVersion(major: 7, minor: 2, micro: 0, package: "test"))
+    init() throws {
+        service = try QMPService(version: QMPVersion(major: 7, minor: 2, micro: 0, package: "test"))
     }
 
     /// Opens a client; returns its index.

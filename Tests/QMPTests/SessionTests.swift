@@ -4,8 +4,8 @@ import QemuJSON
 
 /// The protocol as QEMU 7.2 speaks it, without a transport.
 @Suite struct SessionTests {
-    @Test func greetingThenNegotiation() {
-        let harness = SessionHarness()
+    @Test func greetingThenNegotiation() throws {
+        let harness = try SessionHarness()
         harness.connect()
         #expect(harness.take() == #"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "test"}, "capabilities": ["oob"]}}"# + "\r\n")
         harness.send(#"{"execute":"query-version","id":"x"}"#)
@@ -25,8 +25,8 @@ import QemuJSON
         #expect(harness.take().contains("clashes with"))
     }
 
-    @Test func queryCommandsListsTheTable() {
-        let harness = SessionHarness()
+    @Test func queryCommandsListsTheTable() throws {
+        let harness = try SessionHarness()
         let client = harness.negotiatedClient()
         harness.send(#"{"execute":"query-commands"}"#, client: client)
         let names = harness.messages(client).first?["return"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
@@ -39,8 +39,8 @@ import QemuJSON
         #expect(Set(names).count == names.count)
     }
 
-    @Test func streamInPiecesAndParseErrorsContinue() {
-        let harness = SessionHarness()
+    @Test func streamInPiecesAndParseErrorsContinue() throws {
+        let harness = try SessionHarness()
         let client = harness.negotiatedClient()
         // One request split across reads, blank lines, then garbage, then a valid request.
         for piece in ["{ 'exec", "ute': 'query-jobs',\n\n", "  'id': 'a' }\n\n\n", "}{", "\"execute\":\"query-jobs\"}"] {
@@ -53,15 +53,15 @@ import QemuJSON
         ].map { $0 + "\r\n" }.joined())
     }
 
-    @Test func prettyOutputIsQEMUs() {
-        let harness = SessionHarness()
+    @Test func prettyOutputIsQEMUs() throws {
+        let harness = try SessionHarness()
         let client = harness.negotiatedClient(pretty: true)
         harness.send(#"{"execute":"query-jobs","id":{"a":[]}}"#, client: client)
         #expect(harness.take(client) == "{\r\n    \"return\": [\r\n    ],\r\n    \"id\": {\r\n        \"a\": [\r\n        ]\r\n    }\r\n}\r\n")
     }
 
-    @Test func eventsGoOnlyToNegotiatedClients() {
-        let harness = SessionHarness()
+    @Test func eventsGoOnlyToNegotiatedClients() throws {
+        let harness = try SessionHarness()
         let negotiated = harness.negotiatedClient()
         let fresh = harness.connect()
         _ = harness.take(fresh)
@@ -74,8 +74,8 @@ import QemuJSON
         #expect(harness.take(fresh) == "")
     }
 
-    @Test func quitRepliesThenShutdownEventThenStops() {
-        let harness = SessionHarness()
+    @Test func quitRepliesThenShutdownEventThenStops() throws {
+        let harness = try SessionHarness()
         let client = harness.negotiatedClient()
         let other = harness.negotiatedClient()
         harness.send(#"{"execute":"quit","id":"q"}{"execute":"query-jobs"}"#, client: client)
@@ -91,8 +91,8 @@ import QemuJSON
         #expect(harness.service.shutdownReason == .hostQMPQuit)
     }
 
-    @Test func floodOfBadInputIsAnsweredAndBounded() {
-        let harness = SessionHarness()
+    @Test func floodOfBadInputIsAnsweredAndBounded() throws {
+        let harness = try SessionHarness()
         let client = harness.negotiatedClient()
         // 10,000 tiny bad messages in one go: one error each, nothing kept.
         harness.send(String(repeating: "1 ", count: 10_000) + "\n", client: client)

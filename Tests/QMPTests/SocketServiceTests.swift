@@ -18,7 +18,7 @@ import QemuJSON
             directory = NSTemporaryDirectory() + "qcowkit-qmp-\(UUID().uuidString.prefix(8))"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             path = directory + "/qmp.sock"
-            service = QMPService(version: QMPVersion(package: "test"))
+            service = try QMPService(version: QMPVersion(package: "test"))
             try service.addSocketMonitor(path: path, pretty: false)
             let thread = Thread { [self] in
                 reason = service.serve()
@@ -99,7 +99,7 @@ import QemuJSON
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/stale.sock"
         try #require(FileManager.default.createFile(atPath: path, contents: Data("old".utf8)))
-        let service = QMPService(version: QMPVersion(package: "test"))
+        let service = try QMPService(version: QMPVersion(package: "test"))
         try service.addSocketMonitor(path: path, pretty: false)
         var attributes = stat()
         #expect(stat(path, &attributes) == 0 && (attributes.st_mode & S_IFMT) == S_IFSOCK)

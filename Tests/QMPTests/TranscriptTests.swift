@@ -4,8 +4,8 @@ import Testing
 /// Byte-for-byte comparison with transcripts QEMU 7.2 produced for the same
 /// input (QEMUTranscripts.swift), compact and pretty.
 @Suite struct TranscriptTests {
-    private func replies(pretty: Bool, pieceSize: Int) -> String {
-        let harness = SessionHarness()
+    private func replies(pretty: Bool, pieceSize: Int) throws -> String {
+        let harness = try SessionHarness()
         let client = harness.connect(pretty: pretty)
         _ = harness.take(client)
         let bytes = Array(QEMUTranscripts.input.utf8)
@@ -18,14 +18,14 @@ import Testing
         return harness.take(client)
     }
 
-    @Test func compactRepliesAreQEMUs() {
-        let ours = replies(pretty: false, pieceSize: 1 << 20)
+    @Test func compactRepliesAreQEMUs() throws {
+        let ours = try replies(pretty: false, pieceSize: 1 << 20)
         #expect(ours == QEMUTranscripts.compactReplies)
         if ours != QEMUTranscripts.compactReplies { firstDifference(ours, QEMUTranscripts.compactReplies) }
     }
 
-    @Test func prettyRepliesAreQEMUs() {
-        let ours = replies(pretty: true, pieceSize: 1 << 20)
+    @Test func prettyRepliesAreQEMUs() throws {
+        let ours = try replies(pretty: true, pieceSize: 1 << 20)
         #expect(ours == QEMUTranscripts.prettyReplies)
         if ours != QEMUTranscripts.prettyReplies { firstDifference(ours, QEMUTranscripts.prettyReplies) }
     }
@@ -33,8 +33,8 @@ import Testing
     /// The same input arriving a few bytes at a time (ASCII, so pieces never
     /// split a character).
     @Test(arguments: [1, 7, 64])
-    func pieceSizeDoesNotMatter(pieceSize: Int) {
-        #expect(replies(pretty: false, pieceSize: pieceSize) == QEMUTranscripts.compactReplies)
+    func pieceSizeDoesNotMatter(pieceSize: Int) throws {
+        #expect(try replies(pretty: false, pieceSize: pieceSize) == QEMUTranscripts.compactReplies)
     }
 
     private func firstDifference(_ ours: String, _ theirs: String) {

@@ -44,7 +44,13 @@ public final class QMPService: QMPDispatcher {
     /// query-commands' order.
     private(set) var commandNames: [String] = []
 
-    public init(version: QMPVersion, loop: MainLoop = MainLoop()) {
+    /// A service on a main loop of its own (which opens GLib: this throws
+    /// if it cannot be loaded).
+    public convenience init(version: QMPVersion) throws(QMPServiceError) {
+        self.init(version: version, loop: try MainLoop())
+    }
+
+    public init(version: QMPVersion, loop: MainLoop) {
         self.loop = loop
         self.version = version
         for command in Self.commandTable() {
