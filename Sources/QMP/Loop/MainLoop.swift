@@ -93,7 +93,7 @@ public final class MainLoop {
         glib.g_source_set_callback(source, unsafeBitCast(callback, to: GSourceFunc.self), box, { data in
             Unmanaged<FDCallback>.fromOpaque(data!).release()
         })
-        glib.g_source_attach(source, context)
+        _ = glib.g_source_attach(source, context)
         return Source(source, glib: glib)
     }
 
@@ -172,7 +172,7 @@ private func attachCallback(_ source: OpaquePointer, to context: OpaquePointer, 
     glib.g_source_set_callback(source, callback, box, { data in
         Unmanaged<Callback>.fromOpaque(data!).release()
     })
-    glib.g_source_attach(source, context)
+    _ = glib.g_source_attach(source, context)
 }
 
 private final class FDCallback {
