@@ -19,7 +19,6 @@ let package = Package(
         .executable(name: "qcowkit", targets: ["qcowkit"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         // Tests only: property-based tests of the allocator and refcounts.
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
@@ -68,7 +67,6 @@ let package = Package(
             name: "QcowKitCommands",
             dependencies: [
                 "Qcow2", "QemuJSON", "ImageInfoJSON", "BlockGraph", "QMP", "NBD", "CSystemShims",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "qcowkit", dependencies: ["QcowKitCommands"],

@@ -5,7 +5,6 @@
 // set are then checked in the order QEMU declares them, and the codec's
 // amend (Sources/Qcow2/Write/Amend.swift) does the rest, reporting progress
 // for -p as qemu-img's amend_status_cb draws it.
-import ArgumentParser
 import Qcow2
 
 enum Amend {

@@ -5,18 +5,9 @@
 // and what the earlier actions did is still stored when the image closes,
 // as in qemu-img. --merge takes its source from the image itself or from
 // -b SOURCE_FILE (opened read-only, -F its format).
-import ArgumentParser
 import Qcow2
 
-struct Bitmap: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bitmap",
-        abstract: "Add, remove, clear, enable, disable or merge persistent dirty bitmaps: "
-            + "(--add | --remove | --clear | --enable | --disable | --merge SOURCE)... [-b FILE [-F FMT]] [-g SIZE] [-f FMT] FILE BITMAP.")
-
-    @Argument(parsing: .captureForPassthrough, help: "qemu-img bitmap's options, the image and the bitmap name.")
-    var arguments: [String] = []
-
+enum Bitmap {
     enum Action {
         case add, remove, clear, enable, disable, merge(String)
 
@@ -32,7 +23,8 @@ struct Bitmap: ParsableCommand {
         }
     }
 
-    func run() throws {
+    /// `arguments` start after the verb's name.
+    static func run(_ arguments: [String]) throws {
         var format: String?
         var sourceFormat: String?
         var sourceFile: String?
@@ -86,7 +78,7 @@ struct Bitmap: ParsableCommand {
         }
     }
 
-    private func perform(_ action: Action, on image: BlockImage, bitmap name: String, granularity: UInt64,
+    private static func perform(_ action: Action, on image: BlockImage, bitmap name: String, granularity: UInt64,
                          source: BlockImage) throws {
         guard let qcow2 = image as? Qcow2Image else {
             // Only qcow2 stores bitmaps; elsewhere none can be found.

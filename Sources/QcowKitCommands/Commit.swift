@@ -10,7 +10,6 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import ArgumentParser
 import BlockGraph
 import Qcow2
 import Synchronization

@@ -7,90 +7,79 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import ArgumentParser
 import Qcow2
 
-struct Convert: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "convert",
-        abstract: "Convert the disk image(s) FILENAME... to disk image OUTPUT_FILENAME.")
-
-    @Option(name: [.customShort("f"), .customLong("source-format")], help: "The source image format (qcow2 or raw); probed when omitted.")
+struct Convert {
     var format: String?
-
-    @Option(name: [.customShort("O"), .customLong("target-format")], help: "The output format: raw (default) or qcow2.")
     var outputFormat: String?
-
-    @Option(name: [.customShort("o"), .customLong("target-format-options")], help: "Output format options, as for create: key=value,... (repeatable).")
+    /// -o, each occurrence.
     var options: [String] = []
-
-    @Flag(name: [.customShort("c"), .customLong("compress")], help: "Compress the output (qcow2 only): every data cluster is written compressed.")
     var compress = false
-
-    @Option(name: [.customShort("B"), .customShort("b"), .customLong("backing")],
-            help: "Create the target on top of BACKING_FILE: only what the source's top image holds is written.")
     var backingFile: String?
-
-    @Option(name: [.customShort("F"), .customLong("backing-format")], help: "The backing file's format (required with -B).")
     var backingFormat: String?
-
-    @Option(name: [.customShort("S"), .customLong("sparse-size")], help: "Zero runs at least this long are left unwritten (default 4k; 0 writes everything).")
     var sparseSize: String?
-
-    @Flag(name: [.customShort("n"), .customLong("no-create")], help: "Write into the existing target instead of creating it.")
     var noCreate = false
-
-    @Flag(name: .customLong("target-is-zero"), help: "The target (with -n) reads as zeroes already: zero ranges are skipped.")
     var targetIsZero = false
-
-    @Option(name: [.customShort("t"), .customLong("target-cache")], help: "Target cache mode: none, writeback, writethrough, directsync, unsafe (default).")
     var targetCache = "unsafe"
-
-    @Option(name: [.customShort("T"), .customLong("source-cache")], help: "Source cache mode (default writeback).")
     var sourceCache = "writeback"
-
-    @Flag(name: [.customShort("W"), .customLong("oob-writes")], help: "Allow out-of-order writes (the content is the same, the layout may differ).")
     var outOfOrder = false
-
-    @Option(name: [.customShort("m"), .customLong("parallel")], help: "Requests in flight at once, 1 to 16 (default 8).")
     var parallel: String?
-
-    @Option(name: [.customShort("r"), .customLong("rate-limit")], help: "Write at most RATE bytes per second.")
     var rateLimit: String?
-
-    @Flag(name: [.customShort("C"), .customLong("copy-range-offloading")], help: "Copy data in the kernel (copy_file_range) where both sides are raw files.")
     var copyOffload = false
-
-    @Option(name: [.customShort("l"), .customLong("snapshot")], help: "Convert an internal snapshot: ID or name, or snapshot.id=ID,snapshot.name=NAME.")
     var snapshot: String?
-
-    @Flag(name: .customLong("bitmaps"), help: "Copy the source's persistent dirty bitmaps to the qcow2 target.")
     var bitmaps = false
-
-    @Flag(name: .customLong("skip-broken-bitmaps"), help: "With --bitmaps: leave out bitmaps marked in use, with a warning.")
     var skipBrokenBitmaps = false
-
-    @Flag(name: .customLong("image-opts"), help: "Each source is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
     var imageOpts = false
-
-    @Flag(name: .customLong("target-image-opts"), help: "The target (with -n) is QEMU's block options.")
     var targetImageOpts = false
-
-    @Flag(name: .customLong("salvage"), help: "Convert what can be read: unreadable sectors become zeroes, with a warning each.")
     var salvage = false
-
-    @OptionGroup var sharing: ForceShareOption
-
-    @Flag(name: [.customShort("p"), .customLong("progress")], help: "Show progress.")
+    var locking = ImageLocking.standard
     var progress = false
-
-    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Quiet: print nothing but errors.")
     var quiet = false
-
-    @OptionGroup var objectOptions: ObjectOptions
-
-    @Argument(help: "The source images, then the target.")
+    /// The sources, then the target.
     var files: [String] = []
+
+    /// qemu-img convert's command line after the verb, read as img_convert
+    /// reads it (VerbGetopt; QEMU 10's long spellings map to the same codes).
+    static func parse(_ words: [String]) throws(ExitCode) -> Convert {
+        var convert = Convert()
+        var options = VerbGetopt("convert", words)
+        while let (code, value) = try options.next() {
+            switch code {
+            case UInt8(ascii: "f"): convert.format = value
+            case UInt8(ascii: "O"): convert.outputFormat = value
+            case UInt8(ascii: "o"): convert.options.append(value)
+            case UInt8(ascii: "c"): convert.compress = true
+            case UInt8(ascii: "B"), UInt8(ascii: "b"): convert.backingFile = value
+            case UInt8(ascii: "F"): convert.backingFormat = value
+            case UInt8(ascii: "S"): convert.sparseSize = value
+            case UInt8(ascii: "n"): convert.noCreate = true
+            case UInt8(ascii: "t"): convert.targetCache = value
+            case UInt8(ascii: "T"): convert.sourceCache = value
+            case UInt8(ascii: "W"): convert.outOfOrder = true
+            case UInt8(ascii: "m"): convert.parallel = value
+            case UInt8(ascii: "r"): convert.rateLimit = value
+            case UInt8(ascii: "C"): convert.copyOffload = true
+            case UInt8(ascii: "l"): convert.snapshot = value
+            case UInt8(ascii: "p"): convert.progress = true
+            case UInt8(ascii: "q"): convert.quiet = true
+            case QemuImgVerb.forceShare.code: convert.locking = .forceShared
+            case QemuImgVerb.imageOpts.code: convert.imageOpts = true
+            case 0x90: convert.targetImageOpts = true
+            case 0x91: convert.salvage = true
+            case 0x92: convert.targetIsZero = true
+            case 0x93: convert.bitmaps = true
+            case 0x94: convert.skipBrokenBitmaps = true
+            default: break
+            }
+        }
+        convert.files = options.operands
+        return convert
+    }
+
+    /// `argv` starts with the verb's name; returns the exit status.
+    static func main(_ argv: [String]) -> Int32 {
+        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
+    }
 
     func run() throws {
         let snapshot = try self.snapshot.map { try SnapshotParameter($0) }
@@ -168,7 +157,7 @@ struct Convert: ParsableCommand {
         let outputFormat = outputFormat ?? "raw"
         var images: [BlockImage] = []
         defer { for image in images { try? image.close() } }
-        var sourceLocking = sharing.locking
+        var sourceLocking = locking
         sourceLocking.direct = CacheMode(qemuName: sourceCache)?.wantsDirectIO ?? false
         for path in files.dropLast() {
             images.append(try ReadCommands.openChain(ImageArgument(path, format: format, imageOpts: imageOpts),

@@ -3,7 +3,6 @@
 // it and, without a size, to take its size), the "Formatting ..." line, then
 // the format's own checks and the image.
 
-import ArgumentParser
 import Qcow2
 #if canImport(Glibc)
 import Glibc
@@ -11,34 +10,42 @@ import Glibc
 import Musl
 #endif
 
-struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "create",
-        abstract: "Create a new disk image (qcow2 or raw).",
-        discussion: "-o takes qemu-img's option lists, e.g. -o cluster_size=64k,preallocation=metadata; -o help lists them.")
-
-    @Option(name: .customShort("f"), help: "Image format: qcow2 or raw (default raw).")
-    var format: String = "raw"
-
-    @Option(name: .customShort("b"), help: "Backing file, stored as given (relative to the new image).")
+struct Create {
+    var format = "raw"
     var backingFile: String?
-
-    @Option(name: .customShort("F"), help: "Format of the backing file (required with -b).")
     var backingFormat: String?
-
-    @Option(name: .customShort("o"), help: "Format options: key=value,... (repeatable).")
+    /// -o, each occurrence (joined with commas, as qemu-img accumulates them).
     var options: [String] = []
-
-    @Flag(name: .customShort("q"), help: "Quiet: no 'Formatting' line.")
     var quiet = false
-
-    @Flag(name: .customShort("u"), help: "Do not open the backing file (a size is then needed).")
+    /// -u: the backing file is not opened (a size is then needed).
     var unsafeBacking = false
-
-    @OptionGroup var objectOptions: ObjectOptions
-
-    @Argument(help: "FILE [SIZE]: the image and its size (k, M, G, T, P, E suffixes).")
+    /// FILE [SIZE].
     var arguments: [String] = []
+
+    /// qemu-img create's command line after the verb, read as img_create
+    /// reads it (VerbGetopt).
+    static func parse(_ words: [String]) throws(ExitCode) -> Create {
+        var create = Create()
+        var options = VerbGetopt("create", words)
+        while let (code, value) = try options.next() {
+            switch code {
+            case UInt8(ascii: "F"): create.backingFormat = value
+            case UInt8(ascii: "b"): create.backingFile = value
+            case UInt8(ascii: "f"): create.format = value
+            case UInt8(ascii: "o"): create.options.append(value)
+            case UInt8(ascii: "q"): create.quiet = true
+            case UInt8(ascii: "u"): create.unsafeBacking = true
+            default: break
+            }
+        }
+        create.arguments = options.operands
+        return create
+    }
+
+    /// `argv` starts with the verb's name; returns the exit status.
+    static func main(_ argv: [String]) -> Int32 {
+        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
+    }
 
     func run() throws {
         var list: String?

@@ -2,7 +2,6 @@
 // With --backing-chain, every image of the chain: JSON as an array, human
 // blocks separated by a blank line. Nothing is printed unless every image of
 // the chain could be read, as qemu-img does.
-import ArgumentParser  // ExitCode
 import ImageInfoJSON
 import Qcow2
 import QemuJSON

@@ -1,20 +1,10 @@
-// The `qcowkit` command: qemu-img's subcommands under one root. Each verb is a
-// file of its own in this target; `run()` calls the Qcow2 library, so the
-// commands can be tested in-process.
-import ArgumentParser
+// The `qcowkit` command: qemu-img's subcommands under one root (QemuImgFront
+// finds the verb; each verb is a file of its own in this target and reads its
+// own options with VerbGetopt), so the commands can be tested in-process.
 import Qcow2
 
-public struct QcowKit: ParsableCommand {
-    public static let configuration = CommandConfiguration(
-        commandName: "qcowkit",
-        abstract: "A qcow2 disk-image toolkit: qemu-img's commands, in Swift.",
-        version: QcowKit.version,
-        subcommands: [Create.self, Convert.self, IO.self, Serve.self, Snapshot.self, Bitmap.self]
-    )
-
+public enum QcowKit {
     public static let version = "0.1.0"
-
-    public init() {}
 
     /// Runs the command line (`argv`, the program name first) and exits with
     /// qemu-img's conventions: messages on stderr prefixed with the name the

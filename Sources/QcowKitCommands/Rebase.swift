@@ -11,7 +11,6 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import ArgumentParser
 import Qcow2
 
 enum Rebase {

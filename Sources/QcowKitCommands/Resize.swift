@@ -3,7 +3,6 @@
 // option), read as a QemuOpts size ("+" grows by, "-" shrinks by), and the
 // image is truncated with exact=true: qcow2 through the codec's truncate
 // (grow with preallocation, or shrink), raw by setting the file's length.
-import ArgumentParser
 import Qcow2
 import QMP
 

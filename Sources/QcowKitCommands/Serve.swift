@@ -2,22 +2,15 @@
 // part of what qemu-system-x86_64 or qemu-storage-daemon would do. The
 // command line takes QEMU's own spellings (ServeCommandLine in the QMP
 // module), so scripts written for QEMU run unchanged.
-import ArgumentParser
 import QMP
 
-struct Serve: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "serve",
-        abstract: "Serve QMP (QEMU's monitor protocol) over block devices: block-commit and block jobs.")
-
-    @Argument(parsing: .captureForPassthrough, help: "QEMU-style options: -blockdev, -drive, -qmp, -chardev, -mon, ...")
-    var arguments: [String] = []
-
+enum Serve {
     /// QMP's greeting and query-version: the QEMU release whose QMP this
     /// speaks, and QcowKit as the package.
     static let qmpVersion = QMPVersion(major: 7, minor: 2, micro: 0, package: "QcowKit \(QcowKit.version)")
 
-    func run() throws {
+    /// `arguments` start after the verb's name.
+    static func run(_ arguments: [String]) throws {
         let configuration: ServeConfiguration
         do {
             configuration = try ServeCommandLine.parse(arguments)

@@ -10,41 +10,46 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import ArgumentParser
 import Qcow2
 
-struct Snapshot: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "snapshot",
-        abstract: "List, create, apply or delete the internal snapshots of a qcow2 image.")
-
-    @Flag(name: [.customShort("l"), .customLong("list")], help: "List the snapshots.")
-    var list: Int
-
-    @Option(name: [.customShort("c"), .customLong("create")], help: "Create a snapshot named NAME.")
+struct Snapshot {
+    /// -l, as often as given.
+    var list = 0
     var create: [String] = []
-
-    @Option(name: [.customShort("a"), .customLong("apply")], help: "Revert the image to snapshot NAME (an ID or a name).")
     var apply: [String] = []
-
-    @Option(name: [.customShort("d"), .customLong("delete")], help: "Delete the snapshot named NAME.")
     var delete: [String] = []
-
-    @Option(name: [.customShort("f"), .customLong("format")], help: "The image format (qcow2 or raw); probed when omitted.")
     var format: String?
-
-    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Quiet: print nothing but errors.")
     var quiet = false
-
-    @OptionGroup var sharing: ForceShareOption
-
-    @Flag(name: .customLong("image-opts"), help: "FILE is QEMU's block options (driver=qcow2,file.filename=PATH,...).")
+    var locking = ImageLocking.standard
     var imageOpts = false
-
-    @OptionGroup var objectOptions: ObjectOptions
-
-    @Argument(help: "The image file.")
     var files: [String] = []
+
+    /// qemu-img snapshot's command line after the verb, read as img_snapshot
+    /// reads it (VerbGetopt).
+    static func parse(_ words: [String]) throws(ExitCode) -> Snapshot {
+        var snapshot = Snapshot()
+        var options = VerbGetopt("snapshot", words)
+        while let (code, value) = try options.next() {
+            switch code {
+            case UInt8(ascii: "l"): snapshot.list += 1
+            case UInt8(ascii: "c"): snapshot.create.append(value)
+            case UInt8(ascii: "a"): snapshot.apply.append(value)
+            case UInt8(ascii: "d"): snapshot.delete.append(value)
+            case UInt8(ascii: "f"): snapshot.format = value
+            case UInt8(ascii: "q"): snapshot.quiet = true
+            case QemuImgVerb.forceShare.code: snapshot.locking = .forceShared
+            case QemuImgVerb.imageOpts.code: snapshot.imageOpts = true
+            default: break
+            }
+        }
+        snapshot.files = options.operands
+        return snapshot
+    }
+
+    /// `argv` starts with the verb's name; returns the exit status.
+    static func main(_ argv: [String]) -> Int32 {
+        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
+    }
 
     enum Action: Equatable {
         case none, list, create(String), apply(String), delete(String)
@@ -67,7 +72,7 @@ struct Snapshot: ParsableCommand {
         let writable = action != .list
         let image = try ReadCommands.openChain(ImageArgument(path, format: format, imageOpts: imageOpts), writable: writable,
                                                access: writable ? VerbAccess.write : VerbAccess.read,
-                                               locking: sharing.locking)
+                                               locking: locking)
         defer { try? image.close() }
         let qcow2 = image as? Qcow2Image
 

@@ -1,24 +1,10 @@
-// Image locking for the verbs, in one place: the `-U`/`--force-share` flag
-// every verb with a qemu-img counterpart shares, and what each verb's user of
+// Image locking for the verbs, in one place: what each verb's user of
 // an image needs and shares (QEMU's block backend for that verb, measured on
 // qemu-img and qemu-io 7.2 by tracing their lock bytes). The format then
 // adds what it needs of the file (`BlockAccess.forFile`), backings get what
 // their overlay needs (`forBacking`). A new verb picks its row here and
 // opens through `ReadCommands.openChain`, so that it locks as QEMU does.
-import ArgumentParser
 import Qcow2
-
-/// `-U` / `--force-share`: open with every permission shared, so that an
-/// image another process writes can still be read. Refused for writable
-/// opens ("force-share=on can only be used with read-only images").
-struct ForceShareOption: ParsableArguments {
-    @Flag(name: [.customShort("U"), .customLong("force-share")],
-          help: "Open the image with every permission shared (read-only opens only), as qemu-img -U.")
-    var forceShare = false
-
-    /// The locking the verb's opens use.
-    var locking: ImageLocking { forceShare ? .forceShared : .standard }
-}
 
 /// What each verb's user of the image it opens needs and shares.
 enum VerbAccess {

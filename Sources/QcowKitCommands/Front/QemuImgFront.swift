@@ -4,7 +4,6 @@
 // arguments get qemu-img's messages and exit status 1, prefixed with the
 // name the program was invoked as; `--help` lists the verbs qcowkit has and
 // the formats it supports. Invoked as `qemu-io`, the program is qemu-io.
-import ArgumentParser
 import Qcow2
 
 #if canImport(Glibc)
@@ -14,8 +13,8 @@ import Musl
 #endif
 
 enum QemuImgFront {
-    /// The verbs that parse their own command line as qemu-img does
-    /// (getopt over the arguments after the verb); they return the exit status.
+    /// Every verb: each parses its own command line as qemu-img does (getopt
+    /// over the arguments after the verb) and returns the exit status.
     static func nativeVerb(_ name: String) -> (([String]) -> Int32)? {
         switch name {
         case "info": return Info.main
@@ -29,6 +28,17 @@ enum QemuImgFront {
         case "rebase": return { argv in finish { try Rebase.run(Array(argv.dropFirst())) } }
         case "commit": return { argv in finish { try Commit.run(Array(argv.dropFirst())) } }
         case "amend": return { argv in finish { try Amend.run(Array(argv.dropFirst())) } }
+        case "create": return Create.main
+        case "convert": return Convert.main
+        case "snapshot": return Snapshot.main
+        case "bitmap": return { argv in finish { try Bitmap.run(Array(argv.dropFirst())) } }
+        case "serve": return { argv in finish { try Serve.run(Array(argv.dropFirst())) } }
+        case "io":
+            return { argv in
+                let status = IOProgram.run(Array(argv.dropFirst()), console: .standard(), readLine: IOProgram.readStandardInput)
+                Terminal.flushStandardOutput()
+                return status
+            }
         default: return nil
         }
     }
@@ -81,29 +91,10 @@ enum QemuImgFront {
         let verbArguments = Array(operands.dropFirst())
         if tool == .qcowkit && verb == "help" { return help(tool: tool) }
         if tool == .qcowkit && verb == "nbd" { return NBDProgram.main(verbArguments) }
-        if let native = nativeVerb(verb) { return native([verb] + verbArguments) }
-        let isSubcommand = QcowKit.configuration.subcommands.contains { $0.configuration.commandName == verb }
-        guard isSubcommand, tool == .qcowkit || !qcowkitOnlyVerbs.contains(verb) else {
+        guard tool == .qcowkit || !qcowkitOnlyVerbs.contains(verb), let run = nativeVerb(verb) else {
             return errorExit("Command not found: \(verb)")
         }
-        if let spec = QemuImgVerb.named(verb) {
-            // ArgumentParser parses these verbs' options again: qemu-img's
-            // answers to bad flags and -h come first, from the verb's table.
-            do throws(ExitCode) {
-                try VerbGetopt.check(spec, verbArguments)
-            } catch {
-                return error.rawValue
-            }
-        }
-        return runParsed([verb] + verbArguments)
-    }
-
-    /// Runs an ArgumentParser verb, with qemu-img's conventions for failures.
-    private static func runParsed(_ arguments: [String]) -> Int32 {
-        finish {
-            var command = try QcowKit.parseAsRoot(arguments)
-            try command.run()
-        }
+        return run([verb] + verbArguments)
     }
 
     /// Runs a verb's body and returns its exit status: 0, or the failure's
@@ -119,16 +110,9 @@ enum QemuImgFront {
         } catch let error as ExitCode {
             return error.rawValue
         } catch {
-            Terminal.flushStandardOutput()
-            // A flag of qemu-img's that the verb does not implement yet, or a
-            // value it cannot take: said in qemu-img's words for bad usage.
-            let message = QcowKit.message(for: error)
-            let code = QcowKit.exitCode(for: error)
-            if code == .success {
-                Terminal.print(message)
-                return 0
-            }
-            return errorExit(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)
+            // Not a failure a verb words itself: reported as a usage error,
+            // with the pointer to --help.
+            return errorExit("\(error)")
         }
     }
 
@@ -177,7 +161,6 @@ enum QemuImgFront {
 
     /// The qemu-img verbs this build runs, in qemu-img's help order.
     static func availableVerbs(tool: Tool) -> [QemuImgVerb] {
-        let subcommands = Set(QcowKit.configuration.subcommands.map { $0.configuration.commandName })
-        return QemuImgVerb.all.filter { nativeVerb($0.name) != nil || subcommands.contains($0.name) }
+        QemuImgVerb.all.filter { nativeVerb($0.name) != nil }
     }
 }

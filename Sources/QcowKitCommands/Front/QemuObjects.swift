@@ -4,7 +4,6 @@
 // a `secret` is checked and then unused (QcowKit has no encryption), TLS
 // credentials are loaded, and the other types qemu-img 7.2 can create
 // (throttle groups, authz lists, ...) are refused by name.
-import ArgumentParser
 import QMP
 
 struct QemuObjects {
@@ -67,11 +66,4 @@ struct QemuObjects {
 struct ObjectFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// --object for the verbs ArgumentParser parses: VerbGetopt has made and
-/// checked the objects before, so here the values are only taken.
-struct ObjectOptions: ParsableArguments {
-    @Option(name: .customLong("object"), help: "A QOM object: secret,id=ID,data=...|file=PATH, tls-creds-x509|tls-creds-psk,id=ID,dir=DIR,...; other types are refused.")
-    var objects: [String] = []
 }

@@ -11,9 +11,8 @@
 //     while let (code, value) = try options.next() { ... }
 //     let files = options.operands
 //
-// next() throws ExitCode once the command is over (already reported):
-// ArgumentParser-run verbs let it through; native verbs return its rawValue.
-import ArgumentParser
+// next() throws ExitCode once the command is over (already reported);
+// QemuImgFront.finish turns it into the exit status.
 
 struct VerbGetopt {
     let verb: QemuImgVerb
@@ -84,12 +83,5 @@ struct VerbGetopt {
             return .exit(error.rawValue)
         }
         return .operands(options.operands)
-    }
-
-    /// Walks every option, for verbs whose own parser runs afterwards
-    /// (ArgumentParser's): returns normally if all are valid.
-    static func check(_ verb: QemuImgVerb, _ arguments: [String]) throws(ExitCode) {
-        var options = VerbGetopt(verb, arguments)
-        while try options.next() != nil {}
     }
 }
