@@ -72,6 +72,10 @@ let compressedConvertCases: [CompressedConvertCase] = [
     .init(clusterSize: "4k", compression: "zlib", input: .chain),
     .init(clusterSize: "64k", compression: "zstd", input: .chain),
     .init(clusterSize: "64k", compression: "zlib", input: .mixedRaw, extraFlags: ["-m", "16"]),
+    // Fewer requests in flight than compressing threads, and a count that
+    // deals out unevenly over them (ConvertCopy.runCompressing).
+    .init(clusterSize: "4k", compression: "zlib", input: .mixedRaw, extraFlags: ["-m", "1"]),
+    .init(clusterSize: "4k", compression: "zstd", input: .mixedRaw, extraFlags: ["-m", "5"]),
     .init(clusterSize: "8k", compression: "zstd", input: .mixedRaw, extraFlags: ["-S", "0"]),
 ]
 

@@ -42,7 +42,7 @@ extension ConvertCopy {
         }
     }
 
-    /// Slots per worker at most.
+    /// Slots per compressing thread at most.
     static let slotsPerWorker = 4
     /// Bytes of slots (data and compressed room) allowed for more than one
     /// per worker and core (with 64 KiB clusters, 4 MiB suffice for four per

@@ -104,7 +104,7 @@ package final class ConvertCopy: Sendable {
         if settings.compressed && settings.inOrder {
             runCompressing(workers: workers, firstRequests: firstRequests)
         } else {
-            runWorkers(firstRequests) { self.worker(first: $0) }
+            runWorkers(firstRequests.map { [$0] }) { self.worker(first: $0) }
         }
         if let failure = shared.withLock({ $0.failure }) { throw failure }
         if settings.compressed {
@@ -116,15 +116,15 @@ package final class ConvertCopy: Sendable {
         }
     }
 
-    /// Runs `work` on a thread of its own for each of `firsts` (a worker's
-    /// first request), the first on this thread; where no more threads are
-    /// to be had, this thread works the remaining first requests, in order.
-    private func runWorkers<First: Sendable>(_ firsts: [First], _ work: @escaping @Sendable ([First]) -> Void) {
+    /// Runs `work` on a thread of its own for each of `groups` (a worker's
+    /// first requests), the first on this thread; where no more threads are
+    /// to be had, this thread works the remaining groups' requests too.
+    private func runWorkers<First: Sendable>(_ groups: [[First]], _ work: @escaping @Sendable ([First]) -> Void) {
         var threads: [WorkerThread] = []
-        var mine = Array(firsts.prefix(1))
-        for (index, first) in firsts.enumerated().dropFirst() {
-            guard let thread = WorkerThread({ work([first]) }) else {
-                mine += firsts[index...]
+        var mine = groups.first ?? []
+        for (index, group) in groups.enumerated().dropFirst() {
+            guard let thread = WorkerThread({ work(group) }) else {
+                mine += groups[index...].joined()
                 break
             }
             threads.append(thread)
@@ -135,15 +135,19 @@ package final class ConvertCopy: Sendable {
 
     /// In-order compression (CompressedPipeline.swift): each first request
     /// gets a slot; the others are free for the requests that follow. Slots
-    /// beyond the workers let the others compress ahead while the worker with
-    /// the request next in order is held up (preempted on a busy machine, or
-    /// reading): up to `slotsPerWorker` per worker within `slotMemory`, and
-    /// at least one more per core.
+    /// beyond the requests in flight let the threads compress ahead while the
+    /// one with the request next in order is held up (preempted on a busy
+    /// machine, or reading): up to `slotsPerWorker` per thread within
+    /// `slotMemory`, and at least one more per thread. Compressing is CPU
+    /// work, so one thread per core and one more (to compress while another
+    /// reads or writes) take the -m requests in flight between them: more
+    /// would only add a compression context and slots each.
     private func runCompressing(workers: Int, firstRequests: [Request]) {
         let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let threads = min(workers, cores + 1)
         let dataBytes = settings.bufferSectors * ConvertSettings.sectorSize
-        let slotCount = max(workers + min(workers, cores),
-                            min(workers * Self.slotsPerWorker, Self.slotMemory / (2 * dataBytes)))
+        let slotCount = max(workers + threads,
+                            min(threads * Self.slotsPerWorker, Self.slotMemory / (2 * dataBytes)))
         let memory = SlotMemory(base: .allocate(byteCount: slotCount * 2 * dataBytes, alignment: 4096),
                                 dataBytes: dataBytes, compressedBytes: dataBytes)
         defer { memory.base.deallocate() }
@@ -152,8 +156,12 @@ package final class ConvertCopy: Sendable {
             s.deposits.reserveCapacity(slotCount)
         }
         for _ in firstRequests.count..<slotCount { freeSlotSignal.signal() }
+        // Dealt out in turn, so that each thread works its share in guest order.
         let firsts = firstRequests.enumerated().map { ($1, $0) }
-        runWorkers(firsts) { self.compressingWorker(first: $0, memory: memory) }
+        let groups = (0..<min(threads, firsts.count)).map { thread in
+            stride(from: thread, to: firsts.count, by: threads).map { firsts[$0] }
+        }
+        runWorkers(groups) { self.compressingWorker(first: $0, memory: memory) }
     }
 
     /// The length in sectors of the request starting at `sector`, updating
