@@ -12,7 +12,7 @@ RUN apt-get update \
        libglib2.0-dev zlib1g-dev libzstd-dev libgnutls28-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies (swift-system) are git packages on
+# Dependencies (swift-system; swift-property-based for the tests) are git packages on
 # GitHub. With network access SwiftPM clones them here as usual. Without it
 # (an offline build host), run `swift build` or `swift package resolve` in the
 # checkout first: .dockerignore lets SwiftPM's bare git mirrors
