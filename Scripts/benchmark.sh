@@ -133,6 +133,48 @@ convert_step() { # case tool output-format input output-suffix
 }
 convert_qcow2_step() { convert_step "convert -O qcow2 (2 GiB raw with holes)" "$1" qcow2 "$work/src.raw" qcow2; }
 convert_raw_step() { convert_step "convert -O raw (2 GiB qcow2)" "$1" raw "$work/src.qcow2" raw; }
+# Floors: what writing the same data costs with no tool at all, timed in the
+# "ours" column against qemu-img doing the whole job. A target ratio below a
+# floor's cannot be met by any program that writes that data through the
+# page cache (the floor reads nothing, does no zero detection, no metadata).
+# convert -O qcow2 writes the source's 512 MiB of data into a new file;
+# commit writes 1 GiB into base and flushes it.
+write_floor() { # file bytes offset fdatasync(0/1)
+    python3 - "$@" <<'PY'
+import os, sys
+path, size, offset, sync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+chunk = os.urandom(2 << 20)
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+for done in range(0, size, len(chunk)):
+    os.pwrite(fd, chunk, offset + done)
+if sync:
+    os.fdatasync(fd)
+os.close(fd)
+PY
+}
+convert_floor_step() {
+    local name="floor: write 512 MiB, vs qemu convert -O qcow2"
+    if [[ $1 == qemu ]]; then
+        rm -f "$work/floor.qcow2"
+        time_one "$name" qemu qemu-img convert -f raw -O qcow2 "$work/src.raw" "$work/floor.qcow2"
+        rm -f "$work/floor.qcow2"
+    else
+        rm -f "$work/floor.raw"
+        time_one "$name" qcowkit write_floor "$work/floor.raw" $((512 << 20)) 0 0
+        rm -f "$work/floor.raw"
+    fi
+}
+commit_floor_step() {
+    local name="floor: write 1 GiB + fdatasync, vs qemu commit"
+    if [[ $1 == qemu ]]; then
+        commit_step qemu "$name"
+        rm -f "$work"/qemu.{base,top}.qcow2
+    else
+        cp --sparse=always "$work/commit-base.qcow2" "$work/floor.base.qcow2"
+        time_one "$name" qcowkit write_floor "$work/floor.base.qcow2" $((1 << 30)) $((4 << 30)) 1
+        rm -f "$work/floor.base.qcow2"
+    fi
+}
 same_output() { # case
     [[ ${sums[$1.qemu]} == "${sums[$1.qcowkit]}" ]] || echo "warning: $1: outputs differ" >&2
 }
@@ -206,12 +248,12 @@ compress_case() { # run type qemu-flags
 }
 # Commit of 1 GiB of an overlay into its 2 GiB base, flushes included; each
 # tool gets fresh copies (untimed), and the bases must then read the same.
-commit_step() {
+commit_step() { # tool [case name]
     local tool=(qemu-img); [[ $1 == qcowkit ]] && tool=("$qk")
     cp --sparse=always "$work/commit-base.qcow2" "$work/$1.base.qcow2"
     cp --sparse=always "$work/commit-top.qcow2" "$work/$1.top.qcow2"
     qemu-img rebase -u -b "$work/$1.base.qcow2" -F qcow2 "$work/$1.top.qcow2"
-    time_one "commit 1 GiB into 2 GiB base" "$1" "${tool[@]}" commit -q "$work/$1.top.qcow2"
+    time_one "${2:-commit 1 GiB into 2 GiB base}" "$1" "${tool[@]}" commit -q "$work/$1.top.qcow2"
 }
 commit_case() { # run
     pair "$1" commit_step
@@ -247,30 +289,58 @@ large_step() {
     time_one "map (1 TiB, metadata prealloc)" "$1" "${tool[@]}" map --output=json "$work/large.qcow2"
     time_batch "info (1 TiB, metadata prealloc, per call)" "$1" "${tool[@]}" info "$work/large.qcow2"
 }
-# Peak memory (max RSS, KiB) of each tool on the same work, measured once.
+# Peak memory (max RSS, KiB) of each tool on the same work: the median of
+# three runs, each after `$mem_prep` (a fresh copy of what the verb changes).
 mem_file=$work/memory
 peak_memory() { # case tool command...
-    local name=$1 tool=$2; shift 2
-    /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>&1 || true
-    printf '%s\t%s\t%s\n' "$name" "$tool" "$(tail -1 "$work/rss")" >>"$mem_file"
+    local name=$1 tool=$2 i samples=(); shift 2
+    for i in 1 2 3; do
+        eval "${mem_prep:-true}"
+        /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>&1 || true
+        samples+=("$(tail -1 "$work/rss")")
+    done
+    printf '%s\t%s\t%s\n' "$name" "$tool" "$(printf '%s\n' "${samples[@]}" | sort -n | sed -n 2p)" >>"$mem_file"
 }
 memory_rows() {
-    local t cmd
+    local t cmd m=$work/mem
+    qemu-img create -q -f qcow2 "$m.base.qcow2" 256M
+    qemu-io -c 'write -P 1 0 8M' "$m.base.qcow2" >/dev/null
+    qemu-img create -q -f qcow2 -b "$m.base.qcow2" -F qcow2 "$m.top.qcow2"
+    qemu-io -c 'write -P 2 4M 8M' "$m.top.qcow2" >/dev/null
     for t in qemu qcowkit; do
         cmd=(qemu-img); [[ $t == qcowkit ]] && cmd=("$qk")
+        mem_prep=
         peak_memory "info" $t "${cmd[@]}" info "$work/src.qcow2"
         peak_memory "check" $t "${cmd[@]}" check "$work/src.qcow2"
         peak_memory "map" $t "${cmd[@]}" map --output=json "$work/src.qcow2"
-        peak_memory "convert -O qcow2" $t "${cmd[@]}" convert -f raw -O qcow2 "$work/src.raw" "$work/mem.qcow2"
-        rm -f "$work/mem.qcow2"
-        peak_memory "convert -c zlib" $t "${cmd[@]}" convert -c -f raw -O qcow2 "$work/mixed.raw" "$work/mem.qcow2"
-        rm -f "$work/mem.qcow2"
+        peak_memory "compare" $t "${cmd[@]}" compare "$m.top.qcow2" "$m.base.qcow2"
+        peak_memory "measure" $t "${cmd[@]}" measure -O qcow2 "$m.top.qcow2"
+        peak_memory "bench (20000 reads)" $t "${cmd[@]}" bench -c 20000 "$m.top.qcow2"
+        peak_memory "snapshot -l" $t "${cmd[@]}" snapshot -l "$m.top.qcow2"
+        mem_prep="rm -f '$m.new'"
+        peak_memory "create" $t "${cmd[@]}" create -q -f qcow2 "$m.new" 1G
+        peak_memory "dd" $t "${cmd[@]}" dd if="$m.top.qcow2" of="$m.new" bs=1M count=8
+        peak_memory "convert -O qcow2 (2 GiB raw)" $t "${cmd[@]}" convert -f raw -O qcow2 "$work/src.raw" "$m.new"
+        peak_memory "convert -O raw (2 GiB qcow2)" $t "${cmd[@]}" convert -f qcow2 -O raw "$work/src.qcow2" "$m.new"
+        peak_memory "convert -c zlib (512 MiB)" $t "${cmd[@]}" convert -c -f raw -O qcow2 "$work/mixed.raw" "$m.new"
+        peak_memory "convert -c zstd (512 MiB)" $t "${cmd[@]}" convert -c -f raw -O qcow2 -o compression_type=zstd \
+            "$work/mixed.raw" "$m.new"
+        mem_prep="cp '$m.top.qcow2' '$m.new'"
+        peak_memory "snapshot -c" $t "${cmd[@]}" snapshot -c s1 "$m.new"
+        peak_memory "resize" $t "${cmd[@]}" resize "$m.new" 1G
+        peak_memory "amend -o refcount_bits=64" $t "${cmd[@]}" amend -o refcount_bits=64 "$m.new"
+        peak_memory "bitmap --add" $t "${cmd[@]}" bitmap --add "$m.new" b0
+        mem_prep="cp '$m.base.qcow2' '$m.b2'; cp '$m.top.qcow2' '$m.new'; qemu-img rebase -u -b '$m.b2' -F qcow2 '$m.new'"
+        peak_memory "commit" $t "${cmd[@]}" commit -q "$m.new"
+        peak_memory "rebase -b ''" $t "${cmd[@]}" rebase -b '' "$m.new"
+        mem_prep=
         if [[ -e $work/large.qcow2 ]]; then
             peak_memory "check (1 TiB)" $t "${cmd[@]}" check "$work/large.qcow2"
             peak_memory "map (1 TiB)" $t "${cmd[@]}" map --output=json "$work/large.qcow2"
             peak_memory "info (1 TiB)" $t "${cmd[@]}" info "$work/large.qcow2"
         fi
     done
+    rm -f "$m".*
 }
 wants() { [[ $1 =~ ${BENCH_CASES:-.} ]]; }
 # NBD: each tool serves the 2 GiB qcow2 read-only (-e 8: nbdcopy and fio
@@ -315,6 +385,7 @@ for r in $(seq "$runs"); do
         same_output "convert -O qcow2 (2 GiB raw with holes)"
         pair "$r" convert_raw_step
         same_output "convert -O raw (2 GiB qcow2)"
+        pair "$r" convert_floor_step
     fi
     wants map && pair "$r" map_step
     wants info && pair "$r" info_step
@@ -336,7 +407,7 @@ for r in $(seq "$runs"); do
         compress_case "$r" zstd ""
         compress_case "$r" zstd -W
     fi
-    if wants commit; then settle; commit_case "$r"; fi
+    if wants commit; then settle; commit_case "$r"; settle; pair "$r" commit_floor_step; fi
     if wants bench; then bench_case "$r" writeback; bench_case "$r" none; fi
     if wants large; then pair "$r" large_step; fi
     if wants nbd; then
