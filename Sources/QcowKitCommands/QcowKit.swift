@@ -6,6 +6,13 @@ import Qcow2
 public enum QcowKit {
     public static let version = "0.1.0"
 
+    /// Runs one qcowkit command line in this process (the verb first, without
+    /// the program's name) and returns its exit status, for programs and
+    /// fuzz targets that drive the verbs as a script would.
+    public static func run(_ arguments: [String]) -> Int32 {
+        QemuImgFront.imgMain(arguments, tool: .qcowkit)
+    }
+
     /// Runs the command line (`argv`, the program name first) and exits with
     /// qemu-img's conventions: messages on stderr prefixed with the name the
     /// program was invoked as, exit status 1 on failure (QemuImgFront).
