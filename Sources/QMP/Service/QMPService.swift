@@ -6,6 +6,7 @@
 // Threads: everything here runs on the thread that calls `serve()` (the main
 // loop's); block jobs' worker threads come back through `loop.handle`.
 import BlockGraph
+import NBD
 import QemuJSON
 #if canImport(Glibc)
 import Glibc
@@ -40,6 +41,8 @@ public final class QMPService: QMPDispatcher {
     private var listeners: [UnixSocketListener] = []
     private var signalSources: [MainLoop.Source] = []
     private var hasStdioMonitor = false
+    /// -pidfile's file, removed when the service ends.
+    private var pidFile: PIDFile?
     private var commands: [String: QMPCommand] = [:]
     /// query-commands' order.
     private(set) var commandNames: [String] = []
@@ -75,6 +78,34 @@ public final class QMPService: QMPDispatcher {
         let listener = try UnixSocketListener(path: path, loop: loop)
         listeners.append(listener)
         listener.start { [weak self] connection in self?.attach(connection, pretty: pretty) }
+    }
+
+    /// QMP on a socket connected at start-up: to `path` (a chardev socket
+    /// without server=on), or `fd`, a connected socket passed down. QEMU's
+    /// client mode: the peer listens (test harnesses do) and gets the
+    /// greeting. Once it hangs up the monitor is gone; the service goes on.
+    public func addConnectedMonitor(path: String, pretty: Bool) throws {
+        signal(SIGPIPE, SIG_IGN)
+        let fd: Int32
+        do { fd = try UnixStreamSocket.connect(path: path) } catch { throw QMPServiceError(error.message) }
+        setNonBlocking(fd)
+        attach(Connection(loop: loop, inputFD: fd, outputFD: fd, isSocket: true, ownsFDs: true), pretty: pretty)
+    }
+
+    public func addConnectedMonitor(fd: Int32, pretty: Bool) throws {
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFSOCK else {
+            throw QMPServiceError("File descriptor '\(fd)' is not a socket")
+        }
+        signal(SIGPIPE, SIG_IGN)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        setNonBlocking(fd)
+        attach(Connection(loop: loop, inputFD: fd, outputFD: fd, isSocket: true, ownsFDs: true), pretty: pretty)
+    }
+
+    /// Writes -pidfile's file (QMPServiceSetup: after the monitors).
+    func writePIDFile(_ path: String) throws {
+        pidFile = try PIDFile(path: path)
     }
 
     /// A new client: its session joins the event audience and gets the
@@ -180,6 +211,8 @@ public final class QMPService: QMPDispatcher {
         // As bdrv_close_all: closing cannot fail; images reported what they
         // could not write back (Qcow2Diagnostics).
         try? graph.closeAll()
+        pidFile?.remove()
+        pidFile = nil
     }
 
     private func finishShutdown() {
@@ -204,5 +237,8 @@ public final class QMPService: QMPDispatcher {
         }
         connections = [:]
         sessions = []
+        // Last, as QEMU removes it at exit.
+        pidFile?.remove()
+        pidFile = nil
     }
 }

@@ -1,5 +1,6 @@
 // Setting a service up from its command line: block devices opened in the
-// order given, then the monitors. The first failure is reported with the
+// order given, then the monitors, then the PID file (a harness that waits for
+// it finds the monitors ready). The first failure is reported with the
 // option that caused it, and whatever was set up so far is undone.
 import BlockGraph
 
@@ -30,11 +31,14 @@ extension QMPService {
                     switch monitor.endpoint {
                     case .stdio: try addStdioMonitor(pretty: monitor.pretty)
                     case let .unixSocket(path): try addSocketMonitor(path: path, pretty: monitor.pretty)
+                    case let .unixConnect(path): try addConnectedMonitor(path: path, pretty: monitor.pretty)
+                    case let .socketDescriptor(fd): try addConnectedMonitor(fd: fd, pretty: monitor.pretty)
                     }
                 } catch let error as QMPServiceError {
                     throw QMPServiceError("\(monitor.origin): \(error.message)")
                 }
             }
+            if let path = configuration.pidFile { try writePIDFile(path) }
         } catch {
             abandon()
             throw error
