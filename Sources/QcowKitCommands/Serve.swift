@@ -59,7 +59,8 @@ struct Serve: ParsableCommand {
           -chardev socket,id=ID,path=PATH (connects to PATH) | -chardev socket,id=ID,fd=N (a connected socket)
           -mon chardev=ID,mode=control[,pretty=on]    --monitor [chardev=]ID[,pretty=on] (qemu-storage-daemon's)
           -monitor none | -monitor null    (qemu-system's: no HMP monitor; other -monitor values are HMP, refused)
-          -pidfile PATH                    written once the monitors are up, removed at exit
+          -pidfile PATH                    written before any monitor client is greeted, removed at exit
+          -qtest unix:PATH|stdio           qtest's channel (QEMUQtestMachine): every command answered as unknown
 
         Accepted and ignored (they only matter to a virtual machine):
           -S -nodefaults -nographic -display X -vga X -serial X -machine X -M X -accel X -name X

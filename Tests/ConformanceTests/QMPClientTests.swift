@@ -43,7 +43,7 @@ struct QMPClientTests {
     /// (the harness listens, the program connects; VM-only options such as
     /// -monitor none, -S, -accel, -nodefaults): validates the script's
     /// harness modes (see qmp_client_commit.py).
-    @Test("harness-style command lines pass against qemu-system-x86_64 7.2", arguments: ["machine", "machine-fd"])
+    @Test("harness-style command lines pass against qemu-system-x86_64 7.2", arguments: ["machine", "machine-fd", "qtest"])
     func harnessAgainstQemuSystem(monitor: String) throws {
         _ = try TestTools.program("qemu-system-x86_64", package: "qemu-system-x86")
         let run = try Self.runClient(service: ["qemu-system-x86_64"], monitor: monitor)
@@ -57,7 +57,7 @@ struct QMPClientTests {
         #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
     }
 
-    @Test("qemu.qmp commits through qcowkit serve", arguments: ["chardev", "qmp", "machine", "machine-fd", "daemon"])
+    @Test("qemu.qmp commits through qcowkit serve", arguments: ["chardev", "qmp", "machine", "machine-fd", "qtest", "daemon"])
     func clientAgainstQcowkitServe(monitor: String) throws {
         let qcowkit = try TestTools.qcowkit()
         let run = try Self.runClient(service: [qcowkit, "serve"], monitor: monitor)

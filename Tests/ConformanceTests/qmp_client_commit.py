@@ -21,13 +21,18 @@ client listening and the service connecting to it:
               -nodefaults -S -name ...); validated with qemu-system-x86_64
   machine-fd  the same with the monitor on one end of a socketpair
               (-chardev socket,id=mon,fd=N, QEMUMachine from QEMU 8.1 on)
+  qtest       as QEMUQtestMachine (every iotests VM): machine's command line
+              and -qtest unix:path=QSOCK -accel qtest, the harness listening
+              on QSOCK too; a qtest command must be answered as unknown
+              (Debian's QEMU 7.2 has no qtest accelerator: -accel tcg after
+              it is the fallback QEMU takes)
   daemon      as iotests' QemuStorageDaemon: --pidfile P --chardev
               socket,id=qmp-sock,path=SOCK --monitor qmp-sock; the PID file
               must name the service once it is up and be gone after quit;
               validated with qemu-storage-daemon
 
     qmp_client_commit.py [--service 'qemu-storage-daemon']
-                         [--monitor chardev|qmp|machine|machine-fd|daemon]
+                         [--monitor chardev|qmp|machine|machine-fd|qtest|daemon]
                          [--qemu-img qemu-img] [--qemu-io qemu-io] [--timeout 20]
                          [--keep DIR]
 
@@ -83,6 +88,8 @@ class Scenario:
         self.socket = os.path.join(directory, "qmp.sock")
         self.pidfile = os.path.join(directory, "service.pid")
         self.pair = None  # machine-fd: (the service's end, ours)
+        self.qtest_socket = os.path.join(directory, "qtest.sock")
+        self.qtest_listener = None
         self.events = []  # every event received, in order: (name, data)
 
     # --- images ------------------------------------------------------------
@@ -122,11 +129,13 @@ class Scenario:
             "--blockdev", blockdev.format(self.top, "top") + ",backing=mid",
         ]
         monitor = self.args.monitor
-        if monitor in ("machine", "machine-fd"):
+        if monitor in ("machine", "machine-fd", "qtest"):
             chardev = (f"socket,id=mon,fd={self.pair[0].fileno()}" if monitor == "machine-fd"
                        else f"socket,id=mon,path={self.socket}")
+            qtest = (["-qtest", f"unix:path={self.qtest_socket}", "-accel", "qtest"]
+                     if monitor == "qtest" else [])
             return self.service + ["-display", "none", "-vga", "none", "-chardev", chardev,
-                                   "-mon", "chardev=mon,mode=control"] + blockdevs + self.VM_ONLY
+                                   "-mon", "chardev=mon,mode=control"] + qtest + blockdevs + self.VM_ONLY
         if monitor == "daemon":
             return self.service + blockdevs + [
                 "--pidfile", self.pidfile,
@@ -139,7 +148,12 @@ class Scenario:
 
     async def start_service(self):
         self.qmp = QMPClient("qcowkit-conformance")
-        harness = self.args.monitor in ("machine", "machine-fd", "daemon")
+        harness = self.args.monitor in ("machine", "machine-fd", "qtest", "daemon")
+        if self.args.monitor == "qtest":
+            self.qtest_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.qtest_listener.bind(self.qtest_socket)
+            self.qtest_listener.listen(1)
+            self.qtest_listener.settimeout(self.args.timeout)
         if self.args.monitor == "machine-fd":
             self.pair = socket.socketpair()
         elif harness:
@@ -165,6 +179,8 @@ class Scenario:
                 raise CheckFailed(f"the service never greeted the harness ({error!r}):\n{output}")
             if self.args.monitor == "daemon":
                 await self.check_pidfile()
+            if self.qtest_listener:
+                await asyncio.get_running_loop().run_in_executor(None, self.qtest_exchange)
             return
         # The socket exists once the service listens (wait=off: it does not
         # wait for us before opening the images).
@@ -177,6 +193,23 @@ class Scenario:
             await asyncio.sleep(0.05)
         output = await self.collect_output()
         raise CheckFailed(f"the service did not open {self.socket}:\n{output}")
+
+    def qtest_exchange(self):
+        """As QEMUQtestMachine: accept the qtest connection, then one command."""
+        try:
+            connection, _ = self.qtest_listener.accept()
+        except OSError as error:
+            raise CheckFailed(f"the service did not connect to the qtest socket: {error!r}")
+        with connection:
+            connection.settimeout(self.args.timeout)
+            connection.sendall(b"clock_step\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = connection.recv(4096)
+                check(chunk, f"the qtest channel closed after {reply!r}")
+                reply += chunk
+        check(reply == b"FAIL Unknown command 'clock_step'\n", f"qtest reply {reply!r}")
+        print("qtest", repr(reply))
 
     async def check_pidfile(self):
         """As iotests' QemuStorageDaemon: the PID file appears and names the service."""
@@ -368,7 +401,7 @@ def main():
     parser.add_argument("--service", default="qemu-storage-daemon")
     parser.add_argument("--qemu-img", default="qemu-img")
     parser.add_argument("--qemu-io", default="qemu-io")
-    parser.add_argument("--monitor", choices=["chardev", "qmp", "machine", "machine-fd", "daemon"],
+    parser.add_argument("--monitor", choices=["chardev", "qmp", "machine", "machine-fd", "qtest", "daemon"],
                         default="chardev",
                         help="the socket as --chardev socket,... --monitor chardev=m "
                              "(qemu-storage-daemon's only form), as -qmp unix:..., or as "

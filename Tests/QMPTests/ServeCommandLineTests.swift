@@ -110,6 +110,13 @@ import BlockGraph
         #expect(daemon.monitors.map(\.endpoint) == [.unixConnect(path: "/t/qsd-a.sock")])
         #expect(daemon.pidFile == "/t/qsd-a-pid")
         #expect(try ServeCommandLine.parse(["-qmp", "unix:/x"]).monitors.map(\.endpoint) == [.unixConnect(path: "/x")])
+        // QEMUQtestMachine adds its qtest channel (qemu_chr_parse_compat: "path" implied after "unix:").
+        let qtest = try ServeCommandLine.parse(["-qtest", "unix:path=/t/qtest.sock", "-accel", "qtest"])
+        #expect(qtest.qtest?.endpoint == .unixConnect(path: "/t/qtest.sock"))
+        #expect(try ServeCommandLine.parse(["-qmp", "unix:path=/x,server=on,wait=off"]).monitors.map(\.endpoint)
+            == [.unixSocket(path: "/x")])
+        #expect(failure(["-qtest", "tcp:localhost:4444"])
+            == "-qtest tcp:localhost:4444: 'tcp' is not supported here: use stdio or unix:PATH,server=on,wait=off")
     }
 
     /// -monitor's two meanings, kept apart as QEMU keeps them: qemu-system's

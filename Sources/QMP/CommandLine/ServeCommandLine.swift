@@ -8,7 +8,7 @@
 //   -object/--object KEYVAL|JSON (TLS credentials)
 //   --nbd-server addr.type=unix,addr.path=P|addr.type=inet,addr.host=H,addr.port=N[,tls-creds=ID][,max-connections=N]
 //   --export [type=]nbd,id=ID,node-name=NODE[,name=N][,writable=on][,description=D][,allocation-depth=on]
-//   -pidfile/--pidfile PATH
+//   -pidfile/--pidfile PATH   -qtest stdio|unix:PATH (every qtest command answered as unknown)
 //   VM-only options, accepted and ignored: -S -nodefaults -nographic -display X
 //   -vga X -serial X -machine X / -M X -accel X -name X; -device is refused by name.
 // A socket without server=on is connected to, as QEMU connects: test harnesses
@@ -50,7 +50,9 @@ public struct ServeConfiguration: Sendable {
     /// --nbd-server (after the block devices) and --export (after it).
     var nbdServers: [(origin: String, options: NBDServerStartOptions)] = []
     var exports: [(origin: String, options: BlockExportOptions)] = []
-    /// -pidfile/--pidfile: written once the service is set up, removed at exit.
+    /// -qtest: the qtest protocol's channel (every command answered as unknown).
+    public var qtest: (origin: String, endpoint: Endpoint)?
+    /// -pidfile/--pidfile: written once the nodes and exports are set up, removed at exit.
     public var pidFile: String?
     public var wantsHelp = false
 
@@ -60,7 +62,7 @@ public struct ServeConfiguration: Sendable {
 public enum ServeCommandLine {
     private static let withArgument = Set<String>([
         "blockdev", "drive", "qmp", "qmp-pretty", "chardev", "mon", "monitor", "object", "nbd-server", "export",
-        "pidfile", "device",
+        "pidfile", "device", "qtest",
     ]).union(ignoredWithArgument)
     /// What only a virtual machine uses: with no guest here they change nothing
     /// (-S: no CPUs to hold back; -nodefaults: no default devices or monitor).
@@ -142,6 +144,8 @@ public enum ServeCommandLine {
                 monitorRequests.append((origin, name, value))
             case "pidfile":
                 configuration.pidFile = value
+            case "qtest":
+                configuration.qtest = (origin, try failing { try compatEndpoint(value) })
             case "device":
                 throw QMPServiceError("\(origin): \(deviceRefusal(value))")
             default:
@@ -279,13 +283,12 @@ public enum ServeCommandLine {
     static func compatEndpoint(_ text: String) throws -> ServeConfiguration.Endpoint {
         if text == "stdio" { return .stdio }
         if text.hasPrefix("unix:") {
-            let rest = String(text.dropFirst("unix:".count))
-            let path = String(rest.prefix { $0 != "," })
-            let opts = QemuOpts(String(rest.dropFirst(path.count).drop { $0 == "," }))
-            for name in opts.names where !["server", "wait"].contains(name) {
+            // The rest is socket options with "path" implied (unix:PATH or unix:path=PATH).
+            let opts = QemuOpts(String(text.dropFirst("unix:".count)), impliedName: "path")
+            for name in opts.names where !["path", "server", "wait"].contains(name) {
                 throw QMPServiceError("Invalid parameter '\(name)'")
             }
-            return try socketEndpoint(path: path, fd: nil, opts)
+            return try socketEndpoint(path: opts["path"] ?? "", fd: nil, opts)
         }
         let backend = String(text.prefix { $0 != ":" && $0 != "," })
         if ["tcp", "telnet", "websocket", "udp", "vc", "null", "pty", "file", "pipe", "mon", "chardev",

@@ -3,7 +3,8 @@
 // "Cannot lock pid file"), checked to still be the file at the path after
 // locking, truncated, "PID\n" written; held open and locked while the service
 // runs, and removed at exit. Harnesses (iotests' QemuStorageDaemon) wait for
-// it to appear, so it is written once the monitors are set up.
+// it to appear; it is written where qemu-storage-daemon writes it, after the
+// block devices and exports, before any monitor client is greeted.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -1,6 +1,6 @@
 // Setting a service up from its command line: block devices opened in the
-// order given, then the monitors, then the PID file (a harness that waits for
-// it finds the monitors ready). The first failure is reported with the
+// order given, NBD server and exports, the PID file, then the monitors and
+// the qtest channel. The first failure is reported with the
 // option that caused it, and whatever was set up so far is undone.
 import BlockGraph
 
@@ -26,6 +26,10 @@ extension QMPService {
             for (origin, options) in configuration.exports {
                 do { try addBlockExport(options) } catch { throw QMPServiceError("\(origin): \(QMPError(reporting: error).desc)") }
             }
+            // As qemu-storage-daemon: after the nodes, exports and NBD server,
+            // before any client is greeted (a greeting on stdio is written at
+            // once, and a harness may look for the file as soon as it has one).
+            if let path = configuration.pidFile { try writePIDFile(path) }
             for monitor in configuration.monitors {
                 do {
                     switch monitor.endpoint {
@@ -38,7 +42,11 @@ extension QMPService {
                     throw QMPServiceError("\(monitor.origin): \(error.message)")
                 }
             }
-            if let path = configuration.pidFile { try writePIDFile(path) }
+            if let (origin, endpoint) = configuration.qtest {
+                do { try addQtestChannel(endpoint) } catch let error as QMPServiceError {
+                    throw QMPServiceError("\(origin): \(error.message)")
+                }
+            }
         } catch {
             abandon()
             throw error
