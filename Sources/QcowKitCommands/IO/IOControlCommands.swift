@@ -8,6 +8,7 @@ import Musl
 #endif
 import Qcow2
 import QMP
+import QemuJSON
 
 enum IOControlCommands {
     static let all: [IOCommand] = [
@@ -126,23 +127,46 @@ enum IOControlCommands {
         ])
         guard case let .operands(operands) = parsed else { return parsed.result }
         guard operands.isEmpty else { return command.usage(session) }
+        // In bdrv_reopen's order: qemu-io's own checks, the options the node
+        // takes anew (checked, then no other effect), options that would
+        // change what cannot change (QEMU's QDict order; a file child's after
+        // the node's, named without "file."), then permissions.
+        func fail(_ message: String) -> Bool {
+            session.console.err("\(IOSession.program): \(message)")
+            return false
+        }
+        var readOnlyWithWriters = false
+        var fixed: [(String, String)] = []
         for (key, value) in reopenOptions {
-            let message: String?
             switch key {
             case "read-only":
-                message = readWriteGiven ? "Cannot set both -r/-w and 'read-only'" : nil
-                if message == nil { options.readOnly = value == "on" }
+                if readWriteGiven { return fail("Cannot set both -r/-w and 'read-only'") }
+                // Unlike -r, the option alone leaves qemu-io's backend wanting to write.
+                readOnlyWithWriters = value == "on" && !device.readOnly
+                options.readOnly = value == "on"
             case "cache.direct", "cache.no-flush":
-                message = cacheGiven ? "Cannot set both -c and the cache options" : nil
-                if message == nil && key == "cache.no-flush" { options.ignoreFlushes = value == "on" }
-                if message == nil && key == "cache.direct" { options.direct = value == "on" }
+                if cacheGiven { return fail("Cannot set both -c and the cache options") }
+                if key == "cache.no-flush" { options.ignoreFlushes = value == "on" }
+                if key == "cache.direct" { options.direct = value == "on" }
             default:
-                message = "Cannot change the option '\(key)'"
+                fixed.append((key, value))
             }
-            if let message {
-                session.console.err("\(IOSession.program): \(message)")
-                return false
-            }
+        }
+        let runtime: Set<String>
+        do {
+            runtime = try FlatBlockOptions.checkReopen(fixed, driver: device.image is Qcow2Image ? "qcow2" : "raw")
+        } catch {
+            return fail("\(error)")
+        }
+        // An unchanged value is no change (qobject_is_equal with the options it was opened with).
+        let current = ["driver": device.image is Qcow2Image ? "qcow2" : "raw", "file.filename": device.path]
+        let changed = fixed.filter { !runtime.contains($0.0) && current[$0.0] != $0.1 }
+        let own = QDictOrder.ordered(changed.filter { !$0.0.hasPrefix("file.") })
+        let child = QDictOrder.ordered(changed.filter { $0.0.hasPrefix("file.") }.map { (String($0.0.dropFirst(5)), $0.1) })
+        if let (key, _) = (own + child).first { return fail("Cannot change the option '\(key)'") }
+        if readOnlyWithWriters {
+            // (QEMU's generated node name is a fixed one here, as in other messages.)
+            return fail("Read-only block node '\(BitmapConstraints.anonymousNodeName)' cannot support read-write users")
         }
         if let message = session.reopen(with: options) {
             session.console.err("\(IOSession.program): \(message)")
