@@ -161,6 +161,8 @@ struct ServeProcessTests {
         let pidFile = images.directory + "/serve.pid"
         let server = try Server(["-monitor", "none", "-S", "-qmp", "stdio", "-pidfile", pidFile] + images.blockdevs,
                                 in: images.directory)
+        // A failed step must not leave the service running.
+        defer { if server.process.isRunning { kill(server.process.processIdentifier, SIGKILL) } }
         #expect(try server.next()?["QMP"] != nil)
         #expect(try String(contentsOfFile: pidFile, encoding: .utf8) == "\(server.process.processIdentifier)\n")
         let mode = try FileManager.default.attributesOfItem(atPath: pidFile)[.posixPermissions] as? Int

@@ -32,7 +32,12 @@ enum IOControlCommands {
                   oneline: "raises a signal", help: IOHelpTexts.sigraise, needsImage: false, run: sigraise),
         IOCommand(name: "abort", minArguments: 0, maxArguments: 0,
                   oneline: "simulate a program crash using abort(3)", needsImage: false,
-                  run: { _, _ in Glibc.abort() }),
+                  run: { _, _ in
+                      // SIGABRT's default action, as qemu-io dies: not the Swift
+                      // runtime's crash report (its handler is taken off first).
+                      signal(SIGABRT, SIG_DFL)
+                      Glibc.abort()
+                  }),
         IOCommand(name: "break", minArguments: 2, maxArguments: 2, arguments: "event tag",
                   oneline: "sets a breakpoint on event and tags the stopped request as tag",
                   run: { session, _ in noBlkdebug(session, "Could not set breakpoint") }),
