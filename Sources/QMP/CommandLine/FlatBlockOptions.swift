@@ -43,8 +43,8 @@ public enum FlatBlockOptions {
         "detect-zeroes": qapiEnum(["off", "on", "unmap"]),
     ]
 
-    static let overlapCheckModes = ["none", "constant", "cached", "all"]
-    static let overlapChecks = ["main-header", "active-l1", "active-l2", "refcount-table", "refcount-block",
+    package static let overlapCheckModes = ["none", "constant", "cached", "all"]
+    package static let overlapChecks = ["main-header", "active-l1", "active-l2", "refcount-table", "refcount-block",
                                 "snapshot-table", "inactive-l1", "inactive-l2", "bitmap-directory"]
 
     /// Each driver's runtime options (qcow2_runtime_opts, raw's, file-posix's).
