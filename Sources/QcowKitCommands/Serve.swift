@@ -50,13 +50,19 @@ enum Serve {
           --nbd-server addr.type=unix,addr.path=PATH | addr.type=inet,addr.host=H,addr.port=P [,tls-creds=ID][,max-connections=N]
           --export [type=]nbd,id=ID,node-name=NODE[,name=NAME][,description=D][,writable=on][,writethrough=on][,allocation-depth=on]
 
-        Monitors (QMP only; every connection to a socket is a client of its own):
-          -qmp stdio | -qmp unix:PATH,server=on[,wait=off]      -qmp-pretty (the same, pretty-printed)
+        Monitors (QMP only; every connection to a listening socket is a client of its own):
+          -qmp stdio | -qmp unix:PATH,server=on[,wait=off] | -qmp unix:PATH (connects to PATH)
+          -qmp-pretty (the same, pretty-printed)
           -chardev stdio,id=ID | -chardev socket,id=ID,path=PATH,server=on[,wait=off]
-          -mon chardev=ID,mode=control[,pretty=on]    --monitor [chardev=]ID[,pretty=on]
+          -chardev socket,id=ID,path=PATH (connects to PATH) | -chardev socket,id=ID,fd=N (a connected socket)
+          -mon chardev=ID,mode=control[,pretty=on]    --monitor [chardev=]ID[,pretty=on] (qemu-storage-daemon's)
+          -monitor none | -monitor null    (qemu-system's: no HMP monitor; other -monitor values are HMP, refused)
+          -pidfile PATH                    written before any monitor client is greeted, removed at exit
+          -qtest unix:PATH|stdio           qtest's channel (QEMUQtestMachine): every command answered as unknown
 
         Accepted and ignored (they only matter to a virtual machine):
-          -nodefaults -nographic -display X -serial X -machine X -M X -accel X
+          -S -nodefaults -nographic -display X -vga X -serial X -machine X -M X -accel X -name X
+        Refused by name: -device (there are no guest devices).
 
         The service runs until the QMP command quit, SIGTERM or SIGINT; images are flushed and closed.
 

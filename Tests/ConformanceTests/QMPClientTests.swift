@@ -39,7 +39,25 @@ struct QMPClientTests {
         #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
     }
 
-    @Test("qemu.qmp commits through qcowkit serve", arguments: ["chardev", "qmp"])
+    /// Started as QEMU's test harnesses start a VM they only drive over QMP
+    /// (the harness listens, the program connects; VM-only options such as
+    /// -monitor none, -S, -accel, -nodefaults): validates the script's
+    /// harness modes (see qmp_client_commit.py).
+    @Test("harness-style command lines pass against qemu-system-x86_64 7.2", arguments: ["machine", "machine-fd", "qtest"])
+    func harnessAgainstQemuSystem(monitor: String) throws {
+        _ = try TestTools.program("qemu-system-x86_64", package: "qemu-system-x86")
+        let run = try Self.runClient(service: ["qemu-system-x86_64"], monitor: monitor)
+        #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
+    }
+
+    @Test("iotests' qemu-storage-daemon command line (--pidfile, client socket) passes against qemu-storage-daemon 7.2")
+    func harnessAgainstQemuStorageDaemon() throws {
+        _ = try TestTools.program("qemu-storage-daemon", package: "qemu-system-common")
+        let run = try Self.runClient(service: ["qemu-storage-daemon"], monitor: "daemon")
+        #expect(run.status == 0 && run.output.hasSuffix("PASSED\n"), "\(run.output)")
+    }
+
+    @Test("qemu.qmp commits through qcowkit serve", arguments: ["chardev", "qmp", "machine", "machine-fd", "qtest", "daemon"])
     func clientAgainstQcowkitServe(monitor: String) throws {
         let qcowkit = try TestTools.qcowkit()
         let run = try Self.runClient(service: [qcowkit, "serve"], monitor: monitor)

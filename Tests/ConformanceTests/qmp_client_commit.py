@@ -12,7 +12,27 @@ The service is any program that takes QEMU's `--blockdev` option and either
 (the first form) and `qemu-system-x86_64 -M none -nodefaults -display none`
 (the second) validate this script, then `qcowkit serve` runs it.
 
-    qmp_client_commit.py [--service 'qemu-storage-daemon'] [--monitor chardev|qmp]
+The harness monitors start the service as QEMU's own test harnesses do, the
+client listening and the service connecting to it:
+  machine     as QEMUMachine (python/qemu/machine, 7.2) builds a command line:
+              -display none -vga none -chardev socket,id=mon,path=SOCK
+              -mon chardev=mon,mode=control, then VM-only options a harness adds
+              (-machine none -monitor none -nographic -serial none -accel tcg
+              -nodefaults -S -name ...); validated with qemu-system-x86_64
+  machine-fd  the same with the monitor on one end of a socketpair
+              (-chardev socket,id=mon,fd=N, QEMUMachine from QEMU 8.1 on)
+  qtest       as QEMUQtestMachine (every iotests VM): machine's command line
+              and -qtest unix:path=QSOCK -accel qtest, the harness listening
+              on QSOCK too; a qtest command must be answered as unknown
+              (Debian's QEMU 7.2 has no qtest accelerator: -accel tcg after
+              it is the fallback QEMU takes)
+  daemon      as iotests' QemuStorageDaemon: --pidfile P --chardev
+              socket,id=qmp-sock,path=SOCK --monitor qmp-sock; the PID file
+              must name the service once it is up and be gone after quit;
+              validated with qemu-storage-daemon
+
+    qmp_client_commit.py [--service 'qemu-storage-daemon']
+                         [--monitor chardev|qmp|machine|machine-fd|qtest|daemon]
                          [--qemu-img qemu-img] [--qemu-io qemu-io] [--timeout 20]
                          [--keep DIR]
 
@@ -24,6 +44,7 @@ import argparse
 import asyncio
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +86,10 @@ class Scenario:
         self.top = os.path.join(directory, "top.qcow2")
         self.reference = os.path.join(directory, "reference.raw")
         self.socket = os.path.join(directory, "qmp.sock")
+        self.pidfile = os.path.join(directory, "service.pid")
+        self.pair = None  # machine-fd: (the service's end, ours)
+        self.qtest_socket = os.path.join(directory, "qtest.sock")
+        self.qtest_listener = None
         self.events = []  # every event received, in order: (name, data)
 
     # --- images ------------------------------------------------------------
@@ -92,36 +117,110 @@ class Scenario:
 
     # --- the service ---------------------------------------------------------
 
+    # Options only a virtual machine uses, as a harness passes them.
+    VM_ONLY = ["-machine", "none", "-monitor", "none", "-nographic", "-serial", "none",
+               "-accel", "tcg", "-nodefaults", "-S", "-name", "harness"]
+
     def service_command(self):
         blockdev = "driver=qcow2,file.driver=file,file.filename={},node-name={}"
-        return self.service + [
+        blockdevs = [
             "--blockdev", blockdev.format(self.base, "base"),
             "--blockdev", blockdev.format(self.mid, "mid") + ",backing=base",
             "--blockdev", blockdev.format(self.top, "top") + ",backing=mid",
-        ] + ({
+        ]
+        monitor = self.args.monitor
+        if monitor in ("machine", "machine-fd", "qtest"):
+            chardev = (f"socket,id=mon,fd={self.pair[0].fileno()}" if monitor == "machine-fd"
+                       else f"socket,id=mon,path={self.socket}")
+            qtest = (["-qtest", f"unix:path={self.qtest_socket}", "-accel", "qtest"]
+                     if monitor == "qtest" else [])
+            return self.service + ["-display", "none", "-vga", "none", "-chardev", chardev,
+                                   "-mon", "chardev=mon,mode=control"] + qtest + blockdevs + self.VM_ONLY
+        if monitor == "daemon":
+            return self.service + blockdevs + [
+                "--pidfile", self.pidfile,
+                "--chardev", f"socket,id=qmp-sock,path={self.socket}", "--monitor", "qmp-sock"]
+        return self.service + blockdevs + ({
             "chardev": ["--chardev", f"socket,path={self.socket},server=on,wait=off,id=m",
                         "--monitor", "chardev=m"],
             "qmp": ["-qmp", f"unix:{self.socket},server=on,wait=off"],
-        }[self.args.monitor])
+        }[monitor])
 
     async def start_service(self):
+        self.qmp = QMPClient("qcowkit-conformance")
+        harness = self.args.monitor in ("machine", "machine-fd", "qtest", "daemon")
+        if self.args.monitor == "qtest":
+            self.qtest_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.qtest_listener.bind(self.qtest_socket)
+            self.qtest_listener.listen(1)
+            self.qtest_listener.settimeout(self.args.timeout)
+        if self.args.monitor == "machine-fd":
+            self.pair = socket.socketpair()
+        elif harness:
+            # The harness listens first; the service connects to it.
+            await self.qmp.start_server(self.socket)
         command = self.service_command()
         print("$", shlex.join(command))
         self.process = await asyncio.create_subprocess_exec(
             *command, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=[self.pair[0].fileno()] if self.pair else [])
         # Drained all along, so that a chatty service never blocks on a full pipe.
         self.output = asyncio.ensure_future(self.process.stdout.read())
+        if harness:
+            try:
+                if self.pair:
+                    self.pair[0].close()
+                    await asyncio.wait_for(self.qmp.connect(self.pair[1]), self.args.timeout)
+                else:
+                    await asyncio.wait_for(self.qmp.accept(), self.args.timeout)
+            except Exception as error:
+                output = await self.collect_output()
+                raise CheckFailed(f"the service never greeted the harness ({error!r}):\n{output}")
+            if self.args.monitor == "daemon":
+                await self.check_pidfile()
+            if self.qtest_listener:
+                await asyncio.get_running_loop().run_in_executor(None, self.qtest_exchange)
+            return
         # The socket exists once the service listens (wait=off: it does not
         # wait for us before opening the images).
         for _ in range(int(self.args.timeout * 20)):
             if os.path.exists(self.socket):
+                await asyncio.wait_for(self.qmp.connect(self.socket), self.args.timeout)
                 return
             if self.process.returncode is not None:
                 break
             await asyncio.sleep(0.05)
         output = await self.collect_output()
         raise CheckFailed(f"the service did not open {self.socket}:\n{output}")
+
+    def qtest_exchange(self):
+        """As QEMUQtestMachine: accept the qtest connection, then one command."""
+        try:
+            connection, _ = self.qtest_listener.accept()
+        except OSError as error:
+            raise CheckFailed(f"the service did not connect to the qtest socket: {error!r}")
+        with connection:
+            connection.settimeout(self.args.timeout)
+            connection.sendall(b"clock_step\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = connection.recv(4096)
+                check(chunk, f"the qtest channel closed after {reply!r}")
+                reply += chunk
+        check(reply == b"FAIL Unknown command 'clock_step'\n", f"qtest reply {reply!r}")
+        print("qtest", repr(reply))
+
+    async def check_pidfile(self):
+        """As iotests' QemuStorageDaemon: the PID file appears and names the service."""
+        for _ in range(int(self.args.timeout * 20)):
+            if os.path.exists(self.pidfile):
+                break
+            await asyncio.sleep(0.05)
+        with open(self.pidfile) as f:
+            text = f.read()
+        check(text == f"{self.process.pid}\n", f"PID file {text!r}, the service is {self.process.pid}")
+        print("pidfile", repr(text))
 
     async def collect_output(self):
         try:
@@ -176,15 +275,15 @@ class Scenario:
 
     async def run(self):
         self.make_images()
-        await self.start_service()
-        self.qmp = QMPClient("qcowkit-conformance")
         try:
-            await asyncio.wait_for(self.qmp.connect(self.socket), self.args.timeout)
+            await self.start_service()
             await self.commits()
             await self.quit()
         except BaseException:
             await self.stop_service()
             raise
+        if self.args.monitor == "daemon":
+            check(not os.path.exists(self.pidfile), "the PID file is still there after quit")
         self.check_images()
 
     async def commits(self):
@@ -265,6 +364,8 @@ class Scenario:
             await asyncio.wait_for(self.qmp.disconnect(), self.args.timeout)
         except Exception:
             pass
+        if getattr(self, "process", None) is None:
+            return
         if self.process.returncode is None:
             self.process.kill()
         print(await self.collect_output(), end="")
@@ -300,9 +401,11 @@ def main():
     parser.add_argument("--service", default="qemu-storage-daemon")
     parser.add_argument("--qemu-img", default="qemu-img")
     parser.add_argument("--qemu-io", default="qemu-io")
-    parser.add_argument("--monitor", choices=["chardev", "qmp"], default="chardev",
+    parser.add_argument("--monitor", choices=["chardev", "qmp", "machine", "machine-fd", "qtest", "daemon"],
+                        default="chardev",
                         help="the socket as --chardev socket,... --monitor chardev=m "
-                             "(qemu-storage-daemon's only form) or as -qmp unix:...")
+                             "(qemu-storage-daemon's only form), as -qmp unix:..., or as "
+                             "a test harness connects (see above)")
     parser.add_argument("--timeout", type=float, default=20)
     parser.add_argument("--keep", help="work in this directory and leave the images there")
     args = parser.parse_args()

@@ -175,7 +175,10 @@ struct QemuNBDCommandLines {
                              "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp(sys.argv[1], sys.argv[1:])"]
             let run = try QemuOracle.run(["timeout", "-s", "KILL", "60"] + unblocked + [program] + arguments,
                                          in: URL(fileURLWithPath: directory), check: false)
+            // getopt's messages and the "Try" line name argv[0] as given: ours
+            // runs by its symlink's path where qemu-nbd runs as "qemu-nbd".
             return "status \(run.status)\n\(run.output)\(run.errorOutput)"
+                .replacingOccurrences(of: directory + "/bin/qemu-nbd", with: "qemu-nbd")
         }
     }
 }

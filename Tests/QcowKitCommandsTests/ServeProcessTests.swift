@@ -152,6 +152,42 @@ struct ServeProcessTests {
         #expect(server.finish().status == 0)
     }
 
+    /// -pidfile as QEMU 7.2 writes it: "PID\n", mode 0600, locked while the
+    /// service runs (a second daemon, ours or qemu-storage-daemon 7.2, is
+    /// refused with the same words), removed at exit; an uncreatable path
+    /// gets qemu-storage-daemon's message.
+    @Test func pidFileAsQemuWritesIt() throws {
+        let images = try Images()
+        let pidFile = images.directory + "/serve.pid"
+        let server = try Server(["-monitor", "none", "-S", "-qmp", "stdio", "-pidfile", pidFile] + images.blockdevs,
+                                in: images.directory)
+        // A failed step must not leave the service running.
+        defer { if server.process.isRunning { kill(server.process.processIdentifier, SIGKILL) } }
+        #expect(try server.next()?["QMP"] != nil)
+        #expect(try String(contentsOfFile: pidFile, encoding: .utf8) == "\(server.process.processIdentifier)\n")
+        let mode = try FileManager.default.attributesOfItem(atPath: pidFile)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+
+        let second = try Server(["--pidfile", pidFile], in: images.directory)
+        #expect(second.finish() == (1, "qcowkit: cannot create PID file: Cannot lock pid file: Resource temporarily unavailable\n"))
+        let qsd = try runClient([try TestTools.program("qemu-storage-daemon", package: "qemu-system-common"),
+                                 "--pidfile", pidFile])
+        #expect(qsd == ClientRun(status: 1,
+            output: "qemu-storage-daemon: cannot create PID file: Cannot lock pid file: Resource temporarily unavailable\n"))
+        #expect(try String(contentsOfFile: pidFile, encoding: .utf8) == "\(server.process.processIdentifier)\n")
+
+        kill(server.process.processIdentifier, SIGTERM)
+        #expect(server.finish().status == 0)
+        #expect(!FileManager.default.fileExists(atPath: pidFile))
+
+        let missing = images.directory + "/no/such/dir/pid"
+        let uncreatable = try Server(["--pidfile", missing], in: images.directory)
+        #expect(uncreatable.finish()
+            == (1, "qcowkit: cannot create PID file: Could not create '\(missing)': No such file or directory\n"))
+        #expect(try runClient(["qemu-storage-daemon", "--pidfile", missing]) == ClientRun(status: 1,
+            output: "qemu-storage-daemon: cannot create PID file: Could not create '\(missing)': No such file or directory\n"))
+    }
+
     @Test func setupErrorsNameTheOptionAndLeaveNothing() throws {
         let images = try Images()
         let socket = images.directory + "/qmp.sock"

@@ -30,27 +30,7 @@ public enum KernelNBDClient {
 
     /// Connects to the unix socket at `path`; the connected descriptor.
     public static func connect(unixPath path: String) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure("Failed to create socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(fd)
-            throw Failure("UNIX socket path '\(path)' is too long")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard connected == 0 else {
-            let code = errno
-            close(fd)
-            throw Failure("Failed to connect to '\(path)': \(String(cString: strerror(code)))")
-        }
-        return fd
+        do { return try UnixStreamSocket.connect(path: path) } catch { throw Failure(error.message) }
     }
 
     /// Fixed newstyle negotiation of `exportName` on `fd`, as QEMU's client

@@ -43,8 +43,8 @@ public enum FlatBlockOptions {
         "detect-zeroes": qapiEnum(["off", "on", "unmap"]),
     ]
 
-    static let overlapCheckModes = ["none", "constant", "cached", "all"]
-    static let overlapChecks = ["main-header", "active-l1", "active-l2", "refcount-table", "refcount-block",
+    package static let overlapCheckModes = ["none", "constant", "cached", "all"]
+    package static let overlapChecks = ["main-header", "active-l1", "active-l2", "refcount-table", "refcount-block",
                                 "snapshot-table", "inactive-l1", "inactive-l2", "bitmap-directory"]
 
     /// Each driver's runtime options (qcow2_runtime_opts, raw's, file-posix's).
@@ -220,6 +220,39 @@ public enum FlatBlockOptions {
             throw QMPServiceError(context + "\(node) support the option '\(key)'")
         }
         return (options, [])
+    }
+
+    /// The options a reopen of a `driver` node may change besides
+    /// read-only and cache.*: bdrv_reopen_prepare's `discard` and
+    /// `detect-zeroes`, the driver's runtime options (qcow2's, as
+    /// qcow2_reopen_prepare reads them anew) and its file child's
+    /// `file.drop-cache` (file-posix's reopen takes it). They are checked as
+    /// at open (QEMU's messages, qcow2's cache-size rules) and, as at open,
+    /// have no other effect. Returns the keys it took; the caller refuses the rest.
+    public static func checkReopen(_ pairs: [(String, String)], driver: String) throws -> Set<String> {
+        var table: [String: Kind] = ["discard": common["discard"]!, "detect-zeroes": common["detect-zeroes"]!]
+        if driver == "qcow2" { table.merge(drivers["qcow2"] ?? [:]) { $1 } }
+        var taken = Set<String>()
+        var keys: [String: Value] = [:]
+        for (key, value) in pairs {
+            if key == "file.drop-cache" {
+                try check("drop-cache", value, .bool, context: "")
+                taken.insert(key)
+                continue
+            }
+            guard let kind = table[key] else { continue }
+            try check(key, value, kind, context: "")
+            taken.insert(key)
+            keys[key] = value
+        }
+        if driver == "qcow2" {
+            if let mode = keys["overlap-check"] ?? nil, let template = keys["overlap-check.template"] ?? nil, mode != template {
+                throw QMPServiceError("Conflicting values for qcow2 options 'overlap-check' ('\(mode)') "
+                    + "and 'overlap-check.template' ('\(template)')")
+            }
+            try checkCacheSizes(keys, context: "")
+        }
+        return taken
     }
 
     private static func bool(_ text: String) -> Bool { ["on", "yes", "true", "y"].contains(text) }

@@ -112,7 +112,8 @@ struct QAPIInput {
     mutating func optionalEnum(_ name: String, _ values: [String]) throws -> String? {
         guard let text = try optionalString(name) else { return nil }
         guard values.contains(text) else {
-            throw QMPError.generic("Parameter '\(fullName(name))' does not accept value '\(text)'")
+            // QAPI's enum visitor names the member alone, not its path.
+            throw QMPError.generic("Parameter '\(name)' does not accept value '\(text)'")
         }
         return text
     }

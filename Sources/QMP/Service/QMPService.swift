@@ -6,6 +6,7 @@
 // Threads: everything here runs on the thread that calls `serve()` (the main
 // loop's); block jobs' worker threads come back through `loop.handle`.
 import BlockGraph
+import NBD
 import QemuJSON
 #if canImport(Glibc)
 import Glibc
@@ -40,6 +41,10 @@ public final class QMPService: QMPDispatcher {
     private var listeners: [UnixSocketListener] = []
     private var signalSources: [MainLoop.Source] = []
     private var hasStdioMonitor = false
+    /// -qtest's channels.
+    private var qtestChannels: [QtestChannel] = []
+    /// -pidfile's file, removed when the service ends.
+    private var pidFile: PIDFile?
     private var commands: [String: QMPCommand] = [:]
     /// query-commands' order.
     private(set) var commandNames: [String] = []
@@ -81,6 +86,66 @@ public final class QMPService: QMPDispatcher {
         let listener = try UnixSocketListener(path: path, loop: loop)
         listeners.append(listener)
         listener.start { [weak self] connection in self?.attach(connection, pretty: pretty) }
+    }
+
+    /// QMP on a socket connected at start-up: to `path` (a chardev socket
+    /// without server=on), or `fd`, a connected socket passed down. QEMU's
+    /// client mode: the peer listens (test harnesses do) and gets the
+    /// greeting. Once it hangs up the monitor is gone; the service goes on.
+    public func addConnectedMonitor(path: String, pretty: Bool) throws {
+        attach(try Self.connect(path: path, loop: loop), pretty: pretty)
+    }
+
+    public func addConnectedMonitor(fd: Int32, pretty: Bool) throws {
+        attach(try Self.adopt(fd: fd, loop: loop), pretty: pretty)
+    }
+
+    private static func connect(path: String, loop: MainLoop) throws -> Connection {
+        signal(SIGPIPE, SIG_IGN)
+        let fd: Int32
+        do { fd = try UnixStreamSocket.connect(path: path) } catch { throw QMPServiceError(error.message) }
+        setNonBlocking(fd)
+        return Connection(loop: loop, inputFD: fd, outputFD: fd, isSocket: true, ownsFDs: true)
+    }
+
+    private static func adopt(fd: Int32, loop: MainLoop) throws -> Connection {
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFSOCK else {
+            throw QMPServiceError("File descriptor '\(fd)' is not a socket")
+        }
+        signal(SIGPIPE, SIG_IGN)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        setNonBlocking(fd)
+        return Connection(loop: loop, inputFD: fd, outputFD: fd, isSocket: true, ownsFDs: true)
+    }
+
+    /// -qtest's channel (QtestChannel): on stdio, a listening socket (each
+    /// connection a channel) or a socket connected at start-up.
+    func addQtestChannel(_ endpoint: ServeConfiguration.Endpoint) throws {
+        func open(_ connection: Connection) {
+            let channel = QtestChannel(connection)
+            qtestChannels.append(channel)
+            channel.start()
+        }
+        switch endpoint {
+        case .stdio:
+            guard !hasStdioMonitor else { throw QMPServiceError("cannot use stdio by multiple character devices") }
+            hasStdioMonitor = true
+            signal(SIGPIPE, SIG_IGN)
+            open(Connection(loop: loop, inputFD: 0, outputFD: 1, isSocket: false, ownsFDs: false))
+        case let .unixSocket(path):
+            signal(SIGPIPE, SIG_IGN)
+            let listener = try UnixSocketListener(path: path, loop: loop)
+            listeners.append(listener)
+            listener.start { connection in open(connection) }
+        case let .unixConnect(path): open(try Self.connect(path: path, loop: loop))
+        case let .socketDescriptor(fd): open(try Self.adopt(fd: fd, loop: loop))
+        }
+    }
+
+    /// Writes -pidfile's file (QMPServiceSetup: after the monitors).
+    func writePIDFile(_ path: String) throws {
+        pidFile = try PIDFile(path: path)
     }
 
     /// A new client: its session joins the event audience and gets the
@@ -183,9 +248,13 @@ public final class QMPService: QMPDispatcher {
         for listener in listeners { listener.close() }
         listeners = []
         for connection in connections.values { connection.close() }
+        qtestChannels.forEach { $0.close() }
+        qtestChannels = []
         // As bdrv_close_all: closing cannot fail; images reported what they
         // could not write back (Qcow2Diagnostics).
         try? graph.closeAll()
+        pidFile?.remove()
+        pidFile = nil
     }
 
     private func finishShutdown() {
@@ -210,5 +279,10 @@ public final class QMPService: QMPDispatcher {
         }
         connections = [:]
         sessions = []
+        qtestChannels.forEach { $0.close() }
+        qtestChannels = []
+        // Last, as QEMU removes it at exit.
+        pidFile?.remove()
+        pidFile = nil
     }
 }

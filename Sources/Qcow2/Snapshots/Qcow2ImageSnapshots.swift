@@ -55,21 +55,10 @@ extension Qcow2Image {
 
     /// Runs a snapshot operation with the metadata lock held. Metadata found
     /// broken on the way marks the image corrupt, and that is reported as
-    /// QEMU prints it ("qcow2: Marking image as corrupt: ...") before the
-    /// operation fails.
+    /// QEMU prints it ("qcow2: Marking image as corrupt: ...", by withWriter)
+    /// before the operation fails.
     private func withSnapshotWriter<T>(_ body: (Qcow2Writer, borrowing HeldMetadataLock) throws -> T) throws -> T {
-        try withWriter { writer, lock in
-            let wasCorrupt = writer.corruption != nil
-            do {
-                return try writer.guarded { try body(writer, lock) }
-            } catch {
-                if !wasCorrupt, let corruption = writer.corruption {
-                    report(Qcow2Diagnostic(.plain, "qcow2: Marking image as corrupt: \(corruption); "
-                                                   + "further corruption events will be suppressed"))
-                }
-                throw error
-            }
-        }
+        try withWriter { writer, lock in try writer.guarded { try body(writer, lock) } }
     }
 
     /// Now, as qemu-img dates a snapshot: the real-time clock in whole

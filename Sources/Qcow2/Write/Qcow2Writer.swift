@@ -257,10 +257,21 @@ final class Qcow2Writer {
 extension Qcow2Image {
     /// Runs `body` with the metadata lock held, on the write path's state and
     /// the held lock. Throws `readOnly` for an image not open for writing.
+    /// Metadata found broken on the way marks the image corrupt (Corruption.swift);
+    /// the first such event is reported as qcow2_signal_corruption prints it.
     func withWriter<T>(_ body: (Qcow2Writer, borrowing HeldMetadataLock) throws -> T) throws -> T {
         try clusterMap.lock.withLock { core, lock in
             guard let writer = core.writer else { throw Qcow2Error.readOnly }
-            return try body(writer, lock)
+            let wasCorrupt = writer.corruption != nil
+            do {
+                return try body(writer, lock)
+            } catch {
+                if !wasCorrupt, let corruption = writer.corruption {
+                    report(Qcow2Diagnostic(.plain, "qcow2: Marking image as corrupt: \(corruption); "
+                                                   + "further corruption events will be suppressed"))
+                }
+                throw error
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 // so a qcowkit installed or symlinked as `qemu-img`, `qemu-io` or `qemu-nbd`
 // acts as that tool and says so in its messages.
 import Qcow2
+import Synchronization
 
 public enum Tool: Equatable, Sendable {
     case qcowkit
@@ -33,6 +34,16 @@ enum ProgramName {
     /// The name messages start with. The codec's diagnostics owner holds it,
     /// so a message from the codec and one from a command agree.
     static var current: String { Qcow2Diagnostics.programName ?? "qcowkit" }
+
+    private static let invocation = Mutex<String?>(nil)
+
+    /// argv[0] exactly as given (QemuImgFront sets it). glibc's getopt
+    /// messages and qemu-nbd's "Try `...'" line print it so, path and all,
+    /// where error_report prints the basename.
+    static var argv0: String {
+        get { invocation.withLock { $0 } ?? current }
+        set { invocation.withLock { $0 = newValue } }
+    }
 
     /// "NAME: message", as error_report prints it.
     static func prefixed(_ message: String) -> String { "\(current): \(message)" }

@@ -49,6 +49,7 @@ enum QemuImgFront {
     static func run(_ argv: [String]) -> Never {
         let name = ProgramName.basename(argv.first ?? "qcowkit")
         Qcow2Diagnostics.programName = name
+        ProgramName.argv0 = argv.first ?? name
         let tool = Tool(invokedAs: name)
         let arguments = Array(argv.dropFirst())
         switch tool {

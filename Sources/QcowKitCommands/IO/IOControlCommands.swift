@@ -8,6 +8,7 @@ import Musl
 #endif
 import Qcow2
 import QMP
+import QemuJSON
 
 enum IOControlCommands {
     static let all: [IOCommand] = [
@@ -31,7 +32,12 @@ enum IOControlCommands {
                   oneline: "raises a signal", help: IOHelpTexts.sigraise, needsImage: false, run: sigraise),
         IOCommand(name: "abort", minArguments: 0, maxArguments: 0,
                   oneline: "simulate a program crash using abort(3)", needsImage: false,
-                  run: { _, _ in Glibc.abort() }),
+                  run: { _, _ in
+                      // SIGABRT's default action, as qemu-io dies: not the Swift
+                      // runtime's crash report (its handler is taken off first).
+                      signal(SIGABRT, SIG_DFL)
+                      Glibc.abort()
+                  }),
         IOCommand(name: "break", minArguments: 2, maxArguments: 2, arguments: "event tag",
                   oneline: "sets a breakpoint on event and tags the stopped request as tag",
                   run: { session, _ in noBlkdebug(session, "Could not set breakpoint") }),
@@ -126,23 +132,46 @@ enum IOControlCommands {
         ])
         guard case let .operands(operands) = parsed else { return parsed.result }
         guard operands.isEmpty else { return command.usage(session) }
+        // In bdrv_reopen's order: qemu-io's own checks, the options the node
+        // takes anew (checked, then no other effect), options that would
+        // change what cannot change (QEMU's QDict order; a file child's after
+        // the node's, named without "file."), then permissions.
+        func fail(_ message: String) -> Bool {
+            session.console.err("\(IOSession.program): \(message)")
+            return false
+        }
+        var readOnlyWithWriters = false
+        var fixed: [(String, String)] = []
         for (key, value) in reopenOptions {
-            let message: String?
             switch key {
             case "read-only":
-                message = readWriteGiven ? "Cannot set both -r/-w and 'read-only'" : nil
-                if message == nil { options.readOnly = value == "on" }
+                if readWriteGiven { return fail("Cannot set both -r/-w and 'read-only'") }
+                // Unlike -r, the option alone leaves qemu-io's backend wanting to write.
+                readOnlyWithWriters = value == "on" && !device.readOnly
+                options.readOnly = value == "on"
             case "cache.direct", "cache.no-flush":
-                message = cacheGiven ? "Cannot set both -c and the cache options" : nil
-                if message == nil && key == "cache.no-flush" { options.ignoreFlushes = value == "on" }
-                if message == nil && key == "cache.direct" { options.direct = value == "on" }
+                if cacheGiven { return fail("Cannot set both -c and the cache options") }
+                if key == "cache.no-flush" { options.ignoreFlushes = value == "on" }
+                if key == "cache.direct" { options.direct = value == "on" }
             default:
-                message = "Cannot change the option '\(key)'"
+                fixed.append((key, value))
             }
-            if let message {
-                session.console.err("\(IOSession.program): \(message)")
-                return false
-            }
+        }
+        let runtime: Set<String>
+        do {
+            runtime = try FlatBlockOptions.checkReopen(fixed, driver: device.image is Qcow2Image ? "qcow2" : "raw")
+        } catch {
+            return fail("\(error)")
+        }
+        // An unchanged value is no change (qobject_is_equal with the options it was opened with).
+        let current = ["driver": device.image is Qcow2Image ? "qcow2" : "raw", "file.filename": device.path]
+        let changed = fixed.filter { !runtime.contains($0.0) && current[$0.0] != $0.1 }
+        let own = QDictOrder.ordered(changed.filter { !$0.0.hasPrefix("file.") })
+        let child = QDictOrder.ordered(changed.filter { $0.0.hasPrefix("file.") }.map { (String($0.0.dropFirst(5)), $0.1) })
+        if let (key, _) = (own + child).first { return fail("Cannot change the option '\(key)'") }
+        if readOnlyWithWriters {
+            // (QEMU's generated node name is a fixed one here, as in other messages.)
+            return fail("Read-only block node '\(BitmapConstraints.anonymousNodeName)' cannot support read-write users")
         }
         if let message = session.reopen(with: options) {
             session.console.err("\(IOSession.program): \(message)")

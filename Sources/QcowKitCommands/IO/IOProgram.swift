@@ -35,8 +35,13 @@ enum IOProgram {
         .init(name: "force-share", takesArgument: false, code: UInt8(ascii: "U")),
     ]
 
-    static let usage = """
-        Usage: qcowkit io [OPTIONS]... [-c STRING]... [file]
+    /// "qemu-io" when invoked so, else "qcowkit io".
+    private static var invocation: String {
+        Tool(invokedAs: ProgramName.current) == .qemuIO ? ProgramName.current : "qcowkit io"
+    }
+
+    static var usage: String { """
+        Usage: \(invocation) [OPTIONS]... [-c STRING]... [file]
         QcowKit disk exerciser: qemu-io's commands on qcow2 and raw images
 
           --object OBJECTDEF   define an object (secret, tls-creds-x509, ...)
@@ -58,9 +63,10 @@ enum IOProgram {
           -h, --help           display this help and exit
           -V, --version        output version information and exit
 
-        See 'qcowkit io -c help' for information on available commands.
+        See '\(invocation) -c help' for information on available commands.
 
         """
+    }
 
     /// Runs `qcowkit io` with `arguments` (after "io") and returns the exit
     /// status. `readLine` gives the next chunk of standard input as fgets
@@ -71,7 +77,9 @@ enum IOProgram {
         var commands: [String] = []
         var options = IOOpenOptions()
         let objects = QemuObjects()
-        var getopt = IOGetopt([IOSession.program] + arguments, shortOptions: "hVc:d:f:rsnCmki:t:T:U",
+        // As qemu-io, glibc's getopt messages name argv[0] as given.
+        let argv0 = Tool(invokedAs: ProgramName.current) == .qemuIO ? ProgramName.argv0 : IOSession.program
+        var getopt = IOGetopt([argv0] + arguments, shortOptions: "hVc:d:f:rsnCmki:t:T:U",
                               longOptions: longOptions)
         func fail(_ message: String) -> Int32 {
             console.err("\(IOSession.program): \(message)")

@@ -72,8 +72,11 @@ struct NBDOptions {
     static func parse(_ arguments: [String]) -> Parsed {
         var options = NBDOptions()
         // `qcowkit nbd` names itself so; as qemu-nbd the program is its name.
-        let program = Tool(invokedAs: ProgramName.current) == .qcowkit ? "\(ProgramName.current) nbd" : ProgramName.current
-        var getopt = IOGetopt([ProgramName.current] + arguments, shortOptions: shortOptions, longOptions: longOptions)
+        // As qemu-nbd, argv[0] as given (getopt's messages and the "Try" line print it so).
+        let asQemuNBD = Tool(invokedAs: ProgramName.current) != .qcowkit
+        let program = asQemuNBD ? ProgramName.argv0 : "\(ProgramName.current) nbd"
+        var getopt = IOGetopt([asQemuNBD ? ProgramName.argv0 : ProgramName.current] + arguments,
+                              shortOptions: shortOptions, longOptions: longOptions)
         var seenCache = false, seenDiscard = false, seenAIO = false
         func fail(_ message: String) -> Parsed {
             Terminal.printError(ProgramName.prefixed(message))
