@@ -1,8 +1,9 @@
 // The cache modes of the image-changing verbs (-t, and --image-opts'
 // cache.no-flush) against qemu-img 7.2 where they change what happens
 // rather than what is left: how often the files are synced (counted with
-// strace). unsafe (BDRV_O_NO_FLUSH) never syncs any file of the chain.
-// The images must still
+// strace). unsafe (BDRV_O_NO_FLUSH) never syncs any file of the chain;
+// writethrough and directsync complete each of a safe rebase's writes with
+// a flush, so they sync more often than writeback. The images must still
 // come out as qemu-img's: byte for byte, or (commit's base, whose cluster
 // placement varies in QEMU from run to run) by guest content.
 import Foundation
@@ -92,6 +93,23 @@ struct VerbCacheModeInteropTests {
         }
         // The count is real: the default mode syncs.
         #expect(try Self.run(qcowkit, ["amend", "-o", "refcount_bits=8", "img"], template: template).syncs > 0)
+    }
+
+    @Test("-t writethrough and directsync: a safe rebase flushes after each write (more syncs than writeback)")
+    func writethroughRebaseFlushesEachWrite() throws {
+        let template = try Self.template()
+        defer { Self.cleanUp(template) }
+        let qcowkit = try TestTools.qcowkit()
+        let rebase = ["rebase", "-b", "new", "-F", "qcow2", "img"]
+        let theirsWriteback = try Self.run("qemu-img", ["-t", "writeback"].prefixed(by: rebase), template: template)
+        let mineWriteback = try Self.run(qcowkit, ["-t", "writeback"].prefixed(by: rebase), template: template)
+        for mode in ["writethrough", "directsync"] {
+            let theirs = try Self.run("qemu-img", ["-t", mode].prefixed(by: rebase), template: template)
+            let mine = try Self.run(qcowkit, ["-t", mode].prefixed(by: rebase), template: template)
+            #expect(theirs.syncs > theirsWriteback.syncs, "qemu-img -t \(mode)")
+            #expect(mine.syncs > mineWriteback.syncs, "qcowkit -t \(mode): \(mine.syncs) syncs, writeback \(mineWriteback.syncs)")
+            try Self.expectSameImages(theirs, mine, Comment(rawValue: mode))
+        }
     }
 }
 

@@ -31,9 +31,13 @@ package enum RebaseCopy {
     /// Copies into `image` what changes when its backing `oldBacking`
     /// becomes `newBacking`. `prefix`: the new backing when it is an image
     /// of the old chain. `progress` gets qemu-img's increments (percent).
+    /// `flushEachWrite` (-t writethrough, directsync: the overlay's
+    /// BlockBackend without a write cache) flushes the image after every
+    /// write, as QEMU completes each such write with a flush.
     /// Throws `Qcow2Error.writeFailed` with qemu-img's messages.
     package static func run(image: WritableBlockImage, oldBacking: BlockImage?, newBacking: BlockImage?,
-                            prefix: BlockImage?, compress: Bool = false, progress: (Double) -> Void) throws {
+                            prefix: BlockImage?, compress: Bool = false, flushEachWrite: Bool = false,
+                            progress: (Double) -> Void) throws {
         // -c (QEMU 8.2's): data is written as whole compressed clusters;
         // with extended L2 entries a cluster may be allocated in part, and
         // is written as qemu-img 7.2 writes it.
@@ -102,6 +106,7 @@ package enum RebaseCopy {
                             try image.write(UnsafeRawBufferPointer(rebasing: oldBuffer[written..<(written + run)]),
                                             at: offset + UInt64(written))
                         }
+                        if flushEachWrite { try image.flush() }
                     } catch {
                         throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
                                                      reason: "Error while writing to COW image: \(Qcow2Error.reason(of: error))")
