@@ -28,6 +28,13 @@ enum RebaseInteropCatalog {
         S.qcow2("img", "8M", backing: "base"), S.io("img", "write -P 4 6M 3000"),
         S.raw("new.raw", bytes: 3 << 20),
     ]
+    /// base (16M) <- mid (8M) <- img (16M): past mid's end img read zeroes,
+    /// where base has data; rebased onto base, that part must be zeroed.
+    static let shortMid: [[String]] = [
+        S.qcow2("base", "16M"), S.io("base", "write -P 1 0 16M"),
+        S.qcow2("mid", "8M", backing: "base"), S.io("mid", "write -P 2 1M 1M"),
+        S.qcow2("img", "16M", backing: "mid"), S.io("img", "write -P 3 0 64k", "write -P 4 12M 64k"),
+    ]
     static let extendedL2: [[String]] = [
         S.qcow2("base", "8M", "extended_l2=on"), S.io("base", "write -P 1 0 8M"),
         S.qcow2("img", "8M", "extended_l2=on", backing: "base"), S.io("img", "write -P 4 6M 3000", "write -z 1M 4k"),
@@ -59,6 +66,8 @@ enum RebaseInteropCatalog {
         rebase("without -F: data copied, header refused", chain, "-b", "new", "img"),
         rebase("onto a longer raw file, old backing short", shortBase, "-b", "new.raw", "-F", "raw", "img"),
         rebase("short old backing flattened", shortBase, "-b", "", "img"),
+        rebase("onto the bottom of the chain, past a shorter old backing's end", shortMid,
+               "-b", "base", "-F", "qcow2", "img"),
         rebase("extended L2 image", extendedL2, "-b", "new", "-F", "qcow2", "img"),
         rebase("v2 image onto 512-byte clusters", version2, "-b", "new", "-F", "qcow2", "img"),
         rebase("v2 image flattened", version2, "-b", "", "img"),

@@ -168,13 +168,14 @@ package enum RebaseCopy {
 
     /// bdrv_is_allocated_above(top, base) without base: whether an image
     /// from `top` down to (not including) `base` allocates the run at
-    /// `offset`, and how far that answer holds (at most `length`). Below
-    /// `top`, a layer that ends before `offset` counts as allocating zeroes
-    /// there, as in QEMU; past `top`'s own end QEMU 7.2 makes no progress
-    /// (it loops), where this answers "not allocated" (QEMU 8.2 stops there).
+    /// `offset`, and how far that answer holds (at most `length`). A layer
+    /// that ends before `offset`, `top` included, counts as allocating
+    /// zeroes there: past the old backing's end the image read zeroes, which
+    /// the new backing from the old chain may not (QEMU 8.2's rebase zeroes
+    /// such ranges explicitly; bdrv_is_allocated_above answers nothing there).
     static func allocatedAbove(_ top: BlockImage, down base: BlockImage, at offset: UInt64,
                                length: UInt64) throws -> (Bool, UInt64) {
-        guard offset < top.size else { return (false, length) }
+        guard offset < top.size else { return (true, length) }
         var run = length
         var layer: BlockImage? = top
         while let current = layer, current !== base {
