@@ -11,7 +11,7 @@
 # of every image alone (only when not clean: exit status, "(dirty)" when
 # the dirty bit is set, the kinds of error), and whether `img` reads as
 # before (`oimg`, an untouched copy) or as after (`aimg`, qemu-img's uncut
-# result, for resize), or NEITHER.
+# result, for resize and snapshot apply), or NEITHER.
 #
 #   Scripts/killsweep.sh [CASE...]     (default: every case; see `cases` below)
 #   KILLSWEEP_TOOLS="qemu-img" Scripts/killsweep.sh snapshot-delete
@@ -88,7 +88,7 @@ cases() {
         io img "${a[@]}"; qemu-img snapshot -c base img; io img 'write -P 7 0 64k'; keep img; }
     case $1 in
     snapshot-create) snapshots; echo "img|snapshot -c s2 img";;
-    snapshot-apply) snapshots; echo "img|snapshot -a base img";;
+    snapshot-apply) snapshots; cp img aimg; qemu-img snapshot -a base aimg; echo "img|snapshot -a base img";;
     snapshot-delete) snapshots; echo "img|snapshot -d base img";;
     rebase-new) q -o cluster_size=4k base 64M; io base 'write -P 1 0 48M'
         q -o cluster_size=4k -b base -F qcow2 img 64M; io img 'write -P 4 6M 3000'
@@ -131,7 +131,7 @@ outcome() {
         [ $status = 0 ] && continue
         line+="$i:check=$status"
         qemu-img info -U --output=json "$alone" 2>/dev/null | grep -q '"dirty-flag": true' && line+="(dirty)"
-        line+=" $(grep -oE '^(ERROR|Leaked)[ A-Za-z_]*' check.out | sed 's/ *$//' | sort -u | tr '\n' ';') "
+        line+=" $(grep -oE '^(ERROR|Leaked)( (OFLAG_COPIED|L[12]|data|cluster))*' check.out | sort -u | tr '\n' ';') "
     done
     if qemu-img compare -U oimg img >/dev/null 2>&1; then view=before
     elif [ -e aimg ] && qemu-img compare -U aimg img >/dev/null 2>&1; then view=after; fi

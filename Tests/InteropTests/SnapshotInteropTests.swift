@@ -252,6 +252,53 @@ struct SnapshotInteropTests {
         #expect(try twins.difference("image.qcow2") == nil)
     }
 
+    /// Appends a snapshot table of `names` (IDs 1, 2, ...; no L1 tables;
+    /// the 16 bytes of extra data v3 needs) to the file and points the
+    /// header at it; the refcounts of its clusters are left to check -r.
+    static func appendSnapshotTable(_ path: String, names: [Int]) throws {
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        handle.seek(toFileOffset: 24)
+        let size = handle.readData(ofLength: 8)
+        let offset = (handle.seekToEndOfFile() + 65535) & ~65535
+        var table = [UInt8]()
+        func be(_ value: UInt64, _ width: Int) { for i in (0..<width).reversed() { table.append(UInt8(truncatingIfNeeded: value >> (8 * i))) } }
+        for (index, nameLength) in names.enumerated() {
+            let id = Array(String(index + 1).utf8)
+            be(0, 8); be(0, 4); be(UInt64(id.count), 2); be(UInt64(nameLength), 2)
+            be(0, 4); be(0, 4); be(0, 8); be(0, 4); be(16, 4)
+            be(0, 8); table += size
+            table += id + [UInt8](repeating: UInt8(ascii: "n"), count: nameLength)
+            table += [UInt8](repeating: 0, count: (8 - table.count % 8) % 8)
+        }
+        table += [UInt8](repeating: 0, count: (65536 - table.count % 65536) % 65536)
+        handle.seek(toFileOffset: offset)
+        handle.write(Data(table))
+        table = []
+        be(UInt64(names.count), 4); be(offset, 8)
+        handle.seek(toFileOffset: 60)
+        handle.write(Data(table))
+    }
+
+    @Test("QEMU's limits: a 65,537th snapshot, and a table past 64 MiB, refused as qemu-img 7.2 refuses them")
+    func limits() throws {
+        // 65,536 entries; then 1,118 entries of 60,000-byte names, 50 bytes
+        // short of 64 MiB, so that the new entry passes it.
+        var large = [Int](repeating: 60000, count: 1117)
+        large.append((64 << 20) - 50 - 1117 * 60064 - 60)  // 60064: one entry, padded
+        for names in [[Int](repeating: 1, count: 65536), large] {
+            let twins = try IOTwinDirectories()
+            try twins.prepare([["qemu-img", "create", "-q", "-f", "qcow2", "image.qcow2", "1M"]])
+            try Self.appendSnapshotTable(twins.stage.appendingPathComponent("image.qcow2").path, names: names)
+            try twins.prepare([["qemu-img", "check", "-q", "-r", "all", "image.qcow2"]])
+            let context = Comment(rawValue: "\(names.count) snapshots")
+            let runs = try twins.snapshot(["-c", "one more", "image.qcow2"])
+            SnapshotInterop.expectSame(runs, context)
+            #expect(runs.ours.error.hasSuffix("Could not create snapshot 'one more': -27 (File too large)\n"), context)
+            #expect(try twins.difference("image.qcow2") == nil, context)
+        }
+    }
+
     @Test("a table of many snapshots with long names, over several clusters, created and thinned out")
     func largeTable() throws {
         let twins = try IOTwinDirectories()
