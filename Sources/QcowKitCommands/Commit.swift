@@ -81,7 +81,8 @@ package enum Commit {
 
         do {
             try commit(filename: filename, format: format, baseFilename: baseFilename, drop: drop, speed: rate,
-                       direct: cacheMode.wantsDirectIO) {
+                       direct: operand.cacheDirect ?? cacheMode.wantsDirectIO,
+                       noFlush: operand.noFlush ?? cacheMode.ignoresFlushes) {
                 progress.print($0, max: 0)
             }
         } catch let failure as CommandFailure {
@@ -97,10 +98,10 @@ package enum Commit {
     /// `drop`, the emptying of the image. `observer` is told of every change
     /// to the files of both steps (power-loss tests).
     package static func commit(filename: String, format: String?, baseFilename: String, drop: Bool, speed: Int64,
-                               direct: Bool, observer: (any BlockFileObserver)? = nil,
+                               direct: Bool, noFlush: Bool = false, observer: (any BlockFileObserver)? = nil,
                                progress: (Float) -> Void) throws {
         try CommitJob.run(filename: filename, format: format, baseFilename: baseFilename, speed: speed, direct: direct,
-                          empty: !drop, observer: observer, progress: progress)
+                          noFlush: noFlush, empty: !drop, observer: observer, progress: progress)
     }
 }
 
@@ -110,8 +111,9 @@ package enum Commit {
 enum CommitJob {
     /// `empty`: then blk_make_empty on the committed image, still open (a
     /// format that cannot be emptied, raw, is left as it is, as qemu-img does).
+    /// `noFlush` (-t unsafe): no file of the chain is ever synced.
     static func run(filename: String, format: String?, baseFilename: String, speed: Int64, direct: Bool,
-                    empty: Bool, observer: (any BlockFileObserver)? = nil, progress: (Float) -> Void) throws {
+                    noFlush: Bool = false, empty: Bool, observer: (any BlockFileObserver)? = nil, progress: (Float) -> Void) throws {
         let graph = BlockGraph()
         graph.fileObserver = observer
         defer { try? graph.closeAll() }
@@ -119,6 +121,7 @@ enum CommitJob {
         do {
             var drive = BlockdevOptions(driver: format, file: .filename(filename))
             drive.cacheDirect = direct
+            drive.cacheNoFlush = noFlush
             top = try graph.addDrive(drive, id: "commit")
             // qemu-img's BlockBackend on the image: it stays open after the
             // job has replaced it with base, to be emptied.

@@ -160,6 +160,7 @@ struct ImageArgument {
         if forceShare { locking.forceShare = true }
         if let fileLocking { locking.mode = fileLocking }
         if let cacheDirect { locking.direct = cacheDirect }
+        if let noFlush { locking.noFlush = noFlush }
         return locking
     }
 

@@ -94,7 +94,9 @@ enum Rebase {
             guard let writable = image as? WritableBlockImage else { throw CommandFailure("Image cannot be written") }
             do {
                 try RebaseCopy.run(image: writable, oldBacking: image.backing, newBacking: newBacking,
-                                   prefix: prefix, compress: compress) { progress.print(Float($0), max: 100) }
+                                   prefix: prefix, compress: compress, flushEachWrite: cacheMode.flushesEachWrite) {
+                    progress.print(Float($0), max: 100)
+                }
             } catch {
                 throw CommandFailure("\(error)")
             }

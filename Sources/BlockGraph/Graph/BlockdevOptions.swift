@@ -51,6 +51,9 @@ public struct BlockdevOptions: Equatable, Sendable {
     /// `cache.direct`: files opened O_DIRECT; nil inherits the parent's
     /// (off at the top), as QEMU's children and backings inherit it.
     public var cacheDirect: Bool?
+    /// `cache.no-flush`: flushes ignored (BDRV_O_NO_FLUSH, cache=unsafe);
+    /// nil inherits the parent's (off at the top), as cacheDirect.
+    public var cacheNoFlush: Bool?
 
     public init(driver: String? = nil, nodeName: String? = nil, readOnly: Bool? = nil, filename: String? = nil,
                 file: BlockdevRef? = nil, backing: BackingChoice = .fromImage(nil)) {

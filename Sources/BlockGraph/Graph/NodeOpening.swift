@@ -59,9 +59,11 @@ extension BlockGraph {
     /// users that need `user` of it; force-share is inherited from the parent.
     private func open(_ options: BlockdevOptions, defaultReadOnly: Bool,
                       at position: BackingChainPosition, user: BlockAccess,
-                      inheritedForceShare: Bool = false, inheritedDirect: Bool = false) throws -> BlockNode {
+                      inheritedForceShare: Bool = false, inheritedDirect: Bool = false,
+                      inheritedNoFlush: Bool = false) throws -> BlockNode {
         var options = options
         if options.cacheDirect == nil { options.cacheDirect = inheritedDirect }
+        if options.cacheNoFlush == nil { options.cacheNoFlush = inheritedNoFlush }
         let readOnly = options.readOnly ?? defaultReadOnly
         let forceShare = options.forceShare ?? inheritedForceShare
         if forceShare && !readOnly { throw BlockGraphError("force-share=on can only be used with read-only images") }
@@ -88,10 +90,12 @@ extension BlockGraph {
             }
             if protocolOptions.forceShare == nil { protocolOptions.forceShare = forceShare }
             if protocolOptions.cacheDirect == nil { protocolOptions.cacheDirect = options.cacheDirect }
+            if protocolOptions.cacheNoFlush == nil { protocolOptions.cacheNoFlush = options.cacheNoFlush }
             fileNode = try openFileNode(protocolOptions, readOnly: protocolOptions.readOnly ?? readOnly, at: position)
         case let .filename(path)?:
             var protocolOptions = BlockdevOptions.file(path)
             protocolOptions.cacheDirect = options.cacheDirect
+            protocolOptions.cacheNoFlush = options.cacheNoFlush
             fileNode = try openFileNode(protocolOptions, readOnly: readOnly, at: position)
         case nil:
             throw BlockGraphError("A block device must be specified for \"file\"")
@@ -154,6 +158,7 @@ extension BlockGraph {
         }
         let blockFile = try ImageOpener.openFile(path: path, writable: !readOnly, locking: options.locking ?? .auto,
                                                   direct: options.cacheDirect ?? false, observer: fileObserver)
+        blockFile.ignoresFlushes = options.cacheNoFlush ?? false
         var registered = false
         defer { if !registered { try? blockFile.close() } }
         try position.check(try blockFile.identity(), path: path)
@@ -192,7 +197,8 @@ extension BlockGraph {
                 if options.driver == nil, let format = qcow2.backingFormat, !format.isEmpty { options.driver = format }
                 return try open(options, defaultReadOnly: true, at: try position.backing(of: identity),
                                 user: node.user.forBacking, inheritedForceShare: node.forceShare,
-                                inheritedDirect: node.file?.blockFile?.isDirect ?? false)
+                                inheritedDirect: node.file?.blockFile?.isDirect ?? false,
+                                inheritedNoFlush: node.file?.blockFile?.ignoresFlushes ?? false)
             }, wrap: nest)
             try attach(backing, under: node, at: position)
         }

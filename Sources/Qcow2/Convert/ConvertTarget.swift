@@ -7,9 +7,9 @@ package enum CacheMode: String, CaseIterable, Sendable {
     case none, writeback, writethrough, directsync, unsafe
 
     /// Flushes do nothing (BDRV_O_NO_FLUSH): only `unsafe`.
-    var ignoresFlushes: Bool { self == .unsafe }
+    package var ignoresFlushes: Bool { self == .unsafe }
     /// Every write is flushed before the next (writethrough semantics).
-    var flushesEachWrite: Bool { self == .writethrough || self == .directsync }
+    package var flushesEachWrite: Bool { self == .writethrough || self == .directsync }
     /// Whether the files bypass the host page cache (O_DIRECT), as QEMU's
     /// cache.direct=on.
     package var wantsDirectIO: Bool { self == .none || self == .directsync }

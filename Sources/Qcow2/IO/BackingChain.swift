@@ -156,6 +156,7 @@ package enum BackingChain {
         if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
         let file = try ImageOpener.openFile(path: path, writable: writable, locking: locking.mode, direct: locking.direct,
                                             observer: observer)
+        file.ignoresFlushes = locking.noFlush
         return try open(file: file, format: format, at: position, user: user, locking: locking, withoutIO: withoutIO,
                         attachingBacking: attachingBacking)
     }

@@ -232,7 +232,8 @@ package final class BlockFile: Sendable {
     /// afterwards (dropping its locks), or, if it keeps it, gives its old
     /// access back with `setAccess`. Throws `Qcow2Error.lockConflict` or the
     /// open's failure; this descriptor's locks are as before then.
-    /// `direct` nil keeps this descriptor's O_DIRECT setting.
+    /// `direct` nil keeps this descriptor's O_DIRECT setting; whether
+    /// flushes are ignored is kept.
     package func reopened(writable: Bool, access new: BlockAccess, direct: Bool? = nil) throws -> BlockFile {
         let old = access
         if isLocking {
@@ -247,6 +248,7 @@ package final class BlockFile: Sendable {
         do {
             let file = try BlockFile(path: path, writable: writable, locking: isLocking ? .on : .off, observer: observer,
                                      direct: direct ?? isDirect)
+            file.ignoresFlushes = ignoresFlushes  // BDRV_O_NO_FLUSH survives a reopen
             // Checked above, so taking these cannot conflict.
             try file.lockState.withLock { state in
                 if isLocking {

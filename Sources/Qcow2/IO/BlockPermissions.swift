@@ -109,10 +109,15 @@ public struct ImageLocking: Sendable, Equatable {
     /// rides here because this is what every open of a chain's files is
     /// handed.
     public var direct: Bool
-    public init(mode: FileLockingMode = .auto, forceShare: Bool = false, direct: Bool = false) {
+    /// cache.no-flush=on (-t unsafe, BDRV_O_NO_FLUSH): every file of the
+    /// chain ignores flushes (`BlockFile.ignoresFlushes`), as QEMU's backing
+    /// files inherit it; it rides here for the same reason as `direct`.
+    public var noFlush: Bool
+    public init(mode: FileLockingMode = .auto, forceShare: Bool = false, direct: Bool = false, noFlush: Bool = false) {
         self.mode = mode
         self.forceShare = forceShare
         self.direct = direct
+        self.noFlush = noFlush
     }
 
     /// Locks taken and honoured (the default).

@@ -50,6 +50,7 @@ public enum ImageOpener {
                                       _ make: (BlockFile) throws -> T) throws -> T {
         if locking.forceShare && writable { throw Qcow2Error.forceShareReadWrite }
         let file = try BlockFile(path: path, writable: writable, locking: locking.mode, direct: locking.direct)
+        file.ignoresFlushes = locking.noFlush
         do {
             try file.setAccess(BlockAccess.backend(writable: writable).forFile(
                 of: format, writable: writable, forceShare: locking.forceShare))

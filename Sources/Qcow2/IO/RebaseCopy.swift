@@ -9,7 +9,11 @@
 //  - past a backing file's end it reads as zeroes (no new backing: zeroes);
 //  - the two are compared sector by sector; each differing run is written
 //    as one guest write, or as a zero write (without unmapping) where the
-//    old backing had ended.
+//    old backing had ended;
+//  - beyond 7.2, as QEMU 8.2 does: a data write covers whole (sub)clusters
+//    of the image, filled with what the old backing reads there, so the
+//    write path never copies the rest of a cluster on write (7.2's copy on
+//    write reads the same old content there: the file ends the same).
 // With -c (beyond 7.2, as QEMU 8.2 offers it) each differing run is widened
 // to whole clusters, which are written compressed with what the image reads
 // there now.
@@ -31,9 +35,13 @@ package enum RebaseCopy {
     /// Copies into `image` what changes when its backing `oldBacking`
     /// becomes `newBacking`. `prefix`: the new backing when it is an image
     /// of the old chain. `progress` gets qemu-img's increments (percent).
+    /// `flushEachWrite` (-t writethrough, directsync: the overlay's
+    /// BlockBackend without a write cache) flushes the image after every
+    /// write, as QEMU completes each such write with a flush.
     /// Throws `Qcow2Error.writeFailed` with qemu-img's messages.
     package static func run(image: WritableBlockImage, oldBacking: BlockImage?, newBacking: BlockImage?,
-                            prefix: BlockImage?, compress: Bool = false, progress: (Double) -> Void) throws {
+                            prefix: BlockImage?, compress: Bool = false, flushEachWrite: Bool = false,
+                            progress: (Double) -> Void) throws {
         // -c (QEMU 8.2's): data is written as whole compressed clusters;
         // with extended L2 entries a cluster may be allocated in part, and
         // is written as qemu-img 7.2 writes it.
@@ -43,6 +51,9 @@ package enum RebaseCopy {
         let oldSize = oldBacking?.size ?? 0
         let newSize = newBacking?.size ?? 0
         let step = size == 0 ? 0 : 100 / Double(size / min(size, bufferSize))
+        // 8.2's write_align: the (sub)cluster, the unit of allocation.
+        let align = header?.subclusterSize ?? UInt64(sectorSize)
+        var aligned = [UInt8]()
         let oldBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(bufferSize), alignment: 4096)
         let newBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(bufferSize), alignment: 4096)
         defer {
@@ -99,9 +110,16 @@ package enum RebaseCopy {
                             try writeCompressed(image, at: offset + UInt64(written), length: UInt64(run),
                                                 clusterSize: compressedCluster)
                         } else {
-                            try image.write(UnsafeRawBufferPointer(rebasing: oldBuffer[written..<(written + run)]),
-                                            at: offset + UInt64(written))
+                            let end = try writeAligned(image, UnsafeMutableRawBufferPointer(rebasing: oldBuffer[0..<Int(n)]),
+                                                       chunk: offset, from: written, count: run,
+                                                       align: align, oldBacking: oldBacking, scratch: &aligned)
+                            if flushEachWrite { try image.flush() }
+                            // A write past the chunk's end: the next chunk
+                            // finds that cluster allocated.
+                            written = min(Int(end - offset), Int(n))
+                            continue
                         }
+                        if flushEachWrite { try image.flush() }
                     } catch {
                         throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
                                                      reason: "Error while writing to COW image: \(Qcow2Error.reason(of: error))")
@@ -125,6 +143,37 @@ package enum RebaseCopy {
             throw Qcow2Error.writeFailed(errno: Qcow2Error.errnoValue(of: error),
                                          reason: "Error while writing to COW image: \(Qcow2Error.reason(of: error))")
         }
+    }
+
+    /// Writes old content over [chunk + from, chunk + from + count) and
+    /// the rest of the (sub)clusters it touches (all unallocated in the
+    /// image: it allocates whole ones), from `buffer` (the old backing's
+    /// content from `chunk`, all of the chunk) or, outside it, from `oldBacking` (zeroes past
+    /// its end); returns where the write ended.
+    static func writeAligned(_ image: WritableBlockImage, _ buffer: UnsafeMutableRawBufferPointer, chunk: UInt64,
+                             from: Int, count: Int, align: UInt64, oldBacking: BlockImage?,
+                             scratch: inout [UInt8]) throws -> UInt64 {
+        let start = (chunk + UInt64(from)) / align * align
+        let end = min((chunk + UInt64(from + count) + align - 1) / align * align, image.size)
+        if start >= chunk && end <= chunk + UInt64(buffer.count) {
+            try image.write(UnsafeRawBufferPointer(rebasing: buffer[Int(start - chunk)..<Int(end - chunk)]), at: start)
+            return end
+        }
+        scratch = [UInt8](repeating: 0, count: Int(end - start))
+        try scratch.withUnsafeMutableBytes { bytes in
+            if let oldBacking, start < oldBacking.size {
+                let readable = Int(min(end, oldBacking.size) - start)
+                try oldBacking.read(into: UnsafeMutableRawBufferPointer(rebasing: bytes[0..<readable]), at: start)
+            }
+            // What the chunk holds is already read.
+            let first = max(start, chunk), last = min(end, chunk + UInt64(buffer.count))
+            if first < last {
+                UnsafeMutableRawBufferPointer(rebasing: bytes[Int(first - start)..<Int(last - start)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[Int(first - chunk)..<Int(last - chunk)]))
+            }
+            try image.write(UnsafeRawBufferPointer(bytes), at: start)
+        }
+        return end
     }
 
     /// The clusters around [offset, offset + length), read as the image
@@ -163,13 +212,14 @@ package enum RebaseCopy {
 
     /// bdrv_is_allocated_above(top, base) without base: whether an image
     /// from `top` down to (not including) `base` allocates the run at
-    /// `offset`, and how far that answer holds (at most `length`). Below
-    /// `top`, a layer that ends before `offset` counts as allocating zeroes
-    /// there, as in QEMU; past `top`'s own end QEMU 7.2 makes no progress
-    /// (it loops), where this answers "not allocated" (QEMU 8.2 stops there).
+    /// `offset`, and how far that answer holds (at most `length`). A layer
+    /// that ends before `offset`, `top` included, counts as allocating
+    /// zeroes there: past the old backing's end the image read zeroes, which
+    /// the new backing from the old chain may not (QEMU 8.2's rebase zeroes
+    /// such ranges explicitly; bdrv_is_allocated_above answers nothing there).
     static func allocatedAbove(_ top: BlockImage, down base: BlockImage, at offset: UInt64,
                                length: UInt64) throws -> (Bool, UInt64) {
-        guard offset < top.size else { return (false, length) }
+        guard offset < top.size else { return (true, length) }
         var run = length
         var layer: BlockImage? = top
         while let current = layer, current !== base {

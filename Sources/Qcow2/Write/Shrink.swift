@@ -1,5 +1,10 @@
 // Shrinking an image's virtual size: QEMU 7.2's qcow2_co_truncate for a size
-// below the current one.
+// below the current one, with its last step first.
+//  0. the size field is rewritten and synced. QEMU does this last, so a
+//     crash while it discards leaves the old size over a cropped part that
+//     reads neither as before nor as after; first, every crash state reads
+//     as after, and what follows only frees what the guest no longer sees.
+//     The file ends byte-identical to QEMU's either way;
 //  1. every cluster from the new end (rounded up to a whole cluster) to the
 //     old end is discarded for good: L2 entries cleared, references
 //     dropped, freed clusters punched out of the file (qcow2_cluster_discard,
@@ -10,11 +15,10 @@
 //  3. refcount blocks that count nothing but themselves leave the refcount
 //     table (RefcountTableShrink.swift);
 //  4. the file is cut after the last cluster in use (a failure there is
-//     only a warning);
-//  5. the size field is rewritten and synced.
-// Crash safety: until step 5 the header keeps the old size, and the part
-// below the new size is never touched; each step keeps QEMU's ordering of
-// references before refcounts, so a crash leaves leaks at worst.
+//     only a warning).
+// Crash safety: the part below the new size is never touched; each step
+// keeps QEMU's ordering of references before refcounts, so a crash leaves
+// leaks at worst (L1 entries and L2 tables past the new end are allowed).
 
 #if canImport(Glibc)
 import Glibc
@@ -27,6 +31,8 @@ extension Qcow2Writer {
         let oldSize = imageSize
         precondition(newSize < oldSize)
         let cropStart = roundUp(newSize, clusterSize)
+        try failing("Failed to update the image size") { try writeSize(newSize) }
+        imageSize = newSize
         if cropStart < oldSize {
             try failing("Failed to discard cropped clusters") {
                 try discardClusters(offset: cropStart, length: oldSize - cropStart, type: .always, fullDiscard: true)
@@ -48,8 +54,6 @@ extension Qcow2Writer {
                     .errorReport, "warning: Failed to truncate the tail of the image: \(Qcow2Error.reason(of: error))"))
             }
         }
-        try failing("Failed to update the image size") { try writeSize(newSize) }
-        imageSize = newSize
     }
 
     /// qcow2_shrink_l1_table: the entries from `count` on are zeroed on disk
