@@ -75,7 +75,7 @@ final class QemuProgress: Sendable {
     private static func line(_ value: Float, ending: String) -> String {
         var text = [CChar](repeating: 0, count: 64)
         _ = withVaList([Double(value)]) { vsnprintf(&text, text.count, "    (%3.2f/100%%)", $0) }
-        return String(cString: text) + ending
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + ending
     }
 
     /// Ends the line (qemu_progress_end).

@@ -42,8 +42,8 @@ struct ProgressSignalInteropTests {
             try QemuOracle.run(command, in: dir)
         }
         let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         let process = Process()
         let (executable, arguments) = try TestTools.resolve([tool, "commit"] + (progress ? ["-p"] : []) + ["-r", "1M", "img"])
         process.executableURL = URL(fileURLWithPath: executable)
