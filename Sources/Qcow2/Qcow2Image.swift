@@ -54,6 +54,11 @@ public final class Qcow2Image: Sendable {
     let tracksDirtyBitmaps = Atomic<Bool>(false)
     /// The image has dirty bitmaps in memory (snapshots cannot be applied).
     var hasPersistentBitmaps: Bool { tracksDirtyBitmaps.load(ordering: .relaxed) }
+    /// Whether this open has marked the image corrupt (a writable image's
+    /// metadata found inconsistent, QEMU's qcow2_signal_corruption). It then
+    /// answers no more reads, writes or mapping, as QEMU's node, which loses
+    /// its driver: errno ENOMEDIUM, "No medium found".
+    public var corruptionSignaled: Bool { clusterMap.corruptionSignaled }
     private let diagnosticSinkStorage = Mutex<Qcow2Diagnostics.Sink?>(nil)
 
     /// Where this image reports problems it carries on after (see

@@ -8,6 +8,12 @@
 // images the write path changes tables in place, so lookups read them under
 // the lock.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A run of guest bytes that one lookup found mapped alike.
 struct MappedExtent: Equatable {
     /// Never `.invalid`: invalid entries are reported as corruption.
@@ -67,6 +73,9 @@ final class ClusterMap: Sendable {
             tables: try ClusterTables(geometry: geometry, header: header, writable: isWritable, cacheCapacity: cacheCapacity)))
     }
 
+    /// See Qcow2Image.corruptionSignaled.
+    var corruptionSignaled: Bool { isWritable && lock.withLock { $0.writer?.corruption != nil } }
+
     var l2CacheCapacity: Int { lock.withLock { $0.tables.l2Tables.capacity } }
     var l2CacheCount: Int { lock.withLock { $0.tables.l2Tables.count } }
 
@@ -74,7 +83,14 @@ final class ClusterMap: Sendable {
     /// alike: one type, contiguous host offsets, within one L2 table, one
     /// cluster for compressed data (QEMU's qcow2_get_host_offset).
     func lookup(at offset: UInt64, length: UInt64) throws -> MappedExtent {
-        if isWritable { return try lock.withLock { try $0.tables.lookup(at: offset, length: length) } }
+        if isWritable {
+            return try lock.withLock { core in
+                // Marked corrupt, the image has lost its driver, as QEMU's node
+                // does (qcow2_signal_corruption): nothing more is read or mapped.
+                if core.writer?.corruption != nil { throw Qcow2Error.io(step: "read", errno: ENOMEDIUM) }
+                return try core.tables.lookup(at: offset, length: length)
+            }
+        }
         // Tables of a read-only image never change: a miss is read without
         // the lock, so that readers do not wait for each other's misses, and
         // a table is read after the lock is let go (the one reference taken

@@ -15,14 +15,25 @@ enum IOStatusCommands {
                   oneline: "checks if offset is allocated in the file", polls: true, run: alloc),
     ]
 
+    /// An image this session marked corrupt has no driver left in QEMU:
+    /// its length cannot be queried ("No medium found").
+    private static func lostMedium(_ device: IODevice) -> Bool {
+        (device.image as? Qcow2Image)?.corruptionSignaled == true
+    }
+
     private static func length(_ session: IOSession, _ words: [String]) -> Bool {
         guard let device = session.device else { return false }
+        if lostMedium(device) {
+            session.console.out("getlength: No medium found\n")
+            return false
+        }
         session.console.out(IOReport.size(Double(device.image.size)) + "\n")
         return true
     }
 
     private static func info(_ session: IOSession, _ words: [String]) -> Bool {
-        guard let device = session.device else { return false }
+        // Without a driver QEMU's bdrv_get_info fails, and info prints nothing.
+        guard let device = session.device, !lostMedium(device) else { return false }
         let console = session.console
         console.out("format name: \(device.image.format.rawValue)\n")
         var clusterSize: UInt64 = 0
@@ -86,6 +97,10 @@ enum IOStatusCommands {
 
     private static func map(_ session: IOSession, _ words: [String]) -> Bool {
         guard let device = session.device else { return false }
+        if lostMedium(device) {
+            session.console.err("\(IOSession.program): Failed to query image length: No medium found")
+            return false
+        }
         var offset: Int64 = 0
         var bytes = Int64(device.image.size)
         while bytes > 0 {
