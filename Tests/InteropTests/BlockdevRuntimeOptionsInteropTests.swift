@@ -21,7 +21,8 @@ struct BlockdevRuntimeOptionsInteropTests {
             .map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
         // printf into the pipe: a daemon that refuses its command line never reads it.
         let result = try QemuOracle.run(["sh", "-c", "printf '%s' \"$1\" | " + quoted, "sh", lines], in: directory, check: false)
-        let replies = result.output.split(separator: "\n").filter { !$0.contains(#""QMP""#) && !$0.contains("SHUTDOWN") }
+        // QMP ends lines with "\r\n", one Character in Swift: split on newlines.
+        let replies = result.output.split(whereSeparator: \.isNewline).filter { !$0.contains(#""QMP""#) && !$0.contains("SHUTDOWN") }
         let errors = result.errorOutput.replacingOccurrences(of: "qemu-storage-daemon: ", with: "")
             .replacingOccurrences(of: "qcowkit: ", with: "")
         return "exit \(result.status)\n" + replies.joined(separator: "\n") + "\n" + errors
@@ -59,6 +60,32 @@ struct BlockdevRuntimeOptionsInteropTests {
         #""lazy-refcounts": "on""#, #""cache-size": 1, "refcount-cache-size": 2"#, #""detect-zeroes": "unmap""#,
         #""cache": {"direct": "x"}"#, #""cache-clean-interval": 600, "pass-discard-other": false"#,
     ]
+
+    /// cache.no-flush is not only accepted: the node and its file child
+    /// report it, and their flushes do nothing (QEMU's BDRV_O_NO_FLUSH).
+    @Test("cache.no-flush reaches the node and its file, as query-named-block-nodes shows",
+          arguments: ["cache.no-flush=on", "cache.no-flush=off", "file.cache.no-flush=on"])
+    func noFlushReported(_ option: String) throws {
+        let scratch = try ScratchDirectory()
+        try QemuOracle.run(["qemu-img", "create", "-q", "-f", "qcow2", scratch.path + "/disk.qcow2", "1M"])
+        let arguments = ["--blockdev", "driver=qcow2,node-name=n,file.driver=file,file.filename=disk.qcow2," + option]
+        let query = #"{"execute":"query-named-block-nodes","arguments":{"flat":true}}"#
+        /// Each node's driver and cache flags (generated node names differ).
+        func caches(_ output: String) throws -> [String] {
+            let line = try #require(output.split(whereSeparator: \.isNewline).first { $0.contains(#""return": ["#) })
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let nodes = try #require(object["return"] as? [[String: Any]])
+            return nodes.map { node in
+                let cache = node["cache"] as? [String: Bool] ?? [:]
+                return "\(node["drv"] ?? "?"): " + cache.keys.sorted().map { "\($0)=\(cache[$0]!)" }.joined(separator: ",")
+            }.sorted()
+        }
+        let qsd = try TestTools.program("qemu-storage-daemon", package: "qemu-system-common")
+        let theirs = try caches(try Self.run([qsd], arguments, requests: [query], in: scratch.url))
+        let ours = try caches(try Self.run([try TestTools.qcowkit(), "serve"], arguments, requests: [query], in: scratch.url))
+        #expect(theirs.count == 2)
+        #expect(ours == theirs)
+    }
 
     @Test("in blockdev-add (JSON)", arguments: json)
     func qmp(_ members: String) throws {

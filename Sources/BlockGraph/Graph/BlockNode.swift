@@ -19,6 +19,9 @@ public final class BlockNode: Sendable {
     /// opened from a header, the header's name resolved against the overlay.
     /// A format node has its file node's.
     public let filename: String
+    /// cache.no-flush as the node was opened (QEMU's BDRV_O_NO_FLUSH, shown by
+    /// query-named-block-nodes); a file node's flushes then do nothing.
+    public let cacheNoFlush: Bool
     public internal(set) var isReadOnly: Bool {
         get { links.withLock { $0.isReadOnly } }
         set { links.withLock { $0.isReadOnly = newValue } }
@@ -83,8 +86,9 @@ public final class BlockNode: Sendable {
     private let nextObserverID = Atomic<UInt64>(1)
 
     init(nodeName: String, generated: Bool, serial: UInt64, driver: String, filename: String, readOnly: Bool,
-         blockFile: BlockFile?, image: BlockImage, formatProbed: Bool) {
+         cacheNoFlush: Bool, blockFile: BlockFile?, image: BlockImage, formatProbed: Bool) {
         self.nodeName = nodeName
+        self.cacheNoFlush = cacheNoFlush
         self.hasGeneratedName = generated
         self.serial = serial
         self.driver = driver

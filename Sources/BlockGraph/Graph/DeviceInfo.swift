@@ -86,6 +86,7 @@ extension BlockGraph {
                                    driver: node.driver, backingFile: node.backing?.filename,
                                    backingFileDepth: chain.count - 1, image: image)
         info.dirtyBitmaps = dirtyBitmaps(of: node)
+        info.cache.noFlush = node.cacheNoFlush
         return info
     }
 

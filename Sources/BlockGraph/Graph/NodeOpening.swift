@@ -132,7 +132,8 @@ extension BlockGraph {
 
         let (name, generated) = try assignNodeName(options.nodeName)
         let node = BlockNode(nodeName: name, generated: generated, serial: takeSerial(), driver: format.rawValue,
-                             filename: fileNode.filename, readOnly: readOnly, blockFile: nil, image: image,
+                             filename: fileNode.filename, readOnly: readOnly,
+                             cacheNoFlush: options.cacheNoFlush ?? false, blockFile: nil, image: image,
                              formatProbed: probed)
         node.file = fileNode
         node.user = user
@@ -166,7 +167,8 @@ extension BlockGraph {
         let image = try RawImage(file: blockFile)
         let (name, generated) = try assignNodeName(options.nodeName)
         let node = BlockNode(nodeName: name, generated: generated, serial: takeSerial(), driver: "file",
-                             filename: path, readOnly: readOnly, blockFile: blockFile, image: image, formatProbed: false)
+                             filename: path, readOnly: readOnly, cacheNoFlush: blockFile.ignoresFlushes,
+                             blockFile: blockFile, image: image, formatProbed: false)
         nodes.append(node)
         registered = true
         return node

@@ -32,7 +32,7 @@ enum BlockdevOptionsInput {
         var direct: Bool?
         if var cache = try input.optionalObject("cache", typeName: "BlockdevCacheOptions") {
             direct = try cache.optionalBool("direct")
-            _ = try cache.optionalBool("no-flush")
+            options.cacheNoFlush = try cache.optionalBool("no-flush")
             try cache.finish()
         }
         options.readOnly = try input.optionalBool("read-only")
