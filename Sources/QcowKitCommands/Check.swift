@@ -11,7 +11,7 @@ import Musl
 import Qcow2
 import QemuJSON
 
-struct Check {
+struct Check: ParsedVerb {
     var format: String?
     var repair: CheckRepair = []
     var output: String?
@@ -48,11 +48,6 @@ struct Check {
         }
         check.filenames = options.operands
         return check
-    }
-
-    /// `argv` starts with the verb's name; returns the exit status.
-    static func main(_ argv: [String]) -> Int32 {
-        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
     }
 
     func run() throws {

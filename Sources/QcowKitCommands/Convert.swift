@@ -9,7 +9,7 @@ import Musl
 #endif
 import Qcow2
 
-struct Convert {
+struct Convert: ParsedVerb {
     var format: String?
     var outputFormat: String?
     /// -o, each occurrence.
@@ -74,11 +74,6 @@ struct Convert {
         }
         convert.files = options.operands
         return convert
-    }
-
-    /// `argv` starts with the verb's name; returns the exit status.
-    static func main(_ argv: [String]) -> Int32 {
-        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
     }
 
     func run() throws {

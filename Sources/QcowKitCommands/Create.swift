@@ -10,7 +10,7 @@ import Glibc
 import Musl
 #endif
 
-struct Create {
+struct Create: ParsedVerb {
     var format = "raw"
     var backingFile: String?
     var backingFormat: String?
@@ -40,11 +40,6 @@ struct Create {
         }
         create.arguments = options.operands
         return create
-    }
-
-    /// `argv` starts with the verb's name; returns the exit status.
-    static func main(_ argv: [String]) -> Int32 {
-        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
     }
 
     func run() throws {

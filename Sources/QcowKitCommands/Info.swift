@@ -14,7 +14,7 @@ import Musl
 import Darwin
 #endif
 
-struct Info {
+struct Info: ParsedVerb {
     var format: String?
     var output: String?
     var backingChain = false
@@ -40,11 +40,6 @@ struct Info {
         }
         info.files = options.operands
         return info
-    }
-
-    /// `argv` starts with the verb's name; returns the exit status.
-    static func main(_ argv: [String]) -> Int32 {
-        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
     }
 
     /// What the command writes: standard output, and warnings for standard error.

@@ -9,7 +9,7 @@ import Musl
 #endif
 import Qcow2
 
-struct Map {
+struct Map: ParsedVerb {
     var format: String?
     var output: String?
     var locking = ImageLocking.standard
@@ -38,11 +38,6 @@ struct Map {
         }
         map.filenames = options.operands
         return map
-    }
-
-    /// `argv` starts with the verb's name; returns the exit status.
-    static func main(_ argv: [String]) -> Int32 {
-        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
     }
 
     func run() throws {

@@ -12,7 +12,7 @@ import Musl
 #endif
 import Qcow2
 
-struct Snapshot {
+struct Snapshot: ParsedVerb {
     /// -l, as often as given.
     var list = 0
     var create: [String] = []
@@ -44,11 +44,6 @@ struct Snapshot {
         }
         snapshot.files = options.operands
         return snapshot
-    }
-
-    /// `argv` starts with the verb's name; returns the exit status.
-    static func main(_ argv: [String]) -> Int32 {
-        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
     }
 
     enum Action: Equatable {

@@ -85,3 +85,19 @@ struct VerbGetopt {
         return .operands(options.operands)
     }
 }
+
+/// A verb that reads its options into a value (`parse`, with VerbGetopt)
+/// and then runs it: `main` is its entry in QemuImgFront's verb table.
+protocol ParsedVerb {
+    /// The command line after the verb's name; throws ExitCode once the run
+    /// is over (help shown, a bad flag reported), or a bad value's failure.
+    static func parse(_ arguments: [String]) throws -> Self
+    func run() throws
+}
+
+extension ParsedVerb {
+    /// `argv` starts with the verb's name; returns the exit status.
+    static func main(_ argv: [String]) -> Int32 {
+        QemuImgFront.finish { try parse(Array(argv.dropFirst())).run() }
+    }
+}
