@@ -136,21 +136,19 @@ convert_raw_step() { convert_step "convert -O raw (2 GiB qcow2)" "$1" raw "$work
 # Floors: what writing the same data costs with no tool at all, timed in the
 # "ours" column against qemu-img doing the whole job. A target ratio below a
 # floor's cannot be met by any program that writes that data through the
-# page cache (the floor reads nothing, does no zero detection, no metadata).
-# convert -O qcow2 writes the source's 512 MiB of data into a new file;
-# commit writes 1 GiB into base and flushes it.
-write_floor() { # file bytes offset fdatasync(0/1)
-    python3 - "$@" <<'PY'
-import os, sys
-path, size, offset, sync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-chunk = os.urandom(2 << 20)
-fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-for done in range(0, size, len(chunk)):
-    os.pwrite(fd, chunk, offset + done)
-if sync:
-    os.fdatasync(fd)
-os.close(fd)
-PY
+# page cache (the floor reads nothing but /dev/zero, does no zero detection
+# and no metadata). convert -O qcow2 writes the source's 512 MiB of data into
+# a new file; commit writes 1 GiB into base and flushes it, half over base's
+# data and half appended (as commit of the top's [512 MiB, 1.5 GiB) over
+# base's [0, 1 GiB) does), then cuts the emptied top to its first clusters.
+write_floor() { # file bytes offset [fdatasync]
+    dd if=/dev/zero of="$1" bs=2M count=$(($2 >> 21)) seek="$3" oflag=seek_bytes \
+        conv=notrunc${4:+,fdatasync} status=none
+}
+commit_floor() { # base top
+    local size; size=$(stat -c %s "$1")
+    write_floor "$1" $((1 << 30)) $(((size - (512 << 20)) >> 21 << 21)) fdatasync
+    truncate -s 256K "$2"
 }
 convert_floor_step() {
     local name="floor: write 512 MiB, vs qemu convert -O qcow2"
@@ -160,19 +158,20 @@ convert_floor_step() {
         rm -f "$work/floor.qcow2"
     else
         rm -f "$work/floor.raw"
-        time_one "$name" qcowkit write_floor "$work/floor.raw" $((512 << 20)) 0 0
+        time_one "$name" qcowkit write_floor "$work/floor.raw" $((512 << 20)) 0
         rm -f "$work/floor.raw"
     fi
 }
 commit_floor_step() {
-    local name="floor: write 1 GiB + fdatasync, vs qemu commit"
+    local name="floor: write 1 GiB, fdatasync, cut top, vs qemu commit"
     if [[ $1 == qemu ]]; then
         commit_step qemu "$name"
         rm -f "$work"/qemu.{base,top}.qcow2
     else
         cp --sparse=always "$work/commit-base.qcow2" "$work/floor.base.qcow2"
-        time_one "$name" qcowkit write_floor "$work/floor.base.qcow2" $((1 << 30)) $((4 << 30)) 1
-        rm -f "$work/floor.base.qcow2"
+        cp --sparse=always "$work/commit-top.qcow2" "$work/floor.top.qcow2"
+        time_one "$name" qcowkit commit_floor "$work/floor.base.qcow2" "$work/floor.top.qcow2"
+        rm -f "$work"/floor.{base,top}.qcow2
     fi
 }
 same_output() { # case
