@@ -23,7 +23,8 @@ WORKDIR /src
 # in the build stage sees a stale pin file and fetches anyway.
 COPY . .
 # The Swift runtime is linked in statically, so the runtime stage needs no
-# Swift toolchain libraries: only the C and C++ runtime libraries it links.
+# Swift toolchain libraries: only the C and C++ runtime libraries it links,
+# and GLib and GnuTLS, which it opens with dlopen (serve's main loop, TLS).
 RUN swift build -c release --product qcowkit --static-swift-stdlib \
     && install -D -m 0755 "$(swift build -c release --show-bin-path)/qcowkit" /out/qcowkit
 
