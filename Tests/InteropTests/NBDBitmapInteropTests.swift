@@ -157,14 +157,7 @@ extension NBDBitmapInteropTests {
             let server = try NBDServerProcess(qemu: qemu, socket: dir + "/c\(qemu).sock",
                                               arguments: ["-t", "-f", "qcow2", "-B", "b0", top], in: dir)
             defer { server.stop() }
-            let reply = try NBDClients.script("""
-                import nbd, sys
-                h = nbd.NBD()
-                h.connect_uri(sys.argv[1])
-                h.cache(4 * 1024 * 1024, 0)
-                print("cached")
-                h.shutdown()
-                """, [server.uri], in: dir)
+            let reply = try NBDClients.cacheFirst4MiB(server.uri, in: dir)
             maps.append(reply + (try NBDClients.nbdinfo(["--map=qemu:dirty-bitmap:b0", server.uri]))
                         + (try NBDClients.nbdinfo(["--map", server.uri])))
         }

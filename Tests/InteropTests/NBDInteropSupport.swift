@@ -119,6 +119,19 @@ struct NBDTestError: Error, CustomStringConvertible {
 }
 
 enum NBDClients {
+    /// NBD_CMD_CACHE over the export's first 4 MiB through libnbd; prints
+    /// "cached" once the server has answered.
+    static func cacheFirst4MiB(_ uri: String, in directory: String) throws -> String {
+        try script("""
+            import nbd, sys
+            h = nbd.NBD()
+            h.connect_uri(sys.argv[1])
+            h.cache(4 * 1024 * 1024, 0)
+            print("cached")
+            h.shutdown()
+            """, [uri], in: directory)
+    }
+
     /// A python3 that can import libnbd's binding (Debian's, not a
     /// virtualenv's that lacks it).
     static func python() throws -> String {

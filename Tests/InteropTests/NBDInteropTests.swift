@@ -220,14 +220,7 @@ extension NBDRequestInteropTests {
             try QemuOracle.qemuImg("create", "-q", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", copy + "/t.qcow2")
             try QemuOracle.qemuIO(copy + "/t.qcow2", ["write -P 2 2M 64k"])
             let server = try NBDServerProcess(qemu: qemu, socket: copy + "/s.sock", arguments: ["-t", "t.qcow2"], in: copy)
-            let reply = try NBDClients.script("""
-                import nbd, sys
-                h = nbd.NBD()
-                h.connect_uri(sys.argv[1])
-                h.cache(4 * 1024 * 1024, 0)
-                print("cached")
-                h.shutdown()
-                """, [server.uri], in: copy)
+            let reply = try NBDClients.cacheFirst4MiB(server.uri, in: copy)
             #expect(reply == "cached\n")
             server.stop()
             maps.append(try QemuOracle.run(["qemu-img", "map", "--output=json", copy + "/t.qcow2"]).output)

@@ -59,7 +59,8 @@ final class ActiveCommitDriver: BlockJobDriver {
 
     func run(_ context: JobRunContext) throws {
         let length = top.size
-        let copier = CommitCopier(top: top, layers: layersAboveBase, base: base)
+        // Scans, grows and flushes only: the copies are MirrorInFlight's.
+        let copier = CommitCopier(top: top, layers: layersAboveBase, base: base, bufferSize: 0)
         defer { copier.deallocate() }
         try context.retry { try copier.growBase(to: length) }
 

@@ -10,6 +10,7 @@
 // guest write racing a copy is copied again only after that copy landed.
 
 import Glibc
+import Qcow2
 
 final class MirrorInFlight: Sendable {
     typealias Chunk = (offset: UInt64, length: UInt64)

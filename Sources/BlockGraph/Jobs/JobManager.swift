@@ -3,6 +3,8 @@
 // Sendable): the QMP service's main loop calls every method; worker threads
 // only reach it through work they post to the mailbox.
 
+import Qcow2  // spawnWorkerThread
+
 /// All jobs of one service, their verbs and their events.
 public final class JobManager {
     let mailbox: MainThreadMailbox

@@ -4,6 +4,7 @@
 // flight (read but not yet answered), which bounds a connection's memory;
 // a stalled or hostile client holds only its own threads.
 import BlockGraph
+import Qcow2
 import Synchronization
 
 final class ClientConnection: Sendable {

@@ -8,6 +8,7 @@
 // that run the requests and write the replies (ClientConnection.swift).
 // The tables below are one state behind one lock; callbacks run outside it.
 import BlockGraph
+import Qcow2
 
 /// How an `NBDServer` runs.
 public struct NBDServerConfiguration: Sendable {

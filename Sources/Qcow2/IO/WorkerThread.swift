@@ -1,6 +1,8 @@
 // A thread of its own for work that must run alongside its caller: the
 // workers of a convert (ConvertCopy) each block on I/O and wait for their
 // turn to write, which Dispatch's pools (sized to the cores) would starve.
+// The one way the package starts threads: joined (WorkerThread) or detached
+// (spawnWorkerThread: block jobs, NBD connections, bench's requests).
 
 #if canImport(Glibc)
 import Glibc
@@ -31,4 +33,14 @@ final class WorkerThread {
     }
 
     func join() { pthread_join(thread, nil) }
+
+    /// Lets the thread end on its own; it is not joined.
+    func detach() { pthread_detach(thread) }
+}
+
+/// Starts a detached thread running `body`; false if the system refused.
+package func spawnWorkerThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+    guard let thread = WorkerThread(body) else { return false }
+    thread.detach()
+    return true
 }

@@ -4,6 +4,7 @@
 // server cleanly (exit status 0), as does the last client's departure
 // without -t.
 import BlockGraph
+import Qcow2
 
 #if canImport(Glibc)
 import Glibc

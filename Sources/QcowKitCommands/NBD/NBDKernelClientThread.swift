@@ -7,6 +7,7 @@
 // first, and the parent exits once the device is connected (or with the
 // error that stopped it).
 import BlockGraph
+import Qcow2
 import NBD
 
 #if canImport(Glibc)
