@@ -80,7 +80,14 @@ package enum BitmapDirectory {
         }
         let directory = try file.readExactly(Int(ext.directorySize), at: ext.directoryOffset,
                                              step: "reading bitmap directory")
-        return try entries(directory, count: ext.bitmapCount, clusterSize: clusterSize, virtualSize: virtualSize)
+        let list = try entries(directory, count: ext.bitmapCount, clusterSize: clusterSize, virtualSize: virtualSize)
+        // QEMU makes a dirty bitmap of each entry in turn on every open, and
+        // a second one of the same name fails it (bdrv_create_dirty_bitmap).
+        var names = Set<String>()
+        for entry in list where !names.insert(entry.name).inserted {
+            throw Qcow2Error.invalidBitmaps("Bitmap already exists: \(entry.name)")
+        }
+        return list
     }
 
     /// The bytes of one entry with a name of `nameLength` bytes, padded to 8

@@ -29,9 +29,6 @@ extension Qcow2Writer {
         var needsUpdate = false
         for i in entries.indices {
             let entry = entries[i]
-            guard !dirtyBitmaps.contains(where: { $0.name == entry.name }) else {
-                throw Qcow2Error.invalidBitmaps("Bitmap already exists: \(entry.name)")
-            }
             var bitmap = DirtyBitmap(name: entry.name, granularity: UInt64(1) << UInt64(entry.granularityBits),
                                      size: imageSize, isEnabled: entry.isAuto && !entry.isInUse,
                                      isInconsistent: entry.isInUse)
